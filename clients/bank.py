@@ -1,0 +1,105 @@
+"""The client a partner bank uses: submit transfers, follow them, reconcile."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from remitnet.clearing.v1 import clearing_pb2 as cpb
+from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
+from remitnet.clients.base import ClientConfig, HubClient
+from remitnet.common.v1.money_pb2 import Money
+from remitnet.netting.v1 import netting_pb2 as npb
+from remitnet.netting.v1 import netting_pb2_grpc as ngrpc
+from remitnet.settlement.v1 import settlement_pb2 as spb
+from remitnet.settlement.v1 import settlement_pb2_grpc as sgrpc
+
+
+def new_transfer_id() -> str:
+    """A fresh UETR. Keep it with the payment so a retry reuses it."""
+    return str(uuid.uuid4())
+
+
+def instruction(
+    creditor: str,
+    currency: str,
+    minor_units: int,
+    *,
+    transfer_id: str | None = None,
+    remittance_info: str = "",
+) -> cpb.TransferInstruction:
+    return cpb.TransferInstruction(
+        transfer_id=transfer_id or new_transfer_id(),
+        creditor_bank=creditor,
+        amount=Money(currency=currency, minor_units=minor_units),
+        remittance_info=remittance_info,
+    )
+
+
+class BankClient(HubClient):
+    def __init__(self, bank_code: str, config: ClientConfig | None = None) -> None:
+        super().__init__(f"bank:{bank_code}", config)
+        self.bank_code = bank_code
+        self.clearing = cgrpc.ClearingServiceStub(self.channel)
+        self.netting = ngrpc.NettingServiceStub(self.channel)
+        self.settlement = sgrpc.SettlementServiceStub(self.channel)
+
+    async def submit(self, item: cpb.TransferInstruction) -> cpb.SubmitTransferResponse:
+        """Clear one transfer. Retries reuse the same transfer id, so a lost
+        response never creates a second transfer."""
+        return await self.call(
+            self.clearing.SubmitTransfer, cpb.SubmitTransferRequest(transfer=item)
+        )
+
+    async def submit_batch(
+        self, items: Sequence[cpb.TransferInstruction], *, deadline_s: float = 60.0
+    ) -> cpb.SubmitTransfersResponse:
+        return await self.call(
+            self.clearing.SubmitTransfers,
+            cpb.SubmitTransfersRequest(transfers=items),
+            deadline_s=deadline_s,
+        )
+
+    async def get(self, transfer_id: str) -> cpb.Transfer:
+        response = await self.call(
+            self.clearing.GetTransfer, cpb.GetTransferRequest(transfer_id=transfer_id)
+        )
+        return response.transfer
+
+    async def list(
+        self,
+        *,
+        status: cpb.TransferStatus.ValueType = cpb.TRANSFER_STATUS_UNSPECIFIED,
+        cycle_id: str = "",
+        counterparty: str = "",
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> cpb.ListTransfersResponse:
+        return await self.call(
+            self.clearing.ListTransfers,
+            cpb.ListTransfersRequest(
+                status=status,
+                cycle_id=cycle_id,
+                counterparty_bank=counterparty,
+                page_size=page_size,
+                page_token=page_token,
+            ),
+        )
+
+    async def cancel(self, transfer_id: str) -> cpb.Transfer:
+        response = await self.call(
+            self.clearing.CancelTransfer, cpb.CancelTransferRequest(transfer_id=transfer_id)
+        )
+        return response.transfer
+
+    async def statement(self, currency: str, after_sequence: int = 0) -> spb.GetStatementResponse:
+        return await self.call(
+            self.settlement.GetStatement,
+            spb.GetStatementRequest(
+                bank_code=self.bank_code, currency=currency, after_sequence=after_sequence
+            ),
+        )
+
+    async def cycle(self, cycle_id: str) -> npb.Cycle:
+        response = await self.call(self.netting.GetCycle, npb.GetCycleRequest(cycle_id=cycle_id))
+        return response.cycle

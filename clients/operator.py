@@ -1,0 +1,132 @@
+"""The client the hub operator uses: onboarding, liquidity, cycles, settlement."""
+
+from __future__ import annotations
+
+import uuid
+
+from remitnet.clients.base import ClientConfig, HubClient
+from remitnet.common.v1.money_pb2 import Money
+from remitnet.netting.v1 import netting_pb2 as npb
+from remitnet.netting.v1 import netting_pb2_grpc as ngrpc
+from remitnet.participants.v1 import participants_pb2 as ppb
+from remitnet.participants.v1 import participants_pb2_grpc as pgrpc
+from remitnet.settlement.v1 import settlement_pb2 as spb
+from remitnet.settlement.v1 import settlement_pb2_grpc as sgrpc
+
+
+class OperatorClient(HubClient):
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        super().__init__("operator", config)
+        self.participants = pgrpc.ParticipantsServiceStub(self.channel)
+        self.netting = ngrpc.NettingServiceStub(self.channel)
+        self.settlement = sgrpc.SettlementServiceStub(self.channel)
+
+    async def create_bank(
+        self, code: str, name: str, home_region: str, currencies: list[str]
+    ) -> ppb.Bank:
+        response = await self.call(
+            self.participants.CreateBank,
+            ppb.CreateBankRequest(
+                code=code, name=name, home_region=home_region, currencies=currencies
+            ),
+        )
+        return response.bank
+
+    async def get_bank(self, code: str) -> ppb.Bank:
+        response = await self.call(self.participants.GetBank, ppb.GetBankRequest(code=code))
+        return response.bank
+
+    async def list_banks(self, page_size: int = 1000) -> list[ppb.Bank]:
+        banks: list[ppb.Bank] = []
+        token = ""
+        while True:
+            response = await self.call(
+                self.participants.ListBanks,
+                ppb.ListBanksRequest(page_size=page_size, page_token=token),
+            )
+            banks += response.banks
+            token = response.next_page_token
+            if not token:
+                return banks
+
+    async def open_account(self, code: str, currency: str) -> ppb.Account:
+        response = await self.call(
+            self.participants.OpenAccount, ppb.OpenAccountRequest(bank_code=code, currency=currency)
+        )
+        return response.account
+
+    async def deposit(
+        self, code: str, currency: str, minor_units: int, deposit_id: str | None = None
+    ) -> ppb.Account:
+        response = await self.call(
+            self.participants.Deposit,
+            ppb.DepositRequest(
+                bank_code=code,
+                amount=Money(currency=currency, minor_units=minor_units),
+                deposit_id=deposit_id or str(uuid.uuid4()),
+            ),
+        )
+        return response.account
+
+    async def withdraw(
+        self, code: str, currency: str, minor_units: int, withdrawal_id: str | None = None
+    ) -> ppb.Account:
+        response = await self.call(
+            self.participants.Withdraw,
+            ppb.WithdrawRequest(
+                bank_code=code,
+                amount=Money(currency=currency, minor_units=minor_units),
+                withdrawal_id=withdrawal_id or str(uuid.uuid4()),
+            ),
+        )
+        return response.account
+
+    async def set_cap(self, code: str, currency: str, minor_units: int) -> ppb.Account:
+        response = await self.call(
+            self.participants.SetNetDebitCap,
+            ppb.SetNetDebitCapRequest(
+                bank_code=code, cap=Money(currency=currency, minor_units=minor_units)
+            ),
+        )
+        return response.account
+
+    async def suspend(self, code: str) -> ppb.Bank:
+        response = await self.call(self.participants.SuspendBank, ppb.SuspendBankRequest(code=code))
+        return response.bank
+
+    async def resume(self, code: str) -> ppb.Bank:
+        response = await self.call(self.participants.ResumeBank, ppb.ResumeBankRequest(code=code))
+        return response.bank
+
+    async def close_cycle(self, currency: str) -> npb.CloseCycleResponse:
+        # Not retried blindly: a close that committed but whose answer was
+        # lost would close the next cycle too. Check ListCycles instead.
+        return await self.call(
+            self.netting.CloseCycle, npb.CloseCycleRequest(currency=currency), retry=False
+        )
+
+    async def list_cycles(
+        self, currency: str = "", state: npb.CycleState.ValueType = npb.CYCLE_STATE_UNSPECIFIED
+    ) -> list[npb.Cycle]:
+        response = await self.call(
+            self.netting.ListCycles,
+            npb.ListCyclesRequest(currency=currency, state=state, page_size=1000),
+        )
+        return list(response.cycles)
+
+    async def get_cycle(self, cycle_id: str) -> npb.Cycle:
+        response = await self.call(self.netting.GetCycle, npb.GetCycleRequest(cycle_id=cycle_id))
+        return response.cycle
+
+    async def settle_cycle(self, cycle_id: str) -> spb.SettleCycleResponse:
+        return await self.call(
+            self.settlement.SettleCycle, spb.SettleCycleRequest(cycle_id=cycle_id)
+        )
+
+    async def statement(self, code: str, currency: str) -> spb.GetStatementResponse:
+        return await self.call(
+            self.settlement.GetStatement, spb.GetStatementRequest(bank_code=code, currency=currency)
+        )
+
+    async def ledger_balance(self) -> spb.GetLedgerBalanceResponse:
+        return await self.call(self.settlement.GetLedgerBalance, spb.GetLedgerBalanceRequest())

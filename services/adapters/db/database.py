@@ -1,0 +1,176 @@
+"""Engines and the serializable unit-of-work runner.
+
+Every unit that moves money runs in one SERIALIZABLE transaction and is
+retried whole on serialization failure, deadlock, CockroachDB restart errors,
+SQLite lock contention and lost connections, with jittered exponential
+backoff and a bound. Every unit is keyed (transfer id, posting id, cycle id),
+and its first act is to look its key up, so re-running it after an ambiguous
+commit (SQLSTATE 40003, or a connection lost during COMMIT) finds the first
+run's effect instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from remitnet.services.adapters import metrics
+from remitnet.services.domain.errors import Aborted, Reason
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+FaultHook = Callable[[Connection, str, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 12
+    base_delay_s: float = 0.002
+    max_delay_s: float = 0.25
+
+    def delay(self, attempt: int) -> float:
+        # Full jitter: spreads retries of conflicting writers apart.
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
+
+
+def normalize_url(url: str) -> str:
+    """Pick the psycopg 3 driver for postgresql:// and cockroachdb:// URLs."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername == "cockroachdb":
+        parsed = parsed.set(drivername="cockroachdb+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def classify_retry(exc: BaseException) -> str | None:
+    """Why a failed transaction may be re-run whole, or None if it may not."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    message = str(orig).lower()
+    if sqlstate == "40003" or "result is ambiguous" in message:
+        return "ambiguous"
+    if sqlstate == "40001":
+        return "restart" if "restart transaction" in message else "serialization"
+    if sqlstate == "40P01":
+        return "deadlock"
+    if sqlstate == "23505":
+        # A concurrent writer inserted the same key between our read and our
+        # insert; the re-run reads it and answers from it.
+        return "unique"
+    if "database is locked" in message or "database table is locked" in message:
+        return "locked"
+    if exc.connection_invalidated:
+        return "disconnect"
+    return None
+
+
+class Database:
+    """The engines of one database URL and the unit-of-work runner."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 8,
+        retry: RetryPolicy | None = None,
+        echo: bool = False,
+    ) -> None:
+        self.url = normalize_url(url)
+        self.retry = retry or RetryPolicy()
+        self.fault_hook: FaultHook | None = None
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            self.engine = create_engine(self.url, **kwargs)
+            self.read_engine = create_engine(self.url, **kwargs)
+            _configure_sqlite(self.engine, begin="BEGIN IMMEDIATE")
+            _configure_sqlite(self.read_engine, begin="BEGIN")
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+            self.engine = create_engine(self.url, isolation_level="SERIALIZABLE", **kwargs)
+            if self.dialect == "postgresql":
+                # Reads are a consistent snapshot that can never fail with a
+                # serialization error; money decisions never use them.
+                self.read_engine = self.engine.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            else:
+                self.read_engine = self.engine
+
+    def write(self, unit: str, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in one serializable transaction, retried whole."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.engine.begin() as conn:
+                    result = fn(conn)
+                    if self.fault_hook is not None:
+                        self.fault_hook(conn, unit, attempt)
+            except DBAPIError as exc:
+                reason = classify_retry(exc)
+                if reason is None:
+                    metrics.DB_TRANSACTIONS.labels(unit, "failed").inc()
+                    raise
+                if attempt >= self.retry.max_attempts:
+                    metrics.DB_TRANSACTIONS.labels(unit, "failed").inc()
+                    raise Aborted(
+                        Reason.RETRIES_EXHAUSTED,
+                        f"{unit} did not commit after {attempt} attempts ({reason}); retry",
+                    ) from exc
+                metrics.DB_RETRIES.labels(unit, reason).inc()
+                log.debug("retrying %s after %s (attempt %d)", unit, reason, attempt)
+                time.sleep(self.retry.delay(attempt))
+                continue
+            metrics.DB_TRANSACTIONS.labels(unit, "committed").inc()
+            return result
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` on a consistent snapshot, for status and reports."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.read_engine.begin() as conn:
+                    return fn(conn)
+            except DBAPIError as exc:
+                if classify_retry(exc) is None or attempt >= self.retry.max_attempts:
+                    raise
+                time.sleep(self.retry.delay(attempt))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+
+def _configure_sqlite(engine: Engine, *, begin: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from pysqlite so BEGIN IMMEDIATE takes the
+        # write lock up front: SQLite's only way to be serializable without
+        # lock-upgrade deadlocks.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)

@@ -1,0 +1,651 @@
+"""SQL of the units of work: small functions over a Connection, in SQLAlchemy
+Core so the hot batch path stays a handful of set-oriented statements."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, tuple_, update
+
+from remitnet.services.adapters.db.schema import (
+    accounts,
+    banks,
+    cycles,
+    ledger_entries,
+    positions,
+    postings,
+    transfers,
+)
+from remitnet.services.domain.ledger import EntryKind, Posting
+from remitnet.services.domain.model import (
+    AccountKind,
+    BankStatus,
+    CycleState,
+    StoredTransfer,
+    TransferStatus,
+)
+from remitnet.services.domain.netting import AccountState, PositionDelta
+
+
+def utc(ts: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+# Banks ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BankRow:
+    code: str
+    name: str
+    home_region: str
+    status: BankStatus
+    created_at: datetime
+
+
+def _bank(row: Any) -> BankRow:
+    b = row._mapping
+    return BankRow(
+        b["code"], b["name"], b["home_region"], BankStatus(b["status"]), utc(b["created_at"])
+    )
+
+
+def get_bank(conn: Connection, code: str) -> BankRow | None:
+    row = conn.execute(select(banks).where(banks.c.code == code)).first()
+    return None if row is None else _bank(row)
+
+
+def list_banks(conn: Connection, after: str, limit: int) -> list[BankRow]:
+    rows = conn.execute(
+        select(banks).where(banks.c.code > after).order_by(banks.c.code).limit(limit)
+    )
+    return [_bank(r) for r in rows]
+
+
+def insert_bank(conn: Connection, bank: BankRow) -> None:
+    conn.execute(
+        insert(banks).values(
+            code=bank.code,
+            name=bank.name,
+            home_region=bank.home_region,
+            status=int(bank.status),
+            created_at=bank.created_at,
+        )
+    )
+
+
+def set_bank_status(conn: Connection, code: str, status: BankStatus) -> None:
+    conn.execute(update(banks).where(banks.c.code == code).values(status=int(status)))
+
+
+def bank_statuses(conn: Connection, codes: Collection[str]) -> dict[str, BankStatus]:
+    rows = conn.execute(select(banks.c.code, banks.c.status).where(banks.c.code.in_(codes)))
+    return {code: BankStatus(status) for code, status in rows}
+
+
+def bank_regions(conn: Connection) -> dict[str, str]:
+    return dict(conn.execute(select(banks.c.code, banks.c.home_region)).tuples().all())
+
+
+# Accounts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    id: str
+    owner: str
+    currency: str
+    kind: str
+    balance: int
+    net_debit_cap: int
+    unsettled_net: int
+    entry_count: int
+    opened_at: datetime
+
+
+def _account(row: Any) -> AccountRow:
+    a = row._mapping
+    return AccountRow(
+        a["id"],
+        a["owner"],
+        a["currency"],
+        a["kind"],
+        a["balance"],
+        a["net_debit_cap"],
+        a["unsettled_net"],
+        a["entry_count"],
+        utc(a["opened_at"]),
+    )
+
+
+def get_account(conn: Connection, account_id: str) -> AccountRow | None:
+    row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+    return None if row is None else _account(row)
+
+
+def owner_accounts(conn: Connection, owner: str) -> list[AccountRow]:
+    rows = conn.execute(
+        select(accounts).where(accounts.c.owner == owner).order_by(accounts.c.currency)
+    )
+    return [_account(r) for r in rows]
+
+
+def all_accounts(conn: Connection, kind: str | None = None) -> list[AccountRow]:
+    query = select(accounts).order_by(accounts.c.id)
+    if kind is not None:
+        query = query.where(accounts.c.kind == kind)
+    return [_account(r) for r in conn.execute(query)]
+
+
+def insert_account(
+    conn: Connection, account_id: str, owner: str, currency: str, kind: str, now: datetime
+) -> None:
+    conn.execute(
+        insert(accounts).values(
+            id=account_id,
+            owner=owner,
+            currency=currency,
+            kind=kind,
+            balance=0,
+            net_debit_cap=0,
+            unsettled_net=0,
+            entry_count=0,
+            opened_at=now,
+        )
+    )
+
+
+def set_cap(conn: Connection, account_id: str, cap: int) -> None:
+    conn.execute(update(accounts).where(accounts.c.id == account_id).values(net_debit_cap=cap))
+
+
+def load_account_states(conn: Connection, ids: Collection[str]) -> dict[str, AccountState]:
+    rows = conn.execute(
+        select(
+            accounts.c.id,
+            accounts.c.owner,
+            accounts.c.currency,
+            accounts.c.balance,
+            accounts.c.net_debit_cap,
+            accounts.c.unsettled_net,
+        ).where(accounts.c.id.in_(ids), accounts.c.kind == AccountKind.LIQUIDITY)
+    )
+    return {r[0]: AccountState(*r) for r in rows}
+
+
+_add_unsettled = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("aid"))
+    .values(unsettled_net=accounts.c.unsettled_net + bindparam("delta"))
+)
+
+
+def add_unsettled(conn: Connection, deltas: Mapping[str, int]) -> None:
+    if deltas:
+        conn.execute(_add_unsettled, [{"aid": k, "delta": v} for k, v in deltas.items() if v])
+
+
+# Cycles and positions ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRow:
+    id: str
+    currency: str
+    seq: int
+    state: CycleState
+    opened_at: datetime
+    closed_at: datetime | None
+    settled_at: datetime | None
+    transfer_count: int
+    gross_value: int
+    net_value: int
+
+
+def _cycle(row: Any) -> CycleRow:
+    c = row._mapping
+    return CycleRow(
+        c["id"],
+        c["currency"],
+        c["seq"],
+        CycleState(c["state"]),
+        utc(c["opened_at"]),
+        None if c["closed_at"] is None else utc(c["closed_at"]),
+        None if c["settled_at"] is None else utc(c["settled_at"]),
+        c["transfer_count"],
+        c["gross_value"],
+        c["net_value"],
+    )
+
+
+def get_cycle(conn: Connection, cycle_id: str) -> CycleRow | None:
+    row = conn.execute(select(cycles).where(cycles.c.id == cycle_id)).first()
+    return None if row is None else _cycle(row)
+
+
+def open_cycle(conn: Connection, currency: str) -> CycleRow | None:
+    row = conn.execute(
+        select(cycles).where(cycles.c.currency == currency, cycles.c.state == int(CycleState.OPEN))
+    ).first()
+    return None if row is None else _cycle(row)
+
+
+def open_cycle_ids(conn: Connection, currencies: Collection[str]) -> dict[str, str]:
+    rows = conn.execute(
+        select(cycles.c.currency, cycles.c.id).where(
+            cycles.c.currency.in_(currencies), cycles.c.state == int(CycleState.OPEN)
+        )
+    )
+    return dict(rows.tuples().all())
+
+
+def list_cycles(
+    conn: Connection, currency: str, state: CycleState | None, before: str | None, limit: int
+) -> list[CycleRow]:
+    query = select(cycles).order_by(cycles.c.opened_at.desc(), cycles.c.id.desc()).limit(limit)
+    if currency:
+        query = query.where(cycles.c.currency == currency)
+    if state is not None:
+        query = query.where(cycles.c.state == int(state))
+    if before:
+        marker = get_cycle(conn, before)
+        if marker is not None:
+            query = query.where(
+                (cycles.c.opened_at < marker.opened_at)
+                | and_(cycles.c.opened_at == marker.opened_at, cycles.c.id < marker.id)
+            )
+    return [_cycle(r) for r in conn.execute(query)]
+
+
+def cycle_states(conn: Connection, cycle_ids: Collection[str]) -> dict[str, CycleState]:
+    rows = conn.execute(select(cycles.c.id, cycles.c.state).where(cycles.c.id.in_(cycle_ids)))
+    return {cid: CycleState(state) for cid, state in rows}
+
+
+def unsettled_cycles(conn: Connection) -> list[CycleRow]:
+    rows = conn.execute(
+        select(cycles).where(cycles.c.state == int(CycleState.CLOSED)).order_by(cycles.c.closed_at)
+    )
+    return [_cycle(r) for r in rows]
+
+
+def insert_cycle(conn: Connection, cycle_id: str, currency: str, seq: int, now: datetime) -> None:
+    conn.execute(
+        insert(cycles).values(
+            id=cycle_id,
+            currency=currency,
+            seq=seq,
+            state=int(CycleState.OPEN),
+            opened_at=now,
+            transfer_count=0,
+            gross_value=0,
+            net_value=0,
+        )
+    )
+
+
+def max_cycle_seq(conn: Connection, currency: str) -> int:
+    value = conn.execute(
+        select(func.max(cycles.c.seq)).where(cycles.c.currency == currency)
+    ).scalar()
+    return int(value or 0)
+
+
+def seal_cycle(
+    conn: Connection, cycle_id: str, now: datetime, count: int, gross: int, net: int
+) -> None:
+    conn.execute(
+        update(cycles)
+        .where(cycles.c.id == cycle_id)
+        .values(
+            state=int(CycleState.CLOSED),
+            closed_at=now,
+            transfer_count=count,
+            gross_value=gross,
+            net_value=net,
+        )
+    )
+
+
+def mark_settled(conn: Connection, cycle_id: str, now: datetime) -> None:
+    conn.execute(
+        update(cycles)
+        .where(cycles.c.id == cycle_id)
+        .values(state=int(CycleState.SETTLED), settled_at=now)
+    )
+
+
+def cycle_positions(conn: Connection, cycle_id: str) -> dict[str, PositionDelta]:
+    rows = conn.execute(
+        select(
+            positions.c.bank_code,
+            positions.c.sent,
+            positions.c.received,
+            positions.c.sent_count,
+            positions.c.received_count,
+        )
+        .where(positions.c.cycle_id == cycle_id)
+        .order_by(positions.c.bank_code)
+    )
+    return {r[0]: PositionDelta(r[1], r[2], r[3], r[4]) for r in rows}
+
+
+_bump_position = (
+    update(positions)
+    .where(positions.c.cycle_id == bindparam("c"), positions.c.bank_code == bindparam("b"))
+    .values(
+        sent=positions.c.sent + bindparam("s"),
+        received=positions.c.received + bindparam("r"),
+        sent_count=positions.c.sent_count + bindparam("sc"),
+        received_count=positions.c.received_count + bindparam("rc"),
+    )
+)
+
+
+def add_positions(conn: Connection, deltas: Mapping[tuple[str, str], PositionDelta]) -> None:
+    """Apply per-bank position changes of one batch: one row per bank and
+    cycle, however many transfers the batch held."""
+    if not deltas:
+        return
+    keys = list(deltas)
+    present = {
+        (c, b)
+        for c, b in conn.execute(
+            select(positions.c.cycle_id, positions.c.bank_code).where(
+                tuple_(positions.c.cycle_id, positions.c.bank_code).in_(keys)
+            )
+        )
+    }
+    updates = []
+    inserts = []
+    for (cycle_id, bank), d in deltas.items():
+        if (cycle_id, bank) in present:
+            updates.append(
+                {
+                    "c": cycle_id,
+                    "b": bank,
+                    "s": d.sent,
+                    "r": d.received,
+                    "sc": d.sent_count,
+                    "rc": d.received_count,
+                }
+            )
+        else:
+            inserts.append(
+                {
+                    "cycle_id": cycle_id,
+                    "bank_code": bank,
+                    "sent": d.sent,
+                    "received": d.received,
+                    "sent_count": d.sent_count,
+                    "received_count": d.received_count,
+                }
+            )
+    if updates:
+        conn.execute(_bump_position, updates)
+    if inserts:
+        conn.execute(insert(positions), inserts)
+
+
+# Transfers ------------------------------------------------------------------
+
+_TRANSFER_COLUMNS = (
+    transfers.c.id,
+    transfers.c.debtor_bank,
+    transfers.c.creditor_bank,
+    transfers.c.currency,
+    transfers.c.amount,
+    transfers.c.remittance_info,
+    transfers.c.status,
+    transfers.c.cycle_id,
+    transfers.c.accepted_at,
+)
+
+
+def _transfer(r: tuple[Any, ...]) -> StoredTransfer:
+    tid, debtor, creditor, currency, amount, info, status, cycle_id, accepted = r
+    return StoredTransfer(
+        str(tid),
+        str(debtor),
+        str(creditor),
+        str(currency),
+        int(amount),
+        str(info),
+        TransferStatus(status),
+        str(cycle_id),
+        utc(accepted),
+    )
+
+
+def existing_transfers(conn: Connection, ids: Collection[str]) -> dict[str, StoredTransfer]:
+    rows = conn.execute(select(*_TRANSFER_COLUMNS).where(transfers.c.id.in_(ids)))
+    return {str(r[0]): _transfer(tuple(r)) for r in rows}
+
+
+def get_transfer(conn: Connection, transfer_id: str) -> StoredTransfer | None:
+    row = conn.execute(select(*_TRANSFER_COLUMNS).where(transfers.c.id == transfer_id)).first()
+    return None if row is None else _transfer(tuple(row))
+
+
+def insert_transfers(conn: Connection, items: Iterable[StoredTransfer]) -> None:
+    rows = [
+        {
+            "id": t.transfer_id,
+            "debtor_bank": t.debtor,
+            "creditor_bank": t.creditor,
+            "currency": t.currency,
+            "amount": t.amount,
+            "remittance_info": t.remittance_info,
+            "status": int(t.status),
+            "cycle_id": t.cycle_id,
+            "accepted_at": t.accepted_at,
+        }
+        for t in items
+    ]
+    if rows:
+        conn.execute(insert(transfers), rows)
+
+
+def set_transfer_status(conn: Connection, transfer_id: str, status: TransferStatus) -> None:
+    conn.execute(update(transfers).where(transfers.c.id == transfer_id).values(status=int(status)))
+
+
+def list_transfers(
+    conn: Connection,
+    *,
+    bank: str,
+    counterparty: str,
+    cycle_id: str,
+    stored_status: TransferStatus | None,
+    cycle_state: CycleState | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[tuple[StoredTransfer, CycleState]]:
+    """Transfers the bank sent or received, newest first, keyset-paged."""
+    query = (
+        select(*_TRANSFER_COLUMNS, cycles.c.state)
+        .join(cycles, cycles.c.id == transfers.c.cycle_id)
+        .order_by(transfers.c.accepted_at.desc(), transfers.c.id.desc())
+        .limit(limit)
+    )
+    if counterparty:
+        query = query.where(
+            ((transfers.c.debtor_bank == bank) & (transfers.c.creditor_bank == counterparty))
+            | ((transfers.c.debtor_bank == counterparty) & (transfers.c.creditor_bank == bank))
+        )
+    else:
+        query = query.where((transfers.c.debtor_bank == bank) | (transfers.c.creditor_bank == bank))
+    if cycle_id:
+        query = query.where(transfers.c.cycle_id == cycle_id)
+    if stored_status is not None:
+        query = query.where(transfers.c.status == int(stored_status))
+    if cycle_state is not None:
+        query = query.where(cycles.c.state == int(cycle_state))
+    if before is not None:
+        ts, tid = before
+        query = query.where(
+            (transfers.c.accepted_at < ts)
+            | and_(transfers.c.accepted_at == ts, transfers.c.id < tid)
+        )
+    return [(_transfer(tuple(r[:9])), CycleState(r[9])) for r in conn.execute(query)]
+
+
+# Ledger ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PostingRow:
+    id: str
+    kind: EntryKind
+    currency: str
+    owner: str
+    amount: int
+    reference: str
+    posted_at: datetime
+
+
+def get_posting(conn: Connection, posting_id: str) -> PostingRow | None:
+    row = conn.execute(select(postings).where(postings.c.id == posting_id)).first()
+    if row is None:
+        return None
+    p = row._mapping
+    return PostingRow(
+        p["id"], EntryKind(p["kind"]), p["currency"], p["owner"], p["amount"], p["reference"],
+        utc(p["posted_at"]),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    account_id: str
+    seq: int
+    kind: EntryKind
+    amount: int
+    balance_after: int
+    posting_id: str
+    reference: str
+    posted_at: datetime
+
+
+def post(conn: Connection, posting: Posting, *, owner: str, amount: int, now: datetime) -> None:
+    """Write a balanced posting: its idempotency record, one entry per leg in
+    each account's own sequence, and the new balances."""
+    conn.execute(
+        insert(postings).values(
+            id=posting.posting_id,
+            kind=int(posting.kind),
+            currency=posting.currency,
+            owner=owner,
+            amount=amount,
+            reference=posting.reference,
+            posted_at=now,
+        )
+    )
+    ids = {leg.account_id for leg in posting.legs}
+    if not ids:
+        return
+    state = {
+        r[0]: [r[1], r[2]]
+        for r in conn.execute(
+            select(accounts.c.id, accounts.c.balance, accounts.c.entry_count).where(
+                accounts.c.id.in_(ids)
+            )
+        )
+    }
+    missing = ids - state.keys()
+    if missing:
+        raise AssertionError(f"posting {posting.posting_id} names missing accounts {missing}")
+    entries = []
+    for leg in posting.legs:
+        acc = state[leg.account_id]
+        acc[0] += leg.amount
+        acc[1] += 1
+        entries.append(
+            {
+                "account_id": leg.account_id,
+                "seq": acc[1],
+                "currency": posting.currency,
+                "kind": int(posting.kind),
+                "amount": leg.amount,
+                "balance_after": acc[0],
+                "posting_id": posting.posting_id,
+                "reference": posting.reference,
+                "posted_at": now,
+            }
+        )
+    conn.execute(insert(ledger_entries), entries)
+    conn.execute(
+        update(accounts)
+        .where(accounts.c.id == bindparam("aid"))
+        .values(balance=bindparam("bal"), entry_count=bindparam("cnt")),
+        [{"aid": k, "bal": v[0], "cnt": v[1]} for k, v in state.items()],
+    )
+
+
+def posting_entries(conn: Connection, posting_id: str) -> list[EntryRow]:
+    rows = conn.execute(
+        select(ledger_entries)
+        .where(ledger_entries.c.posting_id == posting_id)
+        .order_by(ledger_entries.c.account_id)
+    )
+    return [_entry(r) for r in rows]
+
+
+def _entry(row: Any) -> EntryRow:
+    e = row._mapping
+    return EntryRow(
+        e["account_id"], e["seq"], EntryKind(e["kind"]), e["amount"], e["balance_after"],
+        e["posting_id"], e["reference"], utc(e["posted_at"]),
+    )  # fmt: skip
+
+
+def account_entries(
+    conn: Connection, account_id: str, after_seq: int, limit: int
+) -> list[EntryRow]:
+    rows = conn.execute(
+        select(ledger_entries)
+        .where(ledger_entries.c.account_id == account_id, ledger_entries.c.seq > after_seq)
+        .order_by(ledger_entries.c.seq)
+        .limit(limit)
+    )
+    return [_entry(r) for r in rows]
+
+
+def balance_after(conn: Connection, account_id: str, seq: int) -> int:
+    if seq <= 0:
+        return 0
+    value = conn.execute(
+        select(ledger_entries.c.balance_after).where(
+            ledger_entries.c.account_id == account_id, ledger_entries.c.seq == seq
+        )
+    ).scalar()
+    return int(value or 0)
+
+
+def ledger_totals(conn: Connection) -> dict[str, tuple[int, int, int]]:
+    """currency -> (sum of balances, sum of entries, number of entries)."""
+    balances = {
+        c: int(b or 0)
+        for c, b in conn.execute(
+            select(accounts.c.currency, func.sum(accounts.c.balance)).group_by(accounts.c.currency)
+        )
+    }
+    entries = {
+        c: (int(s or 0), int(n))
+        for c, s, n in conn.execute(
+            select(
+                ledger_entries.c.currency,
+                func.sum(ledger_entries.c.amount),
+                func.count(),
+            ).group_by(ledger_entries.c.currency)
+        )
+    }
+    out: dict[str, tuple[int, int, int]] = {}
+    for currency in sorted(set(balances) | set(entries)):
+        s, n = entries.get(currency, (0, 0))
+        out[currency] = (balances.get(currency, 0), s, n)
+    return out

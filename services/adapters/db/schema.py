@@ -1,0 +1,140 @@
+"""Tables. Portable across SQLite, PostgreSQL and CockroachDB: no sequences
+or SERIAL keys (transfer ids are client UUIDs; other keys derive from data),
+no LISTEN/NOTIFY, no advisory locks."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TS = DateTime(timezone=True)
+
+banks = Table(
+    "banks",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("name", String(140), nullable=False),
+    Column("home_region", String(32), nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+# Bank liquidity accounts and the hub's own accounts, one row per owner,
+# currency and kind. `balance` is the ledger balance (the sum of the
+# account's entries); `unsettled_net` is the net of accepted, unsettled
+# transfers that the netting engine maintains per batch.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("balance", BigInteger, nullable=False),
+    Column("net_debit_cap", BigInteger, nullable=False),
+    Column("unsettled_net", BigInteger, nullable=False),
+    Column("entry_count", BigInteger, nullable=False),
+    Column("opened_at", TS, nullable=False),
+    Index(None, "owner", "currency"),
+)
+
+# The idempotency record of every ledger posting (deposit, withdrawal,
+# settlement): its id is the client's or the cycle's, so a retried or
+# ambiguous commit can never post twice.
+postings = Table(
+    "postings",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("kind", SmallInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("owner", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("reference", String(80), nullable=False),
+    Column("posted_at", TS, nullable=False),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("kind", SmallInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("posting_id", String(80), nullable=False),
+    Column("reference", String(80), nullable=False),
+    Column("posted_at", TS, nullable=False),
+    Index(None, "posting_id"),
+)
+
+cycles = Table(
+    "cycles",
+    metadata,
+    Column("id", String(24), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("state", SmallInteger, nullable=False),
+    Column("opened_at", TS, nullable=False),
+    Column("closed_at", TS, nullable=True),
+    Column("settled_at", TS, nullable=True),
+    Column("transfer_count", BigInteger, nullable=False),
+    Column("gross_value", BigInteger, nullable=False),
+    Column("net_value", BigInteger, nullable=False),
+    UniqueConstraint("currency", "seq"),
+    # At most one open cycle per currency, enforced by the database.
+    Index(
+        "uq_cycles_open_currency",
+        "currency",
+        unique=True,
+        postgresql_where=text("state = 1"),
+        sqlite_where=text("state = 1"),
+    ),
+)
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("cycle_id", String(24), primary_key=True),
+    Column("bank_code", String(16), primary_key=True),
+    Column("sent", BigInteger, nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("sent_count", BigInteger, nullable=False),
+    Column("received_count", BigInteger, nullable=False),
+)
+
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", Uuid(as_uuid=False), primary_key=True),
+    Column("debtor_bank", String(16), nullable=False),
+    Column("creditor_bank", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("remittance_info", String(140), nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("cycle_id", String(24), nullable=False),
+    Column("accepted_at", TS, nullable=False),
+    Index(None, "debtor_bank", "accepted_at"),
+    Index(None, "creditor_bank", "accepted_at"),
+)

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from remitnet.clearing.v1 import clearing_pb2 as pb
+from remitnet.clearing.v1 import clearing_pb2_grpc as pb_grpc
+from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.grpc import convert
+from remitnet.services.adapters.grpc.errors import RPC_CODES
+from remitnet.services.adapters.grpc.identity import calling_bank
+from remitnet.services.domain.errors import InvalidArgument, Reason, RemitnetError
+from remitnet.services.domain.model import Instruction, TransferStatus, make_instruction
+from remitnet.services.domain.netting import Accepted, Outcome
+from remitnet.services.service_layer import clearing as uc
+from remitnet.services.service_layer.engine import NettingEngine
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+MAX_BATCH_ITEMS = 10_000
+
+
+def _instruction(debtor: str, msg: pb.TransferInstruction) -> Instruction:
+    if not msg.HasField("amount"):
+        raise InvalidArgument(Reason.MISSING_FIELD, "amount is required", field="amount")
+    return make_instruction(
+        transfer_id=msg.transfer_id,
+        debtor=debtor,
+        creditor=msg.creditor_bank,
+        currency=msg.amount.currency,
+        amount=msg.amount.minor_units,
+        remittance_info=msg.remittance_info,
+    )
+
+
+def _item_error(transfer_id: str, err: RemitnetError) -> pb.TransferResult:
+    return pb.TransferResult(
+        transfer_id=transfer_id,
+        error=pb.ItemError(code=RPC_CODES[err.kind], reason=err.reason, message=err.message),
+    )
+
+
+class ClearingServicer(pb_grpc.ClearingServiceServicer):
+    def __init__(self, db: Database, engine: NettingEngine) -> None:
+        self.db = db
+        self.engine = engine
+
+    async def SubmitTransfer(
+        self, request: pb.SubmitTransferRequest, context: Context
+    ) -> pb.SubmitTransferResponse:
+        if not request.HasField("transfer"):
+            raise InvalidArgument(Reason.MISSING_FIELD, "transfer is required", field="transfer")
+        instruction = _instruction(calling_bank(), request.transfer)
+        (outcome,) = await self.engine.submit([instruction])
+        if isinstance(outcome, Accepted):
+            return pb.SubmitTransferResponse(
+                transfer=convert.transfer(outcome.transfer, TransferStatus.ACCEPTED),
+                replayed=outcome.replayed,
+            )
+        raise outcome.error
+
+    async def SubmitTransfers(
+        self, request: pb.SubmitTransfersRequest, context: Context
+    ) -> pb.SubmitTransfersResponse:
+        count = len(request.transfers)
+        if count == 0:
+            raise InvalidArgument(Reason.EMPTY_BATCH, "the batch holds no transfers")
+        if count > MAX_BATCH_ITEMS:
+            raise InvalidArgument(
+                Reason.BATCH_TOO_LARGE, f"a batch holds at most {MAX_BATCH_ITEMS} transfers"
+            )
+        debtor = calling_bank()
+        results: list[pb.TransferResult] = [pb.TransferResult()] * count
+        valid: list[Instruction] = []
+        positions: list[int] = []
+        for index, msg in enumerate(request.transfers):
+            try:
+                valid.append(_instruction(debtor, msg))
+                positions.append(index)
+            except RemitnetError as err:
+                results[index] = _item_error(msg.transfer_id, err)
+        outcomes: list[Outcome] = await self.engine.submit(valid) if valid else []
+        accepted = 0
+        for index, outcome in zip(positions, outcomes, strict=True):
+            if isinstance(outcome, Accepted):
+                accepted += 1
+                results[index] = pb.TransferResult(
+                    transfer_id=outcome.transfer.transfer_id,
+                    transfer=convert.transfer(outcome.transfer, TransferStatus.ACCEPTED),
+                    replayed=outcome.replayed,
+                )
+            else:
+                results[index] = _item_error(request.transfers[index].transfer_id, outcome.error)
+        return pb.SubmitTransfersResponse(
+            results=results, accepted_count=accepted, rejected_count=count - accepted
+        )
+
+    async def GetTransfer(
+        self, request: pb.GetTransferRequest, context: Context
+    ) -> pb.GetTransferResponse:
+        view = await asyncio.to_thread(
+            uc.get_transfer, self.db, calling_bank(), request.transfer_id
+        )
+        return pb.GetTransferResponse(transfer=convert.transfer(view.transfer, view.status))
+
+    async def ListTransfers(
+        self, request: pb.ListTransfersRequest, context: Context
+    ) -> pb.ListTransfersResponse:
+        status = None
+        if request.status:
+            try:
+                status = TransferStatus(request.status)
+            except ValueError:
+                raise InvalidArgument(Reason.INVALID_ARGUMENT, "unknown status filter") from None
+        views, token = await asyncio.to_thread(
+            uc.list_transfers,
+            self.db,
+            calling_bank(),
+            status=status,
+            cycle_id=request.cycle_id,
+            counterparty=request.counterparty_bank,
+            page_token=request.page_token,
+            page_size=convert.page_size(request.page_size),
+        )
+        return pb.ListTransfersResponse(
+            transfers=[convert.transfer(v.transfer, v.status) for v in views],
+            next_page_token=token,
+        )
+
+    async def CancelTransfer(
+        self, request: pb.CancelTransferRequest, context: Context
+    ) -> pb.CancelTransferResponse:
+        view = await asyncio.to_thread(
+            uc.cancel_transfer, self.db, calling_bank(), request.transfer_id
+        )
+        return pb.CancelTransferResponse(transfer=convert.transfer(view.transfer, view.status))

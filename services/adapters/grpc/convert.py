@@ -1,0 +1,78 @@
+"""Translation between protobuf messages and domain values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from remitnet.clearing.v1 import clearing_pb2
+from remitnet.common.v1 import money_pb2
+from remitnet.participants.v1 import participants_pb2
+from remitnet.services.adapters.db import repository as repo
+from remitnet.services.domain.errors import InvalidArgument, Reason
+from remitnet.services.domain.model import StoredTransfer, TransferStatus
+from remitnet.services.domain.netting import headroom
+from remitnet.services.service_layer.participants import BankView
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def timestamp(ts: datetime | None) -> Timestamp | None:
+    if ts is None:
+        return None
+    out = Timestamp()
+    out.FromDatetime(ts)
+    return out
+
+
+def money(currency: str, minor_units: int) -> money_pb2.Money:
+    return money_pb2.Money(currency=currency, minor_units=minor_units)
+
+
+def require_money(message: money_pb2.Money, has: bool, field: str) -> tuple[str, int]:
+    if not has:
+        raise InvalidArgument(Reason.MISSING_FIELD, f"{field} is required", field=field)
+    return message.currency, message.minor_units
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument(Reason.INVALID_PAGE_SIZE, "page_size must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def account(row: repo.AccountRow) -> participants_pb2.Account:
+    return participants_pb2.Account(
+        bank_code=row.owner,
+        currency=row.currency,
+        balance=row.balance,
+        net_debit_cap=row.net_debit_cap,
+        unsettled_net=row.unsettled_net,
+        headroom=headroom(row.balance, row.net_debit_cap, row.unsettled_net),
+    )
+
+
+def bank(view: BankView) -> participants_pb2.Bank:
+    return participants_pb2.Bank(
+        code=view.bank.code,
+        name=view.bank.name,
+        home_region=view.bank.home_region,
+        status=int(view.bank.status),  # type: ignore[arg-type]
+        accounts=[account(a) for a in view.accounts],
+        created_at=timestamp(view.bank.created_at),
+    )
+
+
+def transfer(t: StoredTransfer, status: TransferStatus) -> clearing_pb2.Transfer:
+    return clearing_pb2.Transfer(
+        transfer_id=t.transfer_id,
+        debtor_bank=t.debtor,
+        creditor_bank=t.creditor,
+        amount=money(t.currency, t.amount),
+        remittance_info=t.remittance_info,
+        status=int(status),  # type: ignore[arg-type]
+        cycle_id=t.cycle_id,
+        accepted_at=timestamp(t.accepted_at),
+    )

@@ -1,0 +1,48 @@
+"""Domain errors as rich gRPC statuses: google.rpc.Status with ErrorInfo."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from remitnet.services.domain.errors import ERROR_DOMAIN, ErrorKind, RemitnetError
+
+GRPC_CODES: dict[ErrorKind, grpc.StatusCode] = {
+    ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorKind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorKind.ABORTED: grpc.StatusCode.ABORTED,
+    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+RPC_CODES: dict[ErrorKind, int] = {
+    ErrorKind.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
+    ErrorKind.NOT_FOUND: code_pb2.NOT_FOUND,
+    ErrorKind.ALREADY_EXISTS: code_pb2.ALREADY_EXISTS,
+    ErrorKind.FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
+    ErrorKind.PERMISSION_DENIED: code_pb2.PERMISSION_DENIED,
+    ErrorKind.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
+    ErrorKind.ABORTED: code_pb2.ABORTED,
+    ErrorKind.UNAVAILABLE: code_pb2.UNAVAILABLE,
+    ErrorKind.INTERNAL: code_pb2.INTERNAL,
+}
+
+
+def to_rpc_status(err: RemitnetError) -> status_pb2.Status:
+    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN)
+    for key, value in err.metadata.items():
+        info.metadata[key] = value
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return status_pb2.Status(code=RPC_CODES[err.kind], message=err.message, details=[detail])
+
+
+def to_grpc_status(err: RemitnetError) -> grpc.Status:
+    status: grpc.Status = rpc_status.to_status(to_rpc_status(err))
+    return status

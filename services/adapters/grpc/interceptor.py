@@ -1,0 +1,144 @@
+"""One server interceptor for every remitnet service: caller identity and
+authorization, RED metrics, and domain errors as rich statuses. Keeping
+these here keeps servicers to translation and use-case calls."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, cast
+
+import grpc
+
+from remitnet.services.adapters import metrics
+from remitnet.services.adapters.grpc.errors import to_grpc_status
+from remitnet.services.adapters.grpc.identity import (
+    IdentityResolver,
+    Role,
+    authorize,
+    reset_principal,
+    set_principal,
+)
+from remitnet.services.domain.errors import RemitnetError
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class HubInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, resolver: IdentityResolver, roles: Mapping[str, Role]) -> None:
+        self._resolver = resolver
+        self._roles = roles
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        service, _, name = method.lstrip("/").rpartition("/")
+        role = self._roles.get(method, Role.PUBLIC)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(cast(Any, handler.unary_unary), service, name, role),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(cast(Any, handler.unary_stream), service, name, role),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _unary(
+        self, inner: Callable[[Any, Context], Awaitable[Any]], service: str, name: str, role: Role
+    ) -> Callable[[Any, Context], Awaitable[Any]]:
+        labels = ("unary", service, name)
+
+        async def behavior(request: Any, context: Context) -> Any:
+            metrics.GRPC_STARTED.labels(*labels).inc()
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                token = None
+                if role is not Role.PUBLIC:
+                    principal = self._resolver.resolve(context)
+                    authorize(role, principal)
+                    token = set_principal(principal)
+                try:
+                    return await inner(request, context)
+                finally:
+                    if token is not None:
+                        reset_principal(token)
+            except RemitnetError as err:
+                code = err.kind.value
+                await context.abort_with_status(to_grpc_status(err))
+            except Exception as exc:
+                code = _code_of(context, exc)
+                if code == "UNKNOWN":
+                    code = "INTERNAL"
+                    log.exception("%s/%s failed", service, name)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                raise
+            finally:
+                metrics.GRPC_HANDLED.labels(*labels, code).inc()
+                metrics.GRPC_HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+
+        return behavior
+
+    def _stream(
+        self,
+        inner: Callable[[Any, Context], AsyncIterator[Any]],
+        service: str,
+        name: str,
+        role: Role,
+    ) -> Callable[[Any, Context], AsyncIterator[Any]]:
+        labels = ("server_stream", service, name)
+
+        async def behavior(request: Any, context: Context) -> AsyncIterator[Any]:
+            metrics.GRPC_STARTED.labels(*labels).inc()
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                token = None
+                if role is not Role.PUBLIC:
+                    principal = self._resolver.resolve(context)
+                    authorize(role, principal)
+                    token = set_principal(principal)
+                try:
+                    async for item in inner(request, context):
+                        yield item
+                finally:
+                    if token is not None:
+                        reset_principal(token)
+            except RemitnetError as err:
+                code = err.kind.value
+                await context.abort_with_status(to_grpc_status(err))
+            except Exception as exc:
+                code = _code_of(context, exc)
+                if code == "UNKNOWN":
+                    code = "INTERNAL"
+                    log.exception("%s/%s failed", service, name)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                raise
+            finally:
+                metrics.GRPC_HANDLED.labels(*labels, code).inc()
+                metrics.GRPC_HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+
+        return behavior
+
+
+def _code_of(context: Context, exc: BaseException) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    if isinstance(exc, grpc.aio.AbortError):
+        return "ABORTED_BY_HANDLER"
+    return "UNKNOWN"

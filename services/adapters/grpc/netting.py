@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from remitnet.netting.v1 import netting_pb2 as pb
+from remitnet.netting.v1 import netting_pb2_grpc as pb_grpc
+from remitnet.services.adapters import metrics
+from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.grpc import convert
+from remitnet.services.adapters.grpc.identity import current_principal
+from remitnet.services.domain.errors import InvalidArgument, Reason
+from remitnet.services.domain.model import CycleState
+from remitnet.services.service_layer import cycles as uc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def cycle_message(view: uc.CycleView, *, only_bank: str | None = None) -> pb.Cycle:
+    c = view.cycle
+    return pb.Cycle(
+        cycle_id=c.id,
+        currency=c.currency,
+        state=int(c.state),  # type: ignore[arg-type]
+        opened_at=convert.timestamp(c.opened_at),
+        closed_at=convert.timestamp(c.closed_at),
+        settled_at=convert.timestamp(c.settled_at),
+        transfer_count=view.transfer_count,
+        gross_value=view.gross_value,
+        net_value=view.net_value,
+        positions=[
+            pb.NetPosition(
+                bank_code=bank,
+                sent=p.sent,
+                received=p.received,
+                net=p.net,
+                sent_count=p.sent_count,
+                received_count=p.received_count,
+            )
+            for bank, p in view.positions.items()
+            if only_bank is None or bank == only_bank
+        ],
+    )
+
+
+def record_close(closed: uc.CycleView, opened: uc.CycleView, trigger: str) -> None:
+    currency = closed.cycle.currency
+    metrics.CYCLES_CLOSED.labels(currency, trigger).inc()
+    metrics.CYCLE_TRANSFERS.labels(currency).set(closed.transfer_count)
+    metrics.CYCLE_GROSS.labels(currency).set(closed.gross_value)
+    metrics.CYCLE_NET.labels(currency).set(closed.net_value)
+    metrics.CYCLE_OPEN_SINCE.labels(currency).set(opened.cycle.opened_at.timestamp())
+
+
+class NettingServicer(pb_grpc.NettingServiceServicer):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def ListCycles(
+        self, request: pb.ListCyclesRequest, context: Context
+    ) -> pb.ListCyclesResponse:
+        state = None
+        if request.state:
+            try:
+                state = CycleState(request.state)
+            except ValueError:
+                raise InvalidArgument(Reason.INVALID_ARGUMENT, "unknown cycle state") from None
+        size = convert.page_size(request.page_size)
+        views = await asyncio.to_thread(
+            uc.list_cycles, self.db, request.currency, state, request.page_token or None, size
+        )
+        bank = current_principal().bank
+        token = views[-1].cycle.id if len(views) == size else ""
+        return pb.ListCyclesResponse(
+            cycles=[cycle_message(v, only_bank=bank) for v in views], next_page_token=token
+        )
+
+    async def GetCycle(self, request: pb.GetCycleRequest, context: Context) -> pb.GetCycleResponse:
+        view = await asyncio.to_thread(uc.get_cycle, self.db, request.cycle_id)
+        # A bank sees the totals and its own position, not its competitors'.
+        return pb.GetCycleResponse(cycle=cycle_message(view, only_bank=current_principal().bank))
+
+    async def CloseCycle(
+        self, request: pb.CloseCycleRequest, context: Context
+    ) -> pb.CloseCycleResponse:
+        closed, opened = await asyncio.to_thread(uc.close_cycle, self.db, request.currency)
+        record_close(closed, opened, "operator")
+        return pb.CloseCycleResponse(closed=cycle_message(closed), opened=cycle_message(opened))

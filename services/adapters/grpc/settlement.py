@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from remitnet.services.adapters import metrics
+from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.grpc import convert
+from remitnet.services.adapters.grpc.identity import current_principal
+from remitnet.services.domain.errors import NotFound, Reason
+from remitnet.services.service_layer import settlement as uc
+from remitnet.settlement.v1 import settlement_pb2 as pb
+from remitnet.settlement.v1 import settlement_pb2_grpc as pb_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+MAX_STATEMENT_ENTRIES = 10_000
+
+
+def record_settlement(result: uc.Settlement, seconds: float) -> None:
+    cycle = result.cycle
+    metrics.CYCLES_SETTLED.labels(cycle.currency).inc()
+    metrics.SETTLEMENT_SECONDS.observe(seconds)
+    if cycle.closed_at is not None and cycle.settled_at is not None:
+        metrics.SETTLEMENT_LAG_SECONDS.observe((cycle.settled_at - cycle.closed_at).total_seconds())
+
+
+class SettlementServicer(pb_grpc.SettlementServiceServicer):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def SettleCycle(
+        self, request: pb.SettleCycleRequest, context: Context
+    ) -> pb.SettleCycleResponse:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        result = await asyncio.to_thread(uc.settle_cycle, self.db, request.cycle_id)
+        if not result.already_settled:
+            record_settlement(result, loop.time() - started)
+        return pb.SettleCycleResponse(
+            cycle_id=result.cycle.id,
+            currency=result.cycle.currency,
+            postings=[
+                pb.SettlementPosting(bank_code=b, amount=a)
+                for b, a in sorted(result.postings.items())
+            ],
+            settled_at=convert.timestamp(result.cycle.settled_at),
+            already_settled=result.already_settled,
+        )
+
+    async def GetStatement(
+        self, request: pb.GetStatementRequest, context: Context
+    ) -> pb.GetStatementResponse:
+        caller = current_principal().bank
+        if caller is not None and request.bank_code and request.bank_code != caller:
+            # Another bank's statement is reported as absent, not forbidden.
+            raise NotFound(Reason.ACCOUNT_NOT_FOUND, "no such account of yours")
+        bank = request.bank_code or (caller or "")
+        size = min(request.page_size or 1000, MAX_STATEMENT_ENTRIES)
+        st = await asyncio.to_thread(
+            uc.statement, self.db, bank, request.currency, request.after_sequence, size
+        )
+        return pb.GetStatementResponse(
+            bank_code=st.bank,
+            currency=st.currency,
+            opening_balance=convert.money(st.currency, st.opening_balance),
+            entries=[
+                pb.StatementEntry(
+                    sequence=e.seq,
+                    kind=int(e.kind),  # type: ignore[arg-type]
+                    amount=e.amount,
+                    balance_after=e.balance_after,
+                    reference=e.reference,
+                    posted_at=convert.timestamp(e.posted_at),
+                )
+                for e in st.entries
+            ],
+            closing_balance=convert.money(st.currency, st.closing_balance),
+            next_after_sequence=st.next_after_seq,
+        )
+
+    async def GetLedgerBalance(
+        self, request: pb.GetLedgerBalanceRequest, context: Context
+    ) -> pb.GetLedgerBalanceResponse:
+        totals = await asyncio.to_thread(uc.ledger_totals, self.db)
+        return pb.GetLedgerBalanceResponse(
+            currencies=[
+                pb.CurrencyTotal(currency=c, balance_sum=b, entry_sum=s, entry_count=n)
+                for c, (b, s, n) in totals.items()
+            ]
+        )

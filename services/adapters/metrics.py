@@ -1,0 +1,168 @@
+"""Prometheus metrics of the hub, in one place so names stay consistent.
+
+Naming follows Prometheus conventions: base units (seconds), `_total` for
+counters, and money as `_minor` (integer minor units of the labelled
+currency). Label values are bounded: bank codes, currencies, regions,
+method names and reason codes; never transfer ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000)
+
+BUILD_INFO = Info("remitnet_build", "Version of the running hub.")
+
+# gRPC RED metrics, with the label names of go-grpc-prometheus so that
+# stock dashboards and recording rules apply.
+GRPC_STARTED = Counter(
+    "grpc_server_started_total",
+    "RPCs started on the server.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+)
+GRPC_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by status code.",
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+)
+GRPC_HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from RPC start to completion on the server.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# Clearing.
+TRANSFERS = Counter(
+    "remitnet_transfers_total",
+    "Transfers submitted, by outcome (accepted, replayed, rejected) and reason code.",
+    ["outcome", "reason"],
+)
+TRANSFER_VALUE = Counter(
+    "remitnet_transfer_value_minor_total",
+    "Value of accepted transfers in minor units of the currency.",
+    ["currency"],
+)
+CORRIDOR_TRANSFERS = Counter(
+    "remitnet_corridor_transfers_total",
+    "Accepted transfers by debtor region, creditor region and currency.",
+    ["debtor_region", "creditor_region", "currency"],
+)
+CORRIDOR_VALUE = Counter(
+    "remitnet_corridor_value_minor_total",
+    "Accepted value by debtor region, creditor region and currency, in minor units.",
+    ["debtor_region", "creditor_region", "currency"],
+)
+TRANSFERS_CANCELLED = Counter(
+    "remitnet_transfers_cancelled_total", "Transfers cancelled while their cycle was open.", []
+)
+
+# Netting engine (group commit) and its controller.
+BATCHES = Counter("remitnet_netting_batches_total", "Batches committed by the netting engine.")
+BATCH_SIZE = Histogram(
+    "remitnet_netting_batch_size",
+    "Transfers per committed netting batch.",
+    buckets=BATCH_BUCKETS,
+)
+BATCH_SECONDS = Histogram(
+    "remitnet_netting_batch_duration_seconds",
+    "Duration of one netting batch transaction, retries included.",
+    buckets=LATENCY_BUCKETS,
+)
+QUEUE_ITEMS = Gauge("remitnet_netting_queue_items", "Transfers waiting for the next batch.")
+BATCH_LIMIT = Gauge(
+    "remitnet_netting_batch_limit", "Current maximum batch size chosen by the controller."
+)
+BATCH_LINGER = Gauge(
+    "remitnet_netting_batch_linger_seconds",
+    "Current time the engine waits to fill a batch, chosen by the controller.",
+)
+
+# Database units of work.
+DB_TRANSACTIONS = Counter(
+    "remitnet_db_transactions_total",
+    "Serializable units of work, by unit and outcome (committed, failed).",
+    ["unit", "outcome"],
+)
+DB_RETRIES = Counter(
+    "remitnet_db_transaction_retries_total",
+    "Units of work retried whole, by unit and reason (serialization, deadlock, "
+    "restart, locked, unique, ambiguous).",
+    ["unit", "reason"],
+)
+
+# Cycles and settlement.
+CYCLES_CLOSED = Counter(
+    "remitnet_cycles_closed_total",
+    "Settlement cycles closed, by currency and trigger (operator, schedule).",
+    ["currency", "trigger"],
+)
+CYCLES_SETTLED = Counter(
+    "remitnet_cycles_settled_total", "Settlement cycles settled, by currency.", ["currency"]
+)
+CYCLE_TRANSFERS = Gauge(
+    "remitnet_cycle_transfers", "Transfers in the last closed cycle.", ["currency"]
+)
+CYCLE_GROSS = Gauge(
+    "remitnet_cycle_gross_value_minor",
+    "Gross value of the last closed cycle, minor units.",
+    ["currency"],
+)
+CYCLE_NET = Gauge(
+    "remitnet_cycle_net_value_minor",
+    "Net value (sum of positive net positions) of the last closed cycle, minor units.",
+    ["currency"],
+)
+CYCLE_OPEN_SINCE = Gauge(
+    "remitnet_cycle_open_since_timestamp_seconds",
+    "Unix time at which the currently open cycle of the currency was opened.",
+    ["currency"],
+)
+CYCLE_SCHEDULE = Gauge(
+    "remitnet_cycle_close_interval_seconds",
+    "Configured interval between scheduled cycle closes (0: closed on demand only).",
+)
+CYCLES_UNSETTLED = Gauge(
+    "remitnet_cycles_unsettled",
+    "Closed cycles not yet settled, by currency.",
+    ["currency"],
+)
+OLDEST_UNSETTLED = Gauge(
+    "remitnet_cycle_oldest_unsettled_closed_timestamp_seconds",
+    "Unix time at which the oldest closed, unsettled cycle was closed (0: none).",
+    ["currency"],
+)
+SETTLEMENT_SECONDS = Histogram(
+    "remitnet_settlement_duration_seconds",
+    "Duration of the SettleCycle unit of work.",
+    buckets=LATENCY_BUCKETS,
+)
+SETTLEMENT_LAG_SECONDS = Histogram(
+    "remitnet_settlement_lag_seconds",
+    "Time from a cycle's close to its settlement.",
+    buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
+)
+
+# Per bank and currency (bounded by the number of participants).
+BANK_BALANCE = Gauge(
+    "remitnet_bank_balance_minor",
+    "Ledger balance of a bank's settlement account, minor units.",
+    ["bank", "currency"],
+)
+BANK_CAP = Gauge(
+    "remitnet_bank_net_debit_cap_minor",
+    "Net debit cap of a bank, minor units.",
+    ["bank", "currency"],
+)
+BANK_UNSETTLED = Gauge(
+    "remitnet_bank_unsettled_net_minor",
+    "Net of a bank's accepted, unsettled transfers (negative: net debtor), minor units.",
+    ["bank", "currency"],
+)
+BANK_HEADROOM = Gauge(
+    "remitnet_bank_headroom_minor",
+    "What a bank can still send: balance + cap + unsettled net, minor units.",
+    ["bank", "currency"],
+)

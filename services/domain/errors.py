@@ -1,0 +1,112 @@
+"""One error hierarchy for the hub. Each error carries a stable reason code
+(the `ErrorInfo.reason` banks see) and a kind that the gRPC edge maps to a
+status code. The domain never imports gRPC."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import ClassVar
+
+ERROR_DOMAIN = "remitnet.io"
+
+
+class ErrorKind(Enum):
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    ABORTED = "ABORTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+class RemitnetError(Exception):
+    """Base of every error the hub reports to a caller."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
+
+    def __init__(self, reason: str, message: str, **metadata: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = metadata
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r}, {self.message!r})"
+
+
+class InvalidArgument(RemitnetError):
+    kind = ErrorKind.INVALID_ARGUMENT
+
+
+class NotFound(RemitnetError):
+    kind = ErrorKind.NOT_FOUND
+
+
+class AlreadyExists(RemitnetError):
+    kind = ErrorKind.ALREADY_EXISTS
+
+
+class FailedPrecondition(RemitnetError):
+    kind = ErrorKind.FAILED_PRECONDITION
+
+
+class PermissionDenied(RemitnetError):
+    kind = ErrorKind.PERMISSION_DENIED
+
+
+class Unauthenticated(RemitnetError):
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class Aborted(RemitnetError):
+    """The unit of work could not commit within its retry budget."""
+
+    kind = ErrorKind.ABORTED
+
+
+class Unavailable(RemitnetError):
+    kind = ErrorKind.UNAVAILABLE
+
+
+class Reason:
+    """The reason codes, as constants so that tests and clients share them."""
+
+    INVALID_TRANSFER_ID = "INVALID_TRANSFER_ID"
+    INVALID_AMOUNT = "INVALID_AMOUNT"
+    AMOUNT_OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE"
+    UNKNOWN_CURRENCY = "UNKNOWN_CURRENCY"
+    CURRENCY_NOT_SUPPORTED = "CURRENCY_NOT_SUPPORTED"
+    UNKNOWN_PARTICIPANT = "UNKNOWN_PARTICIPANT"
+    PARTICIPANT_SUSPENDED = "PARTICIPANT_SUSPENDED"
+    SAME_DEBTOR_AND_CREDITOR = "SAME_DEBTOR_AND_CREDITOR"
+    REMITTANCE_INFO_TOO_LONG = "REMITTANCE_INFO_TOO_LONG"
+    INSUFFICIENT_LIQUIDITY = "INSUFFICIENT_LIQUIDITY"
+    DUPLICATE_WITH_DIFFERENT_CONTENT = "DUPLICATE_WITH_DIFFERENT_CONTENT"
+    EMPTY_BATCH = "EMPTY_BATCH"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    MISSING_FIELD = "MISSING_FIELD"
+    TRANSFER_NOT_FOUND = "TRANSFER_NOT_FOUND"
+    NOT_TRANSFER_DEBTOR = "NOT_TRANSFER_DEBTOR"
+    CYCLE_NOT_OPEN = "CYCLE_NOT_OPEN"
+    CYCLE_NOT_FOUND = "CYCLE_NOT_FOUND"
+    CYCLE_NOT_CLOSED = "CYCLE_NOT_CLOSED"
+    TRANSFER_NOT_CANCELLABLE = "TRANSFER_NOT_CANCELLABLE"
+    CANCEL_EXCEEDS_CREDITOR_HEADROOM = "CANCEL_EXCEEDS_CREDITOR_HEADROOM"
+    INVALID_BANK_CODE = "INVALID_BANK_CODE"
+    INVALID_NAME = "INVALID_NAME"
+    INVALID_REGION = "INVALID_REGION"
+    BANK_EXISTS = "BANK_EXISTS"
+    ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
+    CAP_BELOW_POSITION = "CAP_BELOW_POSITION"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    INVALID_PAGE_SIZE = "INVALID_PAGE_SIZE"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    MISSING_IDENTITY = "MISSING_IDENTITY"
+    OPERATOR_ONLY = "OPERATOR_ONLY"
+    BANK_ONLY = "BANK_ONLY"
+    NOT_OWN_ACCOUNT = "NOT_OWN_ACCOUNT"
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+    SHUTTING_DOWN = "SHUTTING_DOWN"

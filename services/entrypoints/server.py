@@ -1,0 +1,304 @@
+"""The hub's gRPC server: all services in one process by default, or a
+subset (`--only`), all against the same database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+from sqlalchemy import Connection
+
+from remitnet.clearing.v1 import clearing_pb2, clearing_pb2_grpc
+from remitnet.netting.v1 import netting_pb2, netting_pb2_grpc
+from remitnet.participants.v1 import participants_pb2, participants_pb2_grpc
+from remitnet.services.adapters import metrics
+from remitnet.services.adapters.db import migrate
+from remitnet.services.adapters.db import repository as repo
+from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.grpc.clearing import ClearingServicer
+from remitnet.services.adapters.grpc.identity import (
+    CertificateResolver,
+    IdentityResolver,
+    InsecureMetadataResolver,
+    Role,
+)
+from remitnet.services.adapters.grpc.interceptor import HubInterceptor
+from remitnet.services.adapters.grpc.netting import NettingServicer, record_close
+from remitnet.services.adapters.grpc.participants import ParticipantsServicer
+from remitnet.services.adapters.grpc.settlement import SettlementServicer, record_settlement
+from remitnet.services.domain.errors import RemitnetError
+from remitnet.services.domain.model import AccountKind, CycleState
+from remitnet.services.domain.netting import headroom
+from remitnet.services.service_layer import cycles, settlement
+from remitnet.services.service_layer.engine import EngineConfig, NettingEngine
+from remitnet.settlement.v1 import settlement_pb2, settlement_pb2_grpc
+
+log = logging.getLogger("remitnet.server")
+
+SERVICES = ("participants", "clearing", "netting", "settlement")
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+SERVICE_NAMES = {
+    "participants": participants_pb2.DESCRIPTOR.services_by_name["ParticipantsService"].full_name,
+    "clearing": clearing_pb2.DESCRIPTOR.services_by_name["ClearingService"].full_name,
+    "netting": netting_pb2.DESCRIPTOR.services_by_name["NettingService"].full_name,
+    "settlement": settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name,
+}
+
+# Who may call what. Anything not listed (health, reflection) is public.
+ROLES: dict[str, Role] = {}
+for _m in participants_pb2.DESCRIPTOR.services_by_name["ParticipantsService"].methods:
+    ROLES[f"/{SERVICE_NAMES['participants']}/{_m.name}"] = Role.OPERATOR
+for _m in clearing_pb2.DESCRIPTOR.services_by_name["ClearingService"].methods:
+    ROLES[f"/{SERVICE_NAMES['clearing']}/{_m.name}"] = Role.BANK
+ROLES[f"/{SERVICE_NAMES['netting']}/ListCycles"] = Role.ANY
+ROLES[f"/{SERVICE_NAMES['netting']}/GetCycle"] = Role.ANY
+ROLES[f"/{SERVICE_NAMES['netting']}/CloseCycle"] = Role.OPERATOR
+ROLES[f"/{SERVICE_NAMES['settlement']}/SettleCycle"] = Role.OPERATOR
+ROLES[f"/{SERVICE_NAMES['settlement']}/GetStatement"] = Role.ANY
+ROLES[f"/{SERVICE_NAMES['settlement']}/GetLedgerBalance"] = Role.OPERATOR
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    cert_file: str
+    key_file: str
+    client_ca_file: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    db_url: str = "sqlite:///remitnet.db"
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_port: int | None = 9464
+    only: tuple[str, ...] = SERVICES
+    insecure: bool = False
+    tls: TlsConfig | None = None
+    migrate: bool = True
+    cycle_seconds: float = 0.0
+    auto_settle: bool = False
+    grace_s: float = 10.0
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+class Hub:
+    """A running hub server and its background tasks."""
+
+    def __init__(self, config: ServerConfig, db: Database | None = None) -> None:
+        if config.tls is None and not config.insecure:
+            raise SystemExit(
+                "refusing to start without TLS: pass --tls-cert/--tls-key/--tls-client-ca, "
+                "or --insecure for development (caller identity from metadata)"
+            )
+        unknown = set(config.only) - set(SERVICES)
+        if unknown:
+            raise SystemExit(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
+        self.config = config
+        self.db = db or Database(config.db_url)
+        self.engine: NettingEngine | None = None
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self._health = health.aio.HealthServicer()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> int:
+        cfg = self.config
+        if cfg.migrate:
+            await asyncio.to_thread(migrate.upgrade, self.db)
+        resolver: IdentityResolver = (
+            InsecureMetadataResolver() if cfg.tls is None else CertificateResolver()
+        )
+        server = grpc.aio.server(
+            interceptors=[HubInterceptor(resolver, ROLES)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # Bounded connection age lets clients behind a Service spread
+                # over new replicas (gRPC balances per connection).
+                ("grpc.max_connection_age_ms", 300_000),
+                ("grpc.max_connection_age_grace_ms", 30_000),
+            ],
+        )
+        names: list[str] = []
+        if "participants" in cfg.only:
+            participants_pb2_grpc.add_ParticipantsServiceServicer_to_server(
+                ParticipantsServicer(self.db), server
+            )
+            names.append(SERVICE_NAMES["participants"])
+        if "clearing" in cfg.only:
+            self.engine = NettingEngine(self.db, cfg.engine)
+            await self.engine.start()
+            clearing_pb2_grpc.add_ClearingServiceServicer_to_server(
+                ClearingServicer(self.db, self.engine), server
+            )
+            names.append(SERVICE_NAMES["clearing"])
+        if "netting" in cfg.only:
+            netting_pb2_grpc.add_NettingServiceServicer_to_server(NettingServicer(self.db), server)
+            names.append(SERVICE_NAMES["netting"])
+        if "settlement" in cfg.only:
+            settlement_pb2_grpc.add_SettlementServiceServicer_to_server(
+                SettlementServicer(self.db), server
+            )
+            names.append(SERVICE_NAMES["settlement"])
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        address = f"{cfg.host}:{cfg.port}"
+        if cfg.tls is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            creds = grpc.ssl_server_credentials(
+                [(_read(cfg.tls.key_file), _read(cfg.tls.cert_file))],
+                root_certificates=_read(cfg.tls.client_ca_file),
+                require_client_auth=True,
+            )
+            self.port = server.add_secure_port(address, creds)
+        await server.start()
+        self.server = server
+        for name in names:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        if cfg.metrics_port is not None:
+            start_http_server(cfg.metrics_port, addr=cfg.host)
+        metrics.BUILD_INFO.info({"version": "0.1.0", "services": ",".join(cfg.only)})
+        metrics.CYCLE_SCHEDULE.set(cfg.cycle_seconds)
+        if "netting" in cfg.only:
+            self._spawn(self._gauges_loop(), "gauges")
+            if cfg.cycle_seconds > 0:
+                self._spawn(self._schedule_loop(), "cycle-schedule")
+        if "settlement" in cfg.only and cfg.auto_settle:
+            self._spawn(self._settle_loop(), "auto-settle")
+        log.info("remitnet serving %s on %s:%d", ",".join(cfg.only), cfg.host, self.port)
+        return self.port
+
+    def _spawn(self, coro: object, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
+
+    async def stop(self) -> None:
+        """Graceful: report NOT_SERVING, stop taking calls, let in-flight calls
+        finish (the engine commits what they queued), then stop the engine."""
+        await self._health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.server is not None:
+            await self.server.stop(self.config.grace_s)
+        if self.engine is not None:
+            await self.engine.stop()
+        self.db.dispose()
+
+    async def wait(self) -> None:
+        assert self.server is not None
+        await self.server.wait_for_termination()
+
+    async def _schedule_loop(self) -> None:
+        period = self.config.cycle_seconds
+        while True:
+            await asyncio.sleep(min(1.0, period / 4))
+            try:
+                for cycle in await asyncio.to_thread(cycles.open_cycles, self.db):
+                    if time.time() - cycle.opened_at.timestamp() >= period:
+                        closed, opened = await asyncio.to_thread(
+                            cycles.close_cycle, self.db, cycle.currency
+                        )
+                        record_close(closed, opened, "schedule")
+            except RemitnetError as exc:
+                log.warning("scheduled close failed: %s", exc)
+            except Exception:
+                log.exception("scheduled close failed")
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                for cycle in await asyncio.to_thread(cycles.unsettled, self.db):
+                    started = time.perf_counter()
+                    result = await asyncio.to_thread(settlement.settle_cycle, self.db, cycle.id)
+                    if not result.already_settled:
+                        record_settlement(result, time.perf_counter() - started)
+            except Exception:
+                log.exception("auto-settle failed")
+
+    async def _gauges_loop(self) -> None:
+        """Gauges that describe the database, not this process: refreshed
+        from it, so any replica reports the same values."""
+        while True:
+            try:
+                await asyncio.to_thread(self._refresh_gauges)
+            except Exception:
+                log.exception("gauge refresh failed")
+            await asyncio.sleep(5.0)
+
+    def _refresh_gauges(self) -> None:
+        def read(conn: Connection) -> tuple[list[repo.CycleRow], list[repo.AccountRow]]:
+            return (
+                repo.list_cycles(conn, "", None, None, 10_000),
+                repo.all_accounts(conn, AccountKind.LIQUIDITY),
+            )
+
+        all_cycles, accounts = self.db.read(read)
+        by_currency: dict[str, list[repo.CycleRow]] = {}
+        for c in all_cycles:
+            by_currency.setdefault(c.currency, []).append(c)
+        for currency, found in by_currency.items():
+            for c in found:
+                if c.state is CycleState.OPEN:
+                    metrics.CYCLE_OPEN_SINCE.labels(currency).set(c.opened_at.timestamp())
+            closed = [
+                c.closed_at.timestamp()
+                for c in found
+                if c.state is CycleState.CLOSED and c.closed_at
+            ]
+            metrics.CYCLES_UNSETTLED.labels(currency).set(len(closed))
+            metrics.OLDEST_UNSETTLED.labels(currency).set(min(closed, default=0.0))
+        for a in accounts:
+            metrics.BANK_BALANCE.labels(a.owner, a.currency).set(a.balance)
+            metrics.BANK_CAP.labels(a.owner, a.currency).set(a.net_debit_cap)
+            metrics.BANK_UNSETTLED.labels(a.owner, a.currency).set(a.unsettled_net)
+            metrics.BANK_HEADROOM.labels(a.owner, a.currency).set(
+                headroom(a.balance, a.net_debit_cap, a.unsettled_net)
+            )
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    hub = Hub(config)
+    await hub.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight calls (grace %.0fs)", config.grace_s)
+    await hub.stop()
+    log.info("stopped")
+
+
+def parse_services(values: Iterable[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in values:
+        out += [s.strip() for s in v.split(",") if s.strip()]
+    return tuple(out) or SERVICES

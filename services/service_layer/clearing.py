@@ -1,0 +1,215 @@
+"""Clearing use cases: the batch unit of work the netting engine commits,
+and the reads and cancellation banks call directly."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection
+
+from remitnet.services.adapters.db import repository as repo
+from remitnet.services.adapters.db.database import Database
+from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
+from remitnet.services.domain.model import (
+    CycleState,
+    Instruction,
+    StoredTransfer,
+    TransferStatus,
+    account_id,
+    canonical_transfer_id,
+    effective_status,
+)
+from remitnet.services.domain.netting import (
+    AccountState,
+    BatchResult,
+    PositionDelta,
+    clear_batch,
+    within_limit,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCommit:
+    result: BatchResult
+    accounts: list[AccountState]  # touched accounts as committed
+    attempts: int
+
+
+def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
+    """One serializable transaction for a whole batch: read the state the
+    batch touches, decide every item in memory, write transfers, positions
+    and account totals with a few set-oriented statements."""
+    attempts = 0
+    states: dict[tuple[str, str], AccountState] = {}
+
+    def unit(conn: Connection) -> BatchResult:
+        nonlocal attempts
+        attempts += 1
+        now = datetime.now(UTC)
+        existing = repo.existing_transfers(conn, [i.transfer_id for i in items])
+        fresh = [i for i in items if i.transfer_id not in existing]
+        banks: set[str] = set()
+        account_ids: set[str] = set()
+        currencies: set[str] = set()
+        for i in fresh:
+            banks.add(i.debtor)
+            banks.add(i.creditor)
+            account_ids.add(account_id(i.debtor, i.currency))
+            account_ids.add(account_id(i.creditor, i.currency))
+            currencies.add(i.currency)
+        statuses = repo.bank_statuses(conn, banks) if banks else {}
+        loaded = repo.load_account_states(conn, account_ids) if account_ids else {}
+        states.clear()
+        states.update({(s.bank, s.currency): s for s in loaded.values()})
+        open_ids = repo.open_cycle_ids(conn, currencies) if currencies else {}
+        result = clear_batch(
+            items,
+            existing=existing,
+            banks=statuses,
+            accounts=states,
+            open_cycles=open_ids,
+            now=now,
+        )
+        repo.insert_transfers(conn, result.new_transfers)
+        repo.add_positions(conn, result.positions)
+        repo.add_unsettled(conn, result.account_deltas)
+        return result
+
+    result = db.write("clear_batch", unit)
+    touched = {aid for aid in result.account_deltas}
+    return BatchCommit(result, [s for s in states.values() if s.account_id in touched], attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferView:
+    transfer: StoredTransfer
+    status: TransferStatus
+
+
+def _visible(t: StoredTransfer, caller: str | None) -> bool:
+    return caller is None or caller in (t.debtor, t.creditor)
+
+
+def get_transfer(db: Database, caller: str | None, transfer_id: str) -> TransferView:
+    """A transfer the caller is party to (the operator, caller None, sees all).
+    Others' transfers are reported as absent, not as forbidden."""
+    tid = canonical_transfer_id(transfer_id)
+
+    def unit(conn: Connection) -> TransferView:
+        t = repo.get_transfer(conn, tid)
+        if t is None or not _visible(t, caller):
+            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {tid}")
+        state = repo.cycle_states(conn, [t.cycle_id])[t.cycle_id]
+        return TransferView(t, effective_status(t.status, state))
+
+    return db.read(unit)
+
+
+# Which stored status and cycle state make each effective status.
+_STATUS_FILTER: dict[TransferStatus, tuple[TransferStatus, CycleState | None]] = {
+    TransferStatus.ACCEPTED: (TransferStatus.ACCEPTED, CycleState.OPEN),
+    TransferStatus.CLOSED: (TransferStatus.ACCEPTED, CycleState.CLOSED),
+    TransferStatus.SETTLED: (TransferStatus.ACCEPTED, CycleState.SETTLED),
+    TransferStatus.CANCELLED: (TransferStatus.CANCELLED, None),
+}
+
+
+def encode_page_token(t: StoredTransfer) -> str:
+    raw = f"{t.accepted_at.isoformat()}|{t.transfer_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_page_token(token: str) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        ts, tid = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(ts), canonical_transfer_id(tid)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidArgument(
+            Reason.INVALID_PAGE_TOKEN, "page_token is not one we issued"
+        ) from None
+
+
+def list_transfers(
+    db: Database,
+    caller: str,
+    *,
+    status: TransferStatus | None,
+    cycle_id: str,
+    counterparty: str,
+    page_token: str,
+    page_size: int,
+) -> tuple[list[TransferView], str]:
+    before = decode_page_token(page_token)
+    stored, cycle_state = _STATUS_FILTER[status] if status is not None else (None, None)
+
+    def unit(conn: Connection) -> list[tuple[StoredTransfer, CycleState]]:
+        return repo.list_transfers(
+            conn,
+            bank=caller,
+            counterparty=counterparty,
+            cycle_id=cycle_id,
+            stored_status=stored,
+            cycle_state=cycle_state,
+            before=before,
+            limit=page_size,
+        )
+
+    rows = db.read(unit)
+    views = [TransferView(t, effective_status(t.status, s)) for t, s in rows]
+    token = encode_page_token(rows[-1][0]) if len(rows) == page_size else ""
+    return views, token
+
+
+def cancel_transfer(db: Database, caller: str, transfer_id: str) -> TransferView:
+    """Take an accepted transfer back out of its still-open cycle. The
+    creditor loses the credit, so its own limit must still hold after."""
+    tid = canonical_transfer_id(transfer_id)
+
+    def unit(conn: Connection) -> TransferView:
+        t = repo.get_transfer(conn, tid)
+        if t is None or not _visible(t, caller):
+            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {tid}")
+        if t.debtor != caller:
+            raise FailedPrecondition(
+                Reason.NOT_TRANSFER_DEBTOR, "only the debtor bank can cancel a transfer"
+            )
+        if t.status is TransferStatus.CANCELLED:
+            return TransferView(t, TransferStatus.CANCELLED)
+        cycle = repo.get_cycle(conn, t.cycle_id)
+        assert cycle is not None
+        if cycle.state is not CycleState.OPEN:
+            raise FailedPrecondition(
+                Reason.CYCLE_NOT_OPEN,
+                f"cycle {cycle.id} is closed; the transfer can no longer be cancelled",
+            )
+        creditor_id = account_id(t.creditor, t.currency)
+        creditor = repo.load_account_states(conn, [creditor_id])[creditor_id]
+        if not within_limit(
+            creditor.balance, creditor.net_debit_cap, creditor.unsettled_net - t.amount
+        ):
+            raise FailedPrecondition(
+                Reason.CANCEL_EXCEEDS_CREDITOR_HEADROOM,
+                "the creditor has already used this credit; cancelling would breach its limit",
+            )
+        repo.set_transfer_status(conn, tid, TransferStatus.CANCELLED)
+        repo.add_positions(
+            conn,
+            {
+                (t.cycle_id, t.debtor): PositionDelta(sent=-t.amount, sent_count=-1),
+                (t.cycle_id, t.creditor): PositionDelta(received=-t.amount, received_count=-1),
+            },
+        )
+        repo.add_unsettled(
+            conn, {account_id(t.debtor, t.currency): t.amount, creditor_id: -t.amount}
+        )
+        cancelled = repo.get_transfer(conn, tid)
+        assert cancelled is not None
+        return TransferView(cancelled, TransferStatus.CANCELLED)
+
+    return db.write("cancel_transfer", unit)

@@ -1,0 +1,97 @@
+"""Settlement of closed cycles on the ledger, statements and ledger totals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection
+
+from remitnet.services.adapters.db import repository as repo
+from remitnet.services.adapters.db.database import Database
+from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
+from remitnet.services.domain.ledger import settlement_posting
+from remitnet.services.domain.model import HUB, CycleState, account_id
+from remitnet.services.domain.money import check_currency
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    cycle: repo.CycleRow
+    postings: dict[str, int]  # bank -> net amount posted to its account
+    already_settled: bool
+
+
+def settle_cycle(db: Database, cycle_id: str) -> Settlement:
+    """Post a closed cycle's net positions to the ledger exactly once: the
+    posting id is the cycle's, and the cycle's state is checked and changed
+    in the same serializable transaction."""
+
+    def unit(conn: Connection) -> Settlement:
+        cycle = repo.get_cycle(conn, cycle_id)
+        if cycle is None:
+            raise NotFound(Reason.CYCLE_NOT_FOUND, f"no cycle {cycle_id[:40]!r}")
+        if cycle.state is CycleState.OPEN:
+            raise FailedPrecondition(
+                Reason.CYCLE_NOT_CLOSED, f"cycle {cycle_id} is open; close it first"
+            )
+        if cycle.state is CycleState.SETTLED:
+            return Settlement(cycle, _posted(conn, cycle), True)
+        positions = repo.cycle_positions(conn, cycle.id)
+        nets = {bank: p.net for bank, p in positions.items()}
+        posting = settlement_posting(cycle.id, cycle.currency, nets)
+        now = datetime.now(UTC)
+        repo.post(conn, posting, owner=HUB, amount=cycle.net_value, now=now)
+        # What was unsettled is now on the balance: headroom is unchanged.
+        repo.add_unsettled(
+            conn, {account_id(bank, cycle.currency): -net for bank, net in nets.items()}
+        )
+        repo.mark_settled(conn, cycle.id, now)
+        settled = repo.get_cycle(conn, cycle.id)
+        assert settled is not None
+        return Settlement(settled, {b: n for b, n in nets.items() if n}, False)
+
+    return db.write("settle_cycle", unit)
+
+
+def _posted(conn: Connection, cycle: repo.CycleRow) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for entry in repo.posting_entries(conn, f"settle:{cycle.id}"):
+        owner = entry.account_id.split("/", 1)[0]
+        if owner != HUB:
+            out[owner] = entry.amount
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    bank: str
+    currency: str
+    opening_balance: int
+    entries: list[repo.EntryRow]
+    closing_balance: int
+    next_after_seq: int
+
+
+def statement(db: Database, bank: str, currency: str, after_seq: int, limit: int) -> Statement:
+    check_currency(currency)
+    after_seq = max(0, after_seq)
+
+    def unit(conn: Connection) -> Statement:
+        aid = account_id(bank, currency)
+        account = repo.get_account(conn, aid)
+        if account is None:
+            raise NotFound(
+                Reason.ACCOUNT_NOT_FOUND, f"no {currency} account of {bank}", bank=bank[:16]
+            )
+        opening = repo.balance_after(conn, aid, min(after_seq, account.entry_count))
+        entries = repo.account_entries(conn, aid, after_seq, limit)
+        closing = entries[-1].balance_after if entries else opening
+        more = bool(entries) and entries[-1].seq < account.entry_count
+        return Statement(bank, currency, opening, entries, closing, entries[-1].seq if more else 0)
+
+    return db.read(unit)
+
+
+def ledger_totals(db: Database) -> dict[str, tuple[int, int, int]]:
+    return db.read(repo.ledger_totals)
