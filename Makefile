@@ -24,7 +24,7 @@ buf:
 lint: venv buf
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	bash scripts/typecheck.sh
 
 postgres:
 	bash scripts/ensure_postgres.sh

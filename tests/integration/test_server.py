@@ -1,0 +1,190 @@
+"""The server as an operator sees it: health, reflection, metrics, roles,
+`--only`, and graceful shutdown of a real process on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from remitnet.clients.bank import BankClient, instruction
+from remitnet.clients.base import ClientConfig
+from remitnet.clients.operator import OperatorClient
+from remitnet.services.service_layer.audit import audit
+from tests.support import HubHandle
+
+SERVICES = [
+    "remitnet.participants.v1.ParticipantsService",
+    "remitnet.clearing.v1.ClearingService",
+    "remitnet.netting.v1.NettingService",
+    "remitnet.settlement.v1.SettlementService",
+]
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url) as response:
+        return str(response.read().decode())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_health_and_reflection(hub: HubHandle) -> None:
+    channel = hub.operator.channel
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ["", *SERVICES]:
+        response = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def ask() -> reflection_pb2.ServerReflectionResponse:
+        call = stub.ServerReflectionInfo()
+        await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+        await call.done_writing()
+        async for answer in call:
+            return answer
+        raise AssertionError("no reflection answer")
+
+    listed = {s.name for s in (await ask()).list_services_response.service}
+    assert set(SERVICES) <= listed
+    assert "grpc.health.v1.Health" in listed
+
+
+def _serve(db: str, port: int, metrics_port: int, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
+            "--db", db, "--port", str(port), "--metrics-port", str(metrics_port), *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def _wait_serving(target: str, service: str = "", wait_s: float = 30.0) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            try:
+                r = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{target} not serving")
+            await asyncio.sleep(0.1)
+
+
+async def test_process_serves_metrics_and_drains_on_sigterm(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hub.db'}"
+    port, mport = free_port(), free_port()
+    proc = _serve(db, port, mport)
+    target = f"127.0.0.1:{port}"
+    try:
+        await _wait_serving(target)
+        config = ClientConfig(target=target)
+        async with OperatorClient(config) as op:
+            for code in ("SIGA01", "SIGB01"):
+                await op.create_bank(code, code, "us-east1", ["USD"])
+                await op.deposit(code, "USD", 10_000_000)
+        async with BankClient("SIGA01", config) as bank:
+            await bank.submit(instruction("SIGB01", "USD", 5))
+            body = await asyncio.to_thread(_fetch, f"http://127.0.0.1:{mport}/metrics")
+            assert (
+                'grpc_server_handled_total{grpc_code="OK",grpc_method="SubmitTransfer",'
+                'grpc_service="remitnet.clearing.v1.ClearingService",grpc_type="unary"} 1.0'
+            ) in body
+            assert 'remitnet_transfers_total{outcome="accepted",reason=""} 1.0' in body
+            assert "remitnet_netting_batch_size_bucket" in body
+            assert "grpc_server_handling_seconds_bucket" in body
+            # Calls in flight when SIGTERM arrives are finished, not dropped.
+            batches = [[instruction("SIGB01", "USD", 1) for _ in range(2_000)] for _ in range(5)]
+            calls = [asyncio.create_task(bank.submit_batch(b)) for b in batches]
+            await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            responses = await asyncio.gather(*calls, return_exceptions=True)
+        exit_code: int = await asyncio.to_thread(lambda: proc.wait(30))
+        assert exit_code == 0, proc.stdout.read().decode() if proc.stdout else ""
+        done = [r for r in responses if not isinstance(r, BaseException)]
+        assert done, f"no call finished: {responses}"
+        for r in done:
+            assert r.accepted_count == 2_000
+        from remitnet.services.adapters.db.database import Database
+
+        stored = Database(db)
+        report = audit(stored)
+        assert report.ok, report.violations
+        # Every acknowledged transfer is stored; nothing else is.
+        assert report.transfers == 1 + 2_000 * len(done)
+        stored.dispose()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_services_split_across_processes_share_the_database(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'split.db'}"
+    ports = {
+        name: (free_port(), free_port())
+        for name in ("participants", "clearing", "netting,settlement")
+    }
+    procs = {name: _serve(db, p, m, "--only", name) for name, (p, m) in ports.items()}
+    try:
+        for p, _m in ports.values():
+            await _wait_serving(f"127.0.0.1:{p}")
+        t = {name: ClientConfig(target=f"127.0.0.1:{p}") for name, (p, _m) in ports.items()}
+        async with OperatorClient(t["participants"]) as op:
+            for code in ("SPLA01", "SPLB01"):
+                await op.create_bank(code, code, "us-east1", ["EUR"])
+                await op.deposit(code, "EUR", 1_000)
+        async with BankClient("SPLA01", t["clearing"]) as bank:
+            await bank.submit(instruction("SPLB01", "EUR", 600))
+            with pytest.raises(Exception) as err:
+                await bank.call(
+                    bank.netting.ListCycles,
+                    __import__(
+                        "remitnet.netting.v1.netting_pb2", fromlist=["x"]
+                    ).ListCyclesRequest(),
+                    retry=False,
+                )
+            assert "UNIMPLEMENTED" in str(err.value)
+        async with OperatorClient(t["netting,settlement"]) as op:
+            closed = (await op.close_cycle("EUR")).closed
+            assert closed.transfer_count == 1
+            settled = await op.settle_cycle(closed.cycle_id)
+            assert {p.bank_code: p.amount for p in settled.postings} == {
+                "SPLA01": -600,
+                "SPLB01": 600,
+            }
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            assert proc.wait(30) == 0
+
+
+def test_refuses_to_start_without_tls_or_insecure() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--db", "sqlite://"],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ},
+    )
+    assert result.returncode != 0
+    assert b"refusing to start without TLS" in result.stderr
