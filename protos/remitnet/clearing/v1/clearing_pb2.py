@@ -26,43 +26,45 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from remitnet.common.v1 import money_pb2 as remitnet_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#remitnet/clearing/v1/clearing.proto\x12\x14remitnet.clearing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eremitnet/common/v1/money.proto\"\x85\x01\n\x13TransferInstruction\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x15\n\rcreditor_bank\x18\x02 \x01(\t\x12)\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x04 \x01(\t\"\x88\x02\n\x08Transfer\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62tor_bank\x18\x02 \x01(\t\x12\x15\n\rcreditor_bank\x18\x03 \x01(\t\x12)\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x07 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"T\n\x15SubmitTransferRequest\x12;\n\x08transfer\x18\x01 \x01(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\\\n\x16SubmitTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"V\n\x16SubmitTransfersRequest\x12<\n\ttransfers\x18\x01 \x03(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\xa8\x01\n\x0eTransferResult\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x32\n\x08transfer\x18\x02 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x30\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1f.remitnet.clearing.v1.ItemErrorH\x00\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\x80\x01\n\x17SubmitTransfersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.remitnet.clearing.v1.TransferResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\")\n\x12GetTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"G\n\x13GetTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"\xa0\x01\n\x14ListTransfersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x04 \x01(\t\x12\x19\n\x11\x63ounterparty_bank\x18\x05 \x01(\t\"c\n\x15ListTransfersResponse\x12\x31\n\ttransfers\x18\x01 \x03(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15\x43\x61ncelTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"J\n\x16\x43\x61ncelTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer*\xa7\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSFER_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16TRANSFER_STATUS_CLOSED\x10\x02\x12\x1b\n\x17TRANSFER_STATUS_SETTLED\x10\x03\x12\x1d\n\x19TRANSFER_STATUS_CANCELLED\x10\x04\x32\xa9\x04\n\x0f\x43learingService\x12k\n\x0eSubmitTransfer\x12+.remitnet.clearing.v1.SubmitTransferRequest\x1a,.remitnet.clearing.v1.SubmitTransferResponse\x12n\n\x0fSubmitTransfers\x12,.remitnet.clearing.v1.SubmitTransfersRequest\x1a-.remitnet.clearing.v1.SubmitTransfersResponse\x12\x62\n\x0bGetTransfer\x12(.remitnet.clearing.v1.GetTransferRequest\x1a).remitnet.clearing.v1.GetTransferResponse\x12h\n\rListTransfers\x12*.remitnet.clearing.v1.ListTransfersRequest\x1a+.remitnet.clearing.v1.ListTransfersResponse\x12k\n\x0e\x43\x61ncelTransfer\x12+.remitnet.clearing.v1.CancelTransferRequest\x1a,.remitnet.clearing.v1.CancelTransferResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#remitnet/clearing/v1/clearing.proto\x12\x14remitnet.clearing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eremitnet/common/v1/money.proto\"\xd6\x01\n\x13TransferInstruction\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x15\n\rcreditor_bank\x18\x02 \x01(\t\x12)\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x04 \x01(\t\x12\x10\n\x08quote_id\x18\x05 \x01(\t\x12=\n\x0fsettlement_mode\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\"\x8d\x03\n\x08Transfer\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62tor_bank\x18\x02 \x01(\t\x12\x15\n\rcreditor_bank\x18\x03 \x01(\t\x12)\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x07 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08quote_id\x18\t \x01(\t\x12\x32\n\x0f\x63reditor_amount\x18\n \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12=\n\x0fsettlement_mode\x18\x0b \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"T\n\x15SubmitTransferRequest\x12;\n\x08transfer\x18\x01 \x01(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\\\n\x16SubmitTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"V\n\x16SubmitTransfersRequest\x12<\n\ttransfers\x18\x01 \x03(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\xa8\x01\n\x0eTransferResult\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x32\n\x08transfer\x18\x02 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x30\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1f.remitnet.clearing.v1.ItemErrorH\x00\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\x80\x01\n\x17SubmitTransfersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.remitnet.clearing.v1.TransferResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\")\n\x12GetTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"G\n\x13GetTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"\xa0\x01\n\x14ListTransfersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x04 \x01(\t\x12\x19\n\x11\x63ounterparty_bank\x18\x05 \x01(\t\"c\n\x15ListTransfersResponse\x12\x31\n\ttransfers\x18\x01 \x03(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15\x43\x61ncelTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"J\n\x16\x43\x61ncelTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer*\xa7\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSFER_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16TRANSFER_STATUS_CLOSED\x10\x02\x12\x1b\n\x17TRANSFER_STATUS_SETTLED\x10\x03\x12\x1d\n\x19TRANSFER_STATUS_CANCELLED\x10\x04*h\n\x0eSettlementMode\x12\x1f\n\x1bSETTLEMENT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SETTLEMENT_MODE_NETTED\x10\x01\x12\x19\n\x15SETTLEMENT_MODE_GROSS\x10\x02\x32\xa9\x04\n\x0f\x43learingService\x12k\n\x0eSubmitTransfer\x12+.remitnet.clearing.v1.SubmitTransferRequest\x1a,.remitnet.clearing.v1.SubmitTransferResponse\x12n\n\x0fSubmitTransfers\x12,.remitnet.clearing.v1.SubmitTransfersRequest\x1a-.remitnet.clearing.v1.SubmitTransfersResponse\x12\x62\n\x0bGetTransfer\x12(.remitnet.clearing.v1.GetTransferRequest\x1a).remitnet.clearing.v1.GetTransferResponse\x12h\n\rListTransfers\x12*.remitnet.clearing.v1.ListTransfersRequest\x1a+.remitnet.clearing.v1.ListTransfersResponse\x12k\n\x0e\x43\x61ncelTransfer\x12+.remitnet.clearing.v1.CancelTransferRequest\x1a,.remitnet.clearing.v1.CancelTransferResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'remitnet.clearing.v1.clearing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSFERSTATUS']._serialized_start=1662
-  _globals['_TRANSFERSTATUS']._serialized_end=1829
+  _globals['_TRANSFERSTATUS']._serialized_start=1876
+  _globals['_TRANSFERSTATUS']._serialized_end=2043
+  _globals['_SETTLEMENTMODE']._serialized_start=2045
+  _globals['_SETTLEMENTMODE']._serialized_end=2149
   _globals['_TRANSFERINSTRUCTION']._serialized_start=127
-  _globals['_TRANSFERINSTRUCTION']._serialized_end=260
-  _globals['_TRANSFER']._serialized_start=263
-  _globals['_TRANSFER']._serialized_end=527
-  _globals['_ITEMERROR']._serialized_start=529
-  _globals['_ITEMERROR']._serialized_end=587
-  _globals['_SUBMITTRANSFERREQUEST']._serialized_start=589
-  _globals['_SUBMITTRANSFERREQUEST']._serialized_end=673
-  _globals['_SUBMITTRANSFERRESPONSE']._serialized_start=675
-  _globals['_SUBMITTRANSFERRESPONSE']._serialized_end=767
-  _globals['_SUBMITTRANSFERSREQUEST']._serialized_start=769
-  _globals['_SUBMITTRANSFERSREQUEST']._serialized_end=855
-  _globals['_TRANSFERRESULT']._serialized_start=858
-  _globals['_TRANSFERRESULT']._serialized_end=1026
-  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_start=1029
-  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_end=1157
-  _globals['_GETTRANSFERREQUEST']._serialized_start=1159
-  _globals['_GETTRANSFERREQUEST']._serialized_end=1200
-  _globals['_GETTRANSFERRESPONSE']._serialized_start=1202
-  _globals['_GETTRANSFERRESPONSE']._serialized_end=1273
-  _globals['_LISTTRANSFERSREQUEST']._serialized_start=1276
-  _globals['_LISTTRANSFERSREQUEST']._serialized_end=1436
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=1438
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=1537
-  _globals['_CANCELTRANSFERREQUEST']._serialized_start=1539
-  _globals['_CANCELTRANSFERREQUEST']._serialized_end=1583
-  _globals['_CANCELTRANSFERRESPONSE']._serialized_start=1585
-  _globals['_CANCELTRANSFERRESPONSE']._serialized_end=1659
-  _globals['_CLEARINGSERVICE']._serialized_start=1832
-  _globals['_CLEARINGSERVICE']._serialized_end=2385
+  _globals['_TRANSFERINSTRUCTION']._serialized_end=341
+  _globals['_TRANSFER']._serialized_start=344
+  _globals['_TRANSFER']._serialized_end=741
+  _globals['_ITEMERROR']._serialized_start=743
+  _globals['_ITEMERROR']._serialized_end=801
+  _globals['_SUBMITTRANSFERREQUEST']._serialized_start=803
+  _globals['_SUBMITTRANSFERREQUEST']._serialized_end=887
+  _globals['_SUBMITTRANSFERRESPONSE']._serialized_start=889
+  _globals['_SUBMITTRANSFERRESPONSE']._serialized_end=981
+  _globals['_SUBMITTRANSFERSREQUEST']._serialized_start=983
+  _globals['_SUBMITTRANSFERSREQUEST']._serialized_end=1069
+  _globals['_TRANSFERRESULT']._serialized_start=1072
+  _globals['_TRANSFERRESULT']._serialized_end=1240
+  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_start=1243
+  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_end=1371
+  _globals['_GETTRANSFERREQUEST']._serialized_start=1373
+  _globals['_GETTRANSFERREQUEST']._serialized_end=1414
+  _globals['_GETTRANSFERRESPONSE']._serialized_start=1416
+  _globals['_GETTRANSFERRESPONSE']._serialized_end=1487
+  _globals['_LISTTRANSFERSREQUEST']._serialized_start=1490
+  _globals['_LISTTRANSFERSREQUEST']._serialized_end=1650
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=1652
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=1751
+  _globals['_CANCELTRANSFERREQUEST']._serialized_start=1753
+  _globals['_CANCELTRANSFERREQUEST']._serialized_end=1797
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_start=1799
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_end=1873
+  _globals['_CLEARINGSERVICE']._serialized_start=2152
+  _globals['_CLEARINGSERVICE']._serialized_end=2705
 # @@protoc_insertion_point(module_scope)

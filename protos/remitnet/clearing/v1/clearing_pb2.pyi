@@ -50,6 +50,31 @@ TRANSFER_STATUS_CANCELLED: TransferStatus.ValueType  # 4
 """Cancelled before its cycle closed: final."""
 Global___TransferStatus: _TypeAlias = TransferStatus  # noqa: Y015
 
+class _SettlementMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SettlementModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SettlementMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SETTLEMENT_MODE_UNSPECIFIED: _SettlementMode.ValueType  # 0
+    """Netted: cleared now, netted in the currency's cycle, settled with it."""
+    SETTLEMENT_MODE_NETTED: _SettlementMode.ValueType  # 1
+    SETTLEMENT_MODE_GROSS: _SettlementMode.ValueType  # 2
+    """Gross: settled on the ledger at once, one transaction per transfer, for
+    urgent high-value payments. Same-currency only.
+    """
+
+class SettlementMode(_SettlementMode, metaclass=_SettlementModeEnumTypeWrapper): ...
+
+SETTLEMENT_MODE_UNSPECIFIED: SettlementMode.ValueType  # 0
+"""Netted: cleared now, netted in the currency's cycle, settled with it."""
+SETTLEMENT_MODE_NETTED: SettlementMode.ValueType  # 1
+SETTLEMENT_MODE_GROSS: SettlementMode.ValueType  # 2
+"""Gross: settled on the ledger at once, one transaction per transfer, for
+urgent high-value payments. Same-currency only.
+"""
+Global___SettlementMode: _TypeAlias = SettlementMode  # noqa: Y015
+
 @_typing.final
 class TransferInstruction(_message.Message):
     """What a bank sends: the debtor is implied by the caller."""
@@ -60,13 +85,22 @@ class TransferInstruction(_message.Message):
     CREDITOR_BANK_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     REMITTANCE_INFO_FIELD_NUMBER: _builtins.int
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_MODE_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     """Client-chosen UUID (the UETR); the idempotency key."""
     creditor_bank: _builtins.str
     remittance_info: _builtins.str
     """Free text for the creditor, at most 140 characters."""
+    quote_id: _builtins.str
+    """A cross-currency transfer names the FX quote it consumes."""
+    settlement_mode: Global___SettlementMode.ValueType
     @_builtins.property
-    def amount(self) -> _money_pb2.Money: ...
+    def amount(self) -> _money_pb2.Money:
+        """What the debtor pays, in the source currency. With a quote it must equal
+        the quote's source amount.
+        """
+
     def __init__(
         self,
         *,
@@ -74,10 +108,12 @@ class TransferInstruction(_message.Message):
         creditor_bank: _builtins.str = ...,
         amount: _money_pb2.Money | None = ...,
         remittance_info: _builtins.str = ...,
+        quote_id: _builtins.str = ...,
+        settlement_mode: Global___SettlementMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "creditor_bank", b"creditor_bank", "remittance_info", b"remittance_info", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "creditor_bank", b"creditor_bank", "quote_id", b"quote_id", "remittance_info", b"remittance_info", "settlement_mode", b"settlement_mode", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -95,6 +131,9 @@ class Transfer(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CYCLE_ID_FIELD_NUMBER: _builtins.int
     ACCEPTED_AT_FIELD_NUMBER: _builtins.int
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    CREDITOR_AMOUNT_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_MODE_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     debtor_bank: _builtins.str
     creditor_bank: _builtins.str
@@ -102,10 +141,16 @@ class Transfer(_message.Message):
     status: Global___TransferStatus.ValueType
     cycle_id: _builtins.str
     """Settlement cycle the transfer was netted in, for example "USD-000042"."""
+    quote_id: _builtins.str
+    settlement_mode: Global___SettlementMode.ValueType
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
     def accepted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def creditor_amount(self) -> _money_pb2.Money:
+        """What the creditor receives; differs from amount only across currencies."""
+
     def __init__(
         self,
         *,
@@ -117,10 +162,13 @@ class Transfer(_message.Message):
         status: Global___TransferStatus.ValueType = ...,
         cycle_id: _builtins.str = ...,
         accepted_at: _timestamp_pb2.Timestamp | None = ...,
+        quote_id: _builtins.str = ...,
+        creditor_amount: _money_pb2.Money | None = ...,
+        settlement_mode: Global___SettlementMode.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "creditor_amount", b"creditor_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "creditor_bank", b"creditor_bank", "cycle_id", b"cycle_id", "debtor_bank", b"debtor_bank", "remittance_info", b"remittance_info", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "creditor_amount", b"creditor_amount", "creditor_bank", b"creditor_bank", "cycle_id", b"cycle_id", "debtor_bank", b"debtor_bank", "quote_id", b"quote_id", "remittance_info", b"remittance_info", "settlement_mode", b"settlement_mode", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
