@@ -166,3 +166,32 @@ BANK_HEADROOM = Gauge(
     "What a bank can still send: balance + cap + unsettled net, minor units.",
     ["bank", "currency"],
 )
+
+# FX.
+FX_QUOTES = Counter(
+    "remitnet_fx_quotes_total",
+    "FX quotes by outcome (issued, used, expired, refused) and reason code.",
+    ["outcome", "reason"],
+)
+FX_VOLUME = Counter(
+    "remitnet_fx_volume_minor_total",
+    "Source amount of accepted cross-currency transfers, minor units of the source currency.",
+    ["source_currency", "target_currency"],
+)
+HUB_FX_POSITION = Gauge(
+    "remitnet_hub_fx_position_minor",
+    "The hub's open FX position per currency (settled plus unsettled), minor units.",
+    ["currency"],
+)
+FX_REVENUE = Gauge(
+    "remitnet_hub_fx_revenue_minor",
+    "The hub's realised FX spread revenue per currency, minor units.",
+    ["currency"],
+)
+
+# Gross settlement.
+GROSS_TRANSFERS = Counter(
+    "remitnet_gross_transfers_total",
+    "Transfers settled gross, at once, by outcome (accepted, replayed, rejected).",
+    ["outcome"],
+)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
-from remitnet.services.domain.model import HUB, AccountKind, account_id
+from remitnet.services.domain.model import HUB, AccountKind, account_id, position_account_id
 from remitnet.services.domain.netting import check_nets_balance
 
 
@@ -16,6 +16,8 @@ class EntryKind(IntEnum):
     DEPOSIT = 1
     WITHDRAWAL = 2
     SETTLEMENT = 3
+    FX_REVENUE = 4
+    GROSS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +67,42 @@ def withdrawal_posting(posting_id: str, bank: str, currency: str, amount: int, r
 
 
 def settlement_posting(cycle_id: str, currency: str, nets: Mapping[str, int]) -> Posting:
-    """Each bank's net position against the hub's settlement account, one
-    pair of legs per bank, so that every bank entry has its counterpart."""
+    """Each participant's net position against the hub's settlement account,
+    one pair of legs per participant, so that every entry has its
+    counterpart. The hub's own FX legs settle to its FX account."""
     check_nets_balance(nets)
     hub = account_id(HUB, currency, AccountKind.SETTLEMENT)
     legs: list[Leg] = []
     for bank in sorted(nets):
         net = nets[bank]
         if net:
-            legs.append(Leg(account_id(bank, currency), net))
+            legs.append(Leg(position_account_id(bank, currency), net))
             legs.append(Leg(hub, -net))
     return Posting(f"settle:{cycle_id}", EntryKind.SETTLEMENT, currency, cycle_id, tuple(legs))
+
+
+def fx_revenue_posting(cycle_id: str, currency: str, fee: int) -> Posting:
+    """Realise the spread earned on a cycle's hub-paid legs: the FX book is
+    then carried at mid and the spread shows as revenue."""
+    return Posting(
+        f"fxrevenue:{cycle_id}",
+        EntryKind.FX_REVENUE,
+        currency,
+        cycle_id,
+        (
+            Leg(account_id(HUB, currency, AccountKind.FX), -fee),
+            Leg(account_id(HUB, currency, AccountKind.FX_REVENUE), fee),
+        ),
+    )
+
+
+def gross_posting(
+    transfer_id: str, debtor: str, creditor: str, currency: str, amount: int
+) -> Posting:
+    return Posting(
+        f"gross:{transfer_id}",
+        EntryKind.GROSS,
+        currency,
+        transfer_id,
+        (Leg(account_id(debtor, currency), -amount), Leg(account_id(creditor, currency), amount)),
+    )

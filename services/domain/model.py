@@ -24,7 +24,8 @@ class BankStatus(IntEnum):
 
 
 class TransferStatus(IntEnum):
-    """Values equal the proto enum's, and only ever move forward."""
+    """Values equal the proto enum's, and only ever move forward. Stored
+    rows hold ACCEPTED, CANCELLED, or SETTLED (gross settlement)."""
 
     ACCEPTED = 1
     CLOSED = 2
@@ -42,10 +43,20 @@ class AccountKind:
     LIQUIDITY = "LIQUIDITY"  # a bank's prefunded settlement account
     SETTLEMENT = "SETTLEMENT"  # the hub's counterpart of settled net positions
     RESERVE = "RESERVE"  # the hub's counterpart of deposits and withdrawals
+    FX = "FX"  # the hub as counterparty of both legs of cross-currency transfers
+    FX_REVENUE = "FX_REVENUE"  # the hub's spread income, realised at settlement
 
 
 def account_id(owner: str, currency: str, kind: str = AccountKind.LIQUIDITY) -> str:
     return f"{owner}/{currency}/{kind}"
+
+
+def position_account_id(participant: str, currency: str) -> str:
+    """The account a netting participant's position settles to: a bank's
+    liquidity account, or the hub's FX account for the hub's own legs."""
+    return account_id(
+        participant, currency, AccountKind.FX if participant == HUB else AccountKind.LIQUIDITY
+    )
 
 
 def check_bank_code(code: str, *, field: str = "bank_code") -> str:
@@ -68,18 +79,21 @@ def check_region(region: str) -> str:
 
 def canonical_transfer_id(raw: str) -> str:
     """The UETR in canonical lower-case 8-4-4-4-12 form."""
-    if len(raw) != 36:
-        raise InvalidArgument(
-            Reason.INVALID_TRANSFER_ID, "transfer_id must be a UUID in 8-4-4-4-12 form"
-        )
-    try:
-        value = uuid.UUID(raw)
-    except ValueError:
-        raise InvalidArgument(
-            Reason.INVALID_TRANSFER_ID, "transfer_id must be a UUID in 8-4-4-4-12 form"
-        ) from None
+    return canonical_uuid(raw, "transfer_id")
+
+
+def canonical_uuid(raw: str, field: str) -> str:
+    reason = Reason.INVALID_TRANSFER_ID if field == "transfer_id" else Reason.INVALID_ARGUMENT
+    value = None
+    if len(raw) == 36:
+        try:
+            value = uuid.UUID(raw)
+        except ValueError:
+            value = None
+    if value is None:
+        raise InvalidArgument(reason, f"{field} must be a UUID in 8-4-4-4-12 form", field=field)
     if value.int == 0:
-        raise InvalidArgument(Reason.INVALID_TRANSFER_ID, "transfer_id must not be the nil UUID")
+        raise InvalidArgument(reason, f"{field} must not be the nil UUID", field=field)
     return str(value)
 
 
@@ -93,14 +107,18 @@ class Instruction:
     currency: str
     amount: int
     remittance_info: str = ""
+    quote_id: str | None = None
+    gross: bool = False
 
-    def same_content(self, other: Instruction | StoredTransfer) -> bool:
+    def same_content(self, other: StoredTransfer) -> bool:
         return (
             self.debtor == other.debtor
             and self.creditor == other.creditor
             and self.currency == other.currency
             and self.amount == other.amount
             and self.remittance_info == other.remittance_info
+            and self.quote_id == other.quote_id
+            and self.gross == other.gross
         )
 
 
@@ -112,6 +130,8 @@ def make_instruction(
     currency: str,
     amount: int,
     remittance_info: str = "",
+    quote_id: str = "",
+    gross: bool = False,
 ) -> Instruction:
     """Stateless validation: everything that needs no database."""
     tid = canonical_transfer_id(transfer_id)
@@ -131,7 +151,12 @@ def make_instruction(
             Reason.REMITTANCE_INFO_TOO_LONG,
             f"remittance_info is limited to {MAX_REMITTANCE_INFO} characters",
         )
-    return Instruction(tid, debtor, creditor, currency, amount, remittance_info)
+    quote = canonical_uuid(quote_id, "quote_id") if quote_id else None
+    if gross and quote is not None:
+        raise InvalidArgument(
+            Reason.GROSS_NOT_CROSS_CURRENCY, "gross settlement is for same-currency transfers"
+        )
+    return Instruction(tid, debtor, creditor, currency, amount, remittance_info, quote, gross)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +167,69 @@ class StoredTransfer:
     currency: str
     amount: int
     remittance_info: str
-    status: TransferStatus  # as stored: ACCEPTED or CANCELLED
-    cycle_id: str
+    status: TransferStatus  # as stored: ACCEPTED, CANCELLED or SETTLED (gross)
+    cycle_id: str  # "" for gross settlement
     accepted_at: datetime
+    # Cross-currency transfers: the creditor's leg in its own currency.
+    quote_id: str | None = None
+    creditor_currency: str | None = None
+    creditor_amount: int | None = None
+    creditor_cycle_id: str | None = None
+    fee: int = 0  # the hub's spread, in the creditor's currency
+
+    @property
+    def gross(self) -> bool:
+        return self.cycle_id == ""
+
+    @property
+    def credit_currency(self) -> str:
+        return self.creditor_currency or self.currency
+
+    @property
+    def credit_amount(self) -> int:
+        return self.amount if self.creditor_amount is None else self.creditor_amount
+
+    def legs(self) -> tuple[Leg, ...]:
+        """Netting legs: one for a same-currency transfer, two through the
+        hub for a cross-currency one, none for gross settlement."""
+        if self.gross:
+            return ()
+        if self.creditor_cycle_id is None or self.creditor_currency is None:
+            return (Leg(self.cycle_id, self.currency, self.debtor, self.creditor, self.amount),)
+        return (
+            Leg(self.cycle_id, self.currency, self.debtor, HUB, self.amount),
+            Leg(
+                self.creditor_cycle_id,
+                self.creditor_currency,
+                HUB,
+                self.creditor,
+                self.credit_amount,
+                self.fee,
+            ),
+        )
 
 
-def effective_status(stored: TransferStatus, cycle_state: CycleState) -> TransferStatus:
-    """A transfer's status follows its cycle, so that closing or settling a
-    cycle of a million transfers writes one cycle row, not a million rows."""
-    if stored is TransferStatus.CANCELLED:
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One payment of a transfer within one currency's cycle."""
+
+    cycle_id: str
+    currency: str
+    payer: str
+    payee: str
+    amount: int
+    fee: int = 0  # the hub's spread earned on this leg (hub-paid legs only)
+
+
+def effective_status(stored: TransferStatus, *cycle_states: CycleState) -> TransferStatus:
+    """A transfer's status follows its cycle(s), so that closing or settling a
+    cycle of a million transfers writes one cycle row, not a million rows. A
+    cross-currency transfer is as far as the later of its two legs."""
+    if stored is not TransferStatus.ACCEPTED:
         return stored
+    if not cycle_states:
+        return stored
+    cycle_state = min(cycle_states)
     if cycle_state is CycleState.SETTLED:
         return TransferStatus.SETTLED
     if cycle_state is CycleState.CLOSED:

@@ -14,13 +14,18 @@ from datetime import datetime
 from remitnet.services.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
+    PermissionDenied,
     Reason,
     RemitnetError,
 )
+from remitnet.services.domain.fx import Quote
 from remitnet.services.domain.model import (
+    HUB,
     BankStatus,
     Instruction,
+    Leg,
     StoredTransfer,
     TransferStatus,
 )
@@ -60,6 +65,7 @@ class PositionDelta:
     received: int = 0
     sent_count: int = 0
     received_count: int = 0
+    fee: int = 0  # the hub's FX spread earned in this cycle (hub rows only)
 
     @property
     def net(self) -> int:
@@ -88,9 +94,11 @@ class BatchResult:
     positions: dict[tuple[str, str], PositionDelta] = field(default_factory=dict)
     # account_id -> change of unsettled_net
     account_deltas: dict[str, int] = field(default_factory=dict)
+    # quote_id -> transfer that consumed it
+    used_quotes: dict[str, str] = field(default_factory=dict)
 
 
-def _duplicate(tid: str) -> Rejected:
+def duplicate(tid: str) -> Rejected:
     return Rejected(
         AlreadyExists(
             Reason.DUPLICATE_WITH_DIFFERENT_CONTENT,
@@ -107,41 +115,76 @@ def clear_batch(
     accounts: Mapping[tuple[str, str], AccountState],
     open_cycles: Mapping[str, str],
     now: datetime,
+    quotes: Mapping[str, Quote] | None = None,
 ) -> BatchResult:
     """Decide every item in order against the state it sees, updating the
     working account states as it goes, so that items later in the batch see
-    the liquidity used by earlier ones."""
+    the liquidity used by earlier ones. Accounts are keyed by (participant,
+    currency); the hub's own legs use the key (HUB, currency)."""
     result = BatchResult()
     accepted_here: dict[str, StoredTransfer] = {}
     outcomes = result.outcomes
     positions = result.positions
     deltas = result.account_deltas
+    used = result.used_quotes
+    quotes = quotes or {}
     for item in items:
         tid = item.transfer_id
         prior = existing.get(tid) or accepted_here.get(tid)
         if prior is not None:
-            outcomes.append(Accepted(prior, True) if item.same_content(prior) else _duplicate(tid))
+            outcomes.append(Accepted(prior, True) if item.same_content(prior) else duplicate(tid))
+            continue
+        if item.gross:
+            outcomes.append(
+                Rejected(
+                    InvalidArgument(
+                        Reason.GROSS_NOT_IN_BATCH, "gross transfers are submitted one at a time"
+                    )
+                )
+            )
             continue
         error = _check_parties(item, banks)
         if error is not None:
             outcomes.append(Rejected(error))
             continue
+        quote = None
+        if item.quote_id is not None:
+            quote = quotes.get(item.quote_id)
+            error = _check_quote(quote, item, now, used)
+            if error is not None:
+                outcomes.append(Rejected(error))
+                continue
+            assert quote is not None
+            credit_currency = quote.terms.target_currency
+            credit_amount = quote.terms.target_amount
+        else:
+            credit_currency = item.currency
+            credit_amount = item.amount
         debtor = accounts.get((item.debtor, item.currency))
-        creditor = accounts.get((item.creditor, item.currency))
         cycle_id = open_cycles.get(item.currency)
-        if debtor is None or creditor is None or cycle_id is None:
-            bank = item.debtor if debtor is None else item.creditor
+        credit_cycle = open_cycles.get(credit_currency)
+        missing = None
+        if debtor is None or cycle_id is None:
+            missing = (item.debtor, item.currency)
+        elif (item.creditor, credit_currency) not in accounts or credit_cycle is None:
+            missing = (item.creditor, credit_currency)
+        elif quote is not None:
+            for key in ((HUB, item.currency), (HUB, credit_currency)):
+                if key not in accounts:
+                    missing = key
+        if missing is not None:
             outcomes.append(
                 Rejected(
                     FailedPrecondition(
                         Reason.CURRENCY_NOT_SUPPORTED,
-                        f"bank {bank} holds no {item.currency} account at the hub",
-                        bank=bank,
-                        currency=item.currency,
+                        f"{missing[0]} holds no {missing[1]} account at the hub",
+                        bank=missing[0],
+                        currency=missing[1],
                     )
                 )
             )
             continue
+        assert debtor is not None and cycle_id is not None and credit_cycle is not None
         if debtor.headroom < item.amount:
             outcomes.append(
                 Rejected(
@@ -154,35 +197,91 @@ def clear_batch(
                 )
             )
             continue
-        debtor.unsettled_net -= item.amount
-        creditor.unsettled_net += item.amount
-        deltas[debtor.account_id] = deltas.get(debtor.account_id, 0) - item.amount
-        deltas[creditor.account_id] = deltas.get(creditor.account_id, 0) + item.amount
-        sent = positions.get((cycle_id, item.debtor))
-        if sent is None:
-            sent = positions[(cycle_id, item.debtor)] = PositionDelta()
-        sent.sent += item.amount
-        sent.sent_count += 1
-        received = positions.get((cycle_id, item.creditor))
-        if received is None:
-            received = positions[(cycle_id, item.creditor)] = PositionDelta()
-        received.received += item.amount
-        received.received_count += 1
-        stored = StoredTransfer(
-            tid,
-            item.debtor,
-            item.creditor,
-            item.currency,
-            item.amount,
-            item.remittance_info,
-            TransferStatus.ACCEPTED,
-            cycle_id,
-            now,
-        )
+        if quote is None:
+            stored = StoredTransfer(
+                tid,
+                item.debtor,
+                item.creditor,
+                item.currency,
+                item.amount,
+                item.remittance_info,
+                TransferStatus.ACCEPTED,
+                cycle_id,
+                now,
+            )
+        else:
+            stored = StoredTransfer(
+                tid,
+                item.debtor,
+                item.creditor,
+                item.currency,
+                item.amount,
+                item.remittance_info,
+                TransferStatus.ACCEPTED,
+                cycle_id,
+                now,
+                quote.quote_id,
+                credit_currency,
+                credit_amount,
+                credit_cycle,
+                quote.terms.fee,
+            )
+            used[quote.quote_id] = tid
+        for leg in stored.legs():
+            apply_leg(leg, accounts, positions, deltas, +1)
         accepted_here[tid] = stored
         result.new_transfers.append(stored)
         outcomes.append(Accepted(stored, False))
     return result
+
+
+def apply_leg(
+    leg: Leg,
+    accounts: Mapping[tuple[str, str], AccountState],
+    positions: dict[tuple[str, str], PositionDelta],
+    deltas: dict[str, int],
+    sign: int,
+) -> None:
+    """Add (sign +1) or take back (sign -1, a cancellation) one leg."""
+    amount = sign * leg.amount
+    payer = accounts[(leg.payer, leg.currency)]
+    payee = accounts[(leg.payee, leg.currency)]
+    payer.unsettled_net -= amount
+    payee.unsettled_net += amount
+    deltas[payer.account_id] = deltas.get(payer.account_id, 0) - amount
+    deltas[payee.account_id] = deltas.get(payee.account_id, 0) + amount
+    sent = positions.get((leg.cycle_id, leg.payer))
+    if sent is None:
+        sent = positions[(leg.cycle_id, leg.payer)] = PositionDelta()
+    sent.sent += amount
+    sent.sent_count += sign
+    sent.fee += sign * leg.fee
+    received = positions.get((leg.cycle_id, leg.payee))
+    if received is None:
+        received = positions[(leg.cycle_id, leg.payee)] = PositionDelta()
+    received.received += amount
+    received.received_count += sign
+
+
+def _check_quote(
+    quote: Quote | None, item: Instruction, now: datetime, used_here: Mapping[str, str]
+) -> RemitnetError | None:
+    if quote is None:
+        return NotFound(Reason.QUOTE_NOT_FOUND, f"no quote {item.quote_id}")
+    if quote.bank != item.debtor:
+        return PermissionDenied(Reason.QUOTE_NOT_OWNED, "the quote was issued to another bank")
+    if quote.used_by is not None or quote.quote_id in used_here:
+        return FailedPrecondition(Reason.QUOTE_USED, "the quote has been used by another transfer")
+    if quote.expires_at <= now:
+        return FailedPrecondition(Reason.QUOTE_EXPIRED, "the quote has expired; ask for a new one")
+    terms = quote.terms
+    if (terms.source_currency, terms.source_amount) != (item.currency, item.amount):
+        return InvalidArgument(
+            Reason.QUOTE_MISMATCH,
+            f"the quote sells {terms.source_amount} {terms.source_currency}; "
+            f"the transfer's amount must match",
+        )
+    return None
 
 
 def _check_parties(item: Instruction, banks: Mapping[str, BankStatus]) -> RemitnetError | None:

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -29,6 +30,7 @@ from remitnet.services.entrypoints.server import (
     serve,
 )
 from remitnet.services.service_layer.engine import EngineConfig
+from remitnet.services.service_layer.fx import FxConfig
 
 DEFAULT_DB = os.environ.get("REMITNET_DB_URL", "sqlite:///remitnet.db")
 DEFAULT_TARGET = os.environ.get("REMITNET_TARGET", "127.0.0.1:50051")
@@ -78,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--auto-settle", action="store_true", help="settle closed cycles at once")
     s.add_argument("--max-batch", type=int, default=EngineConfig().max_batch)
     s.add_argument("--grace", type=float, default=10.0, help="seconds to drain on SIGTERM")
+    s.add_argument("--fx-rates", help="CSV or JSON file of mid rates loaded at start")
+    s.add_argument("--fx-spread-bps", type=int, default=FxConfig().default_spread_bps)
+    s.add_argument(
+        "--fx-corridor",
+        action="append",
+        default=[],
+        help="per-corridor spread, e.g. USD:PHP=75 (basis points)",
+    )
+    s.add_argument("--fx-quote-ttl", type=float, default=60.0, help="quote validity, seconds")
+    s.add_argument(
+        "--fx-max-rate-age",
+        type=float,
+        default=600.0,
+        help="refuse quotes on rates older than this, seconds",
+    )
+    s.add_argument("--fx-base", default="USD", help="currency cross rates go through")
 
     d = sub.add_parser("db", help="database schema")
     d.add_argument("action", choices=["upgrade", "current"])
@@ -143,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _corridors(values: list[str]) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for value in values:
+        pair, _, bps = value.partition("=")
+        source, _, target = pair.partition(":")
+        out[(source.upper(), target.upper())] = int(bps)
+    return out
+
+
 def _serve(args: argparse.Namespace) -> int:
     tls = None
     if args.tls_cert or args.tls_key or args.tls_client_ca:
@@ -160,6 +187,14 @@ def _serve(args: argparse.Namespace) -> int:
         auto_settle=args.auto_settle,
         grace_s=args.grace,
         engine=EngineConfig(max_batch=args.max_batch),
+        fx=FxConfig(
+            base_currency=args.fx_base,
+            default_spread_bps=args.fx_spread_bps,
+            corridor_spread_bps=_corridors(args.fx_corridor),
+            quote_ttl=timedelta(seconds=args.fx_quote_ttl),
+            max_rate_age=timedelta(seconds=args.fx_max_rate_age),
+        ),
+        rates_file=args.fx_rates,
     )
     asyncio.run(serve(config))
     return 0

@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,6 +19,7 @@ from prometheus_client import start_http_server
 from sqlalchemy import Connection
 
 from remitnet.clearing.v1 import clearing_pb2, clearing_pb2_grpc
+from remitnet.fx.v1 import fx_pb2, fx_pb2_grpc
 from remitnet.netting.v1 import netting_pb2, netting_pb2_grpc
 from remitnet.participants.v1 import participants_pb2, participants_pb2_grpc
 from remitnet.services.adapters import metrics
@@ -25,6 +27,7 @@ from remitnet.services.adapters.db import migrate
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc.clearing import ClearingServicer
+from remitnet.services.adapters.grpc.fx import FxServicer
 from remitnet.services.adapters.grpc.identity import (
     CertificateResolver,
     IdentityResolver,
@@ -38,13 +41,14 @@ from remitnet.services.adapters.grpc.settlement import SettlementServicer, recor
 from remitnet.services.domain.errors import RemitnetError
 from remitnet.services.domain.model import AccountKind, CycleState
 from remitnet.services.domain.netting import headroom
-from remitnet.services.service_layer import cycles, settlement
+from remitnet.services.service_layer import cycles, fx, settlement
 from remitnet.services.service_layer.engine import EngineConfig, NettingEngine
+from remitnet.services.service_layer.fx import FxConfig
 from remitnet.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 
 log = logging.getLogger("remitnet.server")
 
-SERVICES = ("participants", "clearing", "netting", "settlement")
+SERVICES = ("participants", "clearing", "fx", "netting", "settlement")
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 SERVICE_NAMES = {
@@ -52,6 +56,7 @@ SERVICE_NAMES = {
     "clearing": clearing_pb2.DESCRIPTOR.services_by_name["ClearingService"].full_name,
     "netting": netting_pb2.DESCRIPTOR.services_by_name["NettingService"].full_name,
     "settlement": settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name,
+    "fx": fx_pb2.DESCRIPTOR.services_by_name["FxService"].full_name,
 }
 
 # Who may call what. Anything not listed (health, reflection) is public.
@@ -66,6 +71,10 @@ ROLES[f"/{SERVICE_NAMES['netting']}/CloseCycle"] = Role.OPERATOR
 ROLES[f"/{SERVICE_NAMES['settlement']}/SettleCycle"] = Role.OPERATOR
 ROLES[f"/{SERVICE_NAMES['settlement']}/GetStatement"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['settlement']}/GetLedgerBalance"] = Role.OPERATOR
+ROLES[f"/{SERVICE_NAMES['fx']}/UpdateRates"] = Role.OPERATOR
+ROLES[f"/{SERVICE_NAMES['fx']}/ListRates"] = Role.ANY
+ROLES[f"/{SERVICE_NAMES['fx']}/CreateQuote"] = Role.BANK
+ROLES[f"/{SERVICE_NAMES['fx']}/GetQuote"] = Role.ANY
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,8 @@ class ServerConfig:
     auto_settle: bool = False
     grace_s: float = 10.0
     engine: EngineConfig = field(default_factory=EngineConfig)
+    fx: FxConfig = field(default_factory=FxConfig)
+    rates_file: str | None = None
 
 
 class Hub:
@@ -142,6 +153,12 @@ class Hub:
                 ClearingServicer(self.db, self.engine), server
             )
             names.append(SERVICE_NAMES["clearing"])
+        if "fx" in cfg.only:
+            if cfg.rates_file:
+                rows = fx.load_rates_file(Path(cfg.rates_file))
+                await asyncio.to_thread(fx.update_rates, self.db, rows)
+            fx_pb2_grpc.add_FxServiceServicer_to_server(FxServicer(self.db, cfg.fx), server)
+            names.append(SERVICE_NAMES["fx"])
         if "netting" in cfg.only:
             netting_pb2_grpc.add_NettingServiceServicer_to_server(NettingServicer(self.db), server)
             names.append(SERVICE_NAMES["netting"])
@@ -249,12 +266,15 @@ class Hub:
 
     def _refresh_gauges(self) -> None:
         def read(conn: Connection) -> tuple[list[repo.CycleRow], list[repo.AccountRow]]:
-            return (
-                repo.list_cycles(conn, "", None, None, 10_000),
-                repo.all_accounts(conn, AccountKind.LIQUIDITY),
-            )
+            return repo.list_cycles(conn, "", None, None, 10_000), repo.all_accounts(conn)
 
-        all_cycles, accounts = self.db.read(read)
+        all_cycles, every_account = self.db.read(read)
+        accounts = [a for a in every_account if a.kind == AccountKind.LIQUIDITY]
+        for a in every_account:
+            if a.kind == AccountKind.FX:
+                metrics.HUB_FX_POSITION.labels(a.currency).set(a.balance + a.unsettled_net)
+            elif a.kind == AccountKind.FX_REVENUE:
+                metrics.FX_REVENUE.labels(a.currency).set(a.balance)
         by_currency: dict[str, list[repo.CycleRow]] = {}
         for c in all_cycles:
             by_currency.setdefault(c.currency, []).append(c)

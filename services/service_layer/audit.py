@@ -11,15 +11,20 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, select
 
+from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import (
     accounts,
     cycles,
     ledger_entries,
     positions,
-    transfers,
 )
-from remitnet.services.domain.model import HUB, AccountKind, CycleState, TransferStatus
+from remitnet.services.domain.model import (
+    AccountKind,
+    CycleState,
+    TransferStatus,
+    position_account_id,
+)
 from remitnet.services.domain.netting import within_limit
 
 
@@ -68,38 +73,37 @@ def _audit(conn: Connection) -> AuditReport:
         if total:
             bad.append(f"{currency} ledger entries sum to {total}, not zero")
 
-    # Transfers: recompute positions and unsettled nets.
+    # Transfers: recompute positions and unsettled nets from their legs.
     cycle_state = {
         cid: CycleState(state) for cid, state in conn.execute(select(cycles.c.id, cycles.c.state))
     }
-    expected_pos: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    expected_pos: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     unsettled: dict[str, int] = defaultdict(int)
-    for debtor, creditor, currency, amount, status, cycle_id in conn.execute(
-        select(
-            transfers.c.debtor_bank,
-            transfers.c.creditor_bank,
-            transfers.c.currency,
-            transfers.c.amount,
-            transfers.c.status,
-            transfers.c.cycle_id,
-        )
-    ):
+    quote_users: dict[str, int] = defaultdict(int)
+    for t in repo.all_transfers(conn):
         report.transfers += 1
-        if TransferStatus(status) is TransferStatus.CANCELLED:
+        if t.quote_id is not None:
+            quote_users[t.quote_id] += 1
+        if t.status is TransferStatus.CANCELLED:
             continue
-        d = expected_pos[(cycle_id, debtor)]
-        d[0] += amount
-        d[2] += 1
-        c = expected_pos[(cycle_id, creditor)]
-        c[1] += amount
-        c[3] += 1
-        if cycle_state.get(cycle_id) is not CycleState.SETTLED:
-            unsettled[f"{debtor}/{currency}/{AccountKind.LIQUIDITY}"] -= amount
-            unsettled[f"{creditor}/{currency}/{AccountKind.LIQUIDITY}"] += amount
+        for leg in t.legs():
+            d = expected_pos[(leg.cycle_id, leg.payer)]
+            d[0] += leg.amount
+            d[2] += 1
+            d[4] += leg.fee
+            c = expected_pos[(leg.cycle_id, leg.payee)]
+            c[1] += leg.amount
+            c[3] += 1
+            if cycle_state.get(leg.cycle_id) is not CycleState.SETTLED:
+                unsettled[position_account_id(leg.payer, leg.currency)] -= leg.amount
+                unsettled[position_account_id(leg.payee, leg.currency)] += leg.amount
+    for qid, n in quote_users.items():
+        if n > 1:
+            bad.append(f"quote {qid} was used by {n} transfers")
 
     stored_pos = {
-        (cid, bank): [s, r, sc, rc]
-        for cid, bank, s, r, sc, rc in conn.execute(
+        (cid, bank): [s, r, sc, rc, fee]
+        for cid, bank, s, r, sc, rc, fee in conn.execute(
             select(
                 positions.c.cycle_id,
                 positions.c.bank_code,
@@ -107,18 +111,21 @@ def _audit(conn: Connection) -> AuditReport:
                 positions.c.received,
                 positions.c.sent_count,
                 positions.c.received_count,
+                positions.c.fee,
             )
         )
     }
     for key in set(expected_pos) | set(stored_pos):
-        if expected_pos.get(key, [0, 0, 0, 0]) != stored_pos.get(key, [0, 0, 0, 0]):
+        if expected_pos.get(key, [0, 0, 0, 0, 0]) != stored_pos.get(key, [0, 0, 0, 0, 0]):
             bad.append(
                 f"position {key} is {stored_pos.get(key)}, transfers say {expected_pos.get(key)}"
             )
 
     nets: dict[str, int] = defaultdict(int)
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for (cid, _bank), (s, r, sc, _rc) in stored_pos.items():
+    fees: dict[str, int] = defaultdict(int)
+    for (cid, _bank), (s, r, sc, _rc, fee) in stored_pos.items():
+        fees[cid] += fee
         nets[cid] += r - s
         totals[cid][0] += sc
         totals[cid][1] += s
@@ -142,29 +149,44 @@ def _audit(conn: Connection) -> AuditReport:
         ):
             bad.append(f"cycle {cid} totals {[count, gross, net_value]} differ from its positions")
 
-    # Settlement: a settled cycle's postings equal its net positions, once.
+    # Settlement: a settled cycle's postings equal its net positions, once,
+    # and the hub's FX revenue equals the spreads of its settled cycles.
+    cycle_currency = dict(conn.execute(select(cycles.c.id, cycles.c.currency)).tuples().all())
     posted: dict[tuple[str, str], list[int]] = defaultdict(list)
     for aid, amount, ref in conn.execute(
         select(
             ledger_entries.c.account_id, ledger_entries.c.amount, ledger_entries.c.reference
         ).where(ledger_entries.c.posting_id.like("settle:%"))
     ):
-        owner = aid.split("/", 1)[0]
-        if owner != HUB:
-            posted[(ref, owner)].append(amount)
+        posted[(ref, aid)].append(amount)
+    revenue_due: dict[str, int] = defaultdict(int)
     for cid, state in cycle_state.items():
         if state is not CycleState.SETTLED:
             if any(k[0] == cid for k in posted):
                 bad.append(f"cycle {cid} has settlement postings but is {state.name}")
             continue
-        for (pcid, bank), (s, r, _sc, _rc) in stored_pos.items():
-            if pcid == cid and r - s != sum(posted.get((cid, bank), [])):
-                bad.append(
-                    f"cycle {cid} posted {posted.get((cid, bank))} to {bank}, net is {r - s}"
-                )
-        for (pcid, bank), amounts in posted.items():
-            if pcid == cid and len(amounts) != 1:
-                bad.append(f"cycle {cid} posted {len(amounts)} times to {bank}")
+        revenue_due[cycle_currency[cid]] += fees.get(cid, 0)
+        for (pcid, bank), (s, r, _sc, _rc, _fee) in stored_pos.items():
+            if pcid != cid:
+                continue
+            aid = position_account_id(bank, cycle_currency[cid])
+            amounts = posted.get((cid, aid), [])
+            if r - s != sum(amounts) or len(amounts) > 1:
+                bad.append(f"cycle {cid} posted {amounts} to {aid}, net is {r - s}")
+    revenue = {
+        c: b
+        for c, b in conn.execute(
+            select(accounts.c.currency, accounts.c.balance).where(
+                accounts.c.kind == AccountKind.FX_REVENUE
+            )
+        )
+    }
+    for currency in set(revenue) | set(revenue_due):
+        if revenue.get(currency, 0) != revenue_due.get(currency, 0):
+            bad.append(
+                f"{currency} FX revenue {revenue.get(currency, 0)} != spreads of settled cycles "
+                f"{revenue_due.get(currency, 0)}"
+            )
 
     # Accounts: balance equals entries, unsettled equals transfers, limits hold.
     by_currency: dict[str, int] = defaultdict(int)
@@ -184,11 +206,11 @@ def _audit(conn: Connection) -> AuditReport:
             bad.append(
                 f"account {aid} balance {balance} != sum of its entries {entry_sum.get(aid, 0)}"
             )
-        if kind == AccountKind.LIQUIDITY:
+        if kind in (AccountKind.LIQUIDITY, AccountKind.FX):
             if unsettled_net != unsettled.get(aid, 0):
                 want = unsettled.get(aid, 0)
                 bad.append(f"account {aid} unsettled_net {unsettled_net} != transfers {want}")
-            if not within_limit(balance, cap, unsettled_net):
+            if kind == AccountKind.LIQUIDITY and not within_limit(balance, cap, unsettled_net):
                 bad.append(f"account {aid} is beyond its liquidity plus cap")
     for currency, total in by_currency.items():
         if total:

@@ -15,6 +15,7 @@ from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 from remitnet.services.domain.model import (
+    HUB,
     CycleState,
     Instruction,
     StoredTransfer,
@@ -22,11 +23,13 @@ from remitnet.services.domain.model import (
     account_id,
     canonical_transfer_id,
     effective_status,
+    position_account_id,
 )
 from remitnet.services.domain.netting import (
     AccountState,
     BatchResult,
     PositionDelta,
+    apply_leg,
     clear_batch,
     within_limit,
 )
@@ -41,8 +44,8 @@ class BatchCommit:
 
 def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
     """One serializable transaction for a whole batch: read the state the
-    batch touches, decide every item in memory, write transfers, positions
-    and account totals with a few set-oriented statements."""
+    batch touches, decide every item in memory, write transfers, positions,
+    account totals and used quotes with a few set-oriented statements."""
     attempts = 0
     states: dict[tuple[str, str], AccountState] = {}
 
@@ -52,6 +55,8 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
         now = datetime.now(UTC)
         existing = repo.existing_transfers(conn, [i.transfer_id for i in items])
         fresh = [i for i in items if i.transfer_id not in existing]
+        quote_ids = {i.quote_id for i in fresh if i.quote_id is not None}
+        quotes = repo.load_quotes(conn, quote_ids) if quote_ids else {}
         banks: set[str] = set()
         account_ids: set[str] = set()
         currencies: set[str] = set()
@@ -59,8 +64,15 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
             banks.add(i.debtor)
             banks.add(i.creditor)
             account_ids.add(account_id(i.debtor, i.currency))
-            account_ids.add(account_id(i.creditor, i.currency))
             currencies.add(i.currency)
+            if i.quote_id is None:
+                account_ids.add(account_id(i.creditor, i.currency))
+        for q in quotes.values():
+            target = q.terms.target_currency
+            currencies.add(target)
+            account_ids.update(account_id(b, target) for b in banks)
+            account_ids.add(position_account_id(HUB, target))
+            account_ids.add(position_account_id(HUB, q.terms.source_currency))
         statuses = repo.bank_statuses(conn, banks) if banks else {}
         loaded = repo.load_account_states(conn, account_ids) if account_ids else {}
         states.clear()
@@ -73,10 +85,12 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
             accounts=states,
             open_cycles=open_ids,
             now=now,
+            quotes=quotes,
         )
         repo.insert_transfers(conn, result.new_transfers)
         repo.add_positions(conn, result.positions)
         repo.add_unsettled(conn, result.account_deltas)
+        repo.mark_quotes_used(conn, result.used_quotes, now)
         return result
 
     result = db.write("clear_batch", unit)
@@ -88,6 +102,12 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
 class TransferView:
     transfer: StoredTransfer
     status: TransferStatus
+
+
+def _status(conn: Connection, t: StoredTransfer) -> TransferStatus:
+    ids = [c for c in (t.cycle_id, t.creditor_cycle_id) if c]
+    states = repo.cycle_states(conn, ids) if ids else {}
+    return effective_status(t.status, *states.values())
 
 
 def _visible(t: StoredTransfer, caller: str | None) -> bool:
@@ -103,19 +123,9 @@ def get_transfer(db: Database, caller: str | None, transfer_id: str) -> Transfer
         t = repo.get_transfer(conn, tid)
         if t is None or not _visible(t, caller):
             raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {tid}")
-        state = repo.cycle_states(conn, [t.cycle_id])[t.cycle_id]
-        return TransferView(t, effective_status(t.status, state))
+        return TransferView(t, _status(conn, t))
 
     return db.read(unit)
-
-
-# Which stored status and cycle state make each effective status.
-_STATUS_FILTER: dict[TransferStatus, tuple[TransferStatus, CycleState | None]] = {
-    TransferStatus.ACCEPTED: (TransferStatus.ACCEPTED, CycleState.OPEN),
-    TransferStatus.CLOSED: (TransferStatus.ACCEPTED, CycleState.CLOSED),
-    TransferStatus.SETTLED: (TransferStatus.ACCEPTED, CycleState.SETTLED),
-    TransferStatus.CANCELLED: (TransferStatus.CANCELLED, None),
-}
 
 
 def encode_page_token(t: StoredTransfer) -> str:
@@ -146,22 +156,20 @@ def list_transfers(
     page_size: int,
 ) -> tuple[list[TransferView], str]:
     before = decode_page_token(page_token)
-    stored, cycle_state = _STATUS_FILTER[status] if status is not None else (None, None)
 
-    def unit(conn: Connection) -> list[tuple[StoredTransfer, CycleState]]:
+    def unit(conn: Connection) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]:
         return repo.list_transfers(
             conn,
             bank=caller,
             counterparty=counterparty,
             cycle_id=cycle_id,
-            stored_status=stored,
-            cycle_state=cycle_state,
+            status=status,
             before=before,
             limit=page_size,
         )
 
     rows = db.read(unit)
-    views = [TransferView(t, effective_status(t.status, s)) for t, s in rows]
+    views = [TransferView(t, effective_status(t.status, *s)) for t, s in rows]
     token = encode_page_token(rows[-1][0]) if len(rows) == page_size else ""
     return views, token
 
@@ -181,33 +189,35 @@ def cancel_transfer(db: Database, caller: str, transfer_id: str) -> TransferView
             )
         if t.status is TransferStatus.CANCELLED:
             return TransferView(t, TransferStatus.CANCELLED)
-        cycle = repo.get_cycle(conn, t.cycle_id)
-        assert cycle is not None
-        if cycle.state is not CycleState.OPEN:
+        if t.gross:
             raise FailedPrecondition(
-                Reason.CYCLE_NOT_OPEN,
-                f"cycle {cycle.id} is closed; the transfer can no longer be cancelled",
+                Reason.TRANSFER_NOT_CANCELLABLE, "a gross transfer is final once settled"
             )
-        creditor_id = account_id(t.creditor, t.currency)
-        creditor = repo.load_account_states(conn, [creditor_id])[creditor_id]
-        if not within_limit(
-            creditor.balance, creditor.net_debit_cap, creditor.unsettled_net - t.amount
-        ):
+        legs = t.legs()
+        for cid in {leg.cycle_id for leg in legs}:
+            cycle = repo.get_cycle(conn, cid)
+            assert cycle is not None
+            if cycle.state is not CycleState.OPEN:
+                raise FailedPrecondition(
+                    Reason.CYCLE_NOT_OPEN,
+                    f"cycle {cycle.id} is closed; the transfer can no longer be cancelled",
+                )
+        ids = {position_account_id(p, leg.currency) for leg in legs for p in (leg.payer, leg.payee)}
+        loaded = repo.load_account_states(conn, ids)
+        states = {(a.bank, a.currency): a for a in loaded.values()}
+        positions: dict[tuple[str, str], PositionDelta] = {}
+        deltas: dict[str, int] = {}
+        for leg in legs:
+            apply_leg(leg, states, positions, deltas, -1)
+        creditor = states[(t.creditor, t.credit_currency)]
+        if not within_limit(creditor.balance, creditor.net_debit_cap, creditor.unsettled_net):
             raise FailedPrecondition(
                 Reason.CANCEL_EXCEEDS_CREDITOR_HEADROOM,
                 "the creditor has already used this credit; cancelling would breach its limit",
             )
         repo.set_transfer_status(conn, tid, TransferStatus.CANCELLED)
-        repo.add_positions(
-            conn,
-            {
-                (t.cycle_id, t.debtor): PositionDelta(sent=-t.amount, sent_count=-1),
-                (t.cycle_id, t.creditor): PositionDelta(received=-t.amount, received_count=-1),
-            },
-        )
-        repo.add_unsettled(
-            conn, {account_id(t.debtor, t.currency): t.amount, creditor_id: -t.amount}
-        )
+        repo.add_positions(conn, positions)
+        repo.add_unsettled(conn, deltas)
         cancelled = repo.get_transfer(conn, tid)
         assert cancelled is not None
         return TransferView(cancelled, TransferStatus.CANCELLED)

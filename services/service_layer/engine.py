@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.domain.errors import RemitnetError, Unavailable
+from remitnet.services.domain.errors import Reason, RemitnetError, Unavailable
 from remitnet.services.domain.model import Instruction
 from remitnet.services.domain.netting import Accepted, Outcome, Rejected
 from remitnet.services.service_layer.clearing import BatchCommit, commit_batch
@@ -182,6 +182,11 @@ class NettingEngine:
         for o in result.outcomes:
             if isinstance(o, Rejected):
                 outcomes["rejected", o.error.reason] += 1
+                if o.error.reason.startswith("QUOTE_"):
+                    expired = o.error.reason == Reason.QUOTE_EXPIRED
+                    metrics.FX_QUOTES.labels(
+                        "expired" if expired else "refused", o.error.reason
+                    ).inc()
             elif isinstance(o, Accepted) and o.replayed:
                 outcomes["replayed", ""] += 1
         outcomes["accepted", ""] = len(result.new_transfers)
@@ -200,6 +205,9 @@ class NettingEngine:
             )
         for t in result.new_transfers:
             value[t.currency] += t.amount
+            if t.quote_id is not None:
+                metrics.FX_QUOTES.labels("used", "").inc()
+                metrics.FX_VOLUME.labels(t.currency, t.credit_currency).inc(t.amount)
             key = (self._regions.get(t.debtor, ""), self._regions.get(t.creditor, ""), t.currency)
             corridors[key] += 1
             corridor_value[key] += t.amount

@@ -52,7 +52,12 @@ def _view(conn: Connection, code: str) -> BankView:
 def ensure_currency(conn: Connection, currency: str, now: datetime) -> None:
     """The hub's own accounts and an open cycle exist for every currency a
     bank holds an account in."""
-    for kind in (AccountKind.SETTLEMENT, AccountKind.RESERVE):
+    for kind in (
+        AccountKind.SETTLEMENT,
+        AccountKind.RESERVE,
+        AccountKind.FX,
+        AccountKind.FX_REVENUE,
+    ):
         aid = account_id(HUB, currency, kind)
         if repo.get_account(conn, aid) is None:
             repo.insert_account(conn, aid, HUB, currency, kind, now)

@@ -10,8 +10,14 @@ from sqlalchemy import Connection
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
-from remitnet.services.domain.ledger import settlement_posting
-from remitnet.services.domain.model import HUB, CycleState, account_id
+from remitnet.services.domain.ledger import fx_revenue_posting, settlement_posting
+from remitnet.services.domain.model import (
+    HUB,
+    AccountKind,
+    CycleState,
+    account_id,
+    position_account_id,
+)
 from remitnet.services.domain.money import check_currency
 
 
@@ -42,9 +48,18 @@ def settle_cycle(db: Database, cycle_id: str) -> Settlement:
         posting = settlement_posting(cycle.id, cycle.currency, nets)
         now = datetime.now(UTC)
         repo.post(conn, posting, owner=HUB, amount=cycle.net_value, now=now)
+        fee = sum(p.fee for p in positions.values())
+        if fee:
+            repo.post(
+                conn,
+                fx_revenue_posting(cycle.id, cycle.currency, fee),
+                owner=HUB,
+                amount=fee,
+                now=now,
+            )
         # What was unsettled is now on the balance: headroom is unchanged.
         repo.add_unsettled(
-            conn, {account_id(bank, cycle.currency): -net for bank, net in nets.items()}
+            conn, {position_account_id(bank, cycle.currency): -net for bank, net in nets.items()}
         )
         repo.mark_settled(conn, cycle.id, now)
         settled = repo.get_cycle(conn, cycle.id)
@@ -58,7 +73,7 @@ def _posted(conn: Connection, cycle: repo.CycleRow) -> dict[str, int]:
     out: dict[str, int] = {}
     for entry in repo.posting_entries(conn, f"settle:{cycle.id}"):
         owner = entry.account_id.split("/", 1)[0]
-        if owner != HUB:
+        if entry.account_id == position_account_id(owner, cycle.currency):
             out[owner] = entry.amount
     return out
 
@@ -78,7 +93,12 @@ def statement(db: Database, bank: str, currency: str, after_seq: int, limit: int
     after_seq = max(0, after_seq)
 
     def unit(conn: Connection) -> Statement:
-        aid = account_id(bank, currency)
+        # The hub's statement is its FX revenue account.
+        aid = (
+            account_id(HUB, currency, AccountKind.FX_REVENUE)
+            if bank == HUB
+            else account_id(bank, currency)
+        )
         account = repo.get_account(conn, aid)
         if account is None:
             raise NotFound(

@@ -44,12 +44,13 @@ REGIONAL_BY_ROW_TABLES: Mapping[str, str] = {
     "transfers": "t.debtor_bank",
     "positions": "t.bank_code",
     "postings": "t.owner",
+    "fx_quotes": "t.bank_code",
     "ledger_entries": "(SELECT a.owner FROM accounts AS a WHERE a.id = t.account_id)",
 }
 
 #: Reference data, read everywhere and written rarely: served locally in every
 #: region (GLOBAL tables trade slower writes for fast, consistent local reads).
-GLOBAL_TABLES: Sequence[str] = ("banks", "cycles", "currencies", "rates")
+GLOBAL_TABLES: Sequence[str] = ("banks", "cycles", "fx_rates", "currencies", "rates")
 
 _REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 

@@ -3,22 +3,26 @@ Core so the hot batch path stays a handful of set-oriented statements."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, select, tuple_, update
 
 from remitnet.services.adapters.db.schema import (
     accounts,
     banks,
     cycles,
+    fx_quotes,
+    fx_rates,
     ledger_entries,
     positions,
     postings,
     transfers,
 )
+from remitnet.services.domain.fx import Quote, QuoteTerms, Rate
 from remitnet.services.domain.ledger import EntryKind, Posting
 from remitnet.services.domain.model import (
     AccountKind,
@@ -172,7 +176,9 @@ def load_account_states(conn: Connection, ids: Collection[str]) -> dict[str, Acc
             accounts.c.balance,
             accounts.c.net_debit_cap,
             accounts.c.unsettled_net,
-        ).where(accounts.c.id.in_(ids), accounts.c.kind == AccountKind.LIQUIDITY)
+        ).where(
+            accounts.c.id.in_(ids), accounts.c.kind.in_((AccountKind.LIQUIDITY, AccountKind.FX))
+        )
     )
     return {r[0]: AccountState(*r) for r in rows}
 
@@ -327,11 +333,12 @@ def cycle_positions(conn: Connection, cycle_id: str) -> dict[str, PositionDelta]
             positions.c.received,
             positions.c.sent_count,
             positions.c.received_count,
+            positions.c.fee,
         )
         .where(positions.c.cycle_id == cycle_id)
         .order_by(positions.c.bank_code)
     )
-    return {r[0]: PositionDelta(r[1], r[2], r[3], r[4]) for r in rows}
+    return {r[0]: PositionDelta(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
 
 _bump_position = (
@@ -342,6 +349,7 @@ _bump_position = (
         received=positions.c.received + bindparam("r"),
         sent_count=positions.c.sent_count + bindparam("sc"),
         received_count=positions.c.received_count + bindparam("rc"),
+        fee=positions.c.fee + bindparam("f"),
     )
 )
 
@@ -372,6 +380,7 @@ def add_positions(conn: Connection, deltas: Mapping[tuple[str, str], PositionDel
                     "r": d.received,
                     "sc": d.sent_count,
                     "rc": d.received_count,
+                    "f": d.fee,
                 }
             )
         else:
@@ -383,6 +392,7 @@ def add_positions(conn: Connection, deltas: Mapping[tuple[str, str], PositionDel
                     "received": d.received,
                     "sent_count": d.sent_count,
                     "received_count": d.received_count,
+                    "fee": d.fee,
                 }
             )
     if updates:
@@ -403,11 +413,18 @@ _TRANSFER_COLUMNS = (
     transfers.c.status,
     transfers.c.cycle_id,
     transfers.c.accepted_at,
+    transfers.c.quote_id,
+    transfers.c.creditor_currency,
+    transfers.c.creditor_amount,
+    transfers.c.creditor_cycle_id,
+    transfers.c.fee,
 )
+_N = len(_TRANSFER_COLUMNS)
 
 
 def _transfer(r: tuple[Any, ...]) -> StoredTransfer:
-    tid, debtor, creditor, currency, amount, info, status, cycle_id, accepted = r
+    tid, debtor, creditor, currency, amount, info, status, cycle_id, accepted = r[:9]
+    quote_id, ccur, camount, ccycle, fee = r[9:14]
     return StoredTransfer(
         str(tid),
         str(debtor),
@@ -418,12 +435,22 @@ def _transfer(r: tuple[Any, ...]) -> StoredTransfer:
         TransferStatus(status),
         str(cycle_id),
         utc(accepted),
+        None if quote_id is None else str(quote_id),
+        ccur,
+        camount,
+        ccycle,
+        int(fee or 0),
     )
 
 
 def existing_transfers(conn: Connection, ids: Collection[str]) -> dict[str, StoredTransfer]:
     rows = conn.execute(select(*_TRANSFER_COLUMNS).where(transfers.c.id.in_(ids)))
     return {str(r[0]): _transfer(tuple(r)) for r in rows}
+
+
+def all_transfers(conn: Connection) -> Iterator[StoredTransfer]:
+    for r in conn.execution_options(yield_per=10_000).execute(select(*_TRANSFER_COLUMNS)):
+        yield _transfer(tuple(r))
 
 
 def get_transfer(conn: Connection, transfer_id: str) -> StoredTransfer | None:
@@ -443,6 +470,11 @@ def insert_transfers(conn: Connection, items: Iterable[StoredTransfer]) -> None:
             "status": int(t.status),
             "cycle_id": t.cycle_id,
             "accepted_at": t.accepted_at,
+            "quote_id": t.quote_id,
+            "creditor_currency": t.creditor_currency,
+            "creditor_amount": t.creditor_amount,
+            "creditor_cycle_id": t.creditor_cycle_id,
+            "fee": t.fee if t.quote_id is not None else None,
         }
         for t in items
     ]
@@ -460,15 +492,18 @@ def list_transfers(
     bank: str,
     counterparty: str,
     cycle_id: str,
-    stored_status: TransferStatus | None,
-    cycle_state: CycleState | None,
+    status: TransferStatus | None,
     before: tuple[datetime, str] | None,
     limit: int,
-) -> list[tuple[StoredTransfer, CycleState]]:
-    """Transfers the bank sent or received, newest first, keyset-paged."""
+) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]:
+    """Transfers the bank sent or received, newest first, keyset-paged. The
+    status filter is on the effective status (see effective_status)."""
+    src = cycles.alias("src")
+    dst = cycles.alias("dst")
     query = (
-        select(*_TRANSFER_COLUMNS, cycles.c.state)
-        .join(cycles, cycles.c.id == transfers.c.cycle_id)
+        select(*_TRANSFER_COLUMNS, src.c.state, dst.c.state)
+        .outerjoin(src, src.c.id == transfers.c.cycle_id)
+        .outerjoin(dst, dst.c.id == transfers.c.creditor_cycle_id)
         .order_by(transfers.c.accepted_at.desc(), transfers.c.id.desc())
         .limit(limit)
     )
@@ -480,18 +515,37 @@ def list_transfers(
     else:
         query = query.where((transfers.c.debtor_bank == bank) | (transfers.c.creditor_bank == bank))
     if cycle_id:
-        query = query.where(transfers.c.cycle_id == cycle_id)
-    if stored_status is not None:
-        query = query.where(transfers.c.status == int(stored_status))
-    if cycle_state is not None:
-        query = query.where(cycles.c.state == int(cycle_state))
+        query = query.where(
+            (transfers.c.cycle_id == cycle_id) | (transfers.c.creditor_cycle_id == cycle_id)
+        )
+    if status is not None:
+        if status in (TransferStatus.CANCELLED,):
+            query = query.where(transfers.c.status == int(status))
+        else:
+            # The later leg decides: the minimum of both cycles' states.
+            wanted = {
+                TransferStatus.ACCEPTED: CycleState.OPEN,
+                TransferStatus.CLOSED: CycleState.CLOSED,
+                TransferStatus.SETTLED: CycleState.SETTLED,
+            }[status]
+            low = func.coalesce(dst.c.state, src.c.state)
+            least = case((low < src.c.state, low), else_=src.c.state)
+            netted = (transfers.c.status == int(TransferStatus.ACCEPTED)) & (least == int(wanted))
+            if status is TransferStatus.SETTLED:
+                netted = netted | (transfers.c.status == int(TransferStatus.SETTLED))
+            query = query.where(netted)
     if before is not None:
         ts, tid = before
         query = query.where(
             (transfers.c.accepted_at < ts)
             | and_(transfers.c.accepted_at == ts, transfers.c.id < tid)
         )
-    return [(_transfer(tuple(r[:9])), CycleState(r[9])) for r in conn.execute(query)]
+    out = []
+    for r in conn.execute(query):
+        row = tuple(r)
+        states = tuple(CycleState(s) for s in row[_N:] if s is not None)
+        out.append((_transfer(row[:_N]), states))
+    return out
 
 
 # Ledger ---------------------------------------------------------------------
@@ -649,3 +703,90 @@ def ledger_totals(conn: Connection) -> dict[str, tuple[int, int, int]]:
         s, n = entries.get(currency, (0, 0))
         out[currency] = (balances.get(currency, 0), s, n)
     return out
+
+
+# FX -------------------------------------------------------------------------
+
+
+def upsert_rates(conn: Connection, rates: list[Rate], now: datetime) -> None:
+    keys = [(r.base, r.quote) for r in rates]
+    present = set(
+        conn.execute(
+            select(fx_rates.c.base, fx_rates.c.quote).where(
+                tuple_(fx_rates.c.base, fx_rates.c.quote).in_(keys)
+            )
+        ).tuples()
+    )
+    for r in rates:
+        values = {"mid": str(r.mid), "as_of": r.as_of, "updated_at": now}
+        if (r.base, r.quote) in present:
+            conn.execute(
+                update(fx_rates)
+                .where(fx_rates.c.base == r.base, fx_rates.c.quote == r.quote)
+                .values(**values)
+            )
+        else:
+            conn.execute(insert(fx_rates).values(base=r.base, quote=r.quote, **values))
+
+
+def load_rates(conn: Connection) -> dict[tuple[str, str], Rate]:
+    rows = conn.execute(select(fx_rates.c.base, fx_rates.c.quote, fx_rates.c.mid, fx_rates.c.as_of))
+    return {(b, q): Rate(b, q, Decimal(m), utc(a)) for b, q, m, a in rows}
+
+
+def insert_quote(conn: Connection, quote: Quote) -> None:
+    t = quote.terms
+    conn.execute(
+        insert(fx_quotes).values(
+            id=quote.quote_id,
+            bank_code=quote.bank,
+            source_currency=t.source_currency,
+            target_currency=t.target_currency,
+            source_amount=t.source_amount,
+            target_amount=t.target_amount,
+            mid_rate=str(t.mid_rate),
+            rate=str(t.rate),
+            spread_bps=t.spread_bps,
+            fee=t.fee,
+            derivation=t.derivation,
+            created_at=quote.created_at,
+            expires_at=quote.expires_at,
+        )
+    )
+
+
+def _quote(row: Any) -> Quote:
+    q = row._mapping
+    return Quote(
+        str(q["id"]),
+        q["bank_code"],
+        QuoteTerms(
+            q["source_currency"],
+            q["target_currency"],
+            q["source_amount"],
+            q["target_amount"],
+            Decimal(q["mid_rate"]),
+            Decimal(q["rate"]),
+            q["spread_bps"],
+            q["fee"],
+            q["derivation"],
+        ),
+        utc(q["created_at"]),
+        utc(q["expires_at"]),
+        None if q["used_by"] is None else str(q["used_by"]),
+    )
+
+
+def load_quotes(conn: Connection, ids: Collection[str]) -> dict[str, Quote]:
+    rows = conn.execute(select(fx_quotes).where(fx_quotes.c.id.in_(ids)))
+    return {str(r._mapping["id"]): _quote(r) for r in rows}
+
+
+def mark_quotes_used(conn: Connection, used: Mapping[str, str], now: datetime) -> None:
+    if used:
+        conn.execute(
+            update(fx_quotes)
+            .where(fx_quotes.c.id == bindparam("qid"), fx_quotes.c.used_by.is_(None))
+            .values(used_by=bindparam("tid"), used_at=now),
+            [{"qid": q, "tid": t} for q, t in used.items()],
+        )

@@ -121,6 +121,7 @@ positions = Table(
     Column("received", BigInteger, nullable=False),
     Column("sent_count", BigInteger, nullable=False),
     Column("received_count", BigInteger, nullable=False),
+    Column("fee", BigInteger, nullable=False, server_default="0"),
 )
 
 transfers = Table(
@@ -135,6 +136,43 @@ transfers = Table(
     Column("status", SmallInteger, nullable=False),
     Column("cycle_id", String(24), nullable=False),
     Column("accepted_at", TS, nullable=False),
+    # Cross-currency transfers only (NULL otherwise): the creditor's leg.
+    Column("quote_id", Uuid(as_uuid=False), nullable=True),
+    Column("creditor_currency", String(3), nullable=True),
+    Column("creditor_amount", BigInteger, nullable=True),
+    Column("creditor_cycle_id", String(24), nullable=True),
+    Column("fee", BigInteger, nullable=True),
     Index(None, "debtor_bank", "accepted_at"),
     Index(None, "creditor_bank", "accepted_at"),
+)
+
+# Mid rates fed by the operator: reference data (GLOBAL on CockroachDB).
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("base", String(3), primary_key=True),
+    Column("quote", String(3), primary_key=True),
+    Column("mid", String(48), nullable=False),  # exact decimal text
+    Column("as_of", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+fx_quotes = Table(
+    "fx_quotes",
+    metadata,
+    Column("id", Uuid(as_uuid=False), primary_key=True),
+    Column("bank_code", String(16), nullable=False),
+    Column("source_currency", String(3), nullable=False),
+    Column("target_currency", String(3), nullable=False),
+    Column("source_amount", BigInteger, nullable=False),
+    Column("target_amount", BigInteger, nullable=False),
+    Column("mid_rate", String(48), nullable=False),
+    Column("rate", String(48), nullable=False),
+    Column("spread_bps", Integer, nullable=False),
+    Column("fee", BigInteger, nullable=False),
+    Column("derivation", String(120), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("used_by", Uuid(as_uuid=False), nullable=True),
+    Column("used_at", TS, nullable=True),
 )

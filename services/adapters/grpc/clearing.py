@@ -7,6 +7,7 @@ import grpc
 
 from remitnet.clearing.v1 import clearing_pb2 as pb
 from remitnet.clearing.v1 import clearing_pb2_grpc as pb_grpc
+from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
 from remitnet.services.adapters.grpc.errors import RPC_CODES
@@ -16,6 +17,17 @@ from remitnet.services.domain.model import Instruction, TransferStatus, make_ins
 from remitnet.services.domain.netting import Accepted, Outcome
 from remitnet.services.service_layer import clearing as uc
 from remitnet.services.service_layer.engine import NettingEngine
+from remitnet.services.service_layer.gross import commit_gross
+
+
+def record_gross(outcome: Outcome) -> None:
+    if isinstance(outcome, Accepted):
+        metrics.GROSS_TRANSFERS.labels("replayed" if outcome.replayed else "accepted").inc()
+        if not outcome.replayed:
+            metrics.TRANSFER_VALUE.labels(outcome.transfer.currency).inc(outcome.transfer.amount)
+    else:
+        metrics.GROSS_TRANSFERS.labels("rejected").inc()
+
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -32,7 +44,19 @@ def _instruction(debtor: str, msg: pb.TransferInstruction) -> Instruction:
         currency=msg.amount.currency,
         amount=msg.amount.minor_units,
         remittance_info=msg.remittance_info,
+        quote_id=msg.quote_id,
+        gross=_gross(msg.settlement_mode),
     )
+
+
+def _gross(mode: int) -> bool:
+    if mode not in (
+        pb.SETTLEMENT_MODE_UNSPECIFIED,
+        pb.SETTLEMENT_MODE_NETTED,
+        pb.SETTLEMENT_MODE_GROSS,
+    ):
+        raise InvalidArgument(Reason.INVALID_ARGUMENT, f"unknown settlement_mode {mode}")
+    return mode == pb.SETTLEMENT_MODE_GROSS
 
 
 def _item_error(transfer_id: str, err: RemitnetError) -> pb.TransferResult:
@@ -53,7 +77,11 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
         if not request.HasField("transfer"):
             raise InvalidArgument(Reason.MISSING_FIELD, "transfer is required", field="transfer")
         instruction = _instruction(calling_bank(), request.transfer)
-        (outcome,) = await self.engine.submit([instruction])
+        if instruction.gross:
+            outcome = await asyncio.to_thread(commit_gross, self.db, instruction)
+            record_gross(outcome)
+        else:
+            (outcome,) = await self.engine.submit([instruction])
         if isinstance(outcome, Accepted):
             return pb.SubmitTransferResponse(
                 transfer=convert.transfer(outcome.transfer, TransferStatus.ACCEPTED),

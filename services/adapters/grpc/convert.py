@@ -67,6 +67,11 @@ def bank(view: BankView) -> participants_pb2.Bank:
 
 def transfer(t: StoredTransfer, status: TransferStatus) -> clearing_pb2.Transfer:
     return clearing_pb2.Transfer(
+        quote_id=t.quote_id or "",
+        creditor_amount=money(t.credit_currency, t.credit_amount),
+        settlement_mode=(
+            clearing_pb2.SETTLEMENT_MODE_GROSS if t.gross else clearing_pb2.SETTLEMENT_MODE_NETTED
+        ),
         transfer_id=t.transfer_id,
         debtor_bank=t.debtor,
         creditor_bank=t.creditor,

@@ -31,6 +31,10 @@ class _EntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryKind.V
     ENTRY_KIND_DEPOSIT: _EntryKind.ValueType  # 1
     ENTRY_KIND_WITHDRAWAL: _EntryKind.ValueType  # 2
     ENTRY_KIND_SETTLEMENT: _EntryKind.ValueType  # 3
+    ENTRY_KIND_FX_REVENUE: _EntryKind.ValueType  # 4
+    """The hub's FX spread realised when a cycle settles (hub accounts only)."""
+    ENTRY_KIND_GROSS: _EntryKind.ValueType  # 5
+    """A transfer settled gross, at once."""
 
 class EntryKind(_EntryKind, metaclass=_EntryKindEnumTypeWrapper): ...
 
@@ -38,6 +42,10 @@ ENTRY_KIND_UNSPECIFIED: EntryKind.ValueType  # 0
 ENTRY_KIND_DEPOSIT: EntryKind.ValueType  # 1
 ENTRY_KIND_WITHDRAWAL: EntryKind.ValueType  # 2
 ENTRY_KIND_SETTLEMENT: EntryKind.ValueType  # 3
+ENTRY_KIND_FX_REVENUE: EntryKind.ValueType  # 4
+"""The hub's FX spread realised when a cycle settles (hub accounts only)."""
+ENTRY_KIND_GROSS: EntryKind.ValueType  # 5
+"""A transfer settled gross, at once."""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
 
 @_typing.final
