@@ -9,6 +9,8 @@ from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
 from remitnet.clients.base import ClientConfig, HubClient
 from remitnet.common.v1.money_pb2 import Money
+from remitnet.fx.v1 import fx_pb2 as fxpb
+from remitnet.fx.v1 import fx_pb2_grpc as fxgrpc
 from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.netting.v1 import netting_pb2_grpc as ngrpc
 from remitnet.settlement.v1 import settlement_pb2 as spb
@@ -27,12 +29,16 @@ def instruction(
     *,
     transfer_id: str | None = None,
     remittance_info: str = "",
+    quote_id: str = "",
+    gross: bool = False,
 ) -> cpb.TransferInstruction:
     return cpb.TransferInstruction(
         transfer_id=transfer_id or new_transfer_id(),
         creditor_bank=creditor,
         amount=Money(currency=currency, minor_units=minor_units),
         remittance_info=remittance_info,
+        quote_id=quote_id,
+        settlement_mode=cpb.SETTLEMENT_MODE_GROSS if gross else cpb.SETTLEMENT_MODE_NETTED,
     )
 
 
@@ -43,6 +49,26 @@ class BankClient(HubClient):
         self.clearing = cgrpc.ClearingServiceStub(self.channel)
         self.netting = ngrpc.NettingServiceStub(self.channel)
         self.settlement = sgrpc.SettlementServiceStub(self.channel)
+        self.fx = fxgrpc.FxServiceStub(self.channel)
+
+    async def quote(
+        self,
+        source_currency: str,
+        target_currency: str,
+        *,
+        source_amount: int | None = None,
+        target_amount: int | None = None,
+    ) -> fxpb.Quote:
+        """A locked, single-use FX quote; pass its quote_id with the transfer."""
+        request = fxpb.CreateQuoteRequest(
+            source_currency=source_currency, target_currency=target_currency
+        )
+        if source_amount is not None:
+            request.source_amount = source_amount
+        if target_amount is not None:
+            request.target_amount = target_amount
+        response = await self.call(self.fx.CreateQuote, request)
+        return response.quote
 
     async def submit(self, item: cpb.TransferInstruction) -> cpb.SubmitTransferResponse:
         """Clear one transfer. Retries reuse the same transfer id, so a lost

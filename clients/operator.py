@@ -6,6 +6,8 @@ import uuid
 
 from remitnet.clients.base import ClientConfig, HubClient
 from remitnet.common.v1.money_pb2 import Money
+from remitnet.fx.v1 import fx_pb2 as fxpb
+from remitnet.fx.v1 import fx_pb2_grpc as fxgrpc
 from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.netting.v1 import netting_pb2_grpc as ngrpc
 from remitnet.participants.v1 import participants_pb2 as ppb
@@ -20,6 +22,20 @@ class OperatorClient(HubClient):
         self.participants = pgrpc.ParticipantsServiceStub(self.channel)
         self.netting = ngrpc.NettingServiceStub(self.channel)
         self.settlement = sgrpc.SettlementServiceStub(self.channel)
+        self.fx = fxgrpc.FxServiceStub(self.channel)
+
+    async def update_rates(self, rates: dict[tuple[str, str], str]) -> int:
+        """Feed mid rates: (base, quote) -> decimal text, as of now."""
+        response = await self.call(
+            self.fx.UpdateRates,
+            fxpb.UpdateRatesRequest(
+                rates=[
+                    fxpb.Rate(base_currency=b, quote_currency=q, mid_rate=r)
+                    for (b, q), r in rates.items()
+                ]
+            ),
+        )
+        return response.updated
 
     async def create_bank(
         self, code: str, name: str, home_region: str, currencies: list[str]

@@ -20,6 +20,7 @@ from remitnet.services.adapters.db.schema import (
 )
 from remitnet.services.entrypoints.server import Hub, ServerConfig
 from remitnet.services.service_layer.engine import EngineConfig
+from remitnet.services.service_layer.fx import FxConfig
 
 
 @dataclass
@@ -63,9 +64,14 @@ class HubHandle:
 
 
 async def start_hub(
-    db_url: str, *, engine: EngineConfig | None = None, db: Database | None = None
+    db_url: str,
+    *,
+    engine: EngineConfig | None = None,
+    db: Database | None = None,
+    fx: FxConfig | None = None,
 ) -> HubHandle:
     config = ServerConfig(
+        fx=fx or FxConfig(),
         db_url=db_url,
         port=0,
         metrics_port=None,

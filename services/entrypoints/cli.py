@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("db", help="database schema")
     d.add_argument("action", choices=["upgrade", "current"])
     d.add_argument("--db", default=DEFAULT_DB)
+    d.add_argument(
+        "--regions",
+        default=os.environ.get("REMITNET_DB_REGIONS", ""),
+        help="CockroachDB only: comma-separated regions, primary first",
+    )
 
     o = sub.add_parser("onboard", help="operator: create a bank")
     o.add_argument("code")
@@ -206,7 +211,7 @@ def _db(args: argparse.Namespace) -> int:
 
     db = Database(args.db)
     if args.action == "upgrade":
-        migrate.upgrade(db)
+        migrate.upgrade(db, regions=args.regions)
     print(migrate.current(db))
     return 0
 

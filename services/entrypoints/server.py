@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -234,7 +235,7 @@ class Hub:
                 for cycle in await asyncio.to_thread(cycles.open_cycles, self.db):
                     if time.time() - cycle.opened_at.timestamp() >= period:
                         closed, opened = await asyncio.to_thread(
-                            cycles.close_cycle, self.db, cycle.currency
+                            partial(cycles.close_cycle, expected=cycle.id), self.db, cycle.currency
                         )
                         record_close(closed, opened, "schedule")
             except RemitnetError as exc:
@@ -268,7 +269,7 @@ class Hub:
         def read(conn: Connection) -> tuple[list[repo.CycleRow], list[repo.AccountRow]]:
             return repo.list_cycles(conn, "", None, None, 10_000), repo.all_accounts(conn)
 
-        all_cycles, every_account = self.db.read(read)
+        all_cycles, every_account = self.db.read(read, stale_ok=True)
         accounts = [a for a in every_account if a.kind == AccountKind.LIQUIDITY]
         for a in every_account:
             if a.kind == AccountKind.FX:

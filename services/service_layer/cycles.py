@@ -39,14 +39,18 @@ class CycleView:
         return self.cycle.net_value
 
 
-def close_cycle(db: Database, currency: str) -> tuple[CycleView, CycleView]:
+def close_cycle(
+    db: Database, currency: str, *, expected: str | None = None
+) -> tuple[CycleView, CycleView]:
     """Seal the open cycle of a currency and open the next in one serializable
     transaction: a batch committing concurrently lands in exactly one of
     them. Keyed by the cycle first seen open, so a re-run after a conflict or
     an ambiguous commit reports that cycle's close instead of closing the
     next one too."""
     check_currency(currency)
-    target: list[str] = []
+    # With `expected` (the scheduler's), only that cycle is closed: a replica
+    # that lost the race to another reports the other's close.
+    target: list[str] = [expected] if expected else []
 
     def unit(conn: Connection) -> tuple[CycleView, CycleView]:
         now = datetime.now(UTC)
@@ -61,7 +65,8 @@ def close_cycle(db: Database, currency: str) -> tuple[CycleView, CycleView]:
             target.append(current.id)
         else:
             found = repo.get_cycle(conn, target[0])
-            assert found is not None
+            if found is None or found.currency != currency:
+                raise NotFound(Reason.CYCLE_NOT_FOUND, f"no {currency} cycle {target[0]}")
             current = found
             if current.state is not CycleState.OPEN:
                 following = repo.open_cycle(conn, currency)
@@ -109,7 +114,7 @@ def list_cycles(
             for c in repo.list_cycles(conn, currency, state, before, limit)
         ]
 
-    return db.read(unit)
+    return db.read(unit, stale_ok=True)
 
 
 def open_cycles(db: Database) -> list[repo.CycleRow]:

@@ -114,4 +114,4 @@ def statement(db: Database, bank: str, currency: str, after_seq: int, limit: int
 
 
 def ledger_totals(db: Database) -> dict[str, tuple[int, int, int]]:
-    return db.read(repo.ledger_totals)
+    return db.read(repo.ledger_totals, stale_ok=True)

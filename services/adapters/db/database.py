@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from remitnet.services.adapters import metrics
+from remitnet.services.adapters.db.cockroach import SET_TRANSACTION_FOLLOWER_READ
 from remitnet.services.domain.errors import Aborted, Reason
 
 T = TypeVar("T")
@@ -139,13 +140,18 @@ class Database:
             metrics.DB_TRANSACTIONS.labels(unit, "committed").inc()
             return result
 
-    def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` on a consistent snapshot, for status and reports."""
+    def read(self, fn: Callable[[Connection], T], *, stale_ok: bool = False) -> T:
+        """Run `fn` on a consistent snapshot, for status and reports. With
+        stale_ok, CockroachDB serves it from the nearest replica as of a few
+        seconds ago (follower reads): for dashboards and reports, never for a
+        money decision or for resolving an ambiguous outcome."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 with self.read_engine.begin() as conn:
+                    if stale_ok and self.dialect == "cockroachdb":
+                        conn.execute(SET_TRANSACTION_FOLLOWER_READ)
                     return fn(conn)
             except DBAPIError as exc:
                 if classify_retry(exc) is None or attempt >= self.retry.max_attempts:

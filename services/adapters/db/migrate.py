@@ -7,8 +7,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
+from remitnet.services.adapters.db.cockroach import RegionConfig, is_cockroach, multi_region_ddl
 from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.db.schema import metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -21,8 +24,24 @@ def alembic_config(db: Database) -> Config:
     return cfg
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
+def upgrade(db: Database, revision: str = "head", *, regions: str = "") -> None:
     command.upgrade(alembic_config(db), revision)
+    if regions:
+        apply_regions(db, regions)
+
+
+def apply_regions(db: Database, regions: str) -> list[str]:
+    """CockroachDB multi-region layout: database regions, REGIONAL BY ROW
+    per-bank tables, GLOBAL reference tables. Each statement on its own,
+    outside a transaction, as CockroachDB requires for region changes."""
+    if not is_cockroach(db.engine):
+        raise SystemExit("--regions applies to cockroachdb:// databases only")
+    config = RegionConfig.parse(make_url(db.url).database or "remitnet", regions)
+    statements = multi_region_ddl(config, metadata.tables)
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    return statements
 
 
 def current(db: Database) -> str | None:

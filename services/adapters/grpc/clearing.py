@@ -84,7 +84,7 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
             (outcome,) = await self.engine.submit([instruction])
         if isinstance(outcome, Accepted):
             return pb.SubmitTransferResponse(
-                transfer=convert.transfer(outcome.transfer, TransferStatus.ACCEPTED),
+                transfer=convert.transfer(outcome.transfer, outcome.transfer.status),
                 replayed=outcome.replayed,
             )
         raise outcome.error
@@ -116,7 +116,7 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
                 accepted += 1
                 results[index] = pb.TransferResult(
                     transfer_id=outcome.transfer.transfer_id,
-                    transfer=convert.transfer(outcome.transfer, TransferStatus.ACCEPTED),
+                    transfer=convert.transfer(outcome.transfer, outcome.transfer.status),
                     replayed=outcome.replayed,
                 )
             else:
