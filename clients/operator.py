@@ -144,5 +144,10 @@ class OperatorClient(HubClient):
             self.settlement.GetStatement, spb.GetStatementRequest(bank_code=code, currency=currency)
         )
 
+    async def reconciliation(self, cycle_id: str) -> spb.GetReconciliationResponse:
+        return await self.call(
+            self.settlement.GetReconciliation, spb.GetReconciliationRequest(cycle_id=cycle_id)
+        )
+
     async def ledger_balance(self) -> spb.GetLedgerBalanceResponse:
         return await self.call(self.settlement.GetLedgerBalance, spb.GetLedgerBalanceRequest())

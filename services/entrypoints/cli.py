@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("code")
     sm.add_argument("currency")
     sub.add_parser("ledger", help="operator: per-currency ledger totals (all zero)")
+    rc = sub.add_parser("reconcile", help="operator: a cycle's reconciliation report")
+    rc.add_argument("cycle_id")
     return p
 
 
@@ -257,6 +259,7 @@ async def _client_command(args: argparse.Namespace) -> None:
             "settle": lambda: op.settle_cycle(args.cycle_id),
             "statement": lambda: op.statement(args.code, args.currency),
             "ledger": op.ledger_balance,
+            "reconcile": lambda: op.reconciliation(args.cycle_id),
         }
         _print(await actions[cmd]())
 

@@ -72,6 +72,7 @@ ROLES[f"/{SERVICE_NAMES['netting']}/CloseCycle"] = Role.OPERATOR
 ROLES[f"/{SERVICE_NAMES['settlement']}/SettleCycle"] = Role.OPERATOR
 ROLES[f"/{SERVICE_NAMES['settlement']}/GetStatement"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['settlement']}/GetLedgerBalance"] = Role.OPERATOR
+ROLES[f"/{SERVICE_NAMES['settlement']}/GetReconciliation"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['fx']}/UpdateRates"] = Role.OPERATOR
 ROLES[f"/{SERVICE_NAMES['fx']}/ListRates"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['fx']}/CreateQuote"] = Role.BANK

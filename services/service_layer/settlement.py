@@ -115,3 +115,62 @@ def statement(db: Database, bank: str, currency: str, after_seq: int, limit: int
 
 def ledger_totals(db: Database) -> dict[str, tuple[int, int, int]]:
     return db.read(repo.ledger_totals, stale_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationRow:
+    bank: str
+    sent_count: int
+    received_count: int
+    sent: int
+    received: int
+    position_net: int
+    posted: int
+
+    @property
+    def computed_net(self) -> int:
+        return self.received - self.sent
+
+    def matched(self, settled: bool) -> bool:
+        return self.computed_net == self.position_net and (
+            not settled or self.posted == self.position_net
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    cycle: repo.CycleRow
+    rows: list[ReconciliationRow]
+
+    @property
+    def settled(self) -> bool:
+        return self.cycle.state is CycleState.SETTLED
+
+    @property
+    def all_matched(self) -> bool:
+        return all(r.matched(self.settled) for r in self.rows)
+
+
+def reconciliation(db: Database, cycle_id: str) -> Reconciliation:
+    """Three independent figures per participant: its transfers, its netted
+    position, its settlement posting. They agree, or the report says where."""
+
+    def unit(conn: Connection) -> Reconciliation:
+        cycle = repo.get_cycle(conn, cycle_id)
+        if cycle is None:
+            raise NotFound(Reason.CYCLE_NOT_FOUND, f"no cycle {cycle_id[:40]!r}")
+        sums = repo.cycle_leg_sums(conn, cycle.id)
+        positions = repo.cycle_positions(conn, cycle.id)
+        posted = _posted(conn, cycle) if cycle.state is CycleState.SETTLED else {}
+        rows = []
+        for bank in sorted(set(sums) | set(positions)):
+            sc, rc, s, r = sums.get(bank, [0, 0, 0, 0])
+            position = positions.get(bank)
+            rows.append(
+                ReconciliationRow(
+                    bank, sc, rc, s, r, position.net if position else 0, posted.get(bank, 0)
+                )
+            )
+        return Reconciliation(cycle, rows)
+
+    return db.read(unit)

@@ -152,3 +152,28 @@ async def test_transfers_during_close_land_in_exactly_one_cycle(pg_hub: HubHandl
         assert report.ok, report.violations
     finally:
         await second.stop()
+
+
+async def test_reconciliation_report_agrees_three_ways(net: HubHandle) -> None:
+    await _traffic(net, 40)
+    t = (await net.bank("BANKA01").submit(instruction("BANKC01", "USD", 999))).transfer
+    await net.bank("BANKA01").cancel(t.transfer_id)
+    closed = (await net.operator.close_cycle("USD")).closed
+    before = await net.operator.reconciliation(closed.cycle_id)
+    assert before.all_matched and not before.settled
+    assert sum(r.transfers_sent for r in before.rows) == closed.transfer_count == 4 * 60
+    await net.operator.settle_cycle(closed.cycle_id)
+    after = await net.operator.reconciliation(closed.cycle_id)
+    assert after.settled and after.all_matched
+    by_bank = {r.bank_code: r for r in after.rows}
+    for p in closed.positions:
+        row = by_bank[p.bank_code]
+        assert row.computed_net == row.position_net == row.posted == p.net
+        assert (row.sent_value, row.received_value) == (p.sent, p.received)
+    mine = await net.bank("BANKB01").call(
+        net.bank("BANKB01").settlement.GetReconciliation,
+        __import__(
+            "remitnet.settlement.v1.settlement_pb2", fromlist=["x"]
+        ).GetReconciliationRequest(cycle_id=closed.cycle_id),
+    )
+    assert [r.bank_code for r in mine.rows] == ["BANKB01"]

@@ -70,6 +70,8 @@ async def test_cross_currency_transfer_clears_two_legs_and_books_revenue(net: Hu
         closed = (await net.operator.close_cycle(currency)).closed
         assert sum(p.net for p in closed.positions) == 0
         await net.operator.settle_cycle(closed.cycle_id)
+        rec = await net.operator.reconciliation(closed.cycle_id)
+        assert rec.settled and rec.all_matched, rec
     ledger = await net.operator.ledger_balance()
     assert all(c.balance_sum == 0 and c.entry_sum == 0 for c in ledger.currencies)
     revenue = {}

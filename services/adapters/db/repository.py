@@ -25,6 +25,7 @@ from remitnet.services.adapters.db.schema import (
 from remitnet.services.domain.fx import Quote, QuoteTerms, Rate
 from remitnet.services.domain.ledger import EntryKind, Posting
 from remitnet.services.domain.model import (
+    HUB,
     AccountKind,
     BankStatus,
     CycleState,
@@ -480,6 +481,46 @@ def insert_transfers(conn: Connection, items: Iterable[StoredTransfer]) -> None:
     ]
     if rows:
         conn.execute(insert(transfers), rows)
+
+
+def cycle_leg_sums(conn: Connection, cycle_id: str) -> dict[str, list[int]]:
+    """Per participant [sent count, received count, sent value, received
+    value] of a cycle's legs, recomputed from the transfers themselves."""
+    out: dict[str, list[int]] = {}
+
+    def add(bank: str, index: int, count: int, value: int) -> None:
+        row = out.setdefault(bank, [0, 0, 0, 0])
+        row[index] += count
+        row[index + 2] += value
+
+    live = transfers.c.status != int(TransferStatus.CANCELLED)
+    same = transfers.c.creditor_cycle_id.is_(None)
+    n, total = func.count(), func.coalesce(func.sum(transfers.c.amount), 0)
+    for side, column in ((0, transfers.c.debtor_bank), (1, transfers.c.creditor_bank)):
+        rows = conn.execute(
+            select(column, n, total)
+            .where(transfers.c.cycle_id == cycle_id, live, same)
+            .group_by(column)
+        )
+        for bank, count, value in rows:
+            add(bank, side, int(count), int(value))
+    # Cross-currency: the source leg is debtor -> hub, the target leg hub -> creditor.
+    for bank, count, value in conn.execute(
+        select(transfers.c.debtor_bank, n, total)
+        .where(transfers.c.cycle_id == cycle_id, live, ~same)
+        .group_by(transfers.c.debtor_bank)
+    ):
+        add(bank, 0, int(count), int(value))
+        add(HUB, 1, int(count), int(value))
+    credit = func.coalesce(func.sum(transfers.c.creditor_amount), 0)
+    for bank, count, value in conn.execute(
+        select(transfers.c.creditor_bank, n, credit)
+        .where(transfers.c.creditor_cycle_id == cycle_id, live)
+        .group_by(transfers.c.creditor_bank)
+    ):
+        add(HUB, 0, int(count), int(value))
+        add(bank, 1, int(count), int(value))
+    return out
 
 
 def set_transfer_status(conn: Connection, transfer_id: str, status: TransferStatus) -> None:

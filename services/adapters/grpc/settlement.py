@@ -80,6 +80,37 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             next_after_sequence=st.next_after_seq,
         )
 
+    async def GetReconciliation(
+        self, request: pb.GetReconciliationRequest, context: Context
+    ) -> pb.GetReconciliationResponse:
+        rec = await asyncio.to_thread(uc.reconciliation, self.db, request.cycle_id)
+        caller = current_principal().bank
+        c = rec.cycle
+        return pb.GetReconciliationResponse(
+            cycle_id=c.id,
+            currency=c.currency,
+            settled=rec.settled,
+            rows=[
+                pb.ReconciliationRow(
+                    bank_code=r.bank,
+                    transfers_sent=r.sent_count,
+                    transfers_received=r.received_count,
+                    sent_value=r.sent,
+                    received_value=r.received,
+                    computed_net=r.computed_net,
+                    position_net=r.position_net,
+                    posted=r.posted,
+                    matched=r.matched(rec.settled),
+                )
+                for r in rec.rows
+                if caller is None or r.bank == caller
+            ],
+            transfer_count=c.transfer_count,
+            gross_value=c.gross_value,
+            net_value=c.net_value,
+            all_matched=rec.all_matched,
+        )
+
     async def GetLedgerBalance(
         self, request: pb.GetLedgerBalanceRequest, context: Context
     ) -> pb.GetLedgerBalanceResponse:

@@ -294,3 +294,111 @@ class GetLedgerBalanceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetLedgerBalanceResponse: _TypeAlias = GetLedgerBalanceResponse  # noqa: Y015
+
+@_typing.final
+class GetReconciliationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CYCLE_ID_FIELD_NUMBER: _builtins.int
+    cycle_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        cycle_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycle_id", b"cycle_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReconciliationRequest: _TypeAlias = GetReconciliationRequest  # noqa: Y015
+
+@_typing.final
+class ReconciliationRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    TRANSFERS_SENT_FIELD_NUMBER: _builtins.int
+    TRANSFERS_RECEIVED_FIELD_NUMBER: _builtins.int
+    SENT_VALUE_FIELD_NUMBER: _builtins.int
+    RECEIVED_VALUE_FIELD_NUMBER: _builtins.int
+    COMPUTED_NET_FIELD_NUMBER: _builtins.int
+    POSITION_NET_FIELD_NUMBER: _builtins.int
+    POSTED_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    bank_code: _builtins.str
+    transfers_sent: _builtins.int
+    """Recomputed from the cycle's transfers (cancelled ones excluded)."""
+    transfers_received: _builtins.int
+    sent_value: _builtins.int
+    received_value: _builtins.int
+    computed_net: _builtins.int
+    """received_value - sent_value."""
+    position_net: _builtins.int
+    """The net position the netting engine maintained."""
+    posted: _builtins.int
+    """What settlement posted to the participant (0 until settled)."""
+    matched: _builtins.bool
+    """computed_net == position_net, and == posted once settled."""
+    def __init__(
+        self,
+        *,
+        bank_code: _builtins.str = ...,
+        transfers_sent: _builtins.int = ...,
+        transfers_received: _builtins.int = ...,
+        sent_value: _builtins.int = ...,
+        received_value: _builtins.int = ...,
+        computed_net: _builtins.int = ...,
+        position_net: _builtins.int = ...,
+        posted: _builtins.int = ...,
+        matched: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank_code", b"bank_code", "computed_net", b"computed_net", "matched", b"matched", "position_net", b"position_net", "posted", b"posted", "received_value", b"received_value", "sent_value", b"sent_value", "transfers_received", b"transfers_received", "transfers_sent", b"transfers_sent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconciliationRow: _TypeAlias = ReconciliationRow  # noqa: Y015
+
+@_typing.final
+class GetReconciliationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CYCLE_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    TRANSFER_COUNT_FIELD_NUMBER: _builtins.int
+    GROSS_VALUE_FIELD_NUMBER: _builtins.int
+    NET_VALUE_FIELD_NUMBER: _builtins.int
+    ALL_MATCHED_FIELD_NUMBER: _builtins.int
+    cycle_id: _builtins.str
+    currency: _builtins.str
+    settled: _builtins.bool
+    transfer_count: _builtins.int
+    gross_value: _builtins.int
+    net_value: _builtins.int
+    all_matched: _builtins.bool
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReconciliationRow]: ...
+    def __init__(
+        self,
+        *,
+        cycle_id: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        settled: _builtins.bool = ...,
+        rows: _abc.Iterable[Global___ReconciliationRow] | None = ...,
+        transfer_count: _builtins.int = ...,
+        gross_value: _builtins.int = ...,
+        net_value: _builtins.int = ...,
+        all_matched: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_matched", b"all_matched", "currency", b"currency", "cycle_id", b"cycle_id", "gross_value", b"gross_value", "net_value", b"net_value", "rows", b"rows", "settled", b"settled", "transfer_count", b"transfer_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReconciliationResponse: _TypeAlias = GetReconciliationResponse  # noqa: Y015

@@ -50,6 +50,11 @@ class SettlementServiceStub:
                 request_serializer=remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetLedgerBalanceRequest.SerializeToString,
                 response_deserializer=remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetLedgerBalanceResponse.FromString,
                 _registered_method=True)
+        self.GetReconciliation = channel.unary_unary(
+                '/remitnet.settlement.v1.SettlementService/GetReconciliation',
+                request_serializer=remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetReconciliationRequest.SerializeToString,
+                response_deserializer=remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetReconciliationResponse.FromString,
+                _registered_method=True)
 
 
 class SettlementServiceServicer:
@@ -78,6 +83,15 @@ class SettlementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReconciliation(self, request, context):
+        """A cycle's reconciliation: per participant, what its transfers add up to,
+        the net position netting kept, and what settlement posted. A bank sees
+        its own row and the totals.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettlementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +109,11 @@ def add_SettlementServiceServicer_to_server(servicer, server):
                     servicer.GetLedgerBalance,
                     request_deserializer=remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetLedgerBalanceRequest.FromString,
                     response_serializer=remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetLedgerBalanceResponse.SerializeToString,
+            ),
+            'GetReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReconciliation,
+                    request_deserializer=remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetReconciliationRequest.FromString,
+                    response_serializer=remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetReconciliationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +198,33 @@ class SettlementService:
             '/remitnet.settlement.v1.SettlementService/GetLedgerBalance',
             remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetLedgerBalanceRequest.SerializeToString,
             remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetLedgerBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remitnet.settlement.v1.SettlementService/GetReconciliation',
+            remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetReconciliationRequest.SerializeToString,
+            remitnet_dot_settlement_dot_v1_dot_settlement__pb2.GetReconciliationResponse.FromString,
             options,
             channel_credentials,
             insecure,

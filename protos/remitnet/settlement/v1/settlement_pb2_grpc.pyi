@@ -41,6 +41,11 @@ class SettlementServiceStub:
     """A bank's own statement (the operator may ask for any bank)."""
     GetLedgerBalance: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetLedgerBalanceRequest, _settlement_pb2.GetLedgerBalanceResponse]
     """Operator: per-currency ledger totals, which must all be zero."""
+    GetReconciliation: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetReconciliationRequest, _settlement_pb2.GetReconciliationResponse]
+    """A cycle's reconciliation: per participant, what its transfers add up to,
+    the net position netting kept, and what settlement posted. A bank sees
+    its own row and the totals.
+    """
 
 @_typing.type_check_only
 class SettlementServiceAsyncStub(SettlementServiceStub):
@@ -55,6 +60,11 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     """A bank's own statement (the operator may ask for any bank)."""
     GetLedgerBalance: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetLedgerBalanceRequest, _settlement_pb2.GetLedgerBalanceResponse]  # type: ignore[assignment]
     """Operator: per-currency ledger totals, which must all be zero."""
+    GetReconciliation: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetReconciliationRequest, _settlement_pb2.GetReconciliationResponse]  # type: ignore[assignment]
+    """A cycle's reconciliation: per participant, what its transfers add up to,
+    the net position netting kept, and what settlement posted. A bank sees
+    its own row and the totals.
+    """
 
 class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
     """Posts closed cycles to the double-entry ledger and reports on it."""
@@ -84,5 +94,16 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.GetLedgerBalanceResponse, _abc.Awaitable[_settlement_pb2.GetLedgerBalanceResponse]]:
         """Operator: per-currency ledger totals, which must all be zero."""
+
+    @_abc_1.abstractmethod
+    def GetReconciliation(
+        self,
+        request: _settlement_pb2.GetReconciliationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.GetReconciliationResponse, _abc.Awaitable[_settlement_pb2.GetReconciliationResponse]]:
+        """A cycle's reconciliation: per participant, what its transfers add up to,
+        the net position netting kept, and what settlement posted. A bank sees
+        its own row and the totals.
+        """
 
 def add_SettlementServiceServicer_to_server(servicer: SettlementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
