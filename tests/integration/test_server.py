@@ -28,6 +28,7 @@ SERVICES = [
     "remitnet.clearing.v1.ClearingService",
     "remitnet.netting.v1.NettingService",
     "remitnet.settlement.v1.SettlementService",
+    "remitnet.fx.v1.FxService",
 ]
 
 
@@ -61,6 +62,30 @@ async def test_health_and_reflection(hub: HubHandle) -> None:
     listed = {s.name for s in (await ask()).list_services_response.service}
     assert set(SERVICES) <= listed
     assert "grpc.health.v1.Health" in listed
+
+
+async def test_reflection_describes_every_service_like_grpcurl(hub: HubHandle) -> None:
+    """What `grpcurl list` and `describe` do: rebuild the descriptors from
+    the server alone, with no protos at hand."""
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    def describe() -> dict[str, list[str]]:
+        with grpc.insecure_channel(hub.config.target) as channel:
+            database = ProtoReflectionDescriptorDatabase(channel)
+            pool = DescriptorPool(database)
+            return {
+                name: [m.name for m in pool.FindServiceByName(name).methods]
+                for name in database.get_services()
+                if name.startswith("remitnet.")
+            }
+
+    described = await asyncio.to_thread(describe)
+    assert set(described) == set(SERVICES)
+    assert "SubmitTransfers" in described["remitnet.clearing.v1.ClearingService"]
+    assert "GetReconciliation" in described["remitnet.settlement.v1.SettlementService"]
 
 
 def _serve(db: str, port: int, metrics_port: int, *extra: str) -> subprocess.Popen[bytes]:
