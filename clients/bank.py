@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
@@ -111,6 +111,15 @@ class BankClient(HubClient):
                 page_token=page_token,
             ),
         )
+
+    async def watch(self, resume_token: str = "") -> AsyncIterator[cpb.WatchTransfersResponse]:
+        """Status changes of this bank's transfers, resumable: keep the last
+        resume_token and pass it back after a disconnect."""
+        call = self.clearing.WatchTransfers(
+            cpb.WatchTransfersRequest(resume_token=resume_token), metadata=self._metadata
+        )
+        async for event in call:
+            yield event
 
     async def cancel(self, transfer_id: str) -> cpb.Transfer:
         response = await self.call(

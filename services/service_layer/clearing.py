@@ -215,7 +215,7 @@ def cancel_transfer(db: Database, caller: str, transfer_id: str) -> TransferView
                 Reason.CANCEL_EXCEEDS_CREDITOR_HEADROOM,
                 "the creditor has already used this credit; cancelling would breach its limit",
             )
-        repo.set_transfer_status(conn, tid, TransferStatus.CANCELLED)
+        repo.cancel_transfer(conn, tid, datetime.now(UTC))
         repo.add_positions(conn, positions)
         repo.add_unsettled(conn, deltas)
         cancelled = repo.get_transfer(conn, tid)

@@ -4,7 +4,7 @@ Core so the hot batch path stays a handful of set-oriented statements."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -523,8 +523,46 @@ def cycle_leg_sums(conn: Connection, cycle_id: str) -> dict[str, list[int]]:
     return out
 
 
-def set_transfer_status(conn: Connection, transfer_id: str, status: TransferStatus) -> None:
-    conn.execute(update(transfers).where(transfers.c.id == transfer_id).values(status=int(status)))
+def cancel_transfer(conn: Connection, transfer_id: str, now: datetime) -> None:
+    conn.execute(
+        update(transfers)
+        .where(transfers.c.id == transfer_id)
+        .values(status=int(TransferStatus.CANCELLED), cancelled_at=now)
+    )
+
+
+def transfer_events(
+    conn: Connection, bank: str, since: datetime, limit: int
+) -> list[tuple[datetime, TransferStatus, StoredTransfer | None, CycleRow | None]]:
+    """What changed for a bank at or after `since`, oldest first, with the
+    status it moved to: transfers it is party to that were accepted (or
+    settled gross) or cancelled, and cycles it has a position in that closed
+    or settled."""
+    party = (transfers.c.debtor_bank == bank) | (transfers.c.creditor_bank == bank)
+    out: list[tuple[datetime, TransferStatus, StoredTransfer | None, CycleRow | None]] = []
+    for column in (transfers.c.accepted_at, transfers.c.cancelled_at):
+        query = select(*_TRANSFER_COLUMNS, column).where(party, column >= since)
+        for r in conn.execute(query.order_by(column).limit(limit)):
+            t = _transfer(tuple(r[:_N]))
+            if column is transfers.c.cancelled_at:
+                status = TransferStatus.CANCELLED
+            else:
+                status = TransferStatus.SETTLED if t.gross else TransferStatus.ACCEPTED
+            out.append((utc(r[-1]), status, t, None))
+    mine = select(positions.c.cycle_id).where(positions.c.bank_code == bank)
+    changes = (
+        (cycles.c.closed_at, CycleState.CLOSED, TransferStatus.CLOSED),
+        (cycles.c.settled_at, CycleState.SETTLED, TransferStatus.SETTLED),
+    )
+    for column, state, moved_to in changes:
+        query = select(cycles).where(column >= since, cycles.c.id.in_(mine))
+        for r in conn.execute(query.order_by(column).limit(limit)):
+            cycle = _cycle(r)
+            at = cycle.closed_at if state is CycleState.CLOSED else cycle.settled_at
+            assert at is not None
+            out.append((at, moved_to, None, replace(cycle, state=state)))
+    out.sort(key=lambda e: e[0])
+    return out[:limit]
 
 
 def list_transfers(

@@ -142,6 +142,7 @@ transfers = Table(
     Column("creditor_amount", BigInteger, nullable=True),
     Column("creditor_cycle_id", String(24), nullable=True),
     Column("fee", BigInteger, nullable=True),
+    Column("cancelled_at", TS, nullable=True),
     Index(None, "debtor_bank", "accepted_at"),
     Index(None, "creditor_bank", "accepted_at"),
 )

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC
 from typing import Any
 
 import grpc
@@ -16,6 +18,7 @@ from remitnet.services.domain.errors import InvalidArgument, Reason, RemitnetErr
 from remitnet.services.domain.model import Instruction, TransferStatus, make_instruction
 from remitnet.services.domain.netting import Accepted, Outcome
 from remitnet.services.service_layer import clearing as uc
+from remitnet.services.service_layer import watch
 from remitnet.services.service_layer.engine import NettingEngine
 from remitnet.services.service_layer.gross import commit_gross
 
@@ -156,6 +159,33 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
             transfers=[convert.transfer(v.transfer, v.status) for v in views],
             next_page_token=token,
         )
+
+    async def WatchTransfers(
+        self, request: pb.WatchTransfersRequest, context: Context
+    ) -> AsyncIterator[pb.WatchTransfersResponse]:
+        since = request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None
+        async for event in watch.watch(
+            self.db, calling_bank(), resume_token=request.resume_token, since=since
+        ):
+            token = watch.encode_token(event.at)
+            at = convert.timestamp(event.at)
+            if event.transfer is not None:
+                yield pb.WatchTransfersResponse(
+                    transfer=convert.transfer(event.transfer, event.status),
+                    at=at,
+                    resume_token=token,
+                )
+            elif event.cycle is not None:
+                c = event.cycle
+                yield pb.WatchTransfersResponse(
+                    cycle=pb.CycleEvent(
+                        cycle_id=c.id,
+                        currency=c.currency,
+                        status=int(event.status),  # type: ignore[arg-type]
+                    ),
+                    at=at,
+                    resume_token=token,
+                )
 
     async def CancelTransfer(
         self, request: pb.CancelTransferRequest, context: Context

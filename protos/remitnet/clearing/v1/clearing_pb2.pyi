@@ -457,3 +457,93 @@ class CancelTransferResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelTransferResponse: _TypeAlias = CancelTransferResponse  # noqa: Y015
+
+@_typing.final
+class WatchTransfersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """From a previous event; empty to start now (or at `since`)."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Without a token: replay events from this time instead of now."""
+
+    def __init__(
+        self,
+        *,
+        resume_token: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resume_token", b"resume_token", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchTransfersRequest: _TypeAlias = WatchTransfersRequest  # noqa: Y015
+
+@_typing.final
+class CycleEvent(_message.Message):
+    """A cycle that holds some of the caller's transfers changed state: every
+    non-cancelled transfer of the caller in it now has `status`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CYCLE_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    cycle_id: _builtins.str
+    currency: _builtins.str
+    status: Global___TransferStatus.ValueType
+    def __init__(
+        self,
+        *,
+        cycle_id: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        status: Global___TransferStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "cycle_id", b"cycle_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CycleEvent: _TypeAlias = CycleEvent  # noqa: Y015
+
+@_typing.final
+class WatchTransfersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    CYCLE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    @_builtins.property
+    def transfer(self) -> Global___Transfer:
+        """A transfer accepted (or settled gross) or cancelled, as it is now."""
+
+    @_builtins.property
+    def cycle(self) -> Global___CycleEvent: ...
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        transfer: Global___Transfer | None = ...,
+        cycle: Global___CycleEvent | None = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cycle", b"cycle", "event", b"event", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cycle", b"cycle", "event", b"event", "resume_token", b"resume_token", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["transfer", "cycle"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___WatchTransfersResponse: _TypeAlias = WatchTransfersResponse  # noqa: Y015

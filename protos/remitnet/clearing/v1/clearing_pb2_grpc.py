@@ -61,6 +61,11 @@ class ClearingServiceStub:
                 request_serializer=remitnet_dot_clearing_dot_v1_dot_clearing__pb2.CancelTransferRequest.SerializeToString,
                 response_deserializer=remitnet_dot_clearing_dot_v1_dot_clearing__pb2.CancelTransferResponse.FromString,
                 _registered_method=True)
+        self.WatchTransfers = channel.unary_stream(
+                '/remitnet.clearing.v1.ClearingService/WatchTransfers',
+                request_serializer=remitnet_dot_clearing_dot_v1_dot_clearing__pb2.WatchTransfersRequest.SerializeToString,
+                response_deserializer=remitnet_dot_clearing_dot_v1_dot_clearing__pb2.WatchTransfersResponse.FromString,
+                _registered_method=True)
 
 
 class ClearingServiceServicer:
@@ -103,6 +108,17 @@ class ClearingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTransfers(self, request, context):
+        """Status changes of the caller's transfers as a stream: transfers accepted
+        or cancelled, and cycles holding them closed or settled. Delivery is at
+        least once and in time order; pass the last resume_token to continue
+        after a disconnect (events near the token may repeat; statuses only move
+        forward, so a repeat is harmless).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClearingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +146,11 @@ def add_ClearingServiceServicer_to_server(servicer, server):
                     servicer.CancelTransfer,
                     request_deserializer=remitnet_dot_clearing_dot_v1_dot_clearing__pb2.CancelTransferRequest.FromString,
                     response_serializer=remitnet_dot_clearing_dot_v1_dot_clearing__pb2.CancelTransferResponse.SerializeToString,
+            ),
+            'WatchTransfers': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTransfers,
+                    request_deserializer=remitnet_dot_clearing_dot_v1_dot_clearing__pb2.WatchTransfersRequest.FromString,
+                    response_serializer=remitnet_dot_clearing_dot_v1_dot_clearing__pb2.WatchTransfersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +290,33 @@ class ClearingService:
             '/remitnet.clearing.v1.ClearingService/CancelTransfer',
             remitnet_dot_clearing_dot_v1_dot_clearing__pb2.CancelTransferRequest.SerializeToString,
             remitnet_dot_clearing_dot_v1_dot_clearing__pb2.CancelTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTransfers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/remitnet.clearing.v1.ClearingService/WatchTransfers',
+            remitnet_dot_clearing_dot_v1_dot_clearing__pb2.WatchTransfersRequest.SerializeToString,
+            remitnet_dot_clearing_dot_v1_dot_clearing__pb2.WatchTransfersResponse.FromString,
             options,
             channel_credentials,
             insecure,

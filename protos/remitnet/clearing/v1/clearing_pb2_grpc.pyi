@@ -46,6 +46,13 @@ class ClearingServiceStub:
     """Transfers in which the caller is debtor or creditor, newest first."""
     CancelTransfer: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.CancelTransferRequest, _clearing_pb2.CancelTransferResponse]
     """Cancels an accepted transfer while its settlement cycle is still open."""
+    WatchTransfers: _grpc.UnaryStreamMultiCallable[_clearing_pb2.WatchTransfersRequest, _clearing_pb2.WatchTransfersResponse]
+    """Status changes of the caller's transfers as a stream: transfers accepted
+    or cancelled, and cycles holding them closed or settled. Delivery is at
+    least once and in time order; pass the last resume_token to continue
+    after a disconnect (events near the token may repeat; statuses only move
+    forward, so a repeat is harmless).
+    """
 
 @_typing.type_check_only
 class ClearingServiceAsyncStub(ClearingServiceStub):
@@ -65,6 +72,13 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
     """Transfers in which the caller is debtor or creditor, newest first."""
     CancelTransfer: _aio.UnaryUnaryMultiCallable[_clearing_pb2.CancelTransferRequest, _clearing_pb2.CancelTransferResponse]  # type: ignore[assignment]
     """Cancels an accepted transfer while its settlement cycle is still open."""
+    WatchTransfers: _aio.UnaryStreamMultiCallable[_clearing_pb2.WatchTransfersRequest, _clearing_pb2.WatchTransfersResponse]  # type: ignore[assignment]
+    """Status changes of the caller's transfers as a stream: transfers accepted
+    or cancelled, and cycles holding them closed or settled. Delivery is at
+    least once and in time order; pass the last resume_token to continue
+    after a disconnect (events near the token may repeat; statuses only move
+    forward, so a repeat is harmless).
+    """
 
 class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Bank-facing clearing. The debtor of every transfer is the calling bank,
@@ -111,5 +125,18 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.CancelTransferResponse, _abc.Awaitable[_clearing_pb2.CancelTransferResponse]]:
         """Cancels an accepted transfer while its settlement cycle is still open."""
+
+    @_abc_1.abstractmethod
+    def WatchTransfers(
+        self,
+        request: _clearing_pb2.WatchTransfersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_clearing_pb2.WatchTransfersResponse], _abc.AsyncIterator[_clearing_pb2.WatchTransfersResponse]]:
+        """Status changes of the caller's transfers as a stream: transfers accepted
+        or cancelled, and cycles holding them closed or settled. Delivery is at
+        least once and in time order; pass the last resume_token to continue
+        after a disconnect (events near the token may repeat; statuses only move
+        forward, so a repeat is harmless).
+        """
 
 def add_ClearingServiceServicer_to_server(servicer: ClearingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
