@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -54,10 +55,17 @@ def normalize_url(url: str) -> str:
 
 
 def classify_retry(exc: BaseException) -> str | None:
-    """Why a failed transaction may be re-run whole, or None if it may not."""
-    if not isinstance(exc, DBAPIError):
+    """Why a failed transaction may be re-run whole, or None if it may not.
+    Errors come wrapped by SQLAlchemy, or raw from psycopg where the batch
+    path talks to the driver directly (COPY)."""
+    if isinstance(exc, DBAPIError):
+        orig: object = exc.orig
+        invalidated = exc.connection_invalidated
+    elif isinstance(exc, psycopg.Error):
+        orig = exc
+        invalidated = isinstance(exc, psycopg.OperationalError)
+    else:
         return None
-    orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     message = str(orig).lower()
     if sqlstate == "40003" or "result is ambiguous" in message:
@@ -72,7 +80,7 @@ def classify_retry(exc: BaseException) -> str | None:
         return "unique"
     if "database is locked" in message or "database table is locked" in message:
         return "locked"
-    if exc.connection_invalidated:
+    if invalidated:
         return "disconnect"
     return None
 
@@ -122,7 +130,7 @@ class Database:
                     result = fn(conn)
                     if self.fault_hook is not None:
                         self.fault_hook(conn, unit, attempt)
-            except DBAPIError as exc:
+            except (DBAPIError, psycopg.Error) as exc:
                 reason = classify_retry(exc)
                 if reason is None:
                     metrics.DB_TRANSACTIONS.labels(unit, "failed").inc()

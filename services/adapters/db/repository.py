@@ -3,13 +3,27 @@ Core so the hot batch path stays a handful of set-oriented statements."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from remitnet.services.adapters.db.schema import (
     accounts,
@@ -191,9 +205,29 @@ _add_unsettled = (
 )
 
 
+# PostgreSQL and CockroachDB: one statement with array parameters instead of
+# one round trip per row.
+_ADD_UNSETTLED_ARRAYS = text(
+    "UPDATE accounts SET unsettled_net = accounts.unsettled_net + v.delta "
+    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:deltas AS BIGINT[])) AS v(id, delta) "
+    "WHERE accounts.id = v.id"
+)
+
+
+def _arrays(conn: Connection) -> bool:
+    return conn.dialect.name in ("postgresql", "cockroachdb")
+
+
 def add_unsettled(conn: Connection, deltas: Mapping[str, int]) -> None:
-    if deltas:
-        conn.execute(_add_unsettled, [{"aid": k, "delta": v} for k, v in deltas.items() if v])
+    changed = {k: v for k, v in deltas.items() if v}
+    if not changed:
+        return
+    if _arrays(conn):
+        conn.execute(
+            _ADD_UNSETTLED_ARRAYS, {"ids": list(changed), "deltas": list(changed.values())}
+        )
+    else:
+        conn.execute(_add_unsettled, [{"aid": k, "delta": v} for k, v in changed.items()])
 
 
 # Cycles and positions ----------------------------------------------------------
@@ -355,10 +389,37 @@ _bump_position = (
 )
 
 
+_UPSERT_POSITIONS_ARRAYS = text(
+    "INSERT INTO positions (cycle_id, bank_code, sent, received, sent_count, received_count, fee) "
+    "SELECT * FROM unnest(CAST(:c AS VARCHAR[]), CAST(:b AS VARCHAR[]), CAST(:s AS BIGINT[]), "
+    "CAST(:r AS BIGINT[]), CAST(:sc AS BIGINT[]), CAST(:rc AS BIGINT[]), CAST(:f AS BIGINT[])) "
+    "ON CONFLICT (cycle_id, bank_code) DO UPDATE SET "
+    "sent = positions.sent + excluded.sent, received = positions.received + excluded.received, "
+    "sent_count = positions.sent_count + excluded.sent_count, "
+    "received_count = positions.received_count + excluded.received_count, "
+    "fee = positions.fee + excluded.fee"
+)
+
+
 def add_positions(conn: Connection, deltas: Mapping[tuple[str, str], PositionDelta]) -> None:
     """Apply per-bank position changes of one batch: one row per bank and
     cycle, however many transfers the batch held."""
     if not deltas:
+        return
+    if _arrays(conn):
+        values = list(deltas.values())
+        conn.execute(
+            _UPSERT_POSITIONS_ARRAYS,
+            {
+                "c": [k[0] for k in deltas],
+                "b": [k[1] for k in deltas],
+                "s": [d.sent for d in values],
+                "r": [d.received for d in values],
+                "sc": [d.sent_count for d in values],
+                "rc": [d.received_count for d in values],
+                "f": [d.fee for d in values],
+            },
+        )
         return
     keys = list(deltas)
     present = {
@@ -445,7 +506,12 @@ def _transfer(r: tuple[Any, ...]) -> StoredTransfer:
 
 
 def existing_transfers(conn: Connection, ids: Collection[str]) -> dict[str, StoredTransfer]:
-    rows = conn.execute(select(*_TRANSFER_COLUMNS).where(transfers.c.id.in_(ids)))
+    if conn.dialect.name in ("postgresql", "cockroachdb"):
+        # One array parameter instead of thousands of IN parameters.
+        match = transfers.c.id == any_(cast(bindparam("ids", list(ids)), ARRAY(UUID)))
+    else:
+        match = transfers.c.id.in_(ids)
+    rows = conn.execute(select(*_TRANSFER_COLUMNS).where(match))
     return {str(r[0]): _transfer(tuple(r)) for r in rows}
 
 
@@ -459,7 +525,34 @@ def get_transfer(conn: Connection, transfer_id: str) -> StoredTransfer | None:
     return None if row is None else _transfer(tuple(row))
 
 
-def insert_transfers(conn: Connection, items: Iterable[StoredTransfer]) -> None:
+_COPY_COLUMNS = (
+    "id", "debtor_bank", "creditor_bank", "currency", "amount", "remittance_info", "status",
+    "cycle_id", "accepted_at", "quote_id", "creditor_currency", "creditor_amount",
+    "creditor_cycle_id", "fee",
+)  # fmt: skip
+_COPY_TRANSFERS = f"COPY transfers ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+
+
+def insert_transfers(conn: Connection, items: Sequence[StoredTransfer]) -> None:
+    if not items:
+        return
+    if conn.dialect.name == "postgresql":
+        # COPY in the same transaction: the batch path's largest cost, and
+        # several times faster than row-at-a-time INSERTs.
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(_COPY_TRANSFERS) as copy:
+            for t in items:
+                fx = t.quote_id is not None
+                copy.write_row(
+                    (
+                        t.transfer_id, t.debtor, t.creditor, t.currency, t.amount,
+                        t.remittance_info, int(t.status), t.cycle_id, t.accepted_at, t.quote_id,
+                        t.creditor_currency, t.creditor_amount, t.creditor_cycle_id,
+                        t.fee if fx else None,
+                    )
+                )  # fmt: skip
+        return
     rows = [
         {
             "id": t.transfer_id,
@@ -479,8 +572,7 @@ def insert_transfers(conn: Connection, items: Iterable[StoredTransfer]) -> None:
         }
         for t in items
     ]
-    if rows:
-        conn.execute(insert(transfers), rows)
+    conn.execute(insert(transfers), rows)
 
 
 def cycle_leg_sums(conn: Connection, cycle_id: str) -> dict[str, list[int]]:
