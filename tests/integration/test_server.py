@@ -213,3 +213,39 @@ def test_refuses_to_start_without_tls_or_insecure() -> None:
     )
     assert result.returncode != 0
     assert b"refusing to start without TLS" in result.stderr
+
+
+async def test_client_rides_out_a_restart_with_the_same_transfer_id(tmp_path: Path) -> None:
+    """The hub is down when the bank submits: the client waits and retries
+    with the same transfer id, and the transfer exists exactly once."""
+    db = f"sqlite:///{tmp_path / 'restart.db'}"
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    first = _serve(db, port, free_port())
+    await _wait_serving(target)
+    config = ClientConfig(target=target, deadline_s=30.0)
+    async with OperatorClient(config) as op:
+        for code in ("RSTA01", "RSTB01"):
+            await op.create_bank(code, code, "us-east1", ["USD"])
+            await op.deposit(code, "USD", 1_000)
+    first.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(lambda: first.wait(30)) == 0
+    async with BankClient("RSTA01", config) as bank:
+        item = instruction("RSTB01", "USD", 100)
+        pending = asyncio.create_task(bank.submit(item))
+        await asyncio.sleep(1.0)
+        assert not pending.done()
+        second = _serve(db, port, free_port())
+        try:
+            response = await pending
+            assert not response.replayed
+            again = await bank.submit(item)
+            assert again.replayed and again.transfer == response.transfer
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(lambda: second.wait(30)) == 0
+    from remitnet.services.adapters.db.database import Database
+
+    stored = Database(db)
+    assert audit(stored).transfers == 1
+    stored.dispose()
