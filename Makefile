@@ -44,3 +44,9 @@ serve: venv
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache remitnet.db*
+
+bench: venv postgres
+	$(PY) scripts/bench.py --profile full
+
+bench-quick: venv postgres
+	$(PY) scripts/bench.py --profile quick

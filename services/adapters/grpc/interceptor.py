@@ -31,16 +31,26 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, resolver: IdentityResolver, roles: Mapping[str, Role]) -> None:
         self._resolver = resolver
         self._roles = roles
+        # Wrapped handlers per method: built once, not on every call.
+        self._wrapped: dict[str, Any] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
+        method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method: str = handler_call_details.method
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: Any, method: str) -> Any:
         service, _, name = method.lstrip("/").rpartition("/")
         role = self._roles.get(method, Role.PUBLIC)
         if handler.unary_unary is not None:
@@ -61,9 +71,12 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
         self, inner: Callable[[Any, Context], Awaitable[Any]], service: str, name: str, role: Role
     ) -> Callable[[Any, Context], Awaitable[Any]]:
         labels = ("unary", service, name)
+        started_total = metrics.GRPC_STARTED.labels(*labels)
+        handled_ok = metrics.GRPC_HANDLED.labels(*labels, "OK")
+        seconds = metrics.GRPC_HANDLING_SECONDS.labels(*labels)
 
         async def behavior(request: Any, context: Context) -> Any:
-            metrics.GRPC_STARTED.labels(*labels).inc()
+            started_total.inc()
             started = time.perf_counter()
             code = "OK"
             try:
@@ -88,8 +101,9 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
                     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
                 raise
             finally:
-                metrics.GRPC_HANDLED.labels(*labels, code).inc()
-                metrics.GRPC_HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+                handled = handled_ok if code == "OK" else metrics.GRPC_HANDLED.labels(*labels, code)
+                handled.inc()
+                seconds.observe(time.perf_counter() - started)
 
         return behavior
 

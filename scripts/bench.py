@@ -1,0 +1,676 @@
+"""Throughput benchmark: batch netting versus gross settlement on the seed
+paper's three workloads (`make bench`, `make bench-quick`).
+
+The hub runs in its own process(es) on PostgreSQL at SERIALIZABLE with
+synchronous commit on; load comes from separate client processes over real
+gRPC. For each workload it measures three paths: batch (SubmitTransfers of
+1,000 items, several clients), unary (SubmitTransfer, >= 64 in flight) and
+gross (SubmitTransfer in gross settlement mode: one serializable transaction
+per transfer moving both banks' balances). Then it closes and settles the
+cycle, and at the end it measures settling one large cycle and the batch path
+split over two clearing processes. Writes build/bench/latest.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from remitnet.clearing.v1 import clearing_pb2 as cpb
+from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
+from remitnet.clients.base import ClientConfig
+from remitnet.clients.operator import OperatorClient
+from remitnet.common.v1.money_pb2 import Money
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build" / "bench"
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+FUNDS = 10**15  # nothing in the benchmark is refused for liquidity
+PRINCIPAL = "x-remitnet-principal"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path_seconds: float
+    batch_clients: int
+    unary_clients: int
+    unary_in_flight: int  # per client process
+    settle_transfers: int
+    settle_banks: int
+    split_seconds: float
+
+
+PROFILES = {
+    "full": Profile("full", 20.0, 3, 2, 48, 1_000_000, 100, 20.0),
+    "quick": Profile("quick", 6.0, 3, 2, 40, 100_000, 100, 6.0),
+}
+
+
+# Workloads ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    banks: dict[str, str]  # code -> region
+    # (debtor, creditor) pairs drawn for a transfer, by a seeded RNG
+    pick: Callable[[random.Random], tuple[str, str]]
+    amounts: tuple[int, int]
+
+
+def aggregated_payment() -> Workload:
+    payers = [f"PAY{i:03d}" for i in range(60)]
+    aggregators = [f"AGG{i:03d}" for i in range(4)]
+    banks = {b: "us-east1" for b in payers} | {a: "us-west1" for a in aggregators}
+
+    def pick(rng: random.Random) -> tuple[str, str]:
+        if rng.random() < 0.85:  # a payment to a merchant behind an aggregator
+            return rng.choice(payers), rng.choice(aggregators)
+        return rng.choice(aggregators), rng.choice(payers)  # payouts and refunds
+
+    return Workload("aggregated_payment", banks, pick, (100, 20_000))
+
+
+def high_speed_sales() -> Workload:
+    buyers = [f"BUY{i:03d}" for i in range(50)]
+    banks = {b: "europe-west1" for b in buyers} | {"FLASH001": "europe-west1"}
+
+    def pick(rng: random.Random) -> tuple[str, str]:
+        if rng.random() < 0.85:  # the flash sale: one merchant's bank
+            return rng.choice(buyers), "FLASH001"
+        a, b = rng.sample(buyers, 2)
+        return a, b
+
+    return Workload("high_speed_sales", banks, pick, (500, 50_000))
+
+
+def remittance_channel() -> Workload:
+    regions = ["us-east1", "europe-west1", "asia-southeast1", "africa-west1"]
+    banks = {f"REM{r[:2].upper()}{i:02d}": r for r in regions for i in range(10)}
+    by_region: dict[str, list[str]] = {}
+    for code, region in banks.items():
+        by_region.setdefault(region, []).append(code)
+    corridors = [("us-east1", "asia-southeast1"), ("europe-west1", "africa-west1"),
+                 ("us-east1", "africa-west1"), ("asia-southeast1", "us-east1")]  # fmt: skip
+
+    def pick(rng: random.Random) -> tuple[str, str]:
+        src, dst = rng.choice(corridors)
+        return rng.choice(by_region[src]), rng.choice(by_region[dst])
+
+    return Workload("remittance_channel", banks, pick, (2_000, 300_000))
+
+
+def big_cycle(banks: int = 100) -> Workload:
+    """Uniform traffic among many banks: the large cycle settlement is timed on."""
+    codes = {f"BIG{i:03d}": "us-east1" for i in range(banks)}
+    names = list(codes)
+
+    def pick(rng: random.Random) -> tuple[str, str]:
+        a, b = rng.sample(names, 2)
+        return a, b
+
+    return Workload("big_cycle", codes, pick, (1, 10_000))
+
+
+WORKLOADS = {w.name: w for w in (aggregated_payment(), high_speed_sales(), remittance_channel())}
+EXTRA_WORKLOADS = {"big_cycle": big_cycle()}
+
+
+def instruction(rng: random.Random, creditor: str, lo: int, hi: int) -> cpb.TransferInstruction:
+    return cpb.TransferInstruction(
+        transfer_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        creditor_bank=creditor,
+        amount=Money(currency="USD", minor_units=rng.randint(lo, hi)),
+    )
+
+
+# Hub processes --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class HubProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    metrics_port: int
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def metrics(self) -> dict[str, float]:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        out: dict[str, float] = {}
+        with urllib.request.urlopen(url, timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("#") or " " not in line:
+                    continue
+                key, value = line.rsplit(" ", 1)
+                out[key] = float(value)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def start_hub(db_url: str, log: Path, *only: str) -> HubProcess:
+    port, metrics_port = free_port(), free_port()
+    command = [
+        sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
+        "--db", db_url, "--port", str(port), "--metrics-port", str(metrics_port),
+    ]  # fmt: skip
+    for service in only:
+        command += ["--only", service]
+    with log.open("ab") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+    hub = HubProcess(proc, port, metrics_port)
+    channel = grpc.insecure_channel(hub.target)
+    stub = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"hub exited with {proc.returncode}; see {log}")
+        try:
+            if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                channel.close()
+                return hub
+        except grpc.RpcError:
+            time.sleep(0.2)
+    raise SystemExit("hub did not become healthy")
+
+
+def fresh_database() -> tuple[str, str]:
+    name = f"remitnet_bench_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+        conn.execute(f"CREATE DATABASE {name}".encode())
+        sync = conn.execute(b"SHOW synchronous_commit").fetchone()
+    assert sync is not None and sync[0] == "on", "the benchmark runs with durable commits"
+    return name, f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+
+
+async def onboard(target: str, banks: dict[str, str]) -> None:
+    async with OperatorClient(ClientConfig(target=target, deadline_s=60)) as op:
+        existing = {b.code for b in await op.list_banks()}
+
+        async def one(code: str, region: str) -> None:
+            if code not in existing:
+                await op.create_bank(code, code, region, ["USD"])
+                await op.deposit(code, "USD", FUNDS)
+
+        codes = list(banks.items())
+        for i in range(0, len(codes), 16):
+            await asyncio.gather(*(one(c, r) for c, r in codes[i : i + 16]))
+
+
+# Load generators (separate processes) -----------------------------------------
+
+
+@dataclass
+class LoadResult:
+    transfers: int = 0
+    rejected: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+
+
+def _client_main(
+    path: str, target: str, workload: str, seed: int, seconds: float, in_flight: int, out: Any
+) -> None:
+    chosen = WORKLOADS.get(workload) or EXTRA_WORKLOADS[workload]
+    result = asyncio.run(_client(path, target, chosen, seed, seconds, in_flight))
+    out.send(asdict(result))
+    out.close()
+
+
+async def _client(
+    path: str, target: str, workload: Workload, seed: int, seconds: float, in_flight: int
+) -> LoadResult:
+    rng = random.Random(seed)
+    channel = grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.max_receive_message_length", 64 << 20),
+        ],
+    )
+    stub = cgrpc.ClearingServiceStub(channel)
+    result = LoadResult()
+    lo, hi = workload.amounts
+    deadline = time.monotonic() + seconds
+    result.started = time.time()
+
+    def next_batch() -> tuple[str, cpb.SubmitTransfersRequest]:
+        # Every item of a batch is sent by the calling bank; creditors follow
+        # the workload's distribution.
+        debtor, _ = workload.pick(rng)
+        items: list[cpb.TransferInstruction] = []
+        while len(items) < 1000:
+            _, creditor = workload.pick(rng)
+            if creditor != debtor:
+                items.append(instruction(rng, creditor, lo, hi))
+        return debtor, cpb.SubmitTransfersRequest(transfers=items)
+
+    async def batch_worker() -> None:
+        while time.monotonic() < deadline:
+            debtor, request = next_batch()
+            t0 = time.perf_counter()
+            response = await stub.SubmitTransfers(
+                request, metadata=((PRINCIPAL, f"bank:{debtor}"),), timeout=120
+            )
+            result.latencies_ms.append((time.perf_counter() - t0) * 1000)
+            result.transfers += response.accepted_count
+            result.rejected += response.rejected_count
+
+    async def unary_worker(gross: bool) -> None:
+        mode = cpb.SETTLEMENT_MODE_GROSS if gross else cpb.SETTLEMENT_MODE_NETTED
+        while time.monotonic() < deadline:
+            debtor, creditor = workload.pick(rng)
+            item = instruction(rng, creditor, lo, hi)
+            item.settlement_mode = mode
+            t0 = time.perf_counter()
+            try:
+                await stub.SubmitTransfer(
+                    cpb.SubmitTransferRequest(transfer=item),
+                    metadata=((PRINCIPAL, f"bank:{debtor}"),),
+                    timeout=60,
+                )
+                result.transfers += 1
+            except grpc.aio.AioRpcError:
+                result.rejected += 1
+            result.latencies_ms.append((time.perf_counter() - t0) * 1000)
+
+    if path == "batch":
+        workers = [batch_worker() for _ in range(in_flight)]
+    else:
+        workers = [unary_worker(path == "gross") for _ in range(in_flight)]
+    await asyncio.gather(*workers)
+    result.finished = time.time()
+    await channel.close()
+    return result
+
+
+def run_load(
+    path: str, targets: list[str], workload: str, processes: int, in_flight: int, seconds: float
+) -> LoadResult:
+    ctx = mp.get_context("spawn")
+    pipes = []
+    procs = []
+    for i in range(processes):
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_client_main,
+            args=(
+                path,
+                targets[i % len(targets)],
+                workload,
+                hash((workload, path, i)) & 0xFFFF_FFFF,
+                seconds,
+                in_flight,
+                child,
+            ),
+        )
+        proc.start()
+        procs.append(proc)
+        pipes.append(parent)
+    results = [LoadResult(**p.recv()) for p in pipes]
+    for proc in procs:
+        proc.join()
+    merged = LoadResult(
+        transfers=sum(r.transfers for r in results),
+        rejected=sum(r.rejected for r in results),
+        latencies_ms=[x for r in results for x in r.latencies_ms],
+        started=min(r.started for r in results),
+        finished=max(r.finished for r in results),
+    )
+    return merged
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# Metrics sampling: the adaptive controller's view over time ---------------------
+
+
+class Sampler(threading.Thread):
+    def __init__(self, hubs: list[HubProcess]) -> None:
+        super().__init__(daemon=True)
+        self.hubs = hubs
+        self.samples: list[dict[str, Any]] = []
+        self.phase = ""
+        self.stop_event = threading.Event()
+        self.t0 = time.time()
+
+    def run(self) -> None:
+        last: dict[str, float] = {}
+        while not self.stop_event.wait(0.5):
+            try:
+                m = self.hubs[0].metrics()
+            except OSError:
+                continue
+            count = m.get("remitnet_netting_batch_size_count", 0.0)
+            total = m.get("remitnet_netting_batch_size_sum", 0.0)
+            dc, dt = count - last.get("c", count), total - last.get("s", total)
+            last = {"c": count, "s": total}
+            self.samples.append(
+                {
+                    "t": time.time() - self.t0,
+                    "limit": m.get("remitnet_netting_batch_limit", 0.0),
+                    "mean_batch": dt / dc if dc else 0.0,
+                    "batches_per_s": dc / 0.5,
+                    "label": self.phase,
+                }
+            )
+
+
+def retries(hub: HubProcess) -> float:
+    return sum(
+        v for k, v in hub.metrics().items() if k.startswith("remitnet_db_transaction_retries_total")
+    )
+
+
+# The benchmark ----------------------------------------------------------------
+
+
+def measure_path(
+    path: str, hub: HubProcess, workload: str, profile: Profile, sampler: Sampler
+) -> dict[str, Any]:
+    sampler.phase = f"{workload}/{path}"
+    before = retries(hub)
+    if path == "batch":
+        load = run_load(
+            path, [hub.target], workload, profile.batch_clients, 2, profile.path_seconds
+        )
+    else:
+        clients, in_flight = profile.unary_clients, profile.unary_in_flight
+        load = run_load(path, [hub.target], workload, clients, in_flight, profile.path_seconds)
+    elapsed = load.finished - load.started
+    figures = {
+        "transfers_per_s": load.transfers / elapsed if elapsed else 0.0,
+        "p50_ms": percentile(load.latencies_ms, 0.50),
+        "p99_ms": percentile(load.latencies_ms, 0.99),
+        "retries": int(retries(hub) - before),
+        "transfers": load.transfers,
+        "rejected": load.rejected,
+        "seconds": elapsed,
+    }
+    if path == "batch":
+        figures["items_per_call"] = 1000
+    print(
+        f"  {workload:<20} {path:<6} {figures['transfers_per_s']:>10,.0f} transfers/s  "
+        f"p50 {figures['p50_ms']:7.1f} ms  p99 {figures['p99_ms']:7.1f} ms  "
+        f"retries {figures['retries']}",
+        flush=True,
+    )
+    return figures
+
+
+async def close_and_settle(target: str) -> dict[str, float]:
+    async with OperatorClient(ClientConfig(target=target, deadline_s=600)) as op:
+        t0 = time.perf_counter()
+        closed = (await op.close_cycle("USD")).closed
+        await op.settle_cycle(closed.cycle_id)
+        seconds = time.perf_counter() - t0
+        rec = await op.reconciliation(closed.cycle_id)
+        assert rec.all_matched, "reconciliation mismatch"
+        ledger = await op.ledger_balance()
+        assert all(c.balance_sum == 0 and c.entry_sum == 0 for c in ledger.currencies)
+    return {
+        "gross": float(closed.gross_value),
+        "net": float(closed.net_value),
+        "transfers": float(closed.transfer_count),
+        "banks": float(len(closed.positions)),
+        "seconds": seconds,
+    }
+
+
+def settle_large(profile: Profile, log: Path) -> dict[str, Any]:
+    """One cycle of `settle_transfers` across `settle_banks`, loaded through
+    the batch path, then timed from CloseCycle to settled."""
+    name, url = fresh_database()
+    hub = start_hub(url, log)
+    try:
+        assert profile.settle_banks == len(EXTRA_WORKLOADS["big_cycle"].banks)
+        asyncio.run(onboard(hub.target, EXTRA_WORKLOADS["big_cycle"].banks))
+        loaded = 0
+        t0 = time.perf_counter()
+        while loaded < profile.settle_transfers:
+            chunk = run_load("batch", [hub.target], "big_cycle", 3, 2, 10.0)
+            loaded += chunk.transfers
+            rate = loaded / (time.perf_counter() - t0)
+            print(f"  settle: loaded {loaded:,} transfers ({rate:,.0f}/s)", flush=True)
+        result = asyncio.run(close_and_settle(hub.target))
+        return {
+            "transfers": int(result["transfers"]),
+            "banks": int(result["banks"]),
+            "seconds": result["seconds"],
+            "peak_rss_mb": hub.peak_rss_mb(),
+            "load_transfers_per_s": loaded / (time.perf_counter() - t0),
+        }
+    finally:
+        hub.stop()
+        drop_database(name)
+
+
+def split_processes(profile: Profile, log: Path) -> dict[str, float]:
+    """The batch path with clearing in two processes against one database,
+    against one process, same workload and clients."""
+    out: dict[str, float] = {}
+    for label, clearing in (("one_process", 1), ("two_processes", 2)):
+        name, url = fresh_database()
+        rest = start_hub(url, log, "participants,netting,settlement,fx")
+        hubs = [start_hub(url, log, "clearing") for _ in range(clearing)]
+        try:
+            asyncio.run(onboard(rest.target, WORKLOADS["aggregated_payment"].banks))
+            load = run_load(
+                "batch", [h.target for h in hubs], "aggregated_payment", 4, 2, profile.split_seconds
+            )
+            out[label] = load.transfers / (load.finished - load.started)
+            print(
+                f"  split: clearing in {clearing} process(es): {out[label]:,.0f} transfers/s",
+                flush=True,
+            )
+        finally:
+            for h in [*hubs, rest]:
+                h.stop()
+            drop_database(name)
+    out["ratio"] = out["two_processes"] / out["one_process"] if out["one_process"] else 0.0
+    return out
+
+
+def report(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "latest.json").write_text(json.dumps(results, indent=2))
+    lines = [
+        f"# remitnet benchmark ({results['profile']}, {results['when']})",
+        "",
+        "PostgreSQL at SERIALIZABLE, synchronous_commit on; hub, clients and database on one "
+        f"{os.cpu_count()}-core machine.",
+        "",
+        "| workload | path | transfers/s | p50 ms | p99 ms | retries |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, sc in results["scenarios"].items():
+        for path in ("batch", "unary", "gross"):
+            f = sc[path]
+            lines.append(
+                f"| {name} | {path} | {f['transfers_per_s']:,.0f} | {f['p50_ms']:.1f} | "
+                f"{f['p99_ms']:.1f} | {f['retries']} |"
+            )
+    lines += [
+        "",
+        "| workload | batch/gross | netting efficiency | close→settled s |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, sc in results["scenarios"].items():
+        lines.append(
+            f"| {name} | {sc['batch_over_gross']:.1f} | {sc['netting_efficiency']:.1f} | "
+            f"{sc['settle']['seconds']:.3f} |"
+        )
+    big = results["settle_large"]
+    lines += [
+        "",
+        f"Settling one cycle of {big['transfers']:,} transfers across {big['banks']} banks: "
+        f"{big['seconds']:.3f} s from CloseCycle to settled; "
+        f"hub peak RSS {big['peak_rss_mb']:.0f} MB.",
+        "",
+        f"Batch path, clearing split over two processes: {results['split']['two_processes']:,.0f} "
+        f"transfers/s versus {results['split']['one_process']:,.0f} in one "
+        f"(ratio {results['split']['ratio']:.2f}).",
+    ]
+    table = "\n".join(lines)
+    (OUT / "latest.md").write_text(table + "\n")
+    print("\n" + table)
+    plot(results, samples)
+
+
+def plot(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["scenarios"])
+    paths = ["batch", "unary", "gross"]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    width = 0.25
+    for j, path in enumerate(paths):
+        xs = [i + (j - 1) * width for i in range(len(names))]
+        axes[0].bar(
+            xs, [results["scenarios"][n][path]["transfers_per_s"] for n in names], width, label=path
+        )
+        axes[1].bar(xs, [results["scenarios"][n][path]["p99_ms"] for n in names], width, label=path)
+    for ax, title in (
+        (axes[0], "throughput (transfers/s)"),
+        (axes[1], "p99 latency per call (ms)"),
+    ):
+        ax.set_xticks(range(len(names)), names, rotation=10)
+        ax.set_title(title)
+        ax.legend()
+    axes[0].set_yscale("log")
+    axes[1].set_yscale("log")
+    ts = [s["t"] for s in samples]
+    axes[2].plot(ts, [s["mean_batch"] for s in samples], label="mean batch size (committed)")
+    axes[2].plot(ts, [s["limit"] for s in samples], label="controller batch limit", linestyle="--")
+    axes[2].set_title("adaptive batching: batch size over time")
+    axes[2].set_xlabel("seconds")
+    axes[2].set_yscale("symlog")
+    last = ""
+    for s in samples:
+        if s["label"] != last:
+            axes[2].axvline(s["t"], color="grey", alpha=0.3)
+            axes[2].text(s["t"], 1, str(s["label"]).replace("/", "\n"), fontsize=6, rotation=90)
+            last = str(s["label"])
+    axes[2].legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(OUT / "latest.png", dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    args = parser.parse_args()
+    profile = PROFILES[args.profile]
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = OUT / "hub.log"
+    log.write_text("")
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "profile": profile.name,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scenarios": {},
+    }
+    samples: list[dict[str, Any]] = []
+    for workload in args.workloads.split(","):
+        print(f"\n{workload}", flush=True)
+        name, url = fresh_database()
+        hub = start_hub(url, log)
+        sampler = Sampler([hub])
+        sampler.t0 = time.time() - (samples[-1]["t"] if samples else 0.0)
+        sampler.start()
+        try:
+            asyncio.run(onboard(hub.target, WORKLOADS[workload].banks))
+            scenario: dict[str, Any] = {}
+            for path in ("batch", "unary", "gross"):
+                scenario[path] = measure_path(path, hub, workload, profile, sampler)
+            sampler.phase = f"{workload}/settle"
+            cycle = asyncio.run(close_and_settle(hub.target))
+            scenario["netting_efficiency"] = cycle["gross"] / cycle["net"] if cycle["net"] else 0.0
+            scenario["settle"] = {
+                "transfers": int(cycle["transfers"]),
+                "banks": int(cycle["banks"]),
+                "seconds": cycle["seconds"],
+                "peak_rss_mb": hub.peak_rss_mb(),
+            }
+            gross = scenario["gross"]["transfers_per_s"]
+            scenario["batch_over_gross"] = (
+                scenario["batch"]["transfers_per_s"] / gross if gross else 0.0
+            )
+            results["scenarios"][workload] = scenario
+        finally:
+            sampler.stop_event.set()
+            sampler.join()
+            samples += sampler.samples
+            hub.stop()
+            drop_database(name)
+    print("\nsettling one large cycle", flush=True)
+    results["settle_large"] = settle_large(profile, log)
+    print("\nscaling past one process", flush=True)
+    results["split"] = split_processes(profile, log)
+    results["seconds"] = time.perf_counter() - started
+    report(results, samples)
+    print(f"\nwrote {OUT / 'latest.json'}, latest.md and latest.png in {results['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
