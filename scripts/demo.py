@@ -1,21 +1,17 @@
-"""`make demo`: the clearing network end to end on the embedded default.
-
-Starts the hub as its own process on SQLite, onboards banks in four regions,
-funds them, drives same-currency and cross-currency (FX) traffic through
-real concurrent gRPC clients, closes and settles every currency's cycle, and
-prints what a hub operator would look at. Exits non-zero if any check fails.
-"""
+"""`make demo`: the hub in its own process on SQLite, banks in seven regions driving
+same-currency and FX traffic through concurrent gRPC clients, every cycle closed and
+settled, the checks a hub operator would look at. Exits non-zero if a check fails."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,11 +25,11 @@ from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
-from remitnet.services.domain.money import format_minor
+from remitnet.services.domain.money import Money, exponent, format_minor
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "demo"
-LOG = os.path.relpath(WORK / "hub.log", ROOT)
+LOG = WORK.relative_to(ROOT) / "hub.log"
 SEED = 20261123
 
 # code -> (name, home region, currencies, deposit in major units per currency)
@@ -47,14 +43,9 @@ BANKS: dict[str, tuple[str, str, list[str], int]] = {
     "BANKIN01": ("Deccan Bank", "asia-south1", ["INR"], 80_000_000),
     "BANKNG01": ("Lagos Trust", "africa-west1", ["NGN"], 900_000_000),
 }
-RATES = {
-    ("USD", "PHP"): "56.10",
-    ("USD", "EUR"): "0.92",
-    ("USD", "INR"): "83.20",
-    ("USD", "GBP"): "0.79",
-    ("USD", "NGN"): "1480.50",
-}
-# (debtors, creditor, source, target)
+RATES = {("USD", "PHP"): "56.10", ("USD", "EUR"): "0.92", ("USD", "INR"): "83.20"}
+RATES |= {("USD", "GBP"): "0.79", ("USD", "NGN"): "1480.50"}
+# (debtors, creditor, source, target): cross-border corridors through FX quotes
 CORRIDORS = [
     (["BANKUS01", "BANKUS02"], "BANKPH01", "USD", "PHP"),
     (["BANKDE01", "BANKFR01"], "BANKIN01", "EUR", "INR"),
@@ -64,6 +55,8 @@ SAME_CURRENCY = {
     "USD": ["BANKUS01", "BANKUS02", "BANKDE01", "BANKPH01"],
     "EUR": ["BANKDE01", "BANKFR01"],
 }
+ROUNDS, FX_PER_DEBTOR, EDGE_CASES = 3, 60, 6
+Step = tuple[bool, list[cpb.TransferInstruction]]  # (as one batch?, items)
 
 
 def free_port() -> int:
@@ -72,13 +65,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def uetr(rng: random.Random) -> str:
+    """A UUIDv4 transfer id drawn from the seeded generator: reruns are identical."""
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
 @dataclass
 class Tally:
     planned: int
     accepted: int = 0
     replayed: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
     fx: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    ok: bool = True
 
     @property
     def done(self) -> int:
@@ -91,65 +91,89 @@ def start_hub(port: int, metrics_port: int) -> subprocess.Popen[bytes]:
         old.unlink()
     rates = WORK / "rates.csv"
     now = datetime.now(UTC).isoformat()
-    rates.write_text(
-        "base,quote,rate,as_of\n" + "".join(f"{b},{q},{r},{now}\n" for (b, q), r in RATES.items())
-    )
+    rows = "".join(f"{b},{q},{r},{now}\n" for (b, q), r in RATES.items())
+    rates.write_text("base,quote,rate,as_of\n" + rows)
     log = (WORK / "hub.log").open("wb")
     command = [
         sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
-        "--db", f"sqlite:///{WORK / 'remitnet.db'}", "--port", str(port),
+        "--db", "sqlite:///build/demo/remitnet.db", "--port", str(port),
         "--metrics-port", str(metrics_port), "--fx-rates", str(rates),
         "--fx-corridor", "GBP:NGN=120",
     ]  # fmt: skip
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-async def wait_serving(target: str, proc: subprocess.Popen[bytes]) -> None:
+async def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise SystemExit(f"the hub exited with {proc.returncode}; see {WORK / 'hub.log'}")
+                raise SystemExit(f"the hub exited with {proc.returncode}; see {LOG}")
             try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.aio.AioRpcError:
                 pass
             await asyncio.sleep(0.2)
-    raise SystemExit("the hub did not become healthy within 60 s")
+    raise SystemExit(f"the hub did not report SERVING within {timeout_s:.0f} s; see {LOG}")
+
+
+def table(rows: list[list[str]], header: list[str], left: int = 1) -> str:
+    """A plain-text table; the first `left` columns are text, the others numbers."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        aligned = zip(cells, widths, strict=True)
+        padded = (c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(aligned))
+        return "  " + "  ".join(padded)
+
+    return "\n".join([line(header), "  " + "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
 async def onboard(op: OperatorClient) -> None:
+    rows = []
     for code, (name, region, currencies, deposit) in BANKS.items():
         await op.create_bank(code, name, region, currencies)
         for currency in currencies:
-            exponent = 10 ** {"USD": 2, "EUR": 2, "GBP": 2, "PHP": 2, "INR": 2, "NGN": 2}[currency]
-            await op.deposit(code, currency, deposit * exponent)
-            await op.set_cap(code, currency, deposit * exponent // 10)
-    print(f"onboarded {len(BANKS)} banks in {len({b[1] for b in BANKS.values()})} regions")
+            funds = Money(currency, deposit * 10 ** exponent(currency))
+            cap = Money(currency, funds.minor_units // 10)
+            await op.deposit(code, currency, funds.minor_units)
+            await op.set_cap(code, currency, cap.minor_units)
+            rows.append([code, name, region, funds.format(), cap.format()])
+    regions = len({b[1] for b in BANKS.values()})
+    print(f"\nonboarded {len(BANKS)} banks in {regions} regions")
+    print(table(rows, ["bank", "name", "home region", "prefunded liquidity", "net debit cap"], 3))
 
 
-async def same_currency(bank: BankClient, currency: str, peers: list[str], tally: Tally) -> None:
-    rng = random.Random(f"{SEED}-{bank.bank_code}-{currency}")
-    others = [p for p in peers if p != bank.bank_code]
-    for round_ in range(4):
-        items = [
-            instruction(rng.choice(others), currency, rng.randint(1_000, 250_000))
-            for _ in range(rng.randint(150, 300))
-        ]
-        response = await bank.submit_batch(items)
-        for result in response.results:
-            if result.HasField("transfer"):
-                tally.accepted += 1
-            else:
-                tally.rejected[result.error.reason] += 1
-        # Some unary calls too, several in flight at once.
-        singles = [
-            instruction(rng.choice(others), currency, rng.randint(100, 50_000)) for _ in range(20)
-        ]
-        outcomes = await asyncio.gather(*(bank.submit(i) for i in singles), return_exceptions=True)
+def plan(code: str, currency: str, peers: list[str]) -> list[Step]:
+    """Seeded traffic of one bank in one currency: big batches and unary bursts."""
+    rng = random.Random(f"{SEED}-{code}-{currency}")
+    others = [p for p in peers if p != code]
+
+    def item(low: int, high: int) -> cpb.TransferInstruction:
+        amount = rng.randint(low, high)
+        return instruction(rng.choice(others), currency, amount, transfer_id=uetr(rng))
+
+    steps: list[Step] = []
+    for _ in range(ROUNDS):
+        steps.append((True, [item(1_000, 250_000) for _ in range(rng.randint(250, 600))]))
+        steps.append((False, [item(100, 50_000) for _ in range(24)]))
+    return steps
+
+
+async def drive(bank: BankClient, steps: list[Step], tally: Tally) -> None:
+    for as_batch, items in steps:
+        if as_batch:
+            for result in (await bank.submit_batch(items)).results:
+                if result.HasField("error"):
+                    tally.rejected[result.error.reason] += 1
+                else:
+                    tally.accepted += 1
+            continue
+        # Unary calls, all of this burst in flight at once.
+        outcomes = await asyncio.gather(*map(bank.submit, items), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, HubError):
                 tally.rejected[outcome.reason] += 1
@@ -157,178 +181,175 @@ async def same_currency(bank: BankClient, currency: str, peers: list[str], tally
                 raise outcome
             else:
                 tally.accepted += 1
-        if round_ == 0:
-            again = await bank.submit(singles[0])  # a retry of a transfer already accepted
-            assert again.replayed
-            tally.replayed += 1
 
 
 async def corridor(bank: BankClient, creditor: str, source: str, target: str, tally: Tally) -> None:
     rng = random.Random(f"{SEED}-{bank.bank_code}-{target}")
-    for _ in range(60):
-        quote = await bank.quote(source, target, source_amount=rng.randint(5_000, 200_000))
-        item = instruction(
-            creditor,
-            source,
-            quote.source_amount.minor_units,
-            quote_id=quote.quote_id,
-            remittance_info="family support",
-        )
+
+    async def remit(amount: int, transfer_id: str) -> None:
+        quote = await bank.quote(source, target, source_amount=amount)
+        paid = quote.source_amount.minor_units
+        item = instruction(creditor, source, paid, transfer_id=transfer_id)
+        item.quote_id, item.remittance_info = quote.quote_id, "family support"
         await bank.submit(item)
         tally.accepted += 1
         tally.fx += 1
 
+    for _ in range(FX_PER_DEBTOR // 10):
+        await asyncio.gather(*(remit(rng.randint(5_000, 200_000), uetr(rng)) for _ in range(10)))
 
-async def bad_input(bank: BankClient, tally: Tally) -> None:
-    for item in (
+
+async def edge_cases(bank: BankClient, tally: Tally) -> None:
+    rng = random.Random(f"{SEED}-edge")
+    item = instruction("BANKUS02", "USD", 12_345, transfer_id=uetr(rng))
+    first, again = await bank.submit(item), await bank.submit(item)
+    tally.accepted += 1
+    tally.replayed += 1
+    same = again.transfer == first.transfer
+    tally.notes.append(
+        f"resubmitted {item.transfer_id}: replayed={again.replayed}, original returned: {same}"
+    )
+    tally.ok &= again.replayed and same
+    reused = item.transfer_id
+    for bad in (
+        instruction("BANKUS02", "USD", 99_999, transfer_id=reused),  # same id, other content
         instruction("BANKUS02", "USD", 10**13),  # far beyond liquidity plus cap
         instruction("NOSUCHBANK", "USD", 100),
         instruction("BANKFR01", "USD", 100),  # holds no USD account
     ):
         try:
-            await bank.submit(item)
+            await bank.submit(bad)
         except HubError as err:
             tally.rejected[err.reason] += 1
         else:
-            raise AssertionError("bad input was accepted")
+            tally.ok = False
+            tally.notes.append(f"bad input accepted: {bad}")
 
 
 async def progress(tally: Tally, started: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        await asyncio.sleep(1.0)
-        elapsed = time.perf_counter() - started
-        rate = tally.done / elapsed
-        print(f"  … {tally.done:>5} transfers answered in {elapsed:4.1f} s ({rate:,.0f}/s)")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+        except TimeoutError:
+            elapsed = time.perf_counter() - started
+            print(f"  … {tally.done:>5} / {tally.planned} transfers answered in {elapsed:4.1f} s"
+                  f" ({tally.done / elapsed:,.0f}/s)")  # fmt: skip
 
 
 async def traffic(config: ClientConfig) -> Tally:
     banks = {code: BankClient(code, config) for code in BANKS}
-    shared = Tally(planned=0)
+    plans = [(c, plan(c, ccy, peers)) for ccy, peers in SAME_CURRENCY.items() for c in peers]
+    debtors = sum(len(ds) for ds, *_ in CORRIDORS)
+    items = sum(len(step[1]) for _c, steps in plans for step in steps)
+    tally = Tally(planned=items + debtors * FX_PER_DEBTOR + EDGE_CASES)
+    print(f"\nsending {tally.planned} transfers through {len(banks)} concurrent bank clients")
     jobs = [
-        *(
-            same_currency(banks[c], ccy, peers, shared)
-            for ccy, peers in SAME_CURRENCY.items()
-            for c in peers
-        ),
-        *(corridor(banks[d], cr, s, t, shared) for ds, cr, s, t in CORRIDORS for d in ds),
-        bad_input(banks["BANKUS01"], shared),
+        *(drive(banks[c], steps, tally) for c, steps in plans),
+        *(corridor(banks[d], cr, s, t, tally) for ds, cr, s, t in CORRIDORS for d in ds),
+        edge_cases(banks["BANKUS01"], tally),
     ]
     stop = asyncio.Event()
     started = time.perf_counter()
-    ticker = asyncio.create_task(progress(shared, started, stop))
+    ticker = asyncio.create_task(progress(tally, started, stop))
     try:
         await asyncio.gather(*jobs)
     finally:
+        elapsed = time.perf_counter() - started
         stop.set()
         await ticker
         for client in banks.values():
             await client.close()
-    elapsed = time.perf_counter() - started
+    rejected = sum(tally.rejected.values())
     print(
-        f"{shared.done} transfers answered in {elapsed:.1f} s ({shared.done / elapsed:,.0f}/s) "
-        f"by {len(banks)} concurrent bank clients: {shared.accepted} accepted "
-        f"({shared.fx} cross-currency), {shared.replayed} replayed, "
-        f"{sum(shared.rejected.values())} rejected {dict(shared.rejected)}"
+        f"{tally.done} transfers answered in {elapsed:.2f} s ({tally.done / elapsed:,.0f}/s): "
+        f"{tally.accepted} accepted ({tally.fx} cross-currency), {tally.replayed} replayed, "
+        f"{rejected} rejected by reason {dict(sorted(tally.rejected.items()))}"
     )
-    return shared
+    print("\n".join(f"  {note}" for note in tally.notes))
+    return tally
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        padded = (
-            c.rjust(w) if i else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        return "  " + "  ".join(padded)
-
-    return "\n".join([line(header), "  " + "  ".join("-" * w for w in widths), *map(line, rows)])
-
-
-async def settle_and_report(op: OperatorClient, config: ClientConfig) -> bool:
+async def settle_and_report(op: OperatorClient) -> bool:
     ok = True
     currencies = sorted({c for _n, _r, cs, _d in BANKS.values() for c in cs})
-    print("\nSettlement cycles")
+    print("\nSettlement cycles (per-bank multilateral net positions)")
     for currency in currencies:
         closed = (await op.close_cycle(currency)).closed
-        settle_started = time.perf_counter()
         settled = await op.settle_cycle(closed.cycle_id)
-        settle_ms = (time.perf_counter() - settle_started) * 1000
         rec = await op.reconciliation(closed.cycle_id)
-        ok &= rec.all_matched and sum(p.net for p in closed.positions) == 0
-        efficiency = closed.gross_value / closed.net_value if closed.net_value else float("inf")
+        posted = {x.bank_code: x.amount for x in settled.postings}
+        nets = {p.bank_code: p.net for p in closed.positions}
+        ok &= rec.all_matched and sum(nets.values()) == 0
+        ok &= posted == {b: n for b, n in nets.items() if n}
+        ratio = closed.gross_value / closed.net_value if closed.net_value else float("inf")
         print(
-            f"\n{closed.cycle_id}: {closed.transfer_count} legs, "
+            f"\n{closed.cycle_id}: {closed.transfer_count} transfers, "
             f"gross {format_minor(currency, closed.gross_value)}, "
             f"net {format_minor(currency, closed.net_value)}"
-            f" (netting efficiency {efficiency:.1f}x), settled in {settle_ms:.0f} ms, "
-            f"reconciliation {'matched' if rec.all_matched else 'MISMATCH'}"
+            f" (netting efficiency gross/net {ratio:.1f}x), {len(settled.postings)} postings"
+            f" settled, reconciliation {'matched' if rec.all_matched else 'MISMATCH'}"
         )
         rows = [
-            [
-                p.bank_code,
-                format_minor(currency, p.sent),
-                format_minor(currency, p.received),
-                format_minor(currency, p.net),
-                format_minor(
-                    currency,
-                    next((x.amount for x in settled.postings if x.bank_code == p.bank_code), 0),
-                ),
-            ]
+            [p.bank_code, *(format_minor(currency, v) for v in (p.sent, p.received, p.net)),
+             format_minor(currency, posted.get(p.bank_code, 0))]
             for p in closed.positions
-        ]
+        ]  # fmt: skip
         print(table(rows, ["participant", "sent", "received", "net position", "posted"]))
-    print("\nHub FX revenue (spread), realised at settlement")
-    for _debtors, _creditor, _source, target in CORRIDORS:
-        statement = await op.statement("HUB", target)
-        print(f"  {target}: {format_minor(target, statement.closing_balance.minor_units)}")
-        ok &= statement.closing_balance.minor_units > 0
-    print("\nLedger check (double entry: every currency sums to zero)")
+    print("\nStatements after settlement (opening + entries = closing)")
+    accounts = [(c, ccy) for c, (_n, _r, cs, _d) in BANKS.items() for ccy in cs]
+    accounts += [("HUB", target) for *_x, target in CORRIDORS]  # the hub's FX spread, realised
+    rows = []
+    for code, currency in accounts:
+        st = await op.statement(code, currency)
+        opening, closing = st.opening_balance.minor_units, st.closing_balance.minor_units
+        good = opening + sum(e.amount for e in st.entries) == closing
+        good &= not st.next_after_sequence and st.entries[-1].balance_after == closing
+        ok &= good
+        rows.append([code, currency, format_minor(currency, opening), str(len(st.entries)),
+                     format_minor(currency, closing), "OK" if good else "FAILED"])  # fmt: skip
+    print(table(rows, ["account", "ccy", "opening", "entries", "closing balance", "sum check"], 2))
+    print("\nLedger check (double entry, GetLedgerBalance)")
     for total in (await op.ledger_balance()).currencies:
         good = total.balance_sum == 0 and total.entry_sum == 0
         ok &= good
-        verdict = "OK" if good else "FAILED"
         print(
-            f"  {total.currency}: {total.entry_count} entries, sum {total.entry_sum}, "
-            f"balances {total.balance_sum}: {verdict}"
+            f"  {total.currency}: {total.entry_count} entries, entry sum {total.entry_sum}, "
+            f"balance sum {total.balance_sum}: ledger sums to zero: {'OK' if good else 'FAILED'}"
         )
-    async with BankClient("BANKPH01", config) as ph:
-        for currency in ("PHP", "USD"):
-            st = await ph.statement(currency)
-            summed = st.opening_balance.minor_units + sum(e.amount for e in st.entries)
-            good = summed == st.closing_balance.minor_units
-            ok &= good
-            opening = format_minor(currency, st.opening_balance.minor_units)
-            closing = format_minor(currency, st.closing_balance.minor_units)
-            print(
-                f"  statement BANKPH01 {currency}: opening {opening} + {len(st.entries)} entries "
-                f"= closing {closing}: {'OK' if good else 'FAILED'}"
-            )
-        last = (await ph.list(page_size=1)).transfers[0]
-        ok &= last.status == cpb.TRANSFER_STATUS_SETTLED
+    async with BankClient("BANKPH01", op.config) as ph:
+        status = (await ph.list(page_size=1)).transfers[0].status
+        ok &= status == cpb.TRANSFER_STATUS_SETTLED
+        print(f"  BANKPH01's latest transfer is {cpb.TransferStatus.Name(status)}")
     return bool(ok)
 
 
 async def run() -> int:
+    started = time.perf_counter()
     port, metrics_port = free_port(), free_port()
     proc = start_hub(port, metrics_port)
-    target = f"127.0.0.1:{port}"
+    target, ok, tally = f"127.0.0.1:{port}", False, Tally(planned=0)
     try:
         await wait_serving(target, proc)
-        print(
-            f"hub serving on {target} (SQLite {WORK / 'remitnet.db'}), metrics http://127.0.0.1:{metrics_port}/metrics"
-        )
+        print(f"hub serving gRPC on {target} (SQLite build/demo/remitnet.db), "
+              f"metrics http://127.0.0.1:{metrics_port}/metrics, log {LOG}")  # fmt: skip
         config = ClientConfig(target=target, deadline_s=60.0)
         async with OperatorClient(config) as op:
             await onboard(op)
-            await traffic(config)
-            ok = await settle_and_report(op, config)
+            tally = await traffic(config)
+            ok = await settle_and_report(op)
+        ok &= tally.ok and tally.done == tally.planned
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(proc.wait, 60)
+        try:
+            code = await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = await asyncio.to_thread(proc.wait)
+            print("the hub did not stop within 30 s of SIGTERM and was killed")
+    elapsed = time.perf_counter() - started
     print(f"\nhub stopped on SIGTERM (exit code {code}); log: {LOG}")
+    print(f"demo took {elapsed:.1f} s end to end ({tally.done / elapsed:,.0f} transfers/s overall)")
     if not ok or code != 0:
         print("DEMO FAILED")
         return 1
