@@ -114,11 +114,14 @@ class OperatorClient(HubClient):
         response = await self.call(self.participants.ResumeBank, ppb.ResumeBankRequest(code=code))
         return response.bank
 
-    async def close_cycle(self, currency: str) -> npb.CloseCycleResponse:
-        # Not retried blindly: a close that committed but whose answer was
-        # lost would close the next cycle too. Check ListCycles instead.
+    async def close_cycle(self, currency: str, cycle_id: str = "") -> npb.CloseCycleResponse:
+        """Close the open cycle of a currency. Naming the cycle makes the call
+        safe to retry (a lost answer is recovered, not repeated on the next
+        cycle); without it the call is not retried."""
         return await self.call(
-            self.netting.CloseCycle, npb.CloseCycleRequest(currency=currency), retry=False
+            self.netting.CloseCycle,
+            npb.CloseCycleRequest(currency=currency, cycle_id=cycle_id),
+            retry=bool(cycle_id),
         )
 
     async def list_cycles(

@@ -24,7 +24,7 @@ from remitnet.fx.v1 import fx_pb2, fx_pb2_grpc
 from remitnet.netting.v1 import netting_pb2, netting_pb2_grpc
 from remitnet.participants.v1 import participants_pb2, participants_pb2_grpc
 from remitnet.services.adapters import metrics
-from remitnet.services.adapters.db import migrate
+from remitnet.services.adapters.db import faults, migrate
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc.clearing import ClearingServicer
@@ -118,6 +118,7 @@ class Hub:
             raise SystemExit(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
         self.config = config
         self.db = db or Database(config.db_url)
+        faults.install_from_env(self.db)
         self.engine: NettingEngine | None = None
         self.server: grpc.aio.Server | None = None
         self.port = 0

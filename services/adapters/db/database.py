@@ -98,7 +98,10 @@ class Database:
     ) -> None:
         self.url = normalize_url(url)
         self.retry = retry or RetryPolicy()
+        # Test and chaos hooks: called inside the transaction just before
+        # COMMIT, and just after a successful COMMIT.
         self.fault_hook: FaultHook | None = None
+        self.after_commit_hook: Callable[[str], None] | None = None
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
@@ -146,6 +149,8 @@ class Database:
                 time.sleep(self.retry.delay(attempt))
                 continue
             metrics.DB_TRANSACTIONS.labels(unit, "committed").inc()
+            if self.after_commit_hook is not None:
+                self.after_commit_hook(unit)
             return result
 
     def read(self, fn: Callable[[Connection], T], *, stale_ok: bool = False) -> T:

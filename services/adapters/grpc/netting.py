@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import grpc
@@ -85,6 +86,8 @@ class NettingServicer(pb_grpc.NettingServiceServicer):
     async def CloseCycle(
         self, request: pb.CloseCycleRequest, context: Context
     ) -> pb.CloseCycleResponse:
-        closed, opened = await asyncio.to_thread(uc.close_cycle, self.db, request.currency)
+        closed, opened = await asyncio.to_thread(
+            partial(uc.close_cycle, expected=request.cycle_id or None), self.db, request.currency
+        )
         record_close(closed, opened, "operator")
         return pb.CloseCycleResponse(closed=cycle_message(closed), opened=cycle_message(opened))

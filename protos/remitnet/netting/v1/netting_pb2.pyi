@@ -225,15 +225,23 @@ class CloseCycleRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CURRENCY_FIELD_NUMBER: _builtins.int
+    CYCLE_ID_FIELD_NUMBER: _builtins.int
     currency: _builtins.str
+    cycle_id: _builtins.str
+    """Optional: the cycle the operator means to close. If it is already
+    closed (a retry after a lost answer, or another operator won), its close
+    is reported and nothing else is closed, which makes the call safe to
+    retry. Empty: close whichever cycle is open.
+    """
     def __init__(
         self,
         *,
         currency: _builtins.str = ...,
+        cycle_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "cycle_id", b"cycle_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
