@@ -50,3 +50,12 @@ bench: venv postgres
 
 bench-quick: venv postgres
 	$(PY) scripts/bench.py --profile quick
+
+CHAOS_SECONDS ?= 120
+SOAK_SECONDS ?= 600
+
+chaos: venv postgres
+	$(PY) scripts/chaos.py --seconds $(CHAOS_SECONDS)
+
+soak: venv postgres
+	$(PY) scripts/soak.py --seconds $(SOAK_SECONDS)

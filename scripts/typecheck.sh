@@ -14,4 +14,4 @@ cp -al clients "$root/clients"
 cp -al scripts tests build/mypy/
 find build/mypy -name __pycache__ -prune -exec rm -rf {} +
 cd build/mypy
-exec ../../.venv/bin/mypy --config-file ../../pyproject.toml remitnet scripts tests "$@"
+MYPYPATH=scripts exec ../../.venv/bin/mypy --config-file ../../pyproject.toml remitnet scripts tests "$@"
