@@ -254,6 +254,7 @@ class LoadResult:
     transfers: int = 0
     rejected: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    resubmitted: int = 0
     started: float = 0.0
     finished: float = 0.0
 
@@ -299,9 +300,19 @@ async def _client(
         while time.monotonic() < deadline:
             debtor, request = next_batch()
             t0 = time.perf_counter()
-            response = await stub.SubmitTransfers(
-                request, metadata=((PRINCIPAL, f"bank:{debtor}"),), timeout=120
-            )
+            for attempt in range(10):
+                try:
+                    response = await stub.SubmitTransfers(
+                        request, metadata=((PRINCIPAL, f"bank:{debtor}"),), timeout=120
+                    )
+                    break
+                except grpc.aio.AioRpcError as err:
+                    # The hub gave up on a contended commit: resubmit the same
+                    # ids, as a bank would (idempotent).
+                    retryable = (grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE)
+                    if err.code() not in retryable or attempt == 9:
+                        raise
+                    result.resubmitted += 1
             result.latencies_ms.append((time.perf_counter() - t0) * 1000)
             result.transfers += response.accepted_count
             result.rejected += response.rejected_count
@@ -363,6 +374,7 @@ def run_load(
     merged = LoadResult(
         transfers=sum(r.transfers for r in results),
         rejected=sum(r.rejected for r in results),
+        resubmitted=sum(r.resubmitted for r in results),
         latencies_ms=[x for r in results for x in r.latencies_ms],
         started=min(r.started for r in results),
         finished=max(r.finished for r in results),
@@ -514,8 +526,12 @@ def split_processes(profile: Profile, log: Path) -> dict[str, float]:
                 "batch", [h.target for h in hubs], "aggregated_payment", 4, 2, profile.split_seconds
             )
             out[label] = load.transfers / (load.finished - load.started)
+            out[f"{label}_retries"] = sum(retries(h) for h in hubs)
+            out[f"{label}_resubmitted"] = load.resubmitted
             print(
-                f"  split: clearing in {clearing} process(es): {out[label]:,.0f} transfers/s",
+                f"  split: clearing in {clearing} process(es): {out[label]:,.0f} transfers/s, "
+                f"{out[f'{label}_retries']:.0f} serialization retries, "
+                f"{load.resubmitted} batches resubmitted after ABORTED",
                 flush=True,
             )
         finally:
