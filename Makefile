@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv protos lint typecheck buf test test-fast demo serve bench bench-quick clean
+.PHONY: venv protos lint typecheck buf test test-fast demo serve bench bench-quick chaos soak profile clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,3 +59,6 @@ chaos: venv postgres
 
 soak: venv postgres
 	$(PY) scripts/soak.py --seconds $(SOAK_SECONDS)
+
+profile: venv postgres
+	$(PY) scripts/profile_hub.py
