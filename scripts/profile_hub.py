@@ -81,7 +81,7 @@ class CpuMeter(threading.Thread):
         super().__init__(daemon=True)
         self.hub_pid = hub_pid
         self.last: dict[int, tuple[str, float]] = {}
-        self.totals: Counter[str] = Counter()
+        self.totals: dict[str, float] = {}
         self.stop_event = threading.Event()
 
     def sample(self) -> None:
@@ -94,7 +94,7 @@ class CpuMeter(threading.Thread):
                 continue
             now = cpu_seconds(pid)
             before = self.last[pid][1] if pid in self.last else now
-            self.totals[group] += max(0.0, now - before)
+            self.totals[group] = self.totals.get(group, 0.0) + max(0.0, now - before)
             self.last[pid] = (group, now)
 
     def run(self) -> None:
