@@ -18,7 +18,7 @@ from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
 from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.service_layer.audit import audit
+from remitnet.services.service_layer.audit import AuditReport, audit
 from remitnet.settlement.v1 import settlement_pb2 as spb
 from tests.integration.test_server import _wait_serving, free_port
 
@@ -84,6 +84,16 @@ async def _onboard(op: OperatorClient) -> None:
         )
 
 
+def _audit_clean(url: str) -> AuditReport:
+    db = Database(url)
+    try:
+        report = audit(db)
+    finally:
+        db.dispose()
+    assert report.ok, report.violations
+    return report
+
+
 @pytest.mark.parametrize("point", POINTS)
 async def test_batch_commit_crash(postgres_url: str, point: str) -> None:
     port = free_port()
@@ -105,10 +115,7 @@ async def test_batch_commit_crash(postgres_url: str, point: str) -> None:
         assert response.accepted_count == 200
         # Committed before the crash: the retry finds it; otherwise it is new.
         assert all(r.replayed == (point == "after_commit") for r in response.results)
-        db = Database(postgres_url)
-        report = audit(db)
-        db.dispose()
-        assert report.ok, report.violations
+        report = _audit_clean(postgres_url)
         assert report.transfers == 200
     finally:
         _stop(hub)
@@ -142,10 +149,7 @@ async def test_cycle_close_crash(postgres_url: str, point: str) -> None:
         assert retried.closed.transfer_count == 50
         assert retried.opened.cycle_id == again.opened.cycle_id == "USD-000002"
         assert sorted(c.cycle_id for c in cycles) == ["USD-000001", "USD-000002"]
-        db = Database(postgres_url)
-        report = audit(db)
-        db.dispose()
-        assert report.ok, report.violations
+        _audit_clean(postgres_url)
     finally:
         _stop(hub)
 
@@ -182,9 +186,6 @@ async def test_settlement_crash(postgres_url: str, point: str) -> None:
             "CRASHB01": 210,
         }
         assert [e.amount for e in statement.entries] == [1_000_000, 210]
-        db = Database(postgres_url)
-        report = audit(db)
-        db.dispose()
-        assert report.ok, report.violations
+        _audit_clean(postgres_url)
     finally:
         _stop(hub)
