@@ -70,6 +70,17 @@ class BankClient(HubClient):
         response = await self.call(self.fx.CreateQuote, request)
         return response.quote
 
+    async def quotes(
+        self, asks: Sequence[fxpb.CreateQuoteRequest], *, deadline_s: float = 60.0
+    ) -> fxpb.CreateQuotesResponse:
+        """Many quotes in one call, a result per ask in order. Retrying is
+        safe: a quote not used expires, and nothing is charged for it."""
+        return await self.call(
+            self.fx.CreateQuotes,
+            fxpb.CreateQuotesRequest(quotes=asks),
+            deadline_s=deadline_s,
+        )
+
     async def submit(self, item: cpb.TransferInstruction) -> cpb.SubmitTransferResponse:
         """Clear one transfer. Retries reuse the same transfer id, so a lost
         response never creates a second transfer."""

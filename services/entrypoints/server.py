@@ -76,6 +76,7 @@ ROLES[f"/{SERVICE_NAMES['settlement']}/GetReconciliation"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['fx']}/UpdateRates"] = Role.OPERATOR
 ROLES[f"/{SERVICE_NAMES['fx']}/ListRates"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['fx']}/CreateQuote"] = Role.BANK
+ROLES[f"/{SERVICE_NAMES['fx']}/CreateQuotes"] = Role.BANK
 ROLES[f"/{SERVICE_NAMES['fx']}/GetQuote"] = Role.ANY
 
 

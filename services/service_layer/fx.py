@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from sqlalchemy import Connection
 
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
+from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason, RemitnetError
 from remitnet.services.domain.fx import Quote, Rate, check_fresh, derive, parse_rate, price
 from remitnet.services.domain.model import canonical_uuid
 from remitnet.services.domain.money import check_currency
@@ -74,6 +75,17 @@ def load_rates_file(path: Path) -> list[tuple[str, str, str, datetime | None]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class QuoteAsk:
+    """What a bank asks a quote for: a source amount to sell or a target
+    amount to deliver (exactly one)."""
+
+    source_currency: str
+    target_currency: str
+    source_amount: int | None = None
+    target_amount: int | None = None
+
+
 def create_quote(
     db: Database,
     config: FxConfig,
@@ -84,30 +96,63 @@ def create_quote(
     source_amount: int | None = None,
     target_amount: int | None = None,
 ) -> Quote:
-    check_currency(source_currency)
-    check_currency(target_currency)
-    if source_currency == target_currency:
+    ask = QuoteAsk(source_currency, target_currency, source_amount, target_amount)
+    [outcome] = create_quotes(db, config, bank, [ask])
+    if isinstance(outcome, RemitnetError):
+        raise outcome
+    return outcome
+
+
+def _check_ask(ask: QuoteAsk) -> None:
+    check_currency(ask.source_currency)
+    check_currency(ask.target_currency)
+    if ask.source_currency == ask.target_currency:
         raise InvalidArgument(Reason.SAME_CURRENCY, "a quote converts between two currencies")
 
-    def unit(conn: Connection) -> Quote:
-        now = datetime.now(UTC)
-        derived = derive(
-            repo.load_rates(conn), source_currency, target_currency, config.base_currency
-        )
-        check_fresh(derived, now, config.max_rate_age)
-        terms = price(
-            derived,
-            source_currency=source_currency,
-            target_currency=target_currency,
-            spread_bps=config.spread(source_currency, target_currency),
-            source_amount=source_amount,
-            target_amount=target_amount,
-        )
-        quote = Quote(str(uuid.uuid4()), bank, terms, now, now + config.quote_ttl, None)
-        repo.insert_quote(conn, quote)
-        return quote
 
-    return db.write("create_quote", unit)
+def create_quotes(
+    db: Database, config: FxConfig, bank: str, asks: Sequence[QuoteAsk]
+) -> list[Quote | RemitnetError]:
+    """Price every ask on one snapshot of the rates and store the quotes in
+    one transaction; a refused ask stores nothing and does not stop the others."""
+    refused: dict[int, RemitnetError] = {}
+    for index, ask in enumerate(asks):
+        try:
+            _check_ask(ask)
+        except RemitnetError as err:
+            refused[index] = err
+
+    def unit(conn: Connection) -> list[Quote | RemitnetError]:
+        now = datetime.now(UTC)
+        rates = repo.load_rates(conn)
+        outcomes: list[Quote | RemitnetError] = []
+        for index, ask in enumerate(asks):
+            if index in refused:
+                outcomes.append(refused[index])
+                continue
+            try:
+                derived = derive(
+                    rates, ask.source_currency, ask.target_currency, config.base_currency
+                )
+                check_fresh(derived, now, config.max_rate_age)
+                terms = price(
+                    derived,
+                    source_currency=ask.source_currency,
+                    target_currency=ask.target_currency,
+                    spread_bps=config.spread(ask.source_currency, ask.target_currency),
+                    source_amount=ask.source_amount,
+                    target_amount=ask.target_amount,
+                )
+            except RemitnetError as err:
+                outcomes.append(err)
+                continue
+            outcomes.append(
+                Quote(str(uuid.uuid4()), bank, terms, now, now + config.quote_ttl, None)
+            )
+        repo.insert_quotes(conn, [q for q in outcomes if isinstance(q, Quote)])
+        return outcomes
+
+    return db.write("create_quotes", unit)
 
 
 def get_quote(db: Database, bank: str | None, quote_id: str) -> Quote:

@@ -8,11 +8,13 @@ from datetime import timedelta
 
 import grpc
 import pytest
+from sqlalchemy import func, select
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients.bank import instruction
 from remitnet.clients.errors import HubError
 from remitnet.fx.v1 import fx_pb2
+from remitnet.services.adapters.db.schema import fx_quotes
 from remitnet.services.domain.errors import Reason
 from remitnet.services.service_layer import fx as fx_uc
 from remitnet.services.service_layer.audit import audit
@@ -132,6 +134,58 @@ async def test_quote_refusals(net: HubHandle) -> None:
     with pytest.raises(HubError) as err:
         await us.quote("USD", "PHP", source_amount=-5)
     assert err.value.reason == Reason.INVALID_AMOUNT
+
+
+async def test_batch_of_quotes_feeds_a_batch_of_transfers(net: HubHandle) -> None:
+    us = net.bank("USBANK01")
+    asks = [
+        fx_pb2.CreateQuoteRequest(
+            source_currency="USD", target_currency="PHP", source_amount=1_000
+        ),
+        fx_pb2.CreateQuoteRequest(source_currency="USD", target_currency="USD", source_amount=1),
+        fx_pb2.CreateQuoteRequest(source_currency="USD", target_currency="PHP"),
+        fx_pb2.CreateQuoteRequest(source_currency="USD", target_currency="JPY", source_amount=5),
+        fx_pb2.CreateQuoteRequest(source_currency="EUR", target_currency="INR", target_amount=777),
+        fx_pb2.CreateQuoteRequest(source_currency="USD", target_currency="PHP", source_amount=-1),
+    ]
+    response = await us.quotes(asks)
+    assert (response.issued_count, response.refused_count) == (2, 4)
+    reasons = [r.error.reason if r.HasField("error") else "" for r in response.results]
+    assert reasons == [
+        "",
+        Reason.SAME_CURRENCY,
+        Reason.MISSING_FIELD,
+        Reason.RATE_NOT_AVAILABLE,
+        "",
+        Reason.INVALID_AMOUNT,
+    ]
+    # The same prices as one quote at a time, and one row per issued quote.
+    single = await us.quote("USD", "PHP", source_amount=1_000)
+    first, fifth = response.results[0].quote, response.results[4].quote
+    assert first.target_amount == single.target_amount and first.bank_code == "USBANK01"
+    assert fifth.target_amount.minor_units == 777 and "cross via USD" in fifth.derivation
+    stored = net.db.read(
+        lambda conn: conn.execute(select(func.count()).select_from(fx_quotes)).scalar_one()
+    )
+    assert stored == 3  # the two issued here and the single one: refusals store nothing
+    batch = await us.submit_batch(
+        [
+            instruction("PHBANK01", "USD", 1_000, quote_id=first.quote_id),
+            instruction(
+                "INBANK01", "EUR", fifth.source_amount.minor_units, quote_id=fifth.quote_id
+            ),
+        ]
+    )
+    assert batch.accepted_count == 2
+    assert [r.transfer.creditor_amount for r in batch.results] == [
+        first.target_amount,
+        fifth.target_amount,
+    ]
+    with pytest.raises(HubError) as err:
+        await us.quotes([])
+    assert err.value.reason == Reason.EMPTY_BATCH
+    report = audit(net.db)
+    assert report.ok, report.violations
 
 
 async def test_expired_quote_and_stale_rates(db_url: str) -> None:

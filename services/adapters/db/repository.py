@@ -905,24 +905,29 @@ def load_rates(conn: Connection) -> dict[tuple[str, str], Rate]:
     return {(b, q): Rate(b, q, Decimal(m), utc(a)) for b, q, m, a in rows}
 
 
-def insert_quote(conn: Connection, quote: Quote) -> None:
-    t = quote.terms
+def insert_quotes(conn: Connection, quotes: Sequence[Quote]) -> None:
+    if not quotes:
+        return
     conn.execute(
-        insert(fx_quotes).values(
-            id=quote.quote_id,
-            bank_code=quote.bank,
-            source_currency=t.source_currency,
-            target_currency=t.target_currency,
-            source_amount=t.source_amount,
-            target_amount=t.target_amount,
-            mid_rate=str(t.mid_rate),
-            rate=str(t.rate),
-            spread_bps=t.spread_bps,
-            fee=t.fee,
-            derivation=t.derivation,
-            created_at=quote.created_at,
-            expires_at=quote.expires_at,
-        )
+        insert(fx_quotes),
+        [
+            {
+                "id": q.quote_id,
+                "bank_code": q.bank,
+                "source_currency": q.terms.source_currency,
+                "target_currency": q.terms.target_currency,
+                "source_amount": q.terms.source_amount,
+                "target_amount": q.terms.target_amount,
+                "mid_rate": str(q.terms.mid_rate),
+                "rate": str(q.terms.rate),
+                "spread_bps": q.terms.spread_bps,
+                "fee": q.terms.fee,
+                "derivation": q.terms.derivation,
+                "created_at": q.created_at,
+                "expires_at": q.expires_at,
+            }
+            for q in quotes
+        ],
     )
 
 

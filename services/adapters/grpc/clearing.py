@@ -12,7 +12,7 @@ from remitnet.clearing.v1 import clearing_pb2_grpc as pb_grpc
 from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
-from remitnet.services.adapters.grpc.errors import RPC_CODES
+from remitnet.services.adapters.grpc.errors import item_error
 from remitnet.services.adapters.grpc.identity import calling_bank
 from remitnet.services.domain.errors import InvalidArgument, Reason, RemitnetError
 from remitnet.services.domain.model import Instruction, TransferStatus, make_instruction
@@ -65,7 +65,7 @@ def _gross(mode: int) -> bool:
 def _item_error(transfer_id: str, err: RemitnetError) -> pb.TransferResult:
     return pb.TransferResult(
         transfer_id=transfer_id,
-        error=pb.ItemError(code=RPC_CODES[err.kind], reason=err.reason, message=err.message),
+        error=item_error(err),
     )
 
 

@@ -7,6 +7,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from remitnet.clearing.v1.clearing_pb2 import ItemError
 from remitnet.services.domain.errors import ERROR_DOMAIN, ErrorKind, RemitnetError
 
 GRPC_CODES: dict[ErrorKind, grpc.StatusCode] = {
@@ -32,6 +33,11 @@ RPC_CODES: dict[ErrorKind, int] = {
     ErrorKind.UNAVAILABLE: code_pb2.UNAVAILABLE,
     ErrorKind.INTERNAL: code_pb2.INTERNAL,
 }
+
+
+def item_error(err: RemitnetError) -> ItemError:
+    """The per-item result of a batch call that refused one item."""
+    return ItemError(code=RPC_CODES[err.kind], reason=err.reason, message=err.message)
 
 
 def to_rpc_status(err: RemitnetError) -> status_pb2.Status:

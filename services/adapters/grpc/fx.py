@@ -11,6 +11,8 @@ from remitnet.fx.v1 import fx_pb2_grpc as pb_grpc
 from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
+from remitnet.services.adapters.grpc.clearing import MAX_BATCH_ITEMS
+from remitnet.services.adapters.grpc.errors import item_error
 from remitnet.services.adapters.grpc.identity import calling_bank, current_principal
 from remitnet.services.domain.errors import InvalidArgument, Reason, RemitnetError
 from remitnet.services.domain.fx import Quote
@@ -35,6 +37,10 @@ def quote_message(q: Quote) -> pb.Quote:
         expires_at=convert.timestamp(q.expires_at),
         used_by_transfer_id=q.used_by or "",
     )
+
+
+def _quote_error(err: RemitnetError) -> pb.QuoteResult:
+    return pb.QuoteResult(error=item_error(err))
 
 
 class FxServicer(pb_grpc.FxServiceServicer):
@@ -97,6 +103,53 @@ class FxServicer(pb_grpc.FxServiceServicer):
             raise
         metrics.FX_QUOTES.labels("issued", "").inc()
         return pb.CreateQuoteResponse(quote=quote_message(quote))
+
+    async def CreateQuotes(
+        self, request: pb.CreateQuotesRequest, context: Context
+    ) -> pb.CreateQuotesResponse:
+        count = len(request.quotes)
+        if count == 0:
+            raise InvalidArgument(Reason.EMPTY_BATCH, "the batch holds no quotes")
+        if count > MAX_BATCH_ITEMS:
+            raise InvalidArgument(
+                Reason.BATCH_TOO_LARGE, f"a batch holds at most {MAX_BATCH_ITEMS} quotes"
+            )
+        bank = calling_bank()
+        results: list[pb.QuoteResult] = [pb.QuoteResult()] * count
+        asks: list[uc.QuoteAsk] = []
+        positions: list[int] = []
+        for index, msg in enumerate(request.quotes):
+            which = msg.WhichOneof("amount")
+            if which is None:
+                missing = InvalidArgument(
+                    Reason.MISSING_FIELD, "give source_amount or target_amount", field="amount"
+                )
+                results[index] = _quote_error(missing)
+                continue
+            asks.append(
+                uc.QuoteAsk(
+                    msg.source_currency,
+                    msg.target_currency,
+                    source_amount=msg.source_amount if which == "source_amount" else None,
+                    target_amount=msg.target_amount if which == "target_amount" else None,
+                )
+            )
+            positions.append(index)
+        outcomes = await asyncio.to_thread(uc.create_quotes, self.db, self.config, bank, asks)
+        issued = 0
+        for index, outcome in zip(positions, outcomes, strict=True):
+            if isinstance(outcome, RemitnetError):
+                results[index] = _quote_error(outcome)
+            else:
+                issued += 1
+                results[index] = pb.QuoteResult(quote=quote_message(outcome))
+        metrics.FX_QUOTES.labels("issued", "").inc(issued)
+        for result in results:
+            if result.HasField("error"):
+                metrics.FX_QUOTES.labels("refused", result.error.reason).inc()
+        return pb.CreateQuotesResponse(
+            results=results, issued_count=issued, refused_count=count - issued
+        )
 
     async def GetQuote(self, request: pb.GetQuoteRequest, context: Context) -> pb.GetQuoteResponse:
         quote = await asyncio.to_thread(

@@ -52,7 +52,10 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, handler: Any, method: str) -> Any:
         service, _, name = method.lstrip("/").rpartition("/")
-        role = self._roles.get(method, Role.PUBLIC)
+        # Fail closed: a hub method someone forgot to list is the operator's,
+        # never public. Health and reflection are not the hub's and stay open.
+        default = Role.OPERATOR if service.startswith("remitnet.") else Role.PUBLIC
+        role = self._roles.get(method, default)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(cast(Any, handler.unary_unary), service, name, role),

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from remitnet.clearing.v1 import clearing_pb2 as _clearing_pb2
 from remitnet.common.v1 import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
@@ -237,6 +238,78 @@ class CreateQuoteResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateQuoteResponse: _TypeAlias = CreateQuoteResponse  # noqa: Y015
+
+@_typing.final
+class CreateQuotesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quotes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateQuoteRequest]: ...
+    def __init__(
+        self,
+        *,
+        quotes: _abc.Iterable[Global___CreateQuoteRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quotes", b"quotes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateQuotesRequest: _TypeAlias = CreateQuotesRequest  # noqa: Y015
+
+@_typing.final
+class QuoteResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quote(self) -> Global___Quote: ...
+    @_builtins.property
+    def error(self) -> _clearing_pb2.ItemError: ...
+    def __init__(
+        self,
+        *,
+        quote: Global___Quote | None = ...,
+        error: _clearing_pb2.ItemError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "quote", b"quote"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "quote", b"quote"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["quote", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___QuoteResult: _TypeAlias = QuoteResult  # noqa: Y015
+
+@_typing.final
+class CreateQuotesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    ISSUED_COUNT_FIELD_NUMBER: _builtins.int
+    REFUSED_COUNT_FIELD_NUMBER: _builtins.int
+    issued_count: _builtins.int
+    refused_count: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuoteResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___QuoteResult] | None = ...,
+        issued_count: _builtins.int = ...,
+        refused_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_count", b"issued_count", "refused_count", b"refused_count", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateQuotesResponse: _TypeAlias = CreateQuotesResponse  # noqa: Y015
 
 @_typing.final
 class GetQuoteRequest(_message.Message):

@@ -51,6 +51,11 @@ class FxServiceStub:
                 request_serializer=remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuoteRequest.SerializeToString,
                 response_deserializer=remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuoteResponse.FromString,
                 _registered_method=True)
+        self.CreateQuotes = channel.unary_unary(
+                '/remitnet.fx.v1.FxService/CreateQuotes',
+                request_serializer=remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuotesRequest.SerializeToString,
+                response_deserializer=remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuotesResponse.FromString,
+                _registered_method=True)
         self.GetQuote = channel.unary_unary(
                 '/remitnet.fx.v1.FxService/GetQuote',
                 request_serializer=remitnet_dot_fx_dot_v1_dot_fx__pb2.GetQuoteRequest.SerializeToString,
@@ -84,6 +89,15 @@ class FxServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateQuotes(self, request, context):
+        """Bank: many quotes in one call and one transaction (up to 10,000), a
+        result per item in request order; for a bank that batches its
+        remittances with SubmitTransfers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetQuote(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -107,6 +121,11 @@ def add_FxServiceServicer_to_server(servicer, server):
                     servicer.CreateQuote,
                     request_deserializer=remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuoteRequest.FromString,
                     response_serializer=remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuoteResponse.SerializeToString,
+            ),
+            'CreateQuotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateQuotes,
+                    request_deserializer=remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuotesRequest.FromString,
+                    response_serializer=remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuotesResponse.SerializeToString,
             ),
             'GetQuote': grpc.unary_unary_rpc_method_handler(
                     servicer.GetQuote,
@@ -197,6 +216,33 @@ class FxService:
             '/remitnet.fx.v1.FxService/CreateQuote',
             remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuoteRequest.SerializeToString,
             remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateQuotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remitnet.fx.v1.FxService/CreateQuotes',
+            remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuotesRequest.SerializeToString,
+            remitnet_dot_fx_dot_v1_dot_fx__pb2.CreateQuotesResponse.FromString,
             options,
             channel_credentials,
             insecure,

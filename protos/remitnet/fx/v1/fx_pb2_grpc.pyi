@@ -42,6 +42,11 @@ class FxServiceStub:
     """Bank: a quote to sell a source amount or to deliver a target amount,
     bound to the calling bank, valid until expires_at, usable once.
     """
+    CreateQuotes: _grpc.UnaryUnaryMultiCallable[_fx_pb2.CreateQuotesRequest, _fx_pb2.CreateQuotesResponse]
+    """Bank: many quotes in one call and one transaction (up to 10,000), a
+    result per item in request order; for a bank that batches its
+    remittances with SubmitTransfers.
+    """
     GetQuote: _grpc.UnaryUnaryMultiCallable[_fx_pb2.GetQuoteRequest, _fx_pb2.GetQuoteResponse]
 
 @_typing.type_check_only
@@ -57,6 +62,11 @@ class FxServiceAsyncStub(FxServiceStub):
     CreateQuote: _aio.UnaryUnaryMultiCallable[_fx_pb2.CreateQuoteRequest, _fx_pb2.CreateQuoteResponse]  # type: ignore[assignment]
     """Bank: a quote to sell a source amount or to deliver a target amount,
     bound to the calling bank, valid until expires_at, usable once.
+    """
+    CreateQuotes: _aio.UnaryUnaryMultiCallable[_fx_pb2.CreateQuotesRequest, _fx_pb2.CreateQuotesResponse]  # type: ignore[assignment]
+    """Bank: many quotes in one call and one transaction (up to 10,000), a
+    result per item in request order; for a bank that batches its
+    remittances with SubmitTransfers.
     """
     GetQuote: _aio.UnaryUnaryMultiCallable[_fx_pb2.GetQuoteRequest, _fx_pb2.GetQuoteResponse]  # type: ignore[assignment]
 
@@ -88,6 +98,17 @@ class FxServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_fx_pb2.CreateQuoteResponse, _abc.Awaitable[_fx_pb2.CreateQuoteResponse]]:
         """Bank: a quote to sell a source amount or to deliver a target amount,
         bound to the calling bank, valid until expires_at, usable once.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateQuotes(
+        self,
+        request: _fx_pb2.CreateQuotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fx_pb2.CreateQuotesResponse, _abc.Awaitable[_fx_pb2.CreateQuotesResponse]]:
+        """Bank: many quotes in one call and one transaction (up to 10,000), a
+        result per item in request order; for a bank that batches its
+        remittances with SubmitTransfers.
         """
 
     @_abc_1.abstractmethod
