@@ -149,7 +149,8 @@ def profile_path(path: str, workload: str, seconds: float) -> dict[str, Any]:
     log.write_text("")
     hub = bench.start_hub(url, log)
     try:
-        asyncio.run(bench.onboard(hub.target, bench.WORKLOADS[workload].banks))
+        chosen = bench.WORKLOADS[workload]
+        asyncio.run(bench.onboard(hub.target, chosen.banks, chosen.currency_of))
         collapsed = OUT / f"{path}.txt"
         spy = subprocess.Popen(
             [PY_SPY, "record", "--pid", str(hub.proc.pid), "--rate", "250",

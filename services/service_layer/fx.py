@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,6 +111,13 @@ def _check_ask(ask: QuoteAsk) -> None:
         raise InvalidArgument(Reason.SAME_CURRENCY, "a quote converts between two currencies")
 
 
+def _random_uuids(n: int) -> Iterator[str]:
+    # One read of the OS's randomness for the whole batch: uuid4() reads it
+    # once per id, which was a tenth of the batch quote path's time.
+    raw = os.urandom(16 * n)
+    return (str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16))
+
+
 def create_quotes(
     db: Database, config: FxConfig, bank: str, asks: Sequence[QuoteAsk]
 ) -> list[Quote | RemitnetError]:
@@ -125,6 +133,7 @@ def create_quotes(
     def unit(conn: Connection) -> list[Quote | RemitnetError]:
         now = datetime.now(UTC)
         rates = repo.load_rates(conn)
+        ids = _random_uuids(len(asks))
         outcomes: list[Quote | RemitnetError] = []
         for index, ask in enumerate(asks):
             if index in refused:
@@ -146,9 +155,7 @@ def create_quotes(
             except RemitnetError as err:
                 outcomes.append(err)
                 continue
-            outcomes.append(
-                Quote(str(uuid.uuid4()), bank, terms, now, now + config.quote_ttl, None)
-            )
+            outcomes.append(Quote(next(ids), bank, terms, now, now + config.quote_ttl, None))
         repo.insert_quotes(conn, [q for q in outcomes if isinstance(q, Quote)])
         return outcomes
 

@@ -905,8 +905,29 @@ def load_rates(conn: Connection) -> dict[tuple[str, str], Rate]:
     return {(b, q): Rate(b, q, Decimal(m), utc(a)) for b, q, m, a in rows}
 
 
+_QUOTE_COLUMNS = (
+    "id", "bank_code", "source_currency", "target_currency", "source_amount", "target_amount",
+    "mid_rate", "rate", "spread_bps", "fee", "derivation", "created_at", "expires_at",
+)  # fmt: skip
+_COPY_QUOTES = f"COPY fx_quotes ({', '.join(_QUOTE_COLUMNS)}) FROM STDIN"
+
+
 def insert_quotes(conn: Connection, quotes: Sequence[Quote]) -> None:
     if not quotes:
+        return
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(_COPY_QUOTES) as copy:
+            for q in quotes:
+                t = q.terms
+                copy.write_row(
+                    (
+                        q.quote_id, q.bank, t.source_currency, t.target_currency,
+                        t.source_amount, t.target_amount, str(t.mid_rate), str(t.rate),
+                        t.spread_bps, t.fee, t.derivation, q.created_at, q.expires_at,
+                    )
+                )  # fmt: skip
         return
     conn.execute(
         insert(fx_quotes),
@@ -958,8 +979,20 @@ def load_quotes(conn: Connection, ids: Collection[str]) -> dict[str, Quote]:
     return {str(r._mapping["id"]): _quote(r) for r in rows}
 
 
+_MARK_QUOTES_USED_ARRAYS = text(
+    "UPDATE fx_quotes SET used_by = v.tid, used_at = :now "
+    "FROM unnest(CAST(:qids AS UUID[]), CAST(:tids AS UUID[])) AS v(qid, tid) "
+    "WHERE fx_quotes.id = v.qid AND fx_quotes.used_by IS NULL"
+)
+
+
 def mark_quotes_used(conn: Connection, used: Mapping[str, str], now: datetime) -> None:
-    if used:
+    if used and _arrays(conn):
+        conn.execute(
+            _MARK_QUOTES_USED_ARRAYS,
+            {"qids": list(used), "tids": list(used.values()), "now": now},
+        )
+    elif used:
         conn.execute(
             update(fx_quotes)
             .where(fx_quotes.c.id == bindparam("qid"), fx_quotes.c.used_by.is_(None))
