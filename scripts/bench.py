@@ -42,6 +42,8 @@ from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.operator import OperatorClient
 from remitnet.common.v1.money_pb2 import Money
+from remitnet.fx.v1 import fx_pb2 as fxpb
+from remitnet.fx.v1 import fx_pb2_grpc as fxgrpc
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "bench"
@@ -78,6 +80,12 @@ class Workload:
     # (debtor, creditor) pairs drawn for a transfer, by a seeded RNG
     pick: Callable[[random.Random], tuple[str, str]]
     amounts: tuple[int, int]
+    # bank -> home currency, for cross-currency workloads (None: all USD).
+    # Each bank also holds USD, the currency of the gross baseline.
+    currency_of: dict[str, str] | None = None
+
+    def currency(self, bank: str) -> str:
+        return self.currency_of[bank] if self.currency_of else "USD"
 
 
 def aggregated_payment() -> Workload:
@@ -106,6 +114,16 @@ def high_speed_sales() -> Workload:
     return Workload("high_speed_sales", banks, pick, (500, 50_000))
 
 
+# Cross-currency corridors price through these mid rates (cross via USD).
+REGION_CURRENCY = {
+    "us-east1": "USD",
+    "europe-west1": "EUR",
+    "asia-southeast1": "PHP",
+    "africa-west1": "NGN",
+}
+USD_RATES = {"EUR": "0.92", "PHP": "56.10", "NGN": "1480"}
+
+
 def remittance_channel() -> Workload:
     regions = ["us-east1", "europe-west1", "asia-southeast1", "africa-west1"]
     banks = {f"REM{r[:2].upper()}{i:02d}": r for r in regions for i in range(10)}
@@ -119,7 +137,8 @@ def remittance_channel() -> Workload:
         src, dst = rng.choice(corridors)
         return rng.choice(by_region[src]), rng.choice(by_region[dst])
 
-    return Workload("remittance_channel", banks, pick, (2_000, 300_000))
+    currency_of = {code: REGION_CURRENCY[region] for code, region in banks.items()}
+    return Workload("remittance_channel", banks, pick, (2_000, 300_000), currency_of)
 
 
 def big_cycle(banks: int = 100) -> Workload:
@@ -138,11 +157,13 @@ WORKLOADS = {w.name: w for w in (aggregated_payment(), high_speed_sales(), remit
 EXTRA_WORKLOADS = {"big_cycle": big_cycle()}
 
 
-def instruction(rng: random.Random, creditor: str, lo: int, hi: int) -> cpb.TransferInstruction:
+def instruction(
+    rng: random.Random, creditor: str, lo: int, hi: int, currency: str = "USD"
+) -> cpb.TransferInstruction:
     return cpb.TransferInstruction(
         transfer_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         creditor_bank=creditor,
-        amount=Money(currency="USD", minor_units=rng.randint(lo, hi)),
+        amount=Money(currency=currency, minor_units=rng.randint(lo, hi)),
     )
 
 
@@ -238,14 +259,20 @@ def drop_database(name: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
 
 
-async def onboard(target: str, banks: dict[str, str]) -> None:
+async def onboard(
+    target: str, banks: dict[str, str], currency_of: dict[str, str] | None = None
+) -> None:
     async with OperatorClient(ClientConfig(target=target, deadline_s=60)) as op:
+        if currency_of:
+            await op.update_rates({("USD", c): r for c, r in USD_RATES.items()})
         existing = {b.code for b in await op.list_banks()}
 
         async def one(code: str, region: str) -> None:
+            currencies = sorted({"USD", currency_of[code]} if currency_of else {"USD"})
             if code not in existing:
-                await op.create_bank(code, code, region, ["USD"])
-                await op.deposit(code, "USD", FUNDS)
+                await op.create_bank(code, code, region, currencies)
+                for currency in currencies:
+                    await op.deposit(code, currency, FUNDS)
 
         codes = list(banks.items())
         for i in range(0, len(codes), 16):
@@ -286,6 +313,7 @@ async def _client(
         ],
     )
     stub = cgrpc.ClearingServiceStub(channel)
+    fx = fxgrpc.FxServiceStub(channel)
     result = LoadResult()
     lo, hi = workload.amounts
     deadline = time.monotonic() + seconds
@@ -295,17 +323,43 @@ async def _client(
         # Every item of a batch is sent by the calling bank; creditors follow
         # the workload's distribution.
         debtor, _ = workload.pick(rng)
+        currency = workload.currency(debtor)
         items: list[cpb.TransferInstruction] = []
         while len(items) < 1000:
             _, creditor = workload.pick(rng)
             if creditor != debtor:
-                items.append(instruction(rng, creditor, lo, hi))
+                items.append(instruction(rng, creditor, lo, hi, currency))
         return debtor, cpb.SubmitTransfersRequest(transfers=items)
+
+    async def quote_all(debtor: str, items: list[cpb.TransferInstruction]) -> None:
+        """Lock a quote for every cross-currency item, in one CreateQuotes
+        call, as a bank batching its remittances would."""
+        cross = [i for i in items if workload.currency(i.creditor_bank) != i.amount.currency]
+        if not cross:
+            return
+        asks = [
+            fxpb.CreateQuoteRequest(
+                source_currency=i.amount.currency,
+                target_currency=workload.currency(i.creditor_bank),
+                source_amount=i.amount.minor_units,
+            )
+            for i in cross
+        ]
+        quotes = await fx.CreateQuotes(
+            fxpb.CreateQuotesRequest(quotes=asks),
+            metadata=((PRINCIPAL, f"bank:{debtor}"),),
+            timeout=120,
+        )
+        for item, outcome in zip(cross, quotes.results, strict=True):
+            if outcome.HasField("error"):
+                raise RuntimeError(f"quote refused: {outcome.error.reason}")
+            item.quote_id = outcome.quote.quote_id
 
     async def batch_worker() -> None:
         while time.monotonic() < deadline:
             debtor, request = next_batch()
             t0 = time.perf_counter()
+            await quote_all(debtor, list(request.transfers))
             for attempt in range(10):
                 try:
                     response = await stub.SubmitTransfers(
@@ -327,10 +381,15 @@ async def _client(
         mode = cpb.SETTLEMENT_MODE_GROSS if gross else cpb.SETTLEMENT_MODE_NETTED
         while time.monotonic() < deadline:
             debtor, creditor = workload.pick(rng)
-            item = instruction(rng, creditor, lo, hi)
+            # Gross settlement is same-currency: its legs move USD, which
+            # every bank holds.
+            currency = "USD" if gross else workload.currency(debtor)
+            item = instruction(rng, creditor, lo, hi, currency)
             item.settlement_mode = mode
             t0 = time.perf_counter()
             try:
+                if not gross:
+                    await quote_all(debtor, [item])
                 await stub.SubmitTransfer(
                     cpb.SubmitTransferRequest(transfer=item),
                     metadata=((PRINCIPAL, f"bank:{debtor}"),),
@@ -474,22 +533,37 @@ def measure_path(
     return figures
 
 
-async def close_and_settle(target: str) -> dict[str, float]:
+async def close_and_settle(target: str, currencies: tuple[str, ...] = ("USD",)) -> dict[str, Any]:
+    """Close and settle the open cycle of every currency; values summed in
+    USD at the mid rates, so a cross-currency workload has one efficiency."""
     async with OperatorClient(ClientConfig(target=target, deadline_s=600)) as op:
         t0 = time.perf_counter()
-        closed = (await op.close_cycle("USD")).closed
-        await op.settle_cycle(closed.cycle_id)
+        closed = []
+        for currency in currencies:
+            cycle = (await op.close_cycle(currency)).closed
+            await op.settle_cycle(cycle.cycle_id)
+            closed.append((currency, cycle))
         seconds = time.perf_counter() - t0
-        rec = await op.reconciliation(closed.cycle_id)
-        assert rec.all_matched, "reconciliation mismatch"
+        gross = net = 0.0
+        banks: set[str] = set()
+        by_currency: dict[str, float] = {}
+        for currency, cycle in closed:
+            rec = await op.reconciliation(cycle.cycle_id)
+            assert rec.all_matched, "reconciliation mismatch"
+            rate = float(USD_RATES.get(currency, "1"))
+            gross += cycle.gross_value / rate
+            net += cycle.net_value / rate
+            banks.update(p.bank_code for p in cycle.positions)
+            by_currency[currency] = cycle.gross_value / cycle.net_value if cycle.net_value else 0.0
         ledger = await op.ledger_balance()
         assert all(c.balance_sum == 0 and c.entry_sum == 0 for c in ledger.currencies)
     return {
-        "gross": float(closed.gross_value),
-        "net": float(closed.net_value),
-        "transfers": float(closed.transfer_count),
-        "banks": float(len(closed.positions)),
+        "gross": gross,
+        "net": net,
+        "transfers": sum(cycle.transfer_count for _, cycle in closed),
+        "banks": len(banks),
         "seconds": seconds,
+        "efficiency_by_currency": by_currency,
     }
 
 
@@ -664,19 +738,26 @@ def main() -> int:
         sampler.t0 = time.time() - (samples[-1]["t"] if samples else 0.0)
         sampler.start()
         try:
-            asyncio.run(onboard(hub.target, WORKLOADS[workload].banks))
+            chosen = WORKLOADS[workload]
+            asyncio.run(onboard(hub.target, chosen.banks, chosen.currency_of))
             scenario: dict[str, Any] = {}
             for path in ("batch", "unary", "gross"):
                 scenario[path] = measure_path(path, hub, workload, profile, sampler)
             sampler.phase = f"{workload}/settle"
-            cycle = asyncio.run(close_and_settle(hub.target))
+            currencies = tuple(sorted({chosen.currency(b) for b in chosen.banks} | {"USD"}))
+            cycle = asyncio.run(close_and_settle(hub.target, currencies))
             # Every acknowledged transfer is a distinct stored one: the figures
             # count no idempotent replays.
             acknowledged = sum(scenario[p]["transfers"] for p in ("batch", "unary", "gross"))
             assert stored_transfers(name) == acknowledged, (stored_transfers(name), acknowledged)
             scenario["netting_efficiency"] = cycle["gross"] / cycle["net"] if cycle["net"] else 0.0
+            if len(currencies) > 1:
+                scenario["netting_efficiency_by_currency"] = cycle["efficiency_by_currency"]
             scenario["settle"] = {
-                "transfers": int(cycle["transfers"]),
+                # Netted transfers (gross ones settled at once); a
+                # cross-currency transfer has a leg in two cycles.
+                "transfers": acknowledged - scenario["gross"]["transfers"],
+                "cycles": len(currencies),
                 "banks": int(cycle["banks"]),
                 "seconds": cycle["seconds"],
                 "peak_rss_mb": hub.peak_rss_mb(),
