@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import sys
 import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from sqlalchemy import (
     BigInteger,
     Column,
     Engine,
     MetaData,
+    Select,
     String,
     Table,
     create_engine,
@@ -23,28 +29,35 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import CreateTable
 from sqlalchemy_cockroachdb.base import CockroachDBDialect
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load() -> ModuleType:
+def _load(module: str, path: Path) -> ModuleType:
     try:
-        return importlib.import_module("remitnet.services.adapters.db.cockroach")
+        return importlib.import_module(f"remitnet.services.adapters.db.{module}")
     except ImportError:
         # TODO: drop once the remitnet package is installed in every environment.
-        name = "_remitnet_cockroach"
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "services" / "adapters" / "db" / "cockroach.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
+        return _load_file(f"_remitnet_{module}", path)
 
 
-crdb = _load()
+def _load_file(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+DB = ROOT / "services" / "adapters" / "db"
+crdb = _load("cockroach", DB / "cockroach.py")
+schema = _load("schema", DB / "schema.py")  # the real tables
+MIGRATION_0004 = _load_file(
+    "_remitnet_migration_0004", next((DB / "migrations" / "versions").glob("0004_*.py"))
+)
 
 # The hub's tables, reduced to the columns these statements touch.
 md = MetaData()
@@ -75,18 +88,10 @@ transfers = Table(
     Column("debtor_bank", String(16)),
     Column("status", BigInteger),
 )
-HUB_TABLES = [
-    "banks",
-    "accounts",
-    "ledger_entries",
-    "postings",
-    "cycles",
-    "positions",
-    "transfers",
-    "fx_rates",
-    "fx_quotes",
-]
+HUB_TABLES: list[Table] = list(schema.metadata.sorted_tables)
 REGIONS = "us-east1,europe-west1,asia-southeast1"
+CONFIG = crdb.RegionConfig.parse("remitnet", REGIONS)
+HOMED = ["accounts", "positions", "transfers"]  # what the tables say (checked below)
 
 COCKROACH = CockroachDBDialect()
 POSTGRES: Dialect = create_engine("postgresql+psycopg://remitnet@localhost/remitnet").dialect
@@ -137,56 +142,181 @@ def test_bad_regions_are_refused(regions: tuple[str, ...]) -> None:
         crdb.RegionConfig("remitnet", regions)
 
 
-def test_per_bank_tables_are_regional_by_row() -> None:
-    statements = crdb.multi_region_ddl(crdb.RegionConfig.parse("remitnet", REGIONS), HUB_TABLES)
-    for table in ("accounts", "transfers", "positions", "ledger_entries", "postings", "fx_quotes"):
-        assert (
-            f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS "crdb_region" crdb_internal_region '
-            "NOT VISIBLE NOT NULL DEFAULT default_to_database_primary_region(gateway_region())"
-            "::crdb_internal_region"
-        ) in statements
-        assert f'ALTER TABLE "{table}" SET LOCALITY REGIONAL BY ROW AS "crdb_region"' in statements
-        add = statements.index(
-            f'ALTER TABLE "{table}" SET LOCALITY REGIONAL BY ROW AS "crdb_region"'
-        )
-        rehome = next(i for i, s in enumerate(statements) if s.startswith(f'UPDATE "{table}"'))
-        assert rehome > add
+EXPRESSION = (
+    "CASE home_region WHEN 'us-east1' THEN 'us-east1' WHEN 'europe-west1' THEN 'europe-west1' "
+    "WHEN 'asia-southeast1' THEN 'asia-southeast1' ELSE 'us-east1' END"
+)
+COLUMN = f"crdb_internal_region NOT VISIBLE NOT NULL AS ({EXPRESSION}) STORED"
+MAPPING = "remitnet: home_region in (us-east1, europe-west1, asia-southeast1), else us-east1"
 
 
-def test_reference_tables_are_global_when_present() -> None:
-    statements = crdb.multi_region_ddl(crdb.RegionConfig.parse("remitnet", REGIONS), HUB_TABLES)
-    assert 'ALTER TABLE "banks" SET LOCALITY GLOBAL' in statements
-    assert 'ALTER TABLE "cycles" SET LOCALITY GLOBAL' in statements
-    assert 'ALTER TABLE "fx_rates" SET LOCALITY GLOBAL' in statements
-    # rates and currencies are not tables (yet): nothing is emitted for them.
-    assert not any('"rates"' in s or '"currencies"' in s for s in statements)
-    later = crdb.multi_region_ddl(
-        crdb.RegionConfig.parse("remitnet", REGIONS), [*HUB_TABLES, "rates", "currencies"]
+def test_regional_by_row_tables_come_from_the_metadata() -> None:
+    """Every table of schema.py with a home_region column, other than the
+    GLOBAL reference tables, is REGIONAL BY ROW on it; every table has a
+    locality, so a new table cannot be forgotten."""
+    with_column = {t.name for t in HUB_TABLES if "home_region" in t.c}
+    assert with_column == {"banks", *HOMED}
+    assert crdb.home_region_tables(HUB_TABLES) == [t.name for t in HUB_TABLES if t.name in HOMED]
+    statements = crdb.multi_region_ddl(CONFIG, HUB_TABLES)
+    by_row = {s.split('"')[1] for s in statements if "SET LOCALITY REGIONAL BY ROW" in s}
+    global_ = {s.split('"')[1] for s in statements if s.endswith("SET LOCALITY GLOBAL")}
+    assert by_row == {*HOMED, *crdb.REHOMED_TABLES}
+    assert not by_row & global_
+    assert by_row | global_ == {t.name for t in HUB_TABLES}
+    # A table added with a home_region column is homed by it too.
+    extra = Table("remittance_docs", MetaData(), Column("id", String(8)), Column("home_region"))
+    assert crdb.home_region_tables([*HUB_TABLES, extra])[-1] == "remittance_docs"
+
+
+@pytest.mark.parametrize("table", HOMED)
+def test_per_bank_rows_are_homed_by_a_computed_region_column(table: str) -> None:
+    assert crdb.region_expression(CONFIG) == EXPRESSION
+    assert crdb.region_column_ddl(table, CONFIG) == [
+        f'ALTER TABLE "{table}" ADD COLUMN "crdb_region" {COLUMN}',
+        f'ALTER TABLE "{table}" SET LOCALITY REGIONAL BY ROW AS "crdb_region"',
+        f'COMMENT ON COLUMN "{table}"."crdb_region" IS \'{MAPPING}\'',
+    ]
+    # multi_region_ddl has exactly these for the table: no gateway default, no backfill.
+    statements = crdb.multi_region_ddl(CONFIG, HUB_TABLES)
+    assert [s for s in statements if f'"{table}"' in s] == crdb.region_column_ddl(table, CONFIG)
+
+
+def test_single_region_maps_everything_to_it() -> None:
+    single = crdb.RegionConfig("remitnet", ("europe-west1",))
+    assert crdb.region_expression(single) == (
+        "CASE home_region WHEN 'europe-west1' THEN 'europe-west1' ELSE 'europe-west1' END"
     )
-    assert 'ALTER TABLE "rates" SET LOCALITY GLOBAL' in later
-    assert 'ALTER TABLE "currencies" SET LOCALITY GLOBAL' in later
+
+
+def _region_of(home_region: str | None) -> str:
+    """Evaluate the computed column's CASE (SQLite runs the same simple
+    CASE ... WHEN ... ELSE ... END)."""
+    engine = create_engine("sqlite://")
+    with engine.connect() as conn:
+        value = conn.exec_driver_sql(
+            f"SELECT {crdb.region_expression(CONFIG)} FROM (SELECT ? AS home_region)",
+            (home_region,),
+        ).scalar_one()
+    engine.dispose()
+    return str(value)
+
+
+@pytest.mark.parametrize(
+    ("home_region", "region"),
+    [
+        ("us-east1", "us-east1"),
+        ("europe-west1", "europe-west1"),
+        ("asia-southeast1", "asia-southeast1"),
+        ("asia-south1", "us-east1"),  # not a database region: the primary
+        (schema.HUB_HOME_REGION, "us-east1"),  # the hub's own rows
+        (None, "us-east1"),
+    ],
+)
+def test_regions_the_database_lacks_map_to_the_primary(home_region: str, region: str) -> None:
+    assert _region_of(home_region) == region
+
+
+def test_an_up_to_date_table_gets_no_statements() -> None:
+    done = {"crdb_region": MAPPING}
+    assert crdb.region_column_ddl("transfers", CONFIG, done) == []
+    statements = crdb.multi_region_ddl(CONFIG, HUB_TABLES, {t: done for t in HOMED})
+    assert not any(f'"{t}"' in s for s in statements for t in HOMED)
+
+
+@pytest.mark.parametrize(
+    "comment",
+    [
+        "",  # the gateway-default column of the earlier layout
+        "remitnet: home_region in (us-east1, europe-west1), else us-east1",  # a region added
+        "remitnet: home_region in (europe-west1, us-east1, asia-southeast1), else europe-west1",
+    ],
+)
+def test_another_region_column_is_replaced_the_documented_way(comment: str) -> None:
+    assert crdb.region_column_ddl("positions", CONFIG, {"crdb_region": comment}) == [
+        f'ALTER TABLE "positions" ADD COLUMN "crdb_region_new" {COLUMN}',
+        f'COMMENT ON COLUMN "positions"."crdb_region_new" IS \'{MAPPING}\'',
+        'ALTER TABLE "positions" RENAME COLUMN "crdb_region" TO "crdb_region_prev", '
+        'RENAME COLUMN "crdb_region_new" TO "crdb_region"',
+        'ALTER TABLE "positions" SET LOCALITY REGIONAL BY ROW AS "crdb_region"',
+        'ALTER TABLE "positions" DROP COLUMN "crdb_region_prev"',
+    ]
+
+
+def test_an_interrupted_replacement_is_completed() -> None:
+    locality = 'ALTER TABLE "accounts" SET LOCALITY REGIONAL BY ROW AS "crdb_region"'
+    # Stopped after adding the new column: it is dropped and the work redone.
+    redo = crdb.region_column_ddl("accounts", CONFIG, {"crdb_region": "", "crdb_region_new": ""})
+    assert redo[0] == 'ALTER TABLE "accounts" DROP COLUMN "crdb_region_new"'
+    assert redo[1:] == crdb.region_column_ddl("accounts", CONFIG, {"crdb_region": ""})
+    # Stopped after the swap: point the locality at the new column, drop the old.
+    swapped = {"crdb_region": MAPPING, "crdb_region_prev": ""}
+    assert crdb.region_column_ddl("accounts", CONFIG, swapped) == [
+        locality,
+        'ALTER TABLE "accounts" DROP COLUMN "crdb_region_prev"',
+    ]
+    # Stopped before the comment of a fresh table: rebuilt under the comment.
+    fresh = crdb.region_column_ddl("accounts", CONFIG, {"crdb_region": ""})
+    assert fresh[-2:] == [locality, 'ALTER TABLE "accounts" DROP COLUMN "crdb_region_prev"']
 
 
 def test_database_regions_come_first() -> None:
-    statements = crdb.multi_region_ddl(crdb.RegionConfig.parse("remitnet", REGIONS), HUB_TABLES)
-    assert statements[:4] == crdb.database_regions_ddl(crdb.RegionConfig.parse("remitnet", REGIONS))
-    # accounts are rehomed before the ledger entries that look their owner up.
+    statements = crdb.multi_region_ddl(CONFIG, HUB_TABLES)
+    assert statements[:4] == crdb.database_regions_ddl(CONFIG)
+    # Only the tables without a home_region column are rehomed by a backfill.
     updates = [s.split()[1] for s in statements if s.startswith("UPDATE")]
-    assert updates.index('"accounts"') < updates.index('"ledger_entries"')
+    assert updates == ['"postings"', '"fx_quotes"', '"ledger_entries"']
 
 
-def test_rows_are_rehomed_to_the_bank_home_region() -> None:
-    transfer_sql = crdb.rehome_rows_sql("transfers", ("us-east1", "europe-west1"))
-    assert transfer_sql == (
-        'UPDATE "transfers" AS t SET "crdb_region" = b.home_region::crdb_internal_region '
-        "FROM banks AS b WHERE b.code = t.debtor_bank "
+def test_rows_without_a_home_region_column_are_rehomed() -> None:
+    postings_sql = crdb.rehome_rows_sql("postings", ("us-east1", "europe-west1"))
+    assert postings_sql == (
+        'UPDATE "postings" AS t SET "crdb_region" = b.home_region::crdb_internal_region '
+        "FROM banks AS b WHERE b.code = t.owner "
         "AND b.home_region IN ('us-east1', 'europe-west1') "
         'AND t."crdb_region"::STRING != b.home_region'
     )
     ledger_sql = crdb.rehome_rows_sql("ledger_entries", ("us-east1",))
     assert "b.code = (SELECT a.owner FROM accounts AS a WHERE a.id = t.account_id)" in ledger_sql
-    with pytest.raises(ValueError):
-        crdb.rehome_rows_sql("banks", ("us-east1",))
+    for table in ("banks", *HOMED):
+        with pytest.raises(ValueError):
+            crdb.rehome_rows_sql(table, ("us-east1",))
+    assert crdb.regional_by_row_ddl("postings")[-1] == (
+        'ALTER TABLE "postings" SET LOCALITY REGIONAL BY ROW AS "crdb_region"'
+    )
+
+
+def test_the_tables_have_a_home_region_column_on_cockroach() -> None:
+    for table in HOMED:
+        ddl = sql(CreateTable(schema.metadata.tables[table]), COCKROACH)
+        assert "home_region VARCHAR(32) NOT NULL" in ddl, ddl
+
+
+def test_migration_0004_backfills_before_not_null_outside_the_transaction() -> None:
+    """On CockroachDB a column cannot be written in the transaction that adds
+    it: the backfill runs between two transactions."""
+    buffer = io.StringIO()
+    context = MigrationContext.configure(
+        dialect=COCKROACH,
+        opts={"as_sql": True, "output_buffer": buffer, "transactional_ddl": True},
+    )
+    with Operations.context(context), context.begin_transaction():
+        MIGRATION_0004.upgrade()
+    script = [s.strip() for s in buffer.getvalue().split(";") if s.strip()]
+    add = [f"ALTER TABLE {t} ADD COLUMN home_region VARCHAR(32)" for t in HOMED]
+    not_null = [f"ALTER TABLE {t} ALTER COLUMN home_region SET NOT NULL" for t in HOMED]
+    assert script[: len(add) + 2] == ["BEGIN", *add, "COMMIT"]
+    assert script[-len(not_null) - 2 :] == ["BEGIN", *not_null, "COMMIT"]
+    backfill = script[len(add) + 2 : -len(not_null) - 2]
+    assert backfill == [
+        "UPDATE accounts SET home_region = (SELECT banks.home_region FROM banks "
+        "WHERE banks.code = accounts.owner) WHERE home_region IS NULL",
+        "UPDATE accounts SET home_region = 'HUB' WHERE home_region IS NULL AND owner = 'HUB'",
+        "UPDATE positions SET home_region = (SELECT banks.home_region FROM banks "
+        "WHERE banks.code = positions.bank_code) WHERE home_region IS NULL",
+        "UPDATE positions SET home_region = 'HUB' WHERE home_region IS NULL AND bank_code = 'HUB'",
+        "UPDATE transfers SET home_region = (SELECT banks.home_region FROM banks "
+        "WHERE banks.code = transfers.debtor_bank) WHERE home_region IS NULL",
+    ]
 
 
 def test_follower_read_renders_as_of_system_time_on_cockroach() -> None:
@@ -266,3 +396,113 @@ def test_set_transaction_follower_read() -> None:
     assert sql(crdb.SET_TRANSACTION_FOLLOWER_READ, COCKROACH) == (
         "SET TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()"
     )
+
+
+# The repository's insert paths, run against a stand-in connection that
+# records what they would send.
+
+
+class _Result:
+    def tuples(self) -> _Result:
+        return self
+
+    def all(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+class _Copy:
+    def __init__(self, sink: list[tuple[str, list[tuple[Any, ...]]]], sql: str) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        sink.append((sql, self.rows))
+
+    def __enter__(self) -> _Copy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write_row(self, row: tuple[Any, ...]) -> None:
+        self.rows.append(row)
+
+
+class _Cursor(_Copy):
+    def __init__(self, sink: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        self.sink = sink
+
+    def copy(self, sql: str) -> _Copy:
+        return _Copy(self.sink, sql)
+
+
+class _Recorder:
+    """A Connection on `dialect` that records statements instead of running them."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.executed: list[tuple[Any, Any]] = []
+        self.copies: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self.connection = SimpleNamespace(
+            driver_connection=SimpleNamespace(cursor=lambda: _Cursor(self.copies))
+        )
+
+    def execute(self, statement: Any, parameters: Any = None) -> _Result:
+        self.executed.append((statement, parameters))
+        return _Result()
+
+
+REGIONS_OF = {"BANKUS01": "us-east1", "BANKPH01": "asia-southeast1"}
+
+
+def _writes(dialect: Dialect) -> _Recorder:
+    repo = pytest.importorskip("remitnet.services.adapters.db.repository")
+    netting = pytest.importorskip("remitnet.services.domain.netting")
+    model = pytest.importorskip("remitnet.services.domain.model")
+    conn = _Recorder(dialect)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    repo.insert_account(
+        conn, "BANKPH01/USD/LIQUIDITY", "BANKPH01", "USD", "LIQUIDITY", now,
+        home_region="asia-southeast1",
+    )  # fmt: skip
+    delta = netting.PositionDelta(5, 0, 1, 0, 0)
+    repo.add_positions(
+        conn, {("USD-000001", "BANKUS01"): delta, ("USD-000001", model.HUB): delta}, REGIONS_OF
+    )
+    transfer = model.StoredTransfer(
+        "3b1f0a5e-0000-4000-8000-000000000001", "BANKPH01", "BANKUS01", "USD", 5, "",
+        model.TransferStatus.ACCEPTED, "USD-000001", now,
+    )  # fmt: skip
+    repo.insert_transfers(conn, [transfer], REGIONS_OF)
+    return conn
+
+
+def test_inserts_write_the_home_region_on_cockroach() -> None:
+    conn = _writes(COCKROACH)
+    assert not [s for s, _ in conn.executed if isinstance(s, Select)]  # no region lookups
+    (account, _), (upsert, upsert_params), (insert_transfers, rows) = conn.executed
+    compiled = account.compile(dialect=COCKROACH)
+    assert "home_region" in str(compiled) and compiled.params["home_region"] == "asia-southeast1"
+    upsert_sql = sql(upsert, COCKROACH)
+    assert upsert_sql.startswith(
+        "INSERT INTO positions (cycle_id, bank_code, sent, received, sent_count, "
+        "received_count, fee, home_region) SELECT * FROM unnest("
+    )
+    assert "CAST(%(h)s AS VARCHAR[])) ON CONFLICT (cycle_id, bank_code) DO UPDATE" in upsert_sql
+    assert "home_region =" not in upsert_sql.split("DO UPDATE")[1]  # never moved
+    assert dict(zip(upsert_params["b"], upsert_params["h"], strict=True)) == {
+        "BANKUS01": "us-east1",
+        "HUB": schema.HUB_HOME_REGION,
+    }
+    transfers_sql = str(insert_transfers.compile(dialect=COCKROACH, column_keys=list(rows[0])))
+    assert "home_region" in transfers_sql
+    assert [r["home_region"] for r in rows] == ["asia-southeast1"]  # the debtor's
+
+
+def test_copy_writes_the_home_region_on_postgresql() -> None:
+    conn = _writes(POSTGRES)
+    ((copy_sql, rows),) = conn.copies
+    assert copy_sql.startswith("COPY transfers (") and copy_sql.endswith(
+        ", home_region) FROM STDIN"
+    )
+    assert [r[-1] for r in rows] == ["asia-southeast1"]

@@ -73,7 +73,9 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
             account_ids.update(account_id(b, target) for b in banks)
             account_ids.add(position_account_id(HUB, target))
             account_ids.add(position_account_id(HUB, q.terms.source_currency))
-        statuses = repo.bank_statuses(conn, banks) if banks else {}
+        # The regions go into the rows written below (rows are homed in their
+        # bank's region on CockroachDB): read with the statuses, one query.
+        statuses, regions = repo.bank_statuses_and_regions(conn, banks) if banks else ({}, {})
         loaded = repo.load_account_states(conn, account_ids) if account_ids else {}
         states.clear()
         states.update({(s.bank, s.currency): s for s in loaded.values()})
@@ -87,8 +89,8 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
             now=now,
             quotes=quotes,
         )
-        repo.insert_transfers(conn, result.new_transfers)
-        repo.add_positions(conn, result.positions)
+        repo.insert_transfers(conn, result.new_transfers, regions)
+        repo.add_positions(conn, result.positions, regions)
         repo.add_unsettled(conn, result.account_deltas)
         repo.mark_quotes_used(conn, result.used_quotes, now)
         return result

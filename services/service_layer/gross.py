@@ -30,7 +30,7 @@ def commit_gross(db: Database, item: Instruction) -> Outcome:
             return (
                 Accepted(prior, True) if item.same_content(prior) else duplicate(prior.transfer_id)
             )
-        statuses = repo.bank_statuses(conn, [item.debtor, item.creditor])
+        statuses, regions = repo.bank_statuses_and_regions(conn, [item.debtor, item.creditor])
         for bank in (item.debtor, item.creditor):
             if bank not in statuses:
                 return Rejected(
@@ -80,7 +80,7 @@ def commit_gross(db: Database, item: Instruction) -> Outcome:
             "",
             now,
         )
-        repo.insert_transfers(conn, [stored])
+        repo.insert_transfers(conn, [stored], regions)
         return Accepted(stored, False)
 
     return db.write("gross_transfer", unit)

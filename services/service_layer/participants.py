@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.db.schema import HUB_HOME_REGION
 from remitnet.services.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -26,6 +27,7 @@ from remitnet.services.domain.model import (
     canonical_transfer_id,
     check_bank_code,
     check_region,
+    check_text,
     cycle_id_for,
 )
 from remitnet.services.domain.money import INT64_MAX, check_currency, check_positive_amount
@@ -60,16 +62,18 @@ def ensure_currency(conn: Connection, currency: str, now: datetime) -> None:
     ):
         aid = account_id(HUB, currency, kind)
         if repo.get_account(conn, aid) is None:
-            repo.insert_account(conn, aid, HUB, currency, kind, now)
+            repo.insert_account(conn, aid, HUB, currency, kind, now, home_region=HUB_HOME_REGION)
     if repo.open_cycle(conn, currency) is None:
         seq = repo.max_cycle_seq(conn, currency) + 1
         repo.insert_cycle(conn, cycle_id_for(currency, seq), currency, seq, now)
 
 
-def _open_account(conn: Connection, code: str, currency: str, now: datetime) -> None:
-    aid = account_id(code, currency)
+def _open_account(conn: Connection, bank: repo.BankRow, currency: str, now: datetime) -> None:
+    aid = account_id(bank.code, currency)
     if repo.get_account(conn, aid) is None:
-        repo.insert_account(conn, aid, code, currency, AccountKind.LIQUIDITY, now)
+        repo.insert_account(
+            conn, aid, bank.code, currency, AccountKind.LIQUIDITY, now, home_region=bank.home_region
+        )
     ensure_currency(conn, currency, now)
 
 
@@ -85,8 +89,8 @@ def create_bank(
     db: Database, code: str, name: str, home_region: str, currencies: list[str]
 ) -> BankView:
     check_bank_code(code, field="code")
-    name = name.strip()
-    if not 1 <= len(name) <= 140:
+    name = check_text(name.strip(), field="name", limit=140, too_long=Reason.INVALID_NAME)
+    if not name:
         raise InvalidArgument(Reason.INVALID_NAME, "name must have 1 to 140 characters")
     check_region(home_region)
     _check_currencies(currencies)
@@ -103,9 +107,10 @@ def create_bank(
             ) <= held:
                 raise AlreadyExists(Reason.BANK_EXISTS, f"bank {code} exists", bank=code)
             return _view(conn, code)
-        repo.insert_bank(conn, repo.BankRow(code, name, home_region, BankStatus.ACTIVE, now))
+        bank = repo.BankRow(code, name, home_region, BankStatus.ACTIVE, now)
+        repo.insert_bank(conn, bank)
         for currency in currencies:
-            _open_account(conn, code, currency, now)
+            _open_account(conn, bank, currency, now)
         return _view(conn, code)
 
     return db.write("create_bank", unit)
@@ -115,8 +120,7 @@ def open_account(db: Database, code: str, currency: str) -> repo.AccountRow:
     check_currency(currency)
 
     def unit(conn: Connection) -> repo.AccountRow:
-        _view(conn, code)
-        _open_account(conn, code, currency, _now())
+        _open_account(conn, _view(conn, code).bank, currency, _now())
         row = repo.get_account(conn, account_id(code, currency))
         assert row is not None
         return row

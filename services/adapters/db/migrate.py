@@ -9,7 +9,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from remitnet.services.adapters.db.cockroach import RegionConfig, is_cockroach, multi_region_ddl
+from remitnet.services.adapters.db.cockroach import (
+    RegionConfig,
+    home_region_tables,
+    is_cockroach,
+    multi_region_ddl,
+    read_region_columns,
+)
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import metadata
 
@@ -33,12 +39,16 @@ def upgrade(db: Database, revision: str = "head", *, regions: str = "") -> None:
 def apply_regions(db: Database, regions: str) -> list[str]:
     """CockroachDB multi-region layout: database regions, REGIONAL BY ROW
     per-bank tables, GLOBAL reference tables. Each statement on its own,
-    outside a transaction, as CockroachDB requires for region changes."""
+    outside a transaction, as CockroachDB requires for region changes.
+    Idempotent: the per-bank tables' region columns are rebuilt only when
+    missing or built for other regions."""
     if not is_cockroach(db.engine):
         raise SystemExit("--regions applies to cockroachdb:// databases only")
     config = RegionConfig.parse(make_url(db.url).database or "remitnet", regions)
-    statements = multi_region_ddl(config, metadata.tables)
+    tables = metadata.sorted_tables
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        found = {t: read_region_columns(conn, t) for t in home_region_tables(tables)}
+        statements = multi_region_ddl(config, tables, found)
         for statement in statements:
             conn.exec_driver_sql(statement)
     return statements

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from remitnet.services.adapters.db.schema import (
+    HUB_HOME_REGION,
     accounts,
     banks,
     cycles,
@@ -106,8 +107,46 @@ def bank_statuses(conn: Connection, codes: Collection[str]) -> dict[str, BankSta
     return {code: BankStatus(status) for code, status in rows}
 
 
-def bank_regions(conn: Connection) -> dict[str, str]:
-    return dict(conn.execute(select(banks.c.code, banks.c.home_region)).tuples().all())
+def bank_regions(conn: Connection, codes: Collection[str] | None = None) -> dict[str, str]:
+    """Home region per bank code: of `codes`, or of every bank."""
+    query = select(banks.c.code, banks.c.home_region)
+    if codes is not None:
+        query = query.where(banks.c.code.in_(codes))
+    return dict(conn.execute(query).tuples().all())
+
+
+def bank_statuses_and_regions(
+    conn: Connection, codes: Collection[str]
+) -> tuple[dict[str, BankStatus], dict[str, str]]:
+    """bank_statuses and bank_regions of `codes` in one query, for the batch
+    path that needs both (the regions go into the rows it writes)."""
+    statuses: dict[str, BankStatus] = {}
+    regions: dict[str, str] = {}
+    rows = conn.execute(
+        select(banks.c.code, banks.c.status, banks.c.home_region).where(banks.c.code.in_(codes))
+    )
+    for code, status, region in rows:
+        statuses[code] = BankStatus(status)
+        regions[code] = region
+    return statuses, regions
+
+
+def home_regions(
+    conn: Connection, codes: Collection[str], known: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The home_region to write in rows owned by each of `codes`: the bank's
+    home region (from `known` when given, else looked up in one query), or
+    HUB_HOME_REGION for the hub."""
+    out = {HUB: HUB_HOME_REGION}
+    if known:
+        out.update(known)
+    missing = [c for c in codes if c not in out]
+    if missing:
+        out.update(bank_regions(conn, missing))
+    unknown = sorted(c for c in codes if c not in out)
+    if unknown:
+        raise AssertionError(f"rows owned by banks that do not exist: {unknown}")
+    return out
 
 
 # Accounts -------------------------------------------------------------------
@@ -161,8 +200,16 @@ def all_accounts(conn: Connection, kind: str | None = None) -> list[AccountRow]:
 
 
 def insert_account(
-    conn: Connection, account_id: str, owner: str, currency: str, kind: str, now: datetime
+    conn: Connection,
+    account_id: str,
+    owner: str,
+    currency: str,
+    kind: str,
+    now: datetime,
+    *,
+    home_region: str,
 ) -> None:
+    """`home_region`: the owner bank's, or HUB_HOME_REGION for the hub's."""
     conn.execute(
         insert(accounts).values(
             id=account_id,
@@ -174,6 +221,7 @@ def insert_account(
             unsettled_net=0,
             entry_count=0,
             opened_at=now,
+            home_region=home_region,
         )
     )
 
@@ -389,10 +437,13 @@ _bump_position = (
 )
 
 
+# home_region is written by the insert only: a bank's region never changes.
 _UPSERT_POSITIONS_ARRAYS = text(
-    "INSERT INTO positions (cycle_id, bank_code, sent, received, sent_count, received_count, fee) "
+    "INSERT INTO positions "
+    "(cycle_id, bank_code, sent, received, sent_count, received_count, fee, home_region) "
     "SELECT * FROM unnest(CAST(:c AS VARCHAR[]), CAST(:b AS VARCHAR[]), CAST(:s AS BIGINT[]), "
-    "CAST(:r AS BIGINT[]), CAST(:sc AS BIGINT[]), CAST(:rc AS BIGINT[]), CAST(:f AS BIGINT[])) "
+    "CAST(:r AS BIGINT[]), CAST(:sc AS BIGINT[]), CAST(:rc AS BIGINT[]), CAST(:f AS BIGINT[]), "
+    "CAST(:h AS VARCHAR[])) "
     "ON CONFLICT (cycle_id, bank_code) DO UPDATE SET "
     "sent = positions.sent + excluded.sent, received = positions.received + excluded.received, "
     "sent_count = positions.sent_count + excluded.sent_count, "
@@ -401,11 +452,18 @@ _UPSERT_POSITIONS_ARRAYS = text(
 )
 
 
-def add_positions(conn: Connection, deltas: Mapping[tuple[str, str], PositionDelta]) -> None:
+def add_positions(
+    conn: Connection,
+    deltas: Mapping[tuple[str, str], PositionDelta],
+    regions: Mapping[str, str] | None = None,
+) -> None:
     """Apply per-bank position changes of one batch: one row per bank and
-    cycle, however many transfers the batch held."""
+    cycle, however many transfers the batch held. A new row takes its bank's
+    home region from `regions` (bank code -> region; looked up in one query
+    for banks it lacks)."""
     if not deltas:
         return
+    region = home_regions(conn, {bank for _, bank in deltas}, regions)
     if _arrays(conn):
         values = list(deltas.values())
         conn.execute(
@@ -418,6 +476,7 @@ def add_positions(conn: Connection, deltas: Mapping[tuple[str, str], PositionDel
                 "sc": [d.sent_count for d in values],
                 "rc": [d.received_count for d in values],
                 "f": [d.fee for d in values],
+                "h": [region[k[1]] for k in deltas],
             },
         )
         return
@@ -455,6 +514,7 @@ def add_positions(conn: Connection, deltas: Mapping[tuple[str, str], PositionDel
                     "sent_count": d.sent_count,
                     "received_count": d.received_count,
                     "fee": d.fee,
+                    "home_region": region[bank],
                 }
             )
     if updates:
@@ -528,14 +588,19 @@ def get_transfer(conn: Connection, transfer_id: str) -> StoredTransfer | None:
 _COPY_COLUMNS = (
     "id", "debtor_bank", "creditor_bank", "currency", "amount", "remittance_info", "status",
     "cycle_id", "accepted_at", "quote_id", "creditor_currency", "creditor_amount",
-    "creditor_cycle_id", "fee",
+    "creditor_cycle_id", "fee", "home_region",
 )  # fmt: skip
 _COPY_TRANSFERS = f"COPY transfers ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
 
-def insert_transfers(conn: Connection, items: Sequence[StoredTransfer]) -> None:
+def insert_transfers(
+    conn: Connection, items: Sequence[StoredTransfer], regions: Mapping[str, str] | None = None
+) -> None:
+    """Each transfer is written with its debtor's home region, from `regions`
+    (bank code -> region; looked up in one query for debtors it lacks)."""
     if not items:
         return
+    region = home_regions(conn, {t.debtor for t in items}, regions)
     if conn.dialect.name == "postgresql":
         # COPY in the same transaction: the batch path's largest cost, and
         # several times faster than row-at-a-time INSERTs.
@@ -549,7 +614,7 @@ def insert_transfers(conn: Connection, items: Sequence[StoredTransfer]) -> None:
                         t.transfer_id, t.debtor, t.creditor, t.currency, t.amount,
                         t.remittance_info, int(t.status), t.cycle_id, t.accepted_at, t.quote_id,
                         t.creditor_currency, t.creditor_amount, t.creditor_cycle_id,
-                        t.fee if fx else None,
+                        t.fee if fx else None, region[t.debtor],
                     )
                 )  # fmt: skip
         return
@@ -569,6 +634,7 @@ def insert_transfers(conn: Connection, items: Sequence[StoredTransfer]) -> None:
             "creditor_amount": t.creditor_amount,
             "creditor_cycle_id": t.creditor_cycle_id,
             "fee": t.fee if t.quote_id is not None else None,
+            "home_region": region[t.debtor],
         }
         for t in items
     ]

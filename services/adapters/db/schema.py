@@ -1,6 +1,13 @@
 """Tables. Portable across SQLite, PostgreSQL and CockroachDB: no sequences
 or SERIAL keys (transfer ids are client UUIDs; other keys derive from data),
-no LISTEN/NOTIFY, no advisory locks."""
+no LISTEN/NOTIFY, no advisory locks.
+
+The per-bank tables (accounts, positions, transfers) carry the home region of
+the bank that owns the row (for a transfer: the debtor's) in `home_region`,
+written with the row and never changed. On CockroachDB every table with that
+column, other than the GLOBAL reference tables, is REGIONAL BY ROW on a region
+column computed from it (services/adapters/db/cockroach.py), so a row is homed
+in its bank's region from the moment it is inserted."""
 
 from __future__ import annotations
 
@@ -29,6 +36,17 @@ metadata = MetaData(
 
 TS = DateTime(timezone=True)
 
+#: `home_region` of the hub's own rows (its accounts and positions). No bank
+#: can have it (bank regions are lower-case), and CockroachDB homes these rows
+#: in the database's primary region.
+HUB_HOME_REGION = "HUB"
+
+
+def home_region() -> Column[str]:
+    """The owning bank's home region (banks.home_region), or HUB_HOME_REGION."""
+    return Column("home_region", String(32), nullable=False)
+
+
 banks = Table(
     "banks",
     metadata,
@@ -55,6 +73,7 @@ accounts = Table(
     Column("unsettled_net", BigInteger, nullable=False),
     Column("entry_count", BigInteger, nullable=False),
     Column("opened_at", TS, nullable=False),
+    home_region(),
     Index(None, "owner", "currency"),
 )
 
@@ -122,6 +141,7 @@ positions = Table(
     Column("sent_count", BigInteger, nullable=False),
     Column("received_count", BigInteger, nullable=False),
     Column("fee", BigInteger, nullable=False, server_default="0"),
+    home_region(),
 )
 
 transfers = Table(
@@ -143,6 +163,7 @@ transfers = Table(
     Column("creditor_cycle_id", String(24), nullable=True),
     Column("fee", BigInteger, nullable=True),
     Column("cancelled_at", TS, nullable=True),
+    home_region(),  # the debtor's
     Index(None, "debtor_bank", "accepted_at"),
     Index(None, "creditor_bank", "accepted_at"),
 )
