@@ -1,16 +1,23 @@
 """FX: mid rates, cross-rate derivation and quotes. Exact decimals only.
 
-Rounding rule (the one rule): amounts are rounded half-even to the minor
-unit of their currency, once, at the end of each computation.
 A rate BASE/QUOTE is the number of QUOTE major units one BASE major unit buys.
+
+Rounding rule (the one rule): every amount is computed exactly from the
+stated rates and rounded half-even to the minor unit of its currency, once.
+The rates themselves are stated, not rounded further: a fed mid rate has at
+most `MAX_RATE_DIGITS` significant digits; a derived (inverse or cross) mid
+and the all-in rate (mid less the spread) are stated to 34 significant
+digits, half-even, and the amounts follow exactly from what is stated.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, Overflow
+from typing import Final
 
 from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument, Reason
 from remitnet.services.domain.money import (
@@ -20,9 +27,26 @@ from remitnet.services.domain.money import (
     exponent,
 )
 
-# 34 significant digits: far beyond any int64 amount times any sane rate.
+# 34 significant digits for the stated (derived and all-in) rates.
 CTX = Context(prec=34, rounding=ROUND_HALF_EVEN)
+# Products of an amount (<= 19 digits) and a stated rate (<= 34 digits) are
+# exact here; an inexact result would be a bug, so it traps.
+EXACT = Context(prec=120, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation, Overflow])
 BPS = Decimal(10_000)
+
+# What a fed mid rate may be: plain ASCII decimal text (an exponent allowed),
+# at most MAX_RATE_TEXT characters (the stored column is VARCHAR(48)), at
+# most MAX_RATE_DIGITS significant digits once trailing zeros are dropped,
+# and MIN_RATE <= rate <= MAX_RATE. Such a rate prices any int64 amount
+# without overflow, and every derived rate fits the quote columns.
+MAX_RATE_TEXT: Final = 48
+MAX_RATE_DIGITS: Final = 20
+MIN_RATE: Final = Decimal("1e-9")
+MAX_RATE: Final = Decimal("1e9")
+# How far in the future a rate's as-of time may lie (clock skew between the
+# feed and the hub).
+MAX_AS_OF_SKEW: Final = timedelta(seconds=60)
+_RATE_TEXT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+))?", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,17 +57,45 @@ class Rate:
     as_of: datetime
 
 
-def parse_rate(base: str, quote: str, text: str, as_of: datetime) -> Rate:
+def _bad_rate(pair: str, message: str, field: str = "mid_rate") -> InvalidArgument:
+    return InvalidArgument(Reason.INVALID_RATE, f"{pair}: {message}", pair=pair, field=field)
+
+
+def parse_rate(base: str, quote: str, text: str, as_of: datetime, *, now: datetime) -> Rate:
+    """A fed mid rate, checked against the bounds above, and its as-of time
+    (timezone-aware, at most MAX_AS_OF_SKEW after `now`). The mid is kept
+    without trailing zeros ("56.10" -> 56.1, "1e3" -> 1000)."""
     check_currency(base)
     check_currency(quote)
+    pair = f"{base}/{quote}"
     if base == quote:
-        raise InvalidArgument(Reason.SAME_CURRENCY, f"{base}/{quote} is not a currency pair")
-    try:
-        mid = Decimal(text)
-    except InvalidOperation:
-        raise InvalidArgument(Reason.INVALID_RATE, f"rate {text[:40]!r} is not a decimal") from None
-    if not mid.is_finite() or mid <= 0:
-        raise InvalidArgument(Reason.INVALID_RATE, f"rate for {base}/{quote} must be positive")
+        raise InvalidArgument(Reason.SAME_CURRENCY, f"{pair} is not a currency pair", pair=pair)
+    if len(text) > MAX_RATE_TEXT:
+        raise _bad_rate(pair, f"rate text is longer than {MAX_RATE_TEXT} characters")
+    match = _RATE_TEXT.fullmatch(text)
+    if match is None:
+        raise _bad_rate(pair, f"rate {text!r} is not a plain positive decimal")
+    if match.group(1) is not None and abs(int(match.group(1))) > 9999:
+        raise _bad_rate(pair, f"rate {text!r} is outside {MIN_RATE:f} to {MAX_RATE:f}")
+    wide = Context(prec=2 * MAX_RATE_TEXT)  # exact for any accepted text
+    mid = Decimal(text).normalize(wide)
+    if mid.is_zero():
+        raise _bad_rate(pair, "rate must be positive")
+    if len(mid.as_tuple().digits) > MAX_RATE_DIGITS:
+        raise _bad_rate(pair, f"rate {text!r} has more than {MAX_RATE_DIGITS} significant digits")
+    if not MIN_RATE <= mid <= MAX_RATE:
+        raise _bad_rate(pair, f"rate {text!r} is outside {MIN_RATE:f} to {MAX_RATE:f}")
+    if mid == mid.to_integral_value():
+        mid = mid.quantize(Decimal(1), context=wide)  # 1E+3 -> 1000
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        raise _bad_rate(pair, "as_of must carry a timezone", field="as_of")
+    if as_of - now > MAX_AS_OF_SKEW:
+        raise _bad_rate(
+            pair,
+            f"as_of {as_of.isoformat()} is more than {int(MAX_AS_OF_SKEW.total_seconds())} s "
+            "in the future",
+            field="as_of",
+        )
     return Rate(base, quote, mid, as_of)
 
 
@@ -85,13 +137,34 @@ def derive(
 
 
 def to_minor(major: Decimal, currency: str) -> int:
-    """Round half-even to the currency's minor unit."""
-    value = CTX.multiply(major, Decimal(1).scaleb(exponent(currency)))
+    """Round half-even to the currency's minor unit, from the exact value."""
+    value = EXACT.scaleb(major, exponent(currency))
     return int(value.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def to_major(minor: int, currency: str) -> Decimal:
     return Decimal(minor).scaleb(-exponent(currency))
+
+
+def _divide_half_even(numerator: Decimal, denominator: Decimal) -> int:
+    """numerator / denominator rounded half-even to an integer, exactly (a
+    Decimal division would round to the context precision first, and a
+    second rounding can move a result that lies near a half)."""
+    n, d = numerator.as_tuple(), denominator.as_tuple()
+    assert isinstance(n.exponent, int) and isinstance(d.exponent, int)
+    num = int("".join(map(str, n.digits)) or "0")
+    den = int("".join(map(str, d.digits)))
+    shift = n.exponent - d.exponent
+    if abs(shift) > 400:  # only a rate stored before rates were bounded
+        raise ArithmeticError("the quotient is out of range")
+    if shift >= 0:
+        num *= 10**shift
+    else:
+        den *= 10**-shift
+    quotient, remainder = divmod(num, den)
+    if 2 * remainder > den or (2 * remainder == den and quotient % 2 == 1):
+        quotient += 1
+    return -quotient if n.sign != d.sign else quotient
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +180,12 @@ class QuoteTerms:
     derivation: str
 
 
+def all_in_rate(mid: Decimal, spread_bps: int) -> Decimal:
+    """mid x (1 - spread), stated to 34 significant digits half-even (exact
+    for a fed mid: at most MAX_RATE_DIGITS digits)."""
+    return CTX.multiply(mid, CTX.subtract(Decimal(1), CTX.divide(Decimal(spread_bps), BPS)))
+
+
 def price(
     derived: DerivedRate,
     *,
@@ -116,30 +195,52 @@ def price(
     source_amount: int | None = None,
     target_amount: int | None = None,
 ) -> QuoteTerms:
-    """Terms to sell `source_amount` or to deliver `target_amount`."""
+    """Terms to sell `source_amount` or to deliver `target_amount`.
+
+    With r the all-in rate (`all_in_rate`) and m the mid, both as stated,
+    and hr(x) rounding half-even to the minor unit (exact inputs, one
+    rounding):
+
+    - sell a source amount S: target T = hr(S x r), so |T - S x r| is at most
+      half a target minor unit; fee = hr(S x m) - T, and 0 <= fee (r <= m and
+      rounding is monotonic), within one minor unit of the exact spread
+      S x (m - r).
+    - deliver a target amount T: source S = hr(T / r) (the source is the
+      rounded side), so |S - T / r| is at most half a source minor unit;
+      fee = hr(S x m) - T. It differs from the exact spread T x (m / r - 1)
+      by at most half a target minor unit plus half a source minor unit
+      valued at m, so on tiny amounts or a zero spread it may be slightly
+      negative: the hub gives away at most that rounding, never more.
+    """
     if (source_amount is None) == (target_amount is None):
         raise InvalidArgument(Reason.INVALID_AMOUNT, "give exactly one of source or target amount")
     if not 0 <= spread_bps < 10_000:
         raise InvalidArgument(Reason.INVALID_ARGUMENT, "spread must be 0 to 9999 basis points")
-    rate = CTX.multiply(derived.mid, CTX.subtract(Decimal(1), CTX.divide(Decimal(spread_bps), BPS)))
+    rate = all_in_rate(derived.mid, spread_bps)
     if source_amount is not None:
         check_positive_amount(source_amount, field="source_amount")
         target = to_minor(
-            CTX.multiply(to_major(source_amount, source_currency), rate), target_currency
+            EXACT.multiply(to_major(source_amount, source_currency), rate), target_currency
         )
         source = source_amount
     else:
         assert target_amount is not None
         check_positive_amount(target_amount, field="target_amount")
-        source = to_minor(
-            CTX.divide(to_major(target_amount, target_currency), rate), source_currency
+        # S (source minor) = T x 10^-t / r x 10^s, rounded once.
+        source = _divide_half_even(
+            EXACT.scaleb(to_major(target_amount, target_currency), exponent(source_currency)),
+            rate,
         )
         target = target_amount
     if source <= 0 or target <= 0:
         raise InvalidArgument(Reason.INVALID_AMOUNT, "amount too small to convert")
     if source > INT64_MAX or target > INT64_MAX:
         raise InvalidArgument(Reason.AMOUNT_OUT_OF_RANGE, "converted amount exceeds int64")
-    at_mid = to_minor(CTX.multiply(to_major(source, source_currency), derived.mid), target_currency)
+    at_mid = to_minor(
+        EXACT.multiply(to_major(source, source_currency), derived.mid), target_currency
+    )
+    if at_mid > INT64_MAX:
+        raise InvalidArgument(Reason.AMOUNT_OUT_OF_RANGE, "the amount at mid exceeds int64")
     return QuoteTerms(
         source_currency,
         target_currency,

@@ -7,42 +7,122 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection
 
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason, RemitnetError
+from remitnet.services.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Reason,
+    RemitnetError,
+)
 from remitnet.services.domain.fx import Quote, Rate, check_fresh, derive, parse_rate, price
-from remitnet.services.domain.model import canonical_uuid
+from remitnet.services.domain.model import AccountKind, BankStatus, canonical_uuid
 from remitnet.services.domain.money import check_currency
+
+MAX_RATES = 10_000  # per UpdateRates call, as for the batch calls
+
+
+class FxConfigError(InvalidArgument, ValueError):
+    """A bad FX setting, found when the settings are built (the CLI reports
+    it as an error line, not a traceback)."""
 
 
 @dataclass(frozen=True, slots=True)
 class FxConfig:
+    """FX settings, checked when built: a bad spread, TTL or currency fails
+    at start, not on the first quote."""
+
     base_currency: str = "USD"
     default_spread_bps: int = 50
-    # (source, target) -> spread in basis points
-    corridor_spread_bps: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (source, target) -> spread in basis points, 0 to 9999
+    corridor_spread_bps: Mapping[tuple[str, str], int] = field(default_factory=dict)
     quote_ttl: timedelta = timedelta(seconds=60)
     max_rate_age: timedelta = timedelta(minutes=10)
+
+    def __post_init__(self) -> None:
+        def bad(message: str) -> FxConfigError:
+            return FxConfigError(Reason.INVALID_ARGUMENT, f"FX settings: {message}")
+
+        def check_spread(what: str, bps: object) -> None:
+            if not isinstance(bps, int) or isinstance(bps, bool) or not 0 <= bps < 10_000:
+                raise bad(f"{what}: spread must be 0 to 9999 basis points, got {bps!r}")
+
+        def check_code(what: str, code: object) -> None:
+            try:
+                check_currency(code)  # type: ignore[arg-type]
+            except (InvalidArgument, TypeError):
+                raise bad(f"{what}: {code!r} is not a currency the hub clears") from None
+
+        check_code("base_currency", self.base_currency)
+        check_spread("default_spread_bps", self.default_spread_bps)
+        for key, bps in self.corridor_spread_bps.items():
+            if not isinstance(key, tuple) or len(key) != 2:
+                raise bad(f"corridor {key!r}: give (source, target)")
+            source, target = key
+            check_code(f"corridor {source}->{target}", source)
+            check_code(f"corridor {source}->{target}", target)
+            if source == target:
+                raise bad(f"corridor {source}->{target}: a corridor joins two currencies")
+            check_spread(f"corridor {source}->{target}", bps)
+        if self.quote_ttl <= timedelta(0):
+            raise bad(f"quote_ttl must be positive, got {self.quote_ttl}")
+        if self.max_rate_age <= timedelta(0):
+            raise bad(f"max_rate_age must be positive, got {self.max_rate_age}")
+        # A copy of what was checked: the caller's dict may change later. (Typed
+        # Mapping, read-only; a plain dict so that the config still pickles.)
+        object.__setattr__(self, "corridor_spread_bps", dict(self.corridor_spread_bps))
 
     def spread(self, source: str, target: str) -> int:
         return self.corridor_spread_bps.get((source, target), self.default_spread_bps)
 
 
-def update_rates(db: Database, rates: list[tuple[str, str, str, datetime | None]]) -> list[Rate]:
-    """Replace the mid rates of the given pairs (base, quote, decimal text, as-of)."""
-    if not rates:
-        raise InvalidArgument(Reason.INVALID_ARGUMENT, "no rates given")
+RateRow = tuple[str, str, str, datetime | None]
+
+
+def _parse_rates(rows: Sequence[RateRow], now: datetime) -> list[Rate]:
+    """Every row checked (`parse_rate`); a pair given twice, in either
+    direction, is refused: one request states one mid per pair."""
+    if not rows:
+        raise InvalidArgument(Reason.EMPTY_BATCH, "no rates given")
+    if len(rows) > MAX_RATES:
+        raise InvalidArgument(Reason.BATCH_TOO_LARGE, f"at most {MAX_RATES} rates per call")
+    parsed: list[Rate] = []
+    seen: dict[frozenset[str], int] = {}
+    for index, (base, quote, text, as_of) in enumerate(rows):
+        try:
+            rate = parse_rate(base, quote, text, as_of or now, now=now)
+        except RemitnetError as err:
+            err.metadata["index"] = str(index)
+            raise
+        key = frozenset((rate.base, rate.quote))
+        if key in seen:
+            pair = f"{rate.base}/{rate.quote}"
+            raise InvalidArgument(
+                Reason.DUPLICATE_RATE_PAIR,
+                f"{pair} (or its inverse) is given twice, at {seen[key]} and {index}",
+                pair=pair,
+                index=str(index),
+            )
+        seen[key] = index
+        parsed.append(rate)
+    return parsed
+
+
+def update_rates(db: Database, rates: Sequence[RateRow]) -> list[Rate]:
+    """Replace the mid rates of the given pairs (base, quote, decimal text,
+    as-of or None for now). All or nothing: one bad rate stores none."""
     now = datetime.now(UTC)
-    parsed = [parse_rate(b, q, text, as_of or now) for b, q, text, as_of in rates]
-    if len({(r.base, r.quote) for r in parsed}) != len(parsed):
-        raise InvalidArgument(Reason.INVALID_RATE, "a currency pair appears twice")
+    parsed = _parse_rates(rates, now)
 
     def unit(conn: Connection) -> list[Rate]:
         repo.upsert_rates(conn, parsed, now)
@@ -55,24 +135,100 @@ def list_rates(db: Database) -> list[Rate]:
     return sorted(db.read(repo.load_rates).values(), key=lambda r: (r.base, r.quote))
 
 
-def load_rates_file(path: Path) -> list[tuple[str, str, str, datetime | None]]:
-    """Rates from CSV (base,quote,rate[,as_of]) or JSON ([{base,quote,rate,as_of?}])."""
-    text = path.read_text()
-    is_json = path.suffix == ".json"
-    rows: list[dict[str, str]] = (
-        json.loads(text) if is_json else list(csv.DictReader(io.StringIO(text)))
+def _file_error(path: Path, where: str, message: str) -> InvalidArgument:
+    return InvalidArgument(
+        Reason.INVALID_RATE, f"rates file {path}: {where}: {message}", file=str(path), where=where
     )
-    out: list[tuple[str, str, str, datetime | None]] = []
-    for row in rows:
-        as_of = row.get("as_of")
-        out.append(
-            (
-                row["base"].strip(),
-                row["quote"].strip(),
-                str(row["rate"]).strip(),
-                datetime.fromisoformat(as_of) if as_of else None,
-            )
-        )
+
+
+def _as_of(value: object) -> datetime | None:
+    """An ISO 8601 time with its offset ("2026-01-01T12:00:00Z"). A naive
+    time is refused, not guessed: the feed must say it means UTC."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"as_of must be ISO 8601 text, got {value!r}")
+    try:
+        as_of = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"as_of {value!r} is not an ISO 8601 time") from None
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        raise ValueError(f"as_of {value!r} has no UTC offset (write ...Z or ...+00:00)")
+    return as_of.astimezone(UTC)
+
+
+def _rate_text(value: object) -> str:
+    # JSON numbers arrive as Decimal (parse_float/parse_int), never float.
+    if isinstance(value, Decimal):
+        return str(value)  # "1E+999999999", not a billion digits; parse_rate bounds it
+    if isinstance(value, str):
+        return value.strip()
+    raise ValueError(f"rate must be a decimal number or text, got {value!r}")
+
+
+def _field(row: Mapping[str, Any], name: str) -> object:
+    value = row.get(name)
+    if value is None or value == "":
+        raise ValueError(f"field {name!r} is missing")
+    return value
+
+
+def load_rates_file(path: Path) -> list[RateRow]:
+    """Rates from CSV (header base,quote,rate[,as_of]) or JSON (a list of
+    {"base", "quote", "rate", "as_of"?}); JSON numbers are read as exact
+    decimals. as_of is ISO 8601 with a UTC offset; a naive time is refused
+    (not taken as local or UTC); without as_of the rate is as of loading.
+    Every row is checked as UpdateRates checks it, so a bad file is refused
+    whole, with InvalidArgument INVALID_RATE naming the file and the line
+    (CSV) or item (JSON) and field."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _file_error(path, "read", str(exc)) from None
+    rows: list[tuple[str, Mapping[str, Any]]] = []
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text, parse_float=Decimal, parse_int=Decimal)
+        except json.JSONDecodeError as exc:
+            raise _file_error(path, f"line {exc.lineno} column {exc.colno}", exc.msg) from None
+        if not isinstance(data, list):
+            raise _file_error(path, "top level", "expected a JSON list of rate objects")
+        for index, item in enumerate(data):
+            if not isinstance(item, dict):
+                raise _file_error(path, f"item {index}", "expected an object")
+            rows.append((f"item {index}", item))
+    else:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = {"base", "quote", "rate"} - set(reader.fieldnames or ())
+        if missing:
+            raise _file_error(path, "line 1", f"the header lacks {sorted(missing)}")
+        try:
+            for line in reader:
+                if None in line:
+                    raise _file_error(path, f"line {reader.line_num}", "too many fields")
+                rows.append((f"line {reader.line_num}", line))
+        except csv.Error as exc:
+            raise _file_error(path, f"line {reader.line_num}", str(exc)) from None
+    if not rows:
+        raise _file_error(path, "rows", "the file holds no rates")
+    out: list[RateRow] = []
+    where_of: dict[frozenset[str], str] = {}
+    now = datetime.now(UTC)
+    for where, fields in rows:
+        try:
+            base, quote = str(_field(fields, "base")).strip(), str(_field(fields, "quote")).strip()
+            entry = (base, quote, _rate_text(_field(fields, "rate")), _as_of(fields.get("as_of")))
+        except ValueError as exc:
+            raise _file_error(path, where, str(exc)) from None
+        try:
+            parse_rate(entry[0], entry[1], entry[2], entry[3] or now, now=now)
+        except RemitnetError as err:
+            raise _file_error(path, where, f"{err.reason}: {err.message}") from None
+        key = frozenset((base, quote))
+        if key in where_of:
+            raise _file_error(path, where, f"{base}/{quote} already given at {where_of[key]}")
+        where_of[key] = where
+        out.append(entry)
     return out
 
 
@@ -118,11 +274,29 @@ def _random_uuids(n: int) -> Iterator[str]:
     return (str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16))
 
 
+def _caller_refusal(conn: Connection, bank: str) -> tuple[RemitnetError | None, set[str]]:
+    """Whether `bank` may ask for quotes at all, and the currencies it holds
+    a liquidity account in (a quote sells the source currency, so the
+    caller must hold it; the creditor, unknown at quote time, is checked
+    when the transfer is cleared)."""
+    row = repo.get_bank(conn, bank)
+    if row is None:
+        return NotFound(Reason.UNKNOWN_PARTICIPANT, f"no bank {bank} at the hub", bank=bank), set()
+    if row.status is not BankStatus.ACTIVE:
+        return FailedPrecondition(
+            Reason.PARTICIPANT_SUSPENDED, f"bank {bank} is suspended", bank=bank
+        ), set()
+    held = {a.currency for a in repo.owner_accounts(conn, bank) if a.kind == AccountKind.LIQUIDITY}
+    return None, held
+
+
 def create_quotes(
     db: Database, config: FxConfig, bank: str, asks: Sequence[QuoteAsk]
 ) -> list[Quote | RemitnetError]:
     """Price every ask on one snapshot of the rates and store the quotes in
-    one transaction; a refused ask stores nothing and does not stop the others."""
+    one transaction; a refused ask stores nothing and does not stop the
+    others. The caller must be a known, active bank holding an account in
+    each ask's source currency."""
     refused: dict[int, RemitnetError] = {}
     for index, ask in enumerate(asks):
         try:
@@ -132,12 +306,25 @@ def create_quotes(
 
     def unit(conn: Connection) -> list[Quote | RemitnetError]:
         now = datetime.now(UTC)
+        caller, held = _caller_refusal(conn, bank)
+        if caller is not None:
+            return [refused.get(index, caller) for index in range(len(asks))]
         rates = repo.load_rates(conn)
         ids = _random_uuids(len(asks))
         outcomes: list[Quote | RemitnetError] = []
         for index, ask in enumerate(asks):
             if index in refused:
                 outcomes.append(refused[index])
+                continue
+            if ask.source_currency not in held:
+                outcomes.append(
+                    FailedPrecondition(
+                        Reason.CURRENCY_NOT_SUPPORTED,
+                        f"bank {bank} holds no {ask.source_currency} account at the hub",
+                        bank=bank,
+                        currency=ask.source_currency,
+                    )
+                )
                 continue
             try:
                 derived = derive(
@@ -154,6 +341,18 @@ def create_quotes(
                 )
             except RemitnetError as err:
                 outcomes.append(err)
+                continue
+            except ArithmeticError:
+                # Only a rate stored before rates were bounded can get here:
+                # refuse this ask, not the whole batch.
+                pair = f"{ask.source_currency}/{ask.target_currency}"
+                outcomes.append(
+                    FailedPrecondition(
+                        Reason.RATE_NOT_AVAILABLE,
+                        f"the stored rate for {pair} cannot price this amount",
+                        pair=pair,
+                    )
+                )
                 continue
             outcomes.append(Quote(next(ids), bank, terms, now, now + config.quote_ttl, None))
         repo.insert_quotes(conn, [q for q in outcomes if isinstance(q, Quote)])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC
+from decimal import Decimal
 from typing import Any
 
 import grpc
@@ -39,6 +40,12 @@ def quote_message(q: Quote) -> pb.Quote:
     )
 
 
+def _plain(value: Decimal) -> str:
+    """0.000000001, not 1E-9; scientific only far outside the bounded
+    range (a rate stored before rates were bounded)."""
+    return format(value, "f") if abs(value.adjusted()) <= 40 else str(value)
+
+
 def _quote_error(err: RemitnetError) -> pb.QuoteResult:
     return pb.QuoteResult(error=item_error(err))
 
@@ -51,15 +58,20 @@ class FxServicer(pb_grpc.FxServiceServicer):
     async def UpdateRates(
         self, request: pb.UpdateRatesRequest, context: Context
     ) -> pb.UpdateRatesResponse:
-        rows = [
-            (
-                r.base_currency,
-                r.quote_currency,
-                r.mid_rate,
-                r.as_of.ToDatetime(tzinfo=UTC) if r.HasField("as_of") else None,
-            )
-            for r in request.rates
-        ]
+        rows: list[uc.RateRow] = []
+        for index, r in enumerate(request.rates):
+            as_of = None
+            if r.HasField("as_of"):
+                try:
+                    as_of = r.as_of.ToDatetime(tzinfo=UTC)
+                except (ValueError, OverflowError):
+                    raise InvalidArgument(
+                        Reason.INVALID_RATE,
+                        f"rate {index}: as_of is not a valid timestamp",
+                        field="as_of",
+                        index=str(index),
+                    ) from None
+            rows.append((r.base_currency, r.quote_currency, r.mid_rate, as_of))
         rates = await asyncio.to_thread(uc.update_rates, self.db, rows)
         return pb.UpdateRatesResponse(updated=len(rates))
 
@@ -72,7 +84,7 @@ class FxServicer(pb_grpc.FxServiceServicer):
                 pb.Rate(
                     base_currency=r.base,
                     quote_currency=r.quote,
-                    mid_rate=str(r.mid),
+                    mid_rate=_plain(r.mid),
                     as_of=convert.timestamp(r.as_of),
                 )
                 for r in rates
