@@ -1,21 +1,55 @@
 """`make chaos`: a bank-invariant chaos run in the spirit of Jepsen's bank test.
 
-The hub runs as three processes (two clearing, one for the rest) on
-PostgreSQL at SERIALIZABLE. Client processes submit the seed paper's three
-workloads, single and batch, retrying with the same ids, and log every
-acknowledgement, rejection and ambiguous outcome. Meanwhile a nemesis
-SIGKILLs and restarts hub processes, restarts PostgreSQL, crashes processes
-inside batch commits, cycle closes and settlements (REMITNET_CRASH_AT), and
-an operator closes and settles cycles. After quiescence the checker recovers
-(settles every closed cycle, resolves every ambiguous outcome through
-GetTransfer) and verifies the invariants. The last line is JSON with
-"violations"; the exit code is non-zero on any violation.
+The hub runs as three processes (two clearing, one for the rest, which
+settles closed cycles by itself: `--auto-settle`) on PostgreSQL at
+SERIALIZABLE. Client processes submit the seed paper's three workloads,
+single and batch, retrying with the same ids, and log every acknowledgement,
+rejection (with its status code) and ambiguous outcome. Meanwhile a nemesis
+SIGKILLs and restarts hub processes, restarts PostgreSQL, and crashes
+processes inside batch commits, cycle closes and settlements
+(REMITNET_CRASH_AT); an operator closes and settles cycles and tops banks up.
+
+A fault is counted as *fired* only when it was seen to happen: a kill only if
+the process was running and died of SIGKILL and its successor became
+healthy; a PostgreSQL restart only if `pg_ctlcluster` succeeded and the
+postmaster's start time changed (a failed restart is an error of the run); a
+crash point only if the process exited with 137 and its own log shows the
+crash point was reached. Armed and fired are reported separately. The first
+round of the nemesis holds every kind of fault, close together, so that even
+a one-minute run fires each of them.
+
+After quiescence the open cycle is closed on a core that dies inside the
+settlement its auto-settle starts, every hub process is restarted, and the
+checker waits (bounded) for the recovered hub to settle every closed cycle
+on its own; it never settles anything itself. It resolves every ambiguous outcome
+through GetTransfer (through both clearing processes: the answers must
+agree) and verifies the invariants with the functions below, which take
+plain data so that tests can feed them bad histories
+(tests/test_chaos_checker.py):
+
+- client outcomes (`check_outcomes`): acknowledged exists once with the
+  acknowledged content; definitely rejected does not exist; acknowledged and
+  definitely rejected is a violation (only a transient rejection, such as
+  UNAVAILABLE, ABORTED or DEADLINE_EXCEEDED, may precede an acceptance of
+  the same id: it is treated as ambiguous); ambiguous resolves to exactly
+  once or absent; nothing is stored that no client asked for;
+- statuses only move forward (`moved_backwards`);
+- no cycle settled twice, every closed cycle settled (`check_settlements`);
+- every currency's ledger sums to zero (`check_ledger`);
+- no bank ever beyond liquidity plus cap, over the whole history
+  (`check_limit_history`, see there), on a one-second timer during the run
+  (current account rows) and at the end (the hub's audit, which also checks
+  balances and positions against ledger entries and transfers).
+
+The last line is JSON with "violations" and "errors"; the exit code is
+non-zero on any violation or error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -26,15 +60,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients.bank import BankClient, instruction
@@ -43,7 +78,10 @@ from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
 from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.adapters.db.schema import cycles, transfers
+from remitnet.services.adapters.db.schema import accounts, cycles, ledger_entries, transfers
+from remitnet.services.domain.ledger import EntryKind
+from remitnet.services.domain.model import AccountKind, CycleState, TransferStatus, account_id
+from remitnet.services.domain.netting import within_limit
 from remitnet.services.service_layer.audit import audit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,14 +91,31 @@ REGIONS = ["us-east1", "europe-west1", "asia-southeast1"]
 BANKS = {f"CH{r[:2].upper()}{i:02d}": r for r in REGIONS for i in range(4)}
 LIQUIDITY = 5_000_000
 CAP = 1_000_000
-# Business outcomes a client may see; anything else is a transport problem.
-DEFINITE = {
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.ALREADY_EXISTS,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.PERMISSION_DENIED,
-}
+# Business outcomes: the hub decided, and said no. Anything else (transport
+# trouble, a restart, a deadline) leaves the outcome unknown.
+DEFINITE = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+DEFINITE_NAMES = frozenset(c.name for c in DEFINITE)
+CODE_NAMES = {int(c.value[0]): c.name for c in grpc.StatusCode}
+DUPLICATE = "DUPLICATE_WITH_DIFFERENT_CONTENT"
+KINDS = (
+    "kill_clearing", "kill_core", "restart_postgres", "crash_batch_before_commit",
+    "crash_batch_after_commit", "crash_close", "crash_settle",
+)  # fmt: skip
+CRASH_WAIT_S = 15.0  # an armed crash point that is not reached by then is disarmed
+HEALTHY_WAIT_S = 60.0
+SETTLE_WAIT_S = 60.0  # bound on the recovered hub settling every closed cycle
+# How far apart in time a commit's timestamp (taken when its transaction
+# starts) may be from the moment it became visible to others.
+LIMIT_SLACK_S = 2.0
 
 
 def free_port() -> int:
@@ -80,6 +135,9 @@ class Service:
     proc: subprocess.Popen[bytes] | None = None
     crash_at: str = ""
     down: bool = False  # deliberately stopped by the nemesis
+    log: Path | None = None
+    generation: int = 0
+    crashes: int = 0  # crash points seen reached (exit 137 and the log line)
 
     @property
     def target(self) -> str:
@@ -87,9 +145,10 @@ class Service:
 
 
 class Supervisor:
-    def __init__(self, db_url: str, log: Path) -> None:
+    def __init__(self, db_url: str, logs: Path) -> None:
         self.db_url = db_url
-        self.log = log
+        self.logs = logs
+        self.unexpected: list[str] = []
         self.services = {
             "core": Service("core", "participants,netting,settlement,fx", free_port()),
             "clear1": Service("clear1", "clearing", free_port()),
@@ -106,26 +165,40 @@ class Supervisor:
             "--db", self.db_url, "--port", str(svc.port), "--metrics-port", "-1",
             "--only", svc.only, "--no-migrate", "--grace", "2",
         ]  # fmt: skip
-        with self.log.open("ab") as sink:
+        if name == "core":
+            command.append("--auto-settle")  # a restarted hub finishes what it started
+        svc.generation += 1
+        svc.log = self.logs / f"{name}-{svc.generation:03d}.log"
+        with svc.log.open("ab") as sink:
             svc.proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
         svc.crash_at = crash_at
         svc.down = False
 
-    def kill(self, name: str) -> None:
+    def kill(self, name: str) -> bool:
+        """SIGKILL; True if a running process died of it."""
         svc = self.services[name]
-        if svc.proc is not None and svc.proc.poll() is None:
-            svc.proc.send_signal(signal.SIGKILL)
-            svc.proc.wait()
         svc.down = True
+        if svc.proc is None or svc.proc.poll() is not None:
+            return False
+        svc.proc.send_signal(signal.SIGKILL)
+        svc.proc.wait()
+        return svc.proc.returncode == -signal.SIGKILL
 
-    def revive_dead(self) -> list[str]:
-        """Restart processes that died on their own (crash points)."""
-        revived = []
+    def reap(self) -> None:
+        """Restart processes that died on their own: at an armed crash point
+        (exit 137 and the crash line in their log), or unexpectedly."""
         for name, svc in self.services.items():
-            if not svc.down and svc.proc is not None and svc.proc.poll() is not None:
-                self.start(name)
-                revived.append(name)
-        return revived
+            if svc.down or svc.proc is None or svc.proc.poll() is None:
+                continue
+            code = svc.proc.returncode
+            point = ":".join(svc.crash_at.split(":")[:2])
+            text = svc.log.read_text(errors="replace") if svc.log else ""
+            if svc.crash_at and code == 137 and f"crash injected at {point}" in text:
+                svc.crashes += 1
+            else:
+                log = svc.log.name if svc.log else "?"
+                self.unexpected.append(f"{name} exited on its own with {code} (see {log})")
+            self.start(name)
 
     def stop_all(self) -> None:
         for svc in self.services.values():
@@ -137,27 +210,42 @@ class Supervisor:
                     svc.proc.wait(30)
                 except subprocess.TimeoutExpired:
                     svc.proc.kill()
+                    svc.proc.wait()
 
 
 def postgres_version() -> str:
     return sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(x) for x in v.split(".")])[-1]
 
 
-def restart_postgres() -> None:
-    subprocess.run(
-        [
-            "pg_ctlcluster",
-            "--skip-systemctl-redirect",
-            postgres_version(),
-            "main",
-            "restart",
-            "-m",
-            "fast",
-        ],
-        check=False,
-        capture_output=True,
-        timeout=120,
-    )
+def postmaster_started() -> str:
+    with psycopg.connect(PG_ADMIN) as conn:
+        row = conn.execute(b"SELECT pg_postmaster_start_time()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def restart_postgres() -> bool:
+    """Restart the cluster; True once it is back under a new postmaster.
+    A failed restart raises: it is an error of the run, not a fault."""
+    before = postmaster_started()
+    command = [
+        "pg_ctlcluster", "--skip-systemctl-redirect", postgres_version(), "main", "restart",
+        "-m", "fast",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"pg_ctlcluster restart exited with {result.returncode}: "
+            f"{(result.stderr or result.stdout).strip()[-300:]}"
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return postmaster_started() != before
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def ensure_postgres() -> None:
@@ -177,7 +265,7 @@ def ensure_postgres() -> None:
     raise SystemExit("PostgreSQL did not come back")
 
 
-async def wait_healthy(target: str, timeout_s: float = 60.0) -> None:
+async def wait_healthy(target: str, timeout_s: float = HEALTHY_WAIT_S) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + timeout_s
@@ -189,7 +277,7 @@ async def wait_healthy(target: str, timeout_s: float = 60.0) -> None:
             except grpc.aio.AioRpcError:
                 pass
             await asyncio.sleep(0.2)
-    raise TimeoutError(f"{target} is not healthy")
+    raise TimeoutError(f"{target} is not healthy after {timeout_s:.0f} s")
 
 
 # Clients (separate processes) -----------------------------------------------------
@@ -218,11 +306,10 @@ async def client(index: int, targets: list[str], seconds: float, seed: int, path
     deadline = time.monotonic() + seconds
     out = path.open("w")
 
-    def record(**event: Any) -> None:
-        out.write(json.dumps(event) + "\n")
+    def record(kind: str, tid: str, content: list[Any], **extra: Any) -> None:
+        out.write(json.dumps({"kind": kind, "id": tid, "content": content, **extra}) + "\n")
 
     clients: dict[tuple[str, str], BankClient] = {}
-
     clients_once: dict[tuple[str, str], BankClient] = {}
 
     def bank(code: str, patient: bool = True) -> BankClient:
@@ -257,37 +344,37 @@ async def client(index: int, targets: list[str], seconds: float, seed: int, path
             if creditor == debtor:
                 continue
             items = [instruction(creditor, "USD", rng.randint(100, 200_000))]
+        if not items:
+            continue
         contents = {i.transfer_id: [debtor, i.creditor_bank, i.amount.minor_units] for i in items}
         patient = rng.random() >= 0.2
         try:
             if len(items) == 1:
-                try:
-                    await bank(debtor, patient).submit(items[0])
-                    record(
-                        kind="ack", id=items[0].transfer_id, content=contents[items[0].transfer_id]
-                    )
-                    acked.append((items[0].transfer_id, debtor))
-                except HubError as err:
-                    if err.code in DEFINITE:
-                        record(kind="rej", id=items[0].transfer_id, reason=err.reason)
-                    else:
-                        raise
+                tid = items[0].transfer_id
+                await bank(debtor, patient).submit(items[0])
+                record("ack", tid, contents[tid])
+                acked.append((tid, debtor))
             else:
                 batch = await bank(debtor, patient).submit_batch(
                     items, deadline_s=10.0 if patient else 1.0
                 )
                 for result in batch.results:
+                    tid = result.transfer_id
                     if result.HasField("transfer"):
-                        record(
-                            kind="ack", id=result.transfer_id, content=contents[result.transfer_id]
-                        )
-                        acked.append((result.transfer_id, debtor))
-                    elif result.error.reason != "DUPLICATE_WITH_DIFFERENT_CONTENT":
-                        record(kind="rej", id=result.transfer_id, reason=result.error.reason)
-        except (TimeoutError, HubError, grpc.aio.AioRpcError) as err:
-            # Retries exhausted across restarts: the outcome is unknown.
+                        record("ack", tid, contents[tid])
+                        acked.append((tid, debtor))
+                    else:
+                        code = CODE_NAMES.get(result.error.code, str(result.error.code))
+                        record("rej", tid, contents[tid], code=code, reason=result.error.reason)
+        except HubError as err:
+            # The whole call failed: a business refusal of every item, or,
+            # with retries exhausted across restarts, an unknown outcome.
+            kind = "rej" if err.code in DEFINITE else "ambiguous"
             for tid, content in contents.items():
-                record(kind="ambiguous", id=tid, content=content, error=str(err)[:80])
+                record(kind, tid, content, code=err.code.name, reason=err.reason)
+        except (TimeoutError, grpc.aio.AioRpcError) as exc:
+            for tid, content in contents.items():
+                record("ambiguous", tid, content, code="", reason=type(exc).__name__)
         # Follow a few acknowledged transfers: their status may only move forward.
         for tid, sender in rng.sample(acked, min(3, len(acked))):
             try:
@@ -299,24 +386,29 @@ async def client(index: int, targets: list[str], seconds: float, seed: int, path
                     retry=False,
                     deadline_s=2.0,
                 )
-                record(
-                    kind="status",
-                    id=tid,
-                    status=int(t.transfer.status),
-                    began=began,
-                    ended=time.time(),
+                out.write(
+                    json.dumps(
+                        {
+                            "kind": "status",
+                            "id": tid,
+                            "status": int(t.transfer.status),
+                            "began": began,
+                            "ended": time.time(),
+                        }
+                    )
+                    + "\n"
                 )
             except HubError:
-                pass  # not ours to see, or the hub is restarting
+                pass  # the hub is restarting
     out.close()
     for c in [*clients.values(), *clients_once.values()]:
         await c.close()
 
 
-# Operator and nemesis ----------------------------------------------------------------
+# Operator, nemesis, samplers ----------------------------------------------------------
 
 
-async def operator_loop(sup: Supervisor, stop: asyncio.Event, faults: Counter[str]) -> None:
+async def operator_loop(sup: Supervisor, stop: asyncio.Event, ops: Counter[str]) -> None:
     config = ClientConfig(target=sup.services["core"].target, deadline_s=5.0, max_attempts=3)
     treasury_round = 0
     async with OperatorClient(config) as op:
@@ -326,10 +418,10 @@ async def operator_loop(sup: Supervisor, stop: asyncio.Event, faults: Counter[st
                 open_ = await op.list_cycles("USD", npb.CYCLE_STATE_OPEN)
                 if open_:
                     await op.close_cycle("USD", cycle_id=open_[0].cycle_id)
-                    faults["operator_close"] += 1
+                    ops["close"] += 1
                 for c in await op.list_cycles("USD", npb.CYCLE_STATE_CLOSED):
-                    await op.settle_cycle(c.cycle_id)
-                    faults["operator_settle"] += 1
+                    await op.settle_cycle(c.cycle_id)  # races the hub's own auto-settle
+                    ops["settle"] += 1
                 # Treasury: payer banks drain towards the aggregators; top
                 # them up, so the run keeps clearing rather than only
                 # refusing, and deposits race with clearing and settlement.
@@ -342,80 +434,244 @@ async def operator_loop(sup: Supervisor, stop: asyncio.Event, faults: Counter[st
                         await op.deposit(
                             b.code, "USD", LIQUIDITY, str(uuid.uuid5(uuid.NAMESPACE_URL, key))
                         )
-                        faults["operator_deposit"] += 1
+                        ops["deposit"] += 1
             except HubError:
-                faults["operator_call_failed"] += 1
+                ops["call_failed"] += 1
+
+
+async def inject(sup: Supervisor, kind: str, rng: random.Random, soon: bool = False) -> bool:
+    """Inject one fault; True only if it was seen to take effect. Raises on
+    a failure of the run itself (PostgreSQL does not restart, a process does
+    not come back). `soon`: crash in the first batch, not one of the first four."""
+    if kind in ("kill_clearing", "kill_core"):
+        name = rng.choice(["clear1", "clear2"]) if kind == "kill_clearing" else "core"
+        took = sup.kill(name)
+        await asyncio.sleep(rng.uniform(0.2, 1.5))
+        sup.start(name)
+        await wait_healthy(sup.services[name].target)
+        return took
+    if kind == "restart_postgres":
+        return await asyncio.to_thread(restart_postgres)
+    if kind.startswith("crash_batch"):
+        name = rng.choice(["clear1", "clear2"])
+        point = "before_commit" if kind.endswith("before_commit") else "after_commit"
+        crash_at = f"clear_batch:{point}:{1 if soon else rng.randint(1, 4)}"
+    else:
+        name = "core"
+        unit = "close_cycle" if kind == "crash_close" else "settle_cycle"
+        crash_at = f"{unit}:{rng.choice(['before_commit', 'after_commit'])}:1"
+    svc = sup.services[name]
+    sup.kill(name)
+    sup.start(name, crash_at)
+    before = svc.crashes
+    deadline = time.monotonic() + CRASH_WAIT_S
+    while svc.crashes == before and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        sup.reap()  # restarts it (without the crash point) once it died there
+    fired = svc.crashes > before
+    if not fired:  # not reached in time: disarm
+        sup.kill(name)
+        sup.start(name)
+    await wait_healthy(svc.target)
+    return fired
 
 
 async def nemesis(
-    sup: Supervisor, stop: asyncio.Event, faults: Counter[str], db: Database, bad: list[str]
+    sup: Supervisor,
+    stop: asyncio.Event,
+    armed: Counter[str],
+    fired: Counter[str],
+    errors: list[str],
+    seed: int,
 ) -> None:
-    rng = random.Random(7)
-    kinds = [
-        "kill_clearing", "kill_core", "restart_postgres", "crash_batch_before_commit",
-        "crash_batch_after_commit", "crash_close", "crash_settle",
-    ]  # fmt: skip
-    # Shuffled rounds rather than independent draws: every kind of fault
-    # comes once per round, so even a one-minute run injects each of them.
-    plan: list[str] = []
+    rng = random.Random(seed * 7 + 1)
+    # Shuffled rounds rather than independent draws; the first round holds
+    # every kind of fault, close together, and a kind of it that did not fire
+    # is tried again at once, so a short run fires each one.
+    plan = rng.sample(KINDS, len(KINDS))
+    first_round = set(KINDS)
+    retries: Counter[str] = Counter()
     while not stop.is_set():
-        await asyncio.sleep(rng.uniform(2.0, 4.0))
-        if stop.is_set():
-            break
-        if not plan:
-            plan = rng.sample(kinds, len(kinds))
-        kind = plan.pop()
-        faults[kind] += 1
-        if kind == "kill_clearing":
-            name = rng.choice(["clear1", "clear2"])
-            sup.kill(name)
-            await asyncio.sleep(rng.uniform(0.2, 1.5))
-            sup.start(name)
-        elif kind == "kill_core":
-            sup.kill("core")
-            await asyncio.sleep(rng.uniform(0.2, 1.5))
-            sup.start("core")
-        elif kind == "restart_postgres":
-            await asyncio.to_thread(restart_postgres)
-        elif kind.startswith("crash_batch"):
-            name = rng.choice(["clear1", "clear2"])
-            point = "before_commit" if kind.endswith("before_commit") else "after_commit"
-            sup.kill(name)
-            sup.start(name, f"clear_batch:{point}:{rng.randint(1, 4)}")
-        else:
-            unit = "close_cycle" if kind == "crash_close" else "settle_cycle"
-            sup.kill("core")
-            sup.start("core", f"{unit}:{rng.choice(['before_commit', 'after_commit'])}:1")
-        # Limits must hold at every moment, not only at the end.
+        gap = rng.uniform(0.5, 1.5) if first_round else rng.uniform(2.0, 4.0)
         try:
-            report = await asyncio.to_thread(audit, db)
-            bad += [f"during run: {v}" for v in report.violations if "beyond" in v]
-        except Exception:  # the database may be restarting
-            faults["audit_skipped"] += 1
+            await asyncio.wait_for(stop.wait(), gap)
+            break
+        except TimeoutError:
+            pass
+        if not plan:
+            plan = rng.sample(KINDS, len(KINDS))
+        kind = plan.pop(0)
+        armed[kind] += 1
+        took = False
+        try:
+            took = await inject(sup, kind, rng, soon=kind in first_round)
+        except Exception as exc:
+            errors.append(f"{kind}: {type(exc).__name__}: {exc}")
+            await asyncio.to_thread(ensure_postgres)
+        if took:
+            fired[kind] += 1
+            first_round.discard(kind)
+        elif kind in first_round:
+            retries[kind] += 1
+            if retries[kind] <= 2:
+                plan.insert(0, kind)
+            else:
+                first_round.discard(kind)
 
 
-async def reviver(sup: Supervisor, stop: asyncio.Event, faults: Counter[str]) -> None:
+async def reviver(sup: Supervisor, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await asyncio.sleep(0.3)
-        for name in sup.revive_dead():
-            faults[f"crashed_and_restarted_{name}"] += 1
+        sup.reap()
 
 
-# The run ----------------------------------------------------------------------
+def liquidity_rows(conn: Connection) -> list[tuple[str, int, int, int]]:
+    rows = conn.execute(
+        select(
+            accounts.c.id, accounts.c.balance, accounts.c.net_debit_cap, accounts.c.unsettled_net
+        ).where(accounts.c.kind == AccountKind.LIQUIDITY)
+    )
+    return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
-async def recover(sup: Supervisor) -> None:
-    for name in sup.services:
-        sup.kill(name)
-        sup.start(name)
-    for svc in sup.services.values():
-        await wait_healthy(svc.target)
-    config = ClientConfig(target=sup.services["core"].target, deadline_s=30.0)
-    async with OperatorClient(config) as op:
-        for c in await op.list_cycles("USD", npb.CYCLE_STATE_OPEN):
-            await op.close_cycle("USD", cycle_id=c.cycle_id)
-        for c in await op.list_cycles("USD", npb.CYCLE_STATE_CLOSED):
-            await op.settle_cycle(c.cycle_id)
+async def limit_sampler(
+    db: Database, stop: asyncio.Event, bad: list[str], stats: Counter[str], t0: float
+) -> None:
+    """Liquidity plus cap, sampled from the account rows once a second for
+    the whole run (not only after faults)."""
+    seen: set[str] = set()
+    while not stop.is_set():
+        try:
+            rows = await asyncio.to_thread(db.read, liquidity_rows)
+            stats["limit_samples"] += 1
+            for aid, balance, cap, unsettled in rows:
+                if not within_limit(balance, cap, unsettled) and aid not in seen:
+                    seen.add(aid)
+                    bad.append(
+                        f"during run (+{time.monotonic() - t0:.0f} s): {aid} is beyond its "
+                        f"liquidity plus cap (balance {balance}, cap {cap}, unsettled {unsettled})"
+                    )
+        except Exception:  # the database is restarting
+            stats["limit_samples_skipped"] += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+# Checker: plain functions over plain data ---------------------------------------------
+
+Content = list[Any]  # [debtor, creditor, amount]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: str
+    reason: str
+    content: Content
+
+
+@dataclass
+class History:
+    """What the clients saw, from their logs."""
+
+    acked: dict[str, Content] = field(default_factory=dict)
+    rejected: dict[str, list[Rejection]] = field(default_factory=dict)  # definite only
+    ambiguous: dict[str, Content] = field(default_factory=dict)  # incl. transient rejections
+    transient: Counter[str] = field(default_factory=Counter)  # code -> rejections
+    statuses: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
+    operations: int = 0
+    violations: list[str] = field(default_factory=list)
+
+
+def read_history(events: Iterable[Mapping[str, Any]]) -> History:
+    h = History()
+    for e in events:
+        kind, tid = e["kind"], e["id"]
+        if kind == "status":
+            h.statuses.setdefault(tid, []).append((e["began"], e["ended"], e["status"]))
+            continue
+        h.operations += 1
+        content = list(e["content"])
+        if kind == "ack":
+            if tid in h.acked and h.acked[tid] != content:
+                h.violations.append(
+                    f"{tid} acknowledged as {h.acked[tid]} and as {content}: one id, two contents"
+                )
+            h.acked.setdefault(tid, content)
+        elif kind == "rej" and e.get("code") in DEFINITE_NAMES:
+            h.rejected.setdefault(tid, []).append(Rejection(e["code"], e["reason"], content))
+        else:  # ambiguous, or a transient rejection: it may or may not have happened
+            if kind == "rej":
+                h.transient[e.get("code") or "?"] += 1
+            h.ambiguous.setdefault(tid, content)
+    return h
+
+
+def check_outcomes(
+    h: History,
+    stored: Iterable[tuple[str, Content]],
+    probes: Mapping[str, Sequence[Content | None]],
+) -> tuple[list[str], Counter[str]]:
+    """Client outcomes against the stored transfers. `stored` is every row
+    (id, content); `probes` holds, per ambiguous id, what each GetTransfer
+    said (the content, or None for TRANSFER_NOT_FOUND)."""
+    bad = list(h.violations)
+    figures: Counter[str] = Counter()
+    rows: dict[str, list[Content]] = defaultdict(list)
+    for tid, content in stored:
+        rows[tid].append(list(content))
+    for tid, copies in rows.items():
+        if len(copies) > 1:
+            bad.append(f"transfer {tid} is stored {len(copies)} times")
+    for tid, content in h.acked.items():
+        if tid not in rows:
+            bad.append(f"acknowledged {tid} is missing")
+        elif rows[tid][0] != content:
+            bad.append(f"acknowledged {tid} is stored as {rows[tid][0]}, acknowledged as {content}")
+    reported: set[str] = set()
+    for tid, rejections in h.rejected.items():
+        if tid in h.acked:
+            r = rejections[0]
+            bad.append(f"{tid} was acknowledged and also definitely rejected ({r.code} {r.reason})")
+            continue
+        for r in rejections:
+            if tid not in rows:
+                continue
+            # "this id exists with other content" rejects the content, not the id
+            if r.reason == DUPLICATE and all(c != r.content for c in rows[tid]):
+                continue
+            bad.append(f"rejected {tid} ({r.code} {r.reason}) exists")
+            reported.add(tid)
+    found: set[str] = set()
+    for tid, content in h.ambiguous.items():
+        if tid in h.acked:
+            figures["ambiguous_acknowledged_later"] += 1
+            continue
+        answers = list(probes.get(tid, ()))
+        if not answers:
+            bad.append(f"ambiguous {tid} was not resolved")
+            continue
+        if any(a != answers[0] for a in answers[1:]):
+            bad.append(f"ambiguous {tid} resolved differently by different reads: {answers}")
+        answer = answers[0]
+        if answer is None:
+            figures["ambiguous_absent"] += 1
+            if tid in rows:
+                bad.append(f"ambiguous {tid} reported absent but exists")
+            continue
+        figures["ambiguous_exists"] += 1
+        found.add(tid)
+        if list(answer) != content:
+            bad.append(f"ambiguous {tid} resolved as {answer}, submitted as {content}")
+        if tid not in rows:
+            bad.append(f"ambiguous {tid} reported to exist but is not stored")
+        elif rows[tid][0] != content:
+            bad.append(f"ambiguous {tid} is stored as {rows[tid][0]}, submitted as {content}")
+    # Nothing may exist that no client asked for: every stored transfer is
+    # one acknowledged or one ambiguous submission that took effect.
+    for tid in sorted(set(rows) - set(h.acked) - found):
+        if tid not in reported:
+            bad.append(f"transfer {tid} exists but no client submission explains it")
+    return bad, figures
 
 
 def moved_backwards(reads: list[tuple[float, float, int]]) -> tuple[int, int] | None:
@@ -433,98 +689,313 @@ def moved_backwards(reads: list[tuple[float, float, int]]) -> tuple[int, int] | 
     return None
 
 
-async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str]) -> dict[str, Any]:
-    acked: dict[str, list[Any]] = {}
-    rejected: dict[str, str] = {}
-    ambiguous: dict[str, list[Any]] = {}
-    statuses: dict[str, list[tuple[float, float, int]]] = {}
-    for log in logs:
-        for line in log.read_text().splitlines():
-            e = json.loads(line)
-            if e["kind"] == "ack":
-                acked[e["id"]] = e["content"]
-            elif e["kind"] == "rej":
-                rejected[e["id"]] = e["reason"]
-            elif e["kind"] == "ambiguous":
-                ambiguous[e["id"]] = e["content"]
-            else:
-                statuses.setdefault(e["id"], []).append((e["began"], e["ended"], e["status"]))
-    rows = db.read(
-        lambda conn: {
-            str(r[0]): [r[1], r[2], r[3]]
-            for r in conn.execute(
-                select(
-                    transfers.c.id,
-                    transfers.c.debtor_bank,
-                    transfers.c.creditor_bank,
-                    transfers.c.amount,
+def check_settlements(
+    cycle_states: Mapping[str, int], entries: Iterable[tuple[str, str, str, int]]
+) -> list[str]:
+    """`entries` are the settlement ledger entries (posting id, cycle id,
+    account id, amount). A cycle is settled at most once (one posting, one
+    entry per participant's account; the hub's settlement account is every
+    entry's counterpart), only when it is SETTLED, and every closed cycle has
+    been settled (called after the recovered hub had its chance)."""
+    bad: list[str] = []
+    per_account: Counter[tuple[str, str]] = Counter()
+    postings: dict[str, set[str]] = defaultdict(set)
+    for posting_id, cid, aid, _amount in entries:
+        if not aid.endswith(f"/{AccountKind.SETTLEMENT}"):
+            per_account[(cid, aid)] += 1
+        postings[cid].add(posting_id)
+    for (cid, aid), n in sorted(per_account.items()):
+        if n > 1:
+            bad.append(f"cycle {cid} settled {n} times on {aid}")
+    for cid, ids in sorted(postings.items()):
+        if len(ids) > 1:
+            bad.append(f"cycle {cid} has {len(ids)} settlement postings: {sorted(ids)}")
+        state = cycle_states.get(cid)
+        if state != CycleState.SETTLED:
+            name = CycleState(state).name if state in set(CycleState) else "missing"
+            bad.append(f"cycle {cid} has settlement postings but is {name}")
+    for cid, state in sorted(cycle_states.items()):
+        if state == CycleState.CLOSED:
+            bad.append(f"cycle {cid} is closed but was not settled after recovery")
+    return bad
+
+
+def check_ledger(entries: Iterable[tuple[str, int]]) -> list[str]:
+    """Every currency's ledger entries (currency, amount) sum to zero."""
+    totals: Counter[str] = Counter()
+    for currency, amount in entries:
+        totals[currency] += amount
+    return [f"{c} ledger entries sum to {t}, not zero" for c, t in sorted(totals.items()) if t]
+
+
+@dataclass(frozen=True)
+class LimitEvent:
+    at: float  # epoch seconds the change was stamped with
+    account: str
+    amount: int  # its effect on the account's balance plus unsettled net
+    what: str
+
+
+def check_limit_history(
+    events: Iterable[LimitEvent], caps: Mapping[str, int], slack_s: float = LIMIT_SLACK_S
+) -> list[str]:
+    """No bank was ever beyond its liquidity plus cap, over the whole run.
+
+    A bank's headroom is balance + cap + unsettled net, and balance plus
+    unsettled net is its deposits minus withdrawals and gross payments plus
+    the net of its accepted, not cancelled, netted transfers (settlement only
+    moves amounts from unsettled to balance). So replaying every stored
+    change in time order gives the position at every moment: it must never
+    fall below minus the cap. Caps are not historized; the chaos run sets
+    them once before any transfer, so the current cap is the cap at every
+    moment (`caps`). Every change touching an account also writes the
+    account's row, so commits touching one account are serialized; but a
+    change is stamped when its transaction starts, not when it commits, so
+    credits are moved `slack_s` earlier (a debit may have seen a credit whose
+    stamp is a little later than its own). A batch's items share a stamp and
+    the batch commits as a whole, so ties put credits first."""
+    bad: list[str] = []
+    by_account: dict[str, list[LimitEvent]] = defaultdict(list)
+    for e in events:
+        by_account[e.account].append(e)
+    for aid, cap in sorted(caps.items()):
+        ordered = sorted(
+            by_account.get(aid, []),
+            key=lambda e: (e.at - slack_s if e.amount > 0 else e.at, e.amount <= 0),
+        )
+        position = 0
+        for e in ordered:
+            position += e.amount
+            if e.amount < 0 and position + cap < 0:
+                bad.append(
+                    f"{aid} went {-(position + cap)} beyond its liquidity plus cap "
+                    f"at {e.at:.3f} ({e.what})"
                 )
+                break
+    return bad
+
+
+def limit_events(conn: Connection) -> tuple[list[LimitEvent], dict[str, int]]:
+    """Every stored change of a bank's balance plus unsettled net, and the
+    banks' caps: the input of `check_limit_history`."""
+    events: list[LimitEvent] = []
+    caps = {
+        str(aid): int(cap)
+        for aid, cap in conn.execute(
+            select(accounts.c.id, accounts.c.net_debit_cap).where(
+                accounts.c.kind == AccountKind.LIQUIDITY
             )
-        }
-    )
-    for tid, content in acked.items():
-        if rows.get(tid) != content:
-            bad.append(f"acknowledged {tid} is {rows.get(tid)}, acknowledged as {content}")
-    for tid, reason in rejected.items():
-        if tid in rows and tid not in acked:
-            bad.append(f"rejected {tid} ({reason}) exists")
-    resolved = Counter[str]()
-    config = ClientConfig(target=sup.services["clear1"].target, deadline_s=10.0)
-    clients: dict[str, BankClient] = {}
-    found: set[str] = set()
-    for tid, content in ambiguous.items():
-        if tid in acked:
-            resolved["acknowledged_later"] += 1
+        )
+    }
+    for aid, amount, posted_at, posting_id in conn.execute(
+        select(
+            ledger_entries.c.account_id,
+            ledger_entries.c.amount,
+            ledger_entries.c.posted_at,
+            ledger_entries.c.posting_id,
+        ).where(ledger_entries.c.kind != EntryKind.SETTLEMENT)
+    ):
+        if aid in caps:
+            events.append(LimitEvent(posted_at.timestamp(), aid, int(amount), str(posting_id)))
+    for row in conn.execute(
+        select(
+            transfers.c.id,
+            transfers.c.debtor_bank,
+            transfers.c.creditor_bank,
+            transfers.c.currency,
+            transfers.c.amount,
+            transfers.c.cycle_id,
+            transfers.c.status,
+            transfers.c.accepted_at,
+            transfers.c.cancelled_at,
+            transfers.c.creditor_currency,
+            transfers.c.creditor_amount,
+        )
+    ):
+        tid, debtor, creditor, currency, amount, cycle_id, status, at, cancelled_at = row[:9]
+        if not cycle_id:  # gross: its ledger entries are the change
             continue
-        debtor = content[0]
-        client = clients.setdefault(debtor, BankClient(debtor, config))
-        try:
-            t = await client.get(tid)
-            resolved["exists"] += 1
-            found.add(tid)
-            if [t.debtor_bank, t.creditor_bank, t.amount.minor_units] != content:
-                bad.append(f"ambiguous {tid} resolved with other content")
-        except HubError as err:
-            if err.reason != "TRANSFER_NOT_FOUND":
-                bad.append(f"ambiguous {tid} could not be resolved: {err}")
-            resolved["absent"] += 1
-            if tid in rows:
-                bad.append(f"ambiguous {tid} reported absent but exists")
+        credit_currency = row[9] or currency
+        credit = int(row[10] if row[10] is not None else amount)
+        legs = [
+            (account_id(debtor, currency), -int(amount)),
+            (account_id(creditor, credit_currency), credit),
+        ]
+        for aid, delta in legs:
+            events.append(LimitEvent(at.timestamp(), aid, delta, f"transfer {tid}"))
+            if status == TransferStatus.CANCELLED and cancelled_at is not None:
+                events.append(LimitEvent(cancelled_at.timestamp(), aid, -delta, f"cancel of {tid}"))
+    return events, caps
+
+
+# The run ----------------------------------------------------------------------
+
+
+def closed_cycles(conn: Connection) -> list[str]:
+    query = select(cycles.c.id).where(cycles.c.state == CycleState.CLOSED)
+    return [str(r[0]) for r in conn.execute(query)]
+
+
+async def leave_a_cycle_half_settled(sup: Supervisor) -> bool:
+    """Close the open cycle on a core that dies inside the settlement its
+    auto-settle then starts: the recovered hub must finish it. True if the
+    crash happened (the cycle is left closed)."""
+    core = sup.services["core"]
+    sup.kill("core")
+    sup.start("core", "settle_cycle:before_commit:1")
+    await wait_healthy(core.target)
+    config = ClientConfig(target=core.target, deadline_s=10.0, max_attempts=3)
+    async with OperatorClient(config) as op:
+        await op.close_cycle("USD")
+    deadline = time.monotonic() + CRASH_WAIT_S
+    while time.monotonic() < deadline:
+        if core.proc is None or core.proc.poll() is not None:
+            break
+        await asyncio.sleep(0.1)
+    text = core.log.read_text(errors="replace") if core.log else ""
+    return (
+        core.proc is not None
+        and core.proc.returncode == 137
+        and "crash injected at settle_cycle:before_commit" in text
+    )
+
+
+async def recover(sup: Supervisor, db: Database, bad: list[str]) -> dict[str, Any]:
+    """Restart every process (without crash points), then wait (bounded)
+    for the recovered hub to settle every closed cycle by itself."""
+    half_settled = await leave_a_cycle_half_settled(sup)
+    left_closed = await asyncio.to_thread(db.read, closed_cycles)
+    started = time.monotonic()
+    for name in sup.services:
+        sup.kill(name)
+        sup.start(name)
+    for svc in sup.services.values():
+        await wait_healthy(svc.target)
+    while left := await asyncio.to_thread(db.read, closed_cycles):
+        if time.monotonic() - started > SETTLE_WAIT_S:
+            bad.append(f"the recovered hub did not settle {left} within {SETTLE_WAIT_S:.0f} s")
+            break
+        await asyncio.sleep(0.5)
+    return {
+        "final_settlement_crashed": half_settled,
+        "closed_cycles_at_recovery": len(left_closed),
+        "recovered_hub_settled_them_within_s": round(time.monotonic() - started, 1),
+    }
+
+
+async def resolve(
+    sup: Supervisor, ids: Mapping[str, Content], bad: list[str]
+) -> dict[str, list[Content | None]]:
+    """Ask GetTransfer, through each clearing process, about every id."""
+    probes: dict[str, list[Content | None]] = defaultdict(list)
+    clients: dict[tuple[str, str], BankClient] = {}
+    gate = asyncio.Semaphore(32)
+
+    async def probe(tid: str, debtor: str, target: str) -> None:
+        key = (debtor, target)
+        if key not in clients:
+            clients[key] = BankClient(debtor, ClientConfig(target=target, deadline_s=10.0))
+        async with gate:
+            try:
+                t = await clients[key].get(tid)
+                probes[tid].append([t.debtor_bank, t.creditor_bank, t.amount.minor_units])
+            except HubError as err:
+                if err.reason == "TRANSFER_NOT_FOUND":
+                    probes[tid].append(None)
+                else:
+                    bad.append(f"ambiguous {tid} could not be resolved through {target}: {err}")
+
+    targets = [sup.services["clear1"].target, sup.services["clear2"].target]
+    await asyncio.gather(
+        *(probe(tid, content[0], target) for tid, content in ids.items() for target in targets)
+    )
     for c in clients.values():
         await c.close()
-    # Nothing may exist that no client asked for: every stored transfer is
-    # one acknowledged or one ambiguous submission that took effect.
-    for tid in set(rows) - set(acked) - found:
-        bad.append(f"transfer {tid} exists but no client submission explains it")
-    for tid, seen in statuses.items():
+    return probes
+
+
+def stored_rows(conn: Connection) -> dict[str, Any]:
+    contents = [
+        (str(r[0]), [r[1], r[2], int(r[3])])
+        for r in conn.execute(
+            select(
+                transfers.c.id,
+                transfers.c.debtor_bank,
+                transfers.c.creditor_bank,
+                transfers.c.amount,
+            )
+        )
+    ]
+    states = {str(r[0]): int(r[1]) for r in conn.execute(select(cycles.c.id, cycles.c.state))}
+    settle = [
+        (str(r[0]), str(r[1]), str(r[2]), int(r[3]))
+        for r in conn.execute(
+            select(
+                ledger_entries.c.posting_id,
+                ledger_entries.c.reference,
+                ledger_entries.c.account_id,
+                ledger_entries.c.amount,
+            ).where(ledger_entries.c.kind == EntryKind.SETTLEMENT)
+        )
+    ]
+    entries = [
+        (str(r[0]), int(r[1]))
+        for r in conn.execute(select(ledger_entries.c.currency, ledger_entries.c.amount))
+    ]
+    events, caps = limit_events(conn)
+    return {
+        "transfers": contents,
+        "cycle_states": states,
+        "settlement_entries": settle,
+        "entries": entries,
+        "limit_events": events,
+        "caps": caps,
+    }
+
+
+async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str]) -> dict[str, Any]:
+    h = read_history(
+        json.loads(line) for log in logs for line in log.read_text().splitlines() if line
+    )
+    data = await asyncio.to_thread(db.read, stored_rows)
+    unresolved = {tid: c for tid, c in h.ambiguous.items() if tid not in h.acked}
+    probes = await resolve(sup, unresolved, bad)
+    outcome_violations, resolved = check_outcomes(h, data["transfers"], probes)
+    bad += outcome_violations
+    for tid, seen in h.statuses.items():
         if backwards := moved_backwards(seen):
             bad.append(f"status of {tid} moved backwards: {backwards}")
-    unsettled = db.read(
-        lambda conn: conn.execute(select(cycles.c.id).where(cycles.c.state != 3)).all()
-    )
-    if len(unsettled) != 1:  # only the freshly opened cycle may be unsettled
-        bad.append(f"cycles not settled after recovery: {[r[0] for r in unsettled]}")
+    bad += check_settlements(data["cycle_states"], data["settlement_entries"])
+    bad += check_ledger(data["entries"])
+    bad += check_limit_history(data["limit_events"], data["caps"])
     report = audit(db)
-    bad += report.violations
+    bad += [f"audit: {v}" for v in report.violations]
+    reasons = Counter(r.reason for rs in h.rejected.values() for r in rs)
     return {
-        "acknowledged": len(acked),
-        "rejected": len(rejected),
-        "rejected_by_reason": dict(Counter(rejected.values()).most_common()),
-        "ambiguous": len(ambiguous),
-        "ambiguous_exists": resolved["exists"],
-        "ambiguous_absent": resolved["absent"],
-        "ambiguous_acknowledged_later": resolved["acknowledged_later"],
-        "status_samples": sum(len(v) for v in statuses.values()),
+        "operations": h.operations,
+        "acknowledged": len(h.acked),
+        "rejected": len(h.rejected),
+        "rejected_by_reason": dict(reasons.most_common()),
+        "transient_rejections": dict(h.transient),
+        "ambiguous": len(h.ambiguous),
+        "ambiguous_exists": resolved["ambiguous_exists"],
+        "ambiguous_absent": resolved["ambiguous_absent"],
+        "ambiguous_acknowledged_later": resolved["ambiguous_acknowledged_later"],
+        "status_samples": sum(len(v) for v in h.statuses.values()),
+        "limit_events_replayed": len(data["limit_events"]),
         "transfers_stored": report.transfers,
         "cycles": report.cycles,
+        "cycles_settled": sum(1 for s in data["cycle_states"].values() if s == CycleState.SETTLED),
         "ledger_entries": report.entries,
     }
 
 
 async def run(seconds: float, clients: int, seed: int) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
-    log = OUT / "hub.log"
-    log.write_text("")
+    logs_dir = OUT / "logs"
+    logs_dir.mkdir(exist_ok=True)
+    for old in logs_dir.glob("*.log"):
+        old.unlink()
     ensure_postgres()
     name = f"remitnet_chaos_{os.getpid()}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -535,9 +1006,15 @@ async def run(seconds: float, clients: int, seed: int) -> int:
     from remitnet.services.adapters.db import migrate
 
     migrate.upgrade(db)
-    sup = Supervisor(url, log)
-    faults: Counter[str] = Counter()
+    sup = Supervisor(url, logs_dir)
+    armed: Counter[str] = Counter()
+    fired: Counter[str] = Counter()
+    ops: Counter[str] = Counter()
+    stats: Counter[str] = Counter()
     bad: list[str] = []
+    errors: list[str] = []
+    figures: dict[str, Any] = {}
+    recovery: dict[str, Any] = {}
     started = time.perf_counter()
     try:
         for service_name in sup.services:
@@ -565,31 +1042,50 @@ async def run(seconds: float, clients: int, seed: int) -> int:
         for p in procs:
             p.start()
         stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(nemesis(sup, stop, faults, db, bad)),
-            asyncio.create_task(operator_loop(sup, stop, faults)),
-            asyncio.create_task(reviver(sup, stop, faults)),
-        ]
         t0 = time.monotonic()
+        tasks = [
+            asyncio.create_task(nemesis(sup, stop, armed, fired, errors, seed)),
+            asyncio.create_task(operator_loop(sup, stop, ops)),
+            asyncio.create_task(reviver(sup, stop)),
+            asyncio.create_task(limit_sampler(db, stop, bad, stats, t0)),
+        ]
         while any(p.is_alive() for p in procs):
             await asyncio.sleep(5)
-            print(f"  … {time.monotonic() - t0:4.0f} s, faults so far {dict(faults)}", flush=True)
+            print(
+                f"  … {time.monotonic() - t0:4.0f} s, faults fired {dict(fired)}, "
+                f"armed {sum(armed.values())}",
+                flush=True,
+            )
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, BaseException):
+                errors.append(f"background task failed: {type(result).__name__}: {result}")
         for p in procs:
             p.join()
+            if p.exitcode != 0:
+                errors.append(f"client process {p.name} exited with {p.exitcode}")
+        sup.reap()
         ensure_postgres()
-        await recover(sup)
+        recovery = await recover(sup, db, bad)
         figures = await check(sup, db, logs, bad)
+    except Exception as exc:
+        errors.append(f"run failed: {type(exc).__name__}: {exc}")
     finally:
         sup.stop_all()
         ensure_postgres()
         db.dispose()
+    errors += sup.unexpected
     summary = {
         "seconds": round(time.perf_counter() - started, 1),
         "clients": clients,
         **figures,
-        "faults": dict(faults),
+        **recovery,
+        "limit_samples": stats["limit_samples"],
+        "limit_samples_skipped": stats["limit_samples_skipped"],
+        "operator": dict(ops),
+        "faults_armed": {k: armed[k] for k in KINDS},
+        "faults_fired": {k: fired[k] for k in KINDS},
+        "errors": errors,
         "violations": len(bad),
     }
     print("\nchaos summary")
@@ -597,12 +1093,14 @@ async def run(seconds: float, clients: int, seed: int) -> int:
         print(f"  {key}: {value}")
     for v in bad[:50]:
         print(f"  VIOLATION: {v}")
+    for e in errors[:50]:
+        print(f"  ERROR: {e}")
     (OUT / "latest.json").write_text(json.dumps(summary, indent=2))
-    if not bad:
+    if not bad and not errors:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
     print(json.dumps(summary))
-    return 1 if bad else 0
+    return 1 if bad or errors else 0
 
 
 def main() -> int:

@@ -1,13 +1,57 @@
-"""The chaos checker's own logic: a checker that cannot fail proves nothing."""
+"""The chaos checker's own logic: a checker that cannot fail proves nothing.
+Each test feeds one of its functions a history or a database state that
+breaks an invariant and asserts that it is reported."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from chaos import moved_backwards
+from chaos import (
+    LimitEvent,
+    check_ledger,
+    check_limit_history,
+    check_outcomes,
+    check_settlements,
+    moved_backwards,
+    read_history,
+)
+
+A, B = "CHUS00", "CHEU00"
+T1, T2, T3 = (f"00000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3))
+
+
+def ack(tid: str, amount: int = 100) -> dict[str, Any]:
+    return {"kind": "ack", "id": tid, "content": [A, B, amount]}
+
+
+def rej(tid: str, code: str, reason: str, amount: int = 100) -> dict[str, Any]:
+    return {"kind": "rej", "id": tid, "content": [A, B, amount], "code": code, "reason": reason}
+
+
+def ambiguous(tid: str, amount: int = 100) -> dict[str, Any]:
+    return {
+        "kind": "ambiguous",
+        "id": tid,
+        "content": [A, B, amount],
+        "code": "DEADLINE_EXCEEDED",
+        "reason": "",
+    }
+
+
+def outcomes(
+    events: list[dict[str, Any]],
+    stored: list[tuple[str, list[Any]]],
+    probes: dict[str, list[list[Any] | None]] | None = None,
+) -> list[str]:
+    violations, _figures = check_outcomes(read_history(events), stored, probes or {})
+    return violations
+
+
+# Statuses only move forward ---------------------------------------------------------
 
 
 def test_forward_reads_pass() -> None:
@@ -22,3 +66,190 @@ def test_a_later_read_that_sees_an_older_status_is_caught() -> None:
 def test_overlapping_reads_may_see_either_order() -> None:
     # The second read began before the first ended: its snapshot may be older.
     assert moved_backwards([(0.0, 2.0, 3), (1.0, 3.0, 1)]) is None
+
+
+# Client outcomes against the database -----------------------------------------------
+
+
+def test_a_consistent_history_passes() -> None:
+    events = [
+        ack(T1),
+        rej(T2, "FAILED_PRECONDITION", "INSUFFICIENT_LIQUIDITY"),
+        ambiguous(T3, 7),
+    ]
+    stored = [(T1, [A, B, 100]), (T3, [A, B, 7])]
+    violations, figures = check_outcomes(read_history(events), stored, {T3: [[A, B, 7], [A, B, 7]]})
+    assert violations == []
+    assert figures["ambiguous_exists"] == 1
+
+
+def test_acknowledged_but_missing() -> None:
+    assert outcomes([ack(T1)], []) == [f"acknowledged {T1} is missing"]
+
+
+def test_acknowledged_with_different_content() -> None:
+    [violation] = outcomes([ack(T1, 100)], [(T1, [A, B, 999])])
+    assert "acknowledged as" in violation and T1 in violation
+
+
+def test_acknowledged_twice_with_different_content() -> None:
+    violations = outcomes([ack(T1, 100), ack(T1, 200)], [(T1, [A, B, 100])])
+    assert any("two contents" in v for v in violations)
+
+
+def test_acknowledged_but_stored_twice() -> None:
+    violations = outcomes([ack(T1)], [(T1, [A, B, 100]), (T1, [A, B, 100])])
+    assert violations == [f"transfer {T1} is stored 2 times"]
+
+
+def test_rejected_but_stored() -> None:
+    violations = outcomes(
+        [rej(T1, "FAILED_PRECONDITION", "INSUFFICIENT_LIQUIDITY")], [(T1, [A, B, 100])]
+    )
+    assert violations == [f"rejected {T1} (FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY) exists"]
+
+
+def test_a_duplicate_rejection_only_forbids_its_own_content() -> None:
+    # ALREADY_EXISTS for other content: the id is stored, with the first content.
+    events = [ack(T1, 100), rej(T2, "ALREADY_EXISTS", "DUPLICATE_WITH_DIFFERENT_CONTENT", 5)]
+    stored = [(T1, [A, B, 100]), (T2, [A, B, 6])]
+    assert outcomes(events[1:], stored[1:]) == [
+        f"transfer {T2} exists but no client submission explains it"
+    ]
+    # ... but the rejected content itself must not be what is stored.
+    violations = outcomes([events[1]], [(T2, [A, B, 5])])
+    assert any(v.startswith(f"rejected {T2}") for v in violations)
+
+
+def test_definite_rejection_then_acceptance_is_a_violation() -> None:
+    events = [rej(T1, "FAILED_PRECONDITION", "INSUFFICIENT_LIQUIDITY"), ack(T1)]
+    violations = outcomes(events, [(T1, [A, B, 100])])
+    assert violations == [
+        f"{T1} was acknowledged and also definitely rejected "
+        "(FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY)"
+    ]
+
+
+def test_transient_rejection_then_acceptance_is_a_retry() -> None:
+    for code in ("UNAVAILABLE", "ABORTED", "DEADLINE_EXCEEDED"):
+        events = [rej(T1, code, "BATCH_FAILED"), ack(T1)]
+        violations, figures = check_outcomes(read_history(events), [(T1, [A, B, 100])], {})
+        assert violations == [], code
+        assert figures["ambiguous_acknowledged_later"] == 1
+
+
+def test_ambiguous_must_be_resolved() -> None:
+    assert outcomes([ambiguous(T1)], []) == [f"ambiguous {T1} was not resolved"]
+
+
+def test_ambiguous_resolved_absent_but_stored() -> None:
+    violations = outcomes([ambiguous(T1)], [(T1, [A, B, 100])], {T1: [None]})
+    assert f"ambiguous {T1} reported absent but exists" in violations
+
+
+def test_ambiguous_resolved_to_exist_but_not_stored() -> None:
+    violations = outcomes([ambiguous(T1)], [], {T1: [[A, B, 100]]})
+    assert violations == [f"ambiguous {T1} reported to exist but is not stored"]
+
+
+def test_ambiguous_resolved_twice_with_different_answers() -> None:
+    violations = outcomes([ambiguous(T1)], [(T1, [A, B, 100])], {T1: [[A, B, 100], None]})
+    assert any("resolved differently" in v for v in violations)
+
+
+def test_ambiguous_that_took_effect_twice() -> None:
+    stored = [(T1, [A, B, 100]), (T1, [A, B, 100])]
+    violations = outcomes([ambiguous(T1)], stored, {T1: [[A, B, 100], [A, B, 100]]})
+    assert violations == [f"transfer {T1} is stored 2 times"]
+
+
+def test_ambiguous_resolved_with_other_content() -> None:
+    violations = outcomes([ambiguous(T1, 100)], [(T1, [A, B, 5])], {T1: [[A, B, 5]]})
+    assert any("resolved as" in v for v in violations)
+
+
+def test_a_stored_transfer_nobody_asked_for() -> None:
+    assert outcomes([], [(T1, [A, B, 100])]) == [
+        f"transfer {T1} exists but no client submission explains it"
+    ]
+
+
+# Cycles and ledger ---------------------------------------------------------------------
+
+
+def test_single_settlement_passes() -> None:
+    entries = [
+        ("settle:USD-000001", "USD-000001", f"{A}/USD/LIQUIDITY", -5),
+        ("settle:USD-000001", "USD-000001", "HUB/USD/SETTLEMENT", 5),
+        ("settle:USD-000001", "USD-000001", f"{B}/USD/LIQUIDITY", 5),
+        ("settle:USD-000001", "USD-000001", "HUB/USD/SETTLEMENT", -5),
+    ]
+    assert check_settlements({"USD-000001": 3, "USD-000002": 1}, entries) == []
+
+
+def test_double_settlement() -> None:
+    entries = [
+        ("settle:USD-000001", "USD-000001", f"{A}/USD/LIQUIDITY", -5),
+        ("settle:USD-000001", "USD-000001", f"{A}/USD/LIQUIDITY", -5),
+    ]
+    violations = check_settlements({"USD-000001": 3}, entries)
+    assert violations == [f"cycle USD-000001 settled 2 times on {A}/USD/LIQUIDITY"]
+    other_posting = [
+        ("settle:USD-000001", "USD-000001", f"{A}/USD/LIQUIDITY", -5),
+        ("resettle:USD-000001", "USD-000001", f"{B}/USD/LIQUIDITY", 5),
+    ]
+    violations = check_settlements({"USD-000001": 3}, other_posting)
+    assert any("2 settlement postings" in v for v in violations)
+
+
+def test_settlement_postings_of_a_cycle_not_settled() -> None:
+    entries = [("settle:USD-000001", "USD-000001", f"{A}/USD/LIQUIDITY", -5)]
+    violations = check_settlements({"USD-000001": 2}, entries)
+    assert "cycle USD-000001 has settlement postings but is CLOSED" in violations
+
+
+def test_a_closed_cycle_left_unsettled() -> None:
+    violations = check_settlements({"USD-000001": 2, "USD-000002": 1}, [])
+    assert violations == ["cycle USD-000001 is closed but was not settled after recovery"]
+
+
+def test_ledger_not_zero_sum() -> None:
+    assert check_ledger([("USD", 5), ("USD", -5), ("EUR", 3)]) == [
+        "EUR ledger entries sum to 3, not zero"
+    ]
+    assert check_ledger([("USD", 5), ("USD", -5)]) == []
+
+
+# Liquidity plus cap over the whole history ----------------------------------------------
+
+
+ACC = f"{A}/USD/LIQUIDITY"
+
+
+def test_history_within_liquidity_plus_cap_passes() -> None:
+    events = [
+        LimitEvent(0.0, ACC, 100, "deposit"),
+        LimitEvent(10.0, ACC, -150, "transfer 1"),  # uses 50 of the cap of 50
+        LimitEvent(20.0, ACC, 50, "transfer 2 (credit)"),
+        LimitEvent(30.0, ACC, -50, "transfer 3"),
+    ]
+    assert check_limit_history(events, {ACC: 50}) == []
+
+
+def test_history_beyond_liquidity_plus_cap_is_caught() -> None:
+    events = [
+        LimitEvent(0.0, ACC, 100, "deposit"),
+        LimitEvent(10.0, ACC, -120, "transfer 1"),
+        LimitEvent(20.0, ACC, -40, "transfer 2"),  # 60 short with a cap of 50: 10 beyond
+        LimitEvent(30.0, ACC, 1_000, "top-up"),  # the end state looks fine
+    ]
+    [violation] = check_limit_history(events, {ACC: 50})
+    assert violation.startswith(f"{ACC} went 10 beyond") and "transfer 2" in violation
+
+
+def test_a_credit_far_later_does_not_excuse_a_debit() -> None:
+    events = [LimitEvent(0.0, ACC, -100, "transfer 1"), LimitEvent(60.0, ACC, 100, "deposit")]
+    assert len(check_limit_history(events, {ACC: 0}, slack_s=2.0)) == 1
+    # ... while one stamped within the slack may have committed first.
+    events = [LimitEvent(0.0, ACC, -100, "transfer 1"), LimitEvent(1.0, ACC, 100, "deposit")]
+    assert check_limit_history(events, {ACC: 0}, slack_s=2.0) == []
