@@ -71,6 +71,12 @@ class Unavailable(RemitnetError):
     kind = ErrorKind.UNAVAILABLE
 
 
+class UnstorableValue(InvalidArgument):
+    """The database refused a value of the request (a total past int64, a
+    character the column cannot hold): deterministic, so never retried, and
+    the netting engine isolates the item that carries it."""
+
+
 class Reason:
     """The reason codes, as constants so that tests and clients share them."""
 
@@ -83,6 +89,8 @@ class Reason:
     PARTICIPANT_SUSPENDED = "PARTICIPANT_SUSPENDED"
     SAME_DEBTOR_AND_CREDITOR = "SAME_DEBTOR_AND_CREDITOR"
     REMITTANCE_INFO_TOO_LONG = "REMITTANCE_INFO_TOO_LONG"
+    INVALID_CHARACTERS = "INVALID_CHARACTERS"
+    UNSTORABLE_VALUE = "UNSTORABLE_VALUE"
     INSUFFICIENT_LIQUIDITY = "INSUFFICIENT_LIQUIDITY"
     DUPLICATE_WITH_DIFFERENT_CONTENT = "DUPLICATE_WITH_DIFFERENT_CONTENT"
     EMPTY_BATCH = "EMPTY_BATCH"
@@ -121,3 +129,4 @@ class Reason:
     RATE_NOT_AVAILABLE = "RATE_NOT_AVAILABLE"
     INVALID_RATE = "INVALID_RATE"
     SAME_CURRENCY = "SAME_CURRENCY"
+    DUPLICATE_RATE_PAIR = "DUPLICATE_RATE_PAIR"

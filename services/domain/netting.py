@@ -29,6 +29,7 @@ from remitnet.services.domain.model import (
     StoredTransfer,
     TransferStatus,
 )
+from remitnet.services.domain.money import INT64_MAX, INT64_MIN
 
 
 @dataclass(slots=True)
@@ -226,13 +227,36 @@ def clear_batch(
                 credit_cycle,
                 quote.terms.fee,
             )
+        legs = stored.legs()
+        if not all(_leg_fits(leg, accounts) for leg in legs):
+            # Only reachable with liquidity and caps near int64: refused here
+            # rather than left to overflow a column inside a shared batch.
+            outcomes.append(
+                Rejected(
+                    InvalidArgument(
+                        Reason.AMOUNT_OUT_OF_RANGE,
+                        "the transfer would take a position past the int64 range",
+                    )
+                )
+            )
+            continue
+        if quote is not None:
             used[quote.quote_id] = tid
-        for leg in stored.legs():
+        for leg in legs:
             apply_leg(leg, accounts, positions, deltas, +1)
         accepted_here[tid] = stored
         result.new_transfers.append(stored)
         outcomes.append(Accepted(stored, False))
     return result
+
+
+def _leg_fits(leg: Leg, accounts: Mapping[tuple[str, str], AccountState]) -> bool:
+    payer = accounts[(leg.payer, leg.currency)]
+    payee = accounts[(leg.payee, leg.currency)]
+    return (
+        payer.unsettled_net - leg.amount >= INT64_MIN
+        and payee.unsettled_net + leg.amount <= INT64_MAX
+    )
 
 
 def apply_leg(

@@ -109,10 +109,7 @@ def list_cycles(
         check_currency(currency)
 
     def unit(conn: Connection) -> list[CycleView]:
-        return [
-            _view(conn, c) if c.state is CycleState.OPEN else CycleView(c, {})
-            for c in repo.list_cycles(conn, currency, state, before, limit)
-        ]
+        return [_view(conn, c) for c in repo.list_cycles(conn, currency, state, before, limit)]
 
     return db.read(unit, stale_ok=True)
 

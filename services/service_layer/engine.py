@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.domain.errors import Reason, RemitnetError, Unavailable
+from remitnet.services.domain.errors import Reason, RemitnetError, Unavailable, UnstorableValue
 from remitnet.services.domain.model import Instruction
-from remitnet.services.domain.netting import Accepted, Outcome, Rejected
+from remitnet.services.domain.netting import Outcome, Rejected
 from remitnet.services.service_layer.clearing import BatchCommit, commit_batch
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class NettingEngine:
             items = [i for r in requests for i in r.items]
             started = time.perf_counter()
             try:
-                commit = await loop.run_in_executor(self._executor, commit_batch, self.db, items)
+                outcomes, commits = await loop.run_in_executor(self._executor, self._commit, items)
             except RemitnetError as exc:
                 for r in requests:
                     if not r.future.done():
@@ -163,59 +163,99 @@ class NettingEngine:
                         r.future.set_exception(error)
                 continue
             seconds = time.perf_counter() - started
-            outcomes = commit.result.outcomes
             offset = 0
             for r in requests:
                 n = len(r.items)
                 if not r.future.done():
                     r.future.set_result(outcomes[offset : offset + n])
                 offset += n
-            self.controller.observe(len(items), seconds, commit.attempts, self._queued_items)
-            await self._record(commit, seconds)
+            attempts = max((c.attempts for c in commits), default=1)
+            self.controller.observe(len(items), seconds, attempts, self._queued_items)
+            for commit in commits:
+                await self._record(commit, seconds)
+            isolated = len(items) - sum(len(c.result.outcomes) for c in commits)
+            if isolated:
+                metrics.TRANSFERS.labels("rejected", Reason.UNSTORABLE_VALUE).inc(isolated)
+
+    def _commit(self, items: Sequence[Instruction]) -> tuple[list[Outcome], list[BatchCommit]]:
+        """Commit a batch. When the database refuses a value in it, commit the
+        halves instead, down to single items: only the items that carry the
+        refused value are rejected, not the other banks' requests that were
+        merged into the same batch. Items later in the batch still see the
+        liquidity used by earlier ones, each half being its own transaction
+        committed in order."""
+        try:
+            commit = commit_batch(self.db, items)
+        except UnstorableValue as exc:
+            if len(items) == 1:
+                log.warning("isolated an unstorable transfer %s", items[0].transfer_id)
+                return [Rejected(exc)], []
+            middle = len(items) // 2
+            left, left_commits = self._commit(items[:middle])
+            right, right_commits = self._commit(items[middle:])
+            return left + right, left_commits + right_commits
+        return list(commit.result.outcomes), [commit]
 
     async def _record(self, commit: BatchCommit, seconds: float) -> None:
         result = commit.result
         metrics.BATCHES.inc()
         metrics.BATCH_SIZE.observe(len(result.outcomes))
         metrics.BATCH_SECONDS.observe(seconds)
+        new = result.new_transfers
         outcomes: Counter[tuple[str, str]] = Counter()
-        for o in result.outcomes:
-            if isinstance(o, Rejected):
-                outcomes["rejected", o.error.reason] += 1
-                if o.error.reason.startswith("QUOTE_"):
-                    expired = o.error.reason == Reason.QUOTE_EXPIRED
-                    metrics.FX_QUOTES.labels(
-                        "expired" if expired else "refused", o.error.reason
-                    ).inc()
-            elif isinstance(o, Accepted) and o.replayed:
-                outcomes["replayed", ""] += 1
-        outcomes["accepted", ""] = len(result.new_transfers)
+        if len(result.outcomes) != len(new):  # some were rejected or replayed
+            for o in result.outcomes:
+                if isinstance(o, Rejected):
+                    outcomes["rejected", o.error.reason] += 1
+                    if o.error.reason.startswith("QUOTE_"):
+                        expired = o.error.reason == Reason.QUOTE_EXPIRED
+                        metrics.FX_QUOTES.labels(
+                            "expired" if expired else "refused", o.error.reason
+                        ).inc()
+                elif o.replayed:
+                    outcomes["replayed", ""] += 1
+        outcomes["accepted", ""] = len(new)
         for (outcome, reason), n in outcomes.items():
             if n:
                 metrics.TRANSFERS.labels(outcome, reason).inc(n)
-        value: Counter[str] = Counter()
-        corridors: Counter[tuple[str, str, str]] = Counter()
-        corridor_value: Counter[tuple[str, str, str]] = Counter()
-        if any(
-            t.debtor not in self._regions or t.creditor not in self._regions
-            for t in result.new_transfers
-        ):
+        # Aggregate per (debtor, creditor, currency, credited currency) first:
+        # a batch holds thousands of transfers between a few dozen pairs, and
+        # a labelled metric update costs far more than a dict update.
+        # creditor_currency is set exactly on cross-currency transfers.
+        count: Counter[tuple[str, str, str, str | None]] = Counter()
+        value: Counter[tuple[str, str, str, str | None]] = Counter()
+        for t in new:
+            key = (t.debtor, t.creditor, t.currency, t.creditor_currency)
+            count[key] += 1
+            value[key] += t.amount
+        if any(d not in self._regions or c not in self._regions for d, c, _, _ in count):
             self._regions = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self.db.read, repo.bank_regions
             )
-        for t in result.new_transfers:
-            value[t.currency] += t.amount
-            if t.quote_id is not None:
-                metrics.FX_QUOTES.labels("used", "").inc()
-                metrics.FX_VOLUME.labels(t.currency, t.credit_currency).inc(t.amount)
-            key = (self._regions.get(t.debtor, ""), self._regions.get(t.creditor, ""), t.currency)
-            corridors[key] += 1
-            corridor_value[key] += t.amount
-        for currency, amount in value.items():
+        by_currency: Counter[str] = Counter()
+        corridors: Counter[tuple[str, str, str]] = Counter()
+        corridor_value: Counter[tuple[str, str, str]] = Counter()
+        fx_volume: Counter[tuple[str, str]] = Counter()
+        fx_used = 0
+        for key, n in count.items():
+            debtor, creditor, currency, credited = key
+            amount = value[key]
+            by_currency[currency] += amount
+            corridor = (self._regions.get(debtor, ""), self._regions.get(creditor, ""), currency)
+            corridors[corridor] += n
+            corridor_value[corridor] += amount
+            if credited is not None:
+                fx_used += n
+                fx_volume[currency, credited] += amount
+        for currency, amount in by_currency.items():
             metrics.TRANSFER_VALUE.labels(currency).inc(amount)
-        for key, n in corridors.items():
-            metrics.CORRIDOR_TRANSFERS.labels(*key).inc(n)
-            metrics.CORRIDOR_VALUE.labels(*key).inc(corridor_value[key])
+        for corridor, n in corridors.items():
+            metrics.CORRIDOR_TRANSFERS.labels(*corridor).inc(n)
+            metrics.CORRIDOR_VALUE.labels(*corridor).inc(corridor_value[corridor])
+        if fx_used:
+            metrics.FX_QUOTES.labels("used", "").inc(fx_used)
+        for (source, target), amount in fx_volume.items():
+            metrics.FX_VOLUME.labels(source, target).inc(amount)
         for a in commit.accounts:
             metrics.BANK_UNSETTLED.labels(a.bank, a.currency).set(a.unsettled_net)
             metrics.BANK_HEADROOM.labels(a.bank, a.currency).set(a.headroom)

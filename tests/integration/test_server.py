@@ -249,3 +249,14 @@ async def test_client_rides_out_a_restart_with_the_same_transfer_id(tmp_path: Pa
     stored = Database(db)
     assert audit(stored).transfers == 1
     stored.dispose()
+
+
+async def test_health_watch_streams_through_the_interceptor(hub: HubHandle) -> None:
+    """grpcio-health's Watch writes with context.write instead of yielding:
+    the interceptor must pass it through, not fail it as INTERNAL."""
+    async with grpc.aio.insecure_channel(hub.config.target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        call = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+        first = await asyncio.wait_for(call.read(), timeout=5)
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        call.cancel()

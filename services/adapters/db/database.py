@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.cockroach import SET_TRANSACTION_FOLLOWER_READ
-from remitnet.services.domain.errors import Aborted, Reason
+from remitnet.services.domain.errors import Aborted, Reason, UnstorableValue
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def classify_retry(exc: BaseException) -> str | None:
         invalidated = isinstance(exc, psycopg.OperationalError)
     else:
         return None
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    sqlstate = sqlstate_of(exc)
     message = str(orig).lower()
     if sqlstate == "40003" or "result is ambiguous" in message:
         return "ambiguous"
@@ -83,6 +83,35 @@ def classify_retry(exc: BaseException) -> str | None:
     if invalidated:
         return "disconnect"
     return None
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return str(state) if state else None
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """SQLSTATE class 22 (data exception: a value out of range, a character
+    the type cannot hold) or 23514 (a CHECK constraint): the request's own
+    values, so the same input fails the same way again. Other integrity
+    violations (NOT NULL, foreign keys) would be the hub's bugs, not the
+    caller's, and stay internal errors."""
+    state = sqlstate_of(exc)
+    if state is None:
+        # No SQLSTATE from SQLite, nor from psycopg for what it refuses
+        # client-side (NUL in text during COPY): the exception type tells.
+        return isinstance(exc, (DataError, psycopg.DataError))
+    return state[:2] == "22" or state == "23514"
+
+
+def unstorable(exc: BaseException) -> UnstorableValue:
+    state = sqlstate_of(exc) or "none"
+    return UnstorableValue(
+        Reason.UNSTORABLE_VALUE,
+        f"the database refused a value of this request (SQLSTATE {state}); nothing was stored",
+        sqlstate=state,
+    )
 
 
 class Database:
@@ -137,6 +166,8 @@ class Database:
                 reason = classify_retry(exc)
                 if reason is None:
                     metrics.DB_TRANSACTIONS.labels(unit, "failed").inc()
+                    if is_data_error(exc):
+                        raise unstorable(exc) from exc
                     raise
                 if attempt >= self.retry.max_attempts:
                     metrics.DB_TRANSACTIONS.labels(unit, "failed").inc()
@@ -167,6 +198,10 @@ class Database:
                         conn.execute(SET_TRANSACTION_FOLLOWER_READ)
                     return fn(conn)
             except DBAPIError as exc:
+                if is_data_error(exc):
+                    # A key the database cannot even hold (NUL in an id) can
+                    # match nothing: the caller's input, not the hub's fault.
+                    raise unstorable(exc) from exc
                 if classify_retry(exc) is None or attempt >= self.retry.max_attempts:
                     raise
                 time.sleep(self.retry.delay(attempt))

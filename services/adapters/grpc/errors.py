@@ -35,18 +35,37 @@ RPC_CODES: dict[ErrorKind, int] = {
 }
 
 
+# A status travels in HTTP/2 trailers, which gRPC caps at 8 KiB by default:
+# an error that echoes a huge input value would turn into RESOURCE_EXHAUSTED
+# and lose its reason. Messages and metadata values are bounded instead.
+MAX_MESSAGE_CHARS = 512
+MAX_METADATA_CHARS = 64
+
+
+def bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def item_error(err: RemitnetError) -> ItemError:
     """The per-item result of a batch call that refused one item."""
-    return ItemError(code=RPC_CODES[err.kind], reason=err.reason, message=err.message)
+    return ItemError(
+        code=RPC_CODES[err.kind],
+        reason=err.reason,
+        message=bounded(err.message, MAX_MESSAGE_CHARS),
+    )
 
 
 def to_rpc_status(err: RemitnetError) -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN)
     for key, value in err.metadata.items():
-        info.metadata[key] = value
+        info.metadata[key] = bounded(value, MAX_METADATA_CHARS)
     detail = any_pb2.Any()
     detail.Pack(info)
-    return status_pb2.Status(code=RPC_CODES[err.kind], message=err.message, details=[detail])
+    return status_pb2.Status(
+        code=RPC_CODES[err.kind],
+        message=bounded(err.message, MAX_MESSAGE_CHARS),
+        details=[detail],
+    )
 
 
 def to_grpc_status(err: RemitnetError) -> grpc.Status:

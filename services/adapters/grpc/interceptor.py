@@ -4,6 +4,8 @@ these here keeps servicers to translation and use-case calls."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -112,14 +114,18 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
 
     def _stream(
         self,
-        inner: Callable[[Any, Context], AsyncIterator[Any]],
+        inner: Callable[[Any, Context], Any],
         service: str,
         name: str,
         role: Role,
-    ) -> Callable[[Any, Context], AsyncIterator[Any]]:
+    ) -> Callable[[Any, Context], Any]:
+        """A server-streaming handler is an async generator (ours) or a
+        coroutine that writes with context.write (grpcio-health's Watch);
+        the wrapper keeps the handler's kind."""
         labels = ("server_stream", service, name)
 
-        async def behavior(request: Any, context: Context) -> AsyncIterator[Any]:
+        @contextlib.asynccontextmanager
+        async def guarded(context: Context) -> AsyncIterator[None]:
             metrics.GRPC_STARTED.labels(*labels).inc()
             started = time.perf_counter()
             code = "OK"
@@ -130,8 +136,7 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
                     authorize(role, principal)
                     token = set_principal(principal)
                 try:
-                    async for item in inner(request, context):
-                        yield item
+                    yield
                 finally:
                     if token is not None:
                         reset_principal(token)
@@ -149,7 +154,20 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
                 metrics.GRPC_HANDLED.labels(*labels, code).inc()
                 metrics.GRPC_HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
 
-        return behavior
+        if inspect.isasyncgenfunction(inner):
+
+            async def generate(request: Any, context: Context) -> AsyncIterator[Any]:
+                async with guarded(context):
+                    async for item in inner(request, context):
+                        yield item
+
+            return generate
+
+        async def write(request: Any, context: Context) -> None:
+            async with guarded(context):
+                await inner(request, context)
+
+        return write
 
 
 def _code_of(context: Context, exc: BaseException) -> str:

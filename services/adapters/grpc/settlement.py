@@ -9,7 +9,7 @@ from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
 from remitnet.services.adapters.grpc.identity import current_principal
-from remitnet.services.domain.errors import NotFound, Reason
+from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
 from remitnet.services.service_layer import settlement as uc
 from remitnet.settlement.v1 import settlement_pb2 as pb
 from remitnet.settlement.v1 import settlement_pb2_grpc as pb_grpc
@@ -57,6 +57,8 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             # Another bank's statement is reported as absent, not forbidden.
             raise NotFound(Reason.ACCOUNT_NOT_FOUND, "no such account of yours")
         bank = request.bank_code or (caller or "")
+        if request.page_size < 0:
+            raise InvalidArgument(Reason.INVALID_PAGE_SIZE, "page_size must not be negative")
         size = min(request.page_size or 1000, MAX_STATEMENT_ENTRIES)
         st = await asyncio.to_thread(
             uc.statement, self.db, bank, request.currency, request.after_sequence, size
