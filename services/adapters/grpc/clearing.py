@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from remitnet.clearing.v1 import clearing_pb2 as pb
 from remitnet.clearing.v1 import clearing_pb2_grpc as pb_grpc
@@ -16,7 +17,7 @@ from remitnet.services.adapters.grpc.errors import item_error
 from remitnet.services.adapters.grpc.identity import calling_bank
 from remitnet.services.domain.errors import InvalidArgument, Reason, RemitnetError
 from remitnet.services.domain.model import Instruction, TransferStatus, make_instruction
-from remitnet.services.domain.netting import Accepted, Outcome
+from remitnet.services.domain.netting import Accepted, Outcome, Rejected
 from remitnet.services.service_layer import clearing as uc
 from remitnet.services.service_layer import watch
 from remitnet.services.service_layer.engine import NettingEngine
@@ -62,13 +63,6 @@ def _gross(mode: int) -> bool:
     return mode == pb.SETTLEMENT_MODE_GROSS
 
 
-def _item_error(transfer_id: str, err: RemitnetError) -> pb.TransferResult:
-    return pb.TransferResult(
-        transfer_id=transfer_id,
-        error=item_error(err),
-    )
-
-
 class ClearingServicer(pb_grpc.ClearingServiceServicer):
     def __init__(self, db: Database, engine: NettingEngine) -> None:
         self.db = db
@@ -103,30 +97,39 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
                 Reason.BATCH_TOO_LARGE, f"a batch holds at most {MAX_BATCH_ITEMS} transfers"
             )
         debtor = calling_bank()
-        results: list[pb.TransferResult] = [pb.TransferResult()] * count
+        errors: dict[int, RemitnetError] = {}
         valid: list[Instruction] = []
-        positions: list[int] = []
         for index, msg in enumerate(request.transfers):
             try:
                 valid.append(_instruction(debtor, msg))
-                positions.append(index)
             except RemitnetError as err:
-                results[index] = _item_error(msg.transfer_id, err)
+                errors[index] = err
         outcomes: list[Outcome] = await self.engine.submit(valid) if valid else []
+        response = pb.SubmitTransfersResponse()
+        add = response.results.add
+        stamps: dict[datetime, Timestamp] = {}
+        decided = iter(outcomes)
         accepted = 0
-        for index, outcome in zip(positions, outcomes, strict=True):
+        for index, msg in enumerate(request.transfers):
+            result = add()
+            error = errors.get(index)
+            outcome = next(decided) if error is None else None
             if isinstance(outcome, Accepted):
                 accepted += 1
-                results[index] = pb.TransferResult(
-                    transfer_id=outcome.transfer.transfer_id,
-                    transfer=convert.transfer(outcome.transfer, outcome.transfer.status),
-                    replayed=outcome.replayed,
+                result.transfer_id = outcome.transfer.transfer_id
+                convert.fill_transfer(
+                    result.transfer, outcome.transfer, outcome.transfer.status, stamps
                 )
-            else:
-                results[index] = _item_error(request.transfers[index].transfer_id, outcome.error)
-        return pb.SubmitTransfersResponse(
-            results=results, accepted_count=accepted, rejected_count=count - accepted
-        )
+                result.replayed = outcome.replayed
+                continue
+            if isinstance(outcome, Rejected):
+                error = outcome.error
+            assert error is not None
+            result.transfer_id = msg.transfer_id
+            result.error.CopyFrom(item_error(error))
+        response.accepted_count = accepted
+        response.rejected_count = count - accepted
+        return response
 
     async def GetTransfer(
         self, request: pb.GetTransferRequest, context: Context
