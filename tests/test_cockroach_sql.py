@@ -424,8 +424,9 @@ class _Copy:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def write_row(self, row: tuple[Any, ...]) -> None:
-        self.rows.append(row)
+    def write(self, data: str) -> None:
+        """COPY's text format: a row a line, tab-separated columns."""
+        self.rows.extend(tuple(line.split("\t")) for line in data.splitlines())
 
 
 class _Cursor(_Copy):

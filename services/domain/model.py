@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from remitnet.services.domain.errors import InvalidArgument, Reason
 from remitnet.services.domain.money import check_currency, check_positive_amount
@@ -123,9 +123,12 @@ def canonical_uuid(raw: str, field: str) -> str:
     return str(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Instruction:
-    """A validated credit transfer instruction; the debtor is the caller."""
+class Instruction(NamedTuple):
+    """A validated credit transfer instruction; the debtor is the caller.
+
+    Instructions and stored transfers are immutable value objects made by
+    the thousand per batch: a NamedTuple is built several times faster than
+    a frozen dataclass, which sets each field through object.__setattr__."""
 
     transfer_id: str
     debtor: str
@@ -186,8 +189,7 @@ def make_instruction(
     return Instruction(tid, debtor, creditor, currency, amount, remittance_info, quote, gross)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredTransfer:
+class StoredTransfer(NamedTuple):
     transfer_id: str
     debtor: str
     creditor: str

@@ -124,6 +124,8 @@ def clear_batch(
     currency); the hub's own legs use the key (HUB, currency)."""
     result = BatchResult()
     accepted_here: dict[str, StoredTransfer] = {}
+    # A batch holds a few dozen (debtor, creditor) pairs: check each once.
+    party_checks: dict[tuple[str, str], RemitnetError | None] = {}
     outcomes = result.outcomes
     positions = result.positions
     deltas = result.account_deltas
@@ -144,7 +146,11 @@ def clear_batch(
                 )
             )
             continue
-        error = _check_parties(item, banks)
+        pair = (item.debtor, item.creditor)
+        if pair in party_checks:
+            error = party_checks[pair]
+        else:
+            error = party_checks[pair] = _check_parties(item, banks)
         if error is not None:
             outcomes.append(Rejected(error))
             continue
@@ -227,35 +233,45 @@ def clear_batch(
                 credit_cycle,
                 quote.terms.fee,
             )
-        legs = stored.legs()
-        if not all(_leg_fits(leg, accounts) for leg in legs):
-            # Only reachable with liquidity and caps near int64: refused here
-            # rather than left to overflow a column inside a shared batch.
-            outcomes.append(
-                Rejected(
-                    InvalidArgument(
-                        Reason.AMOUNT_OUT_OF_RANGE,
-                        "the transfer would take a position past the int64 range",
-                    )
-                )
-            )
-            continue
-        if quote is not None:
+        if quote is None:
+            # One leg, debtor to creditor: applied directly, without building
+            # a Leg, as nearly every transfer of a batch is.
+            payee = accounts[(item.creditor, item.currency)]
+            if not _fits(debtor, payee, item.amount):
+                outcomes.append(_past_int64())
+                continue
+            move(debtor, payee, cycle_id, item.amount, 0, positions, deltas)
+        else:
+            legs = stored.legs()
+            if not all(_leg_fits(leg, accounts) for leg in legs):
+                outcomes.append(_past_int64())
+                continue
             used[quote.quote_id] = tid
-        for leg in legs:
-            apply_leg(leg, accounts, positions, deltas, +1)
+            for leg in legs:
+                apply_leg(leg, accounts, positions, deltas, +1)
         accepted_here[tid] = stored
         result.new_transfers.append(stored)
         outcomes.append(Accepted(stored, False))
     return result
 
 
+def _past_int64() -> Rejected:
+    # Only reachable with liquidity and caps near int64: refused here rather
+    # than left to overflow a column inside a batch shared with other banks.
+    return Rejected(
+        InvalidArgument(
+            Reason.AMOUNT_OUT_OF_RANGE, "the transfer would take a position past the int64 range"
+        )
+    )
+
+
+def _fits(payer: AccountState, payee: AccountState, amount: int) -> bool:
+    return payer.unsettled_net - amount >= INT64_MIN and payee.unsettled_net + amount <= INT64_MAX
+
+
 def _leg_fits(leg: Leg, accounts: Mapping[tuple[str, str], AccountState]) -> bool:
-    payer = accounts[(leg.payer, leg.currency)]
-    payee = accounts[(leg.payee, leg.currency)]
-    return (
-        payer.unsettled_net - leg.amount >= INT64_MIN
-        and payee.unsettled_net + leg.amount <= INT64_MAX
+    return _fits(
+        accounts[(leg.payer, leg.currency)], accounts[(leg.payee, leg.currency)], leg.amount
     )
 
 
@@ -267,22 +283,45 @@ def apply_leg(
     sign: int,
 ) -> None:
     """Add (sign +1) or take back (sign -1, a cancellation) one leg."""
-    amount = sign * leg.amount
-    payer = accounts[(leg.payer, leg.currency)]
-    payee = accounts[(leg.payee, leg.currency)]
+    move(
+        accounts[(leg.payer, leg.currency)],
+        accounts[(leg.payee, leg.currency)],
+        leg.cycle_id,
+        leg.amount,
+        leg.fee,
+        positions,
+        deltas,
+        sign,
+    )
+
+
+def move(
+    payer: AccountState,
+    payee: AccountState,
+    cycle_id: str,
+    amount: int,
+    fee: int,
+    positions: dict[tuple[str, str], PositionDelta],
+    deltas: dict[str, int],
+    sign: int = 1,
+) -> None:
+    """Move `amount` from payer to payee within a cycle (sign -1 takes it
+    back): their unsettled positions, their account deltas, and their
+    positions in the cycle, where a transfer counts once on each side."""
+    amount *= sign
     payer.unsettled_net -= amount
     payee.unsettled_net += amount
     deltas[payer.account_id] = deltas.get(payer.account_id, 0) - amount
     deltas[payee.account_id] = deltas.get(payee.account_id, 0) + amount
-    sent = positions.get((leg.cycle_id, leg.payer))
+    sent = positions.get((cycle_id, payer.bank))
     if sent is None:
-        sent = positions[(leg.cycle_id, leg.payer)] = PositionDelta()
+        sent = positions[(cycle_id, payer.bank)] = PositionDelta()
     sent.sent += amount
     sent.sent_count += sign
-    sent.fee += sign * leg.fee
-    received = positions.get((leg.cycle_id, leg.payee))
+    sent.fee += sign * fee
+    received = positions.get((cycle_id, payee.bank))
     if received is None:
-        received = positions[(leg.cycle_id, leg.payee)] = PositionDelta()
+        received = positions[(cycle_id, payee.bank)] = PositionDelta()
     received.received += amount
     received.received_count += sign
 

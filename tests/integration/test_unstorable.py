@@ -97,3 +97,20 @@ async def test_control_characters_in_a_bank_name_are_refused(hub: HubHandle) -> 
         assert err.value.reason == Reason.INVALID_CHARACTERS
     assert counts(hub.db) == before
     await hub.operator.create_bank("BANKZZ01", "Banco São Paulo — Ñ", "us-east1", ["USD"])
+
+
+async def test_text_that_looks_like_copy_syntax_round_trips(huge: HubHandle) -> None:
+    """The batch path writes transfers with COPY's text format: backslashes
+    and what looks like its NULL marker are data, stored and read back as
+    sent."""
+    aa = huge.bank("BANKAA01")
+    infos = ["\\N", "C:\\path\\to\\file", "tab\\tnot a tab", "ünïcödé ✓ 💸", "\\", ""]
+    batch = [
+        instruction("BANKBB01", "USD", 100 + n, remittance_info=i) for n, i in enumerate(infos)
+    ]
+    response = await aa.submit_batch(batch)
+    assert response.accepted_count == len(infos)
+    for sent in batch:
+        stored = await aa.get(sent.transfer_id)
+        assert stored.remittance_info == sent.remittance_info
+    assert audit(huge.db).ok

@@ -567,7 +567,9 @@ def _transfer(r: tuple[Any, ...]) -> StoredTransfer:
 
 def existing_transfers(conn: Connection, ids: Collection[str]) -> dict[str, StoredTransfer]:
     if conn.dialect.name in ("postgresql", "cockroachdb"):
-        # One array parameter instead of thousands of IN parameters.
+        # One array parameter instead of thousands of IN parameters. (Not an
+        # array literal: with a constant of thousands of elements PostgreSQL
+        # plans a sequential scan of the whole table.)
         match = transfers.c.id == any_(cast(bindparam("ids", list(ids)), ARRAY(UUID)))
     else:
         match = transfers.c.id.in_(ids)
@@ -593,6 +595,38 @@ _COPY_COLUMNS = (
 _COPY_TRANSFERS = f"COPY transfers ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
 
+# COPY's text format: tab-separated columns, \N for NULL, and backslash,
+# tab, newline and carriage return escaped inside a value.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NO_FX = "\\N\t\\N\t\\N\t\\N\t\\N"
+
+
+def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -> str:
+    """The batch's transfers as one COPY text payload. Formatting rows here
+    is several times cheaper than the driver's row-by-row dumpers. Only
+    remittance_info is free text; every other text column holds a validated
+    code, UUID or cycle id, which has nothing to escape."""
+    stamps: dict[datetime, str] = {}
+    lines = []
+    for t in items:
+        stamp = stamps.get(t.accepted_at)
+        if stamp is None:
+            stamp = stamps[t.accepted_at] = t.accepted_at.isoformat()
+        info = t.remittance_info.translate(_COPY_ESCAPES) if t.remittance_info else ""
+        if t.quote_id is None:
+            fx = _NO_FX
+        else:
+            fx = (
+                f"{t.quote_id}\t{t.creditor_currency}\t{t.creditor_amount}\t"
+                f"{t.creditor_cycle_id}\t{t.fee}"
+            )
+        lines.append(
+            f"{t.transfer_id}\t{t.debtor}\t{t.creditor}\t{t.currency}\t{t.amount}\t{info}\t"
+            f"{int(t.status)}\t{t.cycle_id}\t{stamp}\t{fx}\t{region[t.debtor]}\n"
+        )
+    return "".join(lines)
+
+
 def insert_transfers(
     conn: Connection, items: Sequence[StoredTransfer], regions: Mapping[str, str] | None = None
 ) -> None:
@@ -607,16 +641,7 @@ def insert_transfers(
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cursor, cursor.copy(_COPY_TRANSFERS) as copy:
-            for t in items:
-                fx = t.quote_id is not None
-                copy.write_row(
-                    (
-                        t.transfer_id, t.debtor, t.creditor, t.currency, t.amount,
-                        t.remittance_info, int(t.status), t.cycle_id, t.accepted_at, t.quote_id,
-                        t.creditor_currency, t.creditor_amount, t.creditor_cycle_id,
-                        t.fee if fx else None, region[t.debtor],
-                    )
-                )  # fmt: skip
+            copy.write(copy_text_rows(items, region))
         return
     rows = [
         {
