@@ -304,11 +304,16 @@ def create_quotes(
         except RemitnetError as err:
             refused[index] = err
 
+    # From a snapshot, outside the serializable unit: a quote moves no money
+    # (clearing checks both parties again), and reading the bank's account
+    # rows inside a unit that also writes quotes made it conflict with every
+    # batch updating those accounts and reading quotes (SSI aborts).
+    caller, held = db.read(lambda conn: _caller_refusal(conn, bank))
+    if caller is not None:
+        return [refused.get(index, caller) for index in range(len(asks))]
+
     def unit(conn: Connection) -> list[Quote | RemitnetError]:
         now = datetime.now(UTC)
-        caller, held = _caller_refusal(conn, bank)
-        if caller is not None:
-            return [refused.get(index, caller) for index in range(len(asks))]
         rates = repo.load_rates(conn)
         ids = _random_uuids(len(asks))
         outcomes: list[Quote | RemitnetError] = []
