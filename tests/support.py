@@ -3,6 +3,7 @@ checks of the invariants straight from the database."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Table, func, select
@@ -21,6 +22,7 @@ from remitnet.services.adapters.db.schema import (
 from remitnet.services.entrypoints.server import Hub, ServerConfig
 from remitnet.services.service_layer.engine import EngineConfig
 from remitnet.services.service_layer.fx import FxConfig
+from remitnet.settlement.v1 import settlement_pb2 as spb
 
 
 @dataclass
@@ -61,6 +63,23 @@ class HubHandle:
                     await self.operator.deposit(code, currency, deposit)
                 if cap:
                     await self.operator.set_cap(code, currency, cap)
+
+
+async def settle_every_cycle(
+    hub: HubHandle, currencies: Iterable[str]
+) -> spb.GetLedgerBalanceResponse:
+    """Close and settle the open cycle of each currency, checking that its
+    net positions sum to zero and that its reconciliation matches; then
+    check every currency's ledger sums to zero, and return the ledger."""
+    for currency in currencies:
+        closed = (await hub.operator.close_cycle(currency)).closed
+        assert sum(p.net for p in closed.positions) == 0
+        await hub.operator.settle_cycle(closed.cycle_id)
+        rec = await hub.operator.reconciliation(closed.cycle_id)
+        assert rec.settled and rec.all_matched, rec
+    ledger = await hub.operator.ledger_balance()
+    assert all(c.balance_sum == 0 and c.entry_sum == 0 for c in ledger.currencies)
+    return ledger
 
 
 async def start_hub(

@@ -27,8 +27,9 @@ from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.netting.v1 import netting_pb2_grpc as ngrpc
 from remitnet.participants.v1 import participants_pb2 as ppb
 from remitnet.participants.v1 import participants_pb2_grpc as pgrpc
+from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.adapters.db.schema import banks, cycles, fx_quotes, transfers
+from remitnet.services.adapters.db.schema import banks, cycles, fx_quotes
 from remitnet.settlement.v1 import settlement_pb2 as spb
 from remitnet.settlement.v1 import settlement_pb2_grpc as sgrpc
 from tests.support import HubHandle, counts, start_hub
@@ -160,23 +161,11 @@ def canonical(raw: str) -> str | None:
 
 
 def stored(db: Database, ids: set[str]) -> dict[str, tuple[str, str, str, int, str]]:
-    if not ids:
-        return {}
-
-    def read(conn: Connection) -> dict[str, tuple[str, str, str, int, str]]:
-        rows = conn.execute(
-            select(
-                transfers.c.id,
-                transfers.c.debtor_bank,
-                transfers.c.creditor_bank,
-                transfers.c.currency,
-                transfers.c.amount,
-                transfers.c.remittance_info,
-            ).where(transfers.c.id.in_(sorted(ids)))
-        )
-        return {str(uuid.UUID(str(r[0]))): (r[1], r[2], r[3], int(r[4]), r[5]) for r in rows}
-
-    return db.read(read)
+    found = db.read(lambda conn: repo.existing_transfers(conn, ids)) if ids else {}
+    return {
+        tid: (t.debtor, t.creditor, t.currency, t.amount, t.remittance_info)
+        for tid, t in found.items()
+    }
 
 
 def content(item: cpb.TransferInstruction) -> tuple[str, str, str, int, str]:

@@ -19,7 +19,7 @@ from remitnet.services.domain.errors import Reason
 from remitnet.services.service_layer import fx as fx_uc
 from remitnet.services.service_layer.audit import audit
 from remitnet.services.service_layer.fx import FxConfig
-from tests.support import HubHandle, counts, start_hub
+from tests.support import HubHandle, counts, settle_every_cycle, start_hub
 
 BANKS = {"USBANK01": "us-east1", "PHBANK01": "asia-southeast1", "INBANK01": "asia-south1"}
 RATES = {
@@ -68,14 +68,7 @@ async def test_cross_currency_transfer_clears_two_legs_and_books_revenue(net: Hu
     q3 = await us.quote("GBP", "NGN", source_amount=50_000)
     await us.submit(instruction("INBANK01", "GBP", 50_000, quote_id=q3.quote_id))
     # Settle every currency's cycle: each ledger sums to zero, revenue = spreads.
-    for currency in ("USD", "PHP", "EUR", "INR", "GBP", "NGN"):
-        closed = (await net.operator.close_cycle(currency)).closed
-        assert sum(p.net for p in closed.positions) == 0
-        await net.operator.settle_cycle(closed.cycle_id)
-        rec = await net.operator.reconciliation(closed.cycle_id)
-        assert rec.settled and rec.all_matched, rec
-    ledger = await net.operator.ledger_balance()
-    assert all(c.balance_sum == 0 and c.entry_sum == 0 for c in ledger.currencies)
+    await settle_every_cycle(net, ("USD", "PHP", "EUR", "INR", "GBP", "NGN"))
     revenue = {}
     for currency in ("PHP", "INR", "NGN"):
         st = await net.operator.statement("HUB", currency)

@@ -102,11 +102,6 @@ def set_bank_status(conn: Connection, code: str, status: BankStatus) -> None:
     conn.execute(update(banks).where(banks.c.code == code).values(status=int(status)))
 
 
-def bank_statuses(conn: Connection, codes: Collection[str]) -> dict[str, BankStatus]:
-    rows = conn.execute(select(banks.c.code, banks.c.status).where(banks.c.code.in_(codes)))
-    return {code: BankStatus(status) for code, status in rows}
-
-
 def bank_regions(conn: Connection, codes: Collection[str] | None = None) -> dict[str, str]:
     """Home region per bank code: of `codes`, or of every bank."""
     query = select(banks.c.code, banks.c.home_region)
@@ -118,8 +113,8 @@ def bank_regions(conn: Connection, codes: Collection[str] | None = None) -> dict
 def bank_statuses_and_regions(
     conn: Connection, codes: Collection[str]
 ) -> tuple[dict[str, BankStatus], dict[str, str]]:
-    """bank_statuses and bank_regions of `codes` in one query, for the batch
-    path that needs both (the regions go into the rows it writes)."""
+    """Status and home region of each of `codes`, in one query: the clearing
+    paths need both (the regions go into the rows they write)."""
     statuses: dict[str, BankStatus] = {}
     regions: dict[str, str] = {}
     rows = conn.execute(
