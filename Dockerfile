@@ -49,8 +49,9 @@ USER 10001:10001
 # gRPC (mTLS), Prometheus /metrics, plaintext grpc.health.v1 only (probes).
 EXPOSE 50051 9464 8081
 ENTRYPOINT ["remitnet"]
-# Every service in one process, with mTLS: mount ca.crt (verifies client
-# certificates), tls.crt and tls.key, readable by uid 10001, at
+# Every service in one process, with mTLS: mount client-ca.crt (the client
+# CA, which verifies client certificates), tls.crt and tls.key (signed by the
+# separate server CA), readable by uid 10001, at
 # /etc/remitnet/tls (the Secret made by scripts/gen_hub_certs.sh; the
 # Deployments mount it there too) and pass the database as REMITNET_DB_URL
 # (default: SQLite in /tmp), e.g.
@@ -60,4 +61,4 @@ CMD ["serve", "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "9464", 
      "--health-port", "8081", \
      "--tls-cert", "/etc/remitnet/tls/tls.crt", \
      "--tls-key", "/etc/remitnet/tls/tls.key", \
-     "--tls-client-ca", "/etc/remitnet/tls/ca.crt"]
+     "--tls-client-ca", "/etc/remitnet/tls/client-ca.crt"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
-from remitnet.clients.base import ClientConfig, HubClient
+from remitnet.clients.base import MAX_BATCH_ITEMS, ClientConfig, HubClient
 from remitnet.common.v1.money_pb2 import Money
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.fx.v1 import fx_pb2_grpc as fxgrpc
@@ -123,14 +124,20 @@ class BankClient(HubClient):
             ),
         )
 
-    async def watch(self, resume_token: str = "") -> AsyncIterator[cpb.WatchTransfersResponse]:
-        """Status changes of this bank's transfers, resumable: keep the last
-        resume_token and pass it back after a disconnect."""
-        call = self.clearing.WatchTransfers(
-            cpb.WatchTransfersRequest(resume_token=resume_token), metadata=self._metadata
-        )
-        async for event in call:
-            yield event
+    async def watch(
+        self, resume_token: str = "", *, since: datetime | None = None
+    ) -> AsyncIterator[cpb.StatusEvent]:
+        """Status changes of this bank's transfers, one event at a time,
+        exactly once across reconnects: keep the resume_token of the last
+        event processed and pass it back after a disconnect. No deadline:
+        the stream is open-ended."""
+        request = cpb.WatchTransfersRequest(resume_token=resume_token)
+        if since is not None:
+            request.since.FromDatetime(since)
+        call = self.clearing.WatchTransfers(request, metadata=self._metadata)
+        async for message in call:
+            for event in message.events:
+                yield event
 
     async def cancel(self, transfer_id: str) -> cpb.Transfer:
         response = await self.call(
@@ -146,6 +153,35 @@ class BankClient(HubClient):
             ),
         )
 
+    async def position(self, currency: str = "") -> npb.GetPositionResponse:
+        """This bank's position per currency (or in one): balance, net debit
+        cap, unsettled net, headroom (what it can send now) and its totals in
+        the open cycle. Size a payment on `headroom` before sending it."""
+        return await self.call(self.netting.GetPosition, npb.GetPositionRequest(currency=currency))
+
+    async def submit_batches(
+        self, items: Sequence[cpb.TransferInstruction], *, deadline_s: float = 60.0
+    ) -> tuple[cpb.SubmitTransfersResponse, ...]:
+        """Any number of transfers, sent as SubmitTransfers calls of at most
+        MAX_BATCH_ITEMS (the hub's documented limit), one response each, in
+        order."""
+        return tuple(
+            [
+                await self.submit_batch(items[i : i + MAX_BATCH_ITEMS], deadline_s=deadline_s)
+                for i in range(0, len(items), MAX_BATCH_ITEMS)
+            ]
+        )
+
     async def cycle(self, cycle_id: str) -> npb.Cycle:
         response = await self.call(self.netting.GetCycle, npb.GetCycleRequest(cycle_id=cycle_id))
         return response.cycle
+
+    async def audit_chain_head(self, cycle_id: str) -> npb.AuditChainHead | None:
+        """The hub's operator audit trail head as the settlement of
+        `cycle_id` left it (sequence and hash), or None while the cycle is
+        not settled. Keep it with the cycle's statement: the hub answering
+        another value for the same cycle later (compare with ==), or
+        `remitnet audit verify --anchor SEQUENCE:HASH` failing on it, shows
+        the trail was rewritten after the fact."""
+        cycle = await self.cycle(cycle_id)
+        return cycle.audit_chain_head if cycle.HasField("audit_chain_head") else None

@@ -21,6 +21,17 @@ Resp = TypeVar("Resp")
 # Safe because every mutating request carries its idempotency key.
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
 
+# The hub's documented limits (README "Limits", the protos' header comments):
+# no message either way is larger than 4 MiB, the default of every gRPC
+# stack, and a batch call holds at most MAX_BATCH_ITEMS items.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_BATCH_ITEMS = 5_000
+# Keepalive: the hub permits a ping every 20 s or slower, with or without
+# calls in flight. The SDK pings every 30 s, also on an idle WatchTransfers
+# stream, and gives up on a connection whose ping goes unanswered for 10 s.
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
@@ -35,11 +46,15 @@ class ClientConfig:
 
 
 def open_channel(config: ClientConfig) -> grpc.aio.Channel:
-    options = [
-        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    options: list[tuple[str, int | str]] = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.lb_policy_name", "round_robin"),
-        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        # Keep pinging while a stream idles (the default stops after two
+        # pings without data).
+        ("grpc.http2.max_pings_without_data", 0),
     ]
     if config.root_certificates is None:
         return grpc.aio.insecure_channel(config.target, options=options)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from remitnet.clients.base import ClientConfig, HubClient
 from remitnet.common.v1.money_pb2 import Money
@@ -24,13 +27,20 @@ class OperatorClient(HubClient):
         self.settlement = sgrpc.SettlementServiceStub(self.channel)
         self.fx = fxgrpc.FxServiceStub(self.channel)
 
-    async def update_rates(self, rates: dict[tuple[str, str], str]) -> int:
-        """Feed mid rates: (base, quote) -> decimal text, as of now."""
+    async def update_rates(
+        self, rates: dict[tuple[str, str], str], *, as_of: datetime | None = None
+    ) -> int:
+        """Feed mid rates: (base, quote) -> decimal text, observed at `as_of`
+        (timezone-aware; by default this machine's now). The hub requires
+        as_of and refuses a rate older than the one it holds for the pair
+        (RATE_OLDER_THAN_STORED)."""
+        stamp = Timestamp()
+        stamp.FromDatetime(as_of or datetime.now(UTC))
         response = await self.call(
             self.fx.UpdateRates,
             fxpb.UpdateRatesRequest(
                 rates=[
-                    fxpb.Rate(base_currency=b, quote_currency=q, mid_rate=r)
+                    fxpb.Rate(base_currency=b, quote_currency=q, mid_rate=r, as_of=stamp)
                     for (b, q), r in rates.items()
                 ]
             ),

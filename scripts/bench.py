@@ -62,11 +62,14 @@ class Profile:
     settle_transfers: int
     settle_banks: int
     split_seconds: float
+    stream_seconds: float = 30.0
+    # ListTransfers' first page is timed at each of these history sizes.
+    history_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
 
 
 PROFILES = {
     "full": Profile("full", 20.0, 3, 2, 48, 1_000_000, 100, 20.0),
-    "quick": Profile("quick", 6.0, 3, 2, 40, 100_000, 100, 6.0),
+    "quick": Profile("quick", 6.0, 3, 2, 40, 100_000, 100, 6.0, 6.0, (10_000, 100_000)),
 }
 
 
@@ -153,8 +156,20 @@ def big_cycle(banks: int = 100) -> Workload:
     return Workload("big_cycle", codes, pick, (1, 10_000))
 
 
+def one_creditor() -> Workload:
+    """Every transfer credits one bank: the status stream's flood
+    (scripts/bench_stream.py)."""
+    senders = [f"SRC{i:03d}" for i in range(20)]
+    banks = {b: "us-east1" for b in senders} | {"SINK0001": "us-east1"}
+
+    def pick(rng: random.Random) -> tuple[str, str]:
+        return rng.choice(senders), "SINK0001"
+
+    return Workload("one_creditor", banks, pick, (100, 20_000))
+
+
 WORKLOADS = {w.name: w for w in (aggregated_payment(), high_speed_sales(), remittance_channel())}
-EXTRA_WORKLOADS = {"big_cycle": big_cycle()}
+EXTRA_WORKLOADS = {"big_cycle": big_cycle(), "one_creditor": one_creditor()}
 
 
 def instruction(
@@ -223,16 +238,19 @@ class HubProcess:
                 self.proc.kill()
 
 
-def start_hub(db_url: str, log: Path, *only: str) -> HubProcess:
+def start_hub(db_url: str, log: Path, *only: str, tree: Path = ROOT) -> HubProcess:
+    """A hub of this tree, or (for an A/B, scripts/ab.py) of another checkout
+    with its own .venv."""
     port, metrics_port = free_port(), free_port()
+    python = sys.executable if tree == ROOT else str(tree / ".venv" / "bin" / "python")
     command = [
-        sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
+        python, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
         "--db", db_url, "--port", str(port), "--metrics-port", str(metrics_port),
     ]  # fmt: skip
     for service in only:
         command += ["--only", service]
     with log.open("ab") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=tree)
     hub = HubProcess(proc, port, metrics_port)
     channel = grpc.insecure_channel(hub.target)
     stub = health_pb2_grpc.HealthStub(channel)
@@ -319,8 +337,9 @@ async def _client(
     channel = grpc.aio.insecure_channel(
         target,
         options=[
-            ("grpc.max_send_message_length", 64 << 20),
-            ("grpc.max_receive_message_length", 64 << 20),
+            # The hub's documented limit (README "Limits"), as a bank's stack.
+            ("grpc.max_send_message_length", 4 << 20),
+            ("grpc.max_receive_message_length", 4 << 20),
         ],
     )
     stub = cgrpc.ClearingServiceStub(channel)
@@ -740,11 +759,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument(
+        "--only",
+        choices=("noisy_neighbour", "list_transfers"),
+        help="run only this section; writes build/bench/<section>.{json,md}",
+    )
     args = parser.parse_args()
     profile = PROFILES[args.profile]
     OUT.mkdir(parents=True, exist_ok=True)
     log = OUT / "hub.log"
     log.write_text("")
+    import bench_fair  # here, not at the top: it imports this module
+
+    fair_sections = {
+        "noisy_neighbour": bench_fair.noisy_neighbour,
+        "list_transfers": bench_fair.list_transfers_growth,
+    }
+    if args.only:
+        print(f"\n{args.only}", flush=True)
+        section = {
+            "profile": profile.name,
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            args.only: fair_sections[args.only](profile, log),
+        }
+        (OUT / f"{args.only}.json").write_text(json.dumps(section, indent=2))
+        text = bench_fair.table(section)
+        (OUT / f"{args.only}.md").write_text(text + "\n")
+        print("\n" + text + f"\n\nwrote {OUT / args.only}.json and .md")
+        return 0
     started = time.perf_counter()
     results: dict[str, Any] = {
         "profile": profile.name,
@@ -799,8 +841,23 @@ def main() -> int:
     results["settle_large"] = settle_large(profile, log)
     print("\nscaling past one process", flush=True)
     results["split"] = split_processes(profile, log)
+    print("\nstatus stream", flush=True)
+    import bench_stream  # here, not at the top: it imports this module
+
+    results["status_stream"] = bench_stream.measure(profile.stream_seconds, log)
+    for part, measure in fair_sections.items():
+        print(f"\n{part}", flush=True)
+        results[part] = measure(profile, log)
     results["seconds"] = time.perf_counter() - started
     report(results, samples)
+    stream_table = bench_stream.table(results["status_stream"])
+    with (OUT / "latest.md").open("a") as md:
+        md.write("\n" + stream_table + "\n")
+    print("\n" + stream_table)
+    fair_table = bench_fair.table(results)
+    with (OUT / "latest.md").open("a") as md:
+        md.write("\n" + fair_table + "\n")
+    print("\n" + fair_table)
     print(f"\nwrote {OUT / 'latest.json'}, latest.md and latest.png in {results['seconds']:.0f} s")
     return 0
 

@@ -72,11 +72,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Connection, select
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
+from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
 from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
 from remitnet.netting.v1 import netting_pb2 as npb
+from remitnet.services.adapters.db import feed
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import accounts, cycles, ledger_entries, transfers
 from remitnet.services.domain.ledger import EntryKind
@@ -914,6 +916,131 @@ async def resolve(
     return probes
 
 
+# Status streams ---------------------------------------------------------------
+
+StreamItem = tuple[str, str, int]  # ("transfer" | "cycle", id, status)
+
+
+def stream_item(e: cpb.StatusEvent) -> StreamItem:
+    if e.HasField("transfer"):
+        return ("transfer", e.transfer.transfer_id, int(e.transfer.status))
+    return ("cycle", e.cycle.cycle_id, int(e.cycle.status))
+
+
+@dataclass
+class Watched:
+    """What one bank's status stream delivered across every reconnect."""
+
+    items: list[StreamItem] = field(default_factory=list)
+    token: str = ""
+    reconnects: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+async def stream_watcher(
+    targets: list[str], watched: Mapping[str, Watched], stop: asyncio.Event
+) -> None:
+    """Keep a status stream open per bank through every kill and restart,
+    reconnecting (to either clearing process in turn) from the last token,
+    until `stop` is set."""
+    since = cpb.WatchTransfersRequest()
+    since.since.FromSeconds(0)
+
+    async def follow(bank: str, w: Watched) -> None:
+        attempt = 0
+        while not stop.is_set():
+            target = targets[attempt % len(targets)]
+            attempt += 1
+            async with grpc.aio.insecure_channel(target) as channel:
+                stub = cgrpc.ClearingServiceStub(channel)
+                request = cpb.WatchTransfersRequest(resume_token=w.token) if w.token else since
+                try:
+                    call = stub.WatchTransfers(
+                        request, metadata=(("x-remitnet-principal", f"bank:{bank}"),)
+                    )
+                    async for message in call:
+                        w.items += map(stream_item, message.events)
+                        w.token = message.events[-1].resume_token
+                except grpc.aio.AioRpcError as err:
+                    w.errors[err.code().name] += 1
+            w.reconnects += 1
+            await asyncio.sleep(0.2)
+
+    tasks = [asyncio.create_task(follow(b, w)) for b, w in watched.items()]
+    await stop.wait()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def drain_streams(
+    db: Database, watched: Mapping[str, Watched], seconds: float = 60.0
+) -> dict[str, list[StreamItem]]:
+    """With the hub quiet, wait (bounded) until every bank's stream has
+    caught up with its feed, and return each feed as the database holds it,
+    expanded, for check_streams."""
+    expected = {
+        bank: await asyncio.to_thread(db.read, lambda c, b=bank: feed_rows(c, b))
+        for bank in watched
+    }
+    for _ in range(int(seconds / 0.2)):
+        if all(len(w.items) - w.reconnects >= len(expected[b]) for b, w in watched.items()):
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)  # anything past the feed would show now
+    return expected
+
+
+def feed_rows(conn: Connection, bank: str) -> list[StreamItem]:
+    out: list[StreamItem] = []
+    seq = 1
+    while page := feed.load(conn, bank, seq, 20_000):
+        for event in page:
+            if event.cycle is not None:
+                out.append(("cycle", event.cycle.id, int(event.status)))
+            out += [("transfer", t.transfer_id, int(event.status)) for t in event.transfers]
+        seq = page[-1].seq + 1
+    return out
+
+
+def check_streams(
+    watched: Mapping[str, Sequence[StreamItem]],
+    expected: Mapping[str, Sequence[StreamItem]],
+    acked: Mapping[str, Content],
+    reconnects: Mapping[str, int],
+) -> list[str]:
+    """Every bank's stream, across its reconnects, delivered its feed in
+    order: each event once, except at most the one in flight at each
+    reconnect; every acknowledged transfer the bank is party to is in it,
+    accepted."""
+    bad: list[str] = []
+    for bank, items in watched.items():
+        want = list(expected.get(bank, []))
+        got: list[StreamItem] = []
+        repeats = 0
+        for item in items:
+            if got and item == got[-1]:
+                repeats += 1
+                continue
+            got.append(item)
+        if repeats > reconnects.get(bank, 0):
+            bad.append(
+                f"stream of {bank}: {repeats} repeats over {reconnects.get(bank, 0)} reconnects"
+            )
+        if got != want:
+            at = next((i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w), None)
+            where = min(len(got), len(want)) if at is None else at
+            bad.append(
+                f"stream of {bank}: delivered {len(got)} events, the feed holds {len(want)}; "
+                f"first difference at {where}"
+            )
+        accepted = {i[1] for i in got if i[0] == "transfer" and i[2] == TransferStatus.ACCEPTED}
+        missing = [t for t, c in acked.items() if bank in (c[0], c[1]) and t not in accepted]
+        if missing:
+            bad.append(f"stream of {bank}: {len(missing)} acknowledged transfers never arrived")
+    return bad
+
+
 def stored_rows(conn: Connection) -> dict[str, Any]:
     contents = [
         (str(r[0]), [r[1], r[2], int(r[3])])
@@ -1016,6 +1143,8 @@ async def run(seconds: float, clients: int, seed: int) -> int:
     figures: dict[str, Any] = {}
     recovery: dict[str, Any] = {}
     started = time.perf_counter()
+    streams: asyncio.Task[None] | None = None
+    streams_stop = asyncio.Event()
     try:
         for service_name in sup.services:
             sup.start(service_name)
@@ -1035,6 +1164,8 @@ async def run(seconds: float, clients: int, seed: int) -> int:
         ctx = mp.get_context("spawn")
         logs = [OUT / f"client-{i}.jsonl" for i in range(clients)]
         targets = [sup.services["clear1"].target, sup.services["clear2"].target]
+        watched = {bank: Watched() for bank in BANKS}
+        streams = asyncio.create_task(stream_watcher(targets, watched, streams_stop))
         procs = [
             ctx.Process(target=client_main, args=(i, targets, seconds, seed, str(logs[i])))
             for i in range(clients)
@@ -1067,10 +1198,28 @@ async def run(seconds: float, clients: int, seed: int) -> int:
         sup.reap()
         ensure_postgres()
         recovery = await recover(sup, db, bad)
+        expected = await drain_streams(db, watched)
+        streams_stop.set()
+        await streams
         figures = await check(sup, db, logs, bad)
+        acked = read_history(
+            json.loads(line) for log in logs for line in log.read_text().splitlines() if line
+        ).acked
+        bad += check_streams(
+            {b: w.items for b, w in watched.items()},
+            expected,
+            acked,
+            {b: w.reconnects for b, w in watched.items()},
+        )
+        figures["stream_events_delivered"] = sum(len(w.items) for w in watched.values())
+        figures["stream_reconnects"] = sum(w.reconnects for w in watched.values())
+        figures["stream_errors"] = dict(sum((w.errors for w in watched.values()), Counter()))
     except Exception as exc:
         errors.append(f"run failed: {type(exc).__name__}: {exc}")
     finally:
+        if streams is not None:
+            streams_stop.set()
+            await asyncio.gather(streams, return_exceptions=True)
         sup.stop_all()
         ensure_postgres()
         db.dispose()

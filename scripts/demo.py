@@ -21,11 +21,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
+from remitnet.clients import format as fmt
 from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
-from remitnet.services.domain.money import Money, exponent, format_minor
+from remitnet.participants.v1 import participants_pb2 as ppb
+from remitnet.services.domain.money import exponent
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "demo"
@@ -56,6 +58,8 @@ SAME_CURRENCY = {
     "EUR": ["BANKDE01", "BANKFR01"],
 }
 ROUNDS, FX_PER_DEBTOR, EDGE_CASES = 3, 60, 6
+SHOWN_STATEMENT = ("BANKPH01", "PHP")  # printed entry by entry after settlement
+WATCHED_BANK = "BANKPH01"  # its status stream is followed through the demo
 Step = tuple[bool, list[cpb.TransferInstruction]]  # (as one batch?, items)
 
 
@@ -120,31 +124,16 @@ async def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout_s: fl
     raise SystemExit(f"the hub did not report SERVING within {timeout_s:.0f} s; see {LOG}")
 
 
-def table(rows: list[list[str]], header: list[str], left: int = 1) -> str:
-    """A plain-text table; the first `left` columns are text, the others numbers."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        aligned = zip(cells, widths, strict=True)
-        padded = (c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(aligned))
-        return "  " + "  ".join(padded)
-
-    return "\n".join([line(header), "  " + "  ".join("-" * w for w in widths), *map(line, rows)])
-
-
 async def onboard(op: OperatorClient) -> None:
-    rows = []
     for code, (name, region, currencies, deposit) in BANKS.items():
         await op.create_bank(code, name, region, currencies)
         for currency in currencies:
-            funds = Money(currency, deposit * 10 ** exponent(currency))
-            cap = Money(currency, funds.minor_units // 10)
-            await op.deposit(code, currency, funds.minor_units)
-            await op.set_cap(code, currency, cap.minor_units)
-            rows.append([code, name, region, funds.format(), cap.format()])
+            funds = deposit * 10 ** exponent(currency)
+            await op.deposit(code, currency, funds)
+            await op.set_cap(code, currency, funds // 10)
     regions = len({b[1] for b in BANKS.values()})
-    print(f"\nonboarded {len(BANKS)} banks in {regions} regions")
-    print(table(rows, ["bank", "name", "home region", "prefunded liquidity", "net debit cap"], 3))
+    print(f"\nonboarded {len(BANKS)} banks in {regions} regions (remitnet banks)")
+    print(fmt.indent(fmt.render(ppb.ListBanksResponse(banks=await op.list_banks()))))
 
 
 def plan(code: str, currency: str, peers: list[str]) -> list[Step]:
@@ -283,44 +272,87 @@ async def settle_and_report(op: OperatorClient) -> bool:
         ok &= posted == {b: n for b, n in nets.items() if n}
         ratio = closed.gross_value / closed.net_value if closed.net_value else float("inf")
         print(
-            f"\n{closed.cycle_id}: {closed.transfer_count} transfers, "
-            f"gross {format_minor(currency, closed.gross_value)}, "
-            f"net {format_minor(currency, closed.net_value)}"
+            f"\n{closed.cycle_id}: {fmt.count(closed.transfer_count)} transfers, "
+            f"gross {fmt.money(currency, closed.gross_value)}, "
+            f"net {fmt.money(currency, closed.net_value)}"
             f" (netting efficiency gross/net {ratio:.1f}x), {len(settled.postings)} postings"
             f" settled, reconciliation {'matched' if rec.all_matched else 'MISMATCH'}"
         )
-        rows = [
-            [p.bank_code, *(format_minor(currency, v) for v in (p.sent, p.received, p.net)),
-             format_minor(currency, posted.get(p.bank_code, 0))]
-            for p in closed.positions
-        ]  # fmt: skip
-        print(table(rows, ["participant", "sent", "received", "net position", "posted"]))
+        print(fmt.indent(fmt.positions(closed, posted)))
     print("\nStatements after settlement (opening + entries = closing)")
     accounts = [(c, ccy) for c, (_n, _r, cs, _d) in BANKS.items() for ccy in cs]
     accounts += [("HUB", target) for *_x, target in CORRIDORS]  # the hub's FX spread, realised
-    rows = []
+    rows, shown = [], None
     for code, currency in accounts:
         st = await op.statement(code, currency)
         opening, closing = st.opening_balance.minor_units, st.closing_balance.minor_units
         good = opening + sum(e.amount for e in st.entries) == closing
         good &= not st.next_after_sequence and st.entries[-1].balance_after == closing
         ok &= good
-        rows.append([code, currency, format_minor(currency, opening), str(len(st.entries)),
-                     format_minor(currency, closing), "OK" if good else "FAILED"])  # fmt: skip
-    print(table(rows, ["account", "ccy", "opening", "entries", "closing balance", "sum check"], 2))
-    print("\nLedger check (double entry, GetLedgerBalance)")
-    for total in (await op.ledger_balance()).currencies:
-        good = total.balance_sum == 0 and total.entry_sum == 0
-        ok &= good
-        print(
-            f"  {total.currency}: {total.entry_count} entries, entry sum {total.entry_sum}, "
-            f"balance sum {total.balance_sum}: ledger sums to zero: {'OK' if good else 'FAILED'}"
-        )
+        shown = st if (code, currency) == SHOWN_STATEMENT else shown
+        rows.append([code, currency, fmt.money(currency, opening), fmt.count(len(st.entries)),
+                     fmt.money(currency, closing), "OK" if good else "FAILED"])  # fmt: skip
+    header = ["account", "ccy", "opening", "entries", "closing balance", "sum check"]
+    print(fmt.indent(fmt.table(rows, header, "llrrrl")))
+    if shown is not None:
+        print(f"\nOne of them in full (remitnet statement {' '.join(SHOWN_STATEMENT)})")
+        print(fmt.indent(fmt.render(shown)))
+    print("\nLedger check (double entry, GetLedgerBalance; remitnet ledger)")
+    ledger = await op.ledger_balance()
+    ok &= all(t.balance_sum == 0 and t.entry_sum == 0 for t in ledger.currencies)
+    print(fmt.indent(fmt.render(ledger)))
     async with BankClient("BANKPH01", op.config) as ph:
         status = (await ph.list(page_size=1)).transfers[0].status
         ok &= status == cpb.TRANSFER_STATUS_SETTLED
-        print(f"  BANKPH01's latest transfer is {cpb.TransferStatus.Name(status)}")
+        print(f"  BANKPH01's latest transfer is {fmt.enum_name(cpb.TransferStatus, status)}")
     return bool(ok)
+
+
+@dataclass
+class Watched:
+    """BANKPH01's status stream as its integration would follow it: events
+    counted by kind, the stream cut once and resumed from the last token."""
+
+    seen: Counter[str] = field(default_factory=Counter)
+    ids: list[tuple[str, int]] = field(default_factory=list)
+    token: str = ""
+    resumed_at: int = 0
+    settled_cycles: set[str] = field(default_factory=set)
+
+
+async def watch_bank(config: ClientConfig, code: str, watched: Watched) -> None:
+    async with BankClient(code, config) as bank:
+        since = datetime.now(UTC)
+        while True:
+            stream = bank.watch(watched.token) if watched.token else bank.watch(since=since)
+            async for event in stream:
+                if event.HasField("transfer"):
+                    t = event.transfer
+                    kind = "cross-currency" if t.creditor_cycle_id else "same-currency"
+                    status = fmt.enum_name(cpb.TransferStatus, t.status)
+                    watched.seen[f"{kind} transfer {status}"] += 1
+                    watched.ids.append((t.transfer_id, t.status))
+                else:
+                    status = fmt.enum_name(cpb.TransferStatus, event.cycle.status)
+                    watched.seen[f"cycle {status}"] += 1
+                    if event.cycle.status == cpb.TRANSFER_STATUS_SETTLED:
+                        watched.settled_cycles.add(event.cycle.cycle_id)
+                watched.token = event.resume_token
+                if not watched.resumed_at and len(watched.ids) >= 25:
+                    watched.resumed_at = len(watched.ids)
+                    break  # a disconnect: carry on from the token
+            else:
+                return
+
+
+def report_stream(code: str, watched: Watched, cycles: int) -> bool:
+    repeats = len(watched.ids) - len(set(watched.ids))
+    print(f"\nStatus stream of {code} (WatchTransfers, resumed once from its last token)")
+    rows = [[kind, str(n)] for kind, n in sorted(watched.seen.items())]
+    print(fmt.indent(fmt.table(rows, ["event", "count"], "lr")))
+    print(f"  cut after {watched.resumed_at} events and resumed: {repeats} repeated, "
+          f"settled cycles seen {len(watched.settled_cycles)} of {cycles}")  # fmt: skip
+    return repeats == 0 and len(watched.settled_cycles) == cycles
 
 
 async def run() -> int:
@@ -335,8 +367,20 @@ async def run() -> int:
         config = ClientConfig(target=target, deadline_s=60.0)
         async with OperatorClient(config) as op:
             await onboard(op)
+            watched = Watched()
+            watcher = asyncio.create_task(watch_bank(config, WATCHED_BANK, watched))
             tally = await traffic(config)
+            async with BankClient("BANKUS01", config) as us:
+                print("\nBANKUS01's own position before settlement (remitnet position)")
+                print(fmt.indent(fmt.render(await us.position())))
             ok = await settle_and_report(op)
+            cycles = len(BANKS[WATCHED_BANK][2])
+            for _ in range(100):  # the settlement events reach the stream
+                if len(watched.settled_cycles) >= cycles:
+                    break
+                await asyncio.sleep(0.1)
+            watcher.cancel()
+            ok &= report_stream(WATCHED_BANK, watched, cycles)
         ok &= tally.ok and tally.done == tally.planned
     finally:
         if proc.poll() is None:

@@ -16,6 +16,7 @@ from chaos import (
     check_limit_history,
     check_outcomes,
     check_settlements,
+    check_streams,
     moved_backwards,
     read_history,
 )
@@ -253,3 +254,33 @@ def test_a_credit_far_later_does_not_excuse_a_debit() -> None:
     # ... while one stamped within the slack may have committed first.
     events = [LimitEvent(0.0, ACC, -100, "transfer 1"), LimitEvent(1.0, ACC, 100, "deposit")]
     assert check_limit_history(events, {ACC: 0}, slack_s=2.0) == []
+
+
+FEED = [
+    ("transfer", T1, 1),
+    ("transfer", T2, 1),
+    ("cycle", "USD-000001", 2),
+    ("cycle", "USD-000001", 3),
+]
+ACKED = {T1: [A, B, 100], T2: [B, A, 100]}
+
+
+def test_a_complete_stream_passes_and_one_repeat_per_reconnect_is_allowed() -> None:
+    assert check_streams({A: FEED}, {A: FEED}, ACKED, {A: 0}) == []
+    repeated = [FEED[0], FEED[1], FEED[1], *FEED[2:]]
+    assert check_streams({A: repeated}, {A: FEED}, ACKED, {A: 1}) == []
+    assert check_streams({A: repeated}, {A: FEED}, ACKED, {A: 0})  # a repeat with no reconnect
+
+
+def test_a_stream_missing_reordering_or_inventing_events_is_reported() -> None:
+    missing = [FEED[0], *FEED[2:]]
+    reordered = [FEED[1], FEED[0], *FEED[2:]]
+    invented = [*FEED, ("transfer", T3, 1)]
+    for got in (missing, reordered, invented):
+        assert check_streams({A: got}, {A: FEED}, ACKED, {A: 5}), got
+
+
+def test_an_acknowledged_transfer_the_feed_lacks_is_reported() -> None:
+    short = [FEED[1], *FEED[2:]]  # the feed itself lost T1: stream and feed agree
+    bad = check_streams({A: short}, {A: short}, ACKED, {A: 0})
+    assert bad and "acknowledged" in bad[0]

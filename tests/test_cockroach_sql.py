@@ -91,7 +91,8 @@ transfers = Table(
 HUB_TABLES: list[Table] = list(schema.metadata.sorted_tables)
 REGIONS = "us-east1,europe-west1,asia-southeast1"
 CONFIG = crdb.RegionConfig.parse("remitnet", REGIONS)
-HOMED = ["accounts", "positions", "transfers"]  # what the tables say (checked below)
+HOMED = ["accounts", "positions", "transfers"]  # homed by migration 0004
+FEED = ["feed_heads", "events"]  # created homed by migration 0005
 
 COCKROACH = CockroachDBDialect()
 POSTGRES: Dialect = create_engine("postgresql+psycopg://remitnet@localhost/remitnet").dialect
@@ -155,12 +156,14 @@ def test_regional_by_row_tables_come_from_the_metadata() -> None:
     GLOBAL reference tables, is REGIONAL BY ROW on it; every table has a
     locality, so a new table cannot be forgotten."""
     with_column = {t.name for t in HUB_TABLES if "home_region" in t.c}
-    assert with_column == {"banks", *HOMED}
-    assert crdb.home_region_tables(HUB_TABLES) == [t.name for t in HUB_TABLES if t.name in HOMED]
+    assert with_column == {"banks", *HOMED, *FEED}
+    assert crdb.home_region_tables(HUB_TABLES) == [
+        t.name for t in HUB_TABLES if t.name in (*HOMED, *FEED)
+    ]
     statements = crdb.multi_region_ddl(CONFIG, HUB_TABLES)
     by_row = {s.split('"')[1] for s in statements if "SET LOCALITY REGIONAL BY ROW" in s}
     global_ = {s.split('"')[1] for s in statements if s.endswith("SET LOCALITY GLOBAL")}
-    assert by_row == {*HOMED, *crdb.REHOMED_TABLES}
+    assert by_row == {*HOMED, *FEED, *crdb.REHOMED_TABLES}
     assert not by_row & global_
     assert by_row | global_ == {t.name for t in HUB_TABLES}
     # A table added with a home_region column is homed by it too.
@@ -507,3 +510,13 @@ def test_copy_writes_the_home_region_on_postgresql() -> None:
         ", home_region) FROM STDIN"
     )
     assert [r[-1] for r in rows] == ["asia-southeast1"]
+
+
+def test_the_operator_audit_trail_is_global() -> None:
+    """Written by rare operator actions (in the transaction that closes or
+    settles a cycle, GLOBAL too) and read from every region (a settled
+    cycle's audit chain head in GetCycle): reference-like, not per bank."""
+    assert "home_region" not in schema.operator_audit_log.c
+    statements = crdb.multi_region_ddl(CONFIG, HUB_TABLES)
+    assert 'ALTER TABLE "operator_audit_log" SET LOCALITY GLOBAL' in statements
+    assert not any("operator_audit_log" in s and "REGIONAL" in s for s in statements)

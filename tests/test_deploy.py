@@ -32,7 +32,7 @@ REGIONS = ("us-east1", "europe-west1", "asia-southeast1")
 HEALTH_PORT = 8081
 TLS_DIR = "/etc/remitnet/tls"
 # Flag -> file name in the Secret remitnet-hub-tls (scripts/gen_hub_certs.sh).
-TLS_FILES = {"tls_cert": "tls.crt", "tls_key": "tls.key", "tls_client_ca": "ca.crt"}
+TLS_FILES = {"tls_cert": "tls.crt", "tls_key": "tls.key", "tls_client_ca": "client-ca.crt"}
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 
 Manifest = dict[str, Any]

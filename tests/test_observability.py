@@ -211,3 +211,125 @@ def test_dashboards_are_well_formed() -> None:
             if panel["type"] != "row":
                 assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
     assert len(uids) == 3
+
+
+# The metrics tell the truth (issue 18, item 7) ---------------------------------
+
+
+def _value(name: str, **labels: str) -> float:
+    value = REGISTRY.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def _rejected(reason: str) -> float:
+    return _value("remitnet_transfers_total", outcome="rejected", reason=reason)
+
+
+async def test_known_label_sets_exist_at_zero_before_their_first_event(sqlite_url: str) -> None:
+    """A labelled counter that appears at 1 has no zero before it, and
+    rate()/increase() miss that first event: the label sets known in advance
+    are exported from the start."""
+    from tests.support import start_hub
+
+    hub = await start_hub(sqlite_url)
+    try:
+        for reason in ("SAME_DEBTOR_AND_CREDITOR", "UNKNOWN_CURRENCY", "INSUFFICIENT_LIQUIDITY"):
+            labels = {"outcome": "rejected", "reason": reason}
+            assert REGISTRY.get_sample_value("remitnet_transfers_total", labels) is not None
+        for outcome in ("accepted", "replayed"):
+            labels = {"outcome": outcome, "reason": ""}
+            assert REGISTRY.get_sample_value("remitnet_transfers_total", labels) is not None
+        await hub.operator.create_bank("ZEROBANK01", "Zero", "us-east1", ["CHF"])
+        from remitnet.services.adapters import collector
+
+        collector.refresh(hub.db)
+        for trigger in ("operator", "schedule"):
+            labels = {"currency": "CHF", "trigger": trigger}
+            assert REGISTRY.get_sample_value("remitnet_cycles_closed_total", labels) == 0.0
+        labels = {"currency": "CHF"}
+        assert REGISTRY.get_sample_value("remitnet_cycles_settled_total", labels) == 0.0
+    finally:
+        await hub.stop()
+
+
+async def test_every_refusal_is_counted_once_with_its_reason(sqlite_url: str) -> None:
+    """Refusals before the netting engine (validation, singly and inside a
+    batch) and gross transfers count in remitnet_transfers_total, once."""
+    from remitnet.clients.bank import instruction
+    from remitnet.clients.errors import HubError
+    from tests.support import start_hub
+
+    hub = await start_hub(sqlite_url)
+    try:
+        await hub.onboard({"OBSUS01": "us-east1", "OBSEU01": "europe-west1"}, ["USD"])
+        us = hub.bank("OBSUS01")
+        same = _rejected("SAME_DEBTOR_AND_CREDITOR")
+        unknown = _rejected("UNKNOWN_CURRENCY")
+        liquidity = _rejected("INSUFFICIENT_LIQUIDITY")
+        accepted = _value("remitnet_transfers_total", outcome="accepted", reason="")
+        with pytest.raises(HubError):
+            await us.submit(instruction("OBSUS01", "USD", 100))
+        assert _rejected("SAME_DEBTOR_AND_CREDITOR") == same + 1
+        batch = [
+            instruction("OBSUS01", "USD", 100),  # to itself
+            instruction("OBSEU01", "XXQ", 100),  # unknown currency
+            instruction("OBSEU01", "USD", 10**12),  # decided by the engine
+            instruction("OBSEU01", "USD", 100),
+        ]
+        response = await us.submit_batch(batch)
+        assert response.accepted_count == 1
+        assert _rejected("SAME_DEBTOR_AND_CREDITOR") == same + 2
+        assert _rejected("UNKNOWN_CURRENCY") == unknown + 1
+        assert _rejected("INSUFFICIENT_LIQUIDITY") == liquidity + 1
+        assert _value("remitnet_transfers_total", outcome="accepted", reason="") == accepted + 1
+        # Gross: counted like netted transfers, accepted and refused.
+        await us.submit(instruction("OBSEU01", "USD", 10, gross=True))
+        with pytest.raises(HubError):
+            await us.submit(instruction("OBSEU01", "USD", 10**12, gross=True))
+        assert _value("remitnet_transfers_total", outcome="accepted", reason="") == accepted + 2
+        assert _rejected("INSUFFICIENT_LIQUIDITY") == liquidity + 2
+    finally:
+        await hub.stop()
+
+
+async def test_bank_gauges_come_from_the_database_and_leave_the_hub_out(
+    sqlite_url: str,
+) -> None:
+    """The netting engine does not set per-bank gauges (each replica would
+    report its own last batch); the collector reads them from the database,
+    and the hub's own accounts (owner HUB) are not a bank in them."""
+    from remitnet.clients.bank import instruction
+    from remitnet.services.adapters import collector
+    from tests.support import start_hub
+
+    hub = await start_hub(sqlite_url)
+    try:
+        await hub.operator.update_rates({("USD", "EUR"): "0.92"})
+        await hub.onboard({"GAUS01": "us-east1", "GAEU01": "europe-west1"}, ["USD", "EUR"])
+        us = hub.bank("GAUS01")
+        sentinel = -123.0
+        gauge = "remitnet_bank_unsettled_net_minor"
+        from remitnet.services.adapters import metrics
+
+        metrics.BANK_UNSETTLED.labels("GAUS01", "USD").set(sentinel)
+        quote = await us.quote("USD", "EUR", source_amount=1_000)
+        await us.submit_batch(
+            [
+                instruction("GAEU01", "USD", 2_500),
+                instruction("GAEU01", "USD", 1_000, quote_id=quote.quote_id),
+            ]
+        )
+        # Not from the batch ...
+        assert _value(gauge, bank="GAUS01", currency="USD") == sentinel
+        # ... but from the database, on the collector's interval.
+        collector.refresh(hub.db)
+        assert _value(gauge, bank="GAUS01", currency="USD") == -3_500
+        assert _value("remitnet_bank_headroom_minor", bank="GAUS01", currency="USD") > 0
+        for family in REGISTRY.collect():
+            if family.name.startswith("remitnet_bank_"):
+                banks = {s.labels.get("bank") for s in family.samples}
+                assert "HUB" not in banks, family.name
+        # The hub's FX position is where its legs show.
+        assert _value("remitnet_hub_fx_position_minor", currency="USD") == 1_000
+    finally:
+        await hub.stop()

@@ -8,7 +8,11 @@ method names and reason codes; never transfer ids.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram, Info
+
+from remitnet.services.domain.errors import RemitnetError
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000)
@@ -37,7 +41,8 @@ GRPC_HANDLING_SECONDS = Histogram(
 # Clearing.
 TRANSFERS = Counter(
     "remitnet_transfers_total",
-    "Transfers submitted, by outcome (accepted, replayed, rejected) and reason code.",
+    "Transfers submitted, by outcome (accepted, replayed, rejected) and reason code: each "
+    "once, netted or gross, refused in validation (singly or in a batch) or by the engine.",
     ["outcome", "reason"],
 )
 TRANSFER_VALUE = Counter(
@@ -55,6 +60,46 @@ CORRIDOR_VALUE = Counter(
     "Accepted value by debtor region, creditor region and currency, in minor units.",
     ["debtor_region", "creditor_region", "currency"],
 )
+#: Reasons for which a transfer can be refused, before the netting engine
+#: (validation, singly or inside a batch), in it, or in gross settlement: the
+#: label sets of remitnet_transfers_total that exist at zero from the start.
+TRANSFER_REASONS = (
+    "INVALID_TRANSFER_ID",
+    "INVALID_AMOUNT",
+    "AMOUNT_OUT_OF_RANGE",
+    "UNKNOWN_CURRENCY",
+    "CURRENCY_NOT_SUPPORTED",
+    "UNKNOWN_PARTICIPANT",
+    "PARTICIPANT_SUSPENDED",
+    "SAME_DEBTOR_AND_CREDITOR",
+    "REMITTANCE_INFO_TOO_LONG",
+    "INVALID_CHARACTERS",
+    "INVALID_ARGUMENT",
+    "MISSING_FIELD",
+    "BATCH_TOO_LARGE",
+    "UNSTORABLE_VALUE",
+    "INSUFFICIENT_LIQUIDITY",
+    "DUPLICATE_WITH_DIFFERENT_CONTENT",
+    "GROSS_NOT_CROSS_CURRENCY",
+    "GROSS_NOT_IN_BATCH",
+    "QUOTE_NOT_FOUND",
+    "QUOTE_EXPIRED",
+    "QUOTE_USED",
+    "QUOTE_NOT_OWNED",
+    "QUOTE_MISMATCH",
+)
+
+
+def count_refusals(errors: Iterable[RemitnetError]) -> None:
+    """Count transfers refused outside the netting engine (it counts its
+    own), once each, by reason."""
+    by_reason: dict[str, int] = {}
+    for err in errors:
+        by_reason[err.reason] = by_reason.get(err.reason, 0) + 1
+    for reason, n in by_reason.items():
+        TRANSFERS.labels("rejected", reason).inc(n)
+
+
 TRANSFERS_CANCELLED = Counter(
     "remitnet_transfers_cancelled_total", "Transfers cancelled while their cycle was open.", []
 )
@@ -72,6 +117,18 @@ BATCH_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 QUEUE_ITEMS = Gauge("remitnet_netting_queue_items", "Transfers waiting for the next batch.")
+NETTING_DROPPED = Counter(
+    "remitnet_netting_dropped_total",
+    "Transfers dropped from the netting queue: their caller went away before they were taken.",
+)
+
+# Per-bank bounds (fair share).
+BANK_REFUSALS = Counter(
+    "remitnet_bank_refusals_total",
+    "Calls refused because the calling bank reached one of its bounds, by bank and reason "
+    "(BANK_QUEUE_FULL, TOO_MANY_CONCURRENT_CALLS, TOO_MANY_STREAMS).",
+    ["bank", "reason"],
+)
 BATCH_LIMIT = Gauge(
     "remitnet_netting_batch_limit", "Current maximum batch size chosen by the controller."
 )
@@ -195,3 +252,43 @@ GROSS_TRANSFERS = Counter(
     "Transfers settled gross, at once, by outcome (accepted, replayed, rejected).",
     ["outcome"],
 )
+
+WATCH_STREAMS = Gauge("remitnet_watch_streams", "WatchTransfers streams open on this replica.")
+WATCH_EVENTS = Counter(
+    "remitnet_watch_events_total", "Status events sent on WatchTransfers streams."
+)
+WATCH_REFUSED = Counter(
+    "remitnet_watch_refused_total",
+    "WatchTransfers streams refused before the first event, by reason.",
+    ["reason"],
+)
+WATCH_REFUSAL_REASONS = (
+    "TOO_MANY_STREAMS",
+    "INVALID_RESUME_TOKEN",
+    "INVALID_TIMESTAMP",
+    "SHUTTING_DOWN",
+)
+
+
+def precreate(currencies: Iterable[str] = ()) -> None:
+    """Create the label sets known in advance at zero, so that the first
+    event of each is an increase that rate() and increase() see. With
+    `currencies`, the per-currency cycle counters too."""
+    TRANSFERS.labels("accepted", "")
+    TRANSFERS.labels("replayed", "")
+    for reason in TRANSFER_REASONS:
+        TRANSFERS.labels("rejected", reason)
+    for outcome in ("accepted", "replayed", "rejected"):
+        GROSS_TRANSFERS.labels(outcome)
+    for reason in WATCH_REFUSAL_REASONS:
+        WATCH_REFUSED.labels(reason)
+    FX_QUOTES.labels("issued", "")
+    FX_QUOTES.labels("used", "")
+    FX_QUOTES.labels("expired", "QUOTE_EXPIRED")
+    for reason in ("QUOTE_NOT_FOUND", "QUOTE_USED", "QUOTE_NOT_OWNED", "QUOTE_MISMATCH"):
+        FX_QUOTES.labels("refused", reason)
+    for currency in currencies:
+        for trigger in ("operator", "schedule"):
+            CYCLES_CLOSED.labels(currency, trigger)
+        CYCLES_SETTLED.labels(currency)
+        TRANSFER_VALUE.labels(currency)

@@ -18,6 +18,7 @@ class ErrorKind(Enum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     ABORTED = "ABORTED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
@@ -67,6 +68,20 @@ class Aborted(RemitnetError):
     kind = ErrorKind.ABORTED
 
 
+class ResourceExhausted(RemitnetError):
+    """A per-bank bound is reached (streams, queued items, concurrent calls):
+    the caller may retry later; other banks are unaffected."""
+
+    kind = ErrorKind.RESOURCE_EXHAUSTED
+
+    def __init__(
+        self, reason: str, message: str, *, retry_after_s: float | None = None, **metadata: str
+    ) -> None:
+        super().__init__(reason, message, **metadata)
+        #: When to try again (google.rpc.RetryInfo at the gRPC edge).
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(RemitnetError):
     kind = ErrorKind.UNAVAILABLE
 
@@ -78,7 +93,10 @@ class UnstorableValue(InvalidArgument):
 
 
 class Reason:
-    """The reason codes, as constants so that tests and clients share them."""
+    """The reason codes, as constants so that tests and clients share them.
+    The contract lists them in protos/remitnet/common/v1/errors.proto (enum
+    ErrorReason, with each one's gRPC code and ErrorInfo metadata keys); a
+    test keeps the two the same set, so a new reason goes into both."""
 
     INVALID_TRANSFER_ID = "INVALID_TRANSFER_ID"
     INVALID_AMOUNT = "INVALID_AMOUNT"
@@ -110,6 +128,11 @@ class Reason:
     ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
     CAP_BELOW_POSITION = "CAP_BELOW_POSITION"
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    INVALID_RESUME_TOKEN = "INVALID_RESUME_TOKEN"
+    INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+    BANK_QUEUE_FULL = "BANK_QUEUE_FULL"
+    TOO_MANY_CONCURRENT_CALLS = "TOO_MANY_CONCURRENT_CALLS"
     INVALID_PAGE_SIZE = "INVALID_PAGE_SIZE"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     MISSING_IDENTITY = "MISSING_IDENTITY"
@@ -130,3 +153,4 @@ class Reason:
     INVALID_RATE = "INVALID_RATE"
     SAME_CURRENCY = "SAME_CURRENCY"
     DUPLICATE_RATE_PAIR = "DUPLICATE_RATE_PAIR"
+    RATE_OLDER_THAN_STORED = "RATE_OLDER_THAN_STORED"

@@ -3,11 +3,23 @@
 A rate BASE/QUOTE is the number of QUOTE major units one BASE major unit buys.
 
 Rounding rule (the one rule): every amount is computed exactly from the
-stated rates and rounded half-even to the minor unit of its currency, once.
+stated rates and rounded once, to the minor unit of its currency, in the
+favour of the counterparty of the conversion (the hub's FX book today, an FX
+provider later): the amount it delivers (the target) is rounded down, the
+amount it charges (the source) is rounded up. So at the quoted rate the
+counterparty never delivers more value than it receives, and a source amount
+too small to buy one target minor unit is refused (INVALID_AMOUNT), never
+rounded up to one: the smallest amount a pair converts is what buys one minor
+unit of the target at the quoted rate.
 The rates themselves are stated, not rounded further: a fed mid rate has at
-most `MAX_RATE_DIGITS` significant digits; a derived (inverse or cross) mid
-and the all-in rate (mid less the spread) are stated to 34 significant
-digits, half-even, and the amounts follow exactly from what is stated.
+most `MAX_RATE_DIGITS` (20) significant digits. A derived mid (the inverse
+of a fed rate, or a cross through the base currency, whichever legs it
+takes) is computed exactly, as a ratio of the fed rates, and rounded once,
+half-even, to `MAX_RATE_DIGITS` significant digits, so that a derived rate
+states no more precision than a fed one (`derive`). The all-in rate (mid
+less the spread) is exact for such a mid (at most 24 digits; stated to 34
+significant digits, half-even), and the amounts follow exactly from what is
+stated.
 """
 
 from __future__ import annotations
@@ -16,7 +28,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, Overflow
+from decimal import (
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
+from fractions import Fraction
 from typing import Final
 
 from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument, Reason
@@ -27,7 +48,9 @@ from remitnet.services.domain.money import (
     exponent,
 )
 
-# 34 significant digits for the stated (derived and all-in) rates.
+# 34 significant digits for the stated all-in rate (exact for a mid of at
+# most MAX_RATE_DIGITS digits; derived mids are rounded to MAX_RATE_DIGITS in
+# `derive`).
 CTX = Context(prec=34, rounding=ROUND_HALF_EVEN)
 # Products of an amount (<= 19 digits) and a stated rate (<= 34 digits) are
 # exact here; an inexact result would be a bug, so it traps.
@@ -106,30 +129,72 @@ class DerivedRate:
     oldest: datetime
 
 
+def round_significant(value: Fraction, digits: int = MAX_RATE_DIGITS) -> Decimal:
+    """A positive exact value rounded once, half-even, to `digits`
+    significant digits, without trailing zeros ("1/3" -> 0.33333333333333333333
+    at 20 digits; 5.5 -> 5.5; a value that rounds up to the next power of ten
+    keeps one digit: 9.99...96 -> 10)."""
+    if value <= 0:
+        raise ValueError("a rate is positive")
+    num, den = value.numerator, value.denominator
+    # The exponent e of the leading digit: 10^e <= value < 10^(e+1).
+    e = len(str(num)) - len(str(den))
+    if num * 10 ** max(0, -e) < den * 10 ** max(0, e):
+        e -= 1
+    shift = digits - 1 - e  # value x 10^shift has `digits` integer digits
+    scaled = value * (Fraction(10) ** shift)
+    whole = round(scaled)  # Fraction.__round__: half to even, exact
+    wide = Context(prec=digits + 2)
+    return Decimal(whole).scaleb(-shift, wide).normalize(wide)
+
+
+def _plain_integral(value: Decimal) -> Decimal:
+    # 1E+3 -> 1000, as a fed rate is kept.
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1), context=Context(prec=MAX_RATE_DIGITS + 12))
+    return value
+
+
 def derive(
     rates: Mapping[tuple[str, str], Rate], source: str, target: str, base: str
 ) -> DerivedRate:
-    """source/target from a direct pair, its inverse, or through `base`."""
+    """source/target from a direct pair, its inverse, or through `base`.
 
-    def one(a: str, b: str) -> tuple[Decimal, str, datetime] | None:
+    A direct fed rate is used as fed. Otherwise the mid is the exact ratio of
+    the fed rates it takes (1 / (target/source) for an inverse; the product of
+    the two legs, each direct or inverse, for a cross) rounded once, half-even,
+    to MAX_RATE_DIGITS significant digits (`round_significant`): never a
+    rounding of a rounding, and never more digits than a fed rate."""
+
+    def one(a: str, b: str) -> tuple[Decimal, bool, str, datetime] | None:
         direct = rates.get((a, b))
         if direct is not None:
-            return direct.mid, f"{a}/{b}", direct.as_of
+            return direct.mid, False, f"{a}/{b}", direct.as_of
         inverse = rates.get((b, a))
         if inverse is not None:
-            return CTX.divide(Decimal(1), inverse.mid), f"1/({b}/{a})", inverse.as_of
+            return inverse.mid, True, f"1/({b}/{a})", inverse.as_of
         return None
+
+    def exact(leg: tuple[Decimal, bool, str, datetime]) -> Fraction:
+        mid, inverted = leg[0], leg[1]
+        if not mid.is_finite() or mid <= 0 or abs(mid.adjusted()) > 400:
+            # Only a rate stored before rates were bounded.
+            raise ArithmeticError(f"the stored rate {leg[2]} is out of range")
+        value = Fraction(mid)
+        return 1 / value if inverted else value
 
     found = one(source, target)
     if found is not None:
-        return DerivedRate(found[0], found[1], found[2])
+        if not found[1]:
+            return DerivedRate(found[0], found[2], found[3])
+        return DerivedRate(_plain_integral(round_significant(exact(found))), found[2], found[3])
     if base not in (source, target):
         first, second = one(source, base), one(base, target)
         if first is not None and second is not None:
             return DerivedRate(
-                CTX.multiply(first[0], second[0]),
-                f"{first[1]} x {second[1]} (cross via {base})",
-                min(first[2], second[2]),
+                _plain_integral(round_significant(exact(first) * exact(second))),
+                f"{first[2]} x {second[2]} (cross via {base})",
+                min(first[3], second[3]),
             )
     raise FailedPrecondition(
         Reason.RATE_NOT_AVAILABLE, f"no rate for {source}/{target}", pair=f"{source}/{target}"
@@ -137,19 +202,21 @@ def derive(
 
 
 def to_minor(major: Decimal, currency: str) -> int:
-    """Round half-even to the currency's minor unit, from the exact value."""
+    """Round down (toward minus infinity) to the currency's minor unit, from
+    the exact value: how an amount delivered is rounded."""
     value = EXACT.scaleb(major, exponent(currency))
-    return int(value.to_integral_value(rounding=ROUND_HALF_EVEN))
+    return int(value.to_integral_value(rounding=ROUND_FLOOR))
 
 
 def to_major(minor: int, currency: str) -> Decimal:
     return Decimal(minor).scaleb(-exponent(currency))
 
 
-def _divide_half_even(numerator: Decimal, denominator: Decimal) -> int:
-    """numerator / denominator rounded half-even to an integer, exactly (a
-    Decimal division would round to the context precision first, and a
-    second rounding can move a result that lies near a half)."""
+def _divide_up(numerator: Decimal, denominator: Decimal) -> int:
+    """numerator / denominator rounded up (toward plus infinity) to an
+    integer, exactly (a Decimal division would round to the context precision
+    first, and a second rounding can move a result that lies on an integer):
+    how an amount charged is rounded."""
     n, d = numerator.as_tuple(), denominator.as_tuple()
     assert isinstance(n.exponent, int) and isinstance(d.exponent, int)
     num = int("".join(map(str, n.digits)) or "0")
@@ -161,10 +228,9 @@ def _divide_half_even(numerator: Decimal, denominator: Decimal) -> int:
         num *= 10**shift
     else:
         den *= 10**-shift
-    quotient, remainder = divmod(num, den)
-    if 2 * remainder > den or (2 * remainder == den and quotient % 2 == 1):
-        quotient += 1
-    return -quotient if n.sign != d.sign else quotient
+    if n.sign != d.sign:
+        num = -num
+    return -(-num // den)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,13 +242,13 @@ class QuoteTerms:
     mid_rate: Decimal
     rate: Decimal  # all-in: mid less the spread
     spread_bps: int
-    fee: int  # target at mid minus target delivered, target minor units
+    fee: int  # floor(source x mid) minus target delivered, target minor units
     derivation: str
 
 
 def all_in_rate(mid: Decimal, spread_bps: int) -> Decimal:
     """mid x (1 - spread), stated to 34 significant digits half-even (exact
-    for a fed mid: at most MAX_RATE_DIGITS digits)."""
+    for any mid `derive` gives: at most MAX_RATE_DIGITS digits)."""
     return CTX.multiply(mid, CTX.subtract(Decimal(1), CTX.divide(Decimal(spread_bps), BPS)))
 
 
@@ -198,19 +264,20 @@ def price(
     """Terms to sell `source_amount` or to deliver `target_amount`.
 
     With r the all-in rate (`all_in_rate`) and m the mid, both as stated,
-    and hr(x) rounding half-even to the minor unit (exact inputs, one
-    rounding):
+    exact inputs and one rounding per amount, in the counterparty's favour
+    (down for what it delivers, up for what it charges; see the module):
 
-    - sell a source amount S: target T = hr(S x r), so |T - S x r| is at most
-      half a target minor unit; fee = hr(S x m) - T, and 0 <= fee (r <= m and
-      rounding is monotonic), within one minor unit of the exact spread
-      S x (m - r).
-    - deliver a target amount T: source S = hr(T / r) (the source is the
-      rounded side), so |S - T / r| is at most half a source minor unit;
-      fee = hr(S x m) - T. It differs from the exact spread T x (m / r - 1)
-      by at most half a target minor unit plus half a source minor unit
-      valued at m, so on tiny amounts or a zero spread it may be slightly
-      negative: the hub gives away at most that rounding, never more.
+    - sell a source amount S: target T = floor(S x r), so
+      0 <= S x r - T < 1 target minor unit; a T of 0 is refused
+      (INVALID_AMOUNT: S is below the smallest amount the pair converts).
+    - deliver a target amount T: source S = ceil(T / r), the smallest source
+      amount worth at least T at r, so 0 <= S - T / r < 1 source minor unit.
+
+    Either way T <= S x r <= S x m: the counterparty never delivers more
+    value than it receives, at the quoted rate or at mid. fee = floor(S x m)
+    - T (the target S buys at mid, rounded as a delivery, less the target
+    delivered), so 0 <= fee, and fee is within one target minor unit of the
+    value kept at mid, S x m - T.
     """
     if (source_amount is None) == (target_amount is None):
         raise InvalidArgument(Reason.INVALID_AMOUNT, "give exactly one of source or target amount")
@@ -226,8 +293,8 @@ def price(
     else:
         assert target_amount is not None
         check_positive_amount(target_amount, field="target_amount")
-        # S (source minor) = T x 10^-t / r x 10^s, rounded once.
-        source = _divide_half_even(
+        # S (source minor) = T x 10^-t / r x 10^s, rounded up once.
+        source = _divide_up(
             EXACT.scaleb(to_major(target_amount, target_currency), exponent(source_currency)),
             rate,
         )

@@ -73,6 +73,19 @@ class PositionDelta:
         return self.received - self.sent
 
 
+@dataclass(slots=True)
+class CycleSums:
+    """What an open cycle has accumulated over all its participants: its
+    gross value (the sum of `sent`) and its FX fees. Every other total of the
+    cycle is bounded by the gross: each participant's sent and received, the
+    transfer counts (every amount is at least 1) and the net value (the
+    positive nets sum to at most the received). So a cycle whose gross and
+    fees fit int64 closes, reports and settles without overflow."""
+
+    gross: int = 0
+    fee: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     transfer: StoredTransfer
@@ -117,12 +130,20 @@ def clear_batch(
     open_cycles: Mapping[str, str],
     now: datetime,
     quotes: Mapping[str, Quote] | None = None,
+    cycle_sums: Mapping[str, CycleSums] | None = None,
 ) -> BatchResult:
     """Decide every item in order against the state it sees, updating the
     working account states as it goes, so that items later in the batch see
     the liquidity used by earlier ones. Accounts are keyed by (participant,
-    currency); the hub's own legs use the key (HUB, currency)."""
+    currency); the hub's own legs use the key (HUB, currency).
+
+    `cycle_sums` holds what each open cycle has accumulated before the batch
+    (a cycle missing from it has nothing yet); an item that would take one of
+    them, or an account's unsettled position or its balance once settled,
+    past int64 is refused (AMOUNT_OUT_OF_RANGE) and the rest of the batch
+    goes on."""
     result = BatchResult()
+    sums = {cid: CycleSums(s.gross, s.fee) for cid, s in (cycle_sums or {}).items()}
     accepted_here: dict[str, StoredTransfer] = {}
     # A batch holds a few dozen (debtor, creditor) pairs: check each once.
     party_checks: dict[tuple[str, str], RemitnetError | None] = {}
@@ -197,9 +218,12 @@ def clear_batch(
                 Rejected(
                     FailedPrecondition(
                         Reason.INSUFFICIENT_LIQUIDITY,
-                        f"amount exceeds the headroom of {item.debtor} in {item.currency}",
+                        f"amount {item.amount} exceeds the headroom of {item.debtor} in "
+                        f"{item.currency}, {debtor.headroom}",
                         bank=item.debtor,
                         currency=item.currency,
+                        headroom=str(debtor.headroom),
+                        amount=str(item.amount),
                     )
                 )
             )
@@ -237,41 +261,101 @@ def clear_batch(
             # One leg, debtor to creditor: applied directly, without building
             # a Leg, as nearly every transfer of a batch is.
             payee = accounts[(item.creditor, item.currency)]
-            if not _fits(debtor, payee, item.amount):
+            so_far = sums.get(cycle_id)
+            if so_far is None:
+                so_far = sums[cycle_id] = CycleSums()
+            if so_far.gross + item.amount > INT64_MAX or not _fits(debtor, payee, item.amount):
                 outcomes.append(_past_int64())
                 continue
             move(debtor, payee, cycle_id, item.amount, 0, positions, deltas)
+            so_far.gross += item.amount
         else:
             legs = stored.legs()
-            if not all(_leg_fits(leg, accounts) for leg in legs):
+            if not _legs_fit(legs, accounts, sums):
                 outcomes.append(_past_int64())
                 continue
             used[quote.quote_id] = tid
             for leg in legs:
                 apply_leg(leg, accounts, positions, deltas, +1)
+                _add(sums, leg.cycle_id, leg.amount, leg.fee)
         accepted_here[tid] = stored
         result.new_transfers.append(stored)
         outcomes.append(Accepted(stored, False))
+    _one_answer_per_id(items, outcomes, accepted_here)
     return result
 
 
+def _one_answer_per_id(
+    items: Sequence[Instruction], outcomes: list[Outcome], accepted: dict[str, StoredTransfer]
+) -> None:
+    """A batch can hold one id twice (a client's retry merged with its still
+    queued original). Items are decided in order, so the first can be refused
+    for liquidity that a credit later in the batch provides to the second;
+    both answers go out together, so the refusal is turned into what a
+    resubmission would get: the accepted original, or a duplicate."""
+    if not accepted or len({i.transfer_id for i in items}) == len(items):
+        return
+    for index, item in enumerate(items):
+        stored = accepted.get(item.transfer_id)
+        if stored is not None and isinstance(outcomes[index], Rejected):
+            same = item.same_content(stored)
+            outcomes[index] = Accepted(stored, True) if same else duplicate(stored.transfer_id)
+
+
 def _past_int64() -> Rejected:
-    # Only reachable with liquidity and caps near int64: refused here rather
-    # than left to overflow a column inside a batch shared with other banks.
+    # Only reachable with liquidity, caps or cycle totals near int64: refused
+    # here rather than left to overflow a column inside a batch shared with
+    # other banks, or a cycle total that would keep the cycle from closing.
     return Rejected(
         InvalidArgument(
-            Reason.AMOUNT_OUT_OF_RANGE, "the transfer would take a position past the int64 range"
+            Reason.AMOUNT_OUT_OF_RANGE,
+            "the transfer would take a position or a cycle total past the int64 range",
         )
     )
 
 
+def _in_int64(value: int) -> bool:
+    return INT64_MIN <= value <= INT64_MAX
+
+
 def _fits(payer: AccountState, payee: AccountState, amount: int) -> bool:
-    return payer.unsettled_net - amount >= INT64_MIN and payee.unsettled_net + amount <= INT64_MAX
+    """Both unsettled positions, and both balances once they are settled,
+    stay within int64."""
+    return (
+        _in_int64(payer.unsettled_net - amount)
+        and _in_int64(payee.unsettled_net + amount)
+        and _in_int64(payer.balance + payer.unsettled_net - amount)
+        and _in_int64(payee.balance + payee.unsettled_net + amount)
+    )
 
 
-def _leg_fits(leg: Leg, accounts: Mapping[tuple[str, str], AccountState]) -> bool:
-    return _fits(
-        accounts[(leg.payer, leg.currency)], accounts[(leg.payee, leg.currency)], leg.amount
+def _adds_up(sums: Mapping[str, CycleSums], cycle_id: str, amount: int, fee: int) -> bool:
+    """The cycle's gross value and fees stay within int64 (see CycleSums)."""
+    so_far = sums.get(cycle_id)
+    gross, fees = (so_far.gross, so_far.fee) if so_far is not None else (0, 0)
+    return gross + amount <= INT64_MAX and _in_int64(fees + fee)
+
+
+def _add(sums: dict[str, CycleSums], cycle_id: str, amount: int, fee: int) -> None:
+    so_far = sums.get(cycle_id)
+    if so_far is None:
+        so_far = sums[cycle_id] = CycleSums()
+    so_far.gross += amount
+    so_far.fee += fee
+
+
+def _legs_fit(
+    legs: Sequence[Leg],
+    accounts: Mapping[tuple[str, str], AccountState],
+    sums: Mapping[str, CycleSums],
+) -> bool:
+    """Every leg fits its accounts and its cycle (the legs of one transfer
+    are in different currencies, so they touch different accounts and
+    cycles)."""
+    return all(
+        _fits(accounts[(leg.payer, leg.currency)], accounts[(leg.payee, leg.currency)], leg.amount)
+        and _adds_up(sums, leg.cycle_id, leg.amount, leg.fee)
+        for leg in legs
     )
 
 

@@ -5,56 +5,288 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from remitnet.clearing.v1 import clearing_pb2 as cpb
+from remitnet.clients import format as fmt
 from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
+from remitnet.netting.v1 import netting_pb2 as npb
+from remitnet.participants.v1 import participants_pb2 as ppb
 from remitnet.services.domain.errors import RemitnetError
 from remitnet.services.domain.money import Money
-from remitnet.services.entrypoints.server import (
-    SERVICES,
-    ServerConfig,
-    TlsConfig,
-    parse_services,
-    serve,
-)
-from remitnet.services.service_layer.engine import EngineConfig
-from remitnet.services.service_layer.fx import FxConfig
+from remitnet.services.entrypoints import audit_cli
+from remitnet.settlement.v1 import settlement_pb2 as spb
 
 DEFAULT_DB = os.environ.get("REMITNET_DB_URL", "sqlite:///remitnet.db")
 DEFAULT_TARGET = os.environ.get("REMITNET_TARGET", "127.0.0.1:50051")
+DEFAULT_DEADLINE_S = 10.0
+
+# Exit status of every command (documented in --help and the README).
+EXIT_OK = 0
+EXIT_REFUSED = 1  # the hub answered with an error status
+EXIT_USAGE = 2  # bad arguments or input refused before anything was sent (argparse's 2)
+EXIT_UNREACHABLE = 3  # no answer: UNAVAILABLE / DEADLINE_EXCEEDED without the hub's status
+
+EPILOG = """\
+output:
+  Client commands print tables and "label  value" blocks: money in major units
+  with its currency's decimals and thousands separators (100,000.00 USD), zeros
+  shown, timestamps in UTC ISO 8601, statuses without their enum prefix.
+  --json prints one JSON document instead: the answer with every field, zeros
+  included, names as in the .proto files, money as minor units plus currency
+  (int64 values as strings, enums by full name: the proto3 JSON mapping).
+
+exit status:
+  0  done
+  1  refused: the hub answered with an error status. stderr has one line,
+     "refused: CODE REASON key=value ...: message", e.g.
+     refused: FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY bank=BANKUS01 currency=USD: ...
+  2  bad arguments, or input refused before anything was sent ("invalid: ...",
+     e.g. an amount with more decimals than its currency has)
+  3  unreachable: no answer from the hub (UNAVAILABLE or DEADLINE_EXCEEDED with
+     no status from the hub, after --deadline; "unreachable: ..."). A change may
+     or may not have been applied; submit, fund and withdraw name the id they
+     sent, and repeating the command with that --id is safe.
+  With --json, an error is also written to stdout as {"error": {"outcome": ...,
+  "code": ..., "reason": ..., "metadata": {...}, "message": ...}}.
+"""
+
+Handler = Callable[["Session", argparse.Namespace], Awaitable[Message]]
 
 
-def _print(message: Message | list[Message]) -> None:
-    if isinstance(message, list):
-        out: Any = [MessageToDict(m, preserving_proto_field_name=True) for m in message]
-    else:
-        out = MessageToDict(message, preserving_proto_field_name=True)
-    print(json.dumps(out, indent=2))
+class Session:
+    """The clients one command uses, opened on first use."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._operator: OperatorClient | None = None
+        self._banks: dict[str, BankClient] = {}
+
+    def operator(self) -> OperatorClient:
+        if self._operator is None:
+            self._operator = OperatorClient(self.config)
+        return self._operator
+
+    def bank(self, code: str) -> BankClient:
+        if code not in self._banks:
+            self._banks[code] = BankClient(code, self.config)
+        return self._banks[code]
+
+    def acting(self, bank: str | None) -> OperatorClient | BankClient:
+        """As the bank given with --as, else as the operator."""
+        return self.bank(bank) if bank else self.operator()
+
+    async def close(self) -> None:
+        for client in [self._operator, *self._banks.values()]:
+            if client is not None:
+                await client.close()
 
 
 def _minor(currency: str, amount: str) -> int:
     return Money.parse(currency, amount).minor_units
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="remitnet", description=__doc__)
-    p.add_argument("--target", default=DEFAULT_TARGET, help="hub address (client commands)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
+def _idempotency_key(args: argparse.Namespace, what: str) -> str:
+    """The id a mutating command sends (given with --id, or new), kept for
+    the hint an unanswered call prints."""
+    key: str = args.id or str(uuid.uuid4())
+    args.hint = f"{what} id {key}: repeating the command with --id {key} is safe"
+    return key
 
-    s = sub.add_parser("serve", help="run the hub")
+
+# -- commands: each returns the answer message; main prints it -------------
+
+
+async def _onboard(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().create_bank(a.code, a.name, a.region, a.currency)
+
+
+async def _fund(s: Session, a: argparse.Namespace) -> Message:
+    minor = _minor(a.currency, a.amount)
+    return await s.operator().deposit(a.code, a.currency, minor, _idempotency_key(a, "deposit"))
+
+
+async def _withdraw(s: Session, a: argparse.Namespace) -> Message:
+    minor = _minor(a.currency, a.amount)
+    key = _idempotency_key(a, "withdrawal")
+    return await s.operator().withdraw(a.code, a.currency, minor, key)
+
+
+async def _cap(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().set_cap(a.code, a.currency, _minor(a.currency, a.amount))
+
+
+async def _suspend(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().suspend(a.code)
+
+
+async def _resume(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().resume(a.code)
+
+
+async def _bank(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().get_bank(a.code)
+
+
+async def _banks(s: Session, a: argparse.Namespace) -> Message:
+    return ppb.ListBanksResponse(banks=await s.operator().list_banks())
+
+
+async def _submit(s: Session, a: argparse.Namespace) -> Message:
+    minor = _minor(a.currency, a.amount)
+    tid = _idempotency_key(a, "transfer")
+    item = instruction(a.creditor, a.currency, minor, transfer_id=tid, remittance_info=a.info)
+    return await s.bank(a.bank).submit(item)
+
+
+async def _status(s: Session, a: argparse.Namespace) -> Message:
+    return await s.bank(a.bank).get(a.transfer_id)
+
+
+async def _position(s: Session, a: argparse.Namespace) -> Message:
+    return await s.bank(a.bank).position(a.currency)
+
+
+async def _watch(s: Session, a: argparse.Namespace) -> Message:
+    """The bank's status events, until --count of them or --seconds of
+    quiet; the last event's resume_token continues where this stopped."""
+    since = datetime.fromisoformat(a.since) if a.since else None
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    out = cpb.WatchTransfersResponse()
+    stream = s.bank(a.bank).watch(a.token, since=since).__aiter__()
+    while len(out.events) < a.count:
+        try:
+            event = await asyncio.wait_for(stream.__anext__(), a.seconds)
+        except (TimeoutError, StopAsyncIteration):
+            break
+        out.events.append(event)
+    return out
+
+
+async def _cancel(s: Session, a: argparse.Namespace) -> Message:
+    return await s.bank(a.bank).cancel(a.transfer_id)
+
+
+CYCLE_STATES = {
+    fmt.enum_name(npb.CycleState, v.number).lower(): npb.CycleState.ValueType(v.number)
+    for v in npb.CycleState.DESCRIPTOR.values
+    if v.number
+}
+
+
+async def _cycles(s: Session, a: argparse.Namespace) -> Message:
+    state = CYCLE_STATES.get(a.state, npb.CYCLE_STATE_UNSPECIFIED)
+    found = await s.operator().list_cycles(a.currency, state)
+    return npb.ListCyclesResponse(cycles=found)
+
+
+async def _cycle(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().get_cycle(a.cycle_id)
+
+
+async def _close(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().close_cycle(a.currency)
+
+
+async def _settle(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().settle_cycle(a.cycle_id)
+
+
+async def _statement(s: Session, a: argparse.Namespace) -> Message:
+    """Every page from --after on, as one statement: the first page's
+    opening balance, all entries, the last page's closing balance."""
+    client = s.acting(a.bank)
+    request = spb.GetStatementRequest(bank_code=a.code, currency=a.currency, after_sequence=a.after)
+    out = page = await client.call(client.settlement.GetStatement, request)
+    while page.next_after_sequence:
+        request.after_sequence = page.next_after_sequence
+        page = await client.call(client.settlement.GetStatement, request)
+        out.entries.extend(page.entries)
+        out.closing_balance.CopyFrom(page.closing_balance)
+    out.next_after_sequence = 0
+    return out
+
+
+async def _ledger(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().ledger_balance()
+
+
+async def _reconcile(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().reconciliation(a.cycle_id)
+
+
+# -- the command line ------------------------------------------------------
+
+
+def _client_options(defaults: bool) -> argparse.ArgumentParser:
+    """--target, --deadline and --json, accepted before the command and
+    after it (`remitnet --json ledger` and `remitnet ledger --json`)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("hub and output")
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    g.add_argument(
+        "--target",
+        default=default(DEFAULT_TARGET),
+        help="hub address, host:port (default: $REMITNET_TARGET or 127.0.0.1:50051)",
+    )
+    g.add_argument(
+        "--deadline",
+        type=float,
+        default=default(DEFAULT_DEADLINE_S),
+        metavar="SECONDS",
+        help=f"give up on an unanswered call after this long (default {DEFAULT_DEADLINE_S:g})",
+    )
+    g.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print one JSON document (every field, money in minor units) instead of tables",
+    )
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="remitnet",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_client_options(defaults=True)],
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_client_options(defaults=False)]
+
+    def client(name: str, help: str, handler: Handler) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help, description=help, parents=common)
+        cmd.set_defaults(handler=handler, hint="")
+        return cmd
+
+    def as_bank(cmd: argparse.ArgumentParser, required: bool = True) -> None:
+        cmd.add_argument(
+            "--as",
+            dest="bank",
+            required=required,
+            metavar="BANK",
+            help="act as this bank" + ("" if required else " (default: as the operator)"),
+        )
+
+    s = sub.add_parser("serve", help="run the hub", description="Run the hub.")
     s.add_argument(
         "--db", default=DEFAULT_DB, help="sqlite:///file, postgresql://..., cockroachdb://..."
     )
@@ -68,7 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve grpc.health.v1 alone, in plaintext, on this port "
         "(for kubelet's gRPC probes when --port is mTLS); off by default",
     )
-    s.add_argument("--only", action="append", default=[], help=f"subset of {','.join(SERVICES)}")
+    s.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only these services, comma-separated or repeated: participants, clearing, "
+        "fx, netting, settlement (default: all)",
+    )
     s.add_argument(
         "--insecure",
         action="store_true",
@@ -85,10 +323,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="close every currency's cycle this often (0: on demand only)",
     )
     s.add_argument("--auto-settle", action="store_true", help="settle closed cycles at once")
-    s.add_argument("--max-batch", type=int, default=EngineConfig().max_batch)
+    s.add_argument("--max-batch", type=int, default=None, help="largest netting batch")
     s.add_argument("--grace", type=float, default=10.0, help="seconds to drain on SIGTERM")
+    s.add_argument(
+        "--max-streams-per-bank",
+        type=int,
+        default=8,
+        help="WatchTransfers streams one bank may hold open on this replica",
+    )
     s.add_argument("--fx-rates", help="CSV or JSON file of mid rates loaded at start")
-    s.add_argument("--fx-spread-bps", type=int, default=FxConfig().default_spread_bps)
+    s.add_argument("--fx-spread-bps", type=int, default=None, help="default FX spread")
     s.add_argument(
         "--fx-corridor",
         action="append",
@@ -104,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--fx-base", default="USD", help="currency cross rates go through")
 
-    d = sub.add_parser("db", help="database schema")
+    d = sub.add_parser("db", help="database schema", description="Database schema.")
     d.add_argument("action", choices=["upgrade", "current"])
     d.add_argument("--db", default=DEFAULT_DB)
     d.add_argument(
@@ -112,65 +356,97 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("REMITNET_DB_REGIONS", ""),
         help="CockroachDB only: comma-separated regions, primary first",
     )
+    audit_cli.add_parser(sub, DEFAULT_DB)
 
-    o = sub.add_parser("onboard", help="operator: create a bank")
-    o.add_argument("code")
+    o = client("onboard", "operator: create a bank with its currency accounts", _onboard)
+    o.add_argument("code", help="bank code, e.g. BANKUS01")
     o.add_argument("--name", required=True)
-    o.add_argument("--region", required=True)
-    o.add_argument("--currency", action="append", default=[])
+    o.add_argument("--region", required=True, help="home region, e.g. us-east1")
+    o.add_argument(
+        "--currency", action="append", default=[], help="open an account in it (repeatable)"
+    )
 
-    f = sub.add_parser("fund", help="operator: deposit prefunded liquidity")
-    f.add_argument("code")
-    f.add_argument("currency")
-    f.add_argument("amount", help="major units, e.g. 1000.00")
-    f.add_argument("--id", help="deposit UUID (idempotency key)")
+    for name, what, handler, key in [
+        ("fund", "deposit prefunded liquidity", _fund, "deposit"),
+        ("withdraw", "withdraw liquidity", _withdraw, "withdrawal"),
+    ]:
+        f = client(name, f"operator: {what}", handler)
+        f.add_argument("code", help="bank code")
+        f.add_argument("currency")
+        f.add_argument("amount", help="major units, e.g. 1000.00")
+        f.add_argument("--id", help=f"{key} UUID (the idempotency key); new if absent")
 
-    w = sub.add_parser("withdraw", help="operator: withdraw liquidity")
-    w.add_argument("code")
-    w.add_argument("currency")
-    w.add_argument("amount")
-    w.add_argument("--id")
-
-    c = sub.add_parser("cap", help="operator: set a net debit cap")
-    c.add_argument("code")
+    c = client("cap", "operator: set a bank's net debit cap in a currency", _cap)
+    c.add_argument("code", help="bank code")
     c.add_argument("currency")
-    c.add_argument("amount")
+    c.add_argument("amount", help="major units, e.g. 25000.00")
 
-    for name in ("suspend", "resume", "bank"):
-        b = sub.add_parser(name, help=f"operator: {name} a bank")
-        b.add_argument("code")
-    sub.add_parser("banks", help="operator: list banks")
+    for name, what, handler in [
+        ("suspend", "suspend a bank (its new transfers are refused)", _suspend),
+        ("resume", "resume a suspended bank", _resume),
+        ("bank", "show a bank and its accounts", _bank),
+    ]:
+        client(name, f"operator: {what}", handler).add_argument("code", help="bank code")
+    client("banks", "operator: list banks and their accounts", _banks)
 
-    t = sub.add_parser("submit", help="bank: submit a transfer")
-    t.add_argument("--as", dest="bank", required=True)
-    t.add_argument("--to", dest="creditor", required=True)
+    t = client("submit", "bank: submit a transfer", _submit)
+    as_bank(t)
+    t.add_argument("--to", dest="creditor", required=True, metavar="BANK", help="creditor bank")
     t.add_argument("currency")
-    t.add_argument("amount")
-    t.add_argument("--id", help="transfer UUID (UETR); generated if absent")
-    t.add_argument("--info", default="")
+    t.add_argument("amount", help="major units, e.g. 125.50")
+    t.add_argument("--id", help="transfer UUID (UETR, the idempotency key); new if absent")
+    t.add_argument("--info", default="", help="remittance information")
 
-    st = sub.add_parser("status", help="bank: show a transfer")
-    st.add_argument("--as", dest="bank", required=True)
+    st = client("status", "bank: show a transfer", _status)
+    as_bank(st)
     st.add_argument("transfer_id")
 
-    x = sub.add_parser("cancel", help="bank: cancel a transfer in an open cycle")
-    x.add_argument("--as", dest="bank", required=True)
+    po = client(
+        "position",
+        "bank: balance, cap, unsettled net, headroom and open cycle per currency",
+        _position,
+    )
+    as_bank(po)
+    po.add_argument("currency", nargs="?", default="", help="one currency (default: all)")
+
+    w = client("watch", "bank: follow the status stream (WatchTransfers)", _watch)
+    as_bank(w)
+    w.add_argument("--since", default="", help="replay from this UTC time (ISO 8601)")
+    w.add_argument("--token", default="", help="resume after this event's resume_token")
+    w.add_argument("--count", type=int, default=100, help="stop after this many events")
+    w.add_argument("--seconds", type=float, default=5.0, help="stop after this long quiet")
+
+    x = client("cancel", "bank: cancel a transfer in an open cycle", _cancel)
+    as_bank(x)
     x.add_argument("transfer_id")
 
-    cy = sub.add_parser("cycles", help="list settlement cycles")
-    cy.add_argument("--currency", default="")
-    g = sub.add_parser("cycle", help="show one cycle with its net positions")
-    g.add_argument("cycle_id")
-    cl = sub.add_parser("close", help="operator: close the open cycle of a currency")
+    cy = client("cycles", "operator: list settlement cycles", _cycles)
+    cy.add_argument("--currency", default="", help="only this currency")
+    cy.add_argument("--state", choices=sorted(CYCLE_STATES), help="only cycles in this state")
+    g = client("cycle", "operator: show a cycle with its net positions", _cycle)
+    g.add_argument("cycle_id", help="e.g. USD-000001")
+    cl = client("close", "operator: close the open cycle of a currency", _close)
     cl.add_argument("currency")
-    se = sub.add_parser("settle", help="operator: settle a closed cycle")
+    se = client("settle", "operator: settle a closed cycle", _settle)
     se.add_argument("cycle_id")
-    sm = sub.add_parser("statement", help="a bank's statement in a currency")
-    sm.add_argument("--as", dest="bank", help="as this bank (default: operator)")
-    sm.add_argument("code")
+    sm = client(
+        "statement",
+        "bank or operator: a statement of an account, opening balance, entries with "
+        "running balance, closing balance",
+        _statement,
+    )
+    as_bank(sm, required=False)
+    sm.add_argument("code", help="bank code (HUB: the hub's FX revenue)")
     sm.add_argument("currency")
-    sub.add_parser("ledger", help="operator: per-currency ledger totals (all zero)")
-    rc = sub.add_parser("reconcile", help="operator: a cycle's reconciliation report")
+    sm.add_argument(
+        "--after", type=int, default=0, metavar="SEQ", help="start after this entry sequence"
+    )
+    client(
+        "ledger",
+        "operator: per-currency ledger totals and whether they sum to zero",
+        _ledger,
+    )
+    rc = client("reconcile", "operator: a cycle's reconciliation report", _reconcile)
     rc.add_argument("cycle_id")
     return p
 
@@ -185,9 +461,25 @@ def _corridors(values: list[str]) -> dict[tuple[str, str], int]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # The server and the service layer load only here: client commands start
+    # in a fraction of the time without them.
+    from remitnet.services.entrypoints.server import (
+        ServerConfig,
+        TlsConfig,
+        parse_services,
+        serve,
+    )
+    from remitnet.services.service_layer.engine import EngineConfig
+    from remitnet.services.service_layer.fx import FxConfig
+    from remitnet.services.service_layer.watch import WatchConfig
+
+    if args.max_streams_per_bank < 1:
+        raise SystemExit("--max-streams-per-bank must be at least 1")
     tls = None
     if args.tls_cert or args.tls_key or args.tls_client_ca:
         tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
+    engine = EngineConfig() if args.max_batch is None else EngineConfig(max_batch=args.max_batch)
+    spread = FxConfig().default_spread_bps if args.fx_spread_bps is None else args.fx_spread_bps
     config = ServerConfig(
         db_url=args.db,
         host=args.host,
@@ -201,10 +493,11 @@ def _serve(args: argparse.Namespace) -> int:
         cycle_seconds=args.cycle_seconds,
         auto_settle=args.auto_settle,
         grace_s=args.grace,
-        engine=EngineConfig(max_batch=args.max_batch),
+        engine=engine,
+        watch=WatchConfig(max_streams_per_bank=args.max_streams_per_bank),
         fx=FxConfig(
             base_currency=args.fx_base,
-            default_spread_bps=args.fx_spread_bps,
+            default_spread_bps=spread,
             corridor_spread_bps=_corridors(args.fx_corridor),
             quote_ttl=timedelta(seconds=args.fx_quote_ttl),
             max_rate_age=timedelta(seconds=args.fx_max_rate_age),
@@ -226,54 +519,37 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _client_command(args: argparse.Namespace) -> None:
-    cfg = ClientConfig(target=args.target)
-    cmd = args.command
-    if cmd in ("submit", "status", "cancel") or (cmd == "statement" and args.bank):
-        async with BankClient(args.bank, cfg) as bank:
-            if cmd == "submit":
-                item = instruction(
-                    args.creditor,
-                    args.currency,
-                    _minor(args.currency, args.amount),
-                    transfer_id=args.id,
-                    remittance_info=args.info,
-                )
-                _print(await bank.submit(item))
-            elif cmd == "status":
-                _print(await bank.get(args.transfer_id))
-            elif cmd == "cancel":
-                _print(await bank.cancel(args.transfer_id))
-            else:
-                _print(await bank.statement(args.currency))
-        return
-    async with OperatorClient(cfg) as op:
-        actions: dict[str, Callable[[], Awaitable[Any]]] = {
-            "onboard": lambda: op.create_bank(args.code, args.name, args.region, args.currency),
-            "fund": lambda: op.deposit(
-                args.code, args.currency, _minor(args.currency, args.amount), args.id
-            ),
-            "withdraw": lambda: op.withdraw(
-                args.code, args.currency, _minor(args.currency, args.amount), args.id
-            ),
-            "cap": lambda: op.set_cap(args.code, args.currency, _minor(args.currency, args.amount)),
-            "suspend": lambda: op.suspend(args.code),
-            "resume": lambda: op.resume(args.code),
-            "bank": lambda: op.get_bank(args.code),
-            "banks": op.list_banks,
-            "cycles": lambda: op.list_cycles(args.currency),
-            "cycle": lambda: op.get_cycle(args.cycle_id),
-            "close": lambda: op.close_cycle(args.currency),
-            "settle": lambda: op.settle_cycle(args.cycle_id),
-            "statement": lambda: op.statement(args.code, args.currency),
-            "ledger": op.ledger_balance,
-            "reconcile": lambda: op.reconciliation(args.cycle_id),
-        }
-        _print(await actions[cmd]())
+async def _client_command(args: argparse.Namespace) -> Message:
+    session = Session(ClientConfig(target=args.target, deadline_s=args.deadline))
+    try:
+        handler: Handler = args.handler
+        return await handler(session, args)
+    finally:
+        await session.close()
+
+
+def _report(err: HubError | RemitnetError, args: argparse.Namespace) -> int:
+    line = fmt.error_line(err)
+    if isinstance(err, HubError) and fmt.unreachable(err):
+        hint = getattr(args, "hint", "")
+        line += f" (no answer from {args.target} within {args.deadline:g} s"
+        line += f"; {hint})" if hint else ")"
+    print(line, file=sys.stderr)
+    if getattr(args, "json", False):
+        print(fmt.dumps(fmt.error_json(err)))
+    if isinstance(err, RemitnetError):
+        return EXIT_USAGE
+    return EXIT_UNREACHABLE if fmt.unreachable(err) else EXIT_REFUSED
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.insecure:
+        from remitnet.services.entrypoints.server import insecure_host_refusal, is_loopback
+
+        if not is_loopback(args.host):
+            parser.error(insecure_host_refusal(args.host))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -283,14 +559,13 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "db":
             return _db(args)
-        asyncio.run(_client_command(args))
-        return 0
-    except HubError as err:
-        print(f"error: {err.code.name} {err.reason}: {err.message}", file=sys.stderr)
-        return 1
-    except RemitnetError as err:
-        print(f"error: {err.reason}: {err.message}", file=sys.stderr)
-        return 2
+        if args.command == "audit":
+            return audit_cli.run(args)
+        answer = asyncio.run(_client_command(args))
+    except (HubError, RemitnetError) as err:
+        return _report(err, args)
+    fmt.print_message(answer, json=args.json)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

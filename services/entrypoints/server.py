@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import time
@@ -17,16 +18,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
-from sqlalchemy import Connection
 
 from remitnet.clearing.v1 import clearing_pb2, clearing_pb2_grpc
 from remitnet.fx.v1 import fx_pb2, fx_pb2_grpc
 from remitnet.netting.v1 import netting_pb2, netting_pb2_grpc
 from remitnet.participants.v1 import participants_pb2, participants_pb2_grpc
-from remitnet.services.adapters import metrics
+from remitnet.services.adapters import collector, metrics
 from remitnet.services.adapters.db import faults, migrate
-from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.grpc import limits
 from remitnet.services.adapters.grpc.clearing import ClearingServicer
 from remitnet.services.adapters.grpc.fx import FxServicer
 from remitnet.services.adapters.grpc.identity import (
@@ -38,19 +38,22 @@ from remitnet.services.adapters.grpc.identity import (
 from remitnet.services.adapters.grpc.interceptor import HubInterceptor
 from remitnet.services.adapters.grpc.netting import NettingServicer, record_close
 from remitnet.services.adapters.grpc.participants import ParticipantsServicer
+from remitnet.services.adapters.grpc.reflection_v1 import SERVICE_NAME as REFLECTION_V1
+from remitnet.services.adapters.grpc.reflection_v1 import add_reflection_v1
 from remitnet.services.adapters.grpc.settlement import SettlementServicer, record_settlement
 from remitnet.services.domain.errors import RemitnetError
-from remitnet.services.domain.model import AccountKind, CycleState
-from remitnet.services.domain.netting import headroom
 from remitnet.services.service_layer import cycles, fx, settlement
 from remitnet.services.service_layer.engine import EngineConfig, NettingEngine
 from remitnet.services.service_layer.fx import FxConfig
+from remitnet.services.service_layer.watch import FeedReader, WatchConfig
 from remitnet.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 
 log = logging.getLogger("remitnet.server")
 
 SERVICES = ("participants", "clearing", "fx", "netting", "settlement")
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+MAX_CONCURRENT_STREAMS = 128
+# The documented limits (services/adapters/grpc/limits.py, README "Limits").
+MAX_MESSAGE_BYTES = limits.MAX_MESSAGE_BYTES
 
 SERVICE_NAMES = {
     "participants": participants_pb2.DESCRIPTOR.services_by_name["ParticipantsService"].full_name,
@@ -69,6 +72,8 @@ for _m in clearing_pb2.DESCRIPTOR.services_by_name["ClearingService"].methods:
 ROLES[f"/{SERVICE_NAMES['netting']}/ListCycles"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['netting']}/GetCycle"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['netting']}/CloseCycle"] = Role.OPERATOR
+# A bank reads its own position; the operator any bank's.
+ROLES[f"/{SERVICE_NAMES['netting']}/GetPosition"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['settlement']}/SettleCycle"] = Role.OPERATOR
 ROLES[f"/{SERVICE_NAMES['settlement']}/GetStatement"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['settlement']}/GetLedgerBalance"] = Role.OPERATOR
@@ -78,6 +83,25 @@ ROLES[f"/{SERVICE_NAMES['fx']}/ListRates"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['fx']}/CreateQuote"] = Role.BANK
 ROLES[f"/{SERVICE_NAMES['fx']}/CreateQuotes"] = Role.BANK
 ROLES[f"/{SERVICE_NAMES['fx']}/GetQuote"] = Role.ANY
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1): the only hosts
+    an --insecure hub may listen on. Any other name is refused, whatever it
+    resolves to today."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_host_refusal(host: str) -> str:
+    return (
+        f"refusing --insecure on {host!r}: without TLS anyone who reaches the port can claim "
+        "any identity, so an insecure hub listens on loopback only (127.0.0.1, ::1, localhost)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +128,7 @@ class ServerConfig:
     auto_settle: bool = False
     grace_s: float = 10.0
     engine: EngineConfig = field(default_factory=EngineConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
     fx: FxConfig = field(default_factory=FxConfig)
     rates_file: str | None = None
 
@@ -117,6 +142,8 @@ class Hub:
                 "refusing to start without TLS: pass --tls-cert/--tls-key/--tls-client-ca, "
                 "or --insecure for development (caller identity from metadata)"
             )
+        if config.insecure and not is_loopback(config.host):
+            raise SystemExit(insecure_host_refusal(config.host))
         if config.health_port and config.health_port == config.port:
             raise SystemExit(f"--health-port {config.health_port} is the gRPC --port")
         unknown = set(config.only) - set(SERVICES)
@@ -126,6 +153,7 @@ class Hub:
         self.db = db or Database(config.db_url)
         faults.install_from_env(self.db)
         self.engine: NettingEngine | None = None
+        self.feed: FeedReader | None = None
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self.health_server: grpc.aio.Server | None = None
@@ -141,19 +169,20 @@ class Hub:
             # Before anything starts: a bad rates file stops the start-up
             # with nothing running.
             rows = fx.load_rates_file(Path(cfg.rates_file))
-            await asyncio.to_thread(fx.update_rates, self.db, rows)
+            # A rate the database holds newer (the feed updated it since the
+            # file was written) is kept, not replaced by the file's.
+            await asyncio.to_thread(partial(fx.update_rates, keep_newer=True), self.db, rows)
         resolver: IdentityResolver = (
             InsecureMetadataResolver() if cfg.tls is None else CertificateResolver()
         )
         server = grpc.aio.server(
             interceptors=[HubInterceptor(resolver, ROLES)],
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                # Bounded connection age lets clients behind a Service spread
-                # over new replicas (gRPC balances per connection).
-                ("grpc.max_connection_age_ms", 300_000),
-                ("grpc.max_connection_age_grace_ms", 30_000),
+                # Message sizes, connection age and the keepalive policy.
+                *limits.server_options(),
+                # Streams (calls) in flight per connection: beyond it a client
+                # queues its calls instead of the server holding them all.
+                ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
             ],
         )
         names: list[str] = []
@@ -165,8 +194,10 @@ class Hub:
         if "clearing" in cfg.only:
             self.engine = NettingEngine(self.db, cfg.engine)
             await self.engine.start()
+            self.feed = FeedReader(self.db, cfg.watch)
+            await self.feed.start()
             clearing_pb2_grpc.add_ClearingServiceServicer_to_server(
-                ClearingServicer(self.db, self.engine), server
+                ClearingServicer(self.db, self.engine, self.feed), server
             )
             names.append(SERVICE_NAMES["clearing"])
         if "fx" in cfg.only:
@@ -181,14 +212,15 @@ class Hub:
             )
             names.append(SERVICE_NAMES["settlement"])
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            [
-                *names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            server,
-        )
+        # Reflection in both versions, each listing both.
+        listed = [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+            REFLECTION_V1,
+        ]
+        reflection.enable_server_reflection(listed, server)
+        add_reflection_v1(listed, server)
         address = f"{cfg.host}:{cfg.port}"
         if cfg.tls is None:
             self.port = server.add_insecure_port(address)
@@ -215,10 +247,14 @@ class Hub:
             start_http_server(cfg.metrics_port, addr=cfg.host)
         metrics.BUILD_INFO.info({"version": "0.1.0", "services": ",".join(cfg.only)})
         metrics.CYCLE_SCHEDULE.set(cfg.cycle_seconds)
-        if "netting" in cfg.only:
+        metrics.precreate()
+        # The gauges collector: in the processes that close or settle cycles
+        # (they also count those per currency, pre-created at zero from the
+        # currencies the collector reads). Clearing replicas set no gauges.
+        if {"netting", "settlement"} & set(cfg.only):
             self._spawn(self._gauges_loop(), "gauges")
-            if cfg.cycle_seconds > 0:
-                self._spawn(self._schedule_loop(), "cycle-schedule")
+        if "netting" in cfg.only and cfg.cycle_seconds > 0:
+            self._spawn(self._schedule_loop(), "cycle-schedule")
         if "settlement" in cfg.only and cfg.auto_settle:
             self._spawn(self._settle_loop(), "auto-settle")
         log.info("remitnet serving %s on %s:%d", ",".join(cfg.only), cfg.host, self.port)
@@ -249,12 +285,16 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.feed is not None:
+            self.feed.close_streams()
         if self.server is not None:
             await self.server.stop(self.config.grace_s)
         if self.health_server is not None:
             await self.health_server.stop(1.0)
         if self.engine is not None:
             await self.engine.stop()
+        if self.feed is not None:
+            await self.feed.stop()
         self.db.dispose()
 
     async def wait(self) -> None:
@@ -292,45 +332,7 @@ class Hub:
     async def _gauges_loop(self) -> None:
         """Gauges that describe the database, not this process: refreshed
         from it, so any replica reports the same values."""
-        while True:
-            try:
-                await asyncio.to_thread(self._refresh_gauges)
-            except Exception:
-                log.exception("gauge refresh failed")
-            await asyncio.sleep(5.0)
-
-    def _refresh_gauges(self) -> None:
-        def read(conn: Connection) -> tuple[list[repo.CycleRow], list[repo.AccountRow]]:
-            return repo.list_cycles(conn, "", None, None, 10_000), repo.all_accounts(conn)
-
-        all_cycles, every_account = self.db.read(read, stale_ok=True)
-        accounts = [a for a in every_account if a.kind == AccountKind.LIQUIDITY]
-        for a in every_account:
-            if a.kind == AccountKind.FX:
-                metrics.HUB_FX_POSITION.labels(a.currency).set(a.balance + a.unsettled_net)
-            elif a.kind == AccountKind.FX_REVENUE:
-                metrics.FX_REVENUE.labels(a.currency).set(a.balance)
-        by_currency: dict[str, list[repo.CycleRow]] = {}
-        for c in all_cycles:
-            by_currency.setdefault(c.currency, []).append(c)
-        for currency, found in by_currency.items():
-            for c in found:
-                if c.state is CycleState.OPEN:
-                    metrics.CYCLE_OPEN_SINCE.labels(currency).set(c.opened_at.timestamp())
-            closed = [
-                c.closed_at.timestamp()
-                for c in found
-                if c.state is CycleState.CLOSED and c.closed_at
-            ]
-            metrics.CYCLES_UNSETTLED.labels(currency).set(len(closed))
-            metrics.OLDEST_UNSETTLED.labels(currency).set(min(closed, default=0.0))
-        for a in accounts:
-            metrics.BANK_BALANCE.labels(a.owner, a.currency).set(a.balance)
-            metrics.BANK_CAP.labels(a.owner, a.currency).set(a.net_debit_cap)
-            metrics.BANK_UNSETTLED.labels(a.owner, a.currency).set(a.unsettled_net)
-            metrics.BANK_HEADROOM.labels(a.owner, a.currency).set(
-                headroom(a.balance, a.net_debit_cap, a.unsettled_net)
-            )
+        await collector.run(self.db)
 
 
 def _read(path: str) -> bytes:

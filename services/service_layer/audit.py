@@ -6,19 +6,25 @@ from ledger entries, positions and unsettled nets from transfers."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Connection, select
 
+from remitnet.services.adapters.db import audit_log
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.db.feed import EventKind
 from remitnet.services.adapters.db.schema import (
     accounts,
     cycles,
+    events,
+    feed_heads,
     ledger_entries,
     positions,
 )
+from remitnet.services.domain.audit_trail import verify as verify_trail
 from remitnet.services.domain.model import (
     AccountKind,
     CycleState,
@@ -97,6 +103,11 @@ def _audit(conn: Connection) -> AuditReport:
             if cycle_state.get(leg.cycle_id) is not CycleState.SETTLED:
                 unsettled[position_account_id(leg.payer, leg.currency)] -= leg.amount
                 unsettled[position_account_id(leg.payee, leg.currency)] += leg.amount
+    _audit_feed(conn, bad, cycle_state)
+    # The operator audit trail chains, with no gap (`remitnet audit verify`).
+    broken = verify_trail(audit_log.records(conn)).broken
+    if broken is not None:
+        bad.append(f"operator audit trail broken at seq {broken.seq}: {broken.reason}")
     for qid, n in quote_users.items():
         if n > 1:
             bad.append(f"quote {qid} was used by {n} transfers")
@@ -216,3 +227,94 @@ def _audit(conn: Connection) -> AuditReport:
         if total:
             bad.append(f"{currency} account balances sum to {total}, not zero")
     return report
+
+
+def _audit_feed(conn: Connection, bad: list[str], cycle_state: dict[str, CycleState]) -> None:
+    """The change feed tells each bank every change, once: numbers run
+    1..head in time order, one batch event per bank and time; each transfer
+    since the bank's feed began is accepted once in each party's feed (a
+    batch event counts its transfers), cancelled once if cancelled; each
+    cross-currency transfer is closed and settled once per party when both
+    legs' cycles are; each cycle a bank has a position in is closed and
+    settled once in that bank's feed once it gets there."""
+    utc = repo.utc
+    heads: dict[str, int] = {}
+    started: dict[str, datetime] = {}
+    for bank, head, start in conn.execute(
+        select(feed_heads.c.bank_code, feed_heads.c.seq, feed_heads.c.started_at)
+    ):
+        heads[bank] = head
+        started[bank] = utc(start)
+    last: dict[str, tuple[int, datetime | None]] = {}
+    batch_items: Counter[tuple[str, datetime]] = Counter()
+    said: Counter[tuple[str, str, int]] = Counter()  # (bank, transfer or cycle, status)
+    for bank, seq, raw_at, kind, status, tid, cid, n in conn.execute(
+        select(
+            events.c.bank_code,
+            events.c.seq,
+            events.c.at,
+            events.c.kind,
+            events.c.status,
+            events.c.transfer_id,
+            events.c.cycle_id,
+            events.c.item_count,
+        ).order_by(events.c.bank_code, events.c.seq)
+    ):
+        at = utc(raw_at)
+        prev_seq, prev_at = last.get(bank, (0, None))
+        if seq != prev_seq + 1 or (prev_at is not None and at < prev_at):
+            bad.append(f"feed of {bank}: event {seq} follows {prev_seq} out of order")
+        last[bank] = (seq, at)
+        if kind == EventKind.BATCH:
+            if (bank, at) in batch_items:  # a batch event must name its batch alone
+                bad.append(f"feed of {bank}: two batch events at {at}")
+            batch_items[(bank, at)] += n
+        else:
+            said[(bank, str(tid) if kind == EventKind.TRANSFER else str(cid), status)] += 1
+    for bank, head in heads.items():
+        if last.get(bank, (0, None))[0] != head:
+            bad.append(f"feed of {bank}: head {head}, last event {last.get(bank, (0, None))[0]}")
+
+    def told_once(bank: str, key: str, status: TransferStatus, due: bool) -> None:
+        told = said[(bank, key, int(status))]
+        if told > 1 or (due and told == 0):
+            bad.append(f"feed of {bank}: {key} {status.name} told {told} times")
+
+    accepted: Counter[tuple[str, datetime]] = Counter()
+    for t in repo.all_transfers(conn):
+        for bank in (t.debtor, t.creditor):
+            if bank not in started or t.accepted_at < started[bank]:
+                continue  # before the bank's feed began (migration 0005)
+            if t.gross:
+                told_once(bank, t.transfer_id, TransferStatus.SETTLED, True)
+                continue
+            accepted[(bank, t.accepted_at)] += 1
+            cancelled = t.status is TransferStatus.CANCELLED
+            told_once(bank, t.transfer_id, TransferStatus.CANCELLED, cancelled)
+            legs = [cycle_state.get(leg.cycle_id, CycleState.OPEN) for leg in t.legs()]
+            if len(legs) == 2 and not cancelled:
+                told_once(
+                    bank, t.transfer_id, TransferStatus.CLOSED, min(legs) >= CycleState.CLOSED
+                )
+                told_once(
+                    bank, t.transfer_id, TransferStatus.SETTLED, min(legs) is CycleState.SETTLED
+                )
+    for key in set(accepted) | set(batch_items):
+        if accepted.get(key, 0) != batch_items.get(key, 0):
+            bad.append(
+                f"feed of {key[0]}: the batch at {key[1]} counts {batch_items.get(key, 0)} "
+                f"transfers, {accepted.get(key, 0)} were accepted"
+            )
+    moved: dict[str, tuple[datetime | None, datetime | None]] = {
+        cid: (None if c is None else utc(c), None if s is None else utc(s))
+        for cid, c, s in conn.execute(select(cycles.c.id, cycles.c.closed_at, cycles.c.settled_at))
+    }
+    for cid, bank in conn.execute(select(positions.c.cycle_id, positions.c.bank_code)):
+        if bank not in started:
+            continue
+        closed_at, settled_at = moved.get(cid, (None, None))
+        for moved_at, status in (
+            (closed_at, TransferStatus.CLOSED),
+            (settled_at, TransferStatus.SETTLED),
+        ):
+            told_once(bank, cid, status, moved_at is not None and moved_at >= started[bank])

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
+from remitnet.services.adapters.db import feed
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
@@ -52,7 +53,6 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
     def unit(conn: Connection) -> BatchResult:
         nonlocal attempts
         attempts += 1
-        now = datetime.now(UTC)
         existing = repo.existing_transfers(conn, [i.transfer_id for i in items])
         fresh = [i for i in items if i.transfer_id not in existing]
         quote_ids = {i.quote_id for i in fresh if i.quote_id is not None}
@@ -76,10 +76,16 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
         # The regions go into the rows written below (rows are homed in their
         # bank's region on CockroachDB): read with the statuses, one query.
         statuses, regions = repo.bank_statuses_and_regions(conn, banks) if banks else ({}, {})
+        # The batch's time is its transfers' accepted_at and its feed events'
+        # time: strictly after every earlier event of the banks it touches.
+        heads = feed.load_heads(conn, banks)
+        now = feed.event_time(heads, datetime.now(UTC))
         loaded = repo.load_account_states(conn, account_ids) if account_ids else {}
         states.clear()
         states.update({(s.bank, s.currency): s for s in loaded.values()})
         open_ids = repo.open_cycle_ids(conn, currencies) if currencies else {}
+        # What the open cycles hold already: no total of theirs may pass int64.
+        sums = repo.cycle_sums(conn, list(open_ids.values())) if open_ids else {}
         result = clear_batch(
             items,
             existing=existing,
@@ -88,11 +94,13 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
             open_cycles=open_ids,
             now=now,
             quotes=quotes,
+            cycle_sums=sums,
         )
         repo.insert_transfers(conn, result.new_transfers, regions)
         repo.add_positions(conn, result.positions, regions)
         repo.add_unsettled(conn, result.account_deltas)
         repo.mark_quotes_used(conn, result.used_quotes, now)
+        feed.append(conn, heads, feed.batch_events(result.new_transfers), now)
         return result
 
     result = db.write("clear_batch", unit)
@@ -217,11 +225,14 @@ def cancel_transfer(db: Database, caller: str, transfer_id: str) -> TransferView
                 Reason.CANCEL_EXCEEDS_CREDITOR_HEADROOM,
                 "the creditor has already used this credit; cancelling would breach its limit",
             )
-        repo.cancel_transfer(conn, tid, datetime.now(UTC))
+        heads = feed.load_heads(conn, (t.debtor, t.creditor))
+        now = feed.event_time(heads, datetime.now(UTC))
+        repo.cancel_transfer(conn, tid, now)
         repo.add_positions(conn, positions)
         repo.add_unsettled(conn, deltas)
         cancelled = repo.get_transfer(conn, tid)
         assert cancelled is not None
+        feed.append(conn, heads, feed.transfer_events(cancelled, TransferStatus.CANCELLED), now)
         return TransferView(cancelled, TransferStatus.CANCELLED)
 
     return db.write("cancel_transfer", unit)

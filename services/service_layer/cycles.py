@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
+from remitnet.services.adapters.db import audit_log, feed
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
+from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action, ChainHead
 from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
 from remitnet.services.domain.model import CycleState, cycle_id_for
 from remitnet.services.domain.money import check_currency
@@ -19,6 +21,8 @@ from remitnet.services.domain.netting import PositionDelta, check_nets_balance, 
 class CycleView:
     cycle: repo.CycleRow
     positions: dict[str, PositionDelta]
+    # The audit chain head its settlement appended (settled cycles only).
+    audit_head: ChainHead | None = None
 
     @property
     def transfer_count(self) -> int:
@@ -40,7 +44,7 @@ class CycleView:
 
 
 def close_cycle(
-    db: Database, currency: str, *, expected: str | None = None
+    db: Database, currency: str, *, expected: str | None = None, actor: str = HUB_PRINCIPAL
 ) -> tuple[CycleView, CycleView]:
     """Seal the open cycle of a currency and open the next in one serializable
     transaction: a batch committing concurrently lands in exactly one of
@@ -53,7 +57,6 @@ def close_cycle(
     target: list[str] = [expected] if expected else []
 
     def unit(conn: Connection) -> tuple[CycleView, CycleView]:
-        now = datetime.now(UTC)
         if not target:
             current = repo.open_cycle(conn, currency)
             if current is None:
@@ -75,11 +78,18 @@ def close_cycle(
         positions = repo.cycle_positions(conn, current.id)
         check_nets_balance({b: p.net for b, p in positions.items()})
         totals = cycle_totals(positions.values())
+        news = feed.cycle_events(conn, current.id, CycleState.CLOSED, positions)
+        heads = feed.load_heads(conn, {e.bank for e in news})
+        now = feed.event_time(heads, datetime.now(UTC))
+        feed.append(conn, heads, news, now)
         repo.seal_cycle(
             conn, current.id, now, totals.transfer_count, totals.gross_value, totals.net_value
         )
         seq = current.seq + 1
         repo.insert_cycle(conn, cycle_id_for(currency, seq), currency, seq, now)
+        # A re-close of a closed cycle returned above and appends nothing.
+        request = {"currency": currency, "cycle_id": current.id}
+        audit_log.append(conn, actor, Action.CLOSE_CYCLE, request, now)
         closed = repo.get_cycle(conn, current.id)
         opened = repo.get_cycle(conn, cycle_id_for(currency, seq))
         assert closed is not None and opened is not None
@@ -89,7 +99,14 @@ def close_cycle(
 
 
 def _view(conn: Connection, cycle: repo.CycleRow) -> CycleView:
-    return CycleView(cycle, repo.cycle_positions(conn, cycle.id))
+    return CycleView(
+        cycle, repo.cycle_positions(conn, cycle.id), _audit_heads(conn, [cycle]).get(cycle.id)
+    )
+
+
+def _audit_heads(conn: Connection, found: list[repo.CycleRow]) -> dict[str, ChainHead]:
+    settled = [c.id for c in found if c.state is CycleState.SETTLED]
+    return audit_log.settlement_heads(conn, settled)
 
 
 def get_cycle(db: Database, cycle_id: str) -> CycleView:
@@ -109,7 +126,11 @@ def list_cycles(
         check_currency(currency)
 
     def unit(conn: Connection) -> list[CycleView]:
-        return [_view(conn, c) for c in repo.list_cycles(conn, currency, state, before, limit)]
+        # Two statements a page: the cycles, then all their positions.
+        found = repo.list_cycles(conn, currency, state, before, limit)
+        held = repo.positions_of_cycles(conn, [c.id for c in found])
+        heads = _audit_heads(conn, found)
+        return [CycleView(c, held[c.id], heads.get(c.id)) for c in found]
 
     return db.read(unit, stale_ok=True)
 

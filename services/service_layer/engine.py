@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.domain.errors import Reason, RemitnetError, Unavailable, UnstorableValue
+from remitnet.services.domain.errors import (
+    Reason,
+    RemitnetError,
+    ResourceExhausted,
+    Unavailable,
+    UnstorableValue,
+)
 from remitnet.services.domain.model import Instruction
 from remitnet.services.domain.netting import Outcome, Rejected
 from remitnet.services.service_layer.clearing import BatchCommit, commit_batch
@@ -38,6 +44,19 @@ class EngineConfig:
     max_linger_s: float = 0.002
     # Batch transaction time above which the controller shrinks batches.
     latency_objective_s: float = 0.5
+    # Fair share. Items one bank may have waiting (its extra requests are
+    # refused with RESOURCE_EXHAUSTED and a retry delay); at least one
+    # request is always admitted, whatever its size.
+    max_queued_per_bank: int = 20_000
+    # Fair share between heavy and light banks. While a light bank (whose
+    # requests fit in `bank_quantum` items) is active, every bank adds at
+    # most `bank_quantum` items to a batch: a large request is cut into
+    # slices, so a light bank's transfers never wait behind thousands of
+    # another bank's, only behind a short batch. With only heavy banks
+    # active, each gets a fair share of the limit; alone, a bank fills it.
+    bank_quantum: int = 64
+    # A bank counts as active for this long after its last request.
+    fair_window_s: float = 1.0
 
 
 @dataclass(slots=True)
@@ -73,16 +92,38 @@ class BatchController:
 
 @dataclass(slots=True)
 class _Request:
+    bank: str
     items: Sequence[Instruction]
     future: asyncio.Future[list[Outcome]]
+    # Items handed to batches so far, and the outcomes of those committed:
+    # a large request may be cut into slices committed one after another, in
+    # order, so its later items still see the liquidity used by earlier ones.
+    taken: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Slice:
+    request: _Request
+    start: int
+    stop: int
 
 
 class NettingEngine:
+    """Group commit with per-bank fair share: each bank has its own queue,
+    batches are drained round-robin across the banks waiting, a bank's queued
+    items are bounded, and requests whose callers went away before any of
+    their items was taken are dropped."""
+
     def __init__(self, db: Database, config: EngineConfig | None = None) -> None:
         self.db = db
         self.config = config or EngineConfig()
         self.controller = BatchController(self.config)
-        self._queue: deque[_Request] = deque()
+        # Per-bank FIFO of requests; `_ring` holds each bank with work once,
+        # in the order in which the banks get their next turn.
+        self._queues: dict[str, deque[_Request]] = {}
+        self._ring: deque[str] = deque()
+        self._bank_items: Counter[str] = Counter()
         self._queued_items = 0
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -93,16 +134,58 @@ class NettingEngine:
         # the in-memory running headroom of a batch safe within a process.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netting")
         self._regions: dict[str, str] = {}
+        # Seconds per committed item, smoothed: what a refused bank is told
+        # to wait before retrying.
+        self._item_seconds = 0.0001
+        self._last_seen: dict[str, float] = {}
+        self._last_size: dict[str, int] = {}
 
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="netting-engine")
 
-    async def submit(self, items: Sequence[Instruction]) -> list[Outcome]:
+    def queued(self, bank: str) -> int:
+        """Items of `bank` waiting for a batch."""
+        return self._bank_items[bank]
+
+    def check_room(self, bank: str, n: int) -> None:
+        """Refuse, with RESOURCE_EXHAUSTED and a retry delay, a request of
+        `n` items that would take `bank` past its bound of queued items (a
+        bank with nothing queued is always admitted). Callers may check
+        before converting a large request, so a refusal costs nothing."""
+        waiting = self._bank_items[bank]
+        if waiting and waiting + n > self.config.max_queued_per_bank:
+            metrics.BANK_REFUSALS.labels(bank, Reason.BANK_QUEUE_FULL).inc()
+            retry = min(5.0, max(0.05, waiting * self._item_seconds))
+            raise ResourceExhausted(
+                Reason.BANK_QUEUE_FULL,
+                f"{waiting} transfers of this bank are already waiting for the netting engine "
+                f"(at most {self.config.max_queued_per_bank}); retry in {retry:.2f} s",
+                retry_after_s=retry,
+                queued=str(waiting),
+                limit=str(self.config.max_queued_per_bank),
+            )
+
+    async def submit(self, items: Sequence[Instruction], bank: str | None = None) -> list[Outcome]:
+        """Queue one request of `bank` (by default the debtor of its first
+        item) and wait for its outcomes, one per item, in order."""
         if self._closing:
             raise Unavailable("SHUTTING_DOWN", "the hub is shutting down; retry on another replica")
+        if not items:
+            return []
+        owner = bank if bank is not None else items[0].debtor
+        self.check_room(owner, len(items))
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(items, future))
+        request = _Request(owner, items, future)
+        self._last_seen[owner] = time.monotonic()
+        self._last_size[owner] = len(items)
+        queue = self._queues.get(owner)
+        if queue is None:
+            queue = self._queues[owner] = deque()
+        if not queue:
+            self._ring.append(owner)
+        queue.append(request)
+        self._bank_items[owner] += len(items)
         self._queued_items += len(items)
         metrics.QUEUE_ITEMS.set(self._queued_items)
         self._idle.clear()
@@ -120,22 +203,91 @@ class NettingEngine:
             self._task = None
         self._executor.shutdown(wait=True)
 
-    def _take(self) -> list[_Request]:
+    def _forget(self, request: _Request) -> None:
+        """Uncount the items of `request` that no batch will take."""
+        left = len(request.items) - request.taken
+        request.taken = len(request.items)
+        self._bank_items[request.bank] -= left
+        self._queued_items -= left
+        if not self._bank_items[request.bank]:
+            del self._bank_items[request.bank]
+
+    def _head(self, bank: str) -> _Request | None:
+        """The bank's next request with items to take, after dropping those
+        whose caller is gone (cancelled: the client abandoned the call) or
+        that already failed."""
+        queue = self._queues[bank]
+        while queue:
+            request = queue[0]
+            if request.future.done():
+                if request.future.cancelled():
+                    metrics.NETTING_DROPPED.inc(len(request.items) - request.taken)
+                queue.popleft()
+                self._forget(request)
+                continue
+            if request.taken < len(request.items):
+                return request
+            queue.popleft()  # wholly taken: its outcomes come from batches in flight
+        return None
+
+    def _take(self) -> list[_Slice]:
+        """The next batch: one turn per waiting bank, round-robin, starting
+        where the previous batch stopped.
+
+        A batch's duration is what every bank in it waits for, so its size
+        depends on who is active (waiting, or submitted within
+        `fair_window_s`). While a light bank is active (its last request
+        fitted in `bank_quantum` items), a turn is at most `bank_quantum`
+        items: a bank sending maximum batches cannot make the light bank's
+        transfers wait behind thousands of its own. When every active bank is heavy, a turn is a
+        fair share of the batch limit and batches fill (the batch path's
+        throughput); a bank alone fills the limit."""
         limit = self.controller.limit
-        taken: list[_Request] = []
+        now = time.monotonic()
+        window = self.config.fair_window_s
+        # Active: waiting now, or submitted lately (a light bank's next items
+        # are on their way while this batch commits).
+        active = {b for b, t in self._last_seen.items() if now - t < window}
+        active.update(self._ring)
+        quantum = self.config.bank_quantum
+        light = any(self._last_size.get(b, 0) <= quantum for b in active)
+        waiting = len(self._ring)
+        shared = len(active) > 1 and light
+        turn = quantum if shared else max(quantum, limit // max(1, waiting))
+        taken: list[_Slice] = []
         size = 0
-        while self._queue and (not taken or size + len(self._queue[0].items) <= limit):
-            request = self._queue.popleft()
-            taken.append(request)
-            size += len(request.items)
+        for _ in range(waiting):
+            if size >= limit:
+                break
+            bank = self._ring.popleft()
+            share = min(turn, limit - size)
+            while share > 0:
+                request = self._head(bank)
+                if request is None:
+                    break
+                n = min(share, len(request.items) - request.taken)
+                taken.append(_Slice(request, request.taken, request.taken + n))
+                request.taken += n
+                self._bank_items[bank] -= n
+                share -= n
+                size += n
+            if self._head(bank) is not None:
+                self._ring.append(bank)
+            else:
+                del self._queues[bank]
+                self._bank_items.pop(bank, None)
         self._queued_items -= size
         metrics.QUEUE_ITEMS.set(self._queued_items)
+        for bank in [b for b, t in self._last_seen.items() if now - t >= window]:
+            if bank not in self._queues:
+                del self._last_seen[bank]
+                self._last_size.pop(bank, None)
         return taken
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:
+            if not self._ring:
                 self._idle.set()
                 await self._wakeup.wait()
                 self._wakeup.clear()
@@ -143,31 +295,33 @@ class NettingEngine:
             linger = self.controller.linger_s
             if linger and self._queued_items < self.controller.limit:
                 await asyncio.sleep(linger)
-            requests = self._take()
-            items = [i for r in requests for i in r.items]
+            slices = self._take()
+            if not slices:
+                continue
+            items = [i for s in slices for i in s.request.items[s.start : s.stop]]
             started = time.perf_counter()
             try:
                 outcomes, commits = await loop.run_in_executor(self._executor, self._commit, items)
             except RemitnetError as exc:
-                for r in requests:
-                    if not r.future.done():
-                        r.future.set_exception(exc)
+                self._fail(slices, exc)
                 continue
             except Exception as exc:  # the database is down or broken
                 log.exception("netting batch of %d failed", len(items))
                 error = Unavailable(
                     "BATCH_FAILED", f"the batch could not commit: {type(exc).__name__}"
                 )
-                for r in requests:
-                    if not r.future.done():
-                        r.future.set_exception(error)
+                self._fail(slices, error)
                 continue
             seconds = time.perf_counter() - started
+            self._item_seconds = 0.8 * self._item_seconds + 0.2 * (seconds / len(items))
             offset = 0
-            for r in requests:
-                n = len(r.items)
+            for s in slices:
+                n = s.stop - s.start
+                r = s.request
                 if not r.future.done():
-                    r.future.set_result(outcomes[offset : offset + n])
+                    r.outcomes += outcomes[offset : offset + n]
+                    if len(r.outcomes) == len(r.items):
+                        r.future.set_result(r.outcomes)
                 offset += n
             attempts = max((c.attempts for c in commits), default=1)
             self.controller.observe(len(items), seconds, attempts, self._queued_items)
@@ -176,6 +330,14 @@ class NettingEngine:
             isolated = len(items) - sum(len(c.result.outcomes) for c in commits)
             if isolated:
                 metrics.TRANSFERS.labels("rejected", Reason.UNSTORABLE_VALUE).inc(isolated)
+
+    def _fail(self, slices: list[_Slice], error: RemitnetError) -> None:
+        """A batch failed: so does every request with items in it (their
+        remaining slices are dropped; a retry with the same ids replays what
+        earlier slices committed)."""
+        for s in slices:
+            if not s.request.future.done():
+                s.request.future.set_exception(error)
 
     def _commit(self, items: Sequence[Instruction]) -> tuple[list[Outcome], list[BatchCommit]]:
         """Commit a batch. When the database refuses a value in it, commit the
@@ -256,6 +418,5 @@ class NettingEngine:
             metrics.FX_QUOTES.labels("used", "").inc(fx_used)
         for (source, target), amount in fx_volume.items():
             metrics.FX_VOLUME.labels(source, target).inc(amount)
-        for a in commit.accounts:
-            metrics.BANK_UNSETTLED.labels(a.bank, a.currency).set(a.unsettled_net)
-            metrics.BANK_HEADROOM.labels(a.bank, a.currency).set(a.headroom)
+        # Per-bank gauges are not set here: this process sees only its own
+        # batches. The server's collector reads them from the database.

@@ -16,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from remitnet.services.adapters.db import audit_log
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
+from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action, time_text
 from remitnet.services.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -90,17 +92,27 @@ RateRow = tuple[str, str, str, datetime | None]
 
 
 def _parse_rates(rows: Sequence[RateRow], now: datetime) -> list[Rate]:
-    """Every row checked (`parse_rate`); a pair given twice, in either
+    """Every row checked (`parse_rate`); as_of is required (a rate without
+    it would look fresh whenever it arrived); a pair given twice, in either
     direction, is refused: one request states one mid per pair."""
     if not rows:
         raise InvalidArgument(Reason.EMPTY_BATCH, "no rates given")
     if len(rows) > MAX_RATES:
-        raise InvalidArgument(Reason.BATCH_TOO_LARGE, f"at most {MAX_RATES} rates per call")
+        raise InvalidArgument(
+            Reason.BATCH_TOO_LARGE, f"at most {MAX_RATES} rates per call", limit=str(MAX_RATES)
+        )
     parsed: list[Rate] = []
     seen: dict[frozenset[str], int] = {}
     for index, (base, quote, text, as_of) in enumerate(rows):
         try:
-            rate = parse_rate(base, quote, text, as_of or now, now=now)
+            if as_of is None:
+                raise InvalidArgument(
+                    Reason.MISSING_FIELD,
+                    f"rate {index} ({base}/{quote}): as_of is required, the time the rate "
+                    "was observed",
+                    field="as_of",
+                )
+            rate = parse_rate(base, quote, text, as_of, now=now)
         except RemitnetError as err:
             err.metadata["index"] = str(index)
             raise
@@ -118,15 +130,72 @@ def _parse_rates(rows: Sequence[RateRow], now: datetime) -> list[Rate]:
     return parsed
 
 
-def update_rates(db: Database, rates: Sequence[RateRow]) -> list[Rate]:
+def update_rates(
+    db: Database,
+    rates: Sequence[RateRow],
+    *,
+    keep_newer: bool = False,
+    actor: str = HUB_PRINCIPAL,
+) -> list[Rate]:
     """Replace the mid rates of the given pairs (base, quote, decimal text,
-    as-of or None for now). All or nothing: one bad rate stores none."""
+    as-of; as-of is required). A pair has one mid: storing X/Y removes a
+    stored Y/X. A rate whose as-of is older than that of the rate stored for
+    its pair (in either direction) is refused, RATE_OLDER_THAN_STORED, and
+    the call stores nothing (all or nothing: one bad rate stores none); an
+    equal as-of replaces (a correction). With `keep_newer` (a rates file
+    loaded at start-up, which may predate the feed's later updates) such a
+    rate is skipped instead and the others are stored. Returns the rates
+    stored."""
     now = datetime.now(UTC)
     parsed = _parse_rates(rates, now)
 
     def unit(conn: Connection) -> list[Rate]:
-        repo.upsert_rates(conn, parsed, now)
-        return parsed
+        stored = repo.load_rates(conn)
+        fresh: list[Rate] = []
+        for index, rate in enumerate(parsed):
+            held = [
+                r
+                for r in (stored.get((rate.base, rate.quote)), stored.get((rate.quote, rate.base)))
+                if r is not None
+            ]
+            newest = max((r.as_of for r in held), default=None)
+            if newest is not None and rate.as_of < newest:
+                if keep_newer:
+                    continue
+                pair = f"{rate.base}/{rate.quote}"
+                raise FailedPrecondition(
+                    Reason.RATE_OLDER_THAN_STORED,
+                    f"{pair} as of {rate.as_of.isoformat()} is older than the stored rate for "
+                    f"the pair, as of {newest.isoformat()}; nothing was stored",
+                    pair=pair,
+                    index=str(index),
+                    as_of=rate.as_of.isoformat(),
+                    stored_as_of=newest.isoformat(),
+                )
+            fresh.append(rate)
+        inverses = [(r.quote, r.base) for r in fresh if (r.quote, r.base) in stored]
+        repo.delete_rates(conn, inverses)
+        if fresh:
+            repo.upsert_rates(conn, fresh, now)
+        if inverses or any(stored.get((r.base, r.quote)) != r for r in fresh):
+            # The rates as parsed (mid as exact decimal text), in request
+            # order. A call that stored nothing new (all skipped, or the
+            # rates already held, as on a re-run after an ambiguous commit)
+            # appends nothing.
+            request = {
+                "keep_newer": keep_newer,
+                "rates": [
+                    {
+                        "base": r.base,
+                        "quote": r.quote,
+                        "mid_rate": str(r.mid),
+                        "as_of": time_text(r.as_of),
+                    }
+                    for r in parsed
+                ],
+            }
+            audit_log.append(conn, actor, Action.UPDATE_RATES, request, now)
+        return fresh
 
     return db.write("update_rates", unit)
 
@@ -174,10 +243,11 @@ def _field(row: Mapping[str, Any], name: str) -> object:
 
 
 def load_rates_file(path: Path) -> list[RateRow]:
-    """Rates from CSV (header base,quote,rate[,as_of]) or JSON (a list of
-    {"base", "quote", "rate", "as_of"?}); JSON numbers are read as exact
-    decimals. as_of is ISO 8601 with a UTC offset; a naive time is refused
-    (not taken as local or UTC); without as_of the rate is as of loading.
+    """Rates from CSV (header base,quote,rate,as_of) or JSON (a list of
+    {"base", "quote", "rate", "as_of"}); JSON numbers are read as exact
+    decimals. as_of is required, ISO 8601 with a UTC offset; a naive time is
+    refused (not taken as local or UTC), and so is a row without one (it
+    would look fresh whenever the file is loaded).
     Every row is checked as UpdateRates checks it, so a bad file is refused
     whole, with InvalidArgument INVALID_RATE naming the file and the line
     (CSV) or item (JSON) and field."""
@@ -217,13 +287,22 @@ def load_rates_file(path: Path) -> list[RateRow]:
     for where, fields in rows:
         try:
             base, quote = str(_field(fields, "base")).strip(), str(_field(fields, "quote")).strip()
-            entry = (base, quote, _rate_text(_field(fields, "rate")), _as_of(fields.get("as_of")))
+            entry = (
+                base,
+                quote,
+                _rate_text(_field(fields, "rate")),
+                _as_of(fields.get("as_of")),
+            )
         except ValueError as exc:
             raise _file_error(path, where, str(exc)) from None
         try:
             parse_rate(entry[0], entry[1], entry[2], entry[3] or now, now=now)
         except RemitnetError as err:
             raise _file_error(path, where, f"{err.reason}: {err.message}") from None
+        if entry[3] is None:
+            raise _file_error(
+                path, where, "field 'as_of' is missing: every rate states when it was observed"
+            )
         key = frozenset((base, quote))
         if key in where_of:
             raise _file_error(path, where, f"{base}/{quote} already given at {where_of[key]}")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
+from remitnet.services.adapters.db import feed
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
@@ -55,16 +56,21 @@ def commit_gross(db: Database, item: Instruction) -> Outcome:
                     )
                 )
         debtor = states[ids[0]]
-        if headroom(debtor.balance, debtor.net_debit_cap, debtor.unsettled_net) < item.amount:
+        room = headroom(debtor.balance, debtor.net_debit_cap, debtor.unsettled_net)
+        if room < item.amount:
             return Rejected(
                 FailedPrecondition(
                     Reason.INSUFFICIENT_LIQUIDITY,
-                    f"amount exceeds the headroom of {item.debtor} in {item.currency}",
+                    f"amount {item.amount} exceeds the headroom of {item.debtor} in "
+                    f"{item.currency}, {room}",
                     bank=item.debtor,
                     currency=item.currency,
+                    headroom=str(room),
+                    amount=str(item.amount),
                 )
             )
-        now = datetime.now(UTC)
+        heads = feed.load_heads(conn, (item.debtor, item.creditor))
+        now = feed.event_time(heads, datetime.now(UTC))
         posting = gross_posting(
             item.transfer_id, item.debtor, item.creditor, item.currency, item.amount
         )
@@ -81,6 +87,7 @@ def commit_gross(db: Database, item: Instruction) -> Outcome:
             now,
         )
         repo.insert_transfers(conn, [stored], regions)
+        feed.append(conn, heads, feed.transfer_events(stored, TransferStatus.SETTLED), now)
         return Accepted(stored, False)
 
     return db.write("gross_transfer", unit)

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
+from remitnet.services.adapters.db import audit_log, feed
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import HUB_HOME_REGION
+from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action
 from remitnet.services.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -86,7 +88,13 @@ def _check_currencies(currencies: list[str]) -> list[str]:
 
 
 def create_bank(
-    db: Database, code: str, name: str, home_region: str, currencies: list[str]
+    db: Database,
+    code: str,
+    name: str,
+    home_region: str,
+    currencies: list[str],
+    *,
+    actor: str = HUB_PRINCIPAL,
 ) -> BankView:
     check_bank_code(code, field="code")
     name = check_text(name.strip(), field="name", limit=140, too_long=Reason.INVALID_NAME)
@@ -109,18 +117,31 @@ def create_bank(
             return _view(conn, code)
         bank = repo.BankRow(code, name, home_region, BankStatus.ACTIVE, now)
         repo.insert_bank(conn, bank)
+        feed.create_head(conn, code, home_region, now)
         for currency in currencies:
             _open_account(conn, bank, currency, now)
+        request = {"bank": code, "name": name, "home_region": home_region}
+        audit_log.append(
+            conn, actor, Action.CREATE_BANK, {**request, "currencies": currencies}, now
+        )
         return _view(conn, code)
 
     return db.write("create_bank", unit)
 
 
-def open_account(db: Database, code: str, currency: str) -> repo.AccountRow:
+def open_account(
+    db: Database, code: str, currency: str, *, actor: str = HUB_PRINCIPAL
+) -> repo.AccountRow:
     check_currency(currency)
 
     def unit(conn: Connection) -> repo.AccountRow:
-        _open_account(conn, _view(conn, code).bank, currency, _now())
+        bank, now = _view(conn, code).bank, _now()
+        if repo.get_account(conn, account_id(code, currency)) is None:
+            # An account already open is a replay: nothing changes, nothing
+            # is appended to the audit trail.
+            _open_account(conn, bank, currency, now)
+            request = {"bank": code, "currency": currency}
+            audit_log.append(conn, actor, Action.OPEN_ACCOUNT, request, now)
         row = repo.get_account(conn, account_id(code, currency))
         assert row is not None
         return row
@@ -146,24 +167,36 @@ def _posting_key(prefix: str, raw_id: str) -> str:
 
 
 def deposit(
-    db: Database, code: str, currency: str, amount: int, deposit_id: str
+    db: Database,
+    code: str,
+    currency: str,
+    amount: int,
+    deposit_id: str,
+    *,
+    actor: str = HUB_PRINCIPAL,
 ) -> repo.AccountRow:
     """Prefund liquidity: credit the bank, debit the hub's reserve."""
     check_currency(currency)
     check_positive_amount(amount)
     key = _posting_key("deposit", deposit_id)
-    return _move_liquidity(db, "deposit", key, code, currency, amount, EntryKind.DEPOSIT)
+    return _move_liquidity(db, "deposit", key, code, currency, amount, EntryKind.DEPOSIT, actor)
 
 
 def withdraw(
-    db: Database, code: str, currency: str, amount: int, withdrawal_id: str
+    db: Database,
+    code: str,
+    currency: str,
+    amount: int,
+    withdrawal_id: str,
+    *,
+    actor: str = HUB_PRINCIPAL,
 ) -> repo.AccountRow:
     """Return liquidity that backs no net debit position; the cap is credit,
     not cash, so it cannot be withdrawn."""
     check_currency(currency)
     check_positive_amount(amount)
     key = _posting_key("withdrawal", withdrawal_id)
-    return _move_liquidity(db, "withdraw", key, code, currency, amount, EntryKind.WITHDRAWAL)
+    return _move_liquidity(db, "withdraw", key, code, currency, amount, EntryKind.WITHDRAWAL, actor)
 
 
 def _move_liquidity(
@@ -174,6 +207,7 @@ def _move_liquidity(
     currency: str,
     amount: int,
     kind: EntryKind,
+    actor: str,
 ) -> repo.AccountRow:
     def unit(conn: Connection) -> repo.AccountRow:
         prior = repo.get_posting(conn, key)
@@ -203,9 +237,19 @@ def _move_liquidity(
                     f"at most {max(0, withdrawable)} minor units can be withdrawn",
                     bank=code,
                     currency=currency,
+                    headroom=str(max(0, withdrawable)),
+                    amount=str(amount),
                 )
             posting = withdrawal_posting(key, code, currency, amount, key.split(":", 1)[1])
         repo.post(conn, posting, owner=code, amount=amount, now=now)
+        # A replay (the same id again) returned above: one record per posting.
+        action, id_key = (
+            (Action.DEPOSIT, "deposit_id")
+            if kind is EntryKind.DEPOSIT
+            else (Action.WITHDRAW, "withdrawal_id")
+        )
+        request = {"bank": code, "currency": currency, "amount": amount}
+        audit_log.append(conn, actor, action, {**request, id_key: key.split(":", 1)[1]}, now)
         row = repo.get_account(conn, account.id)
         assert row is not None
         return row
@@ -213,7 +257,9 @@ def _move_liquidity(
     return db.write(unit_name, unit)
 
 
-def set_net_debit_cap(db: Database, code: str, currency: str, cap: int) -> repo.AccountRow:
+def set_net_debit_cap(
+    db: Database, code: str, currency: str, cap: int, *, actor: str = HUB_PRINCIPAL
+) -> repo.AccountRow:
     check_currency(currency)
     if not 0 <= cap <= INT64_MAX:
         raise InvalidArgument(Reason.INVALID_AMOUNT, "cap must be between 0 and int64 max")
@@ -227,7 +273,11 @@ def set_net_debit_cap(db: Database, code: str, currency: str, cap: int) -> repo.
                 bank=code,
                 currency=currency,
             )
-        repo.set_cap(conn, account.id, cap)
+        if account.net_debit_cap != cap:
+            # Setting the cap it has changes nothing and appends nothing.
+            repo.set_cap(conn, account.id, cap)
+            request = {"bank": code, "currency": currency, "cap": cap}
+            audit_log.append(conn, actor, Action.SET_NET_DEBIT_CAP, request, _now())
         row = repo.get_account(conn, account.id)
         assert row is not None
         return row
@@ -235,10 +285,16 @@ def set_net_debit_cap(db: Database, code: str, currency: str, cap: int) -> repo.
     return db.write("set_net_debit_cap", unit)
 
 
-def set_status(db: Database, code: str, status: BankStatus) -> BankView:
+def set_status(
+    db: Database, code: str, status: BankStatus, *, actor: str = HUB_PRINCIPAL
+) -> BankView:
     def unit(conn: Connection) -> BankView:
-        _view(conn, code)
-        repo.set_bank_status(conn, code, status)
+        if _view(conn, code).bank.status != status:
+            # Suspending a suspended bank (resuming an active one) changes
+            # nothing and appends nothing.
+            repo.set_bank_status(conn, code, status)
+            action = Action.SUSPEND_BANK if status is BankStatus.SUSPENDED else Action.RESUME_BANK
+            audit_log.append(conn, actor, action, {"bank": code}, _now())
         return _view(conn, code)
 
     return db.write("set_bank_status", unit)
@@ -250,9 +306,9 @@ def get_bank(db: Database, code: str) -> BankView:
 
 def list_banks(db: Database, after: str, limit: int) -> list[BankView]:
     def unit(conn: Connection) -> list[BankView]:
-        return [
-            BankView(b, repo.owner_accounts(conn, b.code))
-            for b in repo.list_banks(conn, after, limit)
-        ]
+        # Two statements a page: the banks, then all their accounts.
+        found = repo.list_banks(conn, after, limit)
+        held = repo.accounts_of_owners(conn, [b.code for b in found])
+        return [BankView(b, held[b.code]) for b in found]
 
     return db.read(unit)

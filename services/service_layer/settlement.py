@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
+from remitnet.services.adapters.db import audit_log, feed
 from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
+from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action, ChainHead
 from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
 from remitnet.services.domain.ledger import fx_revenue_posting, settlement_posting
 from remitnet.services.domain.model import (
@@ -26,9 +28,11 @@ class Settlement:
     cycle: repo.CycleRow
     postings: dict[str, int]  # bank -> net amount posted to its account
     already_settled: bool
+    # The audit chain head the settlement appended (what banks see in GetCycle).
+    audit_head: ChainHead | None = None
 
 
-def settle_cycle(db: Database, cycle_id: str) -> Settlement:
+def settle_cycle(db: Database, cycle_id: str, *, actor: str = HUB_PRINCIPAL) -> Settlement:
     """Post a closed cycle's net positions to the ledger exactly once: the
     posting id is the cycle's, and the cycle's state is checked and changed
     in the same serializable transaction."""
@@ -42,11 +46,16 @@ def settle_cycle(db: Database, cycle_id: str) -> Settlement:
                 Reason.CYCLE_NOT_CLOSED, f"cycle {cycle_id} is open; close it first"
             )
         if cycle.state is CycleState.SETTLED:
-            return Settlement(cycle, _posted(conn, cycle), True)
+            # A replay: nothing is posted and nothing is appended.
+            head = audit_log.settlement_heads(conn, [cycle.id]).get(cycle.id)
+            return Settlement(cycle, _posted(conn, cycle), True, head)
         positions = repo.cycle_positions(conn, cycle.id)
         nets = {bank: p.net for bank, p in positions.items()}
         posting = settlement_posting(cycle.id, cycle.currency, nets)
-        now = datetime.now(UTC)
+        news = feed.cycle_events(conn, cycle.id, CycleState.SETTLED, positions)
+        heads = feed.load_heads(conn, {e.bank for e in news})
+        now = feed.event_time(heads, datetime.now(UTC))
+        feed.append(conn, heads, news, now)
         repo.post(conn, posting, owner=HUB, amount=cycle.net_value, now=now)
         fee = sum(p.fee for p in positions.values())
         if fee:
@@ -62,9 +71,11 @@ def settle_cycle(db: Database, cycle_id: str) -> Settlement:
             conn, {position_account_id(bank, cycle.currency): -net for bank, net in nets.items()}
         )
         repo.mark_settled(conn, cycle.id, now)
+        record = audit_log.append(conn, actor, Action.SETTLE_CYCLE, {"cycle_id": cycle.id}, now)
         settled = repo.get_cycle(conn, cycle.id)
         assert settled is not None
-        return Settlement(settled, {b: n for b, n in nets.items() if n}, False)
+        head = ChainHead(record.seq, record.hash)
+        return Settlement(settled, {b: n for b, n in nets.items() if n}, False, head)
 
     return db.write("settle_cycle", unit)
 

@@ -1,92 +1,253 @@
 """The `remitnet` command against a running hub, as an operator and a bank
-would type it."""
+would type it: the human form by default, `--json` for scripts, one error
+line and a distinct exit status for refused, invalid and unreachable."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
+from remitnet.services.entrypoints.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
+from remitnet.services.entrypoints.server import SERVICES
 from tests.integration.test_server import _serve, _wait_serving, free_port
 
+CLI = [sys.executable, "-m", "remitnet.services.entrypoints.cli"]
+ISO_UTC = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b")
 
-def _cli(target: str, *args: str, ok: bool = True) -> Any:
-    result = subprocess.run(
-        [sys.executable, "-m", "remitnet.services.entrypoints.cli", "--target", target, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
+
+def _run(target: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "--target", target, *args], capture_output=True, text=True, timeout=60
     )
-    if ok:
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-    assert result.returncode != 0
-    return result.stderr
 
 
-async def test_operator_and_bank_commands(tmp_path: Path) -> None:
+def _cli(target: str, *args: str) -> str:
+    """The human form of a command that succeeds."""
+    result = _run(target, *args)
+    assert result.returncode == 0, result.stderr
+    assert "{" not in result.stdout, result.stdout  # no JSON unless asked
+    return result.stdout
+
+
+def _json(target: str, *args: str) -> Any:
+    """The --json form (given after the command, as people type it)."""
+    result = _run(target, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # exactly one document
+
+
+def _row(out: str, first: str) -> list[str]:
+    """The cells of the table row (or block line) that starts with `first`;
+    cells are two or more spaces apart."""
+    (line,) = [ln for ln in out.splitlines() if ln.split("  ")[0].strip() == first]
+    return re.split(r"\s{2,}", line.strip())
+
+
+def _value(out: str, label: str) -> str:
+    """The value of a `label  value` line."""
+    (line,) = [ln for ln in out.splitlines() if re.match(rf"{re.escape(label)}\s{{2,}}", ln)]
+    return line[len(label) :].strip()
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    proc = _serve(f"sqlite:///{tmp_path / 'cli.db'}", port, free_port())
-    target = f"127.0.0.1:{port}"
+    db = tmp_path_factory.mktemp("cli") / "cli.db"
+    proc = _serve(f"sqlite:///{db}", port, free_port())
+    address = f"127.0.0.1:{port}"
     try:
-        await _wait_serving(target)
-        _cli(
-            target,
-            "onboard",
-            "CLIUS01",
-            "--name",
-            "US",
-            "--region",
-            "us-east1",
-            "--currency",
-            "USD",
-        )
-        _cli(
-            target,
-            "onboard",
-            "CLIEU01",
-            "--name",
-            "EU",
-            "--region",
-            "europe-west1",
-            "--currency",
-            "USD",
-        )
-        account = _cli(target, "fund", "CLIUS01", "USD", "1000.00")
-        assert account["balance"] == "100000"
-        _cli(target, "cap", "CLIUS01", "USD", "50.00")
-        sent = _cli(target, "submit", "--as", "CLIUS01", "--to", "CLIEU01", "USD", "12.34")
-        tid = sent["transfer"]["transfer_id"]
-        assert sent["transfer"]["amount"] == {"currency": "USD", "minor_units": "1234"}
-        assert (
-            _cli(target, "status", "--as", "CLIEU01", tid)["status"] == "TRANSFER_STATUS_ACCEPTED"
-        )
-        error = _cli(
-            target, "submit", "--as", "CLIUS01", "--to", "CLIEU01", "USD", "5000", ok=False
-        )
-        assert "INSUFFICIENT_LIQUIDITY" in error
-        error = _cli(
-            target, "submit", "--as", "CLIUS01", "--to", "CLIEU01", "USD", "1.234", ok=False
-        )
-        assert "INVALID_AMOUNT" in error
-        closed = _cli(target, "close", "USD")["closed"]
-        assert closed["transfer_count"] == "1"
-        settled = _cli(target, "settle", closed["cycle_id"])
-        assert {p["bank_code"]: p["amount"] for p in settled["postings"]} == {
-            "CLIEU01": "1234",
-            "CLIUS01": "-1234",
-        }
-        statement = _cli(target, "statement", "--as", "CLIEU01", "CLIEU01", "USD")
-        assert statement["closing_balance"]["minor_units"] == "1234"
-        assert all(c.get("balance_sum", "0") == "0" for c in _cli(target, "ledger")["currencies"])
-        assert _cli(target, "reconcile", closed["cycle_id"])["all_matched"] is True
-        assert [c["state"] for c in _cli(target, "cycles", "--currency", "USD")] == [
-            "CYCLE_STATE_OPEN",
-            "CYCLE_STATE_SETTLED",
-        ]
+        asyncio.run(_wait_serving(address))
+        yield address
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_help_names_every_command_and_documents_exit_codes() -> None:
+    result = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    out = result.stdout
+    assert "bank a bank" not in out and "operator: show a bank and its accounts" in out
+    for command in ("onboard", "fund", "submit", "statement", "ledger", "reconcile"):
+        assert re.search(rf"^\s+{command}\s+\S", out, re.M), command
+    assert "--json" in out and "exit status:" in out
+    for code, word in [(EXIT_REFUSED, "refused"), (EXIT_USAGE, "bad arguments"),
+                       (EXIT_UNREACHABLE, "unreachable")]:  # fmt: skip
+        assert re.search(rf"^\s+{code}\s+{word}", out, re.M), word
+    serve = subprocess.run([*CLI, "serve", "--help"], capture_output=True, text=True, timeout=60)
+    assert all(name in serve.stdout for name in SERVICES)
+
+
+def test_operator_and_bank_commands_in_both_forms(target: str) -> None:
+    out = _cli(target, "onboard", "CLIUS01", "--name", "US", "--region", "us-east1",
+               "--currency", "USD")  # fmt: skip
+    assert _value(out, "status") == "ACTIVE"
+    assert ISO_UTC.fullmatch(_value(out, "created at"))
+    assert _row(out, "USD") == ["USD", "0.00 USD", "0.00 USD", "0.00 USD", "0.00 USD"]
+    bank = _json(target, "onboard", "CLIEU01", "--name", "EU", "--region", "europe-west1",
+                 "--currency", "USD", "--currency", "EUR")  # fmt: skip
+    assert bank["status"] == "BANK_STATUS_ACTIVE"
+    assert {a["currency"]: a["balance"] for a in bank["accounts"]} == {"EUR": "0", "USD": "0"}
+
+    out = _cli(target, "fund", "CLIUS01", "USD", "100000.00")
+    assert _value(out, "balance") == "100,000.00 USD"
+    assert _value(out, "unsettled net") == "0.00 USD"  # zeros shown
+    account = _json(target, "cap", "CLIUS01", "USD", "50.00")
+    assert account == {
+        "bank_code": "CLIUS01",
+        "currency": "USD",
+        "balance": "10000000",
+        "net_debit_cap": "5000",
+        "unsettled_net": "0",
+        "headroom": "10005000",
+    }
+
+    out = _cli(target, "submit", "--as", "CLIUS01", "--to", "CLIEU01", "USD", "12.34")
+    tid = _value(out, "transfer")
+    assert _value(out, "amount") == "12.34 USD"
+    assert (_value(out, "status"), _value(out, "replayed")) == ("ACCEPTED", "no")
+    sent = _json(target, "submit", "--as", "CLIUS01", "--to", "CLIEU01", "USD", "12.34",
+                 "--id", tid)  # fmt: skip
+    assert sent["replayed"] is True
+    assert sent["transfer"]["amount"] == {"currency": "USD", "minor_units": "1234"}
+    assert sent["transfer"]["status"] == "TRANSFER_STATUS_ACCEPTED"
+    assert sent["transfer"]["remittance_info"] == ""  # empty fields are there too
+    assert sent["transfer"]["quote_id"] == ""
+    out = _cli(target, "status", "--as", "CLIEU01", tid)
+    assert _value(out, "status") == "ACCEPTED" and "TRANSFER_STATUS" not in out
+
+    # Before any settlement: the EUR account has no entries, its sums are zero.
+    out = _cli(target, "ledger")
+    assert _row(out, "EUR") == ["EUR", "0", "0.00 EUR", "0.00 EUR", "yes"]
+    assert _row(out, "USD") == ["USD", "2", "0.00 USD", "0.00 USD", "yes"]
+    assert "the ledger sums to zero in every currency: OK" in out
+    totals = {t["currency"]: t for t in _json(target, "ledger")["currencies"]}
+    assert totals["EUR"] == {"currency": "EUR", "balance_sum": "0", "entry_sum": "0",
+                             "entry_count": "0"}  # fmt: skip
+
+    out = _cli(target, "close", "USD")
+    cycle_id = _value(out, "cycle")
+    assert _value(out, "state") == "CLOSED" and _value(out, "settled at") == "-"
+    assert _row(out, "CLIUS01")[1:4] == ["12.34 USD", "0.00 USD", "-12.34 USD"]
+    out = _cli(target, "settle", cycle_id)
+    assert _value(out, "already settled") == "no"
+    assert _row(out, "CLIEU01") == ["CLIEU01", "12.34 USD"]
+    settled = _json(target, "settle", cycle_id)
+    assert settled["already_settled"] is True
+    assert {p["bank_code"]: p["amount"] for p in settled["postings"]} == {
+        "CLIEU01": "1234",
+        "CLIUS01": "-1234",
+    }
+
+    out = _cli(target, "statement", "--as", "CLIEU01", "CLIEU01", "USD")
+    assert _value(out, "opening balance") == "0.00 USD"
+    (entry,) = [r for r in out.splitlines() if "SETTLEMENT" in r]
+    cells = re.split(r"\s{2,}", entry.strip())
+    assert cells[0] == "1" and ISO_UTC.fullmatch(cells[1])
+    assert cells[2:] == ["SETTLEMENT", cycle_id, "12.34 USD", "12.34 USD"]  # running balance
+    assert _value(out, "closing balance") == "12.34 USD"
+    statement = _json(target, "statement", "CLIUS01", "USD")  # as the operator
+    assert statement["opening_balance"] == {"currency": "USD", "minor_units": "0"}
+    assert [(e["kind"], e["amount"], e["balance_after"]) for e in statement["entries"]] == [
+        ("ENTRY_KIND_DEPOSIT", "10000000", "10000000"),
+        ("ENTRY_KIND_SETTLEMENT", "-1234", "9998766"),
+    ]
+    assert statement["closing_balance"] == {"currency": "USD", "minor_units": "9998766"}
+
+    out = _cli(target, "reconcile", cycle_id)
+    assert _value(out, "all matched") == "yes"
+    assert _row(out, "CLIUS01")[-2:] == ["-12.34 USD", "yes"]
+    assert _json(target, "reconcile", cycle_id)["all_matched"] is True
+
+    out = _cli(target, "cycles", "--currency", "USD")
+    assert [_row(out, c)[2] for c in (cycle_id, "USD-000002")] == ["SETTLED", "OPEN"]
+    cycles = _json(target, "cycles", "--currency", "USD")["cycles"]
+    assert [c["state"] for c in cycles] == ["CYCLE_STATE_OPEN", "CYCLE_STATE_SETTLED"]
+    assert cycles[0]["gross_value"] == "0" and cycles[0]["settled_at"] is None
+    assert [c["cycle_id"] for c in _json(target, "cycles", "--state", "settled")["cycles"]] == [
+        cycle_id
+    ]
+    out = _cli(target, "banks")
+    assert _row(out, "CLIUS01")[4:6] == ["USD", "99,987.66 USD"]
+    # --target and --json also work before the command
+    result = subprocess.run([*CLI, "--json", "--target", target, "ledger"], capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0 and json.loads(result.stdout)["currencies"]
+
+
+def test_a_refusal_is_one_line_with_the_reason_and_its_metadata(target: str) -> None:
+    _cli(target, "onboard", "CLIRF01", "--name", "R", "--region", "us-east1", "--currency", "USD")
+    _cli(target, "onboard", "CLIRF02", "--name", "S", "--region", "us-east1", "--currency", "USD")
+    _cli(target, "fund", "CLIRF01", "USD", "10.00")
+    too_much = ["submit", "--as", "CLIRF01", "--to", "CLIRF02", "USD", "5000"]
+    result = _run(target, *too_much)
+    assert result.returncode == EXIT_REFUSED and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("refused: "), line
+    head, message = line.removeprefix("refused: ").split(": ", 1)
+    words = head.split()
+    assert words[:2] == ["FAILED_PRECONDITION", "INSUFFICIENT_LIQUIDITY"], line
+    metadata = dict(w.split("=", 1) for w in words[2:])  # ErrorInfo metadata, key=value
+    assert {"bank": "CLIRF01", "currency": "USD"}.items() <= metadata.items()
+    result = _run(target, *too_much, "--json")
+    assert result.returncode == EXIT_REFUSED
+    assert json.loads(result.stdout)["error"] == {
+        "outcome": "refused",
+        "code": "FAILED_PRECONDITION",
+        "reason": "INSUFFICIENT_LIQUIDITY",
+        "metadata": metadata,
+        "message": message,
+    }
+    result = _run(target, "bank", "NOSUCH01")
+    assert result.returncode == EXIT_REFUSED
+    assert result.stderr.startswith("refused: NOT_FOUND UNKNOWN_PARTICIPANT")
+    # Refused before anything is sent: more decimals than USD has.
+    result = _run(target, "submit", "--as", "CLIRF01", "--to", "CLIRF02", "USD", "1.234")
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.startswith("invalid: INVALID_ARGUMENT INVALID_AMOUNT: ")
+    assert _run(target, "submit", "--as", "CLIRF01", "USD", "1").returncode == EXIT_USAGE
+
+
+def test_an_unreachable_hub_has_its_own_exit_status() -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    tid = "3f6c2a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
+    result = _run(nobody, "--deadline", "0.5", "submit", "--as", "A", "--to", "B", "USD", "1",
+                  "--id", tid)  # fmt: skip
+    assert result.returncode == EXIT_UNREACHABLE
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("unreachable: DEADLINE_EXCEEDED"), line
+    assert f"no answer from {nobody} within 0.5 s" in line and f"--id {tid} is safe" in line
+    result = _run(nobody, "close", "USD", "--json")  # not retried: fails at once
+    assert result.returncode == EXIT_UNREACHABLE
+    assert result.stderr.startswith("unreachable: UNAVAILABLE")
+    assert json.loads(result.stdout)["error"]["outcome"] == "unreachable"
+
+
+def test_a_bank_sees_its_position_and_follows_its_status_stream(target: str) -> None:
+    for code in ("CLIPOS01", "CLIPOS02"):
+        _cli(target, "onboard", code, "--name", code, "--region", "us-east1", "--currency", "USD")
+    _cli(target, "fund", "CLIPOS01", "USD", "1000.00")
+    sent = _json(target, "submit", "--as", "CLIPOS01", "--to", "CLIPOS02", "USD", "250.00")
+    position = _json(target, "position", "--as", "CLIPOS01", "USD")["positions"][0]
+    assert (position["balance"], position["unsettled_net"], position["headroom"]) == (
+        "100000",
+        "-25000",
+        "75000",
+    )
+    out = _cli(target, "position", "--as", "CLIPOS01")
+    assert "750.00 USD" in out  # the headroom, formatted
+    events = _json(target, "watch", "--as", "CLIPOS02", "--since", "2000-01-01T00:00:00",
+                   "--count", "1", "--seconds", "5")["events"]  # fmt: skip
+    assert [e["transfer"]["transfer_id"] for e in events] == [sent["transfer"]["transfer_id"]]
+    # Resuming after the only event: nothing more within a quiet second.
+    token = events[0]["resume_token"]
+    again = _json(target, "watch", "--as", "CLIPOS02", "--token", token, "--seconds", "1")
+    assert again["events"] == []

@@ -6,6 +6,7 @@ ones present with their content)."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -19,7 +20,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Table, func, select
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
+from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
 from remitnet.clients.bank import instruction
+from remitnet.clients.base import MAX_BATCH_ITEMS
 from remitnet.common.v1.money_pb2 import Money
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.fx.v1 import fx_pb2_grpc as fxgrpc
@@ -589,12 +592,12 @@ async def test_limits_on_size(fuzz_hub: HubHandle) -> None:
     before = fingerprint(fuzz_hub.db)
     client = fuzz_hub.bank("FUZZA01")
     stub = client.clearing
-    too_many = [instruction("FUZZB01", "USD", 1) for _ in range(10_001)]
+    too_many = [instruction("FUZZB01", "USD", 1) for _ in range(MAX_BATCH_ITEMS + 1)]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.SubmitTransfers(cpb.SubmitTransfersRequest(transfers=too_many), metadata=BANK_A)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert reason_of(err.value) == "BATCH_TOO_LARGE"
-    # Beyond the server's 32 MiB receive limit: refused by gRPC itself.
+    # Beyond the server's 4 MiB receive limit: refused by gRPC itself.
     huge = [instruction("FUZZB01", "USD", 1, remittance_info="x" * 4000) for _ in range(9_000)]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.SubmitTransfers(cpb.SubmitTransfersRequest(transfers=huge), metadata=BANK_A)
@@ -605,7 +608,7 @@ async def test_limits_on_size(fuzz_hub: HubHandle) -> None:
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     too_many_quotes = [
         fxpb.CreateQuoteRequest(source_currency="USD", target_currency="EUR", source_amount=1)
-    ] * 10_001
+    ] * (MAX_BATCH_ITEMS + 1)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await client.fx.CreateQuotes(
             fxpb.CreateQuotesRequest(quotes=too_many_quotes), metadata=BANK_A
@@ -614,3 +617,48 @@ async def test_limits_on_size(fuzz_hub: HubHandle) -> None:
     assert reason_of(err.value) == "BATCH_TOO_LARGE"
     assert fingerprint(fuzz_hub.db) == before
     assert await healthy(fuzz_hub)
+
+
+TOKENS = (
+    TEXT
+    | st.binary(max_size=60).map(lambda b: base64.urlsafe_b64encode(b).decode())
+    | st.builds(
+        lambda seq, item: base64.urlsafe_b64encode(f"f1:{seq}:{item}".encode()).decode(),
+        EDGE_INTS,
+        EDGE_INTS,
+    )
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    token=st.just("") | TOKENS,
+    seconds=st.none() | EDGE_INTS,
+    nanos=st.integers(-(2**31), 2**31 - 1),
+)
+async def test_watch_with_any_token_or_since(
+    fuzz_hub: HubHandle, token: str, seconds: int | None, nanos: int
+) -> None:
+    """A stream either opens (headers at once, then events or nothing) or is
+    refused with a defined status and reason; the hub stays healthy and
+    nothing is stored."""
+    before = fingerprint(fuzz_hub.db)
+    stub = cgrpc.ClearingServiceStub(fuzz_hub.operator.channel)
+    request = cpb.WatchTransfersRequest(resume_token=token)
+    if seconds is not None:
+        request.since.seconds = seconds
+        request.since.nanos = nanos
+    call = stub.WatchTransfers(request, metadata=BANK_A, timeout=2)
+    try:
+        async for _ in call:
+            break
+    except grpc.aio.AioRpcError as err:
+        if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:  # an open, quiet stream
+            assert err.code() in ALLOWED, (err.code(), err.details())
+            assert reason_of(err), f"no reason for {err.code()}: {err.details()}"
+    finally:
+        call.cancel()
+    assert await healthy(fuzz_hub)
+    assert fingerprint(fuzz_hub.db) == before

@@ -4,7 +4,7 @@ real gRPC servers on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -201,7 +201,7 @@ async def test_expired_quote_and_stale_rates(db_url: str) -> None:
             grpc.StatusCode.FAILED_PRECONDITION,
             Reason.RATE_STALE,
         )
-        fx_uc.update_rates(hub.db, [("USD", "PHP", "56.2", None)])
+        fx_uc.update_rates(hub.db, [("USD", "PHP", "56.2", datetime.now(UTC))])
         await us.quote("USD", "PHP", source_amount=10_000)
     finally:
         await hub.stop()

@@ -27,8 +27,7 @@ from tests.support import HubHandle, counts, settle_every_cycle, start_hub
 
 def _rate(base: str, quote: str, mid: str, as_of: datetime | None = None) -> fx_pb2.Rate:
     rate = fx_pb2.Rate(base_currency=base, quote_currency=quote, mid_rate=mid)
-    if as_of is not None:
-        rate.as_of.FromDatetime(as_of)
+    rate.as_of.FromDatetime(as_of or datetime.now(UTC))
     return rate
 
 

@@ -37,19 +37,38 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+def gen_hub_certs(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts/gen_hub_certs.sh"), *args],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def make_certs(out: Path, banks: tuple[str, ...]) -> Path:
+    """The CAs, the server's and the operator's certificates made by
+    scripts/gen_hub_certs.sh, and each bank's through the CSR flow: the bank
+    makes its key and request, the operator signs the request. The bank keys
+    are written beside the certificates, for the tests' clients."""
+    certs = out / "certs"
+    gen_hub_certs("--certs-only", "--certs-dir", str(certs), "--ca-dir", str(out / "ca"))
+    for code in banks:
+        gen_hub_certs("bank-csr", "--bank", code, "--out", str(out / f"bank-{code}"))
+        csr = out / f"bank-{code}" / f"client.bank-{code}.csr"
+        gen_hub_certs(
+            "sign-csr", "--bank", code, "--csr", str(csr),
+            "--ca-dir", str(out / "ca"), "--certs-dir", str(certs),
+        )  # fmt: skip
+        key = out / f"bank-{code}" / f"client.bank-{code}.key"
+        (certs / key.name).write_bytes(key.read_bytes())
+    return certs
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CA, server and client certificates made by scripts/gen_hub_certs.sh."""
+    """CAs, server and client certificates made by scripts/gen_hub_certs.sh."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
-    out = tmp_path_factory.mktemp("hub-tls")
-    subprocess.run(
-        ["bash", str(ROOT / "scripts/gen_hub_certs.sh"), "--certs-only",
-         "--certs-dir", str(out / "certs"), "--ca-dir", str(out / "ca"),
-         "--bank", "TLSA01", "--bank", "TLSB01"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return out / "certs"
+    return make_certs(tmp_path_factory.mktemp("hub-tls"), ("TLSA01", "TLSB01"))
 
 
 def _config(db_url: str, certs: Path, grace_s: float = 5.0) -> ServerConfig:
@@ -58,7 +77,7 @@ def _config(db_url: str, certs: Path, grace_s: float = 5.0) -> ServerConfig:
         port=0,
         health_port=0,
         metrics_port=None,
-        tls=TlsConfig(str(certs / "tls.crt"), str(certs / "tls.key"), str(certs / "ca.crt")),
+        tls=TlsConfig(str(certs / "tls.crt"), str(certs / "tls.key"), str(certs / "client-ca.crt")),
         grace_s=grace_s,
     )
 
@@ -68,7 +87,7 @@ def _client(hub: Hub, certs: Path, name: str) -> ClientConfig:
     return ClientConfig(
         target=f"localhost:{hub.port}",
         deadline_s=30.0,
-        root_certificates=(certs / "ca.crt").read_bytes(),
+        root_certificates=(certs / "server-ca.crt").read_bytes(),
         private_key=(certs / f"client.{name}.key").read_bytes(),
         certificate_chain=(certs / f"client.{name}.crt").read_bytes(),
     )
@@ -76,7 +95,7 @@ def _client(hub: Hub, certs: Path, name: str) -> ClientConfig:
 
 def _credentials(certs: Path, name: str = "operator") -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
-        (certs / "ca.crt").read_bytes(),
+        (certs / "server-ca.crt").read_bytes(),
         (certs / f"client.{name}.key").read_bytes(),
         (certs / f"client.{name}.crt").read_bytes(),
     )
@@ -134,8 +153,9 @@ async def test_main_port_is_mtls_with_identity_from_the_certificate(
         health = health_pb2_grpc.HealthStub(op.channel)
         response = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert response.status == SERVING
-    # The caller is the certificate's common name (bank:TLSA01), whatever
-    # code the client claims; a bank's certificate is not the operator's.
+    # The caller is the certificate's SPIFFE URI (spiffe://remitnet/bank/
+    # TLSA01), whatever code the client claims; a bank's certificate is not
+    # the operator's.
     bank_tls = _client(tls_hub, certs, "bank-TLSA01")
     async with BankClient("TLSB01", bank_tls) as bank:
         response = await bank.submit(instruction("TLSB01", "USD", 100))

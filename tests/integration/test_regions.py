@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Table, insert, select
 
 from remitnet.clients.bank import instruction
@@ -156,7 +157,7 @@ def test_migration_backfills_existing_rows(db_url: str) -> None:
         with db.engine.begin() as conn:
             _seed_before_0004(conn)
         command.upgrade(config, "head")
-        assert migrate.current(db) == "0004"
+        assert migrate.current(db) == ScriptDirectory.from_config(config).get_current_head()
         found = db.read(_home_regions)
     finally:
         db.dispose()

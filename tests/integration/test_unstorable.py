@@ -10,6 +10,7 @@ import pytest
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients.bank import instruction
 from remitnet.clients.errors import HubError
+from remitnet.services.domain import netting
 from remitnet.services.domain.errors import Reason
 from remitnet.services.domain.money import INT64_MAX
 from remitnet.services.service_layer.audit import audit
@@ -62,11 +63,18 @@ async def test_unsettled_position_past_int64_is_refused(huge: HubHandle) -> None
     assert audit(huge.db).ok
 
 
-async def test_a_position_the_database_cannot_hold_is_isolated(pg_hub: HubHandle) -> None:
+async def test_a_position_the_database_cannot_hold_is_isolated(
+    pg_hub: HubHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """CC receives HALF, pays it back (its unsettled position is 0 again),
     then a batch carries a second HALF to CC between two ordinary items: CC's
-    cycle `received` would pass BIGINT, which only PostgreSQL sees. The
-    engine commits the ordinary items and refuses only that one."""
+    cycle `received` would pass BIGINT. The netting decision refuses that
+    itself now (tests/integration/test_cycle_totals.py); with its int64
+    bounds lifted here, only PostgreSQL sees it, and the engine still commits
+    the ordinary items and refuses only that one: the defence behind the
+    guard."""
+    monkeypatch.setattr(netting, "INT64_MAX", 2**70)
+    monkeypatch.setattr(netting, "INT64_MIN", -(2**70))
     net = pg_hub
     await net.onboard(BANKS, ["USD"], deposit=0, cap=INT64_MAX)
     aa, bb, cc = net.bank("BANKAA01"), net.bank("BANKBB01"), net.bank("BANKCC01")

@@ -1,13 +1,15 @@
-"""FX arithmetic: exact decimals, half-even rounding to each currency's
-minor unit, bounded rates, the rate-file loaders and the FX settings.
+"""FX arithmetic: exact decimals, rounding to each currency's minor unit in
+the FX counterparty's favour (what it delivers down, what it charges up),
+bounded rates, the rate-file loaders and the FX settings.
 
 The property tests recompute every amount independently with exact
-fractions (`Fraction`, whose round() is half-even) from the quote's stated
-rates, rather than calling the pricing code again."""
+fractions (`Fraction`, with floor and ceil) from the quote's stated rates,
+rather than calling the pricing code again."""
 
 from __future__ import annotations
 
 import itertools
+import math
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -45,20 +47,20 @@ from remitnet.services.domain.netting import Accepted, AccountState, clear_batch
 from remitnet.services.service_layer.fx import FxConfig, load_rates_file
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-HALF = Fraction(1, 2)
 
 
 def rates(**pairs: str) -> dict[tuple[str, str], Rate]:
     return {(k[:3], k[3:]): Rate(k[:3], k[3:], Decimal(v), NOW) for k, v in pairs.items()}
 
 
-def test_half_even_to_the_minor_unit() -> None:
-    assert to_minor(Decimal("1.005"), "USD") == 100  # half to even: 100.5 -> 100
-    assert to_minor(Decimal("1.015"), "USD") == 102
+def test_delivered_amounts_round_down_to_the_minor_unit() -> None:
+    assert to_minor(Decimal("1.005"), "USD") == 100
+    assert to_minor(Decimal("1.0199"), "USD") == 101
     assert to_minor(Decimal("100.5"), "JPY") == 100
-    assert to_minor(Decimal("101.5"), "JPY") == 102
+    assert to_minor(Decimal("101.999"), "JPY") == 101
     assert to_minor(Decimal("1.0005"), "KWD") == 1000
-    assert to_minor(Decimal("1.0015"), "KWD") == 1002
+    assert to_minor(Decimal("1.0019"), "KWD") == 1001
+    assert to_minor(Decimal("7"), "JPY") == 7  # exact values are kept
 
 
 @pytest.mark.parametrize(
@@ -66,8 +68,8 @@ def test_half_even_to_the_minor_unit() -> None:
     [
         ("USD", "JPY", 10_000, "151.37", 15_061),  # 100 USD at 151.37 less 50 bps
         ("JPY", "USD", 1_000_000, "0.0066", 656_700),  # 1,000,000 JPY -> 6,567.00 USD
-        ("KWD", "USD", 1_000, "3.2551", 324),  # 1 KWD
-        ("USD", "KWD", 100_000, "0.30721", 305_674),  # 1,000 USD -> KWD fils
+        ("KWD", "USD", 1_000, "3.2551", 323),  # 1 KWD: 323.88 cents, rounded down
+        ("USD", "KWD", 100_000, "0.30721", 305_673),  # 1,000 USD -> 305,673.95 fils
     ],
 )
 def test_quotes_on_zero_two_and_three_decimal_currencies(
@@ -88,21 +90,30 @@ def test_quotes_on_zero_two_and_three_decimal_currencies(
 @pytest.mark.parametrize(
     ("source", "target", "mid", "kwargs", "expected"),
     [
-        # 0.01 USD x 250 = 2.5 JPY exactly: half to even -> 2, and 3.5 -> 4.
+        # 0.01 USD x 250 = 2.5 JPY exactly: delivered, so rounded down -> 2;
+        # 3.5 -> 3.
         ("USD", "JPY", "250", {"source_amount": 1}, (1, 2, 0)),
-        ("USD", "JPY", "350", {"source_amount": 1}, (1, 4, 0)),
+        ("USD", "JPY", "350", {"source_amount": 1}, (1, 3, 0)),
+        # Selling 1 JPY at 0.00667 USD/JPY buys 0.667 cents: below one cent,
+        # refused rather than delivered as 1 cent (issue 18).
+        ("JPY", "USD", "0.00667", {"source_amount": 1}, None),
+        # ... 2 JPY buy 1.334 cents: 1 cent delivered, 0.334 kept.
+        ("JPY", "USD", "0.00667", {"source_amount": 2}, (2, 1, 0)),
         # 0.001 KWD x 2.5 = 0.0025 USD = 0.25 cents -> 0: too small to convert.
         ("KWD", "USD", "2.5", {"source_amount": 1}, None),
-        # Deliver 0.01 USD at 0.004 USD/JPY: 2.5 JPY -> 2 JPY (the source is
-        # the rounded side); at mid 2 JPY buy 0.8 cents -> 1: fee 0.
-        ("JPY", "USD", "0.004", {"target_amount": 1}, (2, 1, 0)),
+        # Deliver 0.01 USD at 0.004 USD/JPY: 2.5 JPY charged, so rounded up
+        # -> 3 JPY; at mid 3 JPY buy 1.2 cents -> 1: fee 0.
+        ("JPY", "USD", "0.004", {"target_amount": 1}, (3, 1, 0)),
         # ... and 0.006: 1.666.. JPY -> 2, worth 1.2 cents at mid -> 1: fee 0.
         ("JPY", "USD", "0.006", {"target_amount": 1}, (2, 1, 0)),
-        # Deliver 0.001 KWD at 0.004 KWD/JPY: 0.25 JPY -> 0: refused.
-        ("JPY", "KWD", "0.004", {"target_amount": 1}, None),
+        # ... and 0.005: exactly 2 JPY, no rounding.
+        ("JPY", "USD", "0.005", {"target_amount": 1}, (2, 1, 0)),
+        # Deliver 0.001 KWD at 0.004 KWD/JPY: 0.25 JPY -> 1 JPY charged, worth
+        # 4 fils at mid: fee 3 (the smallest charge is one source minor unit).
+        ("JPY", "KWD", "0.004", {"target_amount": 1}, (1, 1, 3)),
     ],
 )
-def test_half_even_ties_and_too_small_amounts(
+def test_rounding_ties_and_too_small_amounts(
     source: str,
     target: str,
     mid: str,
@@ -133,7 +144,8 @@ def test_cross_rate_derivation_is_stated() -> None:
     book = rates(USDEUR="0.92", USDINR="83.2")
     derived = derive(book, "EUR", "INR", "USD")
     assert "cross via USD" in derived.derivation
-    assert abs(derived.mid - Decimal("83.2") / Decimal("0.92")) < Decimal("1e-25")
+    # The exact ratio rounded once, half-even, to 20 significant digits.
+    assert derived.mid == Decimal("90.434782608695652174")
     assert derive(book, "INR", "USD", "USD").derivation == "1/(USD/INR)"
     with pytest.raises(FailedPrecondition) as err:
         derive(book, "EUR", "NGN", "USD")
@@ -270,14 +282,15 @@ def test_json_rates_are_exact_decimals(tmp_path: Path) -> None:
     path.write_text(
         '[{"base": "USD", "quote": "PHP", "rate": 0.12345678901234567890,'
         ' "as_of": "2026-01-01T12:00:00Z"},\n'
-        ' {"base": "USD", "quote": "JPY", "rate": "151.37"},\n'
-        ' {"base": "KWD", "quote": "USD", "rate": 3}]'
+        ' {"base": "USD", "quote": "JPY", "rate": "151.37", "as_of": "2026-01-01T12:00:00Z"},\n'
+        ' {"base": "KWD", "quote": "USD", "rate": 3, "as_of": "2026-01-01T13:00:00+01:00"}]'
     )
     rows = load_rates_file(path)
+    noon = datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert rows == [
-        ("USD", "PHP", "0.12345678901234567890", datetime(2026, 1, 1, 12, tzinfo=UTC)),
-        ("USD", "JPY", "151.37", None),
-        ("KWD", "USD", "3", None),
+        ("USD", "PHP", "0.12345678901234567890", noon),
+        ("USD", "JPY", "151.37", noon),
+        ("KWD", "USD", "3", noon),
     ]
     # A float would have kept 17 digits: 0.12345678901234568.
     assert Decimal(rows[0][2]) == Decimal("0.12345678901234567890")
@@ -286,11 +299,12 @@ def test_json_rates_are_exact_decimals(tmp_path: Path) -> None:
 def test_csv_rates(tmp_path: Path) -> None:
     path = tmp_path / "rates.csv"
     path.write_text(
-        "base,quote,rate,as_of\nUSD,PHP,56.10,2026-01-01T12:00:00+08:00\n\n USD , JPY , 151.37 ,\n"
+        "base,quote,rate,as_of\nUSD,PHP,56.10,2026-01-01T12:00:00+08:00\n\n"
+        " USD , JPY , 151.37 , 2026-01-01T04:00:00Z \n"
     )
     assert load_rates_file(path) == [
         ("USD", "PHP", "56.10", datetime(2026, 1, 1, 4, tzinfo=UTC)),
-        ("USD", "JPY", "151.37", None),
+        ("USD", "JPY", "151.37", datetime(2026, 1, 1, 4, tzinfo=UTC)),
     ]
 
 
@@ -311,14 +325,23 @@ def test_csv_rates(tmp_path: Path) -> None:
             "item 0: as_of '2026-01-01T12:00:00' has no UTC offset",
         ),
         ("r.csv", "base,quote\nUSD,PHP\n", "line 1: the header lacks ['rate']"),
-        ("r.csv", "base,quote,rate\nUSD,PHP,56.1\nUSD,JPY\n", "line 3: field 'rate' is missing"),
+        (
+            "r.csv",
+            "base,quote,rate,as_of\nUSD,PHP,56.1,2026-01-01T12:00:00Z\nUSD,JPY\n",
+            "line 3: field 'rate' is missing",
+        ),
         ("r.csv", "base,quote,rate\nUSD,PHP,56.1,extra\n", "line 2: too many fields"),
         ("r.csv", "base,quote,rate\nUSD,PHP,abc\n", "line 2: INVALID_RATE"),
         (
             "r.csv",
-            "base,quote,rate\nUSD,PHP,56.1\nPHP,USD,0.0178\n",
+            "base,quote,rate,as_of\nUSD,PHP,56.1,2026-01-01T12:00:00Z\n"
+            "PHP,USD,0.0178,2026-01-01T12:00:00Z\n",
             "line 3: PHP/USD already given at line 2",
         ),
+        # as_of is required: a rate without it would look fresh whenever loaded.
+        ("r.csv", "base,quote,rate\nUSD,PHP,56.1\n", "line 2: field 'as_of' is missing"),
+        ("r.csv", "base,quote,rate,as_of\nUSD,PHP,56.1,\n", "line 2: field 'as_of' is missing"),
+        ("r.json", '[{"base": "USD", "quote": "PHP", "rate": 1}]', "item 0: field 'as_of'"),
         ("r.csv", "base,quote,rate\nUSD,XXX,1\n", "line 2: UNKNOWN_CURRENCY"),
         ("r.csv", "base,quote,rate,as_of\nUSD,PHP,1,yesterday\n", "line 2: as_of 'yesterday'"),
         ("r.csv", "base,quote,rate\n", "rows"),
@@ -349,7 +372,22 @@ def test_unreadable_rate_file(tmp_path: Path) -> None:
 # Properties of the arithmetic ---------------------------------------------
 
 CURRENCIES = ["JPY", "USD", "KWD"]  # 0, 2 and 3 decimals
-PAIRS = list(itertools.permutations(CURRENCIES, 2))
+# Two currencies of each exponent, so that the pairs cover every ordered
+# pair of exponents (0, 2, 3), equal exponents included.
+BY_EXPONENT = {0: ("JPY", "KRW"), 2: ("USD", "EUR"), 3: ("KWD", "BHD")}
+PAIRS = [
+    (BY_EXPONENT[a][0], BY_EXPONENT[b][1 if a == b else 0])
+    for a, b in itertools.product(BY_EXPONENT, repeat=2)
+] + list(itertools.permutations(CURRENCIES, 2))
+
+
+PAIR_CURRENCIES = sorted({c for pair in PAIRS for c in pair})
+
+
+def test_the_pairs_cover_every_pair_of_exponents() -> None:
+    assert all(exponent(c) == e for e, cs in BY_EXPONENT.items() for c in cs)
+    covered = {(exponent(a), exponent(b)) for a, b in PAIRS if a != b}
+    assert covered == set(itertools.product((0, 2, 3), repeat=2))
 
 
 @st.composite
@@ -389,14 +427,26 @@ def _check_terms(terms: QuoteTerms, mid: Decimal, bps: int, rate: Fraction) -> N
     assert terms.mid_rate == mid and terms.spread_bps == bps
 
 
-@settings(max_examples=400, deadline=None)
+def _never_gives_value_away(terms: QuoteTerms, rate: Fraction, mid: Decimal) -> None:
+    """The counterparty receives S source minor units and delivers T target
+    minor units: at the quoted (all-in) rate, and so at mid, T is worth no
+    more than S; and the fee it records is never negative."""
+    scale = _scale(terms.source_currency, terms.target_currency)
+    received_at_rate = terms.source_amount * rate * scale
+    assert terms.target_amount <= received_at_rate
+    assert terms.target_amount <= terms.source_amount * Fraction(mid) * scale
+    assert terms.fee >= 0
+
+
+@settings(max_examples=600, deadline=None)
 @given(st.sampled_from(PAIRS), amounts, mids(), spreads)
 def test_selling_a_source_amount(
     pair: tuple[str, str], source: int, mid: Decimal, bps: int
 ) -> None:
-    """T = hr(S x r); |T - S x r| <= 1/2; fee = hr(S x m) - T >= 0, within
-    one minor unit of the exact spread S x (m - r); or refused with the
-    reason the exact values call for."""
+    """T = floor(S x r): 0 <= S x r - T < 1, so the counterparty never
+    delivers more than it receives; fee = floor(S x m) - T >= 0, within one
+    minor unit of the exact spread S x (m - r); or refused with the reason
+    the exact values call for (nothing to deliver: INVALID_AMOUNT)."""
     src, tgt = pair
     scale = _scale(src, tgt)
     rate = stated_rate(mid, bps)
@@ -404,14 +454,15 @@ def test_selling_a_source_amount(
     exact_at_mid = source * Fraction(mid) * scale
     derived = DerivedRate(mid, "x", NOW)
     call = {"source_currency": src, "target_currency": tgt, "spread_bps": bps}
-    if round(exact_target) == 0 or round(exact_target) > INT64_MAX:
+    expected_target = math.floor(exact_target)
+    if expected_target == 0 or expected_target > INT64_MAX:
         with pytest.raises(InvalidArgument) as err:
             price(derived, source_amount=source, **call)  # type: ignore[arg-type]
         assert err.value.reason == (
-            Reason.INVALID_AMOUNT if round(exact_target) == 0 else Reason.AMOUNT_OUT_OF_RANGE
+            Reason.INVALID_AMOUNT if expected_target == 0 else Reason.AMOUNT_OUT_OF_RANGE
         )
         return
-    if round(exact_at_mid) > INT64_MAX:
+    if math.floor(exact_at_mid) > INT64_MAX:
         with pytest.raises(InvalidArgument) as err:
             price(derived, source_amount=source, **call)  # type: ignore[arg-type]
         assert err.value.reason == Reason.AMOUNT_OUT_OF_RANGE
@@ -419,46 +470,71 @@ def test_selling_a_source_amount(
     terms = price(derived, source_amount=source, **call)  # type: ignore[arg-type]
     _check_terms(terms, mid, bps, rate)
     assert terms.source_amount == source
-    assert terms.target_amount == round(exact_target)
-    assert abs(terms.target_amount - exact_target) <= HALF
-    assert terms.fee == round(exact_at_mid) - terms.target_amount
-    assert terms.fee >= 0
+    assert terms.target_amount == expected_target
+    assert 0 <= exact_target - terms.target_amount < 1
+    assert terms.fee == math.floor(exact_at_mid) - terms.target_amount
     assert abs(terms.fee - source * (Fraction(mid) - rate) * scale) <= 1
+    _never_gives_value_away(terms, rate, mid)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.sampled_from(PAIRS), amounts, mids(), spreads)
 def test_delivering_a_target_amount(
     pair: tuple[str, str], target: int, mid: Decimal, bps: int
 ) -> None:
-    """The source is the rounded side: S = hr(T / r), |S - T / r| <= 1/2;
-    fee = hr(S x m) - T. The fee is within half a target minor unit plus
-    half a source minor unit valued at mid of the exact spread T x (m/r - 1),
-    so at tiny amounts (or no spread) it may be slightly negative, never by
-    more than that."""
+    """The source is charged, so rounded up: S = ceil(T / r), the smallest
+    source amount worth T at r (0 <= S - T / r < 1); fee = floor(S x m) - T
+    >= 0, within one target minor unit plus one source minor unit valued at
+    mid of the exact spread T x (m/r - 1). Never refused as too small: the
+    least a delivery costs is one source minor unit."""
     src, tgt = pair
     scale = _scale(src, tgt)
     rate = stated_rate(mid, bps)
     exact_source = target / (rate * scale)
     derived = DerivedRate(mid, "x", NOW)
     call = {"source_currency": src, "target_currency": tgt, "spread_bps": bps}
-    expected_source = round(exact_source)
-    at_mid = round(expected_source * Fraction(mid) * scale)
-    if expected_source == 0 or expected_source > INT64_MAX or at_mid > INT64_MAX:
+    expected_source = math.ceil(exact_source)
+    assert expected_source >= 1
+    at_mid = math.floor(expected_source * Fraction(mid) * scale)
+    if expected_source > INT64_MAX or at_mid > INT64_MAX:
         with pytest.raises(InvalidArgument) as err:
             price(derived, target_amount=target, **call)  # type: ignore[arg-type]
-        assert err.value.reason == (
-            Reason.INVALID_AMOUNT if expected_source == 0 else Reason.AMOUNT_OUT_OF_RANGE
-        )
+        assert err.value.reason == Reason.AMOUNT_OUT_OF_RANGE
         return
     terms = price(derived, target_amount=target, **call)  # type: ignore[arg-type]
     _check_terms(terms, mid, bps, rate)
     assert terms.target_amount == target
-    assert terms.source_amount == round(exact_source)
-    assert abs(terms.source_amount - exact_source) <= HALF
-    assert terms.fee == round(terms.source_amount * Fraction(mid) * scale) - target
+    assert terms.source_amount == expected_source
+    assert 0 <= terms.source_amount - exact_source < 1
+    assert terms.fee == at_mid - target
     exact_fee = target * (Fraction(mid) / rate - 1)
-    assert abs(terms.fee - exact_fee) <= HALF + HALF * Fraction(mid) * scale
+    assert abs(terms.fee - exact_fee) <= 1 + Fraction(mid) * scale
+    _never_gives_value_away(terms, rate, mid)
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+@pytest.mark.parametrize("bps", [0, 50])
+def test_a_batch_of_tiny_quotes_never_loses_value(pair: tuple[str, str], bps: int) -> None:
+    """The attack of issue 18: many quotes of the smallest amounts, each of
+    them rounded in the counterparty's favour, keep at least their value."""
+    src, tgt = pair
+    scale = _scale(src, tgt)
+    for mid in (Decimal("0.00667"), Decimal("149.93"), Decimal("3.2551"), Decimal("1")):
+        derived = DerivedRate(mid, "x", NOW)
+        rate = stated_rate(mid, bps)
+        given_away = Fraction(0)
+        for amount in range(1, 200):
+            for kwargs in ({"source_amount": amount}, {"target_amount": amount}):
+                try:
+                    terms = price(
+                        derived, source_currency=src, target_currency=tgt, spread_bps=bps, **kwargs
+                    )
+                except InvalidArgument as err:
+                    assert err.reason == Reason.INVALID_AMOUNT and "source_amount" in kwargs
+                    continue
+                _never_gives_value_away(terms, rate, mid)
+                given_away += terms.target_amount - terms.source_amount * rate * scale
+        assert given_away <= 0
 
 
 @settings(max_examples=100, deadline=None)
@@ -482,14 +558,14 @@ def test_clearing_books_each_leg_at_the_quoted_amounts(
     code: per currency, A's position is minus what A sold, B's is plus what
     B was quoted, the hub holds the difference, and the hub's spread is the
     sum of fees recomputed from the stated rates. Valued at mid, what the
-    hub keeps of each transfer equals its fee within half a minor unit."""
+    hub keeps of each transfer is its fee plus less than one minor unit."""
     banks = {"A": BankStatus.ACTIVE, "B": BankStatus.ACTIVE}
     accounts = {
         (owner, c): AccountState(position_account_id(owner, c), owner, c, 10**17, 0, 0)
         for owner in ("A", "B", HUB)
-        for c in CURRENCIES
+        for c in PAIR_CURRENCIES
     }
-    cycles = {c: f"{c}-000001" for c in CURRENCIES}
+    cycles = {c: f"{c}-000001" for c in PAIR_CURRENCIES}
     quotes: dict[str, Quote] = {}
     items: list[Instruction] = []
     for (source, target), amount, mid, bps, sell in flows:
@@ -526,11 +602,11 @@ def test_clearing_books_each_leg_at_the_quoted_amounts(
         sold[t.source_currency] += t.source_amount
         bought[t.target_currency] += t.target_amount
         scale = _scale(t.source_currency, t.target_currency)
-        fee = round(t.source_amount * Fraction(t.mid_rate) * scale) - t.target_amount
+        fee = math.floor(t.source_amount * Fraction(t.mid_rate) * scale) - t.target_amount
         fees[t.target_currency] += fee
         kept_at_mid = t.source_amount * Fraction(t.mid_rate) * scale - t.target_amount
-        assert abs(kept_at_mid - fee) <= HALF
-    for currency in CURRENCIES:
+        assert 0 <= kept_at_mid - fee < 1
+    for currency in PAIR_CURRENCIES:
         cid = cycles[currency]
         net = {b: p.net for (c, b), p in result.positions.items() if c == cid}
         assert net.get("A", 0) == -sold[currency]

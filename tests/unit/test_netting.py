@@ -1,25 +1,30 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remitnet.services.domain.errors import Reason
+from remitnet.services.domain.fx import Quote, QuoteTerms
 from remitnet.services.domain.ledger import settlement_posting
 from remitnet.services.domain.model import (
+    HUB,
     BankStatus,
     Instruction,
     StoredTransfer,
     TransferStatus,
     account_id,
 )
+from remitnet.services.domain.money import INT64_MAX, INT64_MIN
 from remitnet.services.domain.netting import (
     Accepted,
     AccountState,
     BatchResult,
+    CycleSums,
     PositionDelta,
     Rejected,
     check_nets_balance,
@@ -49,11 +54,18 @@ def run(
     *,
     banks: dict[str, BankStatus] | None = None,
     existing: dict[str, StoredTransfer] | None = None,
+    sums: dict[str, CycleSums] | None = None,
 ) -> BatchResult:
     statuses = {b: BankStatus.ACTIVE for b, _ in accts}
     statuses.update(banks or {})
     return clear_batch(
-        items, existing=existing or {}, banks=statuses, accounts=accts, open_cycles=CYCLES, now=NOW
+        items,
+        existing=existing or {},
+        banks=statuses,
+        accounts=accts,
+        open_cycles=CYCLES,
+        now=NOW,
+        cycle_sums=sums,
     )
 
 
@@ -171,3 +183,148 @@ def test_settlement_posting_pairs_every_bank_with_the_hub() -> None:
     assert sum(leg.amount for leg in posting.legs) == 0
     assert len(posting.legs) == 6  # D has nothing to settle
     assert posting.posting_id == "settle:USD-000001"
+
+
+# Totals a batch or a cycle accumulates (issue 18, item 3) ---------------------
+
+BIG = 2**62  # two of these in one cycle's gross pass int64
+
+
+def round_trips(n: int, amount: int) -> list[Instruction]:
+    return [tx("A", "B", amount) if k % 2 == 0 else tx("B", "A", amount) for k in range(n)]
+
+
+def test_round_trips_cannot_take_the_cycle_gross_past_int64() -> None:
+    """A and B pay each other back: their unsettled positions stay near 0,
+    but the cycle's gross (and each one's sent and received) grows. The item
+    that would take the gross past int64 is refused with a reason, the next
+    ones too, and the totals the cycle will close with still fit."""
+    accts = {
+        ("A", "USD"): AccountState(account_id("A", "USD"), "A", "USD", 0, INT64_MAX, 0),
+        ("B", "USD"): AccountState(account_id("B", "USD"), "B", "USD", 0, INT64_MAX, 0),
+    }
+    result = run(round_trips(4, BIG - 1), accts)
+    ok = [isinstance(o, Accepted) for o in result.outcomes]
+    assert ok == [True, True, False, False]
+    rejected = [o for o in result.outcomes if isinstance(o, Rejected)]
+    assert all(r.error.reason == Reason.AMOUNT_OUT_OF_RANGE for r in rejected)
+    totals = cycle_totals(result.positions.values())
+    assert totals.gross_value == 2 * (BIG - 1) <= INT64_MAX
+    assert totals.transfer_count == 2
+    # Small items still fit what is left.
+    result = run(round_trips(2, 1), accts, sums={"USD-000001": CycleSums(INT64_MAX - 1)})
+    assert [isinstance(o, Accepted) for o in result.outcomes] == [True, False]
+
+
+def test_what_the_cycle_held_before_the_batch_counts() -> None:
+    accts = accounts(A=100, B=0)
+    held = {"USD-000001": CycleSums(INT64_MAX - 50)}
+    result = run([tx("A", "B", 30), tx("A", "B", 30), tx("A", "B", 20)], accts, sums=held)
+    assert [isinstance(o, Accepted) for o in result.outcomes] == [True, False, True]
+    assert held["USD-000001"].gross == INT64_MAX - 50  # the caller's copy is not changed
+    # Another cycle (another currency, or the next cycle) is not affected.
+    result = run([tx("A", "B", 30)], accounts(A=100, B=0), sums={"USD-000000": held["USD-000001"]})
+    assert isinstance(result.outcomes[0], Accepted)
+
+
+def test_a_balance_once_settled_stays_within_int64() -> None:
+    """B's unsettled position fits, but settling it onto a balance near int64
+    would not: refused before it can block the settlement."""
+    accts = accounts(A=100, B=INT64_MAX - 10)
+    result = run([tx("A", "B", 10), tx("A", "B", 1)], accts)
+    assert [isinstance(o, Accepted) for o in result.outcomes] == [True, False]
+    assert accts[("B", "USD")].unsettled_net == 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(1, INT64_MAX)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(0, INT64_MAX),
+)
+def test_no_batch_takes_any_total_past_int64(flows: list[tuple[bool, int]], held: int) -> None:
+    """Any batch of round trips between two banks with caps at int64, on top
+    of any gross the cycle already holds: every stored total (positions,
+    counts, the cycle's totals, unsettled positions) stays within int64, and
+    every refusal is AMOUNT_OUT_OF_RANGE or INSUFFICIENT_LIQUIDITY."""
+    accts = {
+        (b, "USD"): AccountState(account_id(b, "USD"), b, "USD", 0, INT64_MAX, 0) for b in "AB"
+    }
+    items = [tx("A", "B", amount) if ab else tx("B", "A", amount) for ab, amount in flows]
+    result = run(items, accts, sums={"USD-000001": CycleSums(held)})
+    for outcome in result.outcomes:
+        if isinstance(outcome, Rejected):
+            assert outcome.error.reason in (
+                Reason.AMOUNT_OUT_OF_RANGE,
+                Reason.INSUFFICIENT_LIQUIDITY,
+            )
+    totals = cycle_totals(result.positions.values())
+    assert held + totals.gross_value <= INT64_MAX
+    assert totals.net_value <= INT64_MAX and totals.transfer_count <= INT64_MAX
+    for p in result.positions.values():
+        assert 0 <= p.sent <= INT64_MAX and 0 <= p.received <= INT64_MAX
+    for a in accts.values():
+        assert INT64_MIN <= a.unsettled_net <= INT64_MAX
+        assert INT64_MIN <= a.balance + a.unsettled_net <= INT64_MAX
+
+
+def test_one_id_twice_in_a_batch_gets_one_answer() -> None:
+    """A retry merged with its queued original: the original, refused for
+    headroom that a later credit in the same batch provides, is answered
+    with the accepted transfer rather than a refusal that contradicts it."""
+    tid = str(uuid.uuid4())
+    first, credit = tx("A", "B", 150, tid), tx("B", "A", 100)
+    again, other = tx("A", "B", 150, tid), tx("A", "B", 151, tid)
+    result = run([first, credit, again, other], accounts(A=100, B=100))
+    assert [type(o) for o in result.outcomes] == [Accepted, Accepted, Accepted, Rejected]
+    original, _, retried, different = result.outcomes
+    assert isinstance(original, Accepted) and original.replayed
+    assert isinstance(retried, Accepted) and not retried.replayed
+    assert isinstance(different, Rejected)
+    assert different.error.reason == Reason.DUPLICATE_WITH_DIFFERENT_CONTENT
+    assert [t.transfer_id for t in result.new_transfers].count(tid) == 1
+
+
+def test_a_cycle_fee_total_past_int64_is_refused() -> None:
+    """Cross-currency legs add the hub's spread to the target cycle's fees,
+    which settlement posts as one FX revenue amount: kept within int64 too,
+    and the source cycle's gross as well."""
+
+    def acct(owner: str, ccy: str, balance: int) -> AccountState:
+        return AccountState(account_id(owner, ccy), owner, ccy, balance, 0, 0)
+
+    accts = {
+        (o, c): acct(o, c, 10**6 if o == "A" else 0)
+        for o in ("A", "B", HUB)
+        for c in ("USD", "JPY")
+    }
+    cycles = {"USD": "USD-000001", "JPY": "JPY-000001"}
+    terms = QuoteTerms("USD", "JPY", 100, 140, Decimal(150), Decimal(140), 666, 10, "USD/JPY")
+    quotes = {
+        q: Quote(q, "A", terms, NOW, NOW + timedelta(minutes=1), None) for q in ("q1", "q2", "q3")
+    }
+    items = [Instruction(str(uuid.uuid4()), "A", "B", "USD", 100, "", q) for q in quotes]
+
+    def clear(sums: dict[str, CycleSums]) -> list[bool]:
+        result = clear_batch(
+            items,
+            existing={},
+            banks={b: BankStatus.ACTIVE for b in ("A", "B")},
+            accounts={k: acct(v.bank, v.currency, v.balance) for k, v in accts.items()},
+            open_cycles=cycles,
+            now=NOW,
+            quotes=quotes,
+            cycle_sums=sums,
+        )
+        for o in result.outcomes:
+            if isinstance(o, Rejected):
+                assert o.error.reason == Reason.AMOUNT_OUT_OF_RANGE
+        return [isinstance(o, Accepted) for o in result.outcomes]
+
+    assert clear({}) == [True, True, True]
+    assert clear({"JPY-000001": CycleSums(0, INT64_MAX - 15)}) == [True, False, False]
+    assert clear({"JPY-000001": CycleSums(INT64_MAX - 300)}) == [True, True, False]
+    assert clear({"USD-000001": CycleSums(INT64_MAX - 100)}) == [True, False, False]

@@ -57,7 +57,16 @@ REHOMED_TABLES: Mapping[str, str] = {
 #: Reference data, read everywhere and written rarely: served locally in every
 #: region (GLOBAL tables trade slower writes for fast, consistent local reads).
 #: banks holds a home_region too, but is reference data, not a per-bank table.
-GLOBAL_TABLES: Sequence[str] = ("banks", "cycles", "fx_rates", "currencies", "rates")
+GLOBAL_TABLES: Sequence[str] = (
+    "banks",
+    "cycles",
+    "fx_rates",
+    "currencies",
+    "rates",
+    # Written by rare operator actions (with cycles, in the same transaction),
+    # read from every region: the chain head of a settled cycle in GetCycle.
+    "operator_audit_log",
+)
 
 _REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 

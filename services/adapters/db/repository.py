@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,8 +16,10 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
     func,
     insert,
+    literal_column,
     select,
     text,
     tuple_,
@@ -47,7 +49,7 @@ from remitnet.services.domain.model import (
     StoredTransfer,
     TransferStatus,
 )
-from remitnet.services.domain.netting import AccountState, PositionDelta
+from remitnet.services.domain.netting import AccountState, CycleSums, PositionDelta
 
 
 def utc(ts: datetime) -> datetime:
@@ -185,6 +187,22 @@ def owner_accounts(conn: Connection, owner: str) -> list[AccountRow]:
         select(accounts).where(accounts.c.owner == owner).order_by(accounts.c.currency)
     )
     return [_account(r) for r in rows]
+
+
+def accounts_of_owners(conn: Connection, owners: Collection[str]) -> dict[str, list[AccountRow]]:
+    """The accounts of each of `owners` (by currency), in one query: a page
+    of banks costs one statement, not one per bank."""
+    out: dict[str, list[AccountRow]] = {o: [] for o in owners}
+    if out:
+        rows = conn.execute(
+            select(accounts)
+            .where(accounts.c.owner.in_(list(out)))
+            .order_by(accounts.c.owner, accounts.c.currency)
+        )
+        for r in rows:
+            a = _account(r)
+            out[a.owner].append(a)
+    return out
 
 
 def all_accounts(conn: Connection, kind: str | None = None) -> list[AccountRow]:
@@ -419,6 +437,65 @@ def cycle_positions(conn: Connection, cycle_id: str) -> dict[str, PositionDelta]
     return {r[0]: PositionDelta(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
 
+def positions_of_cycles(
+    conn: Connection, cycle_ids: Collection[str]
+) -> dict[str, dict[str, PositionDelta]]:
+    """cycle_positions of each of `cycle_ids`, in one query (a page of
+    cycles costs one statement, not one per cycle)."""
+    out: dict[str, dict[str, PositionDelta]] = {c: {} for c in cycle_ids}
+    if out:
+        rows = conn.execute(
+            select(
+                positions.c.cycle_id,
+                positions.c.bank_code,
+                positions.c.sent,
+                positions.c.received,
+                positions.c.sent_count,
+                positions.c.received_count,
+                positions.c.fee,
+            )
+            .where(positions.c.cycle_id.in_(list(out)))
+            .order_by(positions.c.cycle_id, positions.c.bank_code)
+        )
+        for r in rows:
+            out[r[0]][r[1]] = PositionDelta(r[2], r[3], r[4], r[5], r[6])
+    return out
+
+
+def cycle_sums(conn: Connection, cycle_ids: Collection[str]) -> dict[str, CycleSums]:
+    """The gross value and the fees each (open) cycle has accumulated so far,
+    over all its participants: what a batch checks its additions against."""
+    rows = conn.execute(
+        select(
+            positions.c.cycle_id,
+            func.coalesce(func.sum(positions.c.sent), 0),
+            func.coalesce(func.sum(positions.c.fee), 0),
+        )
+        .where(positions.c.cycle_id.in_(cycle_ids))
+        .group_by(positions.c.cycle_id)
+    )
+    return {r[0]: CycleSums(int(r[1]), int(r[2])) for r in rows}
+
+
+def bank_positions(
+    conn: Connection, bank: str, cycle_ids: Collection[str]
+) -> dict[str, PositionDelta]:
+    """One bank's position rows in the given cycles, by cycle id."""
+    if not cycle_ids:
+        return {}
+    rows = conn.execute(
+        select(
+            positions.c.cycle_id,
+            positions.c.sent,
+            positions.c.received,
+            positions.c.sent_count,
+            positions.c.received_count,
+            positions.c.fee,
+        ).where(positions.c.bank_code == bank, positions.c.cycle_id.in_(cycle_ids))
+    )
+    return {r[0]: PositionDelta(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+
 _bump_position = (
     update(positions)
     .where(positions.c.cycle_id == bindparam("c"), positions.c.bank_code == bindparam("b"))
@@ -537,6 +614,10 @@ _TRANSFER_COLUMNS = (
     transfers.c.fee,
 )
 _N = len(_TRANSFER_COLUMNS)
+_ACCEPTED_AT = 8  # index of accepted_at in _TRANSFER_COLUMNS
+#: How far a transfer's accepted_at may precede its cycle's opened_at when
+#: replicas' clocks differ (CockroachDB's own bound is 500 ms).
+CLOCK_SKEW_MARGIN = timedelta(minutes=5)
 
 
 def _transfer(r: tuple[Any, ...]) -> StoredTransfer:
@@ -754,52 +835,107 @@ def list_transfers(
     limit: int,
 ) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]:
     """Transfers the bank sent or received, newest first, keyset-paged. The
-    status filter is on the effective status (see effective_status)."""
+    status filter is on the effective status (see effective_status).
+
+    Two ordered, limited queries, merged: the bank's debits and its credits,
+    each read newest first from its own (bank, accepted_at, id) index (with a
+    counterparty, from the pair index in both directions), so the first page
+    reads about `limit` rows per side whatever the bank's history, instead of
+    every row of the bank sorted (what `debtor = X OR creditor = X ORDER BY`
+    costs). A bank is never both parties, so the sides are disjoint."""
     src = cycles.alias("src")
     dst = cycles.alias("dst")
-    query = (
+    base = (
         select(*_TRANSFER_COLUMNS, src.c.state, dst.c.state)
         .outerjoin(src, src.c.id == transfers.c.cycle_id)
         .outerjoin(dst, dst.c.id == transfers.c.creditor_cycle_id)
         .order_by(transfers.c.accepted_at.desc(), transfers.c.id.desc())
         .limit(limit)
     )
-    if counterparty:
-        query = query.where(
-            ((transfers.c.debtor_bank == bank) & (transfers.c.creditor_bank == counterparty))
-            | ((transfers.c.debtor_bank == counterparty) & (transfers.c.creditor_bank == bank))
-        )
-    else:
-        query = query.where((transfers.c.debtor_bank == bank) | (transfers.c.creditor_bank == bank))
     if cycle_id:
-        query = query.where(
-            (transfers.c.cycle_id == cycle_id) | (transfers.c.creditor_cycle_id == cycle_id)
+        # Either leg in the cycle; and accepted while it was open, which
+        # bounds the ordered scan to the cycle's window of the bank's history.
+        window = conn.execute(
+            select(cycles.c.opened_at, cycles.c.closed_at).where(cycles.c.id == cycle_id)
+        ).first()
+        if window is None:
+            return []
+        opened, closed = window
+        base = base.where(
+            (transfers.c.cycle_id == cycle_id) | (transfers.c.creditor_cycle_id == cycle_id),
+            transfers.c.accepted_at >= utc(opened) - CLOCK_SKEW_MARGIN,
         )
+        if closed is not None:
+            base = base.where(transfers.c.accepted_at <= utc(closed) + CLOCK_SKEW_MARGIN)
     if status is not None:
         if status in (TransferStatus.CANCELLED,):
-            query = query.where(transfers.c.status == int(status))
+            # A literal, not a parameter: the partial indexes of cancelled
+            # transfers (status = 4) apply to every plan, generic ones too.
+            base = base.where(transfers.c.status == literal_column(str(int(status))))
         else:
-            # The later leg decides: the minimum of both cycles' states.
-            wanted = {
-                TransferStatus.ACCEPTED: CycleState.OPEN,
-                TransferStatus.CLOSED: CycleState.CLOSED,
-                TransferStatus.SETTLED: CycleState.SETTLED,
-            }[status]
-            low = func.coalesce(dst.c.state, src.c.state)
-            least = case((low < src.c.state, low), else_=src.c.state)
-            netted = (transfers.c.status == int(TransferStatus.ACCEPTED)) & (least == int(wanted))
             if status is TransferStatus.SETTLED:
-                netted = netted | (transfers.c.status == int(TransferStatus.SETTLED))
-            query = query.where(netted)
+                # Settled: gross, or netted with no leg in a cycle that is not
+                # settled yet. Written against the few unsettled cycle ids
+                # rather than the joined states, so that the planner sees it
+                # holds for most of a bank's history and reads the ordered
+                # index; it passes over the unsettled window only.
+                unsettled = list(
+                    conn.execute(
+                        select(cycles.c.id).where(cycles.c.state != int(CycleState.SETTLED))
+                    ).scalars()
+                )
+                netted = transfers.c.status == int(TransferStatus.ACCEPTED)
+                if unsettled:
+                    netted = (
+                        netted
+                        & transfers.c.cycle_id.not_in(unsettled)
+                        & (
+                            transfers.c.creditor_cycle_id.is_(None)
+                            | transfers.c.creditor_cycle_id.not_in(unsettled)
+                        )
+                    )
+                base = base.where(netted | (transfers.c.status == int(TransferStatus.SETTLED)))
+            else:
+                # Only transfers of open (closed) cycles have this status, all
+                # accepted after the oldest such cycle opened: bound the ordered
+                # scan to that window (with a margin for clock skew between
+                # replicas) instead of passing over the whole settled history.
+                state = CycleState.OPEN if status is TransferStatus.ACCEPTED else CycleState.CLOSED
+                oldest = conn.execute(
+                    select(func.min(cycles.c.opened_at)).where(cycles.c.state == int(state))
+                ).scalar()
+                if oldest is None:
+                    return []
+                # The later leg decides: the minimum of both cycles' states.
+                low = func.coalesce(dst.c.state, src.c.state)
+                least = case((low < src.c.state, low), else_=src.c.state)
+                base = base.where(
+                    transfers.c.status == int(TransferStatus.ACCEPTED),
+                    least == int(state),
+                    transfers.c.accepted_at >= utc(oldest) - CLOCK_SKEW_MARGIN,
+                )
     if before is not None:
         ts, tid = before
-        query = query.where(
+        base = base.where(
             (transfers.c.accepted_at < ts)
             | and_(transfers.c.accepted_at == ts, transfers.c.id < tid)
         )
+    if counterparty:
+        sides = [
+            base.where(transfers.c.debtor_bank == bank, transfers.c.creditor_bank == counterparty),
+            base.where(transfers.c.debtor_bank == counterparty, transfers.c.creditor_bank == bank),
+        ]
+    else:
+        sides = [base.where(transfers.c.debtor_bank == bank)]
+        sides.append(base.where(transfers.c.creditor_bank == bank))
+    found: list[tuple[datetime, str, tuple[Any, ...]]] = []
+    for query in sides:
+        for r in conn.execute(query):
+            row = tuple(r)
+            found.append((utc(row[_ACCEPTED_AT]), str(row[0]), row))
+    found.sort(key=lambda f: (f[0], f[1]), reverse=True)
     out = []
-    for r in conn.execute(query):
-        row = tuple(r)
+    for _, _, row in found[:limit]:
         states = tuple(CycleState(s) for s in row[_N:] if s is not None)
         out.append((_transfer(row[:_N]), states))
     return out
@@ -984,6 +1120,12 @@ def upsert_rates(conn: Connection, rates: list[Rate], now: datetime) -> None:
             )
         else:
             conn.execute(insert(fx_rates).values(base=r.base, quote=r.quote, **values))
+
+
+def delete_rates(conn: Connection, keys: Collection[tuple[str, str]]) -> None:
+    """Remove the stored rates of these (base, quote) pairs, if any."""
+    if keys:
+        conn.execute(delete(fx_rates).where(tuple_(fx_rates.c.base, fx_rates.c.quote).in_(keys)))
 
 
 def load_rates(conn: Connection) -> dict[tuple[str, str], Rate]:

@@ -121,6 +121,9 @@ cycles = Table(
     Column("gross_value", BigInteger, nullable=False),
     Column("net_value", BigInteger, nullable=False),
     UniqueConstraint("currency", "seq"),
+    # ListCycles pages newest first, over all currencies or one.
+    Index(None, "opened_at", "id"),
+    Index(None, "currency", "opened_at", "id"),
     # At most one open cycle per currency, enforced by the database.
     Index(
         "uq_cycles_open_currency",
@@ -164,8 +167,31 @@ transfers = Table(
     Column("fee", BigInteger, nullable=True),
     Column("cancelled_at", TS, nullable=True),
     home_region(),  # the debtor's
-    Index(None, "debtor_bank", "accepted_at"),
-    Index(None, "creditor_bank", "accepted_at"),
+    # Every bank-callable read of transfers goes through one of these, in
+    # order (migration 0006): ListTransfers per side and per pair, newest
+    # first; reconciliation per cycle and per target-leg cycle.
+    Index(None, "debtor_bank", "accepted_at", "id"),
+    Index(None, "creditor_bank", "accepted_at", "id"),
+    Index(None, "debtor_bank", "creditor_bank", "accepted_at", "id"),
+    # ListTransfers of cancelled transfers (status 4, TransferStatus.CANCELLED).
+    *(
+        Index(
+            f"ix_transfers_cancelled_{side}_accepted_at_id",
+            side,
+            "accepted_at",
+            "id",
+            postgresql_where=text("status = 4"),
+            sqlite_where=text("status = 4"),
+        )
+        for side in ("debtor_bank", "creditor_bank")
+    ),
+    Index(None, "cycle_id"),
+    Index(
+        None,
+        "creditor_cycle_id",
+        postgresql_where=text("creditor_cycle_id IS NOT NULL"),
+        sqlite_where=text("creditor_cycle_id IS NOT NULL"),
+    ),
 )
 
 # Mid rates fed by the operator: reference data (GLOBAL on CockroachDB).
@@ -197,4 +223,63 @@ fx_quotes = Table(
     Column("expires_at", TS, nullable=False),
     Column("used_by", Uuid(as_uuid=False), nullable=True),
     Column("used_at", TS, nullable=True),
+)
+
+# The per-bank change feed (services/adapters/db/feed.py). Every state change
+# a bank cares about is appended here in the transaction that makes it. A
+# bank's events are numbered by `feed_heads.seq`, a counter on the bank's own
+# row that each event-writing transaction reads and advances: writers of one
+# bank's feed conflict on that row, so seq order is commit order and a reader
+# that has seen seq N has seen everything before it. No global sequence, no
+# LISTEN/NOTIFY: it works the same on CockroachDB. `last_at` keeps event times
+# strictly increasing per bank, which lets one event stand for a whole batch.
+feed_heads = Table(
+    "feed_heads",
+    metadata,
+    Column("bank_code", String(16), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("last_at", TS, nullable=False),
+    # From then on every change of the bank is in its feed (the audit checks).
+    Column("started_at", TS, nullable=False),
+    home_region(),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("bank_code", String(16), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("at", TS, nullable=False),
+    # feed.EventKind: a batch of accepted transfers, one transfer, or a cycle.
+    Column("kind", SmallInteger, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("transfer_id", Uuid(as_uuid=False), nullable=True),
+    Column("cycle_id", String(24), nullable=True),
+    # How many stream items the event expands to (a batch: its transfers).
+    Column("item_count", Integer, nullable=False),
+    home_region(),
+    Index(None, "bank_code", "at"),
+)
+
+# The operator audit trail (services/domain/audit_trail.py): one row per
+# operator action that changed state, appended in the action's transaction,
+# hash-chained. `seq` is the previous row's plus one, read in the same
+# transaction (no sequence): concurrent appenders conflict on the next key and
+# one retries, so the chain has no gaps and no forks. `request` is the
+# canonical JSON of the action's arguments, `digest` its SHA-256; `subject`
+# names what the action was about (a bank code, a cycle id) so a settled
+# cycle's SettleCycle row is found by it. GLOBAL on CockroachDB, like cycles.
+operator_audit_log = Table(
+    "operator_audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", TS, nullable=False),
+    Column("principal", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("request", String(), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index(None, "subject", "action"),
 )

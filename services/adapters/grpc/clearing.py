@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ from remitnet.clearing.v1 import clearing_pb2 as pb
 from remitnet.clearing.v1 import clearing_pb2_grpc as pb_grpc
 from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.adapters.grpc import convert
+from remitnet.services.adapters.grpc import convert, limits
 from remitnet.services.adapters.grpc.errors import item_error
 from remitnet.services.adapters.grpc.identity import calling_bank
 from remitnet.services.domain.errors import InvalidArgument, Reason, RemitnetError
@@ -23,19 +24,33 @@ from remitnet.services.service_layer import watch
 from remitnet.services.service_layer.engine import NettingEngine
 from remitnet.services.service_layer.gross import commit_gross
 
+log = logging.getLogger(__name__)
+
 
 def record_gross(outcome: Outcome) -> None:
+    """Gross transfers count in remitnet_transfers_total like netted ones
+    (and in remitnet_gross_transfers_total besides)."""
     if isinstance(outcome, Accepted):
-        metrics.GROSS_TRANSFERS.labels("replayed" if outcome.replayed else "accepted").inc()
+        label = "replayed" if outcome.replayed else "accepted"
+        metrics.GROSS_TRANSFERS.labels(label).inc()
+        metrics.TRANSFERS.labels(label, "").inc()
         if not outcome.replayed:
             metrics.TRANSFER_VALUE.labels(outcome.transfer.currency).inc(outcome.transfer.amount)
     else:
         metrics.GROSS_TRANSFERS.labels("rejected").inc()
+        metrics.TRANSFERS.labels("rejected", outcome.error.reason).inc()
+
+
+# Items converted between yields to the event loop: a 10,000-item request
+# must not hold the loop (and every other bank's calls) for its whole parse.
+YIELD_EVERY = 500
 
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-MAX_BATCH_ITEMS = 10_000
+# Items per SubmitTransfers call: sized so that the largest legal request
+# and its answer fit the 4 MiB every gRPC stack accepts (limits.py).
+MAX_BATCH_ITEMS = limits.MAX_BATCH_ITEMS
 
 
 def _instruction(debtor: str, msg: pb.TransferInstruction) -> Instruction:
@@ -53,6 +68,44 @@ def _instruction(debtor: str, msg: pb.TransferInstruction) -> Instruction:
     )
 
 
+def _since(request: pb.WatchTransfersRequest) -> datetime:
+    try:
+        return request.since.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(
+            Reason.INVALID_TIMESTAMP,
+            "since must be a valid Timestamp between 0001-01-01 and 9999-12-31",
+            field="since",
+        ) from None
+
+
+def _watch_message(
+    items: list[watch.Item], stamps: dict[datetime, Timestamp]
+) -> pb.WatchTransfersResponse:
+    """The items of one event share its time, and a batch's transfers were
+    accepted at that time too: `stamps` converts each time once."""
+    message = pb.WatchTransfersResponse()
+    add = message.events.add
+    for item in items:
+        event = add()
+        event.resume_token = item.token
+        stamp = stamps.get(item.at)
+        if stamp is None:
+            if len(stamps) > 1_000:
+                stamps.clear()
+            stamp = stamps[item.at] = Timestamp()
+            stamp.FromDatetime(item.at)
+        event.at.CopyFrom(stamp)
+        if item.transfer is not None:
+            convert.fill_transfer(event.transfer, item.transfer, item.status, stamps)
+        elif item.cycle is not None:
+            cycle = event.cycle
+            cycle.cycle_id = item.cycle.id
+            cycle.currency = item.cycle.currency
+            cycle.status = int(item.status)  # type: ignore[assignment]
+    return message
+
+
 def _gross(mode: int) -> bool:
     if mode not in (
         pb.SETTLEMENT_MODE_UNSPECIFIED,
@@ -64,21 +117,30 @@ def _gross(mode: int) -> bool:
 
 
 class ClearingServicer(pb_grpc.ClearingServiceServicer):
-    def __init__(self, db: Database, engine: NettingEngine) -> None:
+    def __init__(self, db: Database, engine: NettingEngine, feed: watch.FeedReader) -> None:
         self.db = db
         self.engine = engine
+        self.feed = feed
 
     async def SubmitTransfer(
         self, request: pb.SubmitTransferRequest, context: Context
     ) -> pb.SubmitTransferResponse:
-        if not request.HasField("transfer"):
-            raise InvalidArgument(Reason.MISSING_FIELD, "transfer is required", field="transfer")
-        instruction = _instruction(calling_bank(), request.transfer)
+        debtor = calling_bank()
+        try:
+            if not request.HasField("transfer"):
+                raise InvalidArgument(
+                    Reason.MISSING_FIELD, "transfer is required", field="transfer"
+                )
+            instruction = _instruction(debtor, request.transfer)
+        except RemitnetError as err:
+            metrics.count_refusals([err])  # refused before the engine, which counts the rest
+            raise
         if instruction.gross:
             outcome = await asyncio.to_thread(commit_gross, self.db, instruction)
             record_gross(outcome)
         else:
             (outcome,) = await self.engine.submit([instruction])
+        self.feed.poke()
         if isinstance(outcome, Accepted):
             return pb.SubmitTransferResponse(
                 transfer=convert.transfer(outcome.transfer, outcome.transfer.status),
@@ -93,10 +155,15 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
         if count == 0:
             raise InvalidArgument(Reason.EMPTY_BATCH, "the batch holds no transfers")
         if count > MAX_BATCH_ITEMS:
+            metrics.TRANSFERS.labels("rejected", Reason.BATCH_TOO_LARGE).inc(count)
             raise InvalidArgument(
-                Reason.BATCH_TOO_LARGE, f"a batch holds at most {MAX_BATCH_ITEMS} transfers"
+                Reason.BATCH_TOO_LARGE,
+                f"a batch holds at most {MAX_BATCH_ITEMS} transfers",
+                limit=str(MAX_BATCH_ITEMS),
             )
         debtor = calling_bank()
+        # A bank past its queue bound is refused before its items are converted.
+        self.engine.check_room(debtor, count)
         errors: dict[int, RemitnetError] = {}
         valid: list[Instruction] = []
         for index, msg in enumerate(request.transfers):
@@ -104,28 +171,41 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
                 valid.append(_instruction(debtor, msg))
             except RemitnetError as err:
                 errors[index] = err
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+        # Refused here, before the engine (which counts what it decides).
+        metrics.count_refusals(errors.values())
         outcomes: list[Outcome] = await self.engine.submit(valid) if valid else []
+        self.feed.poke()
         response = pb.SubmitTransfersResponse()
         add = response.results.add
         stamps: dict[datetime, Timestamp] = {}
         decided = iter(outcomes)
         accepted = 0
         for index, msg in enumerate(request.transfers):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             result = add()
             error = errors.get(index)
             outcome = next(decided) if error is None else None
             if isinstance(outcome, Accepted):
                 accepted += 1
                 result.transfer_id = outcome.transfer.transfer_id
+                # Without remittance_info: the answer must not grow with it
+                # (limits.py); GetTransfer returns it.
                 convert.fill_transfer(
-                    result.transfer, outcome.transfer, outcome.transfer.status, stamps
+                    result.transfer,
+                    outcome.transfer,
+                    outcome.transfer.status,
+                    stamps,
+                    remittance_info=False,
                 )
                 result.replayed = outcome.replayed
                 continue
             if isinstance(outcome, Rejected):
                 error = outcome.error
             assert error is not None
-            result.transfer_id = msg.transfer_id
+            result.transfer_id = limits.echoed_id(msg.transfer_id)
             result.error.CopyFrom(item_error(error))
         response.accepted_count = accepted
         response.rejected_count = count - accepted
@@ -166,29 +246,28 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
     async def WatchTransfers(
         self, request: pb.WatchTransfersRequest, context: Context
     ) -> AsyncIterator[pb.WatchTransfersResponse]:
-        since = request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None
-        async for event in watch.watch(
-            self.db, calling_bank(), resume_token=request.resume_token, since=since
-        ):
-            token = watch.encode_token(event.at)
-            at = convert.timestamp(event.at)
-            if event.transfer is not None:
-                yield pb.WatchTransfersResponse(
-                    transfer=convert.transfer(event.transfer, event.status),
-                    at=at,
-                    resume_token=token,
-                )
-            elif event.cycle is not None:
-                c = event.cycle
-                yield pb.WatchTransfersResponse(
-                    cycle=pb.CycleEvent(
-                        cycle_id=c.id,
-                        currency=c.currency,
-                        status=int(event.status),  # type: ignore[arg-type]
-                    ),
-                    at=at,
-                    resume_token=token,
-                )
+        try:
+            since = _since(request) if request.HasField("since") else None
+            stream = await self.feed.open(
+                calling_bank(), resume_token=request.resume_token, since=since
+            )
+        except RemitnetError as err:
+            metrics.WATCH_REFUSED.labels(err.reason).inc()
+            raise
+        # Headers at once: a client sees the stream is up before any event.
+        await context.send_initial_metadata(())
+        stamps: dict[datetime, Timestamp] = {}
+        metrics.WATCH_STREAMS.inc()
+        try:
+            async for items in stream:
+                yield _watch_message(items, stamps)
+                metrics.WATCH_EVENTS.inc(len(items))
+        except asyncio.CancelledError:
+            log.debug("WatchTransfers of %s cancelled by the client", calling_bank())
+            raise
+        finally:
+            metrics.WATCH_STREAMS.dec()
+            await stream.aclose()
 
     async def CancelTransfer(
         self, request: pb.CancelTransferRequest, context: Context

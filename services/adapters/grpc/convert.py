@@ -76,12 +76,16 @@ def fill_transfer(
     t: StoredTransfer,
     status: TransferStatus,
     stamps: dict[datetime, Timestamp],
+    *,
+    remittance_info: bool = True,
 ) -> None:
     """Write a transfer into a message in place. The batch path answers
     thousands of transfers per call: setting fields on the nested message is
     several times cheaper than building submessages and copying them in, and
     the transfers of one batch share their acceptance time, so its Timestamp
-    (costly to convert) comes from `stamps`."""
+    (costly to convert) comes from `stamps`. A batch answer leaves
+    remittance_info out (`remittance_info=False`), so that its size does
+    not depend on it."""
     message.transfer_id = t.transfer_id
     message.debtor_bank = t.debtor
     message.creditor_bank = t.creditor
@@ -91,12 +95,14 @@ def fill_transfer(
     credited = message.creditor_amount
     credited.currency = t.credit_currency
     credited.minor_units = t.credit_amount
-    if t.remittance_info:
+    if remittance_info and t.remittance_info:
         message.remittance_info = t.remittance_info
     if t.quote_id:
         message.quote_id = t.quote_id
     message.status = int(status)  # type: ignore[assignment]
     message.cycle_id = t.cycle_id
+    if t.creditor_cycle_id:
+        message.creditor_cycle_id = t.creditor_cycle_id
     message.settlement_mode = (
         clearing_pb2.SETTLEMENT_MODE_GROSS if t.gross else clearing_pb2.SETTLEMENT_MODE_NETTED
     )

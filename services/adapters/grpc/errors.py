@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from remitnet.clearing.v1.clearing_pb2 import ItemError
+from remitnet.services.adapters.grpc.limits import MAX_ITEM_MESSAGE_BYTES, bounded_bytes
 from remitnet.services.domain.errors import ERROR_DOMAIN, ErrorKind, RemitnetError
 
 GRPC_CODES: dict[ErrorKind, grpc.StatusCode] = {
@@ -18,6 +19,7 @@ GRPC_CODES: dict[ErrorKind, grpc.StatusCode] = {
     ErrorKind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorKind.ABORTED: grpc.StatusCode.ABORTED,
+    ErrorKind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
@@ -30,6 +32,7 @@ RPC_CODES: dict[ErrorKind, int] = {
     ErrorKind.PERMISSION_DENIED: code_pb2.PERMISSION_DENIED,
     ErrorKind.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
     ErrorKind.ABORTED: code_pb2.ABORTED,
+    ErrorKind.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
     ErrorKind.UNAVAILABLE: code_pb2.UNAVAILABLE,
     ErrorKind.INTERNAL: code_pb2.INTERNAL,
 }
@@ -51,7 +54,7 @@ def item_error(err: RemitnetError) -> ItemError:
     return ItemError(
         code=RPC_CODES[err.kind],
         reason=err.reason,
-        message=bounded(err.message, MAX_MESSAGE_CHARS),
+        message=bounded_bytes(err.message, MAX_ITEM_MESSAGE_BYTES),
     )
 
 
@@ -61,10 +64,18 @@ def to_rpc_status(err: RemitnetError) -> status_pb2.Status:
         info.metadata[key] = bounded(value, MAX_METADATA_CHARS)
     detail = any_pb2.Any()
     detail.Pack(info)
+    details = [detail]
+    retry_after = getattr(err, "retry_after_s", None)
+    if retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_after * 1e9))
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(retry)
     return status_pb2.Status(
         code=RPC_CODES[err.kind],
         message=bounded(err.message, MAX_MESSAGE_CHARS),
-        details=[detail],
+        details=details,
     )
 
 

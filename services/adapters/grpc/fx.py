@@ -72,7 +72,9 @@ class FxServicer(pb_grpc.FxServiceServicer):
                         index=str(index),
                     ) from None
             rows.append((r.base_currency, r.quote_currency, r.mid_rate, as_of))
-        rates = await asyncio.to_thread(uc.update_rates, self.db, rows)
+        rates = await asyncio.to_thread(
+            uc.update_rates, self.db, rows, actor=current_principal().render()
+        )
         return pb.UpdateRatesResponse(updated=len(rates))
 
     async def ListRates(
@@ -124,7 +126,9 @@ class FxServicer(pb_grpc.FxServiceServicer):
             raise InvalidArgument(Reason.EMPTY_BATCH, "the batch holds no quotes")
         if count > MAX_BATCH_ITEMS:
             raise InvalidArgument(
-                Reason.BATCH_TOO_LARGE, f"a batch holds at most {MAX_BATCH_ITEMS} quotes"
+                Reason.BATCH_TOO_LARGE,
+                f"a batch holds at most {MAX_BATCH_ITEMS} quotes",
+                limit=str(MAX_BATCH_ITEMS),
             )
         bank = calling_bank()
         results: list[pb.QuoteResult] = [pb.QuoteResult()] * count

@@ -14,6 +14,7 @@ from typing import Any, cast
 import grpc
 
 from remitnet.services.adapters import metrics
+from remitnet.services.adapters.grpc.admission import Admission
 from remitnet.services.adapters.grpc.errors import to_grpc_status
 from remitnet.services.adapters.grpc.identity import (
     IdentityResolver,
@@ -30,9 +31,16 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class HubInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, resolver: IdentityResolver, roles: Mapping[str, Role]) -> None:
+    def __init__(
+        self,
+        resolver: IdentityResolver,
+        roles: Mapping[str, Role],
+        admission: Admission | None = None,
+    ) -> None:
         self._resolver = resolver
         self._roles = roles
+        # Per-bank bound on concurrent unary calls (fair share).
+        self._admission = admission or Admission()
         # Wrapped handlers per method: built once, not on every call.
         self._wrapped: dict[str, Any] = {}
 
@@ -70,7 +78,17 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler
+        if handler.stream_stream is not None:
+            # Bidirectional: server reflection's one method. Checked like a
+            # server stream (identity and role before the first message).
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(cast(Any, handler.stream_stream), service, name, role, "bidi_stream"),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # Fail closed: a handler kind this interceptor does not wrap (client
+        # streaming, or one gRPC adds) would run unchecked; it is refused.
+        return _refused(handler, method)
 
     def _unary(
         self, inner: Callable[[Any, Context], Awaitable[Any]], service: str, name: str, role: Role
@@ -84,14 +102,17 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
             started_total.inc()
             started = time.perf_counter()
             code = "OK"
+            bank: str | None = None
             try:
                 token = None
                 if role is not Role.PUBLIC:
                     principal = self._resolver.resolve(context)
                     authorize(role, principal)
                     token = set_principal(principal)
+                    bank = principal.bank
                 try:
-                    return await inner(request, context)
+                    with self._admission.admit(bank):
+                        return await inner(request, context)
                 finally:
                     if token is not None:
                         reset_principal(token)
@@ -118,11 +139,13 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
         service: str,
         name: str,
         role: Role,
+        grpc_type: str = "server_stream",
     ) -> Callable[[Any, Context], Any]:
-        """A server-streaming handler is an async generator (ours) or a
-        coroutine that writes with context.write (grpcio-health's Watch);
-        the wrapper keeps the handler's kind."""
-        labels = ("server_stream", service, name)
+        """A server-streaming (or bidirectional: the first argument is then
+        the request iterator) handler is an async generator (ours,
+        reflection's) or a coroutine that writes with context.write
+        (grpcio-health's Watch); the wrapper keeps the handler's kind."""
+        labels = (grpc_type, service, name)
 
         @contextlib.asynccontextmanager
         async def guarded(context: Context) -> AsyncIterator[None]:
@@ -168,6 +191,23 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
                 await inner(request, context)
 
         return write
+
+
+def _refused(handler: Any, method: str) -> Any:
+    """A handler of the same kind that answers UNIMPLEMENTED without running
+    the method."""
+
+    async def refuse(_request: Any, context: Context) -> Any:
+        log.warning("refused %s: a handler kind the interceptor does not check", method)
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "the hub serves no calls of this kind (client streaming)"
+        )
+
+    return grpc.stream_unary_rpc_method_handler(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _code_of(context: Context, exc: BaseException) -> str:

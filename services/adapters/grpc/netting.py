@@ -12,9 +12,10 @@ from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
 from remitnet.services.adapters.grpc.identity import current_principal
-from remitnet.services.domain.errors import InvalidArgument, Reason
-from remitnet.services.domain.model import CycleState
+from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
+from remitnet.services.domain.model import CycleState, check_bank_code
 from remitnet.services.service_layer import cycles as uc
+from remitnet.services.service_layer import positions
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -31,6 +32,11 @@ def cycle_message(view: uc.CycleView, *, only_bank: str | None = None) -> pb.Cyc
         transfer_count=view.transfer_count,
         gross_value=view.gross_value,
         net_value=view.net_value,
+        audit_chain_head=(
+            None
+            if view.audit_head is None
+            else pb.AuditChainHead(sequence=view.audit_head.seq, hash=view.audit_head.hash)
+        ),
         positions=[
             pb.NetPosition(
                 bank_code=bank,
@@ -87,7 +93,45 @@ class NettingServicer(pb_grpc.NettingServiceServicer):
         self, request: pb.CloseCycleRequest, context: Context
     ) -> pb.CloseCycleResponse:
         closed, opened = await asyncio.to_thread(
-            partial(uc.close_cycle, expected=request.cycle_id or None), self.db, request.currency
+            partial(
+                uc.close_cycle,
+                expected=request.cycle_id or None,
+                actor=current_principal().render(),
+            ),
+            self.db,
+            request.currency,
         )
         record_close(closed, opened, "operator")
         return pb.CloseCycleResponse(closed=cycle_message(closed), opened=cycle_message(opened))
+
+    async def GetPosition(
+        self, request: pb.GetPositionRequest, context: Context
+    ) -> pb.GetPositionResponse:
+        caller = current_principal().bank
+        bank = request.bank_code or (caller or "")
+        if not bank:
+            raise InvalidArgument(
+                Reason.MISSING_FIELD, "the operator names the bank", field="bank_code"
+            )
+        check_bank_code(bank)
+        if caller is not None and bank != caller:
+            # Another bank's position is reported as absent, not forbidden.
+            raise NotFound(Reason.UNKNOWN_PARTICIPANT, f"no bank {bank} at the hub", bank=bank)
+        found = await asyncio.to_thread(positions.get_position, self.db, bank, request.currency)
+        response = pb.GetPositionResponse(
+            bank_code=found.bank, as_of=convert.timestamp(found.as_of)
+        )
+        for p in found.currencies:
+            response.positions.add(
+                currency=p.currency,
+                balance=p.balance,
+                net_debit_cap=p.net_debit_cap,
+                unsettled_net=p.unsettled_net,
+                headroom=p.headroom,
+                open_cycle_id=p.open_cycle_id,
+                open_cycle_sent=p.open_cycle.sent,
+                open_cycle_received=p.open_cycle.received,
+                open_cycle_sent_count=p.open_cycle.sent_count,
+                open_cycle_received_count=p.open_cycle.received_count,
+            )
+        return response

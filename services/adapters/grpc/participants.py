@@ -9,10 +9,16 @@ from remitnet.participants.v1 import participants_pb2 as pb
 from remitnet.participants.v1 import participants_pb2_grpc as pb_grpc
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
+from remitnet.services.adapters.grpc.identity import current_principal
 from remitnet.services.domain.model import BankStatus
 from remitnet.services.service_layer import participants as uc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _actor() -> str:
+    """Who the audit trail records for a change made by this call."""
+    return current_principal().render()
 
 
 class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
@@ -29,6 +35,7 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
             request.name,
             request.home_region,
             list(request.currencies),
+            actor=_actor(),
         )
         return pb.CreateBankResponse(bank=convert.bank(view))
 
@@ -47,7 +54,9 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: Context
     ) -> pb.OpenAccountResponse:
-        row = await asyncio.to_thread(uc.open_account, self.db, request.bank_code, request.currency)
+        row = await asyncio.to_thread(
+            uc.open_account, self.db, request.bank_code, request.currency, actor=_actor()
+        )
         return pb.OpenAccountResponse(account=convert.account(row))
 
     async def Deposit(self, request: pb.DepositRequest, context: Context) -> pb.DepositResponse:
@@ -55,7 +64,13 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
             request.amount, request.HasField("amount"), "amount"
         )
         row = await asyncio.to_thread(
-            uc.deposit, self.db, request.bank_code, currency, amount, request.deposit_id
+            uc.deposit,
+            self.db,
+            request.bank_code,
+            currency,
+            amount,
+            request.deposit_id,
+            actor=_actor(),
         )
         return pb.DepositResponse(account=convert.account(row))
 
@@ -64,7 +79,13 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
             request.amount, request.HasField("amount"), "amount"
         )
         row = await asyncio.to_thread(
-            uc.withdraw, self.db, request.bank_code, currency, amount, request.withdrawal_id
+            uc.withdraw,
+            self.db,
+            request.bank_code,
+            currency,
+            amount,
+            request.withdrawal_id,
+            actor=_actor(),
         )
         return pb.WithdrawResponse(account=convert.account(row))
 
@@ -73,18 +94,22 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
     ) -> pb.SetNetDebitCapResponse:
         currency, cap = convert.require_money(request.cap, request.HasField("cap"), "cap")
         row = await asyncio.to_thread(
-            uc.set_net_debit_cap, self.db, request.bank_code, currency, cap
+            uc.set_net_debit_cap, self.db, request.bank_code, currency, cap, actor=_actor()
         )
         return pb.SetNetDebitCapResponse(account=convert.account(row))
 
     async def SuspendBank(
         self, request: pb.SuspendBankRequest, context: Context
     ) -> pb.SuspendBankResponse:
-        view = await asyncio.to_thread(uc.set_status, self.db, request.code, BankStatus.SUSPENDED)
+        view = await asyncio.to_thread(
+            uc.set_status, self.db, request.code, BankStatus.SUSPENDED, actor=_actor()
+        )
         return pb.SuspendBankResponse(bank=convert.bank(view))
 
     async def ResumeBank(
         self, request: pb.ResumeBankRequest, context: Context
     ) -> pb.ResumeBankResponse:
-        view = await asyncio.to_thread(uc.set_status, self.db, request.code, BankStatus.ACTIVE)
+        view = await asyncio.to_thread(
+            uc.set_status, self.db, request.code, BankStatus.ACTIVE, actor=_actor()
+        )
         return pb.ResumeBankResponse(bank=convert.bank(view))

@@ -35,7 +35,9 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
     ) -> pb.SettleCycleResponse:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        result = await asyncio.to_thread(uc.settle_cycle, self.db, request.cycle_id)
+        result = await asyncio.to_thread(
+            uc.settle_cycle, self.db, request.cycle_id, actor=current_principal().render()
+        )
         if not result.already_settled:
             record_settlement(result, loop.time() - started)
         return pb.SettleCycleResponse(

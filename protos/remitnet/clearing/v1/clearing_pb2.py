@@ -26,51 +26,54 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from remitnet.common.v1 import money_pb2 as remitnet_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#remitnet/clearing/v1/clearing.proto\x12\x14remitnet.clearing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eremitnet/common/v1/money.proto\"\xd6\x01\n\x13TransferInstruction\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x15\n\rcreditor_bank\x18\x02 \x01(\t\x12)\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x04 \x01(\t\x12\x10\n\x08quote_id\x18\x05 \x01(\t\x12=\n\x0fsettlement_mode\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\"\x8d\x03\n\x08Transfer\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62tor_bank\x18\x02 \x01(\t\x12\x15\n\rcreditor_bank\x18\x03 \x01(\t\x12)\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x07 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08quote_id\x18\t \x01(\t\x12\x32\n\x0f\x63reditor_amount\x18\n \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12=\n\x0fsettlement_mode\x18\x0b \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"T\n\x15SubmitTransferRequest\x12;\n\x08transfer\x18\x01 \x01(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\\\n\x16SubmitTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"V\n\x16SubmitTransfersRequest\x12<\n\ttransfers\x18\x01 \x03(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\xa8\x01\n\x0eTransferResult\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x32\n\x08transfer\x18\x02 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x30\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1f.remitnet.clearing.v1.ItemErrorH\x00\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\x80\x01\n\x17SubmitTransfersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.remitnet.clearing.v1.TransferResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\")\n\x12GetTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"G\n\x13GetTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"\xa0\x01\n\x14ListTransfersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x04 \x01(\t\x12\x19\n\x11\x63ounterparty_bank\x18\x05 \x01(\t\"c\n\x15ListTransfersResponse\x12\x31\n\ttransfers\x18\x01 \x03(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15\x43\x61ncelTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"J\n\x16\x43\x61ncelTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"X\n\x15WatchTransfersRequest\x12\x14\n\x0cresume_token\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\nCycleEvent\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\"\xc6\x01\n\x16WatchTransfersResponse\x12\x32\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x31\n\x05\x63ycle\x18\x02 \x01(\x0b\x32 .remitnet.clearing.v1.CycleEventH\x00\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x04 \x01(\tB\x07\n\x05\x65vent*\xa7\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSFER_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16TRANSFER_STATUS_CLOSED\x10\x02\x12\x1b\n\x17TRANSFER_STATUS_SETTLED\x10\x03\x12\x1d\n\x19TRANSFER_STATUS_CANCELLED\x10\x04*h\n\x0eSettlementMode\x12\x1f\n\x1bSETTLEMENT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SETTLEMENT_MODE_NETTED\x10\x01\x12\x19\n\x15SETTLEMENT_MODE_GROSS\x10\x02\x32\x98\x05\n\x0f\x43learingService\x12k\n\x0eSubmitTransfer\x12+.remitnet.clearing.v1.SubmitTransferRequest\x1a,.remitnet.clearing.v1.SubmitTransferResponse\x12n\n\x0fSubmitTransfers\x12,.remitnet.clearing.v1.SubmitTransfersRequest\x1a-.remitnet.clearing.v1.SubmitTransfersResponse\x12\x62\n\x0bGetTransfer\x12(.remitnet.clearing.v1.GetTransferRequest\x1a).remitnet.clearing.v1.GetTransferResponse\x12h\n\rListTransfers\x12*.remitnet.clearing.v1.ListTransfersRequest\x1a+.remitnet.clearing.v1.ListTransfersResponse\x12k\n\x0e\x43\x61ncelTransfer\x12+.remitnet.clearing.v1.CancelTransferRequest\x1a,.remitnet.clearing.v1.CancelTransferResponse\x12m\n\x0eWatchTransfers\x12+.remitnet.clearing.v1.WatchTransfersRequest\x1a,.remitnet.clearing.v1.WatchTransfersResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#remitnet/clearing/v1/clearing.proto\x12\x14remitnet.clearing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eremitnet/common/v1/money.proto\"\xd6\x01\n\x13TransferInstruction\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x15\n\rcreditor_bank\x18\x02 \x01(\t\x12)\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x04 \x01(\t\x12\x10\n\x08quote_id\x18\x05 \x01(\t\x12=\n\x0fsettlement_mode\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\"\xa8\x03\n\x08Transfer\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62tor_bank\x18\x02 \x01(\t\x12\x15\n\rcreditor_bank\x18\x03 \x01(\t\x12)\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x07 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08quote_id\x18\t \x01(\t\x12\x32\n\x0f\x63reditor_amount\x18\n \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12=\n\x0fsettlement_mode\x18\x0b \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\x12\x19\n\x11\x63reditor_cycle_id\x18\x0c \x01(\t\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"T\n\x15SubmitTransferRequest\x12;\n\x08transfer\x18\x01 \x01(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\\\n\x16SubmitTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"V\n\x16SubmitTransfersRequest\x12<\n\ttransfers\x18\x01 \x03(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\xa8\x01\n\x0eTransferResult\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x32\n\x08transfer\x18\x02 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x30\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1f.remitnet.clearing.v1.ItemErrorH\x00\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\x80\x01\n\x17SubmitTransfersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.remitnet.clearing.v1.TransferResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\")\n\x12GetTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"G\n\x13GetTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"\xa0\x01\n\x14ListTransfersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x04 \x01(\t\x12\x19\n\x11\x63ounterparty_bank\x18\x05 \x01(\t\"c\n\x15ListTransfersResponse\x12\x31\n\ttransfers\x18\x01 \x03(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15\x43\x61ncelTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"J\n\x16\x43\x61ncelTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"X\n\x15WatchTransfersRequest\x12\x14\n\x0cresume_token\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\nCycleEvent\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\"\x86\x01\n\x16WatchTransfersResponse\x12\x31\n\x06\x65vents\x18\x05 \x03(\x0b\x32!.remitnet.clearing.v1.StatusEventJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\x08transferR\x05\x63ycleR\x02\x61tR\x0cresume_token\"\xbb\x01\n\x0bStatusEvent\x12\x32\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x31\n\x05\x63ycle\x18\x02 \x01(\x0b\x32 .remitnet.clearing.v1.CycleEventH\x00\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x04 \x01(\tB\x07\n\x05\x65vent*\xa7\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSFER_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16TRANSFER_STATUS_CLOSED\x10\x02\x12\x1b\n\x17TRANSFER_STATUS_SETTLED\x10\x03\x12\x1d\n\x19TRANSFER_STATUS_CANCELLED\x10\x04*h\n\x0eSettlementMode\x12\x1f\n\x1bSETTLEMENT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SETTLEMENT_MODE_NETTED\x10\x01\x12\x19\n\x15SETTLEMENT_MODE_GROSS\x10\x02\x32\x98\x05\n\x0f\x43learingService\x12k\n\x0eSubmitTransfer\x12+.remitnet.clearing.v1.SubmitTransferRequest\x1a,.remitnet.clearing.v1.SubmitTransferResponse\x12n\n\x0fSubmitTransfers\x12,.remitnet.clearing.v1.SubmitTransfersRequest\x1a-.remitnet.clearing.v1.SubmitTransfersResponse\x12\x62\n\x0bGetTransfer\x12(.remitnet.clearing.v1.GetTransferRequest\x1a).remitnet.clearing.v1.GetTransferResponse\x12h\n\rListTransfers\x12*.remitnet.clearing.v1.ListTransfersRequest\x1a+.remitnet.clearing.v1.ListTransfersResponse\x12k\n\x0e\x43\x61ncelTransfer\x12+.remitnet.clearing.v1.CancelTransferRequest\x1a,.remitnet.clearing.v1.CancelTransferResponse\x12m\n\x0eWatchTransfers\x12+.remitnet.clearing.v1.WatchTransfersRequest\x1a,.remitnet.clearing.v1.WatchTransfersResponse0\x01\x42w\n\x17io.remitnet.clearing.v1P\x01ZCgithub.com/remitnet/remitnet/gen/go/remitnet/clearing/v1;clearingv1\xaa\x02\x14Remitnet.Clearing.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'remitnet.clearing.v1.clearing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_TRANSFERSTATUS']._serialized_start=2271
-  _globals['_TRANSFERSTATUS']._serialized_end=2438
-  _globals['_SETTLEMENTMODE']._serialized_start=2440
-  _globals['_SETTLEMENTMODE']._serialized_end=2544
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\027io.remitnet.clearing.v1P\001ZCgithub.com/remitnet/remitnet/gen/go/remitnet/clearing/v1;clearingv1\252\002\024Remitnet.Clearing.V1'
+  _globals['_TRANSFERSTATUS']._serialized_start=2424
+  _globals['_TRANSFERSTATUS']._serialized_end=2591
+  _globals['_SETTLEMENTMODE']._serialized_start=2593
+  _globals['_SETTLEMENTMODE']._serialized_end=2697
   _globals['_TRANSFERINSTRUCTION']._serialized_start=127
   _globals['_TRANSFERINSTRUCTION']._serialized_end=341
   _globals['_TRANSFER']._serialized_start=344
-  _globals['_TRANSFER']._serialized_end=741
-  _globals['_ITEMERROR']._serialized_start=743
-  _globals['_ITEMERROR']._serialized_end=801
-  _globals['_SUBMITTRANSFERREQUEST']._serialized_start=803
-  _globals['_SUBMITTRANSFERREQUEST']._serialized_end=887
-  _globals['_SUBMITTRANSFERRESPONSE']._serialized_start=889
-  _globals['_SUBMITTRANSFERRESPONSE']._serialized_end=981
-  _globals['_SUBMITTRANSFERSREQUEST']._serialized_start=983
-  _globals['_SUBMITTRANSFERSREQUEST']._serialized_end=1069
-  _globals['_TRANSFERRESULT']._serialized_start=1072
-  _globals['_TRANSFERRESULT']._serialized_end=1240
-  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_start=1243
-  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_end=1371
-  _globals['_GETTRANSFERREQUEST']._serialized_start=1373
-  _globals['_GETTRANSFERREQUEST']._serialized_end=1414
-  _globals['_GETTRANSFERRESPONSE']._serialized_start=1416
-  _globals['_GETTRANSFERRESPONSE']._serialized_end=1487
-  _globals['_LISTTRANSFERSREQUEST']._serialized_start=1490
-  _globals['_LISTTRANSFERSREQUEST']._serialized_end=1650
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=1652
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=1751
-  _globals['_CANCELTRANSFERREQUEST']._serialized_start=1753
-  _globals['_CANCELTRANSFERREQUEST']._serialized_end=1797
-  _globals['_CANCELTRANSFERRESPONSE']._serialized_start=1799
-  _globals['_CANCELTRANSFERRESPONSE']._serialized_end=1873
-  _globals['_WATCHTRANSFERSREQUEST']._serialized_start=1875
-  _globals['_WATCHTRANSFERSREQUEST']._serialized_end=1963
-  _globals['_CYCLEEVENT']._serialized_start=1965
-  _globals['_CYCLEEVENT']._serialized_end=2067
-  _globals['_WATCHTRANSFERSRESPONSE']._serialized_start=2070
-  _globals['_WATCHTRANSFERSRESPONSE']._serialized_end=2268
-  _globals['_CLEARINGSERVICE']._serialized_start=2547
-  _globals['_CLEARINGSERVICE']._serialized_end=3211
+  _globals['_TRANSFER']._serialized_end=768
+  _globals['_ITEMERROR']._serialized_start=770
+  _globals['_ITEMERROR']._serialized_end=828
+  _globals['_SUBMITTRANSFERREQUEST']._serialized_start=830
+  _globals['_SUBMITTRANSFERREQUEST']._serialized_end=914
+  _globals['_SUBMITTRANSFERRESPONSE']._serialized_start=916
+  _globals['_SUBMITTRANSFERRESPONSE']._serialized_end=1008
+  _globals['_SUBMITTRANSFERSREQUEST']._serialized_start=1010
+  _globals['_SUBMITTRANSFERSREQUEST']._serialized_end=1096
+  _globals['_TRANSFERRESULT']._serialized_start=1099
+  _globals['_TRANSFERRESULT']._serialized_end=1267
+  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_start=1270
+  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_end=1398
+  _globals['_GETTRANSFERREQUEST']._serialized_start=1400
+  _globals['_GETTRANSFERREQUEST']._serialized_end=1441
+  _globals['_GETTRANSFERRESPONSE']._serialized_start=1443
+  _globals['_GETTRANSFERRESPONSE']._serialized_end=1514
+  _globals['_LISTTRANSFERSREQUEST']._serialized_start=1517
+  _globals['_LISTTRANSFERSREQUEST']._serialized_end=1677
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=1679
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=1778
+  _globals['_CANCELTRANSFERREQUEST']._serialized_start=1780
+  _globals['_CANCELTRANSFERREQUEST']._serialized_end=1824
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_start=1826
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_end=1900
+  _globals['_WATCHTRANSFERSREQUEST']._serialized_start=1902
+  _globals['_WATCHTRANSFERSREQUEST']._serialized_end=1990
+  _globals['_CYCLEEVENT']._serialized_start=1992
+  _globals['_CYCLEEVENT']._serialized_end=2094
+  _globals['_WATCHTRANSFERSRESPONSE']._serialized_start=2097
+  _globals['_WATCHTRANSFERSRESPONSE']._serialized_end=2231
+  _globals['_STATUSEVENT']._serialized_start=2234
+  _globals['_STATUSEVENT']._serialized_end=2421
+  _globals['_CLEARINGSERVICE']._serialized_start=2700
+  _globals['_CLEARINGSERVICE']._serialized_end=3364
 # @@protoc_insertion_point(module_scope)

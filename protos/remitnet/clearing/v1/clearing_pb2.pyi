@@ -91,7 +91,9 @@ class TransferInstruction(_message.Message):
     """Client-chosen UUID (the UETR); the idempotency key."""
     creditor_bank: _builtins.str
     remittance_info: _builtins.str
-    """Free text for the creditor, at most 140 characters."""
+    """Free text for the creditor, at most 140 characters (Unicode code points;
+    up to 560 UTF-8 bytes), no control characters.
+    """
     quote_id: _builtins.str
     """A cross-currency transfer names the FX quote it consumes."""
     settlement_mode: Global___SettlementMode.ValueType
@@ -134,15 +136,24 @@ class Transfer(_message.Message):
     QUOTE_ID_FIELD_NUMBER: _builtins.int
     CREDITOR_AMOUNT_FIELD_NUMBER: _builtins.int
     SETTLEMENT_MODE_FIELD_NUMBER: _builtins.int
+    CREDITOR_CYCLE_ID_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     debtor_bank: _builtins.str
     creditor_bank: _builtins.str
     remittance_info: _builtins.str
     status: Global___TransferStatus.ValueType
     cycle_id: _builtins.str
-    """Settlement cycle the transfer was netted in, for example "USD-000042"."""
+    """Settlement cycle of the debtor's leg (in `amount`'s currency), for
+    example "USD-000042". Empty for a gross transfer.
+    """
     quote_id: _builtins.str
     settlement_mode: Global___SettlementMode.ValueType
+    creditor_cycle_id: _builtins.str
+    """Cross-currency only: the cycle of the creditor's leg (in
+    `creditor_amount`'s currency). The transfer is CLOSED once both legs'
+    cycles are closed and SETTLED once both are settled; GetTransfer,
+    ListTransfers' status filter and WatchTransfers agree on this.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -165,10 +176,11 @@ class Transfer(_message.Message):
         quote_id: _builtins.str = ...,
         creditor_amount: _money_pb2.Money | None = ...,
         settlement_mode: Global___SettlementMode.ValueType = ...,
+        creditor_cycle_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "creditor_amount", b"creditor_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "creditor_amount", b"creditor_amount", "creditor_bank", b"creditor_bank", "cycle_id", b"cycle_id", "debtor_bank", b"debtor_bank", "quote_id", b"quote_id", "remittance_info", b"remittance_info", "settlement_mode", b"settlement_mode", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "creditor_amount", b"creditor_amount", "creditor_bank", b"creditor_bank", "creditor_cycle_id", b"creditor_cycle_id", "cycle_id", b"cycle_id", "debtor_bank", b"debtor_bank", "quote_id", b"quote_id", "remittance_info", b"remittance_info", "settlement_mode", b"settlement_mode", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -176,9 +188,7 @@ Global___Transfer: _TypeAlias = Transfer  # noqa: Y015
 
 @_typing.final
 class ItemError(_message.Message):
-    """Why one item of a batch was not accepted. code is a google.rpc.Code value
-    and reason the same ErrorInfo reason a unary call would carry.
-    """
+    """Why one item of a batch was not accepted."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -186,8 +196,19 @@ class ItemError(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     code: _builtins.int
+    """The google.rpc.Code number (googleapis google/rpc/code.proto) a unary
+    call refusing this item would have ended with: 3 INVALID_ARGUMENT,
+    5 NOT_FOUND, 6 ALREADY_EXISTS, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED,
+    9 FAILED_PRECONDITION, 10 ABORTED, 13 INTERNAL, 14 UNAVAILABLE. An int32
+    on the wire (wire-compatible with the google.rpc.Code enum), so that
+    it reads the same in every language; never 0 (OK).
+    """
     reason: _builtins.str
+    """The ErrorInfo reason a unary call would carry: a name of
+    remitnet.common.v1.ErrorReason (errors.proto lists each reason's code).
+    """
     message: _builtins.str
+    """For people, at most 256 UTF-8 bytes; never parse it."""
     def __init__(
         self,
         *,
@@ -276,9 +297,18 @@ class TransferResult(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
+    """The item's transfer id: canonical for an accepted item; for a refused
+    one as sent, or empty when the id sent is longer than 64 UTF-8 bytes
+    (results are in request order, so the position identifies the item).
+    """
     replayed: _builtins.bool
     @_builtins.property
-    def transfer(self) -> Global___Transfer: ...
+    def transfer(self) -> Global___Transfer:
+        """The transfer as cleared, without remittance_info (always empty here,
+        so that an answer's size does not grow with it; GetTransfer returns
+        it).
+        """
+
     @_builtins.property
     def error(self) -> Global___ItemError: ...
     def __init__(
@@ -465,10 +495,10 @@ class WatchTransfersRequest(_message.Message):
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
-    """From a previous event; empty to start now (or at `since`)."""
+    """From a previous message; empty to start now (or at `since`). Opaque."""
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
-        """Without a token: replay events from this time instead of now."""
+        """Without a token: replay the caller's events from this time on."""
 
     def __init__(
         self,
@@ -486,8 +516,11 @@ Global___WatchTransfersRequest: _TypeAlias = WatchTransfersRequest  # noqa: Y015
 
 @_typing.final
 class CycleEvent(_message.Message):
-    """A cycle that holds some of the caller's transfers changed state: every
-    non-cancelled transfer of the caller in it now has `status`.
+    """A cycle the caller has a position in changed state: every non-cancelled
+    same-currency transfer of the caller in it now has `status`. A
+    cross-currency transfer has a leg in two cycles; it gets its own
+    `transfer` message when its status changes (both legs' cycles closed, then
+    both settled), sent to both parties.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -515,6 +548,33 @@ Global___CycleEvent: _TypeAlias = CycleEvent  # noqa: Y015
 
 @_typing.final
 class WatchTransfersResponse(_message.Message):
+    """One message carries the events available when it is sent, in feed order:
+    one event at light load, up to max_events_per_message (1,000) when a
+    bank's feed moves fast. Events are grouped so that a stream keeps up with
+    tens of thousands of events per second on every gRPC stack; each event
+    still carries its own resume_token.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___StatusEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchTransfersResponse: _TypeAlias = WatchTransfersResponse  # noqa: Y015
+
+@_typing.final
+class StatusEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSFER_FIELD_NUMBER: _builtins.int
@@ -522,14 +582,19 @@ class WatchTransfersResponse(_message.Message):
     AT_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
+    """Resume after this event: pass it as WatchTransfersRequest.resume_token."""
     @_builtins.property
     def transfer(self) -> Global___Transfer:
-        """A transfer accepted (or settled gross) or cancelled, as it is now."""
+        """A transfer whose status changed to transfer.status: accepted, settled
+        gross, cancelled, or (cross-currency) closed or settled.
+        """
 
     @_builtins.property
     def cycle(self) -> Global___CycleEvent: ...
     @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed (the time of its transaction)."""
+
     def __init__(
         self,
         *,
@@ -546,4 +611,4 @@ class WatchTransfersResponse(_message.Message):
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
-Global___WatchTransfersResponse: _TypeAlias = WatchTransfersResponse  # noqa: Y015
+Global___StatusEvent: _TypeAlias = StatusEvent  # noqa: Y015

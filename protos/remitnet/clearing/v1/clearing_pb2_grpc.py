@@ -28,6 +28,24 @@ if _version_not_supported:
 class ClearingServiceStub:
     """Bank-facing clearing. The debtor of every transfer is the calling bank,
     taken from the caller's identity, never from the request.
+
+    Limits (every service of the hub; README "Limits"):
+    - Messages: at most 4 MiB (4,194,304 bytes) in either direction, the
+    default receive limit of grpc-java, grpc-go, grpc-js and the C core; a
+    larger request is RESOURCE_EXHAUSTED from gRPC itself, nothing done.
+    - Batches: SubmitTransfers and CreateQuotes take at most 5,000 items,
+    UpdateRates 10,000; list calls return at most 1,000 per page.
+    - Streams: at most max_streams_per_bank WatchTransfers streams per bank on
+    each hub replica (default 8): RESOURCE_EXHAUSTED TOO_MANY_STREAMS.
+    - Keepalive: clients may send HTTP/2 pings every 20 s or slower, also with
+    no call in flight (the hub enforces at least 10 s between pings and
+    sends GOAWAY too_many_pings after the third faster one); the hub pings
+    an idle connection every 60 s and closes it if unanswered for 20 s.
+    - Connection age: a connection is closed (GOAWAY) after 5 minutes, with
+    30 s for calls in flight to finish; a WatchTransfers stream then ends
+    with UNAVAILABLE and resumes from its last resume_token.
+    - Errors: google.rpc.Status with ErrorInfo, reasons and metadata listed
+    in remitnet/common/v1/errors.proto.
     """
 
     def __init__(self, channel):
@@ -71,6 +89,24 @@ class ClearingServiceStub:
 class ClearingServiceServicer:
     """Bank-facing clearing. The debtor of every transfer is the calling bank,
     taken from the caller's identity, never from the request.
+
+    Limits (every service of the hub; README "Limits"):
+    - Messages: at most 4 MiB (4,194,304 bytes) in either direction, the
+    default receive limit of grpc-java, grpc-go, grpc-js and the C core; a
+    larger request is RESOURCE_EXHAUSTED from gRPC itself, nothing done.
+    - Batches: SubmitTransfers and CreateQuotes take at most 5,000 items,
+    UpdateRates 10,000; list calls return at most 1,000 per page.
+    - Streams: at most max_streams_per_bank WatchTransfers streams per bank on
+    each hub replica (default 8): RESOURCE_EXHAUSTED TOO_MANY_STREAMS.
+    - Keepalive: clients may send HTTP/2 pings every 20 s or slower, also with
+    no call in flight (the hub enforces at least 10 s between pings and
+    sends GOAWAY too_many_pings after the third faster one); the hub pings
+    an idle connection every 60 s and closes it if unanswered for 20 s.
+    - Connection age: a connection is closed (GOAWAY) after 5 minutes, with
+    30 s for calls in flight to finish; a WatchTransfers stream then ends
+    with UNAVAILABLE and resumes from its last resume_token.
+    - Errors: google.rpc.Status with ErrorInfo, reasons and metadata listed
+    in remitnet/common/v1/errors.proto.
     """
 
     def SubmitTransfer(self, request, context):
@@ -81,8 +117,12 @@ class ClearingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitTransfers(self, request, context):
-        """Clears up to max_batch_items transfers with one result per item, in
-        request order. Items are independent: one rejection does not fail others.
+        """Clears up to 5,000 transfers with one result per item, in request order
+        (more: INVALID_ARGUMENT BATCH_TOO_LARGE, nothing cleared). Items are
+        independent: one rejection does not fail others. The largest legal
+        request (5,000 items, every field at its maximum: about 3.4 MB) and its
+        answer (at most about 2 MB) fit the 4 MiB message limit, so an answer
+        is never lost to a receive limit after its transfers committed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,11 +149,22 @@ class ClearingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchTransfers(self, request, context):
-        """Status changes of the caller's transfers as a stream: transfers accepted
-        or cancelled, and cycles holding them closed or settled. Delivery is at
-        least once and in time order; pass the last resume_token to continue
-        after a disconnect (events near the token may repeat; statuses only move
-        forward, so a repeat is harmless).
+        """Status changes of the caller's transfers as a stream, from the caller's
+        own change feed: every event is written in the transaction of the change
+        it reports, and the feed is numbered per bank in commit order.
+
+        - Each event carries a resume_token. Reconnect with the token of the
+        last event processed to get exactly the events after it: none missing,
+        none repeated.
+        - Without a token the stream starts now, or at `since`.
+        - Response headers are sent at once, before the first event.
+        - At most `max_streams_per_bank` streams (default 8) per bank on each hub
+        replica; another is RESOURCE_EXHAUSTED with reason TOO_MANY_STREAMS.
+        - A hub replica shutting down ends its streams with UNAVAILABLE
+        (SHUTTING_DOWN): resume from the last token.
+        - A malformed or foreign resume_token is INVALID_ARGUMENT
+        (INVALID_RESUME_TOKEN); a `since` outside 0001-01-01..9999-12-31 is
+        INVALID_ARGUMENT (INVALID_TIMESTAMP).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +214,24 @@ def add_ClearingServiceServicer_to_server(servicer, server):
 class ClearingService:
     """Bank-facing clearing. The debtor of every transfer is the calling bank,
     taken from the caller's identity, never from the request.
+
+    Limits (every service of the hub; README "Limits"):
+    - Messages: at most 4 MiB (4,194,304 bytes) in either direction, the
+    default receive limit of grpc-java, grpc-go, grpc-js and the C core; a
+    larger request is RESOURCE_EXHAUSTED from gRPC itself, nothing done.
+    - Batches: SubmitTransfers and CreateQuotes take at most 5,000 items,
+    UpdateRates 10,000; list calls return at most 1,000 per page.
+    - Streams: at most max_streams_per_bank WatchTransfers streams per bank on
+    each hub replica (default 8): RESOURCE_EXHAUSTED TOO_MANY_STREAMS.
+    - Keepalive: clients may send HTTP/2 pings every 20 s or slower, also with
+    no call in flight (the hub enforces at least 10 s between pings and
+    sends GOAWAY too_many_pings after the third faster one); the hub pings
+    an idle connection every 60 s and closes it if unanswered for 20 s.
+    - Connection age: a connection is closed (GOAWAY) after 5 minutes, with
+    30 s for calls in flight to finish; a WatchTransfers stream then ends
+    with UNAVAILABLE and resumes from its last resume_token.
+    - Errors: google.rpc.Status with ErrorInfo, reasons and metadata listed
+    in remitnet/common/v1/errors.proto.
     """
 
     @staticmethod

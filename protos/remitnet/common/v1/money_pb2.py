@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eremitnet/common/v1/money.proto\x12\x12remitnet.common.v1\".\n\x05Money\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0bminor_units\x18\x02 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eremitnet/common/v1/money.proto\x12\x12remitnet.common.v1\".\n\x05Money\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0bminor_units\x18\x02 \x01(\x03\x42o\n\x15io.remitnet.common.v1P\x01Z?github.com/remitnet/remitnet/gen/go/remitnet/common/v1;commonv1\xaa\x02\x12Remitnet.Common.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'remitnet.common.v1.money_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\025io.remitnet.common.v1P\001Z?github.com/remitnet/remitnet/gen/go/remitnet/common/v1;commonv1\252\002\022Remitnet.Common.V1'
   _globals['_MONEY']._serialized_start=54
   _globals['_MONEY']._serialized_end=100
 # @@protoc_insertion_point(module_scope)

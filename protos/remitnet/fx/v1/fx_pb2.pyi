@@ -32,9 +32,17 @@ class Rate(_message.Message):
     base_currency: _builtins.str
     quote_currency: _builtins.str
     mid_rate: _builtins.str
-    """Quote-currency major units per base-currency major unit, exact decimal."""
+    """Quote-currency major units per base-currency major unit, exact decimal:
+    plain decimal text (an exponent allowed), at most 48 characters and 20
+    significant digits, from 1e-9 to 1e9.
+    """
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Required: when the rate was observed, at most 60 s ahead of the hub's
+        clock. Quotes refuse rates older than the hub's --fx-max-rate-age
+        (RATE_STALE), measured from this time, not from when the hub got it.
+        """
+
     def __init__(
         self,
         *,
@@ -136,9 +144,13 @@ class CreateQuoteRequest(_message.Message):
     source_currency: _builtins.str
     target_currency: _builtins.str
     source_amount: _builtins.int
-    """Minor units of the source currency the bank will pay."""
+    """Minor units of the source currency the bank will pay; the target
+    delivered is source x rate rounded down.
+    """
     target_amount: _builtins.int
-    """Minor units of the target currency the creditor must receive."""
+    """Minor units of the target currency the creditor must receive; the
+    source charged is target / rate rounded up.
+    """
     def __init__(
         self,
         *,
@@ -180,7 +192,12 @@ class Quote(_message.Message):
     mid_rate: _builtins.str
     spread_bps: _builtins.int
     derivation: _builtins.str
-    """How the mid rate was found, for example "USD/PHP" or a cross via USD."""
+    """How the mid rate was found, for example "USD/PHP", "1/(USD/PHP)" or
+    "1/(USD/PHP) x USD/JPY (cross via USD)". A fed rate is used as fed; an
+    inverse or cross mid is the exact ratio of the fed rates it takes,
+    rounded once, half-even, to 20 significant digits (the precision of a
+    fed rate).
+    """
     used_by_transfer_id: _builtins.str
     """Set once a transfer has consumed the quote."""
     @_builtins.property
@@ -189,7 +206,10 @@ class Quote(_message.Message):
     def target_amount(self) -> _money_pb2.Money: ...
     @_builtins.property
     def fee(self) -> _money_pb2.Money:
-        """The spread in the target currency: target at mid minus target delivered."""
+        """The spread in the target currency: the target the source buys at mid
+        (rounded down, like a delivery) minus the target delivered; never
+        negative.
+        """
 
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...

@@ -28,6 +28,18 @@ if _version_not_supported:
 class FxServiceStub:
     """Rates (operator feed) and locked, single-use quotes for cross-currency
     transfers. Decimals travel as strings: never floats.
+
+    Rounding (the one rule): each amount of a quote is computed exactly from
+    the stated rate and rounded once to its currency's minor unit in the
+    favour of the conversion's counterparty (the hub's FX book today, an FX
+    provider later): the target amount delivered is rounded down, the source
+    amount charged is rounded up. At the quoted rate the counterparty never
+    delivers more value than it receives. A source amount too small to buy one
+    target minor unit is refused with INVALID_AMOUNT.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def __init__(self, channel):
@@ -66,10 +78,27 @@ class FxServiceStub:
 class FxServiceServicer:
     """Rates (operator feed) and locked, single-use quotes for cross-currency
     transfers. Decimals travel as strings: never floats.
+
+    Rounding (the one rule): each amount of a quote is computed exactly from
+    the stated rate and rounded once to its currency's minor unit in the
+    favour of the conversion's counterparty (the hub's FX book today, an FX
+    provider later): the target amount delivered is rounded down, the source
+    amount charged is rounded up. At the quoted rate the counterparty never
+    delivers more value than it receives. A source amount too small to buy one
+    target minor unit is refused with INVALID_AMOUNT.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def UpdateRates(self, request, context):
-        """Operator: replaces the mid rates of the given pairs.
+        """Operator: replaces the mid rates of the given pairs, all or nothing (one
+        refused rate stores none), at most 10,000 per call. A pair has one mid:
+        storing X/Y removes a stored Y/X. Every rate needs its as_of (missing:
+        INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the one
+        stored for its pair, in either direction, is FAILED_PRECONDITION
+        RATE_OLDER_THAN_STORED (an equal as_of replaces: a correction).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,9 +119,11 @@ class FxServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateQuotes(self, request, context):
-        """Bank: many quotes in one call and one transaction (up to 10,000), a
-        result per item in request order; for a bank that batches its
-        remittances with SubmitTransfers.
+        """Bank: many quotes in one call and one transaction (up to 5,000, the
+        batch limit of SubmitTransfers; more is INVALID_ARGUMENT
+        BATCH_TOO_LARGE), a result per item in request order; for a bank that
+        batches its remittances with SubmitTransfers. The largest request and
+        its answer fit 4 MiB with every field at its maximum.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +174,18 @@ def add_FxServiceServicer_to_server(servicer, server):
 class FxService:
     """Rates (operator feed) and locked, single-use quotes for cross-currency
     transfers. Decimals travel as strings: never floats.
+
+    Rounding (the one rule): each amount of a quote is computed exactly from
+    the stated rate and rounded once to its currency's minor unit in the
+    favour of the conversion's counterparty (the hub's FX book today, an FX
+    provider later): the target amount delivered is rounded down, the source
+    amount charged is rounded up. At the quoted rate the counterparty never
+    delivers more value than it receives. A source amount too small to buy one
+    target minor unit is refused with INVALID_AMOUNT.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @staticmethod

@@ -29,6 +29,18 @@ GRPC_VERSION: str
 class FxServiceStub:
     """Rates (operator feed) and locked, single-use quotes for cross-currency
     transfers. Decimals travel as strings: never floats.
+
+    Rounding (the one rule): each amount of a quote is computed exactly from
+    the stated rate and rounded once to its currency's minor unit in the
+    favour of the conversion's counterparty (the hub's FX book today, an FX
+    provider later): the target amount delivered is rounded down, the source
+    amount charged is rounded up. At the quoted rate the counterparty never
+    delivers more value than it receives. A source amount too small to buy one
+    target minor unit is refused with INVALID_AMOUNT.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @_typing.overload
@@ -36,16 +48,24 @@ class FxServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FxServiceAsyncStub: ...
     UpdateRates: _grpc.UnaryUnaryMultiCallable[_fx_pb2.UpdateRatesRequest, _fx_pb2.UpdateRatesResponse]
-    """Operator: replaces the mid rates of the given pairs."""
+    """Operator: replaces the mid rates of the given pairs, all or nothing (one
+    refused rate stores none), at most 10,000 per call. A pair has one mid:
+    storing X/Y removes a stored Y/X. Every rate needs its as_of (missing:
+    INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the one
+    stored for its pair, in either direction, is FAILED_PRECONDITION
+    RATE_OLDER_THAN_STORED (an equal as_of replaces: a correction).
+    """
     ListRates: _grpc.UnaryUnaryMultiCallable[_fx_pb2.ListRatesRequest, _fx_pb2.ListRatesResponse]
     CreateQuote: _grpc.UnaryUnaryMultiCallable[_fx_pb2.CreateQuoteRequest, _fx_pb2.CreateQuoteResponse]
     """Bank: a quote to sell a source amount or to deliver a target amount,
     bound to the calling bank, valid until expires_at, usable once.
     """
     CreateQuotes: _grpc.UnaryUnaryMultiCallable[_fx_pb2.CreateQuotesRequest, _fx_pb2.CreateQuotesResponse]
-    """Bank: many quotes in one call and one transaction (up to 10,000), a
-    result per item in request order; for a bank that batches its
-    remittances with SubmitTransfers.
+    """Bank: many quotes in one call and one transaction (up to 5,000, the
+    batch limit of SubmitTransfers; more is INVALID_ARGUMENT
+    BATCH_TOO_LARGE), a result per item in request order; for a bank that
+    batches its remittances with SubmitTransfers. The largest request and
+    its answer fit 4 MiB with every field at its maximum.
     """
     GetQuote: _grpc.UnaryUnaryMultiCallable[_fx_pb2.GetQuoteRequest, _fx_pb2.GetQuoteResponse]
 
@@ -53,26 +73,58 @@ class FxServiceStub:
 class FxServiceAsyncStub(FxServiceStub):
     """Rates (operator feed) and locked, single-use quotes for cross-currency
     transfers. Decimals travel as strings: never floats.
+
+    Rounding (the one rule): each amount of a quote is computed exactly from
+    the stated rate and rounded once to its currency's minor unit in the
+    favour of the conversion's counterparty (the hub's FX book today, an FX
+    provider later): the target amount delivered is rounded down, the source
+    amount charged is rounded up. At the quoted rate the counterparty never
+    delivers more value than it receives. A source amount too small to buy one
+    target minor unit is refused with INVALID_AMOUNT.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpdateRates: _aio.UnaryUnaryMultiCallable[_fx_pb2.UpdateRatesRequest, _fx_pb2.UpdateRatesResponse]  # type: ignore[assignment]
-    """Operator: replaces the mid rates of the given pairs."""
+    """Operator: replaces the mid rates of the given pairs, all or nothing (one
+    refused rate stores none), at most 10,000 per call. A pair has one mid:
+    storing X/Y removes a stored Y/X. Every rate needs its as_of (missing:
+    INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the one
+    stored for its pair, in either direction, is FAILED_PRECONDITION
+    RATE_OLDER_THAN_STORED (an equal as_of replaces: a correction).
+    """
     ListRates: _aio.UnaryUnaryMultiCallable[_fx_pb2.ListRatesRequest, _fx_pb2.ListRatesResponse]  # type: ignore[assignment]
     CreateQuote: _aio.UnaryUnaryMultiCallable[_fx_pb2.CreateQuoteRequest, _fx_pb2.CreateQuoteResponse]  # type: ignore[assignment]
     """Bank: a quote to sell a source amount or to deliver a target amount,
     bound to the calling bank, valid until expires_at, usable once.
     """
     CreateQuotes: _aio.UnaryUnaryMultiCallable[_fx_pb2.CreateQuotesRequest, _fx_pb2.CreateQuotesResponse]  # type: ignore[assignment]
-    """Bank: many quotes in one call and one transaction (up to 10,000), a
-    result per item in request order; for a bank that batches its
-    remittances with SubmitTransfers.
+    """Bank: many quotes in one call and one transaction (up to 5,000, the
+    batch limit of SubmitTransfers; more is INVALID_ARGUMENT
+    BATCH_TOO_LARGE), a result per item in request order; for a bank that
+    batches its remittances with SubmitTransfers. The largest request and
+    its answer fit 4 MiB with every field at its maximum.
     """
     GetQuote: _aio.UnaryUnaryMultiCallable[_fx_pb2.GetQuoteRequest, _fx_pb2.GetQuoteResponse]  # type: ignore[assignment]
 
 class FxServiceServicer(metaclass=_abc_1.ABCMeta):
     """Rates (operator feed) and locked, single-use quotes for cross-currency
     transfers. Decimals travel as strings: never floats.
+
+    Rounding (the one rule): each amount of a quote is computed exactly from
+    the stated rate and rounded once to its currency's minor unit in the
+    favour of the conversion's counterparty (the hub's FX book today, an FX
+    provider later): the target amount delivered is rounded down, the source
+    amount charged is rounded up. At the quoted rate the counterparty never
+    delivers more value than it receives. A source amount too small to buy one
+    target minor unit is refused with INVALID_AMOUNT.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @_abc_1.abstractmethod
@@ -81,7 +133,13 @@ class FxServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fx_pb2.UpdateRatesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fx_pb2.UpdateRatesResponse, _abc.Awaitable[_fx_pb2.UpdateRatesResponse]]:
-        """Operator: replaces the mid rates of the given pairs."""
+        """Operator: replaces the mid rates of the given pairs, all or nothing (one
+        refused rate stores none), at most 10,000 per call. A pair has one mid:
+        storing X/Y removes a stored Y/X. Every rate needs its as_of (missing:
+        INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the one
+        stored for its pair, in either direction, is FAILED_PRECONDITION
+        RATE_OLDER_THAN_STORED (an equal as_of replaces: a correction).
+        """
 
     @_abc_1.abstractmethod
     def ListRates(
@@ -106,9 +164,11 @@ class FxServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fx_pb2.CreateQuotesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fx_pb2.CreateQuotesResponse, _abc.Awaitable[_fx_pb2.CreateQuotesResponse]]:
-        """Bank: many quotes in one call and one transaction (up to 10,000), a
-        result per item in request order; for a bank that batches its
-        remittances with SubmitTransfers.
+        """Bank: many quotes in one call and one transaction (up to 5,000, the
+        batch limit of SubmitTransfers; more is INVALID_ARGUMENT
+        BATCH_TOO_LARGE), a result per item in request order; for a bank that
+        batches its remittances with SubmitTransfers. The largest request and
+        its answer fit 4 MiB with every field at its maximum.
         """
 
     @_abc_1.abstractmethod

@@ -90,6 +90,7 @@ class Cycle(_message.Message):
     GROSS_VALUE_FIELD_NUMBER: _builtins.int
     NET_VALUE_FIELD_NUMBER: _builtins.int
     POSITIONS_FIELD_NUMBER: _builtins.int
+    AUDIT_CHAIN_HEAD_FIELD_NUMBER: _builtins.int
     cycle_id: _builtins.str
     currency: _builtins.str
     state: Global___CycleState.ValueType
@@ -106,6 +107,16 @@ class Cycle(_message.Message):
     def settled_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetPosition]: ...
+    @_builtins.property
+    def audit_chain_head(self) -> Global___AuditChainHead:
+        """Set once the cycle is settled: the operator audit trail's chain head
+        as the settlement left it (the hash of the SettleCycle record, which
+        chains every operator action before it). Keep it: if the hub later
+        answers another hash for this cycle, or `remitnet audit verify --anchor
+        SEQUENCE:HASH` fails on it, the trail was rewritten. Unset on open and
+        closed cycles, and on cycles settled before the trail existed.
+        """
+
     def __init__(
         self,
         *,
@@ -119,14 +130,44 @@ class Cycle(_message.Message):
         gross_value: _builtins.int = ...,
         net_value: _builtins.int = ...,
         positions: _abc.Iterable[Global___NetPosition] | None = ...,
+        audit_chain_head: Global___AuditChainHead | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "opened_at", b"opened_at", "settled_at", b"settled_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit_chain_head", b"audit_chain_head", "closed_at", b"closed_at", "opened_at", b"opened_at", "settled_at", b"settled_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "currency", b"currency", "cycle_id", b"cycle_id", "gross_value", b"gross_value", "net_value", b"net_value", "opened_at", b"opened_at", "positions", b"positions", "settled_at", b"settled_at", "state", b"state", "transfer_count", b"transfer_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_chain_head", b"audit_chain_head", "closed_at", b"closed_at", "currency", b"currency", "cycle_id", b"cycle_id", "gross_value", b"gross_value", "net_value", b"net_value", "opened_at", b"opened_at", "positions", b"positions", "settled_at", b"settled_at", "state", b"state", "transfer_count", b"transfer_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Cycle: _TypeAlias = Cycle  # noqa: Y015
+
+@_typing.final
+class AuditChainHead(_message.Message):
+    """A record of the hub's operator audit trail: its sequence number (1, 2, 3,
+    ... with no gaps) and its hash, 64 lower-case hex digits: SHA-256 of the
+    UTF-8 JSON array [previous hash, sequence, principal, time
+    "YYYY-MM-DDTHH:MM:SS.ffffffZ", action, SHA-256 hex of the request's
+    canonical JSON], with the previous hash of sequence 1 64 zeros.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    hash: _builtins.str
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditChainHead: _TypeAlias = AuditChainHead  # noqa: Y015
 
 @_typing.final
 class ListCyclesRequest(_message.Message):
@@ -274,3 +315,120 @@ class CloseCycleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CloseCycleResponse: _TypeAlias = CloseCycleResponse  # noqa: Y015
+
+@_typing.final
+class GetPositionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    bank_code: _builtins.str
+    """The bank; empty for the calling bank (the operator must name one:
+    INVALID_ARGUMENT MISSING_FIELD).
+    """
+    currency: _builtins.str
+    """One currency (the bank must hold it: NOT_FOUND ACCOUNT_NOT_FOUND), or
+    empty for every currency the bank holds.
+    """
+    def __init__(
+        self,
+        *,
+        bank_code: _builtins.str = ...,
+        currency: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank_code", b"bank_code", "currency", b"currency"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPositionRequest: _TypeAlias = GetPositionRequest  # noqa: Y015
+
+@_typing.final
+class CurrencyPosition(_message.Message):
+    """A bank's position in one currency, minor units."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    NET_DEBIT_CAP_FIELD_NUMBER: _builtins.int
+    UNSETTLED_NET_FIELD_NUMBER: _builtins.int
+    HEADROOM_FIELD_NUMBER: _builtins.int
+    OPEN_CYCLE_ID_FIELD_NUMBER: _builtins.int
+    OPEN_CYCLE_SENT_FIELD_NUMBER: _builtins.int
+    OPEN_CYCLE_RECEIVED_FIELD_NUMBER: _builtins.int
+    OPEN_CYCLE_SENT_COUNT_FIELD_NUMBER: _builtins.int
+    OPEN_CYCLE_RECEIVED_COUNT_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    balance: _builtins.int
+    """Ledger balance: prefunded and settled liquidity."""
+    net_debit_cap: _builtins.int
+    """Credit the hub extends beyond the balance."""
+    unsettled_net: _builtins.int
+    """Net of all accepted, not yet settled transfers (open and closed cycles;
+    negative: net debtor).
+    """
+    headroom: _builtins.int
+    """balance + net_debit_cap + unsettled_net: the most the bank can send now."""
+    open_cycle_id: _builtins.str
+    """The currency's open cycle, for example "USD-000042" (empty if none)."""
+    open_cycle_sent: _builtins.int
+    """The bank's totals in the open cycle: value sent and received (each
+    transfer counted once on its side) and how many transfers.
+    """
+    open_cycle_received: _builtins.int
+    open_cycle_sent_count: _builtins.int
+    open_cycle_received_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        balance: _builtins.int = ...,
+        net_debit_cap: _builtins.int = ...,
+        unsettled_net: _builtins.int = ...,
+        headroom: _builtins.int = ...,
+        open_cycle_id: _builtins.str = ...,
+        open_cycle_sent: _builtins.int = ...,
+        open_cycle_received: _builtins.int = ...,
+        open_cycle_sent_count: _builtins.int = ...,
+        open_cycle_received_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "currency", b"currency", "headroom", b"headroom", "net_debit_cap", b"net_debit_cap", "open_cycle_id", b"open_cycle_id", "open_cycle_received", b"open_cycle_received", "open_cycle_received_count", b"open_cycle_received_count", "open_cycle_sent", b"open_cycle_sent", "open_cycle_sent_count", b"open_cycle_sent_count", "unsettled_net", b"unsettled_net"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CurrencyPosition: _TypeAlias = CurrencyPosition  # noqa: Y015
+
+@_typing.final
+class GetPositionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    POSITIONS_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    bank_code: _builtins.str
+    @_builtins.property
+    def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurrencyPosition]:
+        """Ordered by currency."""
+
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """When the figures were read."""
+
+    def __init__(
+        self,
+        *,
+        bank_code: _builtins.str = ...,
+        positions: _abc.Iterable[Global___CurrencyPosition] | None = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "bank_code", b"bank_code", "positions", b"positions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPositionResponse: _TypeAlias = GetPositionResponse  # noqa: Y015

@@ -28,6 +28,10 @@ if _version_not_supported:
 class NettingServiceStub:
     """Settlement cycles (windows) per currency and their multilateral net
     positions. Positions are maintained by the batching netting engine.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def __init__(self, channel):
@@ -51,11 +55,20 @@ class NettingServiceStub:
                 request_serializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.CloseCycleRequest.SerializeToString,
                 response_deserializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.CloseCycleResponse.FromString,
                 _registered_method=True)
+        self.GetPosition = channel.unary_unary(
+                '/remitnet.netting.v1.NettingService/GetPosition',
+                request_serializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionRequest.SerializeToString,
+                response_deserializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionResponse.FromString,
+                _registered_method=True)
 
 
 class NettingServiceServicer:
     """Settlement cycles (windows) per currency and their multilateral net
     positions. Positions are maintained by the batching netting engine.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def ListCycles(self, request, context):
@@ -73,6 +86,21 @@ class NettingServiceServicer:
     def CloseCycle(self, request, context):
         """Operator: seals the open cycle of a currency and opens the next one in
         the same transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPosition(self, request, context):
+        """A bank's position per currency, to size a payment before sending it:
+        balance, net debit cap, unsettled net, headroom, and the bank's totals
+        in each currency's open cycle, all from one consistent read. A bank
+        reads its own (bank_code empty or its own code; another bank's is
+        NOT_FOUND UNKNOWN_PARTICIPANT, as for a code the hub does not know); the
+        operator names any bank. A transfer of amount A in currency C clears
+        (liquidity-wise) when A <= headroom of C; when it does not, the refusal
+        is FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY with the headroom and the
+        amount in its ErrorInfo metadata.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +124,11 @@ def add_NettingServiceServicer_to_server(servicer, server):
                     request_deserializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.CloseCycleRequest.FromString,
                     response_serializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.CloseCycleResponse.SerializeToString,
             ),
+            'GetPosition': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPosition,
+                    request_deserializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionRequest.FromString,
+                    response_serializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'remitnet.netting.v1.NettingService', rpc_method_handlers)
@@ -107,6 +140,10 @@ def add_NettingServiceServicer_to_server(servicer, server):
 class NettingService:
     """Settlement cycles (windows) per currency and their multilateral net
     positions. Positions are maintained by the batching netting engine.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @staticmethod
@@ -180,6 +217,33 @@ class NettingService:
             '/remitnet.netting.v1.NettingService/CloseCycle',
             remitnet_dot_netting_dot_v1_dot_netting__pb2.CloseCycleRequest.SerializeToString,
             remitnet_dot_netting_dot_v1_dot_netting__pb2.CloseCycleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPosition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remitnet.netting.v1.NettingService/GetPosition',
+            remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionRequest.SerializeToString,
+            remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,6 +29,10 @@ GRPC_VERSION: str
 class NettingServiceStub:
     """Settlement cycles (windows) per currency and their multilateral net
     positions. Positions are maintained by the batching netting engine.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @_typing.overload
@@ -41,11 +45,26 @@ class NettingServiceStub:
     """Operator: seals the open cycle of a currency and opens the next one in
     the same transaction.
     """
+    GetPosition: _grpc.UnaryUnaryMultiCallable[_netting_pb2.GetPositionRequest, _netting_pb2.GetPositionResponse]
+    """A bank's position per currency, to size a payment before sending it:
+    balance, net debit cap, unsettled net, headroom, and the bank's totals
+    in each currency's open cycle, all from one consistent read. A bank
+    reads its own (bank_code empty or its own code; another bank's is
+    NOT_FOUND UNKNOWN_PARTICIPANT, as for a code the hub does not know); the
+    operator names any bank. A transfer of amount A in currency C clears
+    (liquidity-wise) when A <= headroom of C; when it does not, the refusal
+    is FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY with the headroom and the
+    amount in its ErrorInfo metadata.
+    """
 
 @_typing.type_check_only
 class NettingServiceAsyncStub(NettingServiceStub):
     """Settlement cycles (windows) per currency and their multilateral net
     positions. Positions are maintained by the batching netting engine.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -55,10 +74,25 @@ class NettingServiceAsyncStub(NettingServiceStub):
     """Operator: seals the open cycle of a currency and opens the next one in
     the same transaction.
     """
+    GetPosition: _aio.UnaryUnaryMultiCallable[_netting_pb2.GetPositionRequest, _netting_pb2.GetPositionResponse]  # type: ignore[assignment]
+    """A bank's position per currency, to size a payment before sending it:
+    balance, net debit cap, unsettled net, headroom, and the bank's totals
+    in each currency's open cycle, all from one consistent read. A bank
+    reads its own (bank_code empty or its own code; another bank's is
+    NOT_FOUND UNKNOWN_PARTICIPANT, as for a code the hub does not know); the
+    operator names any bank. A transfer of amount A in currency C clears
+    (liquidity-wise) when A <= headroom of C; when it does not, the refusal
+    is FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY with the headroom and the
+    amount in its ErrorInfo metadata.
+    """
 
 class NettingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Settlement cycles (windows) per currency and their multilateral net
     positions. Positions are maintained by the batching netting engine.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @_abc_1.abstractmethod
@@ -83,6 +117,23 @@ class NettingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_netting_pb2.CloseCycleResponse, _abc.Awaitable[_netting_pb2.CloseCycleResponse]]:
         """Operator: seals the open cycle of a currency and opens the next one in
         the same transaction.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPosition(
+        self,
+        request: _netting_pb2.GetPositionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_netting_pb2.GetPositionResponse, _abc.Awaitable[_netting_pb2.GetPositionResponse]]:
+        """A bank's position per currency, to size a payment before sending it:
+        balance, net debit cap, unsettled net, headroom, and the bank's totals
+        in each currency's open cycle, all from one consistent read. A bank
+        reads its own (bank_code empty or its own code; another bank's is
+        NOT_FOUND UNKNOWN_PARTICIPANT, as for a code the hub does not know); the
+        operator names any bank. A transfer of amount A in currency C clears
+        (liquidity-wise) when A <= headroom of C; when it does not, the refusal
+        is FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY with the headroom and the
+        amount in its ErrorInfo metadata.
         """
 
 def add_NettingServiceServicer_to_server(servicer: NettingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,6 +28,10 @@ if _version_not_supported:
 class ParticipantsServiceStub:
     """Operator-facing management of partner banks, their currency accounts,
     prefunded liquidity and net debit caps.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def __init__(self, channel):
@@ -86,6 +90,10 @@ class ParticipantsServiceStub:
 class ParticipantsServiceServicer:
     """Operator-facing management of partner banks, their currency accounts,
     prefunded liquidity and net debit caps.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def CreateBank(self, request, context):
@@ -205,6 +213,10 @@ def add_ParticipantsServiceServicer_to_server(servicer, server):
 class ParticipantsService:
     """Operator-facing management of partner banks, their currency accounts,
     prefunded liquidity and net debit caps.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @staticmethod

@@ -29,6 +29,10 @@ GRPC_VERSION: str
 class ParticipantsServiceStub:
     """Operator-facing management of partner banks, their currency accounts,
     prefunded liquidity and net debit caps.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @_typing.overload
@@ -53,6 +57,10 @@ class ParticipantsServiceStub:
 class ParticipantsServiceAsyncStub(ParticipantsServiceStub):
     """Operator-facing management of partner banks, their currency accounts,
     prefunded liquidity and net debit caps.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -73,6 +81,10 @@ class ParticipantsServiceAsyncStub(ParticipantsServiceStub):
 class ParticipantsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Operator-facing management of partner banks, their currency accounts,
     prefunded liquidity and net debit caps.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @_abc_1.abstractmethod

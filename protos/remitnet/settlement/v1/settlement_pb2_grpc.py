@@ -27,6 +27,10 @@ if _version_not_supported:
 
 class SettlementServiceStub:
     """Posts closed cycles to the double-entry ledger and reports on it.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def __init__(self, channel):
@@ -59,6 +63,10 @@ class SettlementServiceStub:
 
 class SettlementServiceServicer:
     """Posts closed cycles to the double-entry ledger and reports on it.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     def SettleCycle(self, request, context):
@@ -125,6 +133,10 @@ def add_SettlementServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SettlementService:
     """Posts closed cycles to the double-entry ledger and reports on it.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
     """
 
     @staticmethod

@@ -27,7 +27,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SettlementServiceStub:
-    """Posts closed cycles to the double-entry ledger and reports on it."""
+    """Posts closed cycles to the double-entry ledger and reports on it.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -49,7 +54,12 @@ class SettlementServiceStub:
 
 @_typing.type_check_only
 class SettlementServiceAsyncStub(SettlementServiceStub):
-    """Posts closed cycles to the double-entry ledger and reports on it."""
+    """Posts closed cycles to the double-entry ledger and reports on it.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SettleCycle: _aio.UnaryUnaryMultiCallable[_settlement_pb2.SettleCycleRequest, _settlement_pb2.SettleCycleResponse]  # type: ignore[assignment]
@@ -67,7 +77,12 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     """
 
 class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Posts closed cycles to the double-entry ledger and reports on it."""
+    """Posts closed cycles to the double-entry ledger and reports on it.
+
+    Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
+    age) are those of every hub service: see the header of
+    remitnet/clearing/v1/clearing.proto and the README's "Limits".
+    """
 
     @_abc_1.abstractmethod
     def SettleCycle(
