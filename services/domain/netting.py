@@ -281,20 +281,22 @@ def clear_batch(
         accepted_here[tid] = stored
         result.new_transfers.append(stored)
         outcomes.append(Accepted(stored, False))
-    _one_answer_per_id(items, outcomes, accepted_here)
+    one_answer_per_id(items, outcomes)
     return result
 
 
-def _one_answer_per_id(
-    items: Sequence[Instruction], outcomes: list[Outcome], accepted: dict[str, StoredTransfer]
-) -> None:
-    """A batch can hold one id twice (a client's retry merged with its still
-    queued original). Items are decided in order, so the first can be refused
-    for liquidity that a credit later in the batch provides to the second;
-    both answers go out together, so the refusal is turned into what a
-    resubmission would get: the accepted original, or a duplicate."""
-    if not accepted or len({i.transfer_id for i in items}) == len(items):
+def one_answer_per_id(items: Sequence[Instruction], outcomes: list[Outcome]) -> None:
+    """One id, one answer, across a batch or a request. A batch can hold one
+    id twice (a retry merged with its queued original, or a bank repeating
+    an item in one request), and a large request may be committed in
+    slices: items are decided in order, so an occurrence can be refused for
+    liquidity that a later credit provides to a later occurrence. All the
+    answers go out together, so such a refusal is turned into what a
+    resubmission would get: the accepted transfer (replayed), or a
+    duplicate for other content. `outcomes` is index-aligned with `items`."""
+    if len({i.transfer_id for i in items}) == len(items):
         return
+    accepted = {o.transfer.transfer_id: o.transfer for o in outcomes if isinstance(o, Accepted)}
     for index, item in enumerate(items):
         stored = accepted.get(item.transfer_id)
         if stored is not None and isinstance(outcomes[index], Rejected):

@@ -30,7 +30,7 @@ from remitnet.services.domain.errors import (
     UnstorableValue,
 )
 from remitnet.services.domain.model import Instruction
-from remitnet.services.domain.netting import Outcome, Rejected
+from remitnet.services.domain.netting import Outcome, Rejected, one_answer_per_id
 from remitnet.services.service_layer.clearing import BatchCommit, commit_batch
 
 log = logging.getLogger(__name__)
@@ -321,6 +321,8 @@ class NettingEngine:
                 if not r.future.done():
                     r.outcomes += outcomes[offset : offset + n]
                     if len(r.outcomes) == len(r.items):
+                        # Slices of one request commit apart: one id, one answer.
+                        one_answer_per_id(r.items, r.outcomes)
                         r.future.set_result(r.outcomes)
                 offset += n
             attempts = max((c.attempts for c in commits), default=1)

@@ -8,14 +8,25 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
 
 from remitnet.services.adapters import metrics
-from remitnet.services.domain.errors import Reason, ResourceExhausted, UnstorableValue
-from remitnet.services.domain.model import Instruction, make_instruction
-from remitnet.services.domain.netting import Outcome, Rejected
+from remitnet.services.domain.errors import (
+    FailedPrecondition,
+    Reason,
+    ResourceExhausted,
+    UnstorableValue,
+)
+from remitnet.services.domain.model import (
+    Instruction,
+    StoredTransfer,
+    TransferStatus,
+    make_instruction,
+)
+from remitnet.services.domain.netting import Accepted, Outcome, Rejected
 from remitnet.services.service_layer.clearing import BatchCommit
 from remitnet.services.service_layer.engine import EngineConfig, NettingEngine
 
@@ -153,4 +164,60 @@ async def test_heavy_banks_alone_share_full_batches() -> None:
         assert len(await task) == 1000
     await busy
     assert [len(b) for b in engine.batches] == [1000, 4000]
+    await engine.stop()
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FirstRefused(Recording):
+    """Refuses an id the first time a batch holds it, accepts it after (as
+    when a later credit provides the liquidity), and accepts the rest."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        self.seen: set[str] = set()
+
+    def _commit(self, batch: Sequence[Instruction]) -> tuple[list[Outcome], list[BatchCommit]]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.batches.append([i.debtor for i in batch])
+        out: list[Outcome] = []
+        for i in batch:
+            if i.transfer_id in self.seen or i.debtor != "FLOOD01":
+                stored = StoredTransfer(
+                    i.transfer_id, i.debtor, i.creditor, i.currency, i.amount, "",
+                    TransferStatus.ACCEPTED, "USD-000001", NOW,
+                )  # fmt: skip
+                out.append(Accepted(stored, False))
+            else:
+                self.seen.add(i.transfer_id)
+                out.append(Rejected(FailedPrecondition(Reason.INSUFFICIENT_LIQUIDITY, "short")))
+        return out, []
+
+
+async def test_one_id_in_two_slices_of_a_request_gets_one_answer() -> None:
+    """A request cut into slices commits them apart: an id the bank repeated
+    at its end is refused in the first slice and accepted in the last; the
+    request is answered with the acceptance for both."""
+    engine = FirstRefused(EngineConfig(bank_quantum=100, max_batch=8000))
+    await engine.start()
+    engine.gate.clear()
+    first = asyncio.create_task(engine.submit(items("WARMUP01", 1)))
+    await asyncio.to_thread(engine.entered.wait, 5)
+    flood = items("FLOOD01", 250)
+    flood.append(flood[0])
+    flooding = asyncio.create_task(engine.submit(flood))
+    await asyncio.sleep(0)
+    victim = asyncio.create_task(engine.submit(items("VICTIM01", 3)))
+    await asyncio.sleep(0)
+    engine.gate.set()
+    await victim
+    outcomes = await flooding
+    assert len(engine.batches) > 2  # it was sliced
+    head, tail = outcomes[0], outcomes[-1]
+    assert isinstance(head, Accepted) and head.replayed
+    assert isinstance(tail, Accepted) and not tail.replayed
+    assert sum(isinstance(o, Rejected) for o in outcomes) == 249  # the others stay refused
+    await first
     await engine.stop()
