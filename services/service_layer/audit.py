@@ -248,7 +248,8 @@ def _audit_feed(conn: Connection, bad: list[str], cycle_state: dict[str, CycleSt
     last: dict[str, tuple[int, datetime | None]] = {}
     batch_items: Counter[tuple[str, datetime]] = Counter()
     said: Counter[tuple[str, str, int]] = Counter()  # (bank, transfer or cycle, status)
-    for bank, seq, raw_at, kind, status, tid, cid, n in conn.execute(
+    leg_items: Counter[tuple[str, str, int]] = Counter()  # LEGS events' item counts
+    for bank, seq, raw_at, kind, status, tid, cid, other, n in conn.execute(
         select(
             events.c.bank_code,
             events.c.seq,
@@ -257,6 +258,7 @@ def _audit_feed(conn: Connection, bad: list[str], cycle_state: dict[str, CycleSt
             events.c.status,
             events.c.transfer_id,
             events.c.cycle_id,
+            events.c.other_cycle_id,
             events.c.item_count,
         ).order_by(events.c.bank_code, events.c.seq)
     ):
@@ -269,16 +271,30 @@ def _audit_feed(conn: Connection, bad: list[str], cycle_state: dict[str, CycleSt
             if (bank, at) in batch_items:  # a batch event must name its batch alone
                 bad.append(f"feed of {bank}: two batch events at {at}")
             batch_items[(bank, at)] += n
+        elif kind == EventKind.LEGS:
+            # One event tells every transfer of the bank with these two legs.
+            pair = "+".join(sorted((str(cid), str(other))))
+            said[(bank, pair, status)] += 1
+            leg_items[(bank, pair, status)] += n
         else:
             said[(bank, str(tid) if kind == EventKind.TRANSFER else str(cid), status)] += 1
     for bank, head in heads.items():
         if last.get(bank, (0, None))[0] != head:
             bad.append(f"feed of {bank}: head {head}, last event {last.get(bank, (0, None))[0]}")
 
-    def told_once(bank: str, key: str, status: TransferStatus, due: bool) -> None:
+    def told_once(
+        bank: str, key: str, status: TransferStatus, due: bool, pair: str | None = None
+    ) -> None:
+        """`key` (a transfer or cycle) told `status` once if due, never twice;
+        a cross-currency transfer may be told by the LEGS event of its pair."""
         told = said[(bank, key, int(status))]
-        if told > 1 or (due and told == 0):
+        if pair is not None:
+            told += said[(bank, pair, int(status))]
+            pair_sizes[(bank, pair, int(status))] += 1
+        if told > 1 or (due and told == 0) or (not due and told):
             bad.append(f"feed of {bank}: {key} {status.name} told {told} times")
+
+    pair_sizes: Counter[tuple[str, str, int]] = Counter()
 
     accepted: Counter[tuple[str, datetime]] = Counter()
     for t in repo.all_transfers(conn):
@@ -293,12 +309,27 @@ def _audit_feed(conn: Connection, bad: list[str], cycle_state: dict[str, CycleSt
             told_once(bank, t.transfer_id, TransferStatus.CANCELLED, cancelled)
             legs = [cycle_state.get(leg.cycle_id, CycleState.OPEN) for leg in t.legs()]
             if len(legs) == 2 and not cancelled:
+                pair = "+".join(sorted(leg.cycle_id for leg in t.legs()))
                 told_once(
-                    bank, t.transfer_id, TransferStatus.CLOSED, min(legs) >= CycleState.CLOSED
+                    bank,
+                    t.transfer_id,
+                    TransferStatus.CLOSED,
+                    min(legs) >= CycleState.CLOSED,
+                    pair,
                 )
                 told_once(
-                    bank, t.transfer_id, TransferStatus.SETTLED, min(legs) is CycleState.SETTLED
+                    bank,
+                    t.transfer_id,
+                    TransferStatus.SETTLED,
+                    min(legs) is CycleState.SETTLED,
+                    pair,
                 )
+    for (bank, pair, status), n in leg_items.items():
+        if pair_sizes[(bank, pair, status)] != n:
+            bad.append(
+                f"feed of {bank}: the LEGS event of {pair} counts {n} transfers, "
+                f"{pair_sizes[(bank, pair, status)]} have those legs"
+            )
     for key in set(accepted) | set(batch_items):
         if accepted.get(key, 0) != batch_items.get(key, 0):
             bad.append(

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
 
 from remitnet.services.adapters.db.repository import (
     _TRANSFER_COLUMNS,
@@ -43,6 +43,9 @@ class EventKind(IntEnum):
     BATCH = 1  # the bank's transfers accepted by one netting batch
     TRANSFER = 2  # one transfer moved to `status`
     CYCLE = 3  # a cycle the bank has a position in moved to `status`
+    # The bank's cross-currency transfers with legs in `cycle_id` and
+    # `other_cycle_id` moved to `status` (the second of the two got there).
+    LEGS = 4
 
 
 class NewEvent(NamedTuple):
@@ -52,6 +55,7 @@ class NewEvent(NamedTuple):
     transfer_id: str | None = None
     cycle_id: str | None = None
     item_count: int = 1
+    other_cycle_id: str | None = None
 
 
 class Head(NamedTuple):
@@ -143,6 +147,7 @@ def append(
                 "status": int(e.status),
                 "transfer_id": e.transfer_id,
                 "cycle_id": e.cycle_id,
+                "other_cycle_id": e.other_cycle_id,
                 "item_count": e.item_count,
                 "home_region": heads[e.bank].region,
             }
@@ -174,26 +179,43 @@ def transfer_events(transfer: StoredTransfer, status: TransferStatus) -> list[Ne
     ]
 
 
-def cycle_transfers_reaching(
-    conn: Connection, cycle_id: str, state: CycleState
-) -> list[tuple[str, str, str]]:
-    """(id, debtor, creditor) of the live cross-currency transfers with a leg
-    in `cycle_id` whose other leg's cycle has already reached `state`: when
-    `cycle_id` reaches it too, these transfers do."""
-    other = cycles.alias("other")
+def legs_reaching(conn: Connection, cycle_id: str, state: CycleState) -> list[tuple[str, str, int]]:
+    """(bank, other cycle, how many) for the live cross-currency transfers
+    with a leg in `cycle_id` whose other leg's cycle has already reached
+    `state`, per party: when `cycle_id` reaches it too, these transfers do.
+    Neither cycle takes transfers any more (both are at least closed), so
+    the set a (bank, cycle, other cycle) names is fixed from now on. Reads
+    the cycle's cross-currency legs alone, through two partial indexes."""
     live = transfers.c.status == int(TransferStatus.ACCEPTED)
-    out: list[tuple[str, str, str]] = []
+    groups: dict[tuple[str, str, str], int] = defaultdict(int)
     for mine, theirs in (
         (transfers.c.cycle_id, transfers.c.creditor_cycle_id),
         (transfers.c.creditor_cycle_id, transfers.c.cycle_id),
     ):
         query = (
-            select(transfers.c.id, transfers.c.debtor_bank, transfers.c.creditor_bank)
-            .join(other, other.c.id == theirs)
-            .where(mine == cycle_id, live, other.c.state >= int(state))
+            select(transfers.c.debtor_bank, transfers.c.creditor_bank, theirs, func.count())
+            .where(mine == cycle_id, transfers.c.creditor_cycle_id.is_not(None), live)
+            .group_by(transfers.c.debtor_bank, transfers.c.creditor_bank, theirs)
         )
-        out.extend((str(i), str(d), str(c)) for i, d, c in conn.execute(query))
-    return out
+        for debtor, creditor, other_id, n in conn.execute(query):
+            groups[(str(debtor), str(creditor), str(other_id))] += int(n)
+    others = {other_id for _, _, other_id in groups}
+    reached = (
+        {
+            str(c)
+            for (c,) in conn.execute(
+                select(cycles.c.id).where(cycles.c.id.in_(others), cycles.c.state >= int(state))
+            )
+        }
+        if others
+        else set()
+    )
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for (debtor, creditor, other_id), n in groups.items():
+        if other_id in reached:
+            counts[(debtor, other_id)] += n
+            counts[(creditor, other_id)] += n
+    return [(bank, other_id, n) for (bank, other_id), n in sorted(counts.items())]
 
 
 def cycle_events(
@@ -201,15 +223,22 @@ def cycle_events(
 ) -> list[NewEvent]:
     """What a cycle reaching `state` tells each bank: a CYCLE event for every
     bank with a position in it (its same-currency transfers there now have
-    that status), and a TRANSFER event to both parties of each cross-currency
-    transfer whose two legs have now both reached it."""
+    that status), and a LEGS event for each bank and other cycle whose
+    cross-currency transfers have now both legs there; the reader expands it
+    to one message per transfer. Writing one row per bank and cycle pair,
+    not per transfer, keeps a close or a settlement as cheap as its
+    positions."""
     status = TransferStatus.CLOSED if state is CycleState.CLOSED else TransferStatus.SETTLED
     out = [
         NewEvent(b, EventKind.CYCLE, status, cycle_id=cycle_id) for b in sorted(banks) if b != HUB
     ]
-    for tid, debtor, creditor in cycle_transfers_reaching(conn, cycle_id, state):
-        out.append(NewEvent(debtor, EventKind.TRANSFER, status, transfer_id=tid))
-        out.append(NewEvent(creditor, EventKind.TRANSFER, status, transfer_id=tid))
+    for bank, other_id, n in legs_reaching(conn, cycle_id, state):
+        out.append(
+            NewEvent(
+                bank, EventKind.LEGS, status, cycle_id=cycle_id, other_cycle_id=other_id,
+                item_count=n,
+            )
+        )  # fmt: skip
     return out
 
 
@@ -248,6 +277,7 @@ def load(conn: Connection, bank: str, from_seq: int, max_items: int) -> list[Fee
             events.c.status,
             events.c.transfer_id,
             events.c.cycle_id,
+            events.c.other_cycle_id,
             events.c.item_count,
         )
         .where(events.c.bank_code == bank, events.c.seq >= from_seq)
@@ -280,6 +310,9 @@ def load(conn: Connection, bank: str, from_seq: int, max_items: int) -> list[Fee
         elif kind is EventKind.TRANSFER:
             t = loaded[str(r.transfer_id)]
             out.append(FeedEvent(int(r.seq), at, kind, status, (t,), None))
+        elif kind is EventKind.LEGS:
+            pair = _leg_transfers(conn, bank, str(r.cycle_id), str(r.other_cycle_id))
+            out.append(FeedEvent(int(r.seq), at, kind, status, pair, None))
         else:
             out.append(FeedEvent(int(r.seq), at, kind, status, (), found[str(r.cycle_id)]))
     return out
@@ -300,3 +333,19 @@ def _batch_transfers(
             t = _transfer(tuple(row))
             found[t.accepted_at].append(t)
     return {at: tuple(sorted(ts, key=lambda t: t.transfer_id)) for at, ts in found.items()}
+
+
+def _leg_transfers(
+    conn: Connection, bank: str, cycle_id: str, other_id: str
+) -> tuple[StoredTransfer, ...]:
+    """The live cross-currency transfers `bank` is party to with one leg in
+    each of the two cycles, ordered by id."""
+    legs = ((transfers.c.cycle_id == cycle_id) & (transfers.c.creditor_cycle_id == other_id)) | (
+        (transfers.c.cycle_id == other_id) & (transfers.c.creditor_cycle_id == cycle_id)
+    )
+    party = (transfers.c.debtor_bank == bank) | (transfers.c.creditor_bank == bank)
+    live = transfers.c.status == int(TransferStatus.ACCEPTED)
+    rows = conn.execute(
+        select(*_TRANSFER_COLUMNS).where(legs, party, live).order_by(transfers.c.id)
+    )
+    return tuple(_transfer(tuple(r)) for r in rows)

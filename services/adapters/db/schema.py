@@ -192,6 +192,15 @@ transfers = Table(
         postgresql_where=text("creditor_cycle_id IS NOT NULL"),
         sqlite_where=text("creditor_cycle_id IS NOT NULL"),
     ),
+    # The source legs of a cycle's cross-currency transfers alone, for the
+    # feed's LEGS events at close and settle (migration 0005): a cycle's
+    # same-currency transfers, by far the most, are not read for them.
+    Index(
+        "ix_transfers_fx_cycle_id",
+        "cycle_id",
+        postgresql_where=text("creditor_cycle_id IS NOT NULL"),
+        sqlite_where=text("creditor_cycle_id IS NOT NULL"),
+    ),
 )
 
 # Mid rates fed by the operator: reference data (GLOBAL on CockroachDB).
@@ -255,6 +264,8 @@ events = Table(
     Column("status", SmallInteger, nullable=False),
     Column("transfer_id", Uuid(as_uuid=False), nullable=True),
     Column("cycle_id", String(24), nullable=True),
+    # LEGS events: the other cycle of the cross-currency transfers it names.
+    Column("other_cycle_id", String(24), nullable=True),
     # How many stream items the event expands to (a batch: its transfers).
     Column("item_count", Integer, nullable=False),
     home_region(),

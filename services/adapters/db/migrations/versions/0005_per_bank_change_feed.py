@@ -40,11 +40,20 @@ def upgrade() -> None:
         sa.Column("status", sa.SmallInteger(), nullable=False),
         sa.Column("transfer_id", sa.Uuid(as_uuid=False), nullable=True),
         sa.Column("cycle_id", sa.String(length=24), nullable=True),
+        sa.Column("other_cycle_id", sa.String(length=24), nullable=True),
         sa.Column("item_count", sa.Integer(), nullable=False),
         sa.Column("home_region", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("bank_code", "seq", name=op.f("pk_events")),
     )
     op.create_index(op.f("ix_events_bank_code_at"), "events", ["bank_code", "at"], unique=False)
+    # A cycle's cross-currency source legs alone, for LEGS events.
+    op.create_index(
+        "ix_transfers_fx_cycle_id",
+        "transfers",
+        ["cycle_id"],
+        postgresql_where=sa.text("creditor_cycle_id IS NOT NULL"),
+        sqlite_where=sa.text("creditor_cycle_id IS NOT NULL"),
+    )
     # Banks already onboarded start their feed now: the audit holds the feed
     # to account for what happens from then on.
     op.execute(
@@ -54,6 +63,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_transfers_fx_cycle_id", table_name="transfers")
     op.drop_index(op.f("ix_events_bank_code_at"), table_name="events")
     op.drop_table("events")
     op.drop_table("feed_heads")
