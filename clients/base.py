@@ -90,8 +90,10 @@ class HubClient:
         deadline_s: float | None = None,
     ) -> Resp:
         """One RPC with a deadline; retried with the same request on
-        UNAVAILABLE and ABORTED with jittered backoff. Other errors raise
-        HubError with the hub's reason code."""
+        UNAVAILABLE and ABORTED with jittered backoff, and on
+        RESOURCE_EXHAUSTED when the hub sent a RetryInfo (a per-bank bound,
+        such as BANK_QUEUE_FULL) after the delay it asked for. Other errors
+        raise HubError with the hub's reason code."""
         attempts = self.config.max_attempts if retry else 1
         for attempt in range(1, attempts + 1):
             try:
@@ -102,8 +104,15 @@ class HubClient:
                     wait_for_ready=retry,
                 )
             except grpc.aio.AioRpcError as err:
-                if err.code() not in RETRYABLE or attempt == attempts:
-                    raise HubError.from_rpc_error(err) from None
+                told = HubError.from_rpc_error(err)
+                throttled = (
+                    err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    and told.retry_after_s is not None
+                )
+                if (err.code() not in RETRYABLE and not throttled) or attempt == attempts:
+                    raise told from None
                 delay = self.config.backoff_s * 2 ** (attempt - 1)
-                await asyncio.sleep(random.uniform(delay / 2, delay))
+                if throttled and told.retry_after_s is not None:
+                    delay = max(delay, told.retry_after_s)
+                await asyncio.sleep(delay if throttled else random.uniform(delay / 2, delay))
         raise AssertionError("unreachable")
