@@ -564,7 +564,11 @@ CYCLE_LABELS: Final = {
 
 def cycle_summary(c: npb.Cycle) -> str:
     block = pairs(c, labels=CYCLE_LABELS)
-    return fields([*block, ("netting efficiency", _net_ratio(c.gross_value, c.net_value))])
+    extra = [("netting efficiency", _net_ratio(c.gross_value, c.net_value))]
+    if c.HasField("audit_chain_head"):
+        head = c.audit_chain_head
+        extra.append(("audit chain head", f"#{head.sequence} {head.hash}"))
+    return fields([*block, *extra])
 
 
 @renderer(npb.Cycle)

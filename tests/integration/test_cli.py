@@ -142,6 +142,9 @@ def test_operator_and_bank_commands_in_both_forms(target: str) -> None:
     assert _row(out, "CLIEU01") == ["CLIEU01", "12.34 USD"]
     settled = _json(target, "settle", cycle_id)
     assert settled["already_settled"] is True
+    # The settled cycle names the operator trail's head, as banks can keep it.
+    assert re.fullmatch(r"#\d+ [0-9a-f]{64}", _value(_cli(target, "cycle", cycle_id),
+                                                      "audit chain head"))  # fmt: skip
     assert {p["bank_code"]: p["amount"] for p in settled["postings"]} == {
         "CLIEU01": "1234",
         "CLIUS01": "-1234",
