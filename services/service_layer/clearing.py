@@ -225,14 +225,14 @@ def cancel_transfer(db: Database, caller: str, transfer_id: str) -> TransferView
                 Reason.CANCEL_EXCEEDS_CREDITOR_HEADROOM,
                 "the creditor has already used this credit; cancelling would breach its limit",
             )
-        heads = feed.load_heads(conn, (t.debtor, t.creditor))
-        now = feed.event_time(heads, datetime.now(UTC))
+        now = feed.publish(
+            conn, feed.transfer_events(t, TransferStatus.CANCELLED), datetime.now(UTC)
+        )
         repo.cancel_transfer(conn, tid, now)
         repo.add_positions(conn, positions)
         repo.add_unsettled(conn, deltas)
         cancelled = repo.get_transfer(conn, tid)
         assert cancelled is not None
-        feed.append(conn, heads, feed.transfer_events(cancelled, TransferStatus.CANCELLED), now)
         return TransferView(cancelled, TransferStatus.CANCELLED)
 
     return db.write("cancel_transfer", unit)

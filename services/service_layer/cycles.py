@@ -79,9 +79,7 @@ def close_cycle(
         check_nets_balance({b: p.net for b, p in positions.items()})
         totals = cycle_totals(positions.values())
         news = feed.cycle_events(conn, current.id, CycleState.CLOSED, positions)
-        heads = feed.load_heads(conn, {e.bank for e in news})
-        now = feed.event_time(heads, datetime.now(UTC))
-        feed.append(conn, heads, news, now)
+        now = feed.publish(conn, news, datetime.now(UTC))
         repo.seal_cycle(
             conn, current.id, now, totals.transfer_count, totals.gross_value, totals.net_value
         )

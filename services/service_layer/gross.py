@@ -69,8 +69,9 @@ def commit_gross(db: Database, item: Instruction) -> Outcome:
                     amount=str(item.amount),
                 )
             )
-        heads = feed.load_heads(conn, (item.debtor, item.creditor))
-        now = feed.event_time(heads, datetime.now(UTC))
+        now = feed.publish(
+            conn, feed.transfer_events(item, TransferStatus.SETTLED), datetime.now(UTC)
+        )
         posting = gross_posting(
             item.transfer_id, item.debtor, item.creditor, item.currency, item.amount
         )
@@ -87,7 +88,6 @@ def commit_gross(db: Database, item: Instruction) -> Outcome:
             now,
         )
         repo.insert_transfers(conn, [stored], regions)
-        feed.append(conn, heads, feed.transfer_events(stored, TransferStatus.SETTLED), now)
         return Accepted(stored, False)
 
     return db.write("gross_transfer", unit)

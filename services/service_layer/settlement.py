@@ -53,9 +53,7 @@ def settle_cycle(db: Database, cycle_id: str, *, actor: str = HUB_PRINCIPAL) -> 
         nets = {bank: p.net for bank, p in positions.items()}
         posting = settlement_posting(cycle.id, cycle.currency, nets)
         news = feed.cycle_events(conn, cycle.id, CycleState.SETTLED, positions)
-        heads = feed.load_heads(conn, {e.bank for e in news})
-        now = feed.event_time(heads, datetime.now(UTC))
-        feed.append(conn, heads, news, now)
+        now = feed.publish(conn, news, datetime.now(UTC))
         repo.post(conn, posting, owner=HUB, amount=cycle.net_value, now=now)
         fee = sum(p.fee for p in positions.values())
         if fee:

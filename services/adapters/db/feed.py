@@ -34,7 +34,13 @@ from remitnet.services.adapters.db.repository import (
     utc,
 )
 from remitnet.services.adapters.db.schema import cycles, events, feed_heads, transfers
-from remitnet.services.domain.model import HUB, CycleState, StoredTransfer, TransferStatus
+from remitnet.services.domain.model import (
+    HUB,
+    CycleState,
+    Instruction,
+    StoredTransfer,
+    TransferStatus,
+)
 
 TICK = timedelta(microseconds=1)
 
@@ -159,6 +165,17 @@ def append(
         conn.execute(_advance, [{"b_code": b, "b_seq": s, "b_at": at} for b, s in seqs.items()])
 
 
+def publish(conn: Connection, new: Sequence[NewEvent], clock: datetime) -> datetime:
+    """Append `new` to its banks' feeds and return the transaction's time
+    (event_time over those banks' heads), for the change's own rows. The
+    batch path reads the heads itself: its time is decided before its
+    events are known."""
+    heads = load_heads(conn, {e.bank for e in new})
+    at = event_time(heads, clock)
+    append(conn, heads, new, at)
+    return at
+
+
 def batch_events(accepted: Sequence[StoredTransfer]) -> list[NewEvent]:
     """One BATCH event per bank party to the batch's accepted transfers."""
     counts: dict[str, int] = defaultdict(int)
@@ -171,7 +188,9 @@ def batch_events(accepted: Sequence[StoredTransfer]) -> list[NewEvent]:
     ]
 
 
-def transfer_events(transfer: StoredTransfer, status: TransferStatus) -> list[NewEvent]:
+def transfer_events(
+    transfer: StoredTransfer | Instruction, status: TransferStatus
+) -> list[NewEvent]:
     """The same transfer event for both of its parties."""
     return [
         NewEvent(bank, EventKind.TRANSFER, status, transfer_id=transfer.transfer_id)
