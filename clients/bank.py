@@ -135,9 +135,14 @@ class BankClient(HubClient):
         if since is not None:
             request.since.FromDatetime(since)
         call = self.clearing.WatchTransfers(request, metadata=self._metadata)
-        async for message in call:
-            for event in message.events:
-                yield event
+        try:
+            async for message in call:
+                for event in message.events:
+                    yield event
+        finally:
+            # A consumer that stops early (break, aclose) ends the call too:
+            # the hub frees the stream instead of writing into a full window.
+            call.cancel()
 
     async def cancel(self, transfer_id: str) -> cpb.Transfer:
         response = await self.call(

@@ -325,6 +325,7 @@ async def watch_bank(config: ClientConfig, code: str, watched: Watched) -> None:
         since = datetime.now(UTC)
         while True:
             stream = bank.watch(watched.token) if watched.token else bank.watch(since=since)
+            cut = False
             async for event in stream:
                 if event.HasField("transfer"):
                     t = event.transfer
@@ -340,8 +341,10 @@ async def watch_bank(config: ClientConfig, code: str, watched: Watched) -> None:
                 watched.token = event.resume_token
                 if not watched.resumed_at and len(watched.ids) >= 25:
                     watched.resumed_at = len(watched.ids)
+                    cut = True
                     break  # a disconnect: carry on from the token
-            else:
+            await stream.aclose()
+            if not cut:
                 return
 
 
@@ -379,6 +382,9 @@ async def run() -> int:
                 if len(watched.settled_cycles) >= cycles:
                     break
                 await asyncio.sleep(0.1)
+            if watcher.done() and watcher.exception() is not None:
+                print(f"\nthe status stream failed: {watcher.exception()!r}")
+                ok = False
             watcher.cancel()
             ok &= report_stream(WATCHED_BANK, watched, cycles)
         ok &= tally.ok and tally.done == tally.planned
