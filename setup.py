@@ -1,19 +1,20 @@
-"""Maps the top-level folders onto the one import root `remitnet`:
-protos/remitnet (generated API code) is `remitnet`, services/ is
-`remitnet.services`, clients/ is `remitnet.clients`. Metadata is in
-pyproject.toml; only the package discovery lives here."""
+"""Package discovery for the one import root `remitnet`, a namespace
+package that three top-level folders each hold a part of:
+protos/remitnet/<area> (generated API code), services/remitnet/services and
+clients/remitnet/clients. No folder owns `remitnet/__init__.py`, so mypy,
+pyright and an editor resolve every `remitnet.*` import from the tree with
+the same three roots (pyproject's mypy_path and pyright extraPaths) and no
+mirror. Metadata is in pyproject.toml; only the discovery lives here."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
-ROOTS = {
-    "remitnet": "protos/remitnet",
-    "remitnet.services": "services",
-    "remitnet.clients": "clients",
-}
+ROOTS = ("protos", "services", "clients")
 
-packages = []
-for prefix, path in ROOTS.items():
-    packages.append(prefix)
-    packages += [f"{prefix}.{name}" for name in find_packages(path)]
+packages: list[str] = []
+package_dir: dict[str, str] = {}
+for root in ROOTS:
+    for name in find_namespace_packages(root, include=["remitnet.*"], exclude=["*.__pycache__"]):
+        packages.append(name)
+        package_dir[name] = f"{root}/" + name.replace(".", "/")
 
-setup(packages=packages, package_dir=ROOTS)
+setup(packages=packages, package_dir=package_dir)

@@ -11,7 +11,7 @@
 #     (--tls-client-ca): a server certificate, or anything else the server CA
 #     signed, is not a client identity.
 # The caller's identity is the client certificate's SPIFFE URI SAN, not its
-# common name (services/adapters/grpc/identity.py):
+# common name (services/remitnet/services/adapters/grpc/identity.py):
 # spiffe://remitnet/operator, or spiffe://remitnet/bank/<CODE>.
 #
 # Three commands:
@@ -94,7 +94,7 @@ done
 [[ ${#regions[@]} -gt 0 ]] || regions=(us-east1 europe-west1 asia-southeast1)
 
 check_bank() {
-  # BANK_CODE_RE of services/domain/model.py, and not a reserved code.
+  # BANK_CODE_RE of services/remitnet/services/domain/model.py, and not a reserved code.
   if [[ -z "$bank" ]]; then
     echo "error: $command needs --bank CODE" >&2
     exit 2

@@ -42,10 +42,14 @@ def generate(out: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    # Generated folders must be regular packages for setuptools and mypy.
+    # Generated folders are regular packages, each with its py.typed; the root
+    # `remitnet` is a namespace that protos/, services/ and clients/ share, so
+    # no generated code holds its __init__.
     for proto in proto_files():
         folder = out / proto.relative_to(PROTOS).parent
-        while folder != out:
+        while folder.parent != out:
+            if folder.parent.parent == out:
+                (folder / "py.typed").touch()
             init = folder / "__init__.py"
             if not init.exists():
                 init.write_text("")

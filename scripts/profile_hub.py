@@ -25,8 +25,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import bench
 
 OUT = bench.ROOT / "build" / "profile"
@@ -41,7 +39,7 @@ LAYERS = [
     ("psycopg driver", ("psycopg/", "psycopg_binary/")),
     ("sqlalchemy", ("sqlalchemy/",)),
     ("prometheus", ("prometheus_client/",)),
-    ("remitnet", ("services/", "clients/", "remitnet/")),
+    ("remitnet", ("remitnet/",)),
     ("asyncio loop", ("asyncio/", "selectors.py")),
     ("thread pool", ("threading.py", "concurrent/", "queue.py")),
     ("dataclass __init__", ("<string>",)),

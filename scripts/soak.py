@@ -7,7 +7,7 @@ for --baseline seconds against the same hub; then it paces batches through
 real gRPC at half that throughput (or --rate), while cycles close and settle
 every 30 s as they would in production. A batch that fails (the call raises,
 or an item is refused: every bank is funded far beyond the load) is counted,
-not swallowed; at the end the hub's audit (services/service_layer/audit.py,
+not swallowed; at the end the hub's audit (services/remitnet/services/service_layer/audit.py,
 the one the tests use) recomputes every invariant from the rows. The exit
 code is non-zero if any batch or settlement failed or the audit found a
 violation. Writes build/soak/latest.json and latest.png.
@@ -26,8 +26,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench
 

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-
 from chaos import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent

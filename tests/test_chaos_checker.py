@@ -4,11 +4,7 @@ breaks an invariant and asserts that it is reported."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 from chaos import (
     LimitEvent,

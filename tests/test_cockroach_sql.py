@@ -52,7 +52,7 @@ def _load_file(name: str, path: Path) -> ModuleType:
     return module
 
 
-DB = ROOT / "services" / "adapters" / "db"
+DB = ROOT / "services" / "remitnet" / "services" / "adapters" / "db"
 crdb = _load("cockroach", DB / "cockroach.py")
 schema = _load("schema", DB / "schema.py")  # the real tables
 MIGRATION_0004 = _load_file(

@@ -31,7 +31,7 @@ def _import_metrics() -> None:
         if name in sys.modules:
             return
         spec = importlib.util.spec_from_file_location(
-            name, ROOT / "services" / "adapters" / "metrics.py"
+            name, ROOT / "services" / "remitnet" / "services" / "adapters" / "metrics.py"
         )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

@@ -51,7 +51,7 @@ def documented() -> dict[str, tuple[set[str], set[str]]]:
 def test_the_protos_list_exactly_the_python_reasons() -> None:
     python, proto = python_reasons(), proto_reasons()
     assert python - proto == set(), "add these to ErrorReason in errors.proto (make protos)"
-    assert proto - python == set(), "add these to Reason in services/domain/errors.py"
+    assert proto - python == set(), "add these to Reason in remitnet/services/domain/errors.py"
 
 
 def test_every_reason_is_documented_with_a_grpc_code_and_its_metadata() -> None:

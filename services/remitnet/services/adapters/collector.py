@@ -1,0 +1,80 @@
+"""Gauges that describe the database, not a process: per-bank balances, caps,
+unsettled nets and headroom, the hub's FX position and revenue, and the
+state of cycles. One collector task per server reads them from the database
+on an interval (`Hub` starts it), so that every replica reports the same
+values and none reports what only its own last batch saw. The netting engine
+sets none of them.
+
+The hub's own accounts (owner HUB) never appear as a bank: their values are
+the hub's FX position and revenue gauges."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import Connection
+
+from remitnet.services.adapters import metrics
+from remitnet.services.adapters.db import repository as repo
+from remitnet.services.adapters.db.database import Database
+from remitnet.services.domain.account import Account
+from remitnet.services.domain.cycle import Cycle
+from remitnet.services.domain.model import HUB, AccountKind, CycleState
+from remitnet.services.domain.netting import headroom
+
+log = logging.getLogger(__name__)
+
+INTERVAL_S = 5.0
+
+
+def refresh(db: Database) -> None:
+    """Read the database once and set every gauge from what it holds."""
+
+    def read(conn: Connection) -> tuple[list[Cycle], list[Account]]:
+        # Open and closed (unsettled) cycles: what the gauges describe.
+        wanted = [
+            *repo.list_cycles(conn, "", CycleState.OPEN, None, 10_000),
+            *repo.unsettled_cycles(conn),
+        ]
+        return wanted, repo.all_accounts(conn)
+
+    found_cycles, every_account = db.read(read, stale_ok=True)
+    currencies: set[str] = set()
+    for a in every_account:
+        currencies.add(a.currency)
+        if a.owner == HUB:
+            if a.kind == AccountKind.FX:
+                metrics.HUB_FX_POSITION.labels(a.currency).set(a.balance + a.unsettled_net)
+            elif a.kind == AccountKind.FX_REVENUE:
+                metrics.FX_REVENUE.labels(a.currency).set(a.balance)
+            continue
+        if a.kind != AccountKind.LIQUIDITY:
+            continue
+        metrics.BANK_BALANCE.labels(a.owner, a.currency).set(a.balance)
+        metrics.BANK_CAP.labels(a.owner, a.currency).set(a.net_debit_cap)
+        metrics.BANK_UNSETTLED.labels(a.owner, a.currency).set(a.unsettled_net)
+        metrics.BANK_HEADROOM.labels(a.owner, a.currency).set(
+            headroom(a.balance, a.net_debit_cap, a.unsettled_net)
+        )
+    closed_at: dict[str, list[float]] = {c: [] for c in currencies}
+    for c in found_cycles:
+        currencies.add(c.currency)
+        if c.state is CycleState.OPEN:
+            metrics.CYCLE_OPEN_SINCE.labels(c.currency).set(c.opened_at.timestamp())
+        elif c.state is CycleState.CLOSED and c.closed_at is not None:
+            closed_at.setdefault(c.currency, []).append(c.closed_at.timestamp())
+    for currency, times in closed_at.items():
+        metrics.CYCLES_UNSETTLED.labels(currency).set(len(times))
+        metrics.OLDEST_UNSETTLED.labels(currency).set(min(times, default=0.0))
+    metrics.precreate(sorted(currencies))
+
+
+async def run(db: Database, interval_s: float = INTERVAL_S) -> None:
+    """Refresh the gauges every `interval_s` until cancelled."""
+    while True:
+        try:
+            await asyncio.to_thread(refresh, db)
+        except Exception:
+            log.exception("gauge refresh failed")
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,296 @@
+"""Tables. Portable across SQLite, PostgreSQL and CockroachDB: no sequences
+or SERIAL keys (transfer ids are client UUIDs; other keys derive from data),
+no LISTEN/NOTIFY, no advisory locks.
+
+The per-bank tables (accounts, positions, transfers) carry the home region of
+the bank that owns the row (for a transfer: the debtor's) in `home_region`,
+written with the row and never changed. On CockroachDB every table with that
+column, other than the GLOBAL reference tables, is REGIONAL BY ROW on a region
+column computed from it (services/remitnet/services/adapters/db/cockroach.py), so a row is homed
+in its bank's region from the moment it is inserted."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TS = DateTime(timezone=True)
+
+#: `home_region` of the hub's own rows (its accounts and positions). No bank
+#: can have it (bank regions are lower-case), and CockroachDB homes these rows
+#: in the database's primary region.
+HUB_HOME_REGION = "HUB"
+
+
+def home_region() -> Column[str]:
+    """The owning bank's home region (banks.home_region), or HUB_HOME_REGION."""
+    return Column("home_region", String(32), nullable=False)
+
+
+banks = Table(
+    "banks",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("name", String(140), nullable=False),
+    Column("home_region", String(32), nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+# Bank liquidity accounts and the hub's own accounts, one row per owner,
+# currency and kind. `balance` is the ledger balance (the sum of the
+# account's entries); `unsettled_net` is the net of accepted, unsettled
+# transfers that the netting engine maintains per batch.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("balance", BigInteger, nullable=False),
+    Column("net_debit_cap", BigInteger, nullable=False),
+    Column("unsettled_net", BigInteger, nullable=False),
+    Column("entry_count", BigInteger, nullable=False),
+    Column("opened_at", TS, nullable=False),
+    home_region(),
+    Index(None, "owner", "currency"),
+)
+
+# The idempotency record of every ledger posting (deposit, withdrawal,
+# settlement): its id is the client's or the cycle's, so a retried or
+# ambiguous commit can never post twice.
+postings = Table(
+    "postings",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("kind", SmallInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("owner", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("reference", String(80), nullable=False),
+    Column("posted_at", TS, nullable=False),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("kind", SmallInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("posting_id", String(80), nullable=False),
+    Column("reference", String(80), nullable=False),
+    Column("posted_at", TS, nullable=False),
+    Index(None, "posting_id"),
+)
+
+cycles = Table(
+    "cycles",
+    metadata,
+    Column("id", String(24), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("state", SmallInteger, nullable=False),
+    Column("opened_at", TS, nullable=False),
+    Column("closed_at", TS, nullable=True),
+    Column("settled_at", TS, nullable=True),
+    Column("transfer_count", BigInteger, nullable=False),
+    Column("gross_value", BigInteger, nullable=False),
+    Column("net_value", BigInteger, nullable=False),
+    UniqueConstraint("currency", "seq"),
+    # ListCycles pages newest first, over all currencies or one.
+    Index(None, "opened_at", "id"),
+    Index(None, "currency", "opened_at", "id"),
+    # At most one open cycle per currency, enforced by the database.
+    Index(
+        "uq_cycles_open_currency",
+        "currency",
+        unique=True,
+        postgresql_where=text("state = 1"),
+        sqlite_where=text("state = 1"),
+    ),
+)
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("cycle_id", String(24), primary_key=True),
+    Column("bank_code", String(16), primary_key=True),
+    Column("sent", BigInteger, nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("sent_count", BigInteger, nullable=False),
+    Column("received_count", BigInteger, nullable=False),
+    Column("fee", BigInteger, nullable=False, server_default="0"),
+    home_region(),
+)
+
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", Uuid(as_uuid=False), primary_key=True),
+    Column("debtor_bank", String(16), nullable=False),
+    Column("creditor_bank", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("remittance_info", String(140), nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("cycle_id", String(24), nullable=False),
+    Column("accepted_at", TS, nullable=False),
+    # Cross-currency transfers only (NULL otherwise): the creditor's leg.
+    Column("quote_id", Uuid(as_uuid=False), nullable=True),
+    Column("creditor_currency", String(3), nullable=True),
+    Column("creditor_amount", BigInteger, nullable=True),
+    Column("creditor_cycle_id", String(24), nullable=True),
+    Column("fee", BigInteger, nullable=True),
+    Column("cancelled_at", TS, nullable=True),
+    home_region(),  # the debtor's
+    # Every bank-callable read of transfers goes through one of these, in
+    # order (migration 0006): ListTransfers per side and per pair, newest
+    # first; reconciliation per cycle and per target-leg cycle.
+    Index(None, "debtor_bank", "accepted_at", "id"),
+    Index(None, "creditor_bank", "accepted_at", "id"),
+    Index(None, "debtor_bank", "creditor_bank", "accepted_at", "id"),
+    # ListTransfers of cancelled transfers (status 4, TransferStatus.CANCELLED).
+    *(
+        Index(
+            f"ix_transfers_cancelled_{side}_accepted_at_id",
+            side,
+            "accepted_at",
+            "id",
+            postgresql_where=text("status = 4"),
+            sqlite_where=text("status = 4"),
+        )
+        for side in ("debtor_bank", "creditor_bank")
+    ),
+    Index(None, "cycle_id"),
+    Index(
+        None,
+        "creditor_cycle_id",
+        postgresql_where=text("creditor_cycle_id IS NOT NULL"),
+        sqlite_where=text("creditor_cycle_id IS NOT NULL"),
+    ),
+    # The source legs of a cycle's cross-currency transfers alone, for the
+    # feed's LEGS events at close and settle (migration 0005): a cycle's
+    # same-currency transfers, by far the most, are not read for them.
+    Index(
+        "ix_transfers_fx_cycle_id",
+        "cycle_id",
+        postgresql_where=text("creditor_cycle_id IS NOT NULL"),
+        sqlite_where=text("creditor_cycle_id IS NOT NULL"),
+    ),
+)
+
+# Mid rates fed by the operator: reference data (GLOBAL on CockroachDB).
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("base", String(3), primary_key=True),
+    Column("quote", String(3), primary_key=True),
+    Column("mid", String(48), nullable=False),  # exact decimal text
+    Column("as_of", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+fx_quotes = Table(
+    "fx_quotes",
+    metadata,
+    Column("id", Uuid(as_uuid=False), primary_key=True),
+    Column("bank_code", String(16), nullable=False),
+    Column("source_currency", String(3), nullable=False),
+    Column("target_currency", String(3), nullable=False),
+    Column("source_amount", BigInteger, nullable=False),
+    Column("target_amount", BigInteger, nullable=False),
+    Column("mid_rate", String(48), nullable=False),
+    Column("rate", String(48), nullable=False),
+    Column("spread_bps", Integer, nullable=False),
+    Column("fee", BigInteger, nullable=False),
+    Column("derivation", String(120), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("used_by", Uuid(as_uuid=False), nullable=True),
+    Column("used_at", TS, nullable=True),
+)
+
+# The per-bank change feed (services/remitnet/services/adapters/db/feed.py). Every state change
+# a bank cares about is appended here in the transaction that makes it. A
+# bank's events are numbered by `feed_heads.seq`, a counter on the bank's own
+# row that each event-writing transaction reads and advances: writers of one
+# bank's feed conflict on that row, so seq order is commit order and a reader
+# that has seen seq N has seen everything before it. No global sequence, no
+# LISTEN/NOTIFY: it works the same on CockroachDB. `last_at` keeps event times
+# strictly increasing per bank, which lets one event stand for a whole batch.
+feed_heads = Table(
+    "feed_heads",
+    metadata,
+    Column("bank_code", String(16), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("last_at", TS, nullable=False),
+    # From then on every change of the bank is in its feed (the audit checks).
+    Column("started_at", TS, nullable=False),
+    home_region(),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("bank_code", String(16), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("at", TS, nullable=False),
+    # EventKind: a batch of accepted transfers, one transfer, or a cycle.
+    Column("kind", SmallInteger, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("transfer_id", Uuid(as_uuid=False), nullable=True),
+    Column("cycle_id", String(24), nullable=True),
+    # LEGS events: the other cycle of the cross-currency transfers it names.
+    Column("other_cycle_id", String(24), nullable=True),
+    # How many stream items the event expands to (a batch: its transfers).
+    Column("item_count", Integer, nullable=False),
+    home_region(),
+    Index(None, "bank_code", "at"),
+)
+
+# The operator audit trail (services/remitnet/services/domain/audit_trail.py): one row per
+# operator action that changed state, appended in the action's transaction,
+# hash-chained. `seq` is the previous row's plus one, read in the same
+# transaction (no sequence): concurrent appenders conflict on the next key and
+# one retries, so the chain has no gaps and no forks. `request` is the
+# canonical JSON of the action's arguments, `digest` its SHA-256; `subject`
+# names what the action was about (a bank code, a cycle id) so a settled
+# cycle's SettleCycle row is found by it. GLOBAL on CockroachDB, like cycles.
+operator_audit_log = Table(
+    "operator_audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", TS, nullable=False),
+    Column("principal", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("request", String(), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index(None, "subject", "action"),
+)

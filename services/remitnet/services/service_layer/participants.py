@@ -1,0 +1,314 @@
+"""Operator use cases: onboarding banks, accounts, liquidity, caps, status."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection
+
+from remitnet.services.adapters.db import audit_log, feed
+from remitnet.services.adapters.db import repository as repo
+from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.db.schema import HUB_HOME_REGION
+from remitnet.services.domain.account import Account
+from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action
+from remitnet.services.domain.bank import Bank
+from remitnet.services.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Reason,
+)
+from remitnet.services.domain.ledger import EntryKind, deposit_posting, withdrawal_posting
+from remitnet.services.domain.model import (
+    HUB,
+    AccountKind,
+    BankStatus,
+    account_id,
+    canonical_transfer_id,
+    check_bank_code,
+    check_region,
+    check_text,
+    cycle_id_for,
+)
+from remitnet.services.domain.money import INT64_MAX, check_currency, check_positive_amount
+from remitnet.services.domain.netting import within_limit
+
+
+@dataclass(frozen=True, slots=True)
+class BankView:
+    bank: Bank
+    accounts: list[Account]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _view(conn: Connection, code: str) -> BankView:
+    bank = repo.get_bank(conn, code)
+    if bank is None:
+        raise NotFound(Reason.UNKNOWN_PARTICIPANT, f"no bank {code} at the hub", bank=code)
+    return BankView(bank, repo.owner_accounts(conn, code))
+
+
+def ensure_currency(conn: Connection, currency: str, now: datetime) -> None:
+    """The hub's own accounts and an open cycle exist for every currency a
+    bank holds an account in."""
+    for kind in (
+        AccountKind.SETTLEMENT,
+        AccountKind.RESERVE,
+        AccountKind.FX,
+        AccountKind.FX_REVENUE,
+    ):
+        aid = account_id(HUB, currency, kind)
+        if repo.get_account(conn, aid) is None:
+            repo.insert_account(conn, aid, HUB, currency, kind, now, home_region=HUB_HOME_REGION)
+    if repo.open_cycle(conn, currency) is None:
+        seq = repo.max_cycle_seq(conn, currency) + 1
+        repo.insert_cycle(conn, cycle_id_for(currency, seq), currency, seq, now)
+
+
+def _open_account(conn: Connection, bank: Bank, currency: str, now: datetime) -> None:
+    aid = account_id(bank.code, currency)
+    if repo.get_account(conn, aid) is None:
+        repo.insert_account(
+            conn, aid, bank.code, currency, AccountKind.LIQUIDITY, now, home_region=bank.home_region
+        )
+    ensure_currency(conn, currency, now)
+
+
+def _check_currencies(currencies: list[str]) -> list[str]:
+    for c in currencies:
+        check_currency(c)
+    if len(set(currencies)) != len(currencies):
+        raise InvalidArgument(Reason.INVALID_ARGUMENT, "currencies must not repeat")
+    return currencies
+
+
+def create_bank(
+    db: Database,
+    code: str,
+    name: str,
+    home_region: str,
+    currencies: list[str],
+    *,
+    actor: str = HUB_PRINCIPAL,
+) -> BankView:
+    check_bank_code(code, field="code")
+    name = check_text(name.strip(), field="name", limit=140, too_long=Reason.INVALID_NAME)
+    if not name:
+        raise InvalidArgument(Reason.INVALID_NAME, "name must have 1 to 140 characters")
+    check_region(home_region)
+    _check_currencies(currencies)
+
+    def unit(conn: Connection) -> BankView:
+        now = _now()
+        existing = repo.get_bank(conn, code)
+        if existing is not None:
+            # Creating the same bank again is a no-op, so a retried call
+            # (or one whose commit was ambiguous) is safe.
+            held = {a.currency for a in repo.owner_accounts(conn, code)}
+            if (existing.name, existing.home_region) != (name, home_region) or not set(
+                currencies
+            ) <= held:
+                raise AlreadyExists(Reason.BANK_EXISTS, f"bank {code} exists", bank=code)
+            return _view(conn, code)
+        bank = Bank(code, name, home_region, BankStatus.ACTIVE, now)
+        repo.insert_bank(conn, bank)
+        feed.create_head(conn, code, home_region, now)
+        for currency in currencies:
+            _open_account(conn, bank, currency, now)
+        request = {"bank": code, "name": name, "home_region": home_region}
+        audit_log.append(
+            conn, actor, Action.CREATE_BANK, {**request, "currencies": currencies}, now
+        )
+        return _view(conn, code)
+
+    return db.write("create_bank", unit)
+
+
+def open_account(db: Database, code: str, currency: str, *, actor: str = HUB_PRINCIPAL) -> Account:
+    check_currency(currency)
+
+    def unit(conn: Connection) -> Account:
+        bank, now = _view(conn, code).bank, _now()
+        if repo.get_account(conn, account_id(code, currency)) is None:
+            # An account already open is a replay: nothing changes, nothing
+            # is appended to the audit trail.
+            _open_account(conn, bank, currency, now)
+            request = {"bank": code, "currency": currency}
+            audit_log.append(conn, actor, Action.OPEN_ACCOUNT, request, now)
+        row = repo.get_account(conn, account_id(code, currency))
+        assert row is not None
+        return row
+
+    return db.write("open_account", unit)
+
+
+def _require_account(conn: Connection, code: str, currency: str) -> Account:
+    _view(conn, code)
+    row = repo.get_account(conn, account_id(code, currency))
+    if row is None:
+        raise FailedPrecondition(
+            Reason.CURRENCY_NOT_SUPPORTED,
+            f"bank {code} holds no {currency} account",
+            bank=code,
+            currency=currency,
+        )
+    return row
+
+
+def _posting_key(prefix: str, raw_id: str) -> str:
+    return f"{prefix}:{canonical_transfer_id(raw_id) if raw_id else uuid.uuid4()}"
+
+
+def deposit(
+    db: Database,
+    code: str,
+    currency: str,
+    amount: int,
+    deposit_id: str,
+    *,
+    actor: str = HUB_PRINCIPAL,
+) -> Account:
+    """Prefund liquidity: credit the bank, debit the hub's reserve."""
+    check_currency(currency)
+    check_positive_amount(amount)
+    key = _posting_key("deposit", deposit_id)
+    return _move_liquidity(db, "deposit", key, code, currency, amount, EntryKind.DEPOSIT, actor)
+
+
+def withdraw(
+    db: Database,
+    code: str,
+    currency: str,
+    amount: int,
+    withdrawal_id: str,
+    *,
+    actor: str = HUB_PRINCIPAL,
+) -> Account:
+    """Return liquidity that backs no net debit position; the cap is credit,
+    not cash, so it cannot be withdrawn."""
+    check_currency(currency)
+    check_positive_amount(amount)
+    key = _posting_key("withdrawal", withdrawal_id)
+    return _move_liquidity(db, "withdraw", key, code, currency, amount, EntryKind.WITHDRAWAL, actor)
+
+
+def _move_liquidity(
+    db: Database,
+    unit_name: str,
+    key: str,
+    code: str,
+    currency: str,
+    amount: int,
+    kind: EntryKind,
+    actor: str,
+) -> Account:
+    def unit(conn: Connection) -> Account:
+        prior = repo.get_posting(conn, key)
+        if prior is not None:
+            if (prior.kind, prior.owner, prior.currency, prior.amount) != (
+                kind,
+                code,
+                currency,
+                amount,
+            ):
+                raise AlreadyExists(
+                    Reason.DUPLICATE_WITH_DIFFERENT_CONTENT,
+                    f"{key} was posted with different content",
+                )
+            return _require_account(conn, code, currency)
+        account = _require_account(conn, code, currency)
+        now = _now()
+        if kind is EntryKind.DEPOSIT:
+            if account.balance + amount > INT64_MAX:
+                raise InvalidArgument(Reason.AMOUNT_OUT_OF_RANGE, "balance would overflow int64")
+            posting = deposit_posting(key, code, currency, amount, key.split(":", 1)[1])
+        else:
+            withdrawable = account.balance + min(0, account.unsettled_net)
+            if amount > withdrawable:
+                raise FailedPrecondition(
+                    Reason.INSUFFICIENT_LIQUIDITY,
+                    f"at most {max(0, withdrawable)} minor units can be withdrawn",
+                    bank=code,
+                    currency=currency,
+                    headroom=str(max(0, withdrawable)),
+                    amount=str(amount),
+                )
+            posting = withdrawal_posting(key, code, currency, amount, key.split(":", 1)[1])
+        repo.post(conn, posting, owner=code, amount=amount, now=now)
+        # A replay (the same id again) returned above: one record per posting.
+        action, id_key = (
+            (Action.DEPOSIT, "deposit_id")
+            if kind is EntryKind.DEPOSIT
+            else (Action.WITHDRAW, "withdrawal_id")
+        )
+        request = {"bank": code, "currency": currency, "amount": amount}
+        audit_log.append(conn, actor, action, {**request, id_key: key.split(":", 1)[1]}, now)
+        row = repo.get_account(conn, account.id)
+        assert row is not None
+        return row
+
+    return db.write(unit_name, unit)
+
+
+def set_net_debit_cap(
+    db: Database, code: str, currency: str, cap: int, *, actor: str = HUB_PRINCIPAL
+) -> Account:
+    check_currency(currency)
+    if not 0 <= cap <= INT64_MAX:
+        raise InvalidArgument(Reason.INVALID_AMOUNT, "cap must be between 0 and int64 max")
+
+    def unit(conn: Connection) -> Account:
+        account = _require_account(conn, code, currency)
+        if not within_limit(account.balance, cap, account.unsettled_net):
+            raise FailedPrecondition(
+                Reason.CAP_BELOW_POSITION,
+                "the bank's current net debit position exceeds its liquidity plus this cap",
+                bank=code,
+                currency=currency,
+            )
+        if account.net_debit_cap != cap:
+            # Setting the cap it has changes nothing and appends nothing.
+            repo.set_cap(conn, account.id, cap)
+            request = {"bank": code, "currency": currency, "cap": cap}
+            audit_log.append(conn, actor, Action.SET_NET_DEBIT_CAP, request, _now())
+        row = repo.get_account(conn, account.id)
+        assert row is not None
+        return row
+
+    return db.write("set_net_debit_cap", unit)
+
+
+def set_status(
+    db: Database, code: str, status: BankStatus, *, actor: str = HUB_PRINCIPAL
+) -> BankView:
+    def unit(conn: Connection) -> BankView:
+        if _view(conn, code).bank.status != status:
+            # Suspending a suspended bank (resuming an active one) changes
+            # nothing and appends nothing.
+            repo.set_bank_status(conn, code, status)
+            action = Action.SUSPEND_BANK if status is BankStatus.SUSPENDED else Action.RESUME_BANK
+            audit_log.append(conn, actor, action, {"bank": code}, _now())
+        return _view(conn, code)
+
+    return db.write("set_bank_status", unit)
+
+
+def get_bank(db: Database, code: str) -> BankView:
+    return db.read(lambda conn: _view(conn, code))
+
+
+def list_banks(db: Database, after: str, limit: int) -> list[BankView]:
+    def unit(conn: Connection) -> list[BankView]:
+        # Two statements a page: the banks, then all their accounts.
+        found = repo.list_banks(conn, after, limit)
+        held = repo.accounts_of_owners(conn, [b.code for b in found])
+        return [BankView(b, held[b.code]) for b in found]
+
+    return db.read(unit)

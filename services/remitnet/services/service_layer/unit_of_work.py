@@ -1,0 +1,203 @@
+"""The ports of the service layer: a unit of work and its repositories.
+
+A use case asks a `Transactions` runner to run a function on a `UnitOfWork`:
+one serializable transaction, re-run whole on a retryable failure, so the
+function must be a pure function of what it reads through the unit of work
+(keyed for idempotency: its first read finds a previous run's effect).
+
+The repositories are set-oriented, as the batch path needs: a batch loads
+the state of thousands of accounts, transfers and quotes by key in one call
+and writes them back in one call each. They speak domain types only; the
+adapters (`adapters/db`, one module per aggregate, and the in-memory fake of
+the unit tests) implement them. Nothing here knows SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from remitnet.services.domain.account import Account
+from remitnet.services.domain.audit_trail import Action, AuditRecord, ChainHead
+from remitnet.services.domain.bank import Bank
+from remitnet.services.domain.cycle import Cycle
+from remitnet.services.domain.events import FeedEvent, NewEvent
+from remitnet.services.domain.fx import Quote, Rate
+from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingRecord
+from remitnet.services.domain.model import BankStatus, CycleState, StoredTransfer, TransferStatus
+from remitnet.services.domain.netting import AccountState, CycleSums, PositionDelta
+
+T = TypeVar("T")
+
+
+class BankRepository(Protocol):
+    def get(self, code: str) -> Bank | None: ...
+    def page(self, after: str, limit: int) -> list[Bank]: ...
+    def add(self, bank: Bank) -> None: ...
+    def set_status(self, code: str, status: BankStatus) -> None: ...
+    def regions(self, codes: Collection[str] | None = None) -> dict[str, str]: ...
+    def statuses_and_regions(
+        self, codes: Collection[str]
+    ) -> tuple[dict[str, BankStatus], dict[str, str]]: ...
+    def home_regions(
+        self, codes: Collection[str], known: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The home region of each code; the hub's and unknown codes' are
+        the hub's region. `known` answers without a read where it can."""
+        ...
+
+
+class AccountRepository(Protocol):
+    def get(self, account_id: str) -> Account | None: ...
+    def of_owner(self, owner: str) -> list[Account]: ...
+    def of_owners(self, owners: Collection[str]) -> dict[str, list[Account]]: ...
+    def all(self, kind: str | None = None) -> list[Account]: ...
+    def add(
+        self,
+        account_id: str,
+        owner: str,
+        currency: str,
+        kind: str,
+        now: datetime,
+        *,
+        home_region: str,
+    ) -> None: ...
+    def set_cap(self, account_id: str, cap: int) -> None: ...
+    def states(self, ids: Collection[str]) -> dict[str, AccountState]:
+        """What the headroom decision needs of each account, by id."""
+        ...
+
+    def add_unsettled(self, deltas: Mapping[str, int]) -> None:
+        """Add each signed delta to its account's unsettled net."""
+        ...
+
+
+class PositionRepository(Protocol):
+    def of_cycle(self, cycle_id: str) -> dict[str, PositionDelta]: ...
+    def of_cycles(self, cycle_ids: Collection[str]) -> dict[str, dict[str, PositionDelta]]: ...
+    def of_bank(self, bank: str, cycle_ids: Collection[str]) -> dict[str, PositionDelta]: ...
+    def add(
+        self,
+        deltas: Mapping[tuple[str, str], PositionDelta],
+        regions: Mapping[str, str] | None = None,
+    ) -> None:
+        """Add each (cycle, bank) delta to its position row, creating it."""
+        ...
+
+
+class CycleRepository(Protocol):
+    def get(self, cycle_id: str) -> Cycle | None: ...
+    def open_for(self, currency: str) -> Cycle | None: ...
+    def open_ids(self, currencies: Collection[str]) -> dict[str, str]: ...
+    def page(
+        self, currency: str, state: CycleState | None, before: str | None, limit: int
+    ) -> list[Cycle]: ...
+    def states(self, cycle_ids: Collection[str]) -> dict[str, CycleState]: ...
+    def unsettled(self) -> list[Cycle]: ...
+    def add(self, cycle_id: str, currency: str, seq: int, now: datetime) -> None: ...
+    def max_seq(self, currency: str) -> int: ...
+    def seal(self, cycle_id: str, now: datetime, count: int, gross: int, net: int) -> None: ...
+    def mark_settled(self, cycle_id: str, now: datetime) -> None: ...
+    def sums(self, cycle_ids: Collection[str]) -> dict[str, CycleSums]: ...
+
+
+class TransferRepository(Protocol):
+    def existing(self, ids: Collection[str]) -> dict[str, StoredTransfer]: ...
+    def get(self, transfer_id: str) -> StoredTransfer | None: ...
+    def all(self) -> Iterator[StoredTransfer]: ...
+    def add(
+        self, items: Sequence[StoredTransfer], regions: Mapping[str, str] | None = None
+    ) -> None: ...
+    def cancel(self, transfer_id: str, now: datetime) -> None: ...
+    def leg_sums(self, cycle_id: str) -> dict[str, list[int]]:
+        """Per bank, what its live transfers with a leg in the cycle add up
+        to (sent, received, counts, fees), recomputed from the transfers."""
+        ...
+
+
+class LedgerRepository(Protocol):
+    def get_posting(self, posting_id: str) -> PostingRecord | None: ...
+    def post(self, posting: Posting, *, owner: str, amount: int, now: datetime) -> None: ...
+    def posting_entries(self, posting_id: str) -> list[LedgerEntry]: ...
+    def entries(self, account_id: str, after_seq: int, limit: int) -> list[LedgerEntry]: ...
+    def balance_after(self, account_id: str, seq: int) -> int: ...
+
+
+class QuoteRepository(Protocol):
+    def upsert_rates(self, rates: list[Rate], now: datetime) -> None: ...
+    def delete_rates(self, keys: Collection[tuple[str, str]]) -> None: ...
+    def rates(self) -> dict[tuple[str, str], Rate]: ...
+    def add(self, quotes: Sequence[Quote]) -> None: ...
+    def get_many(self, ids: Collection[str]) -> dict[str, Quote]: ...
+    def mark_used(self, used: Mapping[str, str], now: datetime) -> None:
+        """quote id -> the transfer id that used it."""
+        ...
+
+
+class EventFeed(Protocol):
+    """The per-bank change feed, written in the transaction of each change."""
+
+    def create_head(self, bank: str, region: str, now: datetime) -> None: ...
+    def publish(self, new: Sequence[NewEvent], clock: datetime) -> datetime:
+        """Append `new` to the feeds of their banks; returns the events'
+        time, strictly later than each bank's previous event."""
+        ...
+
+    def cycle_events(
+        self, cycle_id: str, state: CycleState, banks: Collection[str]
+    ) -> list[NewEvent]: ...
+    def current_heads(self, banks: Collection[str]) -> dict[str, int]: ...
+    def seq_before(self, bank: str, since: datetime) -> int: ...
+    def load(self, bank: str, from_seq: int, max_items: int) -> list[FeedEvent]: ...
+
+
+class OperatorTrail(Protocol):
+    """The hash-chained operator audit trail."""
+
+    def head(self) -> AuditRecord | None: ...
+    def append(
+        self, principal: str, action: Action, request: Mapping[str, Any], now: datetime
+    ) -> AuditRecord: ...
+    def settlement_heads(self, cycle_ids: Collection[str]) -> dict[str, ChainHead]: ...
+    def records(self) -> Iterator[AuditRecord]: ...
+
+
+class ReadModels(Protocol):
+    """Queries that serve listings and reports rather than decisions."""
+
+    def list_transfers(
+        self,
+        *,
+        bank: str,
+        counterparty: str,
+        cycle_id: str,
+        status: TransferStatus | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]: ...
+    def ledger_totals(self) -> dict[str, tuple[int, int, int]]:
+        """Per currency: (sum of balances, sum of entries, entry count)."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    banks: BankRepository
+    accounts: AccountRepository
+    positions: PositionRepository
+    cycles: CycleRepository
+    transfers: TransferRepository
+    ledger: LedgerRepository
+    quotes: QuoteRepository
+    events: EventFeed
+    trail: OperatorTrail
+    views: ReadModels
+
+
+class Transactions(Protocol):
+    """Runs units of work: `write` in one serializable transaction retried
+    whole; `read` in a read-only one, bounded-stale where `stale_ok` and
+    the database offers it."""
+
+    def write(self, unit: str, fn: Callable[[UnitOfWork], T]) -> T: ...
+    def read(self, fn: Callable[[UnitOfWork], T], *, stale_ok: bool = False) -> T: ...
