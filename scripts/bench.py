@@ -19,13 +19,9 @@ import json
 import multiprocessing as mp
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +31,8 @@ from typing import Any
 
 import grpc
 import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hubs import HubExited, HubProcess
+from hubs import start_hub as spawn_hub
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
@@ -196,75 +193,14 @@ def uuid4s(rng: random.Random, n: int) -> list[str]:
 # Hub processes --------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class HubProcess:
-    proc: subprocess.Popen[bytes]
-    port: int
-    metrics_port: int
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def metrics(self) -> dict[str, float]:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        out: dict[str, float] = {}
-        with urllib.request.urlopen(url, timeout=5) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith("#") or " " not in line:
-                    continue
-                key, value = line.rsplit(" ", 1)
-                out[key] = float(value)
-        return out
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 def start_hub(db_url: str, log: Path, *only: str, tree: Path = ROOT) -> HubProcess:
     """A hub of this tree, or (for an A/B, scripts/ab.py) of another checkout
-    with its own .venv."""
-    port, metrics_port = free_port(), free_port()
+    with its own .venv; the run ends if it does not become healthy."""
     python = sys.executable if tree == ROOT else str(tree / ".venv" / "bin" / "python")
-    command = [
-        python, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
-        "--db", db_url, "--port", str(port), "--metrics-port", str(metrics_port),
-    ]  # fmt: skip
-    for service in only:
-        command += ["--only", service]
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=tree)
-    hub = HubProcess(proc, port, metrics_port)
-    channel = grpc.insecure_channel(hub.target)
-    stub = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"hub exited with {proc.returncode}; see {log}")
-        try:
-            if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                channel.close()
-                return hub
-        except grpc.RpcError:
-            time.sleep(0.2)
-    raise SystemExit("hub did not become healthy")
+    try:
+        return spawn_hub(db_url, only=only, log=log, cwd=tree, python=python, wait=60)
+    except (HubExited, TimeoutError) as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def fresh_database() -> tuple[str, str]:

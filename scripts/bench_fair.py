@@ -37,7 +37,6 @@ import grpc
 import psycopg
 from bench import (
     PRINCIPAL,
-    HubProcess,
     LoadResult,
     Profile,
     drop_database,
@@ -49,6 +48,7 @@ from bench import (
 )
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from hubs import HubProcess
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc

@@ -33,7 +33,6 @@ from bench import (
     OUT,
     PG_ADMIN,
     PRINCIPAL,
-    HubProcess,
     drop_database,
     fresh_database,
     onboard,
@@ -41,6 +40,7 @@ from bench import (
     run_load,
     start_hub,
 )
+from hubs import HubProcess
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc

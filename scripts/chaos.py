@@ -25,7 +25,9 @@ on its own; it never settles anything itself. It resolves every ambiguous outcom
 through GetTransfer (through both clearing processes: the answers must
 agree) and verifies the invariants with the functions below, which take
 plain data so that tests can feed them bad histories
-(tests/test_chaos_checker.py):
+(tests/test_chaos_checker.py). The stored state is read once, as the hub's
+audit snapshot (remitnet.services.domain.audit.AuditSnapshot), and what the
+checker shares with the audit is the audit's own pure checks over it:
 
 - client outcomes (`check_outcomes`): acknowledged exists once with the
   acknowledged content; definitely rejected does not exist; acknowledged and
@@ -34,12 +36,18 @@ plain data so that tests can feed them bad histories
   the same id: it is treated as ambiguous); ambiguous resolves to exactly
   once or absent; nothing is stored that no client asked for;
 - statuses only move forward (`moved_backwards`);
-- no cycle settled twice, every closed cycle settled (`check_settlements`);
-- every currency's ledger sums to zero (`check_ledger`);
+- no cycle settled twice (the audit's `check_settled_once`), every closed
+  cycle settled (`check_settlements`);
+- every currency's ledger sums to zero (the audit's `check_ledger`);
 - no bank ever beyond liquidity plus cap, over the whole history
-  (`check_limit_history`, see there), on a one-second timer during the run
-  (current account rows) and at the end (the hub's audit, which also checks
-  balances and positions against ledger entries and transfers).
+  (`check_limit_history`, see there, replaying the ledger entries and the
+  transfers' legs, `StoredTransfer.legs`), on a one-second timer during the
+  run (current account rows, the audit's `beyond_limit`) and at the end;
+- every other check of the hub's audit over the same snapshot (balance
+  chains, balances and positions against ledger entries and transfers,
+  settlement postings against nets, the change feed, the operator trail),
+  reported as "audit: ..." unless a check above reported it already;
+- every bank's status stream delivered its feed (`check_streams`).
 
 The last line is JSON with "violations" and "errors"; the exit code is
 non-zero on any violation or error.
@@ -55,7 +63,6 @@ import multiprocessing as mp
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -68,7 +75,7 @@ from typing import Any
 
 import grpc
 import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hubs import HubProcess, free_port, start_hub, wait_healthy
 from sqlalchemy import Connection, select
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
@@ -78,13 +85,23 @@ from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
 from remitnet.netting.v1 import netting_pb2 as npb
-from remitnet.services.adapters.db import feed
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.adapters.db.schema import accounts, cycles, ledger_entries, transfers
-from remitnet.services.domain.ledger import EntryKind
-from remitnet.services.domain.model import AccountKind, CycleState, TransferStatus, account_id
-from remitnet.services.domain.netting import within_limit
-from remitnet.services.service_layer.audit import audit
+from remitnet.services.adapters.db.schema import cycles
+from remitnet.services.domain.audit import (
+    AuditSnapshot,
+    beyond_limit,
+    check_ledger,
+    check_settled_once,
+    is_settlement,
+)
+from remitnet.services.domain.model import (
+    AccountKind,
+    CycleState,
+    TransferStatus,
+    position_account_id,
+)
+from remitnet.services.service_layer.audit import audit_snapshot, read_snapshot
+from remitnet.services.service_layer.unit_of_work import UnitOfWork
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "chaos"
@@ -113,17 +130,10 @@ KINDS = (
     "crash_batch_after_commit", "crash_close", "crash_settle",
 )  # fmt: skip
 CRASH_WAIT_S = 15.0  # an armed crash point that is not reached by then is disarmed
-HEALTHY_WAIT_S = 60.0
 SETTLE_WAIT_S = 60.0  # bound on the recovered hub settling every closed cycle
 # How far apart in time a commit's timestamp (taken when its transaction
 # starts) may be from the moment it became visible to others.
 LIMIT_SLACK_S = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # Processes --------------------------------------------------------------------
@@ -134,7 +144,7 @@ class Service:
     name: str
     only: str
     port: int
-    proc: subprocess.Popen[bytes] | None = None
+    hub: HubProcess | None = None
     crash_at: str = ""
     down: bool = False  # deliberately stopped by the nemesis
     log: Path | None = None
@@ -144,6 +154,10 @@ class Service:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.hub.proc if self.hub else None
 
 
 class Supervisor:
@@ -159,20 +173,21 @@ class Supervisor:
 
     def start(self, name: str, crash_at: str = "") -> None:
         svc = self.services[name]
-        env = {k: v for k, v in os.environ.items() if k != "REMITNET_CRASH_AT"}
-        if crash_at:
-            env["REMITNET_CRASH_AT"] = crash_at
-        command = [
-            sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
-            "--db", self.db_url, "--port", str(svc.port), "--metrics-port", "-1",
-            "--only", svc.only, "--no-migrate", "--grace", "2",
-        ]  # fmt: skip
+        extra = ["--no-migrate", "--grace", "2"]
         if name == "core":
-            command.append("--auto-settle")  # a restarted hub finishes what it started
+            extra.append("--auto-settle")  # a restarted hub finishes what it started
         svc.generation += 1
         svc.log = self.logs / f"{name}-{svc.generation:03d}.log"
-        with svc.log.open("ab") as sink:
-            svc.proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        svc.hub = start_hub(
+            self.db_url,
+            port=svc.port,
+            metrics=False,
+            only=[svc.only],
+            extra=extra,
+            log=svc.log,
+            crash_at=crash_at,
+            wait=None,
+        )
         svc.crash_at = crash_at
         svc.down = False
 
@@ -180,11 +195,9 @@ class Supervisor:
         """SIGKILL; True if a running process died of it."""
         svc = self.services[name]
         svc.down = True
-        if svc.proc is None or svc.proc.poll() is not None:
+        if svc.hub is None or svc.hub.proc.poll() is not None:
             return False
-        svc.proc.send_signal(signal.SIGKILL)
-        svc.proc.wait()
-        return svc.proc.returncode == -signal.SIGKILL
+        return svc.hub.kill() == -signal.SIGKILL
 
     def reap(self) -> None:
         """Restart processes that died on their own: at an armed crash point
@@ -203,16 +216,11 @@ class Supervisor:
             self.start(name)
 
     def stop_all(self) -> None:
-        for svc in self.services.values():
-            if svc.proc is not None and svc.proc.poll() is None:
-                svc.proc.send_signal(signal.SIGTERM)
-        for svc in self.services.values():
-            if svc.proc is not None:
-                try:
-                    svc.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    svc.proc.kill()
-                    svc.proc.wait()
+        hubs = [svc.hub for svc in self.services.values() if svc.hub is not None]
+        for hub in hubs:
+            hub.terminate()
+        for hub in hubs:
+            hub.stop(30)
 
 
 def postgres_version() -> str:
@@ -265,21 +273,6 @@ def ensure_postgres() -> None:
             )
             time.sleep(1)
     raise SystemExit("PostgreSQL did not come back")
-
-
-async def wait_healthy(target: str, timeout_s: float = HEALTHY_WAIT_S) -> None:
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{target} is not healthy after {timeout_s:.0f} s")
 
 
 # Clients (separate processes) -----------------------------------------------------
@@ -527,15 +520,6 @@ async def reviver(sup: Supervisor, stop: asyncio.Event) -> None:
         sup.reap()
 
 
-def liquidity_rows(conn: Connection) -> list[tuple[str, int, int, int]]:
-    rows = conn.execute(
-        select(
-            accounts.c.id, accounts.c.balance, accounts.c.net_debit_cap, accounts.c.unsettled_net
-        ).where(accounts.c.kind == AccountKind.LIQUIDITY)
-    )
-    return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
-
-
 async def limit_sampler(
     db: Database, stop: asyncio.Event, bad: list[str], stats: Counter[str], t0: float
 ) -> None:
@@ -544,14 +528,17 @@ async def limit_sampler(
     seen: set[str] = set()
     while not stop.is_set():
         try:
-            rows = await asyncio.to_thread(db.read, liquidity_rows)
+            rows = await asyncio.to_thread(
+                db.read, lambda uow: uow.accounts.all(AccountKind.LIQUIDITY)
+            )
             stats["limit_samples"] += 1
-            for aid, balance, cap, unsettled in rows:
-                if not within_limit(balance, cap, unsettled) and aid not in seen:
-                    seen.add(aid)
+            for a in beyond_limit(rows):
+                if a.id not in seen:
+                    seen.add(a.id)
                     bad.append(
-                        f"during run (+{time.monotonic() - t0:.0f} s): {aid} is beyond its "
-                        f"liquidity plus cap (balance {balance}, cap {cap}, unsettled {unsettled})"
+                        f"during run (+{time.monotonic() - t0:.0f} s): {a.id} is beyond its "
+                        f"liquidity plus cap (balance {a.balance}, cap {a.net_debit_cap}, "
+                        f"unsettled {a.unsettled_net})"
                     )
         except Exception:  # the database is restarting
             stats["limit_samples_skipped"] += 1
@@ -691,43 +678,17 @@ def moved_backwards(reads: list[tuple[float, float, int]]) -> tuple[int, int] | 
     return None
 
 
-def check_settlements(
-    cycle_states: Mapping[str, int], entries: Iterable[tuple[str, str, str, int]]
-) -> list[str]:
-    """`entries` are the settlement ledger entries (posting id, cycle id,
-    account id, amount). A cycle is settled at most once (one posting, one
-    entry per participant's account; the hub's settlement account is every
-    entry's counterpart), only when it is SETTLED, and every closed cycle has
-    been settled (called after the recovered hub had its chance)."""
-    bad: list[str] = []
-    per_account: Counter[tuple[str, str]] = Counter()
-    postings: dict[str, set[str]] = defaultdict(set)
-    for posting_id, cid, aid, _amount in entries:
-        if not aid.endswith(f"/{AccountKind.SETTLEMENT}"):
-            per_account[(cid, aid)] += 1
-        postings[cid].add(posting_id)
-    for (cid, aid), n in sorted(per_account.items()):
-        if n > 1:
-            bad.append(f"cycle {cid} settled {n} times on {aid}")
-    for cid, ids in sorted(postings.items()):
-        if len(ids) > 1:
-            bad.append(f"cycle {cid} has {len(ids)} settlement postings: {sorted(ids)}")
-        state = cycle_states.get(cid)
-        if state != CycleState.SETTLED:
-            name = CycleState(state).name if state in set(CycleState) else "missing"
-            bad.append(f"cycle {cid} has settlement postings but is {name}")
-    for cid, state in sorted(cycle_states.items()):
-        if state == CycleState.CLOSED:
-            bad.append(f"cycle {cid} is closed but was not settled after recovery")
+def check_settlements(snapshot: AuditSnapshot) -> list[str]:
+    """A cycle is settled at most once (one posting, one entry per
+    participant's account; the hub's settlement account is every entry's
+    counterpart) and only when it is SETTLED: the audit's
+    `check_settled_once`; and every closed cycle has been settled (called
+    after the recovered hub had its chance)."""
+    bad = check_settled_once(snapshot)
+    for c in sorted(snapshot.cycles, key=lambda c: c.id):
+        if c.state is CycleState.CLOSED:
+            bad.append(f"cycle {c.id} is closed but was not settled after recovery")
     return bad
-
-
-def check_ledger(entries: Iterable[tuple[str, int]]) -> list[str]:
-    """Every currency's ledger entries (currency, amount) sum to zero."""
-    totals: Counter[str] = Counter()
-    for currency, amount in entries:
-        totals[currency] += amount
-    return [f"{c} ledger entries sum to {t}, not zero" for c, t in sorted(totals.items()) if t]
 
 
 @dataclass(frozen=True)
@@ -777,56 +738,33 @@ def check_limit_history(
     return bad
 
 
-def limit_events(conn: Connection) -> tuple[list[LimitEvent], dict[str, int]]:
-    """Every stored change of a bank's balance plus unsettled net, and the
-    banks' caps: the input of `check_limit_history`."""
-    events: list[LimitEvent] = []
-    caps = {
-        str(aid): int(cap)
-        for aid, cap in conn.execute(
-            select(accounts.c.id, accounts.c.net_debit_cap).where(
-                accounts.c.kind == AccountKind.LIQUIDITY
-            )
-        )
-    }
-    for aid, amount, posted_at, posting_id in conn.execute(
-        select(
-            ledger_entries.c.account_id,
-            ledger_entries.c.amount,
-            ledger_entries.c.posted_at,
-            ledger_entries.c.posting_id,
-        ).where(ledger_entries.c.kind != EntryKind.SETTLEMENT)
-    ):
-        if aid in caps:
-            events.append(LimitEvent(posted_at.timestamp(), aid, int(amount), str(posting_id)))
-    for row in conn.execute(
-        select(
-            transfers.c.id,
-            transfers.c.debtor_bank,
-            transfers.c.creditor_bank,
-            transfers.c.currency,
-            transfers.c.amount,
-            transfers.c.cycle_id,
-            transfers.c.status,
-            transfers.c.accepted_at,
-            transfers.c.cancelled_at,
-            transfers.c.creditor_currency,
-            transfers.c.creditor_amount,
-        )
-    ):
-        tid, debtor, creditor, currency, amount, cycle_id, status, at, cancelled_at = row[:9]
-        if not cycle_id:  # gross: its ledger entries are the change
-            continue
-        credit_currency = row[9] or currency
-        credit = int(row[10] if row[10] is not None else amount)
-        legs = [
-            (account_id(debtor, currency), -int(amount)),
-            (account_id(creditor, credit_currency), credit),
-        ]
-        for aid, delta in legs:
-            events.append(LimitEvent(at.timestamp(), aid, delta, f"transfer {tid}"))
-            if status == TransferStatus.CANCELLED and cancelled_at is not None:
-                events.append(LimitEvent(cancelled_at.timestamp(), aid, -delta, f"cancel of {tid}"))
+def limit_events(snapshot: AuditSnapshot) -> tuple[list[LimitEvent], dict[str, int]]:
+    """Every stored change of a bank's balance plus unsettled net (its
+    ledger entries other than settlements, which only move unsettled to
+    balance, and its transfers' legs, and their cancellations), and the banks'
+    caps: the input of `check_limit_history`."""
+    caps = {a.id: a.net_debit_cap for a in snapshot.accounts if a.kind == AccountKind.LIQUIDITY}
+    events = [
+        LimitEvent(e.posted_at.timestamp(), e.account_id, e.amount, e.posting_id)
+        for e in snapshot.entries
+        if e.account_id in caps and not is_settlement(e)
+    ]
+    for t in snapshot.transfers:  # gross ones have no legs: their entries are the change
+        cancelled = snapshot.cancelled_at.get(t.transfer_id)
+        if t.status is not TransferStatus.CANCELLED:
+            cancelled = None
+        for leg in t.legs():
+            for party, delta in ((leg.payer, -leg.amount), (leg.payee, leg.amount)):
+                aid = position_account_id(party, leg.currency)
+                if aid not in caps:  # the hub's FX account
+                    continue
+                events.append(
+                    LimitEvent(t.accepted_at.timestamp(), aid, delta, f"transfer {t.transfer_id}")
+                )
+                if cancelled is not None:
+                    events.append(
+                        LimitEvent(cancelled.timestamp(), aid, -delta, f"cancel of {t.transfer_id}")
+                    )
     return events, caps
 
 
@@ -866,14 +804,14 @@ async def recover(sup: Supervisor, db: Database, bad: list[str]) -> dict[str, An
     """Restart every process (without crash points), then wait (bounded)
     for the recovered hub to settle every closed cycle by itself."""
     half_settled = await leave_a_cycle_half_settled(sup)
-    left_closed = await asyncio.to_thread(db.read, closed_cycles)
+    left_closed = await asyncio.to_thread(db.read, lambda uow: closed_cycles(uow.conn))
     started = time.monotonic()
     for name in sup.services:
         sup.kill(name)
         sup.start(name)
     for svc in sup.services.values():
         await wait_healthy(svc.target)
-    while left := await asyncio.to_thread(db.read, closed_cycles):
+    while left := await asyncio.to_thread(db.read, lambda uow: closed_cycles(uow.conn)):
         if time.monotonic() - started > SETTLE_WAIT_S:
             bad.append(f"the recovered hub did not settle {left} within {SETTLE_WAIT_S:.0f} s")
             break
@@ -980,7 +918,7 @@ async def drain_streams(
     caught up with its feed, and return each feed as the database holds it,
     expanded, for check_streams."""
     expected = {
-        bank: await asyncio.to_thread(db.read, lambda c, b=bank: feed_rows(c, b))
+        bank: await asyncio.to_thread(db.read, lambda uow, b=bank: feed_rows(uow, b))
         for bank in watched
     }
     for _ in range(int(seconds / 0.2)):
@@ -991,10 +929,10 @@ async def drain_streams(
     return expected
 
 
-def feed_rows(conn: Connection, bank: str) -> list[StreamItem]:
+def feed_rows(uow: UnitOfWork, bank: str) -> list[StreamItem]:
     out: list[StreamItem] = []
     seq = 1
-    while page := feed.load(conn, bank, seq, 20_000):
+    while page := uow.events.load(bank, seq, 20_000):
         for event in page:
             if event.cycle is not None:
                 out.append(("cycle", event.cycle.id, int(event.status)))
@@ -1041,62 +979,31 @@ def check_streams(
     return bad
 
 
-def stored_rows(conn: Connection) -> dict[str, Any]:
-    contents = [
-        (str(r[0]), [r[1], r[2], int(r[3])])
-        for r in conn.execute(
-            select(
-                transfers.c.id,
-                transfers.c.debtor_bank,
-                transfers.c.creditor_bank,
-                transfers.c.amount,
-            )
-        )
-    ]
-    states = {str(r[0]): int(r[1]) for r in conn.execute(select(cycles.c.id, cycles.c.state))}
-    settle = [
-        (str(r[0]), str(r[1]), str(r[2]), int(r[3]))
-        for r in conn.execute(
-            select(
-                ledger_entries.c.posting_id,
-                ledger_entries.c.reference,
-                ledger_entries.c.account_id,
-                ledger_entries.c.amount,
-            ).where(ledger_entries.c.kind == EntryKind.SETTLEMENT)
-        )
-    ]
-    entries = [
-        (str(r[0]), int(r[1]))
-        for r in conn.execute(select(ledger_entries.c.currency, ledger_entries.c.amount))
-    ]
-    events, caps = limit_events(conn)
-    return {
-        "transfers": contents,
-        "cycle_states": states,
-        "settlement_entries": settle,
-        "entries": entries,
-        "limit_events": events,
-        "caps": caps,
-    }
+def stored_contents(snapshot: AuditSnapshot) -> list[tuple[str, Content]]:
+    """Every stored transfer's (id, content), for `check_outcomes`."""
+    return [(t.transfer_id, [t.debtor, t.creditor, t.amount]) for t in snapshot.transfers]
 
 
 async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str]) -> dict[str, Any]:
     h = read_history(
         json.loads(line) for log in logs for line in log.read_text().splitlines() if line
     )
-    data = await asyncio.to_thread(db.read, stored_rows)
+    snapshot = await asyncio.to_thread(read_snapshot, db)
     unresolved = {tid: c for tid, c in h.ambiguous.items() if tid not in h.acked}
     probes = await resolve(sup, unresolved, bad)
-    outcome_violations, resolved = check_outcomes(h, data["transfers"], probes)
+    outcome_violations, resolved = check_outcomes(h, stored_contents(snapshot), probes)
     bad += outcome_violations
     for tid, seen in h.statuses.items():
         if backwards := moved_backwards(seen):
             bad.append(f"status of {tid} moved backwards: {backwards}")
-    bad += check_settlements(data["cycle_states"], data["settlement_entries"])
-    bad += check_ledger(data["entries"])
-    bad += check_limit_history(data["limit_events"], data["caps"])
-    report = audit(db)
-    bad += [f"audit: {v}" for v in report.violations]
+    bad += check_settlements(snapshot)
+    bad += check_ledger(snapshot)
+    limits, caps = limit_events(snapshot)
+    bad += check_limit_history(limits, caps)
+    # The hub's audit over the same snapshot, less what was reported above.
+    report = audit_snapshot(snapshot)
+    reported = set(bad)
+    bad += [f"audit: {v}" for v in report.violations if v not in reported]
     reasons = Counter(r.reason for rs in h.rejected.values() for r in rs)
     return {
         "operations": h.operations,
@@ -1109,10 +1016,10 @@ async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str])
         "ambiguous_absent": resolved["ambiguous_absent"],
         "ambiguous_acknowledged_later": resolved["ambiguous_acknowledged_later"],
         "status_samples": sum(len(v) for v in h.statuses.values()),
-        "limit_events_replayed": len(data["limit_events"]),
+        "limit_events_replayed": len(limits),
         "transfers_stored": report.transfers,
         "cycles": report.cycles,
-        "cycles_settled": sum(1 for s in data["cycle_states"].values() if s == CycleState.SETTLED),
+        "cycles_settled": sum(1 for c in snapshot.cycles if c.state is CycleState.SETTLED),
         "ledger_entries": report.entries,
     }
 

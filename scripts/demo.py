@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -17,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+import hubs
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients import format as fmt
@@ -34,12 +30,17 @@ WORK = ROOT / "build" / "demo"
 LOG = WORK.relative_to(ROOT) / "hub.log"
 SEED = 20261123
 
-# code -> (name, home region, currencies, deposit in major units per currency)
+# code -> (name, home region, currencies, deposit in major units per currency).
+# A bank that sends same-currency traffic may see all of it leave before its
+# peers' payments to it arrive: its deposit and cap cover its whole gross outflow
+# (1.3 to 2.0 million a currency with this seed, plus at most 0.12 million of
+# remittances), so its cross-currency remittances are never refused for
+# liquidity whatever order the concurrent clients' batches commit in.
 BANKS: dict[str, tuple[str, str, list[str], int]] = {
     "BANKUS01": ("First Atlantic", "us-east1", ["USD"], 2_000_000),
-    "BANKUS02": ("Pacific Union", "us-west1", ["USD"], 1_500_000),
-    "BANKDE01": ("Rheinbank", "europe-west1", ["EUR", "USD"], 1_000_000),
-    "BANKFR01": ("Banque Seine", "europe-west1", ["EUR"], 800_000),
+    "BANKUS02": ("Pacific Union", "us-west1", ["USD"], 3_000_000),
+    "BANKDE01": ("Rheinbank", "europe-west1", ["EUR", "USD"], 3_000_000),
+    "BANKFR01": ("Banque Seine", "europe-west1", ["EUR"], 3_000_000),
     "BANKGB01": ("Thames Mutual", "europe-west2", ["GBP"], 900_000),
     "BANKPH01": ("Manila Remit", "asia-southeast1", ["PHP", "USD"], 50_000_000),
     "BANKIN01": ("Deccan Bank", "asia-south1", ["INR"], 80_000_000),
@@ -63,12 +64,6 @@ WATCHED_BANK = "BANKPH01"  # its status stream is followed through the demo
 Step = tuple[bool, list[cpb.TransferInstruction]]  # (as one batch?, items)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def uetr(rng: random.Random) -> str:
     """A UUIDv4 transfer id drawn from the seeded generator: reruns are identical."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -89,7 +84,7 @@ class Tally:
         return self.accepted + self.replayed + sum(self.rejected.values())
 
 
-def start_hub(port: int, metrics_port: int) -> subprocess.Popen[bytes]:
+def start_hub() -> hubs.HubProcess:
     WORK.mkdir(parents=True, exist_ok=True)
     for old in WORK.glob("remitnet.db*"):
         old.unlink()
@@ -97,31 +92,14 @@ def start_hub(port: int, metrics_port: int) -> subprocess.Popen[bytes]:
     now = datetime.now(UTC).isoformat()
     rows = "".join(f"{b},{q},{r},{now}\n" for (b, q), r in RATES.items())
     rates.write_text("base,quote,rate,as_of\n" + rows)
-    log = (WORK / "hub.log").open("wb")
-    command = [
-        sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
-        "--db", "sqlite:///build/demo/remitnet.db", "--port", str(port),
-        "--metrics-port", str(metrics_port), "--fx-rates", str(rates),
-        "--fx-corridor", "GBP:NGN=120",
-    ]  # fmt: skip
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-
-
-async def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"the hub exited with {proc.returncode}; see {LOG}")
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.2)
-    raise SystemExit(f"the hub did not report SERVING within {timeout_s:.0f} s; see {LOG}")
+    (WORK / "hub.log").write_bytes(b"")
+    return hubs.start_hub(
+        "sqlite:///build/demo/remitnet.db",
+        extra=["--fx-rates", str(rates), "--fx-corridor", "GBP:NGN=120"],
+        log=ROOT / LOG,
+        cwd=ROOT,
+        wait=None,
+    )
 
 
 async def onboard(op: OperatorClient) -> None:
@@ -360,13 +338,15 @@ def report_stream(code: str, watched: Watched, cycles: int) -> bool:
 
 async def run() -> int:
     started = time.perf_counter()
-    port, metrics_port = free_port(), free_port()
-    proc = start_hub(port, metrics_port)
-    target, ok, tally = f"127.0.0.1:{port}", False, Tally(planned=0)
+    hub = start_hub()
+    target, ok, tally = hub.target, False, Tally(planned=0)
     try:
-        await wait_serving(target, proc)
+        try:
+            await hub.wait_healthy(60)
+        except (hubs.HubExited, TimeoutError) as exc:
+            raise SystemExit(str(exc)) from exc
         print(f"hub serving gRPC on {target} (SQLite build/demo/remitnet.db), "
-              f"metrics http://127.0.0.1:{metrics_port}/metrics, log {LOG}")  # fmt: skip
+              f"metrics http://127.0.0.1:{hub.metrics_port}/metrics, log {LOG}")  # fmt: skip
         config = ClientConfig(target=target, deadline_s=60.0)
         async with OperatorClient(config) as op:
             await onboard(op)
@@ -389,13 +369,8 @@ async def run() -> int:
             ok &= report_stream(WATCHED_BANK, watched, cycles)
         ok &= tally.ok and tally.done == tally.planned
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = await asyncio.to_thread(proc.wait)
+        code = await asyncio.to_thread(hub.stop, 30)
+        if hub.killed:
             print("the hub did not stop within 30 s of SIGTERM and was killed")
     elapsed = time.perf_counter() - started
     print(f"\nhub stopped on SIGTERM (exit code {code}); log: {LOG}")

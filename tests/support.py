@@ -137,4 +137,4 @@ def counts(db: Database) -> Counts:
             tuple((str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in state),
         )
 
-    return db.read(read)
+    return db.read(lambda uow: read(uow.conn))

@@ -1,21 +1,34 @@
 """The chaos checker's own logic: a checker that cannot fail proves nothing.
-Each test feeds one of its functions a history or a database state that
-breaks an invariant and asserts that it is reported."""
+Each test feeds one of its functions a history or a database state (an
+audit snapshot, as the checker reads it) that breaks an invariant and
+asserts that it is reported."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chaos import (
     LimitEvent,
-    check_ledger,
     check_limit_history,
     check_outcomes,
     check_settlements,
     check_streams,
+    limit_events,
     moved_backwards,
     read_history,
 )
+
+from remitnet.services.domain.account import Account
+from remitnet.services.domain.audit import (  # the checker's ledger check is the audit's
+    AuditSnapshot,
+    StoredEntry,
+    check_ledger,
+)
+from remitnet.services.domain.cycle import Cycle
+from remitnet.services.domain.ledger import EntryKind
+from remitnet.services.domain.model import CycleState, StoredTransfer, TransferStatus
 
 A, B = "CHUS00", "CHEU00"
 T1, T2, T3 = (f"00000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3))
@@ -173,6 +186,37 @@ def test_a_stored_transfer_nobody_asked_for() -> None:
 
 # Cycles and ledger ---------------------------------------------------------------------
 
+AT = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return AT + timedelta(seconds=seconds)
+
+
+def settled(states: Mapping[str, int], entries: list[tuple[str, str, str, int]]) -> AuditSnapshot:
+    """Cycles in `states` and settlement entries (posting id, cycle id,
+    account id, amount)."""
+    return AuditSnapshot(
+        cycles=[
+            Cycle(cid, "USD", int(cid[-6:]), CycleState(state), AT, None, None, 0, 0, 0)
+            for cid, state in states.items()
+        ],
+        entries=[
+            StoredEntry(aid, 1, EntryKind.SETTLEMENT, amount, amount, pid, cid, AT, "USD")
+            for pid, cid, aid, amount in entries
+        ],
+    )
+
+
+def ledger(entries: list[tuple[str, int]]) -> AuditSnapshot:
+    """Ledger entries (currency, amount)."""
+    return AuditSnapshot(
+        entries=[
+            StoredEntry(f"{A}/{c}/LIQUIDITY", i, EntryKind.DEPOSIT, n, n, f"p{i}", "", AT, c)
+            for i, (c, n) in enumerate(entries, 1)
+        ]
+    )
+
 
 def test_single_settlement_passes() -> None:
     entries = [
@@ -181,7 +225,7 @@ def test_single_settlement_passes() -> None:
         ("settle:USD-000001", "USD-000001", f"{B}/USD/LIQUIDITY", 5),
         ("settle:USD-000001", "USD-000001", "HUB/USD/SETTLEMENT", -5),
     ]
-    assert check_settlements({"USD-000001": 3, "USD-000002": 1}, entries) == []
+    assert check_settlements(settled({"USD-000001": 3, "USD-000002": 1}, entries)) == []
 
 
 def test_double_settlement() -> None:
@@ -189,32 +233,32 @@ def test_double_settlement() -> None:
         ("settle:USD-000001", "USD-000001", f"{A}/USD/LIQUIDITY", -5),
         ("settle:USD-000001", "USD-000001", f"{A}/USD/LIQUIDITY", -5),
     ]
-    violations = check_settlements({"USD-000001": 3}, entries)
+    violations = check_settlements(settled({"USD-000001": 3}, entries))
     assert violations == [f"cycle USD-000001 settled 2 times on {A}/USD/LIQUIDITY"]
     other_posting = [
         ("settle:USD-000001", "USD-000001", f"{A}/USD/LIQUIDITY", -5),
         ("resettle:USD-000001", "USD-000001", f"{B}/USD/LIQUIDITY", 5),
     ]
-    violations = check_settlements({"USD-000001": 3}, other_posting)
+    violations = check_settlements(settled({"USD-000001": 3}, other_posting))
     assert any("2 settlement postings" in v for v in violations)
 
 
 def test_settlement_postings_of_a_cycle_not_settled() -> None:
     entries = [("settle:USD-000001", "USD-000001", f"{A}/USD/LIQUIDITY", -5)]
-    violations = check_settlements({"USD-000001": 2}, entries)
+    violations = check_settlements(settled({"USD-000001": 2}, entries))
     assert "cycle USD-000001 has settlement postings but is CLOSED" in violations
 
 
 def test_a_closed_cycle_left_unsettled() -> None:
-    violations = check_settlements({"USD-000001": 2, "USD-000002": 1}, [])
+    violations = check_settlements(settled({"USD-000001": 2, "USD-000002": 1}, []))
     assert violations == ["cycle USD-000001 is closed but was not settled after recovery"]
 
 
 def test_ledger_not_zero_sum() -> None:
-    assert check_ledger([("USD", 5), ("USD", -5), ("EUR", 3)]) == [
+    assert check_ledger(ledger([("USD", 5), ("USD", -5), ("EUR", 3)])) == [
         "EUR ledger entries sum to 3, not zero"
     ]
-    assert check_ledger([("USD", 5), ("USD", -5)]) == []
+    assert check_ledger(ledger([("USD", 5), ("USD", -5)])) == []
 
 
 # Liquidity plus cap over the whole history ----------------------------------------------
@@ -250,6 +294,52 @@ def test_a_credit_far_later_does_not_excuse_a_debit() -> None:
     # ... while one stamped within the slack may have committed first.
     events = [LimitEvent(0.0, ACC, -100, "transfer 1"), LimitEvent(1.0, ACC, 100, "deposit")]
     assert check_limit_history(events, {ACC: 0}, slack_s=2.0) == []
+
+
+def test_limit_events_replay_entries_and_the_transfers_legs() -> None:
+    """The replay's input, from the snapshot: non-settlement entries of
+    liquidity accounts, each transfer's legs (`StoredTransfer.legs`: a
+    cross-currency transfer's debtor pays in its currency, its creditor is
+    paid in its own, the hub's FX account is no bank) and their
+    cancellations; gross transfers only through their entries."""
+    eur = f"{B}/EUR/LIQUIDITY"
+    accounts = [
+        Account(aid, aid[:6], aid[7:10], "LIQUIDITY", 0, cap, 0, 0, AT)
+        for aid, cap in ((ACC, 50), (eur, 0))
+    ] + [Account("HUB/USD/FX", "HUB", "USD", "FX", 0, 0, 0, 0, AT)]
+    entries = [
+        StoredEntry(ACC, 1, EntryKind.DEPOSIT, 100, 100, "dep", "dep", AT, "USD"),
+        StoredEntry(ACC, 2, EntryKind.SETTLEMENT, 0, 100, "settle:USD-000001", "", AT, "USD"),
+        StoredEntry(ACC, 3, EntryKind.GROSS, -7, 93, f"gross:{T3}", T3, AT, "USD"),
+    ]
+    fx = StoredTransfer(
+        T1, A, B, "USD", 140, "", TransferStatus.ACCEPTED, "USD-000001", at(10),
+        quote_id=T3, creditor_currency="EUR", creditor_amount=130,
+        creditor_cycle_id="EUR-000001", fee=2,
+    )  # fmt: skip
+    cancelled = StoredTransfer(
+        T2, A, B, "USD", 40, "", TransferStatus.CANCELLED, "USD-000001", at(20)
+    )
+    gross = StoredTransfer(T3, A, B, "USD", 7, "", TransferStatus.SETTLED, "", AT)
+    snapshot = AuditSnapshot(
+        accounts=accounts,
+        entries=entries,
+        transfers=[fx, cancelled, gross],
+        cancelled_at={T2: at(60)},
+    )
+    events, caps = limit_events(snapshot)
+    assert caps == {ACC: 50, eur: 0}
+    assert sorted((e.at - AT.timestamp(), e.account, e.amount, e.what) for e in events) == [
+        (0.0, ACC, -7, f"gross:{T3}"),
+        (0.0, ACC, 100, "dep"),
+        (10.0, eur, 130, f"transfer {T1}"),
+        (10.0, ACC, -140, f"transfer {T1}"),
+        (20.0, ACC, -40, f"transfer {T2}"),
+        (60.0, ACC, 40, f"cancel of {T2}"),
+    ]
+    # 93 - 140 is within the cap of 50; - 40 more is 37 beyond it, until the cancellation.
+    [violation] = check_limit_history(events, caps)
+    assert violation.startswith(f"{ACC} went 37 beyond") and f"transfer {T2}" in violation
 
 
 FEED = [

@@ -460,24 +460,26 @@ REGIONS_OF = {"BANKUS01": "us-east1", "BANKPH01": "asia-southeast1"}
 
 
 def _writes(dialect: Dialect) -> _Recorder:
-    repo = pytest.importorskip("remitnet.services.adapters.db.repository")
+    uow = pytest.importorskip("remitnet.services.adapters.db.unit_of_work")
+    features = pytest.importorskip("remitnet.services.adapters.db.dialect")
     netting = pytest.importorskip("remitnet.services.domain.netting")
     model = pytest.importorskip("remitnet.services.domain.model")
     conn = _Recorder(dialect)
+    repos = uow.SqlUnitOfWork(conn, features.Dialect.named(dialect.name))
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    repo.insert_account(
-        conn, "BANKPH01/USD/LIQUIDITY", "BANKPH01", "USD", "LIQUIDITY", now,
+    repos.accounts.add(
+        "BANKPH01/USD/LIQUIDITY", "BANKPH01", "USD", "LIQUIDITY", now,
         home_region="asia-southeast1",
     )  # fmt: skip
     delta = netting.PositionDelta(5, 0, 1, 0, 0)
-    repo.add_positions(
-        conn, {("USD-000001", "BANKUS01"): delta, ("USD-000001", model.HUB): delta}, REGIONS_OF
+    repos.positions.add(
+        {("USD-000001", "BANKUS01"): delta, ("USD-000001", model.HUB): delta}, REGIONS_OF
     )
     transfer = model.StoredTransfer(
         "3b1f0a5e-0000-4000-8000-000000000001", "BANKPH01", "BANKUS01", "USD", 5, "",
         model.TransferStatus.ACCEPTED, "USD-000001", now,
     )  # fmt: skip
-    repo.insert_transfers(conn, [transfer], REGIONS_OF)
+    repos.transfers.add([transfer], REGIONS_OF)
     return conn
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import delete, update
 from remitnet.clients.bank import instruction
 from remitnet.clients.errors import HubError
 from remitnet.netting.v1 import netting_pb2 as npb
-from remitnet.services.adapters.db import audit_log
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import operator_audit_log as log
 from remitnet.services.domain import audit_trail as trail
@@ -32,7 +31,7 @@ BANKS = {"BANKA01": "us-east1", "BANKB01": "asia-southeast1"}
 
 
 def records(db: Database) -> list[trail.AuditRecord]:
-    return db.read(lambda conn: list(audit_log.records(conn)))
+    return db.read(lambda uow: list(uow.trail.records()))
 
 
 def rows(db: Database) -> list[tuple[int, str, str, str]]:

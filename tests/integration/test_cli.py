@@ -4,22 +4,18 @@ line and a distinct exit status for refused, invalid and unreachable."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hubs import CLI, free_port, start_hub
 
 from remitnet.services.entrypoints.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from remitnet.services.entrypoints.server import SERVICES
-from tests.integration.test_server import _serve, _wait_serving, free_port
 
-CLI = [sys.executable, "-m", "remitnet.services.entrypoints.cli"]
 ISO_UTC = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b")
 
 
@@ -59,16 +55,12 @@ def _value(out: str, label: str) -> str:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     db = tmp_path_factory.mktemp("cli") / "cli.db"
-    proc = _serve(f"sqlite:///{db}", port, free_port())
-    address = f"127.0.0.1:{port}"
+    hub = start_hub(f"sqlite:///{db}", wait=30)
     try:
-        asyncio.run(_wait_serving(address))
-        yield address
+        yield hub.target
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert hub.stop(30) == 0
 
 
 def test_help_names_every_command_and_documents_exit_codes() -> None:

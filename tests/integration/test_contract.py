@@ -337,7 +337,9 @@ def _rate(base: str, quote: str, mid: str, as_of: datetime | None) -> fx_pb2.Rat
 
 def _stored_rates(hub: HubHandle) -> list[tuple[object, ...]]:
     return hub.db.read(
-        lambda conn: [tuple(r) for r in conn.execute(fx_rates.select().order_by("base", "quote"))]
+        lambda uow: [
+            tuple(r) for r in uow.conn.execute(fx_rates.select().order_by("base", "quote"))
+        ]
     )
 
 

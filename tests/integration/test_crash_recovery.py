@@ -3,13 +3,10 @@ it, retry with the same keys: the effect happens exactly once."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import uuid
 
 import pytest
+from hubs import HubProcess, free_port, start_hub
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients.bank import BankClient, instruction
@@ -20,55 +17,31 @@ from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.service_layer.audit import AuditReport, audit
 from remitnet.settlement.v1 import settlement_pb2 as spb
-from tests.integration.test_server import _wait_serving, free_port
 
 POINTS = ["before_commit", "after_commit"]
 
 
-def _start(db_url: str, port: int, crash_at: str = "") -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != "REMITNET_CRASH_AT"}
-    if crash_at:
-        env["REMITNET_CRASH_AT"] = crash_at
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
-            "--db", db_url, "--port", str(port), "--metrics-port", "-1",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+def _start(db_url: str, port: int, crash_at: str = "") -> HubProcess:
+    return start_hub(db_url, port=port, metrics=False, crash_at=crash_at, wait=None)
 
 
 async def _crash_then_restart(
     db_url: str, port: int, crash_at: str, setup: object, doomed: object
-) -> subprocess.Popen[bytes]:
+) -> HubProcess:
     """Run `setup` on a hub that will crash at `crash_at`, then `doomed`,
     which must kill it; return a fresh hub on the same port and database."""
-    target = f"127.0.0.1:{port}"
-    proc = _start(db_url, port, crash_at)
+    hub = _start(db_url, port, crash_at)
     try:
-        await _wait_serving(target)
+        await hub.wait_healthy(30)
         await setup()  # type: ignore[operator]
         with pytest.raises(HubError):
             await doomed()  # type: ignore[operator]
-        assert proc.wait(30) == 137
-        assert (
-            proc.stderr is not None
-            and b"crash injected at " + crash_at.encode() in proc.stderr.read()
-        )
+        assert hub.proc.wait(30) == 137
+        assert "crash injected at " + crash_at in hub.output()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        hub.kill()
     fresh = _start(db_url, port)
-    await _wait_serving(target)
+    await fresh.wait_healthy(30)
     return fresh
 
 
@@ -118,7 +91,7 @@ async def test_batch_commit_crash(postgres_url: str, point: str) -> None:
         report = _audit_clean(postgres_url)
         assert report.transfers == 200
     finally:
-        _stop(hub)
+        hub.stop(30)
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -151,7 +124,7 @@ async def test_cycle_close_crash(postgres_url: str, point: str) -> None:
         assert sorted(c.cycle_id for c in cycles) == ["USD-000001", "USD-000002"]
         _audit_clean(postgres_url)
     finally:
-        _stop(hub)
+        hub.stop(30)
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -188,4 +161,4 @@ async def test_settlement_crash(postgres_url: str, point: str) -> None:
         assert [e.amount for e in statement.entries] == [1_000_000, 210]
         _audit_clean(postgres_url)
     finally:
-        _stop(hub)
+        hub.stop(30)

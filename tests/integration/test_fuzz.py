@@ -30,7 +30,6 @@ from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.netting.v1 import netting_pb2_grpc as ngrpc
 from remitnet.participants.v1 import participants_pb2 as ppb
 from remitnet.participants.v1 import participants_pb2_grpc as pgrpc
-from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import banks, cycles, fx_quotes
 from remitnet.settlement.v1 import settlement_pb2 as spb
@@ -137,7 +136,7 @@ def fingerprint(db: Database) -> tuple[Any, ...]:
         states = tuple(conn.execute(select(cycles.c.id, cycles.c.state).order_by(cycles.c.id)))
         return count(banks), count(fx_quotes), tuple(tuple(r) for r in states)
 
-    return counts(db), db.read(read)
+    return counts(db), db.read(lambda uow: read(uow.conn))
 
 
 async def answer(call: Awaitable[Any]) -> grpc.aio.AioRpcError | None:
@@ -164,7 +163,7 @@ def canonical(raw: str) -> str | None:
 
 
 def stored(db: Database, ids: set[str]) -> dict[str, tuple[str, str, str, int, str]]:
-    found = db.read(lambda conn: repo.existing_transfers(conn, ids)) if ids else {}
+    found = db.read(lambda uow: uow.transfers.existing(ids)) if ids else {}
     return {
         tid: (t.debtor, t.creditor, t.currency, t.amount, t.remittance_info)
         for tid, t in found.items()

@@ -158,7 +158,7 @@ async def test_batch_of_quotes_feeds_a_batch_of_transfers(net: HubHandle) -> Non
     assert first.target_amount == single.target_amount and first.bank_code == "USBANK01"
     assert fifth.target_amount.minor_units == 777 and "cross via USD" in fifth.derivation
     stored = net.db.read(
-        lambda conn: conn.execute(select(func.count()).select_from(fx_quotes)).scalar_one()
+        lambda uow: uow.conn.execute(select(func.count()).select_from(fx_quotes)).scalar_one()
     )
     assert stored == 3  # the two issued here and the single one: refusals store nothing
     batch = await us.submit_batch(

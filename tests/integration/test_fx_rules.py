@@ -33,12 +33,12 @@ def _rate(base: str, quote: str, mid: str, as_of: datetime | None = None) -> fx_
 
 def _stored(db: Database, table: Table) -> list[tuple[object, ...]]:
     query = select(table).order_by(*table.primary_key)
-    return db.read(lambda conn: [tuple(r) for r in conn.execute(query)])
+    return db.read(lambda uow: [tuple(r) for r in uow.conn.execute(query)])
 
 
 def _quote_count(db: Database) -> int:
     return int(
-        db.read(lambda c: c.execute(select(func.count()).select_from(fx_quotes)).scalar_one())
+        db.read(lambda u: u.conn.execute(select(func.count()).select_from(fx_quotes)).scalar_one())
     )
 
 
@@ -103,7 +103,7 @@ async def test_a_rate_stored_before_the_bounds_refuses_only_its_own_quotes(
             )
         )
 
-    hub.db.write("plant_legacy_rate", plant)
+    hub.db.write("plant_legacy_rate", lambda uow: plant(uow.conn))
     await hub.operator.create_bank("USBANK01", "US", "us-east1", ["USD"])
 
     def ask(target: str) -> fx_pb2.CreateQuoteRequest:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from hubs import free_port, start_hub
 
 from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
@@ -30,7 +29,6 @@ from remitnet.services.entrypoints.server import (
     ServerConfig,
     TlsConfig,
 )
-from tests.integration.test_server import _wait_serving, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -205,27 +203,15 @@ def test_health_port_is_off_by_default_and_must_differ_from_port() -> None:
         Hub(ServerConfig(insecure=True, port=50051, health_port=50051))
 
 
-def _serve(db: str, port: int, health_port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
-         "--db", db, "--port", str(port), "--metrics-port", "-1",
-         "--health-port", str(health_port), "--only", "fx"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
 async def test_cli_serves_health_port_and_stops_on_sigterm(tmp_path: Path) -> None:
-    health_port = free_port()
-    proc = _serve(f"sqlite:///{tmp_path / 'hub.db'}", free_port(), health_port)
+    db = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = start_hub(db, metrics=False, health_port=free_port(), only=["fx"], wait=None)
     try:
-        await _wait_serving(f"127.0.0.1:{health_port}", SERVICE_NAMES["fx"])
+        await hub.wait_healthy(30, service=SERVICE_NAMES["fx"])  # on the health port
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await _check(f"127.0.0.1:{health_port}", SERVICE_NAMES["clearing"])
+            await _check(hub.health_target, SERVICE_NAMES["clearing"])
         assert err.value.code() is grpc.StatusCode.NOT_FOUND  # not served by this process
-        proc.send_signal(signal.SIGTERM)
-        exit_code = await asyncio.to_thread(proc.wait, 30)
-        assert exit_code == 0, proc.stdout.read().decode() if proc.stdout else ""
+        exit_code = await asyncio.to_thread(hub.stop, 30)
+        assert exit_code == 0, hub.output()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        hub.kill()

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
+from hubs import CLI
 
 from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
@@ -288,8 +288,8 @@ def test_insecure_is_allowed_on_loopback(host: str) -> None:
 
 def test_the_cli_refuses_insecure_off_loopback_before_starting() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
-         "--host", "0.0.0.0", "--db", "sqlite://", "--metrics-port", "-1"],
+        [*CLI, "serve", "--insecure", "--host", "0.0.0.0", "--db", "sqlite://",
+         "--metrics-port", "-1"],
         capture_output=True, timeout=60, env={**os.environ},
     )  # fmt: skip
     assert done.returncode == 2

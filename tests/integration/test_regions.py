@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table, insert, select
 
 from remitnet.clients.bank import instruction
 from remitnet.services.adapters.db import migrate
-from remitnet.services.adapters.db import repository as repo
+from remitnet.services.adapters.db.banks import SqlBanks
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import (
     HUB_HOME_REGION,
@@ -23,6 +23,7 @@ from remitnet.services.adapters.db.schema import (
     positions,
     transfers,
 )
+from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
 from remitnet.services.domain.model import HUB
 from remitnet.services.service_layer.audit import audit
 from tests.support import HubHandle
@@ -44,11 +45,11 @@ TABLES: dict[str, tuple[Table, str]] = {
 }
 
 
-def _home_regions(conn: Connection) -> dict[str, Counter[tuple[str, str]]]:
+def _home_regions(uow: SqlUnitOfWork) -> dict[str, Counter[tuple[str, str]]]:
     """Per table: (owner, home_region) -> number of rows."""
     return {
         name: Counter(
-            (str(o), str(r)) for o, r in conn.execute(select(t.c[owner], t.c.home_region))
+            (str(o), str(r)) for o, r in uow.conn.execute(select(t.c[owner], t.c.home_region))
         )
         for name, (t, owner) in TABLES.items()
     }
@@ -103,13 +104,13 @@ async def test_the_batch_path_looks_no_region_up(
     us = hub.bank("USBANK01")
     await us.submit_batch([instruction(c, "USD", 1) for c in BANKS if c != "USBANK01"])
     looked_up: list[Collection[str] | None] = []
-    real = repo.bank_regions
+    real = SqlBanks.regions
 
-    def spy(conn: Connection, codes: Collection[str] | None = None) -> dict[str, str]:
+    def spy(self: SqlBanks, codes: Collection[str] | None = None) -> dict[str, str]:
         looked_up.append(codes)
-        return real(conn, codes)
+        return real(self, codes)
 
-    monkeypatch.setattr(repo, "bank_regions", spy)
+    monkeypatch.setattr(SqlBanks, "regions", spy)
     q = await us.quote("USD", "PHP", source_amount=10_000)
     items = [instruction(c, "USD", 3) for c in BANKS if c != "USBANK01"] * 50
     items.append(instruction("PHBANK01", "USD", 10_000, quote_id=q.quote_id))

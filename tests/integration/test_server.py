@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from hubs import CLI, free_port, start_hub
 
 from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
@@ -35,12 +33,6 @@ SERVICES = [
 def _fetch(url: str) -> str:
     with urllib.request.urlopen(url) as response:
         return str(response.read().decode())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_health_and_reflection(hub: HubHandle) -> None:
@@ -88,40 +80,12 @@ async def test_reflection_describes_every_service_like_grpcurl(hub: HubHandle) -
     assert "GetReconciliation" in described["remitnet.settlement.v1.SettlementService"]
 
 
-def _serve(db: str, port: int, metrics_port: int, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--insecure",
-            "--db", db, "--port", str(port), "--metrics-port", str(metrics_port), *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
-async def _wait_serving(target: str, service: str = "", wait_s: float = 30.0) -> None:
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while True:
-            try:
-                r = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{target} not serving")
-            await asyncio.sleep(0.1)
-
-
 async def test_process_serves_metrics_and_drains_on_sigterm(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'hub.db'}"
-    port, mport = free_port(), free_port()
-    proc = _serve(db, port, mport)
-    target = f"127.0.0.1:{port}"
+    hub = start_hub(db, wait=None)
+    target, mport = hub.target, hub.metrics_port
     try:
-        await _wait_serving(target)
+        await hub.wait_healthy(30)
         config = ClientConfig(target=target)
         async with OperatorClient(config) as op:
             for code in ("SIGA01", "SIGB01"):
@@ -141,10 +105,10 @@ async def test_process_serves_metrics_and_drains_on_sigterm(tmp_path: Path) -> N
             batches = [[instruction("SIGB01", "USD", 1) for _ in range(2_000)] for _ in range(5)]
             calls = [asyncio.create_task(bank.submit_batch(b)) for b in batches]
             await asyncio.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
+            hub.terminate()
             responses = await asyncio.gather(*calls, return_exceptions=True)
-        exit_code: int = await asyncio.to_thread(lambda: proc.wait(30))
-        assert exit_code == 0, proc.stdout.read().decode() if proc.stdout else ""
+        exit_code = await asyncio.to_thread(hub.proc.wait, 30)
+        assert exit_code == 0, hub.output()
         done = [r for r in responses if not isinstance(r, BaseException)]
         assert done, f"no call finished: {responses}"
         for r in done:
@@ -158,22 +122,17 @@ async def test_process_serves_metrics_and_drains_on_sigterm(tmp_path: Path) -> N
         assert report.transfers == 1 + 2_000 * len(done)
         stored.dispose()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        hub.kill()
 
 
 async def test_services_split_across_processes_share_the_database(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'split.db'}"
-    ports = {
-        name: (free_port(), free_port())
-        for name in ("participants", "clearing", "netting,settlement")
-    }
-    procs = {name: _serve(db, p, m, "--only", name) for name, (p, m) in ports.items()}
+    names = ("participants", "clearing", "netting,settlement")
+    procs = {name: start_hub(db, only=[name], wait=None) for name in names}
     try:
-        for p, _m in ports.values():
-            await _wait_serving(f"127.0.0.1:{p}")
-        t = {name: ClientConfig(target=f"127.0.0.1:{p}") for name, (p, _m) in ports.items()}
+        for hub in procs.values():
+            await hub.wait_healthy(30)
+        t = {name: ClientConfig(target=hub.target) for name, hub in procs.items()}
         async with OperatorClient(t["participants"]) as op:
             for code in ("SPLA01", "SPLB01"):
                 await op.create_bank(code, code, "us-east1", ["EUR"])
@@ -198,15 +157,15 @@ async def test_services_split_across_processes_share_the_database(tmp_path: Path
                 "SPLB01": 600,
             }
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            assert proc.wait(30) == 0
+        for hub in procs.values():
+            hub.terminate()
+        for hub in procs.values():
+            assert hub.stop(30) == 0
 
 
 def test_refuses_to_start_without_tls_or_insecure() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "remitnet.services.entrypoints.cli", "serve", "--db", "sqlite://"],
+        [*CLI, "serve", "--db", "sqlite://"],
         capture_output=True,
         timeout=60,
         env={**os.environ},
@@ -221,29 +180,27 @@ async def test_client_rides_out_a_restart_with_the_same_transfer_id(tmp_path: Pa
     db = f"sqlite:///{tmp_path / 'restart.db'}"
     port = free_port()
     target = f"127.0.0.1:{port}"
-    first = _serve(db, port, free_port())
-    await _wait_serving(target)
+    first = start_hub(db, port=port, wait=None)
+    await first.wait_healthy(30)
     config = ClientConfig(target=target, deadline_s=30.0)
     async with OperatorClient(config) as op:
         for code in ("RSTA01", "RSTB01"):
             await op.create_bank(code, code, "us-east1", ["USD"])
             await op.deposit(code, "USD", 1_000)
-    first.send_signal(signal.SIGTERM)
-    assert await asyncio.to_thread(lambda: first.wait(30)) == 0
+    assert await asyncio.to_thread(first.stop, 30) == 0
     async with BankClient("RSTA01", config) as bank:
         item = instruction("RSTB01", "USD", 100)
         pending = asyncio.create_task(bank.submit(item))
         await asyncio.sleep(1.0)
         assert not pending.done()
-        second = _serve(db, port, free_port())
+        second = start_hub(db, port=port, wait=None)
         try:
             response = await pending
             assert not response.replayed
             again = await bank.submit(item)
             assert again.replayed and again.transfer == response.transfer
         finally:
-            second.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(lambda: second.wait(30)) == 0
+            assert await asyncio.to_thread(second.stop, 30) == 0
     from remitnet.services.adapters.db.database import Database
 
     stored = Database(db)

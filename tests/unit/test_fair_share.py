@@ -14,6 +14,7 @@ from typing import Any, cast
 import pytest
 
 from remitnet.services.adapters import metrics
+from remitnet.services.adapters.observe import MetricsObserver
 from remitnet.services.domain.errors import (
     FailedPrecondition,
     Reason,
@@ -49,10 +50,11 @@ def items(debtor: str, n: int) -> list[Instruction]:
 
 class Recording(NettingEngine):
     """Commits nothing: records each batch's debtors and answers every item
-    with a rejection naming its transfer id. `gate` holds the commit thread."""
+    with a rejection naming its transfer id. `gate` holds the commit thread.
+    Wired to the metrics observer, as the server wires the engine."""
 
     def __init__(self, config: EngineConfig) -> None:
-        super().__init__(cast(Any, None), config)
+        super().__init__(cast(Any, None), config, observer=MetricsObserver())
         self.batches: list[list[str]] = []
         self.gate = threading.Event()
         self.gate.set()

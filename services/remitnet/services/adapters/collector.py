@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import Connection
-
 from remitnet.services.adapters import metrics
-from remitnet.services.adapters.db import repository as repo
 from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.model import HUB, AccountKind, CycleState
@@ -31,13 +29,13 @@ INTERVAL_S = 5.0
 def refresh(db: Database) -> None:
     """Read the database once and set every gauge from what it holds."""
 
-    def read(conn: Connection) -> tuple[list[Cycle], list[Account]]:
+    def read(uow: SqlUnitOfWork) -> tuple[list[Cycle], list[Account]]:
         # Open and closed (unsettled) cycles: what the gauges describe.
         wanted = [
-            *repo.list_cycles(conn, "", CycleState.OPEN, None, 10_000),
-            *repo.unsettled_cycles(conn),
+            *uow.cycles.page("", CycleState.OPEN, None, 10_000),
+            *uow.cycles.unsettled(),
         ]
-        return wanted, repo.all_accounts(conn)
+        return wanted, uow.accounts.all()
 
     found_cycles, every_account = db.read(read, stale_ok=True)
     currencies: set[str] = set()

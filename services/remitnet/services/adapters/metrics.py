@@ -4,6 +4,11 @@ Naming follows Prometheus conventions: base units (seconds), `_total` for
 counters, and money as `_minor` (integer minor units of the labelled
 currency). Label values are bounded: bank codes, currencies, regions,
 method names and reason codes; never transfer ids.
+
+Definitions only. What the engine, the servicers and the server's loops
+report happened (service_layer/results.py) becomes these metrics in one
+adapter, adapters/observe.py; the gRPC interceptor and admission (transport),
+the database runner and the gauges collector set theirs directly.
 """
 
 from __future__ import annotations
@@ -11,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, Info
-
-from remitnet.services.domain.errors import RemitnetError
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000)
@@ -88,16 +91,6 @@ TRANSFER_REASONS = (
     "QUOTE_NOT_OWNED",
     "QUOTE_MISMATCH",
 )
-
-
-def count_refusals(errors: Iterable[RemitnetError]) -> None:
-    """Count transfers refused outside the netting engine (it counts its
-    own), once each, by reason."""
-    by_reason: dict[str, int] = {}
-    for err in errors:
-        by_reason[err.reason] = by_reason.get(err.reason, 0) + 1
-    for reason, n in by_reason.items():
-        TRANSFERS.labels("rejected", reason).inc(n)
 
 
 TRANSFERS_CANCELLED = Counter(

@@ -25,7 +25,7 @@ stated.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import (
@@ -40,7 +40,13 @@ from decimal import (
 from fractions import Fraction
 from typing import Final
 
-from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument, Reason
+from remitnet.services.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Reason,
+    RemitnetError,
+)
 from remitnet.services.domain.money import (
     INT64_MAX,
     check_currency,
@@ -329,6 +335,50 @@ class Quote:
     created_at: datetime
     expires_at: datetime
     used_by: str | None
+
+    def visible_to(self, bank: str | None) -> bool:
+        """The bank it was issued to, or the operator (None), may read it."""
+        return bank is None or self.bank == bank
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at <= now
+
+    def refusal(
+        self, bank: str, now: datetime, used_here: Container[str] = ()
+    ) -> RemitnetError | None:
+        """Why `bank` may not pay with the quote at `now`, or None, checked in
+        this order: it was issued to another bank (QUOTE_NOT_OWNED), it has
+        been used, or is taken by an earlier transfer of the same batch
+        (`used_here`, QUOTE_USED), it has expired (QUOTE_EXPIRED)."""
+        if self.bank != bank:
+            return PermissionDenied(Reason.QUOTE_NOT_OWNED, "the quote was issued to another bank")
+        if self.used_by is not None or self.quote_id in used_here:
+            return FailedPrecondition(
+                Reason.QUOTE_USED, "the quote has been used by another transfer"
+            )
+        if self.expires_at <= now:
+            return FailedPrecondition(
+                Reason.QUOTE_EXPIRED, "the quote has expired; ask for a new one"
+            )
+        return None
+
+    def check_usable(self, bank: str, now: datetime) -> None:
+        """`refusal`, raised."""
+        error = self.refusal(bank, now)
+        if error is not None:
+            raise error
+
+    def mismatch(self, currency: str, amount: int) -> InvalidArgument | None:
+        """A transfer paying with the quote sells exactly what it quotes
+        (QUOTE_MISMATCH), or None."""
+        terms = self.terms
+        if (terms.source_currency, terms.source_amount) != (currency, amount):
+            return InvalidArgument(
+                Reason.QUOTE_MISMATCH,
+                f"the quote sells {terms.source_amount} {terms.source_currency}; "
+                f"the transfer's amount must match",
+            )
+        return None
 
 
 def check_fresh(derived: DerivedRate, now: datetime, max_age: timedelta) -> None:

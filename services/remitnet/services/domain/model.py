@@ -7,10 +7,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-from remitnet.services.domain.errors import InvalidArgument, Reason
+from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument, Reason
 from remitnet.services.domain.money import check_currency, check_positive_amount
+
+if TYPE_CHECKING:
+    from remitnet.services.domain.fx import Quote
 
 HUB: Final = "HUB"  # the hub's own ledger owner; no bank may take this code
 MAX_REMITTANCE_INFO: Final = 140  # ISO 20022 unstructured remittance information
@@ -189,6 +192,13 @@ def make_instruction(
     return Instruction(tid, debtor, creditor, currency, amount, remittance_info, quote, gross)
 
 
+_new_tuple = tuple.__new__
+# Enum members as module constants: a member looked up on its class is a
+# slow attribute access in Python 3.11, and the batch path does it per item.
+_ACCEPTED: Final = TransferStatus.ACCEPTED
+_SETTLED: Final = TransferStatus.SETTLED
+
+
 class StoredTransfer(NamedTuple):
     transfer_id: str
     debtor: str
@@ -206,9 +216,105 @@ class StoredTransfer(NamedTuple):
     creditor_cycle_id: str | None = None
     fee: int = 0  # the hub's spread, in the creditor's currency
 
+    @classmethod
+    def from_instruction(
+        cls,
+        item: Instruction,
+        *,
+        accepted_at: datetime,
+        cycle_id: str = "",
+        quote: Quote | None = None,
+        credit_cycle_id: str | None = None,
+    ) -> StoredTransfer:
+        """The one way the hub makes a transfer from an instruction it took.
+
+        A gross instruction (`item.gross`) is settled at once: SETTLED, no
+        cycle. Any other is ACCEPTED into the open cycle `cycle_id` of its
+        currency; a cross-currency one also carries its `quote` and the
+        creditor's leg in `credit_cycle_id`, the open cycle of the quote's
+        target currency. (Rows read back from the database are mapped
+        positionally, field for field, by the adapter.)"""
+        # Built as a plain tuple, the fields in order: this is the batch
+        # path's one allocation per accepted transfer, and tuple.__new__ is a
+        # third cheaper than the NamedTuple constructor's argument handling.
+        tid, debtor, creditor, currency, amount, info, _, gross = item
+        if gross:
+            if cycle_id or quote is not None:
+                raise ValueError("a gross transfer has no cycle and no quote")
+            status = _SETTLED
+        elif cycle_id:
+            status = _ACCEPTED
+        else:
+            raise ValueError("a netted transfer is accepted into an open cycle")
+        if quote is None:
+            return _new_tuple(
+                cls,
+                (
+                    tid,
+                    debtor,
+                    creditor,
+                    currency,
+                    amount,
+                    info,
+                    status,
+                    cycle_id,
+                    accepted_at,
+                    None,
+                    None,
+                    None,
+                    None,
+                    0,
+                ),
+            )
+        if credit_cycle_id is None:
+            raise ValueError("a cross-currency transfer has a leg in the creditor's cycle")
+        terms = quote.terms
+        return _new_tuple(
+            cls,
+            (
+                tid,
+                debtor,
+                creditor,
+                currency,
+                amount,
+                info,
+                status,
+                cycle_id,
+                accepted_at,
+                quote.quote_id,
+                terms.target_currency,
+                terms.target_amount,
+                credit_cycle_id,
+                terms.fee,
+            ),
+        )
+
     @property
     def gross(self) -> bool:
         return self.cycle_id == ""
+
+    def visible_to(self, caller: str | None) -> bool:
+        """A transfer is seen by its two parties and the operator (None)."""
+        return caller is None or caller in (self.debtor, self.creditor)
+
+    def check_cancellable(self, caller: str) -> bool:
+        """Whether `caller` may cancel it, in this order: only the debtor
+        may (NOT_TRANSFER_DEBTOR); a cancelled transfer is cancelled already
+        (False: a replay, nothing to do); a gross one is final once settled
+        (TRANSFER_NOT_CANCELLABLE). True: it may be taken back if the
+        cycles of its legs are still open (`Cycle.check_cancellable`) and
+        its creditor's limit holds after (`netting.take_back`)."""
+        if self.debtor != caller:
+            raise FailedPrecondition(
+                Reason.NOT_TRANSFER_DEBTOR, "only the debtor bank can cancel a transfer"
+            )
+        if self.status is TransferStatus.CANCELLED:
+            return False
+        if self.gross:
+            raise FailedPrecondition(
+                Reason.TRANSFER_NOT_CANCELLABLE, "a gross transfer is final once settled"
+            )
+        return True
 
     @property
     def credit_currency(self) -> str:

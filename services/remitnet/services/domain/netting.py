@@ -11,12 +11,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from remitnet.services.domain.account import headroom as headroom
+from remitnet.services.domain.account import within_limit as within_limit
+from remitnet.services.domain.decision import quote_refusal, refusal
 from remitnet.services.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
-    PermissionDenied,
     Reason,
     RemitnetError,
 )
@@ -27,7 +28,6 @@ from remitnet.services.domain.model import (
     Instruction,
     Leg,
     StoredTransfer,
-    TransferStatus,
 )
 from remitnet.services.domain.money import INT64_MAX, INT64_MIN
 
@@ -45,19 +45,13 @@ class AccountState:
 
     @property
     def headroom(self) -> int:
-        return headroom(self.balance, self.net_debit_cap, self.unsettled_net)
+        # The formula of `account.headroom`, inline: the batch path reads it
+        # once per item.
+        return self.balance + self.net_debit_cap + self.unsettled_net
 
-
-def headroom(balance: int, net_debit_cap: int, unsettled_net: int) -> int:
-    """What a bank can still send: prefunded liquidity plus its cap minus its
-    net debit position (received credits count: that is what netting buys)."""
-    return balance + net_debit_cap + unsettled_net
-
-
-def within_limit(balance: int, net_debit_cap: int, unsettled_net: int) -> bool:
-    """The invariant: a bank's net debit position never exceeds its
-    prefunded liquidity plus its cap."""
-    return max(0, -unsettled_net) <= balance + net_debit_cap
+    @property
+    def within_limit(self) -> bool:
+        return within_limit(self.balance, self.net_debit_cap, self.unsettled_net)
 
 
 @dataclass(slots=True)
@@ -142,147 +136,144 @@ def clear_batch(
     them, or an account's unsettled position or its balance once settled,
     past int64 is refused (AMOUNT_OUT_OF_RANGE) and the rest of the batch
     goes on."""
-    result = BatchResult()
-    sums = {cid: CycleSums(s.gross, s.fee) for cid, s in (cycle_sums or {}).items()}
-    accepted_here: dict[str, StoredTransfer] = {}
-    # A batch holds a few dozen (debtor, creditor) pairs: check each once.
-    party_checks: dict[tuple[str, str], RemitnetError | None] = {}
-    outcomes = result.outcomes
-    positions = result.positions
-    deltas = result.account_deltas
-    used = result.used_quotes
-    quotes = quotes or {}
+    batch = _Batch(existing, banks, accounts, open_cycles, now, quotes or {}, cycle_sums or {})
+    decide = batch.decide
+    outcomes = batch.result.outcomes
     for item in items:
-        tid = item.transfer_id
-        prior = existing.get(tid) or accepted_here.get(tid)
-        if prior is not None:
-            outcomes.append(Accepted(prior, True) if item.same_content(prior) else duplicate(tid))
-            continue
-        if item.gross:
-            outcomes.append(
-                Rejected(
-                    InvalidArgument(
-                        Reason.GROSS_NOT_IN_BATCH, "gross transfers are submitted one at a time"
-                    )
-                )
-            )
-            continue
-        pair = (item.debtor, item.creditor)
-        if pair in party_checks:
-            error = party_checks[pair]
-        else:
-            error = party_checks[pair] = _check_parties(item, banks)
-        if error is not None:
-            outcomes.append(Rejected(error))
-            continue
-        quote = None
-        if item.quote_id is not None:
-            quote = quotes.get(item.quote_id)
-            error = _check_quote(quote, item, now, used)
-            if error is not None:
-                outcomes.append(Rejected(error))
-                continue
-            assert quote is not None
-            credit_currency = quote.terms.target_currency
-            credit_amount = quote.terms.target_amount
-        else:
-            credit_currency = item.currency
-            credit_amount = item.amount
-        debtor = accounts.get((item.debtor, item.currency))
-        cycle_id = open_cycles.get(item.currency)
-        credit_cycle = open_cycles.get(credit_currency)
-        missing = None
-        if debtor is None or cycle_id is None:
-            missing = (item.debtor, item.currency)
-        elif (item.creditor, credit_currency) not in accounts or credit_cycle is None:
-            missing = (item.creditor, credit_currency)
-        elif quote is not None:
-            for key in ((HUB, item.currency), (HUB, credit_currency)):
-                if key not in accounts:
-                    missing = key
-        if missing is not None:
-            outcomes.append(
-                Rejected(
-                    FailedPrecondition(
-                        Reason.CURRENCY_NOT_SUPPORTED,
-                        f"{missing[0]} holds no {missing[1]} account at the hub",
-                        bank=missing[0],
-                        currency=missing[1],
-                    )
-                )
-            )
-            continue
-        assert debtor is not None and cycle_id is not None and credit_cycle is not None
-        if debtor.headroom < item.amount:
-            outcomes.append(
-                Rejected(
-                    FailedPrecondition(
-                        Reason.INSUFFICIENT_LIQUIDITY,
-                        f"amount {item.amount} exceeds the headroom of {item.debtor} in "
-                        f"{item.currency}, {debtor.headroom}",
-                        bank=item.debtor,
-                        currency=item.currency,
-                        headroom=str(debtor.headroom),
-                        amount=str(item.amount),
-                    )
-                )
-            )
-            continue
-        if quote is None:
-            stored = StoredTransfer(
-                tid,
-                item.debtor,
-                item.creditor,
-                item.currency,
-                item.amount,
-                item.remittance_info,
-                TransferStatus.ACCEPTED,
-                cycle_id,
-                now,
-            )
-        else:
-            stored = StoredTransfer(
-                tid,
-                item.debtor,
-                item.creditor,
-                item.currency,
-                item.amount,
-                item.remittance_info,
-                TransferStatus.ACCEPTED,
-                cycle_id,
-                now,
-                quote.quote_id,
-                credit_currency,
-                credit_amount,
-                credit_cycle,
-                quote.terms.fee,
-            )
-        if quote is None:
-            # One leg, debtor to creditor: applied directly, without building
-            # a Leg, as nearly every transfer of a batch is.
-            payee = accounts[(item.creditor, item.currency)]
-            so_far = sums.get(cycle_id)
-            if so_far is None:
-                so_far = sums[cycle_id] = CycleSums()
-            if so_far.gross + item.amount > INT64_MAX or not _fits(debtor, payee, item.amount):
-                outcomes.append(_past_int64())
-                continue
-            move(debtor, payee, cycle_id, item.amount, 0, positions, deltas)
-            so_far.gross += item.amount
-        else:
-            legs = stored.legs()
-            if not _legs_fit(legs, accounts, sums):
-                outcomes.append(_past_int64())
-                continue
-            used[quote.quote_id] = tid
-            for leg in legs:
-                apply_leg(leg, accounts, positions, deltas, +1)
-                _add(sums, leg.cycle_id, leg.amount, leg.fee)
-        accepted_here[tid] = stored
-        result.new_transfers.append(stored)
-        outcomes.append(Accepted(stored, False))
+        outcomes.append(decide(item))
     one_answer_per_id(items, outcomes)
-    return result
+    return batch.result
+
+
+class _Batch:
+    """The state one `clear_batch` decides against and changes: its
+    `decide` takes one item, and applies it when it is accepted."""
+
+    __slots__ = (
+        "accounts",
+        "banks",
+        "deltas",
+        "new_transfers",
+        "now",
+        "open_cycles",
+        "positions",
+        "quotes",
+        "result",
+        "seen",
+        "sums",
+        "used",
+    )
+
+    def __init__(
+        self,
+        existing: Mapping[str, StoredTransfer],
+        banks: Mapping[str, BankStatus],
+        accounts: Mapping[tuple[str, str], AccountState],
+        open_cycles: Mapping[str, str],
+        now: datetime,
+        quotes: Mapping[str, Quote],
+        cycle_sums: Mapping[str, CycleSums],
+    ) -> None:
+        self.result = result = BatchResult()
+        self.positions = result.positions
+        self.deltas = result.account_deltas
+        self.used = result.used_quotes
+        self.new_transfers = result.new_transfers
+        # The transfers an id answers with: those stored before the batch,
+        # and those it accepts (one look-up per item for both).
+        self.seen: dict[str, StoredTransfer] = dict(existing)
+        # A copy: the caller's sums are not changed.
+        self.sums = {cid: CycleSums(s.gross, s.fee) for cid, s in cycle_sums.items()}
+        self.banks = banks
+        self.accounts = accounts
+        self.open_cycles = open_cycles
+        self.now = now
+        self.quotes = quotes
+
+    def decide(self, item: Instruction) -> Outcome:
+        """One item: a replay or a duplicate of a transfer seen before, a
+        refusal (`decision.refusal`, then the int64 bounds), or the accepted
+        transfer, its legs applied to the working state."""
+        tid = item.transfer_id
+        prior = self.seen.get(tid)
+        if prior is not None:
+            return Accepted(prior, True) if item.same_content(prior) else duplicate(tid)
+        if item.gross:
+            return Rejected(
+                InvalidArgument(
+                    Reason.GROSS_NOT_IN_BATCH, "gross transfers are submitted one at a time"
+                )
+            )
+        quote_id = item.quote_id
+        if quote_id is not None:
+            return self._decide_cross_currency(item, quote_id)
+        # One leg, debtor to creditor, in one currency, as nearly every
+        # transfer of a batch is: applied directly, without building a Leg.
+        accounts = self.accounts
+        currency = item.currency
+        cycle_id = self.open_cycles.get(currency)
+        if cycle_id is None:
+            payer = payee = None
+        else:
+            payer = accounts.get((item.debtor, currency))
+            payee = accounts.get((item.creditor, currency))
+        error = refusal(item, self.banks, payer, payee, currency)
+        if error is not None:
+            return Rejected(error)
+        assert payer is not None and payee is not None and cycle_id is not None
+        amount = item.amount
+        sums = self.sums
+        so_far = sums.get(cycle_id)
+        if so_far is None:
+            so_far = sums[cycle_id] = CycleSums()
+        if so_far.gross + amount > INT64_MAX or not _fits(payer, payee, amount):
+            return _past_int64()
+        stored = StoredTransfer.from_instruction(item, accepted_at=self.now, cycle_id=cycle_id)
+        move(payer, payee, cycle_id, amount, 0, self.positions, self.deltas)
+        so_far.gross += amount
+        self.seen[tid] = stored
+        self.new_transfers.append(stored)
+        return Accepted(stored, False)
+
+    def _decide_cross_currency(self, item: Instruction, quote_id: str) -> Outcome:
+        """An item with a quote: two legs through the hub, the creditor's in
+        the quote's target currency."""
+        quote = self.quotes.get(quote_id)
+        quote_error = quote_refusal(quote, item, self.now, self.used)
+        if quote_error is not None or quote is None:
+            # The parties are checked before the quote.
+            error = refusal(item, self.banks, None, None, item.currency, quote_error)
+            assert error is not None
+            return Rejected(error)
+        accounts = self.accounts
+        currency = item.currency
+        credit_currency = quote.terms.target_currency
+        cycle_id = self.open_cycles.get(currency)
+        credit_cycle = self.open_cycles.get(credit_currency)
+        payer = None if cycle_id is None else accounts.get((item.debtor, currency))
+        payee = None if credit_cycle is None else accounts.get((item.creditor, credit_currency))
+        hub_missing = None
+        for hub_currency in (currency, credit_currency):
+            if (HUB, hub_currency) not in accounts:
+                hub_missing = hub_currency  # the credit currency's, if both are missing
+        error = refusal(item, self.banks, payer, payee, credit_currency, None, hub_missing)
+        if error is not None:
+            return Rejected(error)
+        assert cycle_id is not None and credit_cycle is not None
+        stored = StoredTransfer.from_instruction(
+            item, accepted_at=self.now, cycle_id=cycle_id, quote=quote, credit_cycle_id=credit_cycle
+        )
+        legs = stored.legs()
+        sums = self.sums
+        if not _legs_fit(legs, accounts, sums):
+            return _past_int64()
+        self.used[quote.quote_id] = item.transfer_id
+        for leg in legs:
+            apply_leg(leg, accounts, self.positions, self.deltas, +1)
+            _add(sums, leg.cycle_id, leg.amount, leg.fee)
+        self.seen[item.transfer_id] = stored
+        self.new_transfers.append(stored)
+        return Accepted(stored, False)
 
 
 def one_answer_per_id(items: Sequence[Instruction], outcomes: list[Outcome]) -> None:
@@ -322,12 +313,14 @@ def _in_int64(value: int) -> bool:
 
 def _fits(payer: AccountState, payee: AccountState, amount: int) -> bool:
     """Both unsettled positions, and both balances once they are settled,
-    stay within int64."""
+    stay within int64. (The bounds inline: one call per item.)"""
+    paid = payer.unsettled_net - amount
+    got = payee.unsettled_net + amount
     return (
-        _in_int64(payer.unsettled_net - amount)
-        and _in_int64(payee.unsettled_net + amount)
-        and _in_int64(payer.balance + payer.unsettled_net - amount)
-        and _in_int64(payee.balance + payee.unsettled_net + amount)
+        INT64_MIN <= paid <= INT64_MAX
+        and INT64_MIN <= got <= INT64_MAX
+        and INT64_MIN <= payer.balance + paid <= INT64_MAX
+        and INT64_MIN <= payee.balance + got <= INT64_MAX
     )
 
 
@@ -381,6 +374,27 @@ def apply_leg(
     )
 
 
+def take_back(
+    transfer: StoredTransfer, accounts: Mapping[tuple[str, str], AccountState]
+) -> tuple[dict[tuple[str, str], PositionDelta], dict[str, int]]:
+    """Cancel a netted transfer in the working state: its legs taken back
+    out of their cycles, returning the changes of positions and of accounts'
+    unsettled nets. `accounts` holds both parties' (and for a cross-currency
+    transfer the hub's) accounts of its legs. The creditor loses the credit,
+    so its own limit must still hold after (CANCEL_EXCEEDS_CREDITOR_HEADROOM;
+    the working state is then changed, and must be dropped)."""
+    positions: dict[tuple[str, str], PositionDelta] = {}
+    deltas: dict[str, int] = {}
+    for leg in transfer.legs():
+        apply_leg(leg, accounts, positions, deltas, -1)
+    if not accounts[(transfer.creditor, transfer.credit_currency)].within_limit:
+        raise FailedPrecondition(
+            Reason.CANCEL_EXCEEDS_CREDITOR_HEADROOM,
+            "the creditor has already used this credit; cancelling would breach its limit",
+        )
+    return positions, deltas
+
+
 def move(
     payer: AccountState,
     payee: AccountState,
@@ -410,39 +424,6 @@ def move(
         received = positions[(cycle_id, payee.bank)] = PositionDelta()
     received.received += amount
     received.received_count += sign
-
-
-def _check_quote(
-    quote: Quote | None, item: Instruction, now: datetime, used_here: Mapping[str, str]
-) -> RemitnetError | None:
-    if quote is None:
-        return NotFound(Reason.QUOTE_NOT_FOUND, f"no quote {item.quote_id}")
-    if quote.bank != item.debtor:
-        return PermissionDenied(Reason.QUOTE_NOT_OWNED, "the quote was issued to another bank")
-    if quote.used_by is not None or quote.quote_id in used_here:
-        return FailedPrecondition(Reason.QUOTE_USED, "the quote has been used by another transfer")
-    if quote.expires_at <= now:
-        return FailedPrecondition(Reason.QUOTE_EXPIRED, "the quote has expired; ask for a new one")
-    terms = quote.terms
-    if (terms.source_currency, terms.source_amount) != (item.currency, item.amount):
-        return InvalidArgument(
-            Reason.QUOTE_MISMATCH,
-            f"the quote sells {terms.source_amount} {terms.source_currency}; "
-            f"the transfer's amount must match",
-        )
-    return None
-
-
-def _check_parties(item: Instruction, banks: Mapping[str, BankStatus]) -> RemitnetError | None:
-    for bank in (item.debtor, item.creditor):
-        status = banks.get(bank)
-        if status is None:
-            return NotFound(Reason.UNKNOWN_PARTICIPANT, f"no bank {bank} at the hub", bank=bank)
-        if status is not BankStatus.ACTIVE:
-            return FailedPrecondition(
-                Reason.PARTICIPANT_SUSPENDED, f"bank {bank} is suspended", bank=bank
-            )
-    return None
 
 
 @dataclass(frozen=True, slots=True)

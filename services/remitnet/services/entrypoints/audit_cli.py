@@ -88,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from remitnet.clients import format as fmt
-    from remitnet.services.adapters.db import audit_log
     from remitnet.services.adapters.db.database import Database
     from remitnet.services.adapters.db.schema import operator_audit_log
+    from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
     from remitnet.services.domain.audit_trail import Break, Verification, verify
 
     as_json = bool(getattr(args, "json", False))
@@ -102,14 +102,14 @@ def run(args: argparse.Namespace) -> int:
     db = Database(args.db)
     try:
 
-        def check(conn: Any) -> Verification:
-            if not inspect(conn).has_table(operator_audit_log.name):
+        def check(uow: SqlUnitOfWork) -> Verification:
+            if not inspect(uow.conn).has_table(operator_audit_log.name):
                 out = Verification()
                 out.broken = Break(
                     0, "the database has no operator_audit_log table (run remitnet db upgrade)"
                 )
                 return out
-            return verify(audit_log.records(conn), anchors)
+            return verify(uow.trail.records(), anchors)
 
         result = db.read(check)
     except SQLAlchemyError as exc:

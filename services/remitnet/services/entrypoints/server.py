@@ -36,15 +36,17 @@ from remitnet.services.adapters.grpc.identity import (
     Role,
 )
 from remitnet.services.adapters.grpc.interceptor import HubInterceptor
-from remitnet.services.adapters.grpc.netting import NettingServicer, record_close
+from remitnet.services.adapters.grpc.netting import NettingServicer
 from remitnet.services.adapters.grpc.participants import ParticipantsServicer
 from remitnet.services.adapters.grpc.reflection_v1 import SERVICE_NAME as REFLECTION_V1
 from remitnet.services.adapters.grpc.reflection_v1 import add_reflection_v1
-from remitnet.services.adapters.grpc.settlement import SettlementServicer, record_settlement
+from remitnet.services.adapters.grpc.settlement import SettlementServicer
+from remitnet.services.adapters.observe import MetricsObserver
 from remitnet.services.domain.errors import RemitnetError
 from remitnet.services.service_layer import cycles, fx, settlement
 from remitnet.services.service_layer.engine import EngineConfig, NettingEngine
 from remitnet.services.service_layer.fx import FxConfig
+from remitnet.services.service_layer.results import CycleClosed, CycleSettled, Observer
 from remitnet.services.service_layer.watch import FeedReader, WatchConfig
 from remitnet.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 
@@ -160,6 +162,9 @@ class Hub:
         self.health_port = 0
         self._health = health.aio.HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
+        # What the engine, the servicers and the background loops report
+        # happened becomes the hub's metrics here, once.
+        self.observer: Observer = MetricsObserver()
 
     async def start(self) -> int:
         cfg = self.config
@@ -192,23 +197,27 @@ class Hub:
             )
             names.append(SERVICE_NAMES["participants"])
         if "clearing" in cfg.only:
-            self.engine = NettingEngine(self.db, cfg.engine)
+            self.engine = NettingEngine(self.db, cfg.engine, observer=self.observer)
             await self.engine.start()
             self.feed = FeedReader(self.db, cfg.watch)
             await self.feed.start()
             clearing_pb2_grpc.add_ClearingServiceServicer_to_server(
-                ClearingServicer(self.db, self.engine, self.feed), server
+                ClearingServicer(self.db, self.engine, self.feed, self.observer), server
             )
             names.append(SERVICE_NAMES["clearing"])
         if "fx" in cfg.only:
-            fx_pb2_grpc.add_FxServiceServicer_to_server(FxServicer(self.db, cfg.fx), server)
+            fx_pb2_grpc.add_FxServiceServicer_to_server(
+                FxServicer(self.db, cfg.fx, self.observer), server
+            )
             names.append(SERVICE_NAMES["fx"])
         if "netting" in cfg.only:
-            netting_pb2_grpc.add_NettingServiceServicer_to_server(NettingServicer(self.db), server)
+            netting_pb2_grpc.add_NettingServiceServicer_to_server(
+                NettingServicer(self.db, self.observer), server
+            )
             names.append(SERVICE_NAMES["netting"])
         if "settlement" in cfg.only:
             settlement_pb2_grpc.add_SettlementServiceServicer_to_server(
-                SettlementServicer(self.db), server
+                SettlementServicer(self.db, self.observer), server
             )
             names.append(SERVICE_NAMES["settlement"])
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -311,7 +320,7 @@ class Hub:
                         closed, opened = await asyncio.to_thread(
                             partial(cycles.close_cycle, expected=cycle.id), self.db, cycle.currency
                         )
-                        record_close(closed, opened, "schedule")
+                        self.observer.observe(CycleClosed.of(closed, opened, "schedule"))
             except RemitnetError as exc:
                 log.warning("scheduled close failed: %s", exc)
             except Exception:
@@ -324,8 +333,8 @@ class Hub:
                 for cycle in await asyncio.to_thread(cycles.unsettled, self.db):
                     started = time.perf_counter()
                     result = await asyncio.to_thread(settlement.settle_cycle, self.db, cycle.id)
-                    if not result.already_settled:
-                        record_settlement(result, time.perf_counter() - started)
+                    seconds = time.perf_counter() - started
+                    self.observer.observe(CycleSettled.of(result, seconds))
             except Exception:
                 log.exception("auto-settle failed")
 

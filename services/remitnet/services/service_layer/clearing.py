@@ -9,12 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
-
-from remitnet.services.adapters.db import feed
-from remitnet.services.adapters.db import repository as repo
-from remitnet.services.adapters.db.database import Database
-from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
+from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
+from remitnet.services.domain.events import batch_events, event_time, transfer_events
 from remitnet.services.domain.model import (
     HUB,
     CycleState,
@@ -29,11 +25,10 @@ from remitnet.services.domain.model import (
 from remitnet.services.domain.netting import (
     AccountState,
     BatchResult,
-    PositionDelta,
-    apply_leg,
     clear_batch,
-    within_limit,
+    take_back,
 )
+from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +36,26 @@ class BatchCommit:
     result: BatchResult
     accounts: list[AccountState]  # touched accounts as committed
     attempts: int
+    # Home region of each bank of the batch, as read to home its rows: what
+    # the corridor metrics label its transfers with (no second read).
+    regions: dict[str, str]
 
 
-def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
+def commit_batch(db: Transactions, items: Sequence[Instruction]) -> BatchCommit:
     """One serializable transaction for a whole batch: read the state the
     batch touches, decide every item in memory, write transfers, positions,
     account totals and used quotes with a few set-oriented statements."""
     attempts = 0
     states: dict[tuple[str, str], AccountState] = {}
+    homes: dict[str, str] = {}
 
-    def unit(conn: Connection) -> BatchResult:
+    def unit(uow: UnitOfWork) -> BatchResult:
         nonlocal attempts
         attempts += 1
-        existing = repo.existing_transfers(conn, [i.transfer_id for i in items])
+        existing = uow.transfers.existing([i.transfer_id for i in items])
         fresh = [i for i in items if i.transfer_id not in existing]
         quote_ids = {i.quote_id for i in fresh if i.quote_id is not None}
-        quotes = repo.load_quotes(conn, quote_ids) if quote_ids else {}
+        quotes = uow.quotes.get_many(quote_ids) if quote_ids else {}
         banks: set[str] = set()
         account_ids: set[str] = set()
         currencies: set[str] = set()
@@ -75,17 +74,19 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
             account_ids.add(position_account_id(HUB, q.terms.source_currency))
         # The regions go into the rows written below (rows are homed in their
         # bank's region on CockroachDB): read with the statuses, one query.
-        statuses, regions = repo.bank_statuses_and_regions(conn, banks) if banks else ({}, {})
+        statuses, regions = uow.banks.statuses_and_regions(banks) if banks else ({}, {})
+        homes.clear()
+        homes.update(regions)
         # The batch's time is its transfers' accepted_at and its feed events'
         # time: strictly after every earlier event of the banks it touches.
-        heads = feed.load_heads(conn, banks)
-        now = feed.event_time(heads, datetime.now(UTC))
-        loaded = repo.load_account_states(conn, account_ids) if account_ids else {}
+        heads = uow.events.heads(banks)
+        now = event_time(heads, datetime.now(UTC))
+        loaded = uow.accounts.states(account_ids) if account_ids else {}
         states.clear()
         states.update({(s.bank, s.currency): s for s in loaded.values()})
-        open_ids = repo.open_cycle_ids(conn, currencies) if currencies else {}
+        open_ids = uow.cycles.open_ids(currencies) if currencies else {}
         # What the open cycles hold already: no total of theirs may pass int64.
-        sums = repo.cycle_sums(conn, list(open_ids.values())) if open_ids else {}
+        sums = uow.cycles.sums(list(open_ids.values())) if open_ids else {}
         result = clear_batch(
             items,
             existing=existing,
@@ -96,16 +97,17 @@ def commit_batch(db: Database, items: Sequence[Instruction]) -> BatchCommit:
             quotes=quotes,
             cycle_sums=sums,
         )
-        repo.insert_transfers(conn, result.new_transfers, regions)
-        repo.add_positions(conn, result.positions, regions)
-        repo.add_unsettled(conn, result.account_deltas)
-        repo.mark_quotes_used(conn, result.used_quotes, now)
-        feed.append(conn, heads, feed.batch_events(result.new_transfers), now)
+        uow.transfers.add(result.new_transfers, regions)
+        uow.positions.add(result.positions, regions)
+        uow.accounts.add_unsettled(result.account_deltas)
+        uow.quotes.mark_used(result.used_quotes, now)
+        uow.events.append(heads, batch_events(result.new_transfers), now)
         return result
 
     result = db.write("clear_batch", unit)
     touched = {aid for aid in result.account_deltas}
-    return BatchCommit(result, [s for s in states.values() if s.account_id in touched], attempts)
+    accounts = [s for s in states.values() if s.account_id in touched]
+    return BatchCommit(result, accounts, attempts, homes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,26 +116,22 @@ class TransferView:
     status: TransferStatus
 
 
-def _status(conn: Connection, t: StoredTransfer) -> TransferStatus:
+def _status(uow: UnitOfWork, t: StoredTransfer) -> TransferStatus:
     ids = [c for c in (t.cycle_id, t.creditor_cycle_id) if c]
-    states = repo.cycle_states(conn, ids) if ids else {}
+    states = uow.cycles.states(ids) if ids else {}
     return effective_status(t.status, *states.values())
 
 
-def _visible(t: StoredTransfer, caller: str | None) -> bool:
-    return caller is None or caller in (t.debtor, t.creditor)
-
-
-def get_transfer(db: Database, caller: str | None, transfer_id: str) -> TransferView:
+def get_transfer(db: Transactions, caller: str | None, transfer_id: str) -> TransferView:
     """A transfer the caller is party to (the operator, caller None, sees all).
     Others' transfers are reported as absent, not as forbidden."""
     tid = canonical_transfer_id(transfer_id)
 
-    def unit(conn: Connection) -> TransferView:
-        t = repo.get_transfer(conn, tid)
-        if t is None or not _visible(t, caller):
+    def unit(uow: UnitOfWork) -> TransferView:
+        t = uow.transfers.get(tid)
+        if t is None or not t.visible_to(caller):
             raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {tid}")
-        return TransferView(t, _status(conn, t))
+        return TransferView(t, _status(uow, t))
 
     return db.read(unit)
 
@@ -156,7 +154,7 @@ def decode_page_token(token: str) -> tuple[datetime, str] | None:
 
 
 def list_transfers(
-    db: Database,
+    db: Transactions,
     caller: str,
     *,
     status: TransferStatus | None,
@@ -167,9 +165,8 @@ def list_transfers(
 ) -> tuple[list[TransferView], str]:
     before = decode_page_token(page_token)
 
-    def unit(conn: Connection) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]:
-        return repo.list_transfers(
-            conn,
+    def unit(uow: UnitOfWork) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]:
+        return uow.views.list_transfers(
             bank=caller,
             counterparty=counterparty,
             cycle_id=cycle_id,
@@ -184,54 +181,31 @@ def list_transfers(
     return views, token
 
 
-def cancel_transfer(db: Database, caller: str, transfer_id: str) -> TransferView:
+def cancel_transfer(db: Transactions, caller: str, transfer_id: str) -> TransferView:
     """Take an accepted transfer back out of its still-open cycle. The
     creditor loses the credit, so its own limit must still hold after."""
     tid = canonical_transfer_id(transfer_id)
 
-    def unit(conn: Connection) -> TransferView:
-        t = repo.get_transfer(conn, tid)
-        if t is None or not _visible(t, caller):
+    def unit(uow: UnitOfWork) -> TransferView:
+        t = uow.transfers.get(tid)
+        if t is None or not t.visible_to(caller):
             raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {tid}")
-        if t.debtor != caller:
-            raise FailedPrecondition(
-                Reason.NOT_TRANSFER_DEBTOR, "only the debtor bank can cancel a transfer"
-            )
-        if t.status is TransferStatus.CANCELLED:
-            return TransferView(t, TransferStatus.CANCELLED)
-        if t.gross:
-            raise FailedPrecondition(
-                Reason.TRANSFER_NOT_CANCELLABLE, "a gross transfer is final once settled"
-            )
+        if not t.check_cancellable(caller):
+            return TransferView(t, TransferStatus.CANCELLED)  # cancelled already
         legs = t.legs()
         for cid in {leg.cycle_id for leg in legs}:
-            cycle = repo.get_cycle(conn, cid)
+            cycle = uow.cycles.get(cid)
             assert cycle is not None
-            if cycle.state is not CycleState.OPEN:
-                raise FailedPrecondition(
-                    Reason.CYCLE_NOT_OPEN,
-                    f"cycle {cycle.id} is closed; the transfer can no longer be cancelled",
-                )
+            cycle.check_cancellable()
         ids = {position_account_id(p, leg.currency) for leg in legs for p in (leg.payer, leg.payee)}
-        loaded = repo.load_account_states(conn, ids)
+        loaded = uow.accounts.states(ids)
         states = {(a.bank, a.currency): a for a in loaded.values()}
-        positions: dict[tuple[str, str], PositionDelta] = {}
-        deltas: dict[str, int] = {}
-        for leg in legs:
-            apply_leg(leg, states, positions, deltas, -1)
-        creditor = states[(t.creditor, t.credit_currency)]
-        if not within_limit(creditor.balance, creditor.net_debit_cap, creditor.unsettled_net):
-            raise FailedPrecondition(
-                Reason.CANCEL_EXCEEDS_CREDITOR_HEADROOM,
-                "the creditor has already used this credit; cancelling would breach its limit",
-            )
-        now = feed.publish(
-            conn, feed.transfer_events(t, TransferStatus.CANCELLED), datetime.now(UTC)
-        )
-        repo.cancel_transfer(conn, tid, now)
-        repo.add_positions(conn, positions)
-        repo.add_unsettled(conn, deltas)
-        cancelled = repo.get_transfer(conn, tid)
+        positions, deltas = take_back(t, states)
+        now = uow.events.publish(transfer_events(t, TransferStatus.CANCELLED), datetime.now(UTC))
+        uow.transfers.cancel(tid, now)
+        uow.positions.add(positions)
+        uow.accounts.add_unsettled(deltas)
+        cancelled = uow.transfers.get(tid)
         assert cancelled is not None
         return TransferView(cancelled, TransferStatus.CANCELLED)
 

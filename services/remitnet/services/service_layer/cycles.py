@@ -5,17 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
-
-from remitnet.services.adapters.db import audit_log, feed
-from remitnet.services.adapters.db import repository as repo
-from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action, ChainHead
 from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
-from remitnet.services.domain.model import CycleState, cycle_id_for
+from remitnet.services.domain.model import CycleState
 from remitnet.services.domain.money import check_currency
-from remitnet.services.domain.netting import PositionDelta, check_nets_balance, cycle_totals
+from remitnet.services.domain.netting import PositionDelta, cycle_totals
+from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,25 +23,25 @@ class CycleView:
 
     @property
     def transfer_count(self) -> int:
-        if self.cycle.state is CycleState.OPEN:
+        if self.cycle.is_open:
             return cycle_totals(self.positions.values()).transfer_count
         return self.cycle.transfer_count
 
     @property
     def gross_value(self) -> int:
-        if self.cycle.state is CycleState.OPEN:
+        if self.cycle.is_open:
             return cycle_totals(self.positions.values()).gross_value
         return self.cycle.gross_value
 
     @property
     def net_value(self) -> int:
-        if self.cycle.state is CycleState.OPEN:
+        if self.cycle.is_open:
             return cycle_totals(self.positions.values()).net_value
         return self.cycle.net_value
 
 
 def close_cycle(
-    db: Database, currency: str, *, expected: str | None = None, actor: str = HUB_PRINCIPAL
+    db: Transactions, currency: str, *, expected: str | None = None, actor: str = HUB_PRINCIPAL
 ) -> tuple[CycleView, CycleView]:
     """Seal the open cycle of a currency and open the next in one serializable
     transaction: a batch committing concurrently lands in exactly one of
@@ -57,9 +53,9 @@ def close_cycle(
     # that lost the race to another reports the other's close.
     target: list[str] = [expected] if expected else []
 
-    def unit(conn: Connection) -> tuple[CycleView, CycleView]:
+    def unit(uow: UnitOfWork) -> tuple[CycleView, CycleView]:
         if not target:
-            current = repo.open_cycle(conn, currency)
+            current = uow.cycles.open_for(currency)
             if current is None:
                 raise FailedPrecondition(
                     Reason.CURRENCY_NOT_SUPPORTED,
@@ -68,75 +64,74 @@ def close_cycle(
                 )
             target.append(current.id)
         else:
-            found = repo.get_cycle(conn, target[0])
+            found = uow.cycles.get(target[0])
             if found is None or found.currency != currency:
                 raise NotFound(Reason.CYCLE_NOT_FOUND, f"no {currency} cycle {target[0]}")
             current = found
-            if current.state is not CycleState.OPEN:
-                following = repo.open_cycle(conn, currency)
+            if not current.is_open:  # closed already: a replay reports that close
+                following = uow.cycles.open_for(currency)
                 assert following is not None
-                return _view(conn, current), _view(conn, following)
-        positions = repo.cycle_positions(conn, current.id)
-        check_nets_balance({b: p.net for b, p in positions.items()})
-        totals = cycle_totals(positions.values())
-        news = feed.cycle_events(conn, current.id, CycleState.CLOSED, positions)
-        now = feed.publish(conn, news, datetime.now(UTC))
-        repo.seal_cycle(
-            conn, current.id, now, totals.transfer_count, totals.gross_value, totals.net_value
+                return _view(uow, current), _view(uow, following)
+        positions = uow.positions.of_cycle(current.id)
+        closing = current.close(positions)
+        totals = closing.totals
+        news = uow.events.cycle_events(current.id, CycleState.CLOSED, positions)
+        now = uow.events.publish(news, datetime.now(UTC))
+        uow.cycles.seal(
+            current.id, now, totals.transfer_count, totals.gross_value, totals.net_value
         )
-        seq = current.seq + 1
-        repo.insert_cycle(conn, cycle_id_for(currency, seq), currency, seq, now)
+        uow.cycles.add(closing.next_id, currency, closing.next_seq, now)
         # A re-close of a closed cycle returned above and appends nothing.
         request = {"currency": currency, "cycle_id": current.id}
-        audit_log.append(conn, actor, Action.CLOSE_CYCLE, request, now)
-        closed = repo.get_cycle(conn, current.id)
-        opened = repo.get_cycle(conn, cycle_id_for(currency, seq))
+        uow.trail.append(actor, Action.CLOSE_CYCLE, request, now)
+        closed = uow.cycles.get(current.id)
+        opened = uow.cycles.get(closing.next_id)
         assert closed is not None and opened is not None
         return CycleView(closed, positions), CycleView(opened, {})
 
     return db.write("close_cycle", unit)
 
 
-def _view(conn: Connection, cycle: Cycle) -> CycleView:
+def _view(uow: UnitOfWork, cycle: Cycle) -> CycleView:
     return CycleView(
-        cycle, repo.cycle_positions(conn, cycle.id), _audit_heads(conn, [cycle]).get(cycle.id)
+        cycle, uow.positions.of_cycle(cycle.id), _audit_heads(uow, [cycle]).get(cycle.id)
     )
 
 
-def _audit_heads(conn: Connection, found: list[Cycle]) -> dict[str, ChainHead]:
+def _audit_heads(uow: UnitOfWork, found: list[Cycle]) -> dict[str, ChainHead]:
     settled = [c.id for c in found if c.state is CycleState.SETTLED]
-    return audit_log.settlement_heads(conn, settled)
+    return uow.trail.settlement_heads(settled)
 
 
-def get_cycle(db: Database, cycle_id: str) -> CycleView:
-    def unit(conn: Connection) -> CycleView:
-        cycle = repo.get_cycle(conn, cycle_id)
+def get_cycle(db: Transactions, cycle_id: str) -> CycleView:
+    def unit(uow: UnitOfWork) -> CycleView:
+        cycle = uow.cycles.get(cycle_id)
         if cycle is None:
             raise NotFound(Reason.CYCLE_NOT_FOUND, f"no cycle {cycle_id[:40]!r}")
-        return _view(conn, cycle)
+        return _view(uow, cycle)
 
     return db.read(unit)
 
 
 def list_cycles(
-    db: Database, currency: str, state: CycleState | None, before: str | None, limit: int
+    db: Transactions, currency: str, state: CycleState | None, before: str | None, limit: int
 ) -> list[CycleView]:
     if currency:
         check_currency(currency)
 
-    def unit(conn: Connection) -> list[CycleView]:
+    def unit(uow: UnitOfWork) -> list[CycleView]:
         # Two statements a page: the cycles, then all their positions.
-        found = repo.list_cycles(conn, currency, state, before, limit)
-        held = repo.positions_of_cycles(conn, [c.id for c in found])
-        heads = _audit_heads(conn, found)
+        found = uow.cycles.page(currency, state, before, limit)
+        held = uow.positions.of_cycles([c.id for c in found])
+        heads = _audit_heads(uow, found)
         return [CycleView(c, held[c.id], heads.get(c.id)) for c in found]
 
     return db.read(unit, stale_ok=True)
 
 
-def open_cycles(db: Database) -> list[Cycle]:
-    return db.read(lambda conn: repo.list_cycles(conn, "", CycleState.OPEN, None, 10_000))
+def open_cycles(db: Transactions) -> list[Cycle]:
+    return db.read(lambda uow: uow.cycles.page("", CycleState.OPEN, None, 10_000))
 
 
-def unsettled(db: Database) -> list[Cycle]:
-    return db.read(repo.unsettled_cycles)
+def unsettled(db: Transactions) -> list[Cycle]:
+    return db.read(lambda uow: uow.cycles.unsettled())

@@ -19,9 +19,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from remitnet.services.adapters import metrics
-from remitnet.services.adapters.db import repository as repo
-from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.errors import (
     Reason,
     RemitnetError,
@@ -32,6 +29,17 @@ from remitnet.services.domain.errors import (
 from remitnet.services.domain.model import Instruction
 from remitnet.services.domain.netting import Outcome, Rejected, one_answer_per_id
 from remitnet.services.service_layer.clearing import BatchCommit, commit_batch
+from remitnet.services.service_layer.results import (
+    NO_OBSERVER,
+    BankRefused,
+    BatchCommitted,
+    BatchLimits,
+    Observer,
+    QueueDepth,
+    RequestsDropped,
+    TransfersRefused,
+)
+from remitnet.services.service_layer.unit_of_work import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,7 @@ class BatchController:
     limit: int = 0
     linger_s: float = 0.0
     history: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=4096))
+    observer: Observer = NO_OBSERVER
 
     def __post_init__(self) -> None:
         self.limit = self.config.max_batch
@@ -86,8 +95,7 @@ class BatchController:
         self._export()
 
     def _export(self) -> None:
-        metrics.BATCH_LIMIT.set(self.limit)
-        metrics.BATCH_LINGER.set(self.linger_s)
+        self.observer.observe(BatchLimits(self.limit, self.linger_s))
 
 
 @dataclass(slots=True)
@@ -113,12 +121,19 @@ class NettingEngine:
     """Group commit with per-bank fair share: each bank has its own queue,
     batches are drained round-robin across the banks waiting, a bank's queued
     items are bounded, and requests whose callers went away before any of
-    their items was taken are dropped."""
+    their items was taken are dropped.
 
-    def __init__(self, db: Database, config: EngineConfig | None = None) -> None:
+    What happens (batches committed, queue depth, refusals, drops, the
+    controller's limits) goes to `observer` as result values; the engine
+    keeps no metrics and reads nothing for them."""
+
+    def __init__(
+        self, db: Transactions, config: EngineConfig | None = None, observer: Observer = NO_OBSERVER
+    ) -> None:
         self.db = db
         self.config = config or EngineConfig()
-        self.controller = BatchController(self.config)
+        self.observer = observer
+        self.controller = BatchController(self.config, observer=observer)
         # Per-bank FIFO of requests; `_ring` holds each bank with work once,
         # in the order in which the banks get their next turn.
         self._queues: dict[str, deque[_Request]] = {}
@@ -133,7 +148,6 @@ class NettingEngine:
         # One thread: batches commit one after another, which is what makes
         # the in-memory running headroom of a batch safe within a process.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netting")
-        self._regions: dict[str, str] = {}
         # Seconds per committed item, smoothed: what a refused bank is told
         # to wait before retrying.
         self._item_seconds = 0.0001
@@ -155,7 +169,7 @@ class NettingEngine:
         before converting a large request, so a refusal costs nothing."""
         waiting = self._bank_items[bank]
         if waiting and waiting + n > self.config.max_queued_per_bank:
-            metrics.BANK_REFUSALS.labels(bank, Reason.BANK_QUEUE_FULL).inc()
+            self.observer.observe(BankRefused(bank, Reason.BANK_QUEUE_FULL))
             retry = min(5.0, max(0.05, waiting * self._item_seconds))
             raise ResourceExhausted(
                 Reason.BANK_QUEUE_FULL,
@@ -187,7 +201,7 @@ class NettingEngine:
         queue.append(request)
         self._bank_items[owner] += len(items)
         self._queued_items += len(items)
-        metrics.QUEUE_ITEMS.set(self._queued_items)
+        self.observer.observe(QueueDepth(self._queued_items))
         self._idle.clear()
         self._wakeup.set()
         return await future
@@ -221,7 +235,7 @@ class NettingEngine:
             request = queue[0]
             if request.future.done():
                 if request.future.cancelled():
-                    metrics.NETTING_DROPPED.inc(len(request.items) - request.taken)
+                    self.observer.observe(RequestsDropped(len(request.items) - request.taken))
                 queue.popleft()
                 self._forget(request)
                 continue
@@ -277,7 +291,7 @@ class NettingEngine:
                 del self._queues[bank]
                 self._bank_items.pop(bank, None)
         self._queued_items -= size
-        metrics.QUEUE_ITEMS.set(self._queued_items)
+        self.observer.observe(QueueDepth(self._queued_items))
         for bank in [b for b, t in self._last_seen.items() if now - t >= window]:
             if bank not in self._queues:
                 del self._last_seen[bank]
@@ -328,10 +342,13 @@ class NettingEngine:
             attempts = max((c.attempts for c in commits), default=1)
             self.controller.observe(len(items), seconds, attempts, self._queued_items)
             for commit in commits:
-                await self._record(commit, seconds)
+                result = commit.result
+                self.observer.observe(
+                    BatchCommitted(result.outcomes, result.new_transfers, commit.regions, seconds)
+                )
             isolated = len(items) - sum(len(c.result.outcomes) for c in commits)
             if isolated:
-                metrics.TRANSFERS.labels("rejected", Reason.UNSTORABLE_VALUE).inc(isolated)
+                self.observer.observe(TransfersRefused({Reason.UNSTORABLE_VALUE: isolated}))
 
     def _fail(self, slices: list[_Slice], error: RemitnetError) -> None:
         """A batch failed: so does every request with items in it (their
@@ -359,66 +376,3 @@ class NettingEngine:
             right, right_commits = self._commit(items[middle:])
             return left + right, left_commits + right_commits
         return list(commit.result.outcomes), [commit]
-
-    async def _record(self, commit: BatchCommit, seconds: float) -> None:
-        result = commit.result
-        metrics.BATCHES.inc()
-        metrics.BATCH_SIZE.observe(len(result.outcomes))
-        metrics.BATCH_SECONDS.observe(seconds)
-        new = result.new_transfers
-        outcomes: Counter[tuple[str, str]] = Counter()
-        if len(result.outcomes) != len(new):  # some were rejected or replayed
-            for o in result.outcomes:
-                if isinstance(o, Rejected):
-                    outcomes["rejected", o.error.reason] += 1
-                    if o.error.reason.startswith("QUOTE_"):
-                        expired = o.error.reason == Reason.QUOTE_EXPIRED
-                        metrics.FX_QUOTES.labels(
-                            "expired" if expired else "refused", o.error.reason
-                        ).inc()
-                elif o.replayed:
-                    outcomes["replayed", ""] += 1
-        outcomes["accepted", ""] = len(new)
-        for (outcome, reason), n in outcomes.items():
-            if n:
-                metrics.TRANSFERS.labels(outcome, reason).inc(n)
-        # Aggregate per (debtor, creditor, currency, credited currency) first:
-        # a batch holds thousands of transfers between a few dozen pairs, and
-        # a labelled metric update costs far more than a dict update.
-        # creditor_currency is set exactly on cross-currency transfers.
-        count: Counter[tuple[str, str, str, str | None]] = Counter()
-        value: Counter[tuple[str, str, str, str | None]] = Counter()
-        for t in new:
-            key = (t.debtor, t.creditor, t.currency, t.creditor_currency)
-            count[key] += 1
-            value[key] += t.amount
-        if any(d not in self._regions or c not in self._regions for d, c, _, _ in count):
-            self._regions = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.db.read, repo.bank_regions
-            )
-        by_currency: Counter[str] = Counter()
-        corridors: Counter[tuple[str, str, str]] = Counter()
-        corridor_value: Counter[tuple[str, str, str]] = Counter()
-        fx_volume: Counter[tuple[str, str]] = Counter()
-        fx_used = 0
-        for key, n in count.items():
-            debtor, creditor, currency, credited = key
-            amount = value[key]
-            by_currency[currency] += amount
-            corridor = (self._regions.get(debtor, ""), self._regions.get(creditor, ""), currency)
-            corridors[corridor] += n
-            corridor_value[corridor] += amount
-            if credited is not None:
-                fx_used += n
-                fx_volume[currency, credited] += amount
-        for currency, amount in by_currency.items():
-            metrics.TRANSFER_VALUE.labels(currency).inc(amount)
-        for corridor, n in corridors.items():
-            metrics.CORRIDOR_TRANSFERS.labels(*corridor).inc(n)
-            metrics.CORRIDOR_VALUE.labels(*corridor).inc(corridor_value[corridor])
-        if fx_used:
-            metrics.FX_QUOTES.labels("used", "").inc(fx_used)
-        for (source, target), amount in fx_volume.items():
-            metrics.FX_VOLUME.labels(source, target).inc(amount)
-        # Per-bank gauges are not set here: this process sees only its own
-        # batches. The server's collector reads them from the database.

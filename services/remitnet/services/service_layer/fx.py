@@ -14,12 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
-
-from remitnet.services.adapters.db import audit_log
-from remitnet.services.adapters.db import repository as repo
-from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action, time_text
+from remitnet.services.domain.decision import no_account, party_refusal
 from remitnet.services.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -28,8 +24,9 @@ from remitnet.services.domain.errors import (
     RemitnetError,
 )
 from remitnet.services.domain.fx import Quote, Rate, check_fresh, derive, parse_rate, price
-from remitnet.services.domain.model import AccountKind, BankStatus, canonical_uuid
+from remitnet.services.domain.model import AccountKind, canonical_uuid
 from remitnet.services.domain.money import check_currency
+from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
 MAX_RATES = 10_000  # per UpdateRates call, as for the batch calls
 
@@ -131,7 +128,7 @@ def _parse_rates(rows: Sequence[RateRow], now: datetime) -> list[Rate]:
 
 
 def update_rates(
-    db: Database,
+    db: Transactions,
     rates: Sequence[RateRow],
     *,
     keep_newer: bool = False,
@@ -149,8 +146,8 @@ def update_rates(
     now = datetime.now(UTC)
     parsed = _parse_rates(rates, now)
 
-    def unit(conn: Connection) -> list[Rate]:
-        stored = repo.load_rates(conn)
+    def unit(uow: UnitOfWork) -> list[Rate]:
+        stored = uow.quotes.rates()
         fresh: list[Rate] = []
         for index, rate in enumerate(parsed):
             held = [
@@ -174,9 +171,9 @@ def update_rates(
                 )
             fresh.append(rate)
         inverses = [(r.quote, r.base) for r in fresh if (r.quote, r.base) in stored]
-        repo.delete_rates(conn, inverses)
+        uow.quotes.delete_rates(inverses)
         if fresh:
-            repo.upsert_rates(conn, fresh, now)
+            uow.quotes.upsert_rates(fresh, now)
         if inverses or any(stored.get((r.base, r.quote)) != r for r in fresh):
             # The rates as parsed (mid as exact decimal text), in request
             # order. A call that stored nothing new (all skipped, or the
@@ -194,14 +191,14 @@ def update_rates(
                     for r in parsed
                 ],
             }
-            audit_log.append(conn, actor, Action.UPDATE_RATES, request, now)
+            uow.trail.append(actor, Action.UPDATE_RATES, request, now)
         return fresh
 
     return db.write("update_rates", unit)
 
 
-def list_rates(db: Database) -> list[Rate]:
-    return sorted(db.read(repo.load_rates).values(), key=lambda r: (r.base, r.quote))
+def list_rates(db: Transactions) -> list[Rate]:
+    return sorted(db.read(lambda uow: uow.quotes.rates()).values(), key=lambda r: (r.base, r.quote))
 
 
 def _file_error(path: Path, where: str, message: str) -> InvalidArgument:
@@ -323,7 +320,7 @@ class QuoteAsk:
 
 
 def create_quote(
-    db: Database,
+    db: Transactions,
     config: FxConfig,
     bank: str,
     source_currency: str,
@@ -353,24 +350,22 @@ def _random_uuids(n: int) -> Iterator[str]:
     return (str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16))
 
 
-def _caller_refusal(conn: Connection, bank: str) -> tuple[RemitnetError | None, set[str]]:
+def _caller_refusal(uow: UnitOfWork, bank: str) -> tuple[RemitnetError | None, set[str]]:
     """Whether `bank` may ask for quotes at all, and the currencies it holds
     a liquidity account in (a quote sells the source currency, so the
     caller must hold it; the creditor, unknown at quote time, is checked
     when the transfer is cleared)."""
-    row = repo.get_bank(conn, bank)
-    if row is None:
-        return NotFound(Reason.UNKNOWN_PARTICIPANT, f"no bank {bank} at the hub", bank=bank), set()
-    if row.status is not BankStatus.ACTIVE:
-        return FailedPrecondition(
-            Reason.PARTICIPANT_SUSPENDED, f"bank {bank} is suspended", bank=bank
-        ), set()
-    held = {a.currency for a in repo.owner_accounts(conn, bank) if a.kind == AccountKind.LIQUIDITY}
+    row = uow.banks.get(bank)
+    # Step 1 of the payment decision (`decision`), for the caller alone.
+    refused = party_refusal(bank, None if row is None else row.status)
+    if refused is not None:
+        return refused, set()
+    held = {a.currency for a in uow.accounts.of_owner(bank) if a.kind == AccountKind.LIQUIDITY}
     return None, held
 
 
 def create_quotes(
-    db: Database, config: FxConfig, bank: str, asks: Sequence[QuoteAsk]
+    db: Transactions, config: FxConfig, bank: str, asks: Sequence[QuoteAsk]
 ) -> list[Quote | RemitnetError]:
     """Price every ask on one snapshot of the rates and store the quotes in
     one transaction; a refused ask stores nothing and does not stop the
@@ -387,13 +382,13 @@ def create_quotes(
     # (clearing checks both parties again), and reading the bank's account
     # rows inside a unit that also writes quotes made it conflict with every
     # batch updating those accounts and reading quotes (SSI aborts).
-    caller, held = db.read(lambda conn: _caller_refusal(conn, bank))
+    caller, held = db.read(lambda uow: _caller_refusal(uow, bank))
     if caller is not None:
         return [refused.get(index, caller) for index in range(len(asks))]
 
-    def unit(conn: Connection) -> list[Quote | RemitnetError]:
+    def unit(uow: UnitOfWork) -> list[Quote | RemitnetError]:
         now = datetime.now(UTC)
-        rates = repo.load_rates(conn)
+        rates = uow.quotes.rates()
         ids = _random_uuids(len(asks))
         outcomes: list[Quote | RemitnetError] = []
         for index, ask in enumerate(asks):
@@ -401,14 +396,8 @@ def create_quotes(
                 outcomes.append(refused[index])
                 continue
             if ask.source_currency not in held:
-                outcomes.append(
-                    FailedPrecondition(
-                        Reason.CURRENCY_NOT_SUPPORTED,
-                        f"bank {bank} holds no {ask.source_currency} account at the hub",
-                        bank=bank,
-                        currency=ask.source_currency,
-                    )
-                )
+                # Step 3 of the payment decision, for the debit side alone.
+                outcomes.append(no_account(bank, ask.source_currency, named_bank=True))
                 continue
             try:
                 derived = derive(
@@ -439,18 +428,18 @@ def create_quotes(
                 )
                 continue
             outcomes.append(Quote(next(ids), bank, terms, now, now + config.quote_ttl, None))
-        repo.insert_quotes(conn, [q for q in outcomes if isinstance(q, Quote)])
+        uow.quotes.add([q for q in outcomes if isinstance(q, Quote)])
         return outcomes
 
     return db.write("create_quotes", unit)
 
 
-def get_quote(db: Database, bank: str | None, quote_id: str) -> Quote:
+def get_quote(db: Transactions, bank: str | None, quote_id: str) -> Quote:
     qid = canonical_uuid(quote_id, "quote_id")
 
-    def unit(conn: Connection) -> Quote:
-        quote = repo.load_quotes(conn, [qid]).get(qid)
-        if quote is None or (bank is not None and quote.bank != bank):
+    def unit(uow: UnitOfWork) -> Quote:
+        quote = uow.quotes.get_many([qid]).get(qid)
+        if quote is None or not quote.visible_to(bank):
             raise NotFound(Reason.QUOTE_NOT_FOUND, f"no quote {qid}")
         return quote
 

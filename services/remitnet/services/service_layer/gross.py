@@ -7,87 +7,46 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
-
-from remitnet.services.adapters.db import feed
-from remitnet.services.adapters.db import repository as repo
-from remitnet.services.adapters.db.database import Database
-from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
+from remitnet.services.domain.decision import party_refusal, refusal
+from remitnet.services.domain.events import transfer_events
 from remitnet.services.domain.ledger import gross_posting
 from remitnet.services.domain.model import (
-    BankStatus,
     Instruction,
     StoredTransfer,
     TransferStatus,
     account_id,
 )
-from remitnet.services.domain.netting import Accepted, Outcome, Rejected, duplicate, headroom
+from remitnet.services.domain.netting import Accepted, Outcome, Rejected, duplicate
+from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
 
-def commit_gross(db: Database, item: Instruction) -> Outcome:
-    def unit(conn: Connection) -> Outcome:
-        prior = repo.get_transfer(conn, item.transfer_id)
+def commit_gross(db: Transactions, item: Instruction) -> Outcome:
+    def unit(uow: UnitOfWork) -> Outcome:
+        prior = uow.transfers.get(item.transfer_id)
         if prior is not None:
             return (
                 Accepted(prior, True) if item.same_content(prior) else duplicate(prior.transfer_id)
             )
-        statuses, regions = repo.bank_statuses_and_regions(conn, [item.debtor, item.creditor])
+        statuses, regions = uow.banks.statuses_and_regions([item.debtor, item.creditor])
+        # The parties first, so that a refused party reads no account; the
+        # decision below takes them again (no I/O), then accounts, headroom.
         for bank in (item.debtor, item.creditor):
-            if bank not in statuses:
-                return Rejected(
-                    NotFound(Reason.UNKNOWN_PARTICIPANT, f"no bank {bank} at the hub", bank=bank)
-                )
-            if statuses[bank] is not BankStatus.ACTIVE:
-                return Rejected(
-                    FailedPrecondition(
-                        Reason.PARTICIPANT_SUSPENDED, f"bank {bank} is suspended", bank=bank
-                    )
-                )
+            error = party_refusal(bank, statuses.get(bank))
+            if error is not None:
+                return Rejected(error)
         ids = [account_id(item.debtor, item.currency), account_id(item.creditor, item.currency)]
-        states = repo.load_account_states(conn, ids)
-        for aid, bank in zip(ids, (item.debtor, item.creditor), strict=True):
-            if aid not in states:
-                return Rejected(
-                    FailedPrecondition(
-                        Reason.CURRENCY_NOT_SUPPORTED,
-                        f"bank {bank} holds no {item.currency} account at the hub",
-                        bank=bank,
-                        currency=item.currency,
-                    )
-                )
-        debtor = states[ids[0]]
-        room = headroom(debtor.balance, debtor.net_debit_cap, debtor.unsettled_net)
-        if room < item.amount:
-            return Rejected(
-                FailedPrecondition(
-                    Reason.INSUFFICIENT_LIQUIDITY,
-                    f"amount {item.amount} exceeds the headroom of {item.debtor} in "
-                    f"{item.currency}, {room}",
-                    bank=item.debtor,
-                    currency=item.currency,
-                    headroom=str(room),
-                    amount=str(item.amount),
-                )
-            )
-        now = feed.publish(
-            conn, feed.transfer_events(item, TransferStatus.SETTLED), datetime.now(UTC)
-        )
+        states = uow.accounts.states(ids)
+        payer, payee = states.get(ids[0]), states.get(ids[1])
+        error = refusal(item, statuses, payer, payee, item.currency, named_bank=True)
+        if error is not None:
+            return Rejected(error)
+        now = uow.events.publish(transfer_events(item, TransferStatus.SETTLED), datetime.now(UTC))
         posting = gross_posting(
             item.transfer_id, item.debtor, item.creditor, item.currency, item.amount
         )
-        repo.post(conn, posting, owner=item.debtor, amount=item.amount, now=now)
-        stored = StoredTransfer(
-            item.transfer_id,
-            item.debtor,
-            item.creditor,
-            item.currency,
-            item.amount,
-            item.remittance_info,
-            TransferStatus.SETTLED,
-            "",
-            now,
-        )
-        repo.insert_transfers(conn, [stored], regions)
+        uow.ledger.post(posting, owner=item.debtor, amount=item.amount, now=now)
+        stored = StoredTransfer.from_instruction(item, accepted_at=now)
+        uow.transfers.add([stored], regions)
         return Accepted(stored, False)
 
     return db.write("gross_transfer", unit)

@@ -6,12 +6,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
-
-from remitnet.services.adapters.db import audit_log, feed
-from remitnet.services.adapters.db import repository as repo
-from remitnet.services.adapters.db.database import Database
-from remitnet.services.adapters.db.schema import HUB_HOME_REGION
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action
 from remitnet.services.domain.bank import Bank
@@ -35,7 +29,7 @@ from remitnet.services.domain.model import (
     cycle_id_for,
 )
 from remitnet.services.domain.money import INT64_MAX, check_currency, check_positive_amount
-from remitnet.services.domain.netting import within_limit
+from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +42,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _view(conn: Connection, code: str) -> BankView:
-    bank = repo.get_bank(conn, code)
+def _view(uow: UnitOfWork, code: str) -> BankView:
+    bank = uow.banks.get(code)
     if bank is None:
         raise NotFound(Reason.UNKNOWN_PARTICIPANT, f"no bank {code} at the hub", bank=code)
-    return BankView(bank, repo.owner_accounts(conn, code))
+    return BankView(bank, uow.accounts.of_owner(code))
 
 
-def ensure_currency(conn: Connection, currency: str, now: datetime) -> None:
+def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
     """The hub's own accounts and an open cycle exist for every currency a
     bank holds an account in."""
+    hub_region = uow.banks.home_regions([HUB])[HUB]  # the hub's own region: no read
     for kind in (
         AccountKind.SETTLEMENT,
         AccountKind.RESERVE,
@@ -65,20 +60,20 @@ def ensure_currency(conn: Connection, currency: str, now: datetime) -> None:
         AccountKind.FX_REVENUE,
     ):
         aid = account_id(HUB, currency, kind)
-        if repo.get_account(conn, aid) is None:
-            repo.insert_account(conn, aid, HUB, currency, kind, now, home_region=HUB_HOME_REGION)
-    if repo.open_cycle(conn, currency) is None:
-        seq = repo.max_cycle_seq(conn, currency) + 1
-        repo.insert_cycle(conn, cycle_id_for(currency, seq), currency, seq, now)
+        if uow.accounts.get(aid) is None:
+            uow.accounts.add(aid, HUB, currency, kind, now, home_region=hub_region)
+    if uow.cycles.open_for(currency) is None:
+        seq = uow.cycles.max_seq(currency) + 1
+        uow.cycles.add(cycle_id_for(currency, seq), currency, seq, now)
 
 
-def _open_account(conn: Connection, bank: Bank, currency: str, now: datetime) -> None:
+def _open_account(uow: UnitOfWork, bank: Bank, currency: str, now: datetime) -> None:
     aid = account_id(bank.code, currency)
-    if repo.get_account(conn, aid) is None:
-        repo.insert_account(
-            conn, aid, bank.code, currency, AccountKind.LIQUIDITY, now, home_region=bank.home_region
+    if uow.accounts.get(aid) is None:
+        uow.accounts.add(
+            aid, bank.code, currency, AccountKind.LIQUIDITY, now, home_region=bank.home_region
         )
-    ensure_currency(conn, currency, now)
+    ensure_currency(uow, currency, now)
 
 
 def _check_currencies(currencies: list[str]) -> list[str]:
@@ -90,7 +85,7 @@ def _check_currencies(currencies: list[str]) -> list[str]:
 
 
 def create_bank(
-    db: Database,
+    db: Transactions,
     code: str,
     name: str,
     home_region: str,
@@ -105,53 +100,53 @@ def create_bank(
     check_region(home_region)
     _check_currencies(currencies)
 
-    def unit(conn: Connection) -> BankView:
+    def unit(uow: UnitOfWork) -> BankView:
         now = _now()
-        existing = repo.get_bank(conn, code)
+        existing = uow.banks.get(code)
         if existing is not None:
             # Creating the same bank again is a no-op, so a retried call
             # (or one whose commit was ambiguous) is safe.
-            held = {a.currency for a in repo.owner_accounts(conn, code)}
+            held = {a.currency for a in uow.accounts.of_owner(code)}
             if (existing.name, existing.home_region) != (name, home_region) or not set(
                 currencies
             ) <= held:
                 raise AlreadyExists(Reason.BANK_EXISTS, f"bank {code} exists", bank=code)
-            return _view(conn, code)
+            return _view(uow, code)
         bank = Bank(code, name, home_region, BankStatus.ACTIVE, now)
-        repo.insert_bank(conn, bank)
-        feed.create_head(conn, code, home_region, now)
+        uow.banks.add(bank)
+        uow.events.create_head(code, home_region, now)
         for currency in currencies:
-            _open_account(conn, bank, currency, now)
+            _open_account(uow, bank, currency, now)
         request = {"bank": code, "name": name, "home_region": home_region}
-        audit_log.append(
-            conn, actor, Action.CREATE_BANK, {**request, "currencies": currencies}, now
-        )
-        return _view(conn, code)
+        uow.trail.append(actor, Action.CREATE_BANK, {**request, "currencies": currencies}, now)
+        return _view(uow, code)
 
     return db.write("create_bank", unit)
 
 
-def open_account(db: Database, code: str, currency: str, *, actor: str = HUB_PRINCIPAL) -> Account:
+def open_account(
+    db: Transactions, code: str, currency: str, *, actor: str = HUB_PRINCIPAL
+) -> Account:
     check_currency(currency)
 
-    def unit(conn: Connection) -> Account:
-        bank, now = _view(conn, code).bank, _now()
-        if repo.get_account(conn, account_id(code, currency)) is None:
+    def unit(uow: UnitOfWork) -> Account:
+        bank, now = _view(uow, code).bank, _now()
+        if uow.accounts.get(account_id(code, currency)) is None:
             # An account already open is a replay: nothing changes, nothing
             # is appended to the audit trail.
-            _open_account(conn, bank, currency, now)
+            _open_account(uow, bank, currency, now)
             request = {"bank": code, "currency": currency}
-            audit_log.append(conn, actor, Action.OPEN_ACCOUNT, request, now)
-        row = repo.get_account(conn, account_id(code, currency))
+            uow.trail.append(actor, Action.OPEN_ACCOUNT, request, now)
+        row = uow.accounts.get(account_id(code, currency))
         assert row is not None
         return row
 
     return db.write("open_account", unit)
 
 
-def _require_account(conn: Connection, code: str, currency: str) -> Account:
-    _view(conn, code)
-    row = repo.get_account(conn, account_id(code, currency))
+def _require_account(uow: UnitOfWork, code: str, currency: str) -> Account:
+    _view(uow, code)
+    row = uow.accounts.get(account_id(code, currency))
     if row is None:
         raise FailedPrecondition(
             Reason.CURRENCY_NOT_SUPPORTED,
@@ -167,7 +162,7 @@ def _posting_key(prefix: str, raw_id: str) -> str:
 
 
 def deposit(
-    db: Database,
+    db: Transactions,
     code: str,
     currency: str,
     amount: int,
@@ -183,7 +178,7 @@ def deposit(
 
 
 def withdraw(
-    db: Database,
+    db: Transactions,
     code: str,
     currency: str,
     amount: int,
@@ -200,7 +195,7 @@ def withdraw(
 
 
 def _move_liquidity(
-    db: Database,
+    db: Transactions,
     unit_name: str,
     key: str,
     code: str,
@@ -209,8 +204,8 @@ def _move_liquidity(
     kind: EntryKind,
     actor: str,
 ) -> Account:
-    def unit(conn: Connection) -> Account:
-        prior = repo.get_posting(conn, key)
+    def unit(uow: UnitOfWork) -> Account:
+        prior = uow.ledger.get_posting(key)
         if prior is not None:
             if (prior.kind, prior.owner, prior.currency, prior.amount) != (
                 kind,
@@ -222,26 +217,16 @@ def _move_liquidity(
                     Reason.DUPLICATE_WITH_DIFFERENT_CONTENT,
                     f"{key} was posted with different content",
                 )
-            return _require_account(conn, code, currency)
-        account = _require_account(conn, code, currency)
+            return _require_account(uow, code, currency)
+        account = _require_account(uow, code, currency)
         now = _now()
         if kind is EntryKind.DEPOSIT:
-            if account.balance + amount > INT64_MAX:
-                raise InvalidArgument(Reason.AMOUNT_OUT_OF_RANGE, "balance would overflow int64")
+            account.check_deposit(amount)
             posting = deposit_posting(key, code, currency, amount, key.split(":", 1)[1])
         else:
-            withdrawable = account.balance + min(0, account.unsettled_net)
-            if amount > withdrawable:
-                raise FailedPrecondition(
-                    Reason.INSUFFICIENT_LIQUIDITY,
-                    f"at most {max(0, withdrawable)} minor units can be withdrawn",
-                    bank=code,
-                    currency=currency,
-                    headroom=str(max(0, withdrawable)),
-                    amount=str(amount),
-                )
+            account.check_withdrawal(amount)
             posting = withdrawal_posting(key, code, currency, amount, key.split(":", 1)[1])
-        repo.post(conn, posting, owner=code, amount=amount, now=now)
+        uow.ledger.post(posting, owner=code, amount=amount, now=now)
         # A replay (the same id again) returned above: one record per posting.
         action, id_key = (
             (Action.DEPOSIT, "deposit_id")
@@ -249,8 +234,8 @@ def _move_liquidity(
             else (Action.WITHDRAW, "withdrawal_id")
         )
         request = {"bank": code, "currency": currency, "amount": amount}
-        audit_log.append(conn, actor, action, {**request, id_key: key.split(":", 1)[1]}, now)
-        row = repo.get_account(conn, account.id)
+        uow.trail.append(actor, action, {**request, id_key: key.split(":", 1)[1]}, now)
+        row = uow.accounts.get(account.id)
         assert row is not None
         return row
 
@@ -258,27 +243,21 @@ def _move_liquidity(
 
 
 def set_net_debit_cap(
-    db: Database, code: str, currency: str, cap: int, *, actor: str = HUB_PRINCIPAL
+    db: Transactions, code: str, currency: str, cap: int, *, actor: str = HUB_PRINCIPAL
 ) -> Account:
     check_currency(currency)
     if not 0 <= cap <= INT64_MAX:
         raise InvalidArgument(Reason.INVALID_AMOUNT, "cap must be between 0 and int64 max")
 
-    def unit(conn: Connection) -> Account:
-        account = _require_account(conn, code, currency)
-        if not within_limit(account.balance, cap, account.unsettled_net):
-            raise FailedPrecondition(
-                Reason.CAP_BELOW_POSITION,
-                "the bank's current net debit position exceeds its liquidity plus this cap",
-                bank=code,
-                currency=currency,
-            )
+    def unit(uow: UnitOfWork) -> Account:
+        account = _require_account(uow, code, currency)
+        account.check_cap(cap)
         if account.net_debit_cap != cap:
             # Setting the cap it has changes nothing and appends nothing.
-            repo.set_cap(conn, account.id, cap)
+            uow.accounts.set_cap(account.id, cap)
             request = {"bank": code, "currency": currency, "cap": cap}
-            audit_log.append(conn, actor, Action.SET_NET_DEBIT_CAP, request, _now())
-        row = repo.get_account(conn, account.id)
+            uow.trail.append(actor, Action.SET_NET_DEBIT_CAP, request, _now())
+        row = uow.accounts.get(account.id)
         assert row is not None
         return row
 
@@ -286,29 +265,29 @@ def set_net_debit_cap(
 
 
 def set_status(
-    db: Database, code: str, status: BankStatus, *, actor: str = HUB_PRINCIPAL
+    db: Transactions, code: str, status: BankStatus, *, actor: str = HUB_PRINCIPAL
 ) -> BankView:
-    def unit(conn: Connection) -> BankView:
-        if _view(conn, code).bank.status != status:
+    def unit(uow: UnitOfWork) -> BankView:
+        if _view(uow, code).bank.status != status:
             # Suspending a suspended bank (resuming an active one) changes
             # nothing and appends nothing.
-            repo.set_bank_status(conn, code, status)
+            uow.banks.set_status(code, status)
             action = Action.SUSPEND_BANK if status is BankStatus.SUSPENDED else Action.RESUME_BANK
-            audit_log.append(conn, actor, action, {"bank": code}, _now())
-        return _view(conn, code)
+            uow.trail.append(actor, action, {"bank": code}, _now())
+        return _view(uow, code)
 
     return db.write("set_bank_status", unit)
 
 
-def get_bank(db: Database, code: str) -> BankView:
-    return db.read(lambda conn: _view(conn, code))
+def get_bank(db: Transactions, code: str) -> BankView:
+    return db.read(lambda uow: _view(uow, code))
 
 
-def list_banks(db: Database, after: str, limit: int) -> list[BankView]:
-    def unit(conn: Connection) -> list[BankView]:
+def list_banks(db: Transactions, after: str, limit: int) -> list[BankView]:
+    def unit(uow: UnitOfWork) -> list[BankView]:
         # Two statements a page: the banks, then all their accounts.
-        found = repo.list_banks(conn, after, limit)
-        held = repo.accounts_of_owners(conn, [b.code for b in found])
+        found = uow.banks.page(after, limit)
+        held = uow.accounts.of_owners([b.code for b in found])
         return [BankView(b, held[b.code]) for b in found]
 
     return db.read(unit)

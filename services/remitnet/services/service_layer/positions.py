@@ -6,14 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
-
-from remitnet.services.adapters.db import repository as repo
-from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.errors import NotFound, Reason
 from remitnet.services.domain.model import AccountKind
 from remitnet.services.domain.money import check_currency
-from remitnet.services.domain.netting import PositionDelta, headroom
+from remitnet.services.domain.netting import PositionDelta
+from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +31,19 @@ class Position:
     as_of: datetime
 
 
-def get_position(db: Database, bank: str, currency: str = "") -> Position:
+def get_position(db: Transactions, bank: str, currency: str = "") -> Position:
     """`bank`'s liquidity accounts (one currency, or all it holds) and its
     totals in each currency's open cycle, from one consistent snapshot (not
     a stale follower read: a bank sizes payments on it)."""
     if currency:
         check_currency(currency)
 
-    def read(conn: Connection) -> Position:
-        if repo.get_bank(conn, bank) is None:
+    def read(uow: UnitOfWork) -> Position:
+        if uow.banks.get(bank) is None:
             raise NotFound(Reason.UNKNOWN_PARTICIPANT, f"no bank {bank} at the hub", bank=bank)
         accounts = [
             a
-            for a in repo.owner_accounts(conn, bank)
+            for a in uow.accounts.of_owner(bank)
             if a.kind == AccountKind.LIQUIDITY and (not currency or a.currency == currency)
         ]
         if currency and not accounts:
@@ -56,8 +53,8 @@ def get_position(db: Database, bank: str, currency: str = "") -> Position:
                 bank=bank,
                 currency=currency,
             )
-        open_ids = repo.open_cycle_ids(conn, [a.currency for a in accounts])
-        held = repo.bank_positions(conn, bank, list(open_ids.values()))
+        open_ids = uow.cycles.open_ids([a.currency for a in accounts])
+        held = uow.positions.of_bank(bank, list(open_ids.values()))
         out = []
         for a in accounts:
             cycle_id = open_ids.get(a.currency, "")
@@ -67,7 +64,7 @@ def get_position(db: Database, bank: str, currency: str = "") -> Position:
                     a.balance,
                     a.net_debit_cap,
                     a.unsettled_net,
-                    headroom(a.balance, a.net_debit_cap, a.unsettled_net),
+                    a.headroom,
                     cycle_id,
                     held.get(cycle_id) or PositionDelta(),
                 )

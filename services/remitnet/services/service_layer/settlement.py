@@ -5,14 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
-
-from remitnet.services.adapters.db import audit_log, feed
-from remitnet.services.adapters.db import repository as repo
-from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action, ChainHead
 from remitnet.services.domain.cycle import Cycle
-from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
+from remitnet.services.domain.errors import NotFound, Reason
 from remitnet.services.domain.ledger import LedgerEntry, fx_revenue_posting, settlement_posting
 from remitnet.services.domain.model import (
     HUB,
@@ -22,6 +17,7 @@ from remitnet.services.domain.model import (
     position_account_id,
 )
 from remitnet.services.domain.money import check_currency
+from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,45 +29,41 @@ class Settlement:
     audit_head: ChainHead | None = None
 
 
-def settle_cycle(db: Database, cycle_id: str, *, actor: str = HUB_PRINCIPAL) -> Settlement:
+def settle_cycle(db: Transactions, cycle_id: str, *, actor: str = HUB_PRINCIPAL) -> Settlement:
     """Post a closed cycle's net positions to the ledger exactly once: the
     posting id is the cycle's, and the cycle's state is checked and changed
     in the same serializable transaction."""
 
-    def unit(conn: Connection) -> Settlement:
-        cycle = repo.get_cycle(conn, cycle_id)
+    def unit(uow: UnitOfWork) -> Settlement:
+        cycle = uow.cycles.get(cycle_id)
         if cycle is None:
             raise NotFound(Reason.CYCLE_NOT_FOUND, f"no cycle {cycle_id[:40]!r}")
-        if cycle.state is CycleState.OPEN:
-            raise FailedPrecondition(
-                Reason.CYCLE_NOT_CLOSED, f"cycle {cycle_id} is open; close it first"
-            )
-        if cycle.state is CycleState.SETTLED:
+        cycle.check_settleable()
+        if cycle.is_settled:
             # A replay: nothing is posted and nothing is appended.
-            head = audit_log.settlement_heads(conn, [cycle.id]).get(cycle.id)
-            return Settlement(cycle, _posted(conn, cycle), True, head)
-        positions = repo.cycle_positions(conn, cycle.id)
+            head = uow.trail.settlement_heads([cycle.id]).get(cycle.id)
+            return Settlement(cycle, _posted(uow, cycle), True, head)
+        positions = uow.positions.of_cycle(cycle.id)
         nets = {bank: p.net for bank, p in positions.items()}
         posting = settlement_posting(cycle.id, cycle.currency, nets)
-        news = feed.cycle_events(conn, cycle.id, CycleState.SETTLED, positions)
-        now = feed.publish(conn, news, datetime.now(UTC))
-        repo.post(conn, posting, owner=HUB, amount=cycle.net_value, now=now)
+        news = uow.events.cycle_events(cycle.id, CycleState.SETTLED, positions)
+        now = uow.events.publish(news, datetime.now(UTC))
+        uow.ledger.post(posting, owner=HUB, amount=cycle.net_value, now=now)
         fee = sum(p.fee for p in positions.values())
         if fee:
-            repo.post(
-                conn,
+            uow.ledger.post(
                 fx_revenue_posting(cycle.id, cycle.currency, fee),
                 owner=HUB,
                 amount=fee,
                 now=now,
             )
         # What was unsettled is now on the balance: headroom is unchanged.
-        repo.add_unsettled(
-            conn, {position_account_id(bank, cycle.currency): -net for bank, net in nets.items()}
+        uow.accounts.add_unsettled(
+            {position_account_id(bank, cycle.currency): -net for bank, net in nets.items()}
         )
-        repo.mark_settled(conn, cycle.id, now)
-        record = audit_log.append(conn, actor, Action.SETTLE_CYCLE, {"cycle_id": cycle.id}, now)
-        settled = repo.get_cycle(conn, cycle.id)
+        uow.cycles.mark_settled(cycle.id, now)
+        record = uow.trail.append(actor, Action.SETTLE_CYCLE, {"cycle_id": cycle.id}, now)
+        settled = uow.cycles.get(cycle.id)
         assert settled is not None
         head = ChainHead(record.seq, record.hash)
         return Settlement(settled, {b: n for b, n in nets.items() if n}, False, head)
@@ -79,9 +71,9 @@ def settle_cycle(db: Database, cycle_id: str, *, actor: str = HUB_PRINCIPAL) -> 
     return db.write("settle_cycle", unit)
 
 
-def _posted(conn: Connection, cycle: Cycle) -> dict[str, int]:
+def _posted(uow: UnitOfWork, cycle: Cycle) -> dict[str, int]:
     out: dict[str, int] = {}
-    for entry in repo.posting_entries(conn, f"settle:{cycle.id}"):
+    for entry in uow.ledger.posting_entries(f"settle:{cycle.id}"):
         owner = entry.account_id.split("/", 1)[0]
         if entry.account_id == position_account_id(owner, cycle.currency):
             out[owner] = entry.amount
@@ -98,24 +90,24 @@ class Statement:
     next_after_seq: int
 
 
-def statement(db: Database, bank: str, currency: str, after_seq: int, limit: int) -> Statement:
+def statement(db: Transactions, bank: str, currency: str, after_seq: int, limit: int) -> Statement:
     check_currency(currency)
     after_seq = max(0, after_seq)
 
-    def unit(conn: Connection) -> Statement:
+    def unit(uow: UnitOfWork) -> Statement:
         # The hub's statement is its FX revenue account.
         aid = (
             account_id(HUB, currency, AccountKind.FX_REVENUE)
             if bank == HUB
             else account_id(bank, currency)
         )
-        account = repo.get_account(conn, aid)
+        account = uow.accounts.get(aid)
         if account is None:
             raise NotFound(
                 Reason.ACCOUNT_NOT_FOUND, f"no {currency} account of {bank}", bank=bank[:16]
             )
-        opening = repo.balance_after(conn, aid, min(after_seq, account.entry_count))
-        entries = repo.account_entries(conn, aid, after_seq, limit)
+        opening = uow.ledger.balance_after(aid, min(after_seq, account.entry_count))
+        entries = uow.ledger.entries(aid, after_seq, limit)
         closing = entries[-1].balance_after if entries else opening
         more = bool(entries) and entries[-1].seq < account.entry_count
         return Statement(bank, currency, opening, entries, closing, entries[-1].seq if more else 0)
@@ -123,8 +115,8 @@ def statement(db: Database, bank: str, currency: str, after_seq: int, limit: int
     return db.read(unit)
 
 
-def ledger_totals(db: Database) -> dict[str, tuple[int, int, int]]:
-    return db.read(repo.ledger_totals, stale_ok=True)
+def ledger_totals(db: Transactions) -> dict[str, tuple[int, int, int]]:
+    return db.read(lambda uow: uow.views.ledger_totals(), stale_ok=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,24 +146,24 @@ class Reconciliation:
 
     @property
     def settled(self) -> bool:
-        return self.cycle.state is CycleState.SETTLED
+        return self.cycle.is_settled
 
     @property
     def all_matched(self) -> bool:
         return all(r.matched(self.settled) for r in self.rows)
 
 
-def reconciliation(db: Database, cycle_id: str) -> Reconciliation:
+def reconciliation(db: Transactions, cycle_id: str) -> Reconciliation:
     """Three independent figures per participant: its transfers, its netted
     position, its settlement posting. They agree, or the report says where."""
 
-    def unit(conn: Connection) -> Reconciliation:
-        cycle = repo.get_cycle(conn, cycle_id)
+    def unit(uow: UnitOfWork) -> Reconciliation:
+        cycle = uow.cycles.get(cycle_id)
         if cycle is None:
             raise NotFound(Reason.CYCLE_NOT_FOUND, f"no cycle {cycle_id[:40]!r}")
-        sums = repo.cycle_leg_sums(conn, cycle.id)
-        positions = repo.cycle_positions(conn, cycle.id)
-        posted = _posted(conn, cycle) if cycle.state is CycleState.SETTLED else {}
+        sums = uow.transfers.leg_sums(cycle.id)
+        positions = uow.positions.of_cycle(cycle.id)
+        posted = _posted(uow, cycle) if cycle.is_settled else {}
         rows = []
         for bank in sorted(set(sums) | set(positions)):
             sc, rc, s, r = sums.get(bank, [0, 0, 0, 0])

@@ -19,10 +19,11 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from remitnet.services.domain.account import Account
+from remitnet.services.domain.audit import AuditSnapshot
 from remitnet.services.domain.audit_trail import Action, AuditRecord, ChainHead
 from remitnet.services.domain.bank import Bank
 from remitnet.services.domain.cycle import Cycle
-from remitnet.services.domain.events import FeedEvent, NewEvent
+from remitnet.services.domain.events import FeedEvent, Head, NewEvent
 from remitnet.services.domain.fx import Quote, Rate
 from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingRecord
 from remitnet.services.domain.model import BankStatus, CycleState, StoredTransfer, TransferStatus
@@ -43,8 +44,9 @@ class BankRepository(Protocol):
     def home_regions(
         self, codes: Collection[str], known: Mapping[str, str] | None = None
     ) -> dict[str, str]:
-        """The home region of each code; the hub's and unknown codes' are
-        the hub's region. `known` answers without a read where it can."""
+        """The home region to write in rows owned by each code: the bank's,
+        or the hub's own region for the hub. `known` answers without a read
+        where it can; a code that is no bank is an AssertionError."""
         ...
 
 
@@ -111,8 +113,9 @@ class TransferRepository(Protocol):
     ) -> None: ...
     def cancel(self, transfer_id: str, now: datetime) -> None: ...
     def leg_sums(self, cycle_id: str) -> dict[str, list[int]]:
-        """Per bank, what its live transfers with a leg in the cycle add up
-        to (sent, received, counts, fees), recomputed from the transfers."""
+        """Per bank, [sent count, received count, sent value, received
+        value] of its live transfers' legs in the cycle, recomputed from the
+        transfers."""
         ...
 
 
@@ -139,6 +142,17 @@ class EventFeed(Protocol):
     """The per-bank change feed, written in the transaction of each change."""
 
     def create_head(self, bank: str, region: str, now: datetime) -> None: ...
+    def heads(self, banks: Collection[str]) -> dict[str, Head]:
+        """The feed heads of `banks` (unknown codes and the hub have none),
+        for a unit that decides its events' time (event_time over these
+        heads) before it knows its events: the batch path. Then `append`."""
+        ...
+
+    def append(self, heads: Mapping[str, Head], new: Sequence[NewEvent], at: datetime) -> None:
+        """Number `new` after each bank's head in `heads` (read by `heads` in
+        this unit; every bank named must be there) and store them at `at`."""
+        ...
+
     def publish(self, new: Sequence[NewEvent], clock: datetime) -> datetime:
         """Append `new` to the feeds of their banks; returns the events'
         time, strictly later than each bank's previous event."""
@@ -178,6 +192,11 @@ class ReadModels(Protocol):
     ) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]: ...
     def ledger_totals(self) -> dict[str, tuple[int, int, int]]:
         """Per currency: (sum of balances, sum of entries, entry count)."""
+        ...
+
+    def audit_snapshot(self) -> AuditSnapshot:
+        """Every row the audit's checks read (domain/audit.py), read whole in
+        this unit's one transaction."""
         ...
 
 

@@ -2,7 +2,7 @@
 exactly once across reconnects (the item in flight at a disconnect may
 repeat), resumable from a token.
 
-One reader per process tails the feed (services/remitnet/services/adapters/db/feed.py) for
+One reader per process tails the feed (the unit of work's `events`) for
 every bank that has a stream open: a single query of those banks' feed
 heads per poll, then one read of what is new for each bank that moved,
 kept in a bounded per-bank buffer that all of that bank's streams are
@@ -21,13 +21,8 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import NamedTuple, TypeVar
 
-from sqlalchemy import Connection
-
-from remitnet.services.adapters.db import feed
-from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.errors import (
     InvalidArgument,
@@ -37,6 +32,7 @@ from remitnet.services.domain.errors import (
 )
 from remitnet.services.domain.events import FeedEvent
 from remitnet.services.domain.model import StoredTransfer, TransferStatus
+from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +147,7 @@ class _Tail:
 
 
 class FeedReader:
-    def __init__(self, db: Database, config: WatchConfig | None = None) -> None:
+    def __init__(self, db: Transactions, config: WatchConfig | None = None) -> None:
         self.db = db
         self.config = config or WatchConfig()
         self._tails: dict[str, _Tail] = {}
@@ -187,8 +183,15 @@ class FeedReader:
         tail = self._tails.get(bank)
         return 0 if tail is None else tail.streams
 
-    async def _read(self, fn: Callable[[Connection], T]) -> T:
+    async def _read(self, fn: Callable[[UnitOfWork], T]) -> T:
         return await asyncio.to_thread(self.db.read, fn)
+
+    async def _heads(self, banks: list[str]) -> dict[str, int]:
+        return await self._read(lambda uow: uow.events.current_heads(banks))
+
+    async def _load(self, bank: str, from_seq: int) -> list[FeedEvent]:
+        size = self.config.page_items
+        return await self._read(lambda uow: uow.events.load(bank, from_seq, size))
 
     async def open(
         self, bank: str, *, resume_token: str = "", since: datetime | None = None
@@ -211,7 +214,7 @@ class FeedReader:
                 bank=bank,
                 limit=str(self.config.max_streams_per_bank),
             )
-        heads = await self._read(partial(feed.current_heads, banks=[bank]))
+        heads = await self._heads([bank])
         head = heads.get(bank, 0)
         if cursor is not None and cursor.seq > head:
             raise InvalidArgument(
@@ -222,7 +225,7 @@ class FeedReader:
         if cursor is None:
             start = head
             if since is not None:
-                start = await self._read(partial(feed.seq_before, bank=bank, since=since))
+                start = await self._read(lambda uow: uow.events.seq_before(bank, since))
             cursor = Cursor(start, LAST)
         tail = self._tails.get(bank)
         if tail is None:
@@ -242,14 +245,7 @@ class FeedReader:
                 items = tail.serve(cursor)
                 if items is None:
                     from_seq = cursor.seq if cursor.item < LAST else cursor.seq + 1
-                    page = await self._read(
-                        partial(
-                            feed.load,
-                            bank=bank,
-                            from_seq=from_seq,
-                            max_items=self.config.page_items,
-                        )
-                    )
+                    page = await self._load(bank, from_seq)
                     items = after(page, cursor)
                 if not items:
                     await waiting.wait()
@@ -273,18 +269,11 @@ class FeedReader:
             if not banks:
                 continue
             try:
-                heads = await self._read(partial(feed.current_heads, banks=banks))
+                heads = await self._heads(banks)
                 for bank, head in heads.items():
                     tail = self._tails.get(bank)
                     while tail is not None and head > tail.loaded:
-                        new = await self._read(
-                            partial(
-                                feed.load,
-                                bank=bank,
-                                from_seq=tail.loaded + 1,
-                                max_items=self.config.page_items,
-                            )
-                        )
+                        new = await self._load(bank, tail.loaded + 1)
                         if not new:
                             break
                         tail.add(new, self.config.buffer_items)

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select
 
-from remitnet.services.adapters.db.repository import utc
+from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import operator_audit_log as log
 from remitnet.services.domain.audit_trail import Action, AuditRecord, ChainHead, next_record
 
@@ -47,60 +47,65 @@ def _record(row: Row[Any]) -> AuditRecord:
     )
 
 
-def head(conn: Connection) -> AuditRecord | None:
-    row = conn.execute(select(*_COLUMNS).order_by(log.c.seq.desc()).limit(1)).first()
-    return None if row is None else _record(row)
+class SqlOperatorTrail:
+    """OperatorTrail over a Connection."""
 
+    __slots__ = ("conn",)
 
-def append(
-    conn: Connection,
-    principal: str,
-    action: Action,
-    request: Mapping[str, Any],
-    now: datetime,
-) -> AuditRecord:
-    """Append the record of `action` after the current head, in `conn`'s
-    transaction: it commits with the action or not at all."""
-    record = next_record(head(conn), principal, now, action, request)
-    conn.execute(
-        insert(log).values(
-            seq=record.seq,
-            at=record.at,
-            principal=record.principal,
-            action=record.action,
-            subject=record.subject,
-            request=record.request,
-            digest=record.digest,
-            prev_hash=record.prev_hash,
-            hash=record.hash,
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def head(self) -> AuditRecord | None:
+        row = self.conn.execute(select(*_COLUMNS).order_by(log.c.seq.desc()).limit(1)).first()
+        return None if row is None else _record(row)
+
+    def append(
+        self,
+        principal: str,
+        action: Action,
+        request: Mapping[str, Any],
+        now: datetime,
+    ) -> AuditRecord:
+        """Append the record of `action` after the current head, in this unit's
+        transaction: it commits with the action or not at all."""
+        record = next_record(self.head(), principal, now, action, request)
+        self.conn.execute(
+            insert(log).values(
+                seq=record.seq,
+                at=record.at,
+                principal=record.principal,
+                action=record.action,
+                subject=record.subject,
+                request=record.request,
+                digest=record.digest,
+                prev_hash=record.prev_hash,
+                hash=record.hash,
+            )
         )
-    )
-    return record
+        return record
 
-
-def settlement_heads(conn: Connection, cycle_ids: Collection[str]) -> dict[str, ChainHead]:
-    """The chain head each cycle's settlement appended (absent: not settled,
-    or settled before the trail existed)."""
-    if not cycle_ids:
-        return {}
-    rows = conn.execute(
-        select(log.c.subject, log.c.seq, log.c.hash).where(
-            log.c.subject.in_(sorted(set(cycle_ids))),
-            log.c.action == str(Action.SETTLE_CYCLE),
+    def settlement_heads(self, cycle_ids: Collection[str]) -> dict[str, ChainHead]:
+        """The chain head each cycle's settlement appended (absent: not settled,
+        or settled before the trail existed)."""
+        if not cycle_ids:
+            return {}
+        rows = self.conn.execute(
+            select(log.c.subject, log.c.seq, log.c.hash).where(
+                log.c.subject.in_(sorted(set(cycle_ids))),
+                log.c.action == str(Action.SETTLE_CYCLE),
+            )
         )
-    )
-    return {r.subject: ChainHead(int(r.seq), r.hash) for r in rows}
+        return {r.subject: ChainHead(int(r.seq), r.hash) for r in rows}
 
-
-def records(conn: Connection, *, page: int = 1000) -> Iterator[AuditRecord]:
-    """Every record in seq order, a page at a time (keyset on seq)."""
-    after = 0
-    while True:
-        rows = conn.execute(
-            select(*_COLUMNS).where(log.c.seq > after).order_by(log.c.seq).limit(page)
-        ).all()
-        for row in rows:
-            yield _record(row)
-        if len(rows) < page:
-            return
-        after = int(rows[-1].seq)
+    def records(self, *, page: int = 1000) -> Iterator[AuditRecord]:
+        """Every record in seq order, a page at a time (keyset on seq)."""
+        after = 0
+        while True:
+            rows = self.conn.execute(
+                select(*_COLUMNS).where(log.c.seq > after).order_by(log.c.seq).limit(page)
+            ).all()
+            for row in rows:
+                yield _record(row)
+            if len(rows) < page:
+                return
+            after = int(rows[-1].seq)

@@ -25,7 +25,10 @@ from sqlalchemy.exc import DataError, DBAPIError
 
 from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.cockroach import SET_TRANSACTION_FOLLOWER_READ
+from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
 from remitnet.services.domain.errors import Aborted, Reason, UnstorableValue
+from remitnet.services.service_layer.unit_of_work import Transactions
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -115,7 +118,9 @@ def unstorable(exc: BaseException) -> UnstorableValue:
 
 
 class Database:
-    """The engines of one database URL and the unit-of-work runner."""
+    """The engines of one database URL and the unit-of-work runner: the
+    `Transactions` of the service layer. Each attempt's function gets a
+    SqlUnitOfWork on that attempt's connection."""
 
     def __init__(
         self,
@@ -133,8 +138,11 @@ class Database:
         self.after_commit_hook: Callable[[str], None] | None = None
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
+        # What the database can do, decided once: the repositories of every
+        # unit of work consult it (COPY, array parameters, follower reads).
+        self.features = Dialect.named(self.dialect)
         kwargs: dict[str, Any] = {"echo": echo}
-        if self.dialect == "sqlite":
+        if self.features.file_locks:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             self.engine = create_engine(self.url, **kwargs)
             self.read_engine = create_engine(self.url, **kwargs)
@@ -143,7 +151,7 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
             self.engine = create_engine(self.url, isolation_level="SERIALIZABLE", **kwargs)
-            if self.dialect == "postgresql":
+            if self.features.snapshot_reads:
                 # Reads are a consistent snapshot that can never fail with a
                 # serialization error; money decisions never use them.
                 self.read_engine = self.engine.execution_options(
@@ -152,14 +160,14 @@ class Database:
             else:
                 self.read_engine = self.engine
 
-    def write(self, unit: str, fn: Callable[[Connection], T]) -> T:
+    def write(self, unit: str, fn: Callable[[SqlUnitOfWork], T]) -> T:
         """Run `fn` in one serializable transaction, retried whole."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 with self.engine.begin() as conn:
-                    result = fn(conn)
+                    result = fn(SqlUnitOfWork(conn, self.features))
                     if self.fault_hook is not None:
                         self.fault_hook(conn, unit, attempt)
             except (DBAPIError, psycopg.Error) as exc:
@@ -184,7 +192,7 @@ class Database:
                 self.after_commit_hook(unit)
             return result
 
-    def read(self, fn: Callable[[Connection], T], *, stale_ok: bool = False) -> T:
+    def read(self, fn: Callable[[SqlUnitOfWork], T], *, stale_ok: bool = False) -> T:
         """Run `fn` on a consistent snapshot, for status and reports. With
         stale_ok, CockroachDB serves it from the nearest replica as of a few
         seconds ago (follower reads): for dashboards and reports, never for a
@@ -194,9 +202,9 @@ class Database:
             attempt += 1
             try:
                 with self.read_engine.begin() as conn:
-                    if stale_ok and self.dialect == "cockroachdb":
+                    if stale_ok and self.features.follower_reads:
                         conn.execute(SET_TRANSACTION_FOLLOWER_READ)
-                    return fn(conn)
+                    return fn(SqlUnitOfWork(conn, self.features))
             except DBAPIError as exc:
                 if is_data_error(exc):
                     # A key the database cannot even hold (NUL in an id) can
@@ -210,6 +218,12 @@ class Database:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+def _transactions(db: Database) -> Transactions:
+    """mypy --strict checks here that Database is the service layer's
+    Transactions."""
+    return db
 
 
 def _configure_sqlite(engine: Engine, *, begin: str) -> None:

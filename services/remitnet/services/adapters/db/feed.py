@@ -19,63 +19,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
 
-from remitnet.services.adapters.db.repository import (
-    _TRANSFER_COLUMNS,
-    _cycle,
-    _transfer,
-    existing_transfers,
-    utc,
-)
+from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.rows import TRANSFER_COLUMNS, cycle_of, transfer_of, utc
 from remitnet.services.adapters.db.schema import cycles, events, feed_heads, transfers
+from remitnet.services.adapters.db.transfers import SqlTransfers
 from remitnet.services.domain.cycle import Cycle
-from remitnet.services.domain.events import EventKind, FeedEvent, Head, NewEvent
-from remitnet.services.domain.model import (
-    HUB,
-    CycleState,
-    Instruction,
-    StoredTransfer,
-    TransferStatus,
-)
-
-TICK = timedelta(microseconds=1)
-
-
-# Writing ---------------------------------------------------------------------
-
-
-def create_head(conn: Connection, bank: str, region: str, now: datetime) -> None:
-    conn.execute(
-        insert(feed_heads).values(
-            bank_code=bank, seq=0, last_at=now, started_at=now, home_region=region
-        )
-    )
-
-
-def load_heads(conn: Connection, banks: Collection[str]) -> dict[str, Head]:
-    """The feed heads of `banks` (unknown codes and the hub have none)."""
-    wanted = [b for b in banks if b != HUB]
-    if not wanted:
-        return {}
-    rows = conn.execute(
-        select(
-            feed_heads.c.bank_code, feed_heads.c.seq, feed_heads.c.last_at, feed_heads.c.home_region
-        ).where(feed_heads.c.bank_code.in_(wanted))
-    )
-    return {str(b): Head(int(s), utc(at), str(r)) for b, s, at, r in rows}
-
-
-def event_time(heads: Mapping[str, Head], clock: datetime) -> datetime:
-    """The time of a transaction's events: the clock, or just after the
-    latest event of any bank it writes to, whichever is later (clocks of
-    two hub replicas may disagree by more than their commits are apart)."""
-    latest = max((h.last_at for h in heads.values()), default=clock)
-    return clock if clock > latest else latest + TICK
-
+from remitnet.services.domain.events import EventKind, FeedEvent, Head, NewEvent, event_time
+from remitnet.services.domain.model import HUB, CycleState, StoredTransfer, TransferStatus
 
 _advance = (
     update(feed_heads)
@@ -83,7 +38,7 @@ _advance = (
     .values(seq=bindparam("b_seq"), last_at=bindparam("b_at"))
 )
 
-# PostgreSQL and CockroachDB: every head of the batch in one statement.
+# With array parameters: every head of the batch in one statement.
 _ADVANCE_ARRAYS = text(
     "UPDATE feed_heads SET seq = v.seq, last_at = :at "
     "FROM unnest(CAST(:codes AS VARCHAR[]), CAST(:seqs AS BIGINT[])) AS v(code, seq) "
@@ -91,240 +46,248 @@ _ADVANCE_ARRAYS = text(
 )
 
 
-def append(
-    conn: Connection, heads: Mapping[str, Head], new: Sequence[NewEvent], at: datetime
-) -> None:
-    """Number `new` after each bank's head, in order, and store them with
-    time `at` (from event_time over the same heads). Every bank named must
-    be in `heads`, read in this transaction."""
-    if not new:
-        return
-    seqs: dict[str, int] = {}
-    rows = []
-    for e in new:
-        seq = seqs.get(e.bank, heads[e.bank].seq) + 1
-        seqs[e.bank] = seq
-        rows.append(
-            {
-                "bank_code": e.bank,
-                "seq": seq,
-                "at": at,
-                "kind": int(e.kind),
-                "status": int(e.status),
-                "transfer_id": e.transfer_id,
-                "cycle_id": e.cycle_id,
-                "other_cycle_id": e.other_cycle_id,
-                "item_count": e.item_count,
-                "home_region": heads[e.bank].region,
-            }
-        )
-    conn.execute(insert(events), rows)
-    if conn.dialect.name in ("postgresql", "cockroachdb"):
-        conn.execute(_ADVANCE_ARRAYS, {"codes": list(seqs), "seqs": list(seqs.values()), "at": at})
-    else:
-        conn.execute(_advance, [{"b_code": b, "b_seq": s, "b_at": at} for b, s in seqs.items()])
+class SqlEventFeed:
+    """EventFeed over a Connection; it expands events into the transfers
+    they stand for through `transfers`."""
 
+    __slots__ = ("conn", "dialect", "transfers")
 
-def publish(conn: Connection, new: Sequence[NewEvent], clock: datetime) -> datetime:
-    """Append `new` to its banks' feeds and return the transaction's time
-    (event_time over those banks' heads), for the change's own rows. The
-    batch path reads the heads itself: its time is decided before its
-    events are known."""
-    heads = load_heads(conn, {e.bank for e in new})
-    at = event_time(heads, clock)
-    append(conn, heads, new, at)
-    return at
+    def __init__(self, conn: Connection, dialect: Dialect, transfers: SqlTransfers) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.transfers = transfers
 
+    # Writing -----------------------------------------------------------------
 
-def batch_events(accepted: Sequence[StoredTransfer]) -> list[NewEvent]:
-    """One BATCH event per bank party to the batch's accepted transfers."""
-    counts: dict[str, int] = defaultdict(int)
-    for t in accepted:
-        counts[t.debtor] += 1
-        counts[t.creditor] += 1
-    return [
-        NewEvent(bank, EventKind.BATCH, TransferStatus.ACCEPTED, item_count=n)
-        for bank, n in counts.items()
-    ]
-
-
-def transfer_events(
-    transfer: StoredTransfer | Instruction, status: TransferStatus
-) -> list[NewEvent]:
-    """The same transfer event for both of its parties."""
-    return [
-        NewEvent(bank, EventKind.TRANSFER, status, transfer_id=transfer.transfer_id)
-        for bank in (transfer.debtor, transfer.creditor)
-    ]
-
-
-def legs_reaching(conn: Connection, cycle_id: str, state: CycleState) -> list[tuple[str, str, int]]:
-    """(bank, other cycle, how many) for the live cross-currency transfers
-    with a leg in `cycle_id` whose other leg's cycle has already reached
-    `state`, per party: when `cycle_id` reaches it too, these transfers do.
-    Neither cycle takes transfers any more (both are at least closed), so
-    the set a (bank, cycle, other cycle) names is fixed from now on. Reads
-    the cycle's cross-currency legs alone, through two partial indexes."""
-    live = transfers.c.status == int(TransferStatus.ACCEPTED)
-    groups: dict[tuple[str, str, str], int] = defaultdict(int)
-    for mine, theirs in (
-        (transfers.c.cycle_id, transfers.c.creditor_cycle_id),
-        (transfers.c.creditor_cycle_id, transfers.c.cycle_id),
-    ):
-        query = (
-            select(transfers.c.debtor_bank, transfers.c.creditor_bank, theirs, func.count())
-            .where(mine == cycle_id, transfers.c.creditor_cycle_id.is_not(None), live)
-            .group_by(transfers.c.debtor_bank, transfers.c.creditor_bank, theirs)
-        )
-        for debtor, creditor, other_id, n in conn.execute(query):
-            groups[(str(debtor), str(creditor), str(other_id))] += int(n)
-    others = {other_id for _, _, other_id in groups}
-    reached = (
-        {
-            str(c)
-            for (c,) in conn.execute(
-                select(cycles.c.id).where(cycles.c.id.in_(others), cycles.c.state >= int(state))
+    def create_head(self, bank: str, region: str, now: datetime) -> None:
+        self.conn.execute(
+            insert(feed_heads).values(
+                bank_code=bank, seq=0, last_at=now, started_at=now, home_region=region
             )
-        }
-        if others
-        else set()
-    )
-    counts: dict[tuple[str, str], int] = defaultdict(int)
-    for (debtor, creditor, other_id), n in groups.items():
-        if other_id in reached:
-            counts[(debtor, other_id)] += n
-            counts[(creditor, other_id)] += n
-    return [(bank, other_id, n) for (bank, other_id), n in sorted(counts.items())]
-
-
-def cycle_events(
-    conn: Connection, cycle_id: str, state: CycleState, banks: Collection[str]
-) -> list[NewEvent]:
-    """What a cycle reaching `state` tells each bank: a CYCLE event for every
-    bank with a position in it (its same-currency transfers there now have
-    that status), and a LEGS event for each bank and other cycle whose
-    cross-currency transfers have now both legs there; the reader expands it
-    to one message per transfer. Writing one row per bank and cycle pair,
-    not per transfer, keeps a close or a settlement as cheap as its
-    positions."""
-    status = TransferStatus.CLOSED if state is CycleState.CLOSED else TransferStatus.SETTLED
-    out = [
-        NewEvent(b, EventKind.CYCLE, status, cycle_id=cycle_id) for b in sorted(banks) if b != HUB
-    ]
-    for bank, other_id, n in legs_reaching(conn, cycle_id, state):
-        out.append(
-            NewEvent(
-                bank, EventKind.LEGS, status, cycle_id=cycle_id, other_cycle_id=other_id,
-                item_count=n,
-            )
-        )  # fmt: skip
-    return out
-
-
-# Reading ---------------------------------------------------------------------
-
-
-def current_heads(conn: Connection, banks: Collection[str]) -> dict[str, int]:
-    """The last event number of each bank: the stream reader's one poll."""
-    if not banks:
-        return {}
-    rows = conn.execute(
-        select(feed_heads.c.bank_code, feed_heads.c.seq).where(feed_heads.c.bank_code.in_(banks))
-    )
-    return {str(b): int(s) for b, s in rows}
-
-
-def seq_before(conn: Connection, bank: str, since: datetime) -> int:
-    """The number of the last event of `bank` before `since`."""
-    row = conn.execute(
-        select(events.c.seq)
-        .where(events.c.bank_code == bank, events.c.at < since)
-        .order_by(events.c.seq.desc())
-        .limit(1)
-    ).first()
-    return 0 if row is None else int(row[0])
-
-
-def load(conn: Connection, bank: str, from_seq: int, max_items: int) -> list[FeedEvent]:
-    """Events of `bank` from number `from_seq` on, expanded, in order: whole
-    events only, at least one, and about `max_items` items at the most."""
-    rows = conn.execute(
-        select(
-            events.c.seq,
-            events.c.at,
-            events.c.kind,
-            events.c.status,
-            events.c.transfer_id,
-            events.c.cycle_id,
-            events.c.other_cycle_id,
-            events.c.item_count,
         )
-        .where(events.c.bank_code == bank, events.c.seq >= from_seq)
-        .order_by(events.c.seq)
-        .limit(max(1, min(max_items, 1_000)))
-    ).all()
-    taken: list[Row[Any]] = []
-    items = 0
-    for r in rows:
-        if taken and items + int(r.item_count) > max_items:
-            break
-        taken.append(r)
-        items += int(r.item_count)
-    batches = [utc(r.at) for r in taken if r.kind == EventKind.BATCH]
-    by_time = _batch_transfers(conn, bank, batches) if batches else {}
-    singles = [str(r.transfer_id) for r in taken if r.kind == EventKind.TRANSFER]
-    loaded = existing_transfers(conn, singles) if singles else {}
-    cycle_ids = {str(r.cycle_id) for r in taken if r.kind == EventKind.CYCLE}
-    found: dict[str, Cycle] = {}
-    if cycle_ids:
-        for row in conn.execute(select(cycles).where(cycles.c.id.in_(cycle_ids))):
-            found[row.id] = _cycle(row)
-    out = []
-    for r in taken:
-        kind = EventKind(r.kind)
-        at = utc(r.at)
-        status = TransferStatus(r.status)
-        if kind is EventKind.BATCH:
-            out.append(FeedEvent(int(r.seq), at, kind, status, by_time.get(at, ()), None))
-        elif kind is EventKind.TRANSFER:
-            t = loaded[str(r.transfer_id)]
-            out.append(FeedEvent(int(r.seq), at, kind, status, (t,), None))
-        elif kind is EventKind.LEGS:
-            pair = _leg_transfers(conn, bank, str(r.cycle_id), str(r.other_cycle_id))
-            out.append(FeedEvent(int(r.seq), at, kind, status, pair, None))
+
+    def heads(self, banks: Collection[str]) -> dict[str, Head]:
+        """The feed heads of `banks` (unknown codes and the hub have none)."""
+        wanted = [b for b in banks if b != HUB]
+        if not wanted:
+            return {}
+        rows = self.conn.execute(
+            select(
+                feed_heads.c.bank_code,
+                feed_heads.c.seq,
+                feed_heads.c.last_at,
+                feed_heads.c.home_region,
+            ).where(feed_heads.c.bank_code.in_(wanted))
+        )
+        return {str(b): Head(int(s), utc(at), str(r)) for b, s, at, r in rows}
+
+    def append(self, heads: Mapping[str, Head], new: Sequence[NewEvent], at: datetime) -> None:
+        """Number `new` after each bank's head, in order, and store them with
+        time `at` (from event_time over the same heads). Every bank named must
+        be in `heads`, read in this transaction."""
+        if not new:
+            return
+        seqs: dict[str, int] = {}
+        rows = []
+        for e in new:
+            seq = seqs.get(e.bank, heads[e.bank].seq) + 1
+            seqs[e.bank] = seq
+            rows.append(
+                {
+                    "bank_code": e.bank,
+                    "seq": seq,
+                    "at": at,
+                    "kind": int(e.kind),
+                    "status": int(e.status),
+                    "transfer_id": e.transfer_id,
+                    "cycle_id": e.cycle_id,
+                    "other_cycle_id": e.other_cycle_id,
+                    "item_count": e.item_count,
+                    "home_region": heads[e.bank].region,
+                }
+            )
+        self.conn.execute(insert(events), rows)
+        if self.dialect.arrays:
+            self.conn.execute(
+                _ADVANCE_ARRAYS, {"codes": list(seqs), "seqs": list(seqs.values()), "at": at}
+            )
         else:
-            out.append(FeedEvent(int(r.seq), at, kind, status, (), found[str(r.cycle_id)]))
-    return out
+            self.conn.execute(
+                _advance, [{"b_code": b, "b_seq": s, "b_at": at} for b, s in seqs.items()]
+            )
 
+    def publish(self, new: Sequence[NewEvent], clock: datetime) -> datetime:
+        """Append `new` to its banks' feeds and return the transaction's time
+        (event_time over those banks' heads), for the change's own rows. The
+        batch path reads the heads itself: its time is decided before its
+        events are known."""
+        heads = self.heads({e.bank for e in new})
+        at = event_time(heads, clock)
+        self.append(heads, new, at)
+        return at
 
-def _batch_transfers(
-    conn: Connection, bank: str, times: Sequence[datetime]
-) -> dict[datetime, tuple[StoredTransfer, ...]]:
-    """The netted transfers `bank` is party to with each of the accepted_at
-    `times`, ordered by id within each."""
-    found: dict[datetime, list[StoredTransfer]] = defaultdict(list)
-    netted = transfers.c.cycle_id != ""
-    for party in (transfers.c.debtor_bank, transfers.c.creditor_bank):
-        query = select(*_TRANSFER_COLUMNS).where(
-            party == bank, transfers.c.accepted_at.in_(times), netted
+    def legs_reaching(self, cycle_id: str, state: CycleState) -> list[tuple[str, str, int]]:
+        """(bank, other cycle, how many) for the live cross-currency transfers
+        with a leg in `cycle_id` whose other leg's cycle has already reached
+        `state`, per party: when `cycle_id` reaches it too, these transfers do.
+        Neither cycle takes transfers any more (both are at least closed), so
+        the set a (bank, cycle, other cycle) names is fixed from now on. Reads
+        the cycle's cross-currency legs alone, through two partial indexes."""
+        live = transfers.c.status == int(TransferStatus.ACCEPTED)
+        groups: dict[tuple[str, str, str], int] = defaultdict(int)
+        for mine, theirs in (
+            (transfers.c.cycle_id, transfers.c.creditor_cycle_id),
+            (transfers.c.creditor_cycle_id, transfers.c.cycle_id),
+        ):
+            query = (
+                select(transfers.c.debtor_bank, transfers.c.creditor_bank, theirs, func.count())
+                .where(mine == cycle_id, transfers.c.creditor_cycle_id.is_not(None), live)
+                .group_by(transfers.c.debtor_bank, transfers.c.creditor_bank, theirs)
+            )
+            for debtor, creditor, other_id, n in self.conn.execute(query):
+                groups[(str(debtor), str(creditor), str(other_id))] += int(n)
+        others = {other_id for _, _, other_id in groups}
+        reached = (
+            {
+                str(c)
+                for (c,) in self.conn.execute(
+                    select(cycles.c.id).where(cycles.c.id.in_(others), cycles.c.state >= int(state))
+                )
+            }
+            if others
+            else set()
         )
-        for row in conn.execute(query):
-            t = _transfer(tuple(row))
-            found[t.accepted_at].append(t)
-    return {at: tuple(sorted(ts, key=lambda t: t.transfer_id)) for at, ts in found.items()}
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for (debtor, creditor, other_id), n in groups.items():
+            if other_id in reached:
+                counts[(debtor, other_id)] += n
+                counts[(creditor, other_id)] += n
+        return [(bank, other_id, n) for (bank, other_id), n in sorted(counts.items())]
 
+    def cycle_events(
+        self, cycle_id: str, state: CycleState, banks: Collection[str]
+    ) -> list[NewEvent]:
+        """What a cycle reaching `state` tells each bank: a CYCLE event for every
+        bank with a position in it (its same-currency transfers there now have
+        that status), and a LEGS event for each bank and other cycle whose
+        cross-currency transfers have now both legs there; the reader expands it
+        to one message per transfer. Writing one row per bank and cycle pair,
+        not per transfer, keeps a close or a settlement as cheap as its
+        positions."""
+        status = TransferStatus.CLOSED if state is CycleState.CLOSED else TransferStatus.SETTLED
+        out = [
+            NewEvent(b, EventKind.CYCLE, status, cycle_id=cycle_id)
+            for b in sorted(banks)
+            if b != HUB
+        ]
+        for bank, other_id, n in self.legs_reaching(cycle_id, state):
+            out.append(
+                NewEvent(
+                    bank, EventKind.LEGS, status, cycle_id=cycle_id, other_cycle_id=other_id,
+                    item_count=n,
+                )
+            )  # fmt: skip
+        return out
 
-def _leg_transfers(
-    conn: Connection, bank: str, cycle_id: str, other_id: str
-) -> tuple[StoredTransfer, ...]:
-    """The live cross-currency transfers `bank` is party to with one leg in
-    each of the two cycles, ordered by id."""
-    legs = ((transfers.c.cycle_id == cycle_id) & (transfers.c.creditor_cycle_id == other_id)) | (
-        (transfers.c.cycle_id == other_id) & (transfers.c.creditor_cycle_id == cycle_id)
-    )
-    party = (transfers.c.debtor_bank == bank) | (transfers.c.creditor_bank == bank)
-    live = transfers.c.status == int(TransferStatus.ACCEPTED)
-    rows = conn.execute(
-        select(*_TRANSFER_COLUMNS).where(legs, party, live).order_by(transfers.c.id)
-    )
-    return tuple(_transfer(tuple(r)) for r in rows)
+    # Reading -----------------------------------------------------------------
+
+    def current_heads(self, banks: Collection[str]) -> dict[str, int]:
+        """The last event number of each bank: the stream reader's one poll."""
+        if not banks:
+            return {}
+        rows = self.conn.execute(
+            select(feed_heads.c.bank_code, feed_heads.c.seq).where(
+                feed_heads.c.bank_code.in_(banks)
+            )
+        )
+        return {str(b): int(s) for b, s in rows}
+
+    def seq_before(self, bank: str, since: datetime) -> int:
+        """The number of the last event of `bank` before `since`."""
+        row = self.conn.execute(
+            select(events.c.seq)
+            .where(events.c.bank_code == bank, events.c.at < since)
+            .order_by(events.c.seq.desc())
+            .limit(1)
+        ).first()
+        return 0 if row is None else int(row[0])
+
+    def load(self, bank: str, from_seq: int, max_items: int) -> list[FeedEvent]:
+        """Events of `bank` from number `from_seq` on, expanded, in order: whole
+        events only, at least one, and about `max_items` items at the most."""
+        rows = self.conn.execute(
+            select(
+                events.c.seq,
+                events.c.at,
+                events.c.kind,
+                events.c.status,
+                events.c.transfer_id,
+                events.c.cycle_id,
+                events.c.other_cycle_id,
+                events.c.item_count,
+            )
+            .where(events.c.bank_code == bank, events.c.seq >= from_seq)
+            .order_by(events.c.seq)
+            .limit(max(1, min(max_items, 1_000)))
+        ).all()
+        taken: list[Row[Any]] = []
+        items = 0
+        for r in rows:
+            if taken and items + int(r.item_count) > max_items:
+                break
+            taken.append(r)
+            items += int(r.item_count)
+        batches = [utc(r.at) for r in taken if r.kind == EventKind.BATCH]
+        by_time = self._batch_transfers(bank, batches) if batches else {}
+        singles = [str(r.transfer_id) for r in taken if r.kind == EventKind.TRANSFER]
+        loaded = self.transfers.existing(singles) if singles else {}
+        cycle_ids = {str(r.cycle_id) for r in taken if r.kind == EventKind.CYCLE}
+        found: dict[str, Cycle] = {}
+        if cycle_ids:
+            for row in self.conn.execute(select(cycles).where(cycles.c.id.in_(cycle_ids))):
+                found[row.id] = cycle_of(row)
+        out = []
+        for r in taken:
+            kind = EventKind(r.kind)
+            at = utc(r.at)
+            status = TransferStatus(r.status)
+            if kind is EventKind.BATCH:
+                out.append(FeedEvent(int(r.seq), at, kind, status, by_time.get(at, ()), None))
+            elif kind is EventKind.TRANSFER:
+                t = loaded[str(r.transfer_id)]
+                out.append(FeedEvent(int(r.seq), at, kind, status, (t,), None))
+            elif kind is EventKind.LEGS:
+                pair = self._leg_transfers(bank, str(r.cycle_id), str(r.other_cycle_id))
+                out.append(FeedEvent(int(r.seq), at, kind, status, pair, None))
+            else:
+                out.append(FeedEvent(int(r.seq), at, kind, status, (), found[str(r.cycle_id)]))
+        return out
+
+    def _batch_transfers(
+        self, bank: str, times: Sequence[datetime]
+    ) -> dict[datetime, tuple[StoredTransfer, ...]]:
+        """The netted transfers `bank` is party to with each of the accepted_at
+        `times`, ordered by id within each."""
+        found: dict[datetime, list[StoredTransfer]] = defaultdict(list)
+        netted = transfers.c.cycle_id != ""
+        for party in (transfers.c.debtor_bank, transfers.c.creditor_bank):
+            query = select(*TRANSFER_COLUMNS).where(
+                party == bank, transfers.c.accepted_at.in_(times), netted
+            )
+            for row in self.conn.execute(query):
+                t = transfer_of(tuple(row))
+                found[t.accepted_at].append(t)
+        return {at: tuple(sorted(ts, key=lambda t: t.transfer_id)) for at, ts in found.items()}
+
+    def _leg_transfers(self, bank: str, cycle_id: str, other_id: str) -> tuple[StoredTransfer, ...]:
+        """The live cross-currency transfers `bank` is party to with one leg in
+        each of the two cycles, ordered by id."""
+        legs = (
+            (transfers.c.cycle_id == cycle_id) & (transfers.c.creditor_cycle_id == other_id)
+        ) | ((transfers.c.cycle_id == other_id) & (transfers.c.creditor_cycle_id == cycle_id))
+        party = (transfers.c.debtor_bank == bank) | (transfers.c.creditor_bank == bank)
+        live = transfers.c.status == int(TransferStatus.ACCEPTED)
+        rows = self.conn.execute(
+            select(*TRANSFER_COLUMNS).where(legs, party, live).order_by(transfers.c.id)
+        )
+        return tuple(transfer_of(tuple(r)) for r in rows)

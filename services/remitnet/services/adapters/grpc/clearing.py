@@ -11,7 +11,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from remitnet.clearing.v1 import clearing_pb2 as pb
 from remitnet.clearing.v1 import clearing_pb2_grpc as pb_grpc
-from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert, limits
 from remitnet.services.adapters.grpc.errors import item_error
@@ -23,22 +22,17 @@ from remitnet.services.service_layer import clearing as uc
 from remitnet.services.service_layer import watch
 from remitnet.services.service_layer.engine import NettingEngine
 from remitnet.services.service_layer.gross import commit_gross
+from remitnet.services.service_layer.results import (
+    NO_OBSERVER,
+    GrossSettled,
+    Observer,
+    TransfersRefused,
+    WatchRefused,
+    WatchSent,
+    WatchStream,
+)
 
 log = logging.getLogger(__name__)
-
-
-def record_gross(outcome: Outcome) -> None:
-    """Gross transfers count in remitnet_transfers_total like netted ones
-    (and in remitnet_gross_transfers_total besides)."""
-    if isinstance(outcome, Accepted):
-        label = "replayed" if outcome.replayed else "accepted"
-        metrics.GROSS_TRANSFERS.labels(label).inc()
-        metrics.TRANSFERS.labels(label, "").inc()
-        if not outcome.replayed:
-            metrics.TRANSFER_VALUE.labels(outcome.transfer.currency).inc(outcome.transfer.amount)
-    else:
-        metrics.GROSS_TRANSFERS.labels("rejected").inc()
-        metrics.TRANSFERS.labels("rejected", outcome.error.reason).inc()
 
 
 # Items converted between yields to the event loop: a 10,000-item request
@@ -117,10 +111,20 @@ def _gross(mode: int) -> bool:
 
 
 class ClearingServicer(pb_grpc.ClearingServiceServicer):
-    def __init__(self, db: Database, engine: NettingEngine, feed: watch.FeedReader) -> None:
+    def __init__(
+        self,
+        db: Database,
+        engine: NettingEngine,
+        feed: watch.FeedReader,
+        observer: Observer = NO_OBSERVER,
+    ) -> None:
         self.db = db
         self.engine = engine
         self.feed = feed
+        # What the servicer decides itself (refusals before the engine, gross
+        # outcomes, watch streams) goes to the observer; the engine reports
+        # what it decides to its own, the same one in the server.
+        self.observer = observer
 
     async def SubmitTransfer(
         self, request: pb.SubmitTransferRequest, context: Context
@@ -133,11 +137,11 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
                 )
             instruction = _instruction(debtor, request.transfer)
         except RemitnetError as err:
-            metrics.count_refusals([err])  # refused before the engine, which counts the rest
+            self.observer.observe(TransfersRefused.of([err]))  # refused before the engine
             raise
         if instruction.gross:
             outcome = await asyncio.to_thread(commit_gross, self.db, instruction)
-            record_gross(outcome)
+            self.observer.observe(GrossSettled(outcome))
         else:
             (outcome,) = await self.engine.submit([instruction])
         self.feed.poke()
@@ -155,7 +159,7 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
         if count == 0:
             raise InvalidArgument(Reason.EMPTY_BATCH, "the batch holds no transfers")
         if count > MAX_BATCH_ITEMS:
-            metrics.TRANSFERS.labels("rejected", Reason.BATCH_TOO_LARGE).inc(count)
+            self.observer.observe(TransfersRefused({Reason.BATCH_TOO_LARGE: count}))
             raise InvalidArgument(
                 Reason.BATCH_TOO_LARGE,
                 f"a batch holds at most {MAX_BATCH_ITEMS} transfers",
@@ -173,8 +177,9 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
                 errors[index] = err
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)
-        # Refused here, before the engine (which counts what it decides).
-        metrics.count_refusals(errors.values())
+        # Refused here, before the engine (which reports what it decides).
+        if errors:
+            self.observer.observe(TransfersRefused.of(errors.values()))
         outcomes: list[Outcome] = await self.engine.submit(valid) if valid else []
         self.feed.poke()
         response = pb.SubmitTransfersResponse()
@@ -252,21 +257,21 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
                 calling_bank(), resume_token=request.resume_token, since=since
             )
         except RemitnetError as err:
-            metrics.WATCH_REFUSED.labels(err.reason).inc()
+            self.observer.observe(WatchRefused(err.reason))
             raise
         # Headers at once: a client sees the stream is up before any event.
         await context.send_initial_metadata(())
         stamps: dict[datetime, Timestamp] = {}
-        metrics.WATCH_STREAMS.inc()
+        self.observer.observe(WatchStream(opened=True))
         try:
             async for items in stream:
                 yield _watch_message(items, stamps)
-                metrics.WATCH_EVENTS.inc(len(items))
+                self.observer.observe(WatchSent(len(items)))
         except asyncio.CancelledError:
             log.debug("WatchTransfers of %s cancelled by the client", calling_bank())
             raise
         finally:
-            metrics.WATCH_STREAMS.dec()
+            self.observer.observe(WatchStream(opened=False))
             await stream.aclose()
 
     async def CancelTransfer(

@@ -9,7 +9,6 @@ import grpc
 
 from remitnet.fx.v1 import fx_pb2 as pb
 from remitnet.fx.v1 import fx_pb2_grpc as pb_grpc
-from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
 from remitnet.services.adapters.grpc.clearing import MAX_BATCH_ITEMS
@@ -18,6 +17,7 @@ from remitnet.services.adapters.grpc.identity import calling_bank, current_princ
 from remitnet.services.domain.errors import InvalidArgument, Reason, RemitnetError
 from remitnet.services.domain.fx import Quote
 from remitnet.services.service_layer import fx as uc
+from remitnet.services.service_layer.results import NO_OBSERVER, Observer, QuotesAnswered
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -51,9 +51,10 @@ def _quote_error(err: RemitnetError) -> pb.QuoteResult:
 
 
 class FxServicer(pb_grpc.FxServiceServicer):
-    def __init__(self, db: Database, config: uc.FxConfig) -> None:
+    def __init__(self, db: Database, config: uc.FxConfig, observer: Observer = NO_OBSERVER) -> None:
         self.db = db
         self.config = config
+        self.observer = observer
 
     async def UpdateRates(
         self, request: pb.UpdateRatesRequest, context: Context
@@ -113,9 +114,9 @@ class FxServicer(pb_grpc.FxServiceServicer):
                 target_amount=request.target_amount if which == "target_amount" else None,
             )
         except RemitnetError as err:
-            metrics.FX_QUOTES.labels("refused", err.reason).inc()
+            self.observer.observe(QuotesAnswered.of(0, [err.reason]))
             raise
-        metrics.FX_QUOTES.labels("issued", "").inc()
+        self.observer.observe(QuotesAnswered(1, {}))
         return pb.CreateQuoteResponse(quote=quote_message(quote))
 
     async def CreateQuotes(
@@ -159,10 +160,9 @@ class FxServicer(pb_grpc.FxServiceServicer):
             else:
                 issued += 1
                 results[index] = pb.QuoteResult(quote=quote_message(outcome))
-        metrics.FX_QUOTES.labels("issued", "").inc(issued)
-        for result in results:
-            if result.HasField("error"):
-                metrics.FX_QUOTES.labels("refused", result.error.reason).inc()
+        self.observer.observe(
+            QuotesAnswered.of(issued, (r.error.reason for r in results if r.HasField("error")))
+        )
         return pb.CreateQuotesResponse(
             results=results, issued_count=issued, refused_count=count - issued
         )

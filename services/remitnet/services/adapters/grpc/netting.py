@@ -8,7 +8,6 @@ import grpc
 
 from remitnet.netting.v1 import netting_pb2 as pb
 from remitnet.netting.v1 import netting_pb2_grpc as pb_grpc
-from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
 from remitnet.services.adapters.grpc.identity import current_principal
@@ -16,6 +15,7 @@ from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
 from remitnet.services.domain.model import CycleState, check_bank_code
 from remitnet.services.service_layer import cycles as uc
 from remitnet.services.service_layer import positions
+from remitnet.services.service_layer.results import NO_OBSERVER, CycleClosed, Observer
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -52,18 +52,10 @@ def cycle_message(view: uc.CycleView, *, only_bank: str | None = None) -> pb.Cyc
     )
 
 
-def record_close(closed: uc.CycleView, opened: uc.CycleView, trigger: str) -> None:
-    currency = closed.cycle.currency
-    metrics.CYCLES_CLOSED.labels(currency, trigger).inc()
-    metrics.CYCLE_TRANSFERS.labels(currency).set(closed.transfer_count)
-    metrics.CYCLE_GROSS.labels(currency).set(closed.gross_value)
-    metrics.CYCLE_NET.labels(currency).set(closed.net_value)
-    metrics.CYCLE_OPEN_SINCE.labels(currency).set(opened.cycle.opened_at.timestamp())
-
-
 class NettingServicer(pb_grpc.NettingServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, observer: Observer = NO_OBSERVER) -> None:
         self.db = db
+        self.observer = observer
 
     async def ListCycles(
         self, request: pb.ListCyclesRequest, context: Context
@@ -101,7 +93,7 @@ class NettingServicer(pb_grpc.NettingServiceServicer):
             self.db,
             request.currency,
         )
-        record_close(closed, opened, "operator")
+        self.observer.observe(CycleClosed.of(closed, opened, "operator"))
         return pb.CloseCycleResponse(closed=cycle_message(closed), opened=cycle_message(opened))
 
     async def GetPosition(

@@ -5,12 +5,12 @@ from typing import Any
 
 import grpc
 
-from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
 from remitnet.services.adapters.grpc.identity import current_principal
 from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
 from remitnet.services.service_layer import settlement as uc
+from remitnet.services.service_layer.results import NO_OBSERVER, CycleSettled, Observer
 from remitnet.settlement.v1 import settlement_pb2 as pb
 from remitnet.settlement.v1 import settlement_pb2_grpc as pb_grpc
 
@@ -18,17 +18,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 MAX_STATEMENT_ENTRIES = 10_000
 
 
-def record_settlement(result: uc.Settlement, seconds: float) -> None:
-    cycle = result.cycle
-    metrics.CYCLES_SETTLED.labels(cycle.currency).inc()
-    metrics.SETTLEMENT_SECONDS.observe(seconds)
-    if cycle.closed_at is not None and cycle.settled_at is not None:
-        metrics.SETTLEMENT_LAG_SECONDS.observe((cycle.settled_at - cycle.closed_at).total_seconds())
-
-
 class SettlementServicer(pb_grpc.SettlementServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, observer: Observer = NO_OBSERVER) -> None:
         self.db = db
+        self.observer = observer
 
     async def SettleCycle(
         self, request: pb.SettleCycleRequest, context: Context
@@ -38,8 +31,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         result = await asyncio.to_thread(
             uc.settle_cycle, self.db, request.cycle_id, actor=current_principal().render()
         )
-        if not result.already_settled:
-            record_settlement(result, loop.time() - started)
+        self.observer.observe(CycleSettled.of(result, loop.time() - started))
         return pb.SettleCycleResponse(
             cycle_id=result.cycle.id,
             currency=result.cycle.currency,

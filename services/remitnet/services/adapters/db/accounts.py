@@ -1,0 +1,146 @@
+"""The accounts repository: liquidity, hub and FX accounts and the
+unsettled nets the batch path moves."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, text, update
+
+from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.rows import utc
+from remitnet.services.adapters.db.schema import accounts
+from remitnet.services.domain.account import Account
+from remitnet.services.domain.model import AccountKind
+from remitnet.services.domain.netting import AccountState
+
+
+def _account(row: Any) -> Account:
+    a = row._mapping
+    return Account(
+        a["id"],
+        a["owner"],
+        a["currency"],
+        a["kind"],
+        a["balance"],
+        a["net_debit_cap"],
+        a["unsettled_net"],
+        a["entry_count"],
+        utc(a["opened_at"]),
+    )
+
+
+_add_unsettled = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("aid"))
+    .values(unsettled_net=accounts.c.unsettled_net + bindparam("delta"))
+)
+
+
+# With array parameters: one statement instead of one round trip per row.
+_ADD_UNSETTLED_ARRAYS = text(
+    "UPDATE accounts SET unsettled_net = accounts.unsettled_net + v.delta "
+    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:deltas AS BIGINT[])) AS v(id, delta) "
+    "WHERE accounts.id = v.id"
+)
+
+
+class SqlAccounts:
+    """AccountRepository over a Connection."""
+
+    __slots__ = ("conn", "dialect")
+
+    def __init__(self, conn: Connection, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def get(self, account_id: str) -> Account | None:
+        row = self.conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+        return None if row is None else _account(row)
+
+    def of_owner(self, owner: str) -> list[Account]:
+        rows = self.conn.execute(
+            select(accounts).where(accounts.c.owner == owner).order_by(accounts.c.currency)
+        )
+        return [_account(r) for r in rows]
+
+    def of_owners(self, owners: Collection[str]) -> dict[str, list[Account]]:
+        """The accounts of each of `owners` (by currency), in one query: a
+        page of banks costs one statement, not one per bank."""
+        out: dict[str, list[Account]] = {o: [] for o in owners}
+        if out:
+            rows = self.conn.execute(
+                select(accounts)
+                .where(accounts.c.owner.in_(list(out)))
+                .order_by(accounts.c.owner, accounts.c.currency)
+            )
+            for r in rows:
+                a = _account(r)
+                out[a.owner].append(a)
+        return out
+
+    def all(self, kind: str | None = None) -> list[Account]:
+        query = select(accounts).order_by(accounts.c.id)
+        if kind is not None:
+            query = query.where(accounts.c.kind == kind)
+        return [_account(r) for r in self.conn.execute(query)]
+
+    def add(
+        self,
+        account_id: str,
+        owner: str,
+        currency: str,
+        kind: str,
+        now: datetime,
+        *,
+        home_region: str,
+    ) -> None:
+        """`home_region`: the owner bank's, or HUB_HOME_REGION for the hub's."""
+        self.conn.execute(
+            insert(accounts).values(
+                id=account_id,
+                owner=owner,
+                currency=currency,
+                kind=kind,
+                balance=0,
+                net_debit_cap=0,
+                unsettled_net=0,
+                entry_count=0,
+                opened_at=now,
+                home_region=home_region,
+            )
+        )
+
+    def set_cap(self, account_id: str, cap: int) -> None:
+        self.conn.execute(
+            update(accounts).where(accounts.c.id == account_id).values(net_debit_cap=cap)
+        )
+
+    def states(self, ids: Collection[str]) -> dict[str, AccountState]:
+        rows = self.conn.execute(
+            select(
+                accounts.c.id,
+                accounts.c.owner,
+                accounts.c.currency,
+                accounts.c.balance,
+                accounts.c.net_debit_cap,
+                accounts.c.unsettled_net,
+            ).where(
+                accounts.c.id.in_(ids),
+                accounts.c.kind.in_((AccountKind.LIQUIDITY, AccountKind.FX)),
+            )
+        )
+        return {r[0]: AccountState(*r) for r in rows}
+
+    def add_unsettled(self, deltas: Mapping[str, int]) -> None:
+        changed = {k: v for k, v in deltas.items() if v}
+        if not changed:
+            return
+        if self.dialect.arrays:
+            self.conn.execute(
+                _ADD_UNSETTLED_ARRAYS, {"ids": list(changed), "deltas": list(changed.values())}
+            )
+        else:
+            self.conn.execute(_add_unsettled, [{"aid": k, "delta": v} for k, v in changed.items()])

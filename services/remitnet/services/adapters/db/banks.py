@@ -1,0 +1,92 @@
+"""The banks repository: participants, their status and home regions."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from remitnet.services.adapters.db.rows import utc
+from remitnet.services.adapters.db.schema import HUB_HOME_REGION, banks
+from remitnet.services.domain.bank import Bank
+from remitnet.services.domain.model import HUB, BankStatus
+
+
+def _bank(row: Any) -> Bank:
+    b = row._mapping
+    return Bank(
+        b["code"], b["name"], b["home_region"], BankStatus(b["status"]), utc(b["created_at"])
+    )
+
+
+class SqlBanks:
+    """BankRepository over a Connection."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, code: str) -> Bank | None:
+        row = self.conn.execute(select(banks).where(banks.c.code == code)).first()
+        return None if row is None else _bank(row)
+
+    def page(self, after: str, limit: int) -> list[Bank]:
+        rows = self.conn.execute(
+            select(banks).where(banks.c.code > after).order_by(banks.c.code).limit(limit)
+        )
+        return [_bank(r) for r in rows]
+
+    def add(self, bank: Bank) -> None:
+        self.conn.execute(
+            insert(banks).values(
+                code=bank.code,
+                name=bank.name,
+                home_region=bank.home_region,
+                status=int(bank.status),
+                created_at=bank.created_at,
+            )
+        )
+
+    def set_status(self, code: str, status: BankStatus) -> None:
+        self.conn.execute(update(banks).where(banks.c.code == code).values(status=int(status)))
+
+    def regions(self, codes: Collection[str] | None = None) -> dict[str, str]:
+        """Home region per bank code: of `codes`, or of every bank."""
+        query = select(banks.c.code, banks.c.home_region)
+        if codes is not None:
+            query = query.where(banks.c.code.in_(codes))
+        return dict(self.conn.execute(query).tuples().all())
+
+    def statuses_and_regions(
+        self, codes: Collection[str]
+    ) -> tuple[dict[str, BankStatus], dict[str, str]]:
+        """Status and home region of each of `codes`, in one query: the
+        clearing paths need both (the regions go into the rows they write)."""
+        statuses: dict[str, BankStatus] = {}
+        regions: dict[str, str] = {}
+        rows = self.conn.execute(
+            select(banks.c.code, banks.c.status, banks.c.home_region).where(banks.c.code.in_(codes))
+        )
+        for code, status, region in rows:
+            statuses[code] = BankStatus(status)
+            regions[code] = region
+        return statuses, regions
+
+    def home_regions(
+        self, codes: Collection[str], known: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The home_region to write in rows owned by each of `codes`: the
+        bank's home region (from `known` when given, else looked up in one
+        query), or HUB_HOME_REGION for the hub."""
+        out = {HUB: HUB_HOME_REGION}
+        if known:
+            out.update(known)
+        missing = [c for c in codes if c not in out]
+        if missing:
+            out.update(self.regions(missing))
+        unknown = sorted(c for c in codes if c not in out)
+        if unknown:
+            raise AssertionError(f"rows owned by banks that do not exist: {unknown}")
+        return out

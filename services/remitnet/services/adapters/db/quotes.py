@@ -1,0 +1,152 @@
+"""The FX repository: the operator's mid rates and the quotes banks take."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, tuple_, update
+
+from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.rows import utc
+from remitnet.services.adapters.db.schema import fx_quotes, fx_rates
+from remitnet.services.domain.fx import Quote, QuoteTerms, Rate
+
+_QUOTE_COLUMNS = (
+    "id", "bank_code", "source_currency", "target_currency", "source_amount", "target_amount",
+    "mid_rate", "rate", "spread_bps", "fee", "derivation", "created_at", "expires_at",
+)  # fmt: skip
+_COPY_QUOTES = f"COPY fx_quotes ({', '.join(_QUOTE_COLUMNS)}) FROM STDIN"
+
+
+def _quote(row: Any) -> Quote:
+    q = row._mapping
+    return Quote(
+        str(q["id"]),
+        q["bank_code"],
+        QuoteTerms(
+            q["source_currency"],
+            q["target_currency"],
+            q["source_amount"],
+            q["target_amount"],
+            Decimal(q["mid_rate"]),
+            Decimal(q["rate"]),
+            q["spread_bps"],
+            q["fee"],
+            q["derivation"],
+        ),
+        utc(q["created_at"]),
+        utc(q["expires_at"]),
+        None if q["used_by"] is None else str(q["used_by"]),
+    )
+
+
+_MARK_QUOTES_USED_ARRAYS = text(
+    "UPDATE fx_quotes SET used_by = v.tid, used_at = :now "
+    "FROM unnest(CAST(:qids AS UUID[]), CAST(:tids AS UUID[])) AS v(qid, tid) "
+    "WHERE fx_quotes.id = v.qid AND fx_quotes.used_by IS NULL"
+)
+
+
+class SqlQuotes:
+    """QuoteRepository over a Connection."""
+
+    __slots__ = ("conn", "dialect")
+
+    def __init__(self, conn: Connection, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def upsert_rates(self, rates: list[Rate], now: datetime) -> None:
+        conn = self.conn
+        keys = [(r.base, r.quote) for r in rates]
+        present = set(
+            conn.execute(
+                select(fx_rates.c.base, fx_rates.c.quote).where(
+                    tuple_(fx_rates.c.base, fx_rates.c.quote).in_(keys)
+                )
+            ).tuples()
+        )
+        for r in rates:
+            values = {"mid": str(r.mid), "as_of": r.as_of, "updated_at": now}
+            if (r.base, r.quote) in present:
+                conn.execute(
+                    update(fx_rates)
+                    .where(fx_rates.c.base == r.base, fx_rates.c.quote == r.quote)
+                    .values(**values)
+                )
+            else:
+                conn.execute(insert(fx_rates).values(base=r.base, quote=r.quote, **values))
+
+    def delete_rates(self, keys: Collection[tuple[str, str]]) -> None:
+        """Remove the stored rates of these (base, quote) pairs, if any."""
+        if keys:
+            self.conn.execute(
+                delete(fx_rates).where(tuple_(fx_rates.c.base, fx_rates.c.quote).in_(keys))
+            )
+
+    def rates(self) -> dict[tuple[str, str], Rate]:
+        rows = self.conn.execute(
+            select(fx_rates.c.base, fx_rates.c.quote, fx_rates.c.mid, fx_rates.c.as_of)
+        )
+        return {(b, q): Rate(b, q, Decimal(m), utc(a)) for b, q, m, a in rows}
+
+    def add(self, quotes: Sequence[Quote]) -> None:
+        if not quotes:
+            return
+        if self.dialect.copy:
+            raw = self.conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cursor, cursor.copy(_COPY_QUOTES) as copy:
+                for q in quotes:
+                    t = q.terms
+                    copy.write_row(
+                        (
+                            q.quote_id, q.bank, t.source_currency, t.target_currency,
+                            t.source_amount, t.target_amount, str(t.mid_rate), str(t.rate),
+                            t.spread_bps, t.fee, t.derivation, q.created_at, q.expires_at,
+                        )
+                    )  # fmt: skip
+            return
+        self.conn.execute(
+            insert(fx_quotes),
+            [
+                {
+                    "id": q.quote_id,
+                    "bank_code": q.bank,
+                    "source_currency": q.terms.source_currency,
+                    "target_currency": q.terms.target_currency,
+                    "source_amount": q.terms.source_amount,
+                    "target_amount": q.terms.target_amount,
+                    "mid_rate": str(q.terms.mid_rate),
+                    "rate": str(q.terms.rate),
+                    "spread_bps": q.terms.spread_bps,
+                    "fee": q.terms.fee,
+                    "derivation": q.terms.derivation,
+                    "created_at": q.created_at,
+                    "expires_at": q.expires_at,
+                }
+                for q in quotes
+            ],
+        )
+
+    def get_many(self, ids: Collection[str]) -> dict[str, Quote]:
+        rows = self.conn.execute(select(fx_quotes).where(fx_quotes.c.id.in_(ids)))
+        return {str(r._mapping["id"]): _quote(r) for r in rows}
+
+    def mark_used(self, used: Mapping[str, str], now: datetime) -> None:
+        """quote id -> the transfer id that used it."""
+        if used and self.dialect.arrays:
+            self.conn.execute(
+                _MARK_QUOTES_USED_ARRAYS,
+                {"qids": list(used), "tids": list(used.values()), "now": now},
+            )
+        elif used:
+            self.conn.execute(
+                update(fx_quotes)
+                .where(fx_quotes.c.id == bindparam("qid"), fx_quotes.c.used_by.is_(None))
+                .values(used_by=bindparam("tid"), used_at=now),
+                [{"qid": q, "tid": t} for q, t in used.items()],
+            )

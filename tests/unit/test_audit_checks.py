@@ -1,0 +1,542 @@
+"""The audit's checks (domain/audit.py), without a database: a check that
+cannot fail proves nothing. `CLEAN` is a small, consistent world (deposits,
+a settled same-currency and cross-currency cycle pair, an open cycle with an
+accepted and a cancelled transfer, a gross transfer, the feeds that tell it
+all, an operator trail); each test breaks one invariant of a copy and
+asserts that its check reports it and passes the clean one."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from remitnet.services.domain import audit
+from remitnet.services.domain.account import Account
+from remitnet.services.domain.audit import AuditSnapshot, FeedHead, StoredEntry, StoredEvent
+from remitnet.services.domain.audit_trail import Action, next_record
+from remitnet.services.domain.cycle import Cycle
+from remitnet.services.domain.events import EventKind
+from remitnet.services.domain.ledger import (
+    EntryKind,
+    Posting,
+    PostingRecord,
+    deposit_posting,
+    fx_revenue_posting,
+    gross_posting,
+    settlement_posting,
+)
+from remitnet.services.domain.model import (
+    HUB,
+    AccountKind,
+    CycleState,
+    StoredTransfer,
+    TransferStatus,
+    account_id,
+)
+from remitnet.services.domain.netting import PositionDelta
+
+A, B, C = "BANKA", "BANKB", "BANKC"  # A and B in USD, C in EUR
+U1, U2, E1, E2 = "USD-000001", "USD-000002", "EUR-000001", "EUR-000002"
+T1, T2, T3, T4, T5 = (f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 6))
+Q1 = "00000000-0000-4000-9000-000000000001"
+PAIR = f"{E1}+{U1}"
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+# The clean world: times, in order --------------------------------------------------
+ACCEPT_1 = at(10)  # T1 (A->B 300 USD) and T2 (A->C 100 USD as 90 EUR, fee 2), one batch
+CLOSE_U1, CLOSE_E1 = at(20), at(21)
+SETTLE_U1, SETTLE_E1 = at(30), at(31)
+ACCEPT_3, ACCEPT_4, CANCEL_4, GROSS_5 = at(40), at(41), at(42), at(43)
+
+LIQ_A, LIQ_B, LIQ_C = (account_id(b, cur) for b, cur in ((A, "USD"), (B, "USD"), (C, "EUR")))
+
+TRANSFERS = [
+    StoredTransfer(T1, A, B, "USD", 300, "", TransferStatus.ACCEPTED, U1, ACCEPT_1),
+    StoredTransfer(
+        T2, A, C, "USD", 100, "", TransferStatus.ACCEPTED, U1, ACCEPT_1,
+        quote_id=Q1, creditor_currency="EUR", creditor_amount=90, creditor_cycle_id=E1, fee=2,
+    ),
+    StoredTransfer(T3, B, A, "USD", 50, "", TransferStatus.ACCEPTED, U2, ACCEPT_3),
+    StoredTransfer(T4, A, B, "USD", 20, "", TransferStatus.CANCELLED, U2, ACCEPT_4),
+    StoredTransfer(T5, A, B, "USD", 10, "", TransferStatus.SETTLED, "", GROSS_5),
+]  # fmt: skip
+
+POSITIONS = {
+    (U1, A): PositionDelta(sent=400, sent_count=2),
+    (U1, B): PositionDelta(received=300, received_count=1),
+    (U1, HUB): PositionDelta(received=100, received_count=1),
+    (E1, HUB): PositionDelta(sent=90, sent_count=1, fee=2),
+    (E1, C): PositionDelta(received=90, received_count=1),
+    (U2, B): PositionDelta(sent=50, sent_count=1),
+    (U2, A): PositionDelta(received=50, received_count=1),
+}
+
+CYCLES = [
+    Cycle(U1, "USD", 1, CycleState.SETTLED, T0, CLOSE_U1, SETTLE_U1, 2, 400, 400),
+    Cycle(E1, "EUR", 1, CycleState.SETTLED, T0, CLOSE_E1, SETTLE_E1, 1, 90, 90),
+    Cycle(U2, "USD", 2, CycleState.OPEN, CLOSE_U1, None, None, 0, 0, 0),
+    Cycle(E2, "EUR", 2, CycleState.OPEN, CLOSE_E1, None, None, 0, 0, 0),
+]
+
+POSTINGS: list[tuple[Posting, datetime]] = [
+    (deposit_posting("dep-a", A, "USD", 1000, "dep-a"), at(1)),
+    (deposit_posting("dep-c", C, "EUR", 500, "dep-c"), at(2)),
+    (settlement_posting(U1, "USD", {A: -400, B: 300, HUB: 100}), SETTLE_U1),
+    (settlement_posting(E1, "EUR", {HUB: -90, C: 90}), SETTLE_E1),
+    (fx_revenue_posting(E1, "EUR", 2), SETTLE_E1),
+    (gross_posting(T5, A, B, "USD", 10), GROSS_5),
+]
+
+
+def book(
+    postings: Sequence[tuple[Posting, datetime]],
+) -> tuple[list[StoredEntry], list[PostingRecord], Counter[str], Counter[str]]:
+    """The entries and posting records of `postings`, each account's entries
+    chained in order; and each account's balance and entry count."""
+    entries: list[StoredEntry] = []
+    records: list[PostingRecord] = []
+    balance: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    for p, when in postings:
+        records.append(PostingRecord(p.posting_id, p.kind, p.currency, "", 0, p.reference, when))
+        for leg in p.legs:
+            balance[leg.account_id] += leg.amount
+            count[leg.account_id] += 1
+            entries.append(
+                StoredEntry(
+                    leg.account_id,
+                    count[leg.account_id],
+                    p.kind,
+                    leg.amount,
+                    balance[leg.account_id],
+                    p.posting_id,
+                    p.reference,
+                    when,
+                    p.currency,
+                )
+            )
+    return entries, records, balance, count
+
+
+ENTRIES, RECORDS, BALANCE, COUNT = book(POSTINGS)
+UNSETTLED = {LIQ_A: 50, LIQ_B: -50}  # T3, accepted in the open cycle U2
+
+ACCOUNTS = [
+    Account(
+        aid,
+        aid.split("/")[0],
+        aid.split("/")[1],
+        aid.split("/")[2],
+        BALANCE[aid],
+        0,
+        UNSETTLED.get(aid, 0),
+        COUNT[aid],
+        T0,
+    )
+    for aid in sorted(
+        {LIQ_A, LIQ_B, LIQ_C}
+        | {
+            account_id(HUB, cur, kind)
+            for cur in ("USD", "EUR")
+            for kind in (AccountKind.RESERVE, AccountKind.SETTLEMENT, AccountKind.FX)
+        }
+        | {account_id(HUB, "EUR", AccountKind.FX_REVENUE)}
+    )
+]
+
+
+def feed(
+    bank: str, *items: tuple[datetime, EventKind, TransferStatus, str, int]
+) -> list[StoredEvent]:
+    """A bank's events, numbered from 1: (time, kind, status, id, item count);
+    the id is the transfer's, the cycle's, or a LEGS event's two cycles."""
+    out = []
+    for seq, (when, kind, status, key, n) in enumerate(items, 1):
+        tid = cid = other = None
+        if kind == EventKind.TRANSFER:
+            tid = key
+        elif kind == EventKind.CYCLE:
+            cid = key
+        elif kind == EventKind.LEGS:
+            cid, other = key.split("+")
+        out.append(StoredEvent(bank, seq, when, int(kind), int(status), tid, cid, other, n))
+    return out
+
+
+BATCH, TRANSFER, CYCLE, LEGS = EventKind.BATCH, EventKind.TRANSFER, EventKind.CYCLE, EventKind.LEGS
+ACCEPTED, CLOSED, SETTLED, CANCELLED = (
+    TransferStatus.ACCEPTED, TransferStatus.CLOSED, TransferStatus.SETTLED,
+    TransferStatus.CANCELLED,
+)  # fmt: skip
+
+EVENTS = [
+    *feed(
+        A,
+        (ACCEPT_1, BATCH, ACCEPTED, "", 2),
+        (CLOSE_U1, CYCLE, CLOSED, U1, 1),
+        (CLOSE_E1, LEGS, CLOSED, PAIR, 1),  # T2's legs: the second of them closed
+        (SETTLE_U1, CYCLE, SETTLED, U1, 1),
+        (SETTLE_E1, LEGS, SETTLED, PAIR, 1),
+        (ACCEPT_3, BATCH, ACCEPTED, "", 1),
+        (ACCEPT_4, BATCH, ACCEPTED, "", 1),
+        (CANCEL_4, TRANSFER, CANCELLED, T4, 1),
+        (GROSS_5, TRANSFER, SETTLED, T5, 1),
+    ),
+    *feed(
+        B,
+        (ACCEPT_1, BATCH, ACCEPTED, "", 1),
+        (CLOSE_U1, CYCLE, CLOSED, U1, 1),
+        (SETTLE_U1, CYCLE, SETTLED, U1, 1),
+        (ACCEPT_3, BATCH, ACCEPTED, "", 1),
+        (ACCEPT_4, BATCH, ACCEPTED, "", 1),
+        (CANCEL_4, TRANSFER, CANCELLED, T4, 1),
+        (GROSS_5, TRANSFER, SETTLED, T5, 1),
+    ),
+    *feed(
+        C,
+        (ACCEPT_1, BATCH, ACCEPTED, "", 1),
+        (CLOSE_E1, CYCLE, CLOSED, E1, 1),
+        (CLOSE_E1, LEGS, CLOSED, PAIR, 1),
+        (SETTLE_E1, CYCLE, SETTLED, E1, 1),
+        (SETTLE_E1, LEGS, SETTLED, PAIR, 1),
+    ),
+]
+HEADS = {A: FeedHead(9, T0), B: FeedHead(7, T0), C: FeedHead(5, T0)}
+
+_first = next_record(None, "operator", at(0), Action.CREATE_BANK, {"bank": A})
+TRAIL = [_first, next_record(_first, "operator", at(1), Action.DEPOSIT, {"bank": A})]
+
+CLEAN = AuditSnapshot(
+    accounts=ACCOUNTS,
+    entries=ENTRIES,
+    postings=RECORDS,
+    cycles=CYCLES,
+    positions=POSITIONS,
+    transfers=TRANSFERS,
+    cancelled_at={T4: CANCEL_4},
+    feed_heads=HEADS,
+    events=EVENTS,
+    trail=TRAIL,
+)
+
+
+# Helpers to break a copy ---------------------------------------------------------------
+
+
+def with_account(aid: str, **changes: Any) -> AuditSnapshot:
+    return replace(
+        CLEAN, accounts=[replace(a, **changes) if a.id == aid else a for a in CLEAN.accounts]
+    )
+
+
+def with_position(key: tuple[str, str], **changes: Any) -> AuditSnapshot:
+    return replace(CLEAN, positions={**POSITIONS, key: replace(POSITIONS[key], **changes)})
+
+
+def with_cycle(cid: str, **changes: Any) -> AuditSnapshot:
+    return replace(
+        CLEAN,
+        cycles=[replace(c, **changes) if c.id == cid else c for c in CYCLES],
+    )
+
+
+def without_event(bank: str, seq: int) -> AuditSnapshot:
+    return replace(CLEAN, events=[e for e in EVENTS if (e.bank, e.seq) != (bank, seq)])
+
+
+def entry_of(aid: str, posting_id: str) -> StoredEntry:
+    return next(e for e in ENTRIES if (e.account_id, e.posting_id) == (aid, posting_id))
+
+
+def with_entries(*extra: StoredEntry, drop: Sequence[StoredEntry] = ()) -> AuditSnapshot:
+    return replace(CLEAN, entries=[e for e in ENTRIES if e not in drop] + list(extra))
+
+
+# The clean world passes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("check", audit.CHECKS, ids=lambda c: c.__name__)
+def test_the_clean_snapshot_passes_every_check(check: audit.Check) -> None:
+    assert check(CLEAN) == []
+
+
+def test_run_checks_runs_them_all_and_an_empty_snapshot_passes() -> None:
+    assert audit.run_checks(CLEAN) == []
+    assert audit.run_checks(AuditSnapshot()) == []
+    broken = with_account(LIQ_A, balance=BALANCE[LIQ_A] + 1)
+    assert audit.run_checks(broken) == [
+        *audit.check_balances(broken),
+        *audit.check_balance_sums(broken),
+    ]
+
+
+def test_derived_figures_come_from_the_transfers_legs() -> None:
+    assert audit.expected_positions(CLEAN) == POSITIONS
+    assert audit.unsettled_nets(CLEAN) == {LIQ_A: 50, LIQ_B: -50}
+
+
+# Ledger -------------------------------------------------------------------------------
+
+
+def test_check_ledger_reports_a_currency_not_summing_to_zero() -> None:
+    assert audit.check_ledger(CLEAN) == []
+    stray = StoredEntry(LIQ_C, 3, EntryKind.DEPOSIT, 3, 593, "dep-c", "dep-c", at(3), "EUR")
+    assert audit.check_ledger(with_entries(stray)) == ["EUR ledger entries sum to 3, not zero"]
+
+
+def test_check_chains_reports_a_gap_and_a_wrong_balance_after() -> None:
+    assert audit.check_chains(CLEAN) == []
+    last = entry_of(LIQ_A, f"gross:{T5}")  # seq 3
+    gap = replace(last, seq=4)
+    assert audit.check_chains(with_entries(gap, drop=[last])) == [
+        f"ledger entry {LIQ_A}#4 breaks the account's chain"
+    ]
+    wrong = replace(last, balance_after=last.balance_after + 1)
+    assert audit.check_chains(with_entries(wrong, drop=[last])) == [
+        f"ledger entry {LIQ_A}#3 breaks the account's chain"
+    ]
+
+
+def test_check_postings_reports_unrecorded_unbalanced_and_mismatched_postings() -> None:
+    assert audit.check_postings(CLEAN) == []
+    dropped = replace(CLEAN, postings=[p for p in RECORDS if p.id != "dep-c"])
+    assert len(audit.check_postings(dropped)) == 2  # both entries of dep-c
+    assert f"ledger entry {LIQ_C}#1 names posting dep-c, which is not recorded" in (
+        audit.check_postings(dropped)
+    )
+    one_leg = entry_of(LIQ_A, "dep-a")
+    assert audit.check_postings(with_entries(replace(one_leg, amount=999), drop=[one_leg])) == [
+        "posting dep-a entries sum to -1, not zero"
+    ]
+    euro = replace(one_leg, currency="EUR")
+    assert audit.check_postings(with_entries(euro, drop=[one_leg])) == [
+        f"ledger entry {LIQ_A}#1 is EUR DEPOSIT, its posting dep-a is USD DEPOSIT"
+    ]
+
+
+# Accounts -----------------------------------------------------------------------------
+
+
+def test_check_balances_reports_a_balance_that_is_not_its_entries() -> None:
+    assert audit.check_balances(CLEAN) == []
+    assert audit.check_balances(with_account(LIQ_B, balance=311)) == [
+        f"account {LIQ_B} balance 311 != sum of its entries 310"
+    ]
+
+
+def test_check_balance_sums_reports_a_currency_whose_balances_do_not_net() -> None:
+    assert audit.check_balance_sums(CLEAN) == []
+    assert audit.check_balance_sums(with_account(LIQ_B, balance=317)) == [
+        "USD account balances sum to 7, not zero"
+    ]
+
+
+def test_check_unsettled_reports_an_unsettled_net_its_transfers_do_not_explain() -> None:
+    assert audit.check_unsettled(CLEAN) == []
+    assert audit.check_unsettled(with_account(LIQ_A, unsettled_net=70)) == [
+        f"account {LIQ_A} unsettled_net 70 != transfers 50"
+    ]
+    # The hub's FX account is checked too.
+    fx = account_id(HUB, "USD", AccountKind.FX)
+    assert audit.check_unsettled(with_account(fx, unsettled_net=5)) == [
+        f"account {fx} unsettled_net 5 != transfers 0"
+    ]
+
+
+def test_check_limits_reports_a_bank_beyond_liquidity_plus_cap() -> None:
+    assert audit.check_limits(CLEAN) == []
+    # B owes 50 unsettled: with 40 of liquidity and a cap of 9 it is 1 beyond.
+    broken = with_account(LIQ_B, balance=40, net_debit_cap=9)
+    assert audit.check_limits(broken) == [f"account {LIQ_B} is beyond its liquidity plus cap"]
+    assert [a.id for a in audit.beyond_limit(broken.accounts)] == [LIQ_B]
+    assert audit.check_limits(with_account(LIQ_B, balance=40, net_debit_cap=10)) == []
+
+
+# Transfers, positions, cycles --------------------------------------------------------------
+
+
+def test_check_quotes_reports_a_quote_used_twice() -> None:
+    assert audit.check_quotes(CLEAN) == []
+    twice = replace(CLEAN, transfers=[*TRANSFERS[:4], TRANSFERS[4]._replace(quote_id=Q1)])
+    assert audit.check_quotes(twice) == [f"quote {Q1} was used by 2 transfers"]
+
+
+def test_check_positions_reports_a_position_its_transfers_do_not_add_up_to() -> None:
+    assert audit.check_positions(CLEAN) == []
+    assert audit.check_positions(with_position((U2, A), received=49)) == [
+        f"position {(U2, A)} is [0, 49, 0, 1, 0], transfers say [0, 50, 0, 1, 0]"
+    ]
+    # A cancelled transfer counts for nothing; a live one without a position is missing.
+    uncancelled = [*TRANSFERS[:3], TRANSFERS[3]._replace(status=TransferStatus.ACCEPTED)]
+    assert len(audit.check_positions(replace(CLEAN, transfers=uncancelled))) == 2
+    missing = {k: v for k, v in POSITIONS.items() if k != (E1, C)}
+    assert audit.check_positions(replace(CLEAN, positions=missing)) == [
+        f"position {(E1, C)} is None, transfers say [0, 90, 0, 1, 0]"
+    ]
+
+
+def test_check_cycle_nets_reports_positions_not_netting_to_zero() -> None:
+    assert audit.check_cycle_nets(CLEAN) == []
+    assert audit.check_cycle_nets(with_position((U1, B), received=301)) == [
+        f"cycle {U1} net positions sum to 1, not zero"
+    ]
+
+
+def test_check_cycle_totals_reports_sealed_totals_other_than_the_positions() -> None:
+    assert audit.check_cycle_totals(CLEAN) == []
+    assert audit.check_cycle_totals(with_cycle(U1, transfer_count=3)) == [
+        f"cycle {U1} totals [3, 400, 400] differ from its positions"
+    ]
+    # An open cycle's totals are not sealed yet.
+    assert audit.check_cycle_totals(with_cycle(U2, gross_value=7)) == []
+
+
+# Settlement ---------------------------------------------------------------------------
+
+
+def test_check_settled_once_reports_a_second_settlement() -> None:
+    assert audit.check_settled_once(CLEAN) == []
+    again = replace(entry_of(LIQ_B, f"settle:{U1}"), seq=9)
+    assert audit.check_settled_once(with_entries(again)) == [
+        f"cycle {U1} settled 2 times on {LIQ_B}"
+    ]
+    other = replace(again, posting_id=f"resettle:{U1}")
+    assert f"cycle {U1} has 2 settlement postings: ['resettle:{U1}', 'settle:{U1}']" in (
+        audit.check_settled_once(with_entries(other))
+    )
+
+
+def test_check_settled_once_reports_postings_of_a_cycle_not_settled() -> None:
+    assert audit.check_settled_once(with_cycle(U1, state=CycleState.CLOSED)) == [
+        f"cycle {U1} has settlement postings but is CLOSED"
+    ]
+    gone = replace(CLEAN, cycles=[c for c in CYCLES if c.id != E1])
+    assert audit.check_settled_once(gone) == [f"cycle {E1} has settlement postings but is missing"]
+
+
+def test_check_settlement_nets_reports_postings_other_than_the_nets() -> None:
+    assert audit.check_settlement_nets(CLEAN) == []
+    posted = entry_of(LIQ_B, f"settle:{U1}")
+    assert audit.check_settlement_nets(
+        with_entries(replace(posted, amount=299), drop=[posted])
+    ) == [f"cycle {U1} posted [299] to {LIQ_B}, net is 300"]
+    assert audit.check_settlement_nets(with_entries(drop=[posted])) == [
+        f"cycle {U1} posted [] to {LIQ_B}, net is 300"
+    ]
+    stray = replace(posted, account_id=account_id("BANKD", "USD"))
+    assert audit.check_settlement_nets(with_entries(stray)) == [
+        f"cycle {U1} posted [300] to BANKD/USD/LIQUIDITY, which has no position in it"
+    ]
+
+
+def test_check_fx_revenue_reports_revenue_other_than_the_settled_spreads() -> None:
+    assert audit.check_fx_revenue(CLEAN) == []
+    revenue = account_id(HUB, "EUR", AccountKind.FX_REVENUE)
+    assert audit.check_fx_revenue(with_account(revenue, balance=3)) == [
+        "EUR FX revenue 3 != spreads of settled cycles 2"
+    ]
+    # Spreads of a cycle not settled are not revenue yet.
+    assert audit.check_fx_revenue(with_cycle(E1, state=CycleState.CLOSED)) == [
+        "EUR FX revenue 2 != spreads of settled cycles 0"
+    ]
+
+
+# The change feed --------------------------------------------------------------------------
+
+
+def test_check_feed_order_reports_gaps_time_going_back_heads_and_shared_batch_times() -> None:
+    assert audit.check_feed_order(CLEAN) == []
+    assert audit.check_feed_order(without_event(B, 3)) == [
+        f"feed of {B}: event 4 follows 2 out of order"
+    ]
+    back = [e._replace(at=T0) if (e.bank, e.seq) == (C, 2) else e for e in EVENTS]
+    assert audit.check_feed_order(replace(CLEAN, events=back)) == [
+        f"feed of {C}: event 2 follows 1 out of order"
+    ]
+    assert audit.check_feed_order(replace(CLEAN, feed_heads={**HEADS, C: FeedHead(6, T0)})) == [
+        f"feed of {C}: head 6, last event 5"
+    ]
+    shared = [e._replace(at=ACCEPT_3) if (e.bank, e.seq) == (A, 7) else e for e in EVENTS]
+    assert audit.check_feed_order(replace(CLEAN, events=shared)) == [
+        f"feed of {A}: two batch events at {ACCEPT_3}"
+    ]
+
+
+def test_check_feed_transfers_reports_untold_and_twice_told_transfers() -> None:
+    assert audit.check_feed_transfers(CLEAN) == []
+    # A's cancellation of T4 is not in A's feed (seq 8).
+    assert audit.check_feed_transfers(without_event(A, 8)) == [
+        f"feed of {A}: {T4} CANCELLED told 0 times"
+    ]
+    # B's gross T5 told settled twice.
+    twice = [*EVENTS, StoredEvent(B, 8, at(50), int(TRANSFER), int(SETTLED), T5, None, None, 1)]
+    assert audit.check_feed_transfers(replace(CLEAN, events=twice)) == [
+        f"feed of {B}: {T5} SETTLED told 2 times"
+    ]
+    # T3 told cancelled though it is not.
+    told = [*EVENTS, StoredEvent(B, 8, at(50), int(TRANSFER), int(CANCELLED), T3, None, None, 1)]
+    assert audit.check_feed_transfers(replace(CLEAN, events=told)) == [
+        f"feed of {B}: {T3} CANCELLED told 1 times"
+    ]
+
+
+def test_check_feed_transfers_reports_batch_and_legs_events_that_miscount() -> None:
+    short = [e._replace(item_count=1) if (e.bank, e.seq) == (A, 1) else e for e in EVENTS]
+    assert audit.check_feed_transfers(replace(CLEAN, events=short)) == [
+        f"feed of {A}: the batch at {ACCEPT_1} counts 1 transfers, 2 were accepted"
+    ]
+    legs = [e._replace(item_count=2) if (e.bank, e.seq) == (C, 3) else e for e in EVENTS]
+    assert audit.check_feed_transfers(replace(CLEAN, events=legs)) == [
+        f"feed of {C}: the LEGS event of {PAIR} counts 2 transfers, 1 have those legs"
+    ]
+    # Without the LEGS event, the cross-currency transfer was never told settled.
+    assert audit.check_feed_transfers(without_event(C, 5)) == [
+        f"feed of {C}: {T2} SETTLED told 0 times"
+    ]
+
+
+def test_check_feed_transfers_skips_what_precedes_a_feed() -> None:
+    later = {bank: FeedHead(h.seq, at(60)) for bank, h in HEADS.items()}
+    no_events = replace(CLEAN, feed_heads=later, events=[])
+    assert audit.check_feed_transfers(no_events) == []
+    assert audit.check_feed_transfers(replace(CLEAN, events=[])) != []
+
+
+def test_check_feed_cycles_reports_a_cycle_move_untold_or_told_twice() -> None:
+    assert audit.check_feed_cycles(CLEAN) == []
+    assert audit.check_feed_cycles(without_event(B, 3)) == [
+        f"feed of {B}: {U1} SETTLED told 0 times"
+    ]
+    twice = [*EVENTS, StoredEvent(C, 6, at(50), int(CYCLE), int(CLOSED), None, E1, None, 1)]
+    assert audit.check_feed_cycles(replace(CLEAN, events=twice)) == [
+        f"feed of {C}: {E1} CLOSED told 2 times"
+    ]
+    # The open cycle U2 told closed before it is.
+    early = [*EVENTS, StoredEvent(A, 10, at(50), int(CYCLE), int(CLOSED), None, U2, None, 1)]
+    assert audit.check_feed_cycles(replace(CLEAN, events=early)) == [
+        f"feed of {A}: {U2} CLOSED told 1 times"
+    ]
+
+
+# The operator audit trail ----------------------------------------------------------------
+
+
+def test_check_trail_reports_a_changed_or_missing_record() -> None:
+    assert audit.check_trail(CLEAN) == []
+    changed = replace(CLEAN, trail=[TRAIL[0], replace(TRAIL[1], principal="hub")])
+    [violation] = audit.check_trail(changed)
+    assert violation.startswith("operator audit trail broken at seq 2: ")
+    gap = replace(CLEAN, trail=[TRAIL[1]])
+    [violation] = audit.check_trail(gap)
+    assert violation.startswith("operator audit trail broken at seq 2: seq 1 missing")
