@@ -8,7 +8,10 @@ gRPC. For each workload it measures three paths: batch (SubmitTransfers of
 gross (SubmitTransfer in gross settlement mode: one serializable transaction
 per transfer moving both banks' balances). Then it closes and settles the
 cycle, and at the end it measures settling one large cycle and the batch path
-split over two clearing processes. Writes build/bench/latest.{json,md,png}.
+split over two clearing processes. The cross-currency workload converts
+through two funded FX providers competing on spread (FX_PROVIDERS), and its
+rates against the same-currency workload's are reported in the same run.
+Writes build/bench/latest.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from hubs import start_hub as spawn_hub
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
 from remitnet.clients.base import ClientConfig
+from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
+from remitnet.clients.provider import ProviderClient
 from remitnet.common.v1.money_pb2 import Money
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.fx.v1 import fx_pb2_grpc as fxgrpc
@@ -122,6 +127,15 @@ REGION_CURRENCY = {
     "africa-west1": "NGN",
 }
 USD_RATES = {"EUR": "0.92", "PHP": "56.10", "NGN": "1480"}
+# FX providers of the cross-currency workload: the same mids, their own
+# spreads per USD pair (basis points), funded with FUNDS in every currency, so
+# nothing is refused for a provider's liquidity either. Best price: FXPALPHA
+# wins USD->PHP and PHP->USD, FXPBETA USD->NGN; EUR->NGN is a cross, priced at
+# the hub's corridor spread for both, and goes to FXPALPHA on the tie.
+FX_PROVIDERS = {
+    "FXPALPHA": {("USD", "EUR"): 30, ("USD", "PHP"): 25, ("USD", "NGN"): 45},
+    "FXPBETA": {("USD", "EUR"): 35, ("USD", "PHP"): 40, ("USD", "NGN"): 30},
+}
 
 
 def remittance_channel() -> Workload:
@@ -219,9 +233,44 @@ def stored_transfers(name: str) -> int:
     return int(row[0]) if row else 0
 
 
+def conversions_by_provider(name: str) -> dict[str, int]:
+    """Stored cross-currency transfers per FX provider (none through the hub)."""
+    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={name}") as conn:
+        rows = conn.execute(
+            b"SELECT coalesce(fx_provider, 'HUB'), count(*) FROM transfers "
+            b"WHERE creditor_currency IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    return {str(code): int(n) for code, n in rows}
+
+
 def drop_database(name: str) -> None:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+
+
+async def onboard_providers(op: OperatorClient, currencies: list[str]) -> None:
+    """FX_PROVIDERS, funded in every currency (they sell each in some
+    corridor), publishing their rates as themselves (fxp:CODE). A hub from
+    before FX providers (an A/B base, scripts/ab.py) refuses that principal:
+    the operator's rates are then its dealer's, as they were."""
+    existing = {b.code for b in await op.list_banks()}
+    mids = {("USD", c): r for c, r in USD_RATES.items()}
+    for code, spreads in FX_PROVIDERS.items():
+        if code not in existing:
+            await op.create_provider(code, code, "us-east1", currencies)
+            for currency in currencies:
+                await op.deposit(code, currency, FUNDS)
+        async with ProviderClient(code, op.config) as fxp:
+            try:
+                await fxp.publish_rates(mids, spreads=spreads)
+            except HubError as err:
+                if err.code not in (
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    grpc.StatusCode.UNAUTHENTICATED,
+                ):
+                    raise
+                await op.update_rates(mids)
+                return
 
 
 async def onboard(
@@ -229,7 +278,7 @@ async def onboard(
 ) -> None:
     async with OperatorClient(ClientConfig(target=target, deadline_s=60)) as op:
         if currency_of:
-            await op.update_rates({("USD", c): r for c, r in USD_RATES.items()})
+            await onboard_providers(op, sorted({"USD", *currency_of.values()}))
         existing = {b.code for b in await op.list_banks()}
 
         async def one(code: str, region: str) -> None:
@@ -601,6 +650,30 @@ def split_processes(profile: Profile, log: Path) -> dict[str, float]:
     return out
 
 
+FX_WORKLOAD, SAME_CURRENCY_WORKLOAD = "remittance_channel", "aggregated_payment"
+
+
+def fx_against_same_currency(scenarios: dict[str, Any]) -> dict[str, Any] | None:
+    """The cross-currency workload (through FX providers) over the
+    same-currency one, per path, from the same run."""
+    fx, same = scenarios.get(FX_WORKLOAD), scenarios.get(SAME_CURRENCY_WORKLOAD)
+    if fx is None or same is None:
+        return None
+    out: dict[str, Any] = {"workload": FX_WORKLOAD, "against": SAME_CURRENCY_WORKLOAD}
+    for path in ("batch", "unary"):
+        a, b = fx[path]["transfers_per_s"], same[path]["transfers_per_s"]
+        out[path] = {"fx": a, "same_currency": b, "ratio": a / b if b else 0.0}
+    out["conversions_by_provider"] = fx.get("conversions_by_provider", {})
+    print(
+        f"  {FX_WORKLOAD} through FX providers {out['conversions_by_provider']}: batch "
+        f"{out['batch']['fx']:,.0f}/s against {out['batch']['same_currency']:,.0f}/s same-currency "
+        f"(ratio {out['batch']['ratio']:.2f}), unary {out['unary']['fx']:,.0f}/s against "
+        f"{out['unary']['same_currency']:,.0f}/s (ratio {out['unary']['ratio']:.2f})",
+        flush=True,
+    )
+    return out
+
+
 def report(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "latest.json").write_text(json.dumps(results, indent=2))
@@ -609,8 +682,9 @@ def report(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
         "",
         "PostgreSQL at SERIALIZABLE, synchronous_commit on; hub, clients and database on one "
         f"{os.cpu_count()}-core machine. remittance_channel is cross-currency (USD, EUR, PHP, "
-        "NGN): a batch locks its quotes with one CreateQuotes call, a unary transfer with one "
-        "quote call, both timed; its gross baseline moves the USD legs.",
+        "NGN) through two funded FX providers competing on price: a batch locks its quotes "
+        "with one CreateQuotes call, a unary transfer with one quote call, both timed; its "
+        "gross baseline moves the USD legs.",
         "",
         "| workload | path | transfers/s | p50 ms | p99 ms | retries |",
         "|---|---|---:|---:|---:|---:|",
@@ -632,6 +706,16 @@ def report(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
             f"| {name} | {sc['batch_over_gross']:.1f} | {sc['netting_efficiency']:.1f} | "
             f"{sc['settle']['seconds']:.3f} |"
         )
+    if fx := results.get("fx_against_same_currency"):
+        by = ", ".join(f"{p} {n:,}" for p, n in fx["conversions_by_provider"].items())
+        lines += [
+            "",
+            f"Cross-currency through FX providers ({fx['workload']}; conversions by provider: "
+            f"{by}) against same-currency ({fx['against']}): batch "
+            f"{fx['batch']['fx']:,.0f} against {fx['batch']['same_currency']:,.0f} transfers/s "
+            f"(ratio {fx['batch']['ratio']:.2f}), unary {fx['unary']['fx']:,.0f} against "
+            f"{fx['unary']['same_currency']:,.0f} (ratio {fx['unary']['ratio']:.2f}).",
+        ]
     big = results["settle_large"]
     lines += [
         "",
@@ -753,6 +837,9 @@ def main() -> int:
             scenario["netting_efficiency"] = cycle["gross"] / cycle["net"] if cycle["net"] else 0.0
             if len(currencies) > 1:
                 scenario["netting_efficiency_by_currency"] = cycle["efficiency_by_currency"]
+                # Every conversion went through a funded provider, none through the hub.
+                scenario["conversions_by_provider"] = conversions_by_provider(name)
+                assert set(scenario["conversions_by_provider"]) <= set(FX_PROVIDERS), scenario
             scenario["settle"] = {
                 # Netted transfers (gross ones settled at once); a
                 # cross-currency transfer has a leg in two cycles.
@@ -773,6 +860,8 @@ def main() -> int:
             samples += sampler.samples
             hub.stop()
             drop_database(name)
+    if fx := fx_against_same_currency(results["scenarios"]):
+        results["fx_against_same_currency"] = fx
     print("\nsettling one large cycle", flush=True)
     results["settle_large"] = settle_large(profile, log)
     print("\nscaling past one process", flush=True)

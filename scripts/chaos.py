@@ -4,7 +4,13 @@ The hub runs as three processes (two clearing, one for the rest, which
 settles closed cycles by itself: `--auto-settle`) on PostgreSQL at
 SERIALIZABLE. Client processes submit the seed paper's three workloads,
 single and batch, retrying with the same ids, and log every acknowledgement,
-rejection (with its status code) and ambiguous outcome. Meanwhile a nemesis
+rejection (with its status code) and ambiguous outcome. The remittance
+workload is cross-currency where the creditor's home currency is not USD:
+each such item is paid with a quote (CreateQuotes) from one of two FX
+providers competing on spread, funded in the currencies they sell and topped
+up by the operator like the banks, so batches that draw on the providers'
+liquidity are killed, crashed and refused (FX_PROVIDER_INSUFFICIENT_LIQUIDITY)
+like any other. Meanwhile a nemesis
 SIGKILLs and restarts hub processes, restarts PostgreSQL, and crashes
 processes inside batch commits, cycle closes and settlements
 (REMITNET_CRASH_AT); an operator closes and settles cycles and tops banks up.
@@ -39,10 +45,13 @@ checker shares with the audit is the audit's own pure checks over it:
 - no cycle settled twice (the audit's `check_settled_once`), every closed
   cycle settled (`check_settlements`);
 - every currency's ledger sums to zero (the audit's `check_ledger`);
-- no bank ever beyond liquidity plus cap, over the whole history
-  (`check_limit_history`, see there, replaying the ledger entries and the
-  transfers' legs, `StoredTransfer.legs`), on a one-second timer during the
-  run (current account rows, the audit's `beyond_limit`) and at the end;
+- no bank or FX provider ever beyond liquidity plus cap, over the whole
+  history (`check_limit_history`, see there, replaying the ledger entries and
+  the transfers' legs, `StoredTransfer.legs`, whose conversion legs are paid
+  by and to the providers), on a one-second timer during the run (current
+  account rows, the audit's `beyond_limit`) and at the end;
+- the hub carries no currency position: no leg of a conversion is the hub's
+  (the audit's `check_hub_unfunded`);
 - every other check of the hub's audit over the same snapshot (balance
   chains, balances and positions against ledger entries and transfers,
   settlement postings against nets, the change feed, the operator trail),
@@ -84,12 +93,15 @@ from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
+from remitnet.clients.provider import ProviderClient
+from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import cycles
 from remitnet.services.domain.audit import (
     AuditSnapshot,
     beyond_limit,
+    check_hub_unfunded,
     check_ledger,
     check_settled_once,
     is_settlement,
@@ -108,8 +120,23 @@ OUT = ROOT / "build" / "chaos"
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 REGIONS = ["us-east1", "europe-west1", "asia-southeast1"]
 BANKS = {f"CH{r[:2].upper()}{i:02d}": r for r in REGIONS for i in range(4)}
+# Every bank pays in USD; a remittance to a bank whose home currency is
+# another is converted by an FX provider.
+HOME_CURRENCY = {"us-east1": "USD", "europe-west1": "EUR", "asia-southeast1": "PHP"}
 LIQUIDITY = 5_000_000
 CAP = 1_000_000
+# FX providers: their spread per pair (same mids: the narrower wins while it
+# can deliver) and what they are funded with, and topped up to, in each
+# currency they sell. A provider's target-currency liquidity only falls (it
+# is paid in USD), so it runs low between top-ups and while the core (the
+# operator's deposits) is down: quotes and transfers are then refused
+# FX_PROVIDER_INSUFFICIENT_LIQUIDITY or go to the other provider.
+MIDS = {("USD", "EUR"): "0.92", ("USD", "PHP"): "56.10"}
+PROVIDERS = {
+    "CHFXA": {("USD", "EUR"): 30, ("USD", "PHP"): 25},
+    "CHFXB": {("USD", "EUR"): 20, ("USD", "PHP"): 45},
+}
+PROVIDER_LIQUIDITY = {"EUR": 2_000_000, "PHP": 100_000_000}  # a few batches' worth
 # Business outcomes: the hub decided, and said no. Anything else (transport
 # trouble, a restart, a deadline) leaves the outcome unknown.
 DEFINITE = frozenset(
@@ -292,11 +319,19 @@ def pick(rng: random.Random, workload: str) -> tuple[str, str]:
     return debtor, creditor
 
 
-def client_main(index: int, targets: list[str], seconds: float, seed: int, path: str) -> None:
-    asyncio.run(client(index, targets, seconds, seed, Path(path)))
+def home(code: str) -> str:
+    return HOME_CURRENCY[BANKS[code]]
 
 
-async def client(index: int, targets: list[str], seconds: float, seed: int, path: Path) -> None:
+def client_main(
+    index: int, targets: list[str], fx_target: str, seconds: float, seed: int, path: str
+) -> None:
+    asyncio.run(client(index, targets, fx_target, seconds, seed, Path(path)))
+
+
+async def client(
+    index: int, targets: list[str], fx_target: str, seconds: float, seed: int, path: Path
+) -> None:
     rng = random.Random(seed * 1000 + index)
     deadline = time.monotonic() + seconds
     out = path.open("w")
@@ -306,6 +341,7 @@ async def client(index: int, targets: list[str], seconds: float, seed: int, path
 
     clients: dict[tuple[str, str], BankClient] = {}
     clients_once: dict[tuple[str, str], BankClient] = {}
+    quoters: dict[str, BankClient] = {}
 
     def bank(code: str, patient: bool = True) -> BankClient:
         # A patient client retries across a restart, so most calls end
@@ -323,6 +359,56 @@ async def client(index: int, targets: list[str], seconds: float, seed: int, path
             pool[key] = BankClient(code, config)
         return pool[key]
 
+    def quoter(code: str) -> BankClient:
+        # Quotes come from the core process (FxService); while it is down
+        # the client moves on to other work rather than wait for it.
+        if code not in quoters:
+            config = ClientConfig(target=fx_target, deadline_s=2.0, max_attempts=2)
+            quoters[code] = BankClient(code, config)
+        return quoters[code]
+
+    async def convert(debtor: str, items: list[cpb.TransferInstruction]) -> bool:
+        """Lock a quote for each cross-currency item, one CreateQuotes call;
+        items whose quote is refused (no provider can deliver) are dropped.
+        False if the call failed: nothing is submitted then."""
+        # One quote per transfer id: a duplicate inside the batch is the same item.
+        cross = list(
+            {i.transfer_id: i for i in items if home(i.creditor_bank) != i.amount.currency}.values()
+        )
+        if not cross:
+            return True
+        asks = [
+            fxpb.CreateQuoteRequest(
+                source_currency=i.amount.currency,
+                target_currency=home(i.creditor_bank),
+                source_amount=i.amount.minor_units,
+            )
+            for i in cross
+        ]
+        try:
+            answer = await quoter(debtor).quotes(asks, deadline_s=2.0)
+        except (HubError, TimeoutError, grpc.aio.AioRpcError) as exc:
+            reason = (
+                (exc.reason or exc.code.name) if isinstance(exc, HubError) else type(exc).__name__
+            )
+            out.write(json.dumps({"kind": "quote", "id": "", "failed": reason}) + "\n")
+            return False
+        refused: set[str] = set()
+        for item, result in zip(cross, answer.results, strict=True):
+            if result.HasField("error"):
+                refused.add(item.transfer_id)
+                out.write(
+                    json.dumps({"kind": "quote", "id": "", "refused": result.error.reason}) + "\n"
+                )
+            else:
+                item.quote_id = result.quote.quote_id
+                out.write(
+                    json.dumps({"kind": "quote", "id": "", "provider": result.quote.provider})
+                    + "\n"
+                )
+        items[:] = [i for i in items if i.transfer_id not in refused]
+        return True
+
     acked: list[tuple[str, str]] = []
     while time.monotonic() < deadline:
         workload = rng.choice(["aggregated_payment", "high_speed_sales", "remittance_channel"])
@@ -339,6 +425,8 @@ async def client(index: int, targets: list[str], seconds: float, seed: int, path
             if creditor == debtor:
                 continue
             items = [instruction(creditor, "USD", rng.randint(100, 200_000))]
+        if workload == "remittance_channel" and not await convert(debtor, items):
+            continue
         if not items:
             continue
         contents = {i.transfer_id: [debtor, i.creditor_bank, i.amount.minor_units] for i in items}
@@ -396,40 +484,69 @@ async def client(index: int, targets: list[str], seconds: float, seed: int, path
             except HubError:
                 pass  # the hub is restarting
     out.close()
-    for c in [*clients.values(), *clients_once.values()]:
+    for c in [*clients.values(), *clients_once.values(), *quoters.values()]:
         await c.close()
 
 
 # Operator, nemesis, samplers ----------------------------------------------------------
 
 
+def funding(code: str, currency: str) -> int:
+    """What a participant is funded with, and topped up by, in a currency:
+    a bank in USD (what it pays in), a provider in what it sells; 0 where
+    it only receives."""
+    if code in BANKS:
+        return LIQUIDITY if currency == "USD" else 0
+    return PROVIDER_LIQUIDITY.get(currency, 0) if code in PROVIDERS else 0
+
+
+async def publish_rates(config: ClientConfig) -> None:
+    """Each provider sets its own mids and spreads, as itself (fxp:CODE)."""
+    for code, spreads in PROVIDERS.items():
+        async with ProviderClient(code, config) as fxp:
+            await fxp.publish_rates(MIDS, spreads=spreads)
+
+
 async def operator_loop(sup: Supervisor, stop: asyncio.Event, ops: Counter[str]) -> None:
     config = ClientConfig(target=sup.services["core"].target, deadline_s=5.0, max_attempts=3)
     treasury_round = 0
+    published = time.monotonic()
+    currencies = sorted(set(HOME_CURRENCY.values()))
     async with OperatorClient(config) as op:
         while not stop.is_set():
             await asyncio.sleep(random.uniform(1.0, 2.5))
             try:
-                open_ = await op.list_cycles("USD", npb.CYCLE_STATE_OPEN)
-                if open_:
-                    await op.close_cycle("USD", cycle_id=open_[0].cycle_id)
-                    ops["close"] += 1
-                for c in await op.list_cycles("USD", npb.CYCLE_STATE_CLOSED):
-                    await op.settle_cycle(c.cycle_id)  # races the hub's own auto-settle
-                    ops["settle"] += 1
-                # Treasury: payer banks drain towards the aggregators; top
+                for currency in currencies:
+                    open_ = await op.list_cycles(currency, npb.CYCLE_STATE_OPEN)
+                    if open_:
+                        await op.close_cycle(currency, cycle_id=open_[0].cycle_id)
+                        ops["close"] += 1
+                    for c in await op.list_cycles(currency, npb.CYCLE_STATE_CLOSED):
+                        await op.settle_cycle(c.cycle_id)  # races the hub's own auto-settle
+                        ops["settle"] += 1
+                # Treasury: payer banks drain towards the aggregators, and
+                # providers' target currencies towards the creditors; top
                 # them up, so the run keeps clearing rather than only
                 # refusing, and deposits race with clearing and settlement.
-                # The id is fixed per bank and round so a retry is one deposit.
+                # The id is fixed per account and round so a retry is one deposit.
                 treasury_round += 1
                 for b in await op.list_banks():
-                    account = next(a for a in b.accounts if a.currency == "USD")
-                    if account.headroom < LIQUIDITY // 2:
-                        key = f"{b.code}/{treasury_round}"
-                        await op.deposit(
-                            b.code, "USD", LIQUIDITY, str(uuid.uuid5(uuid.NAMESPACE_URL, key))
-                        )
-                        ops["deposit"] += 1
+                    for account in b.accounts:
+                        funds = funding(b.code, account.currency)
+                        if funds and account.headroom < funds // 2:
+                            key = f"{b.code}/{account.currency}/{treasury_round}"
+                            await op.deposit(
+                                b.code,
+                                account.currency,
+                                funds,
+                                str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
+                            )
+                            ops["deposit_provider" if b.code in PROVIDERS else "deposit"] += 1
+                # Fresh rates now and then, published while faults go on.
+                if time.monotonic() - published > 20.0:
+                    await publish_rates(config)
+                    published = time.monotonic()
+                    ops["publish_rates"] += 1
             except HubError:
                 ops["call_failed"] += 1
 
@@ -569,6 +686,10 @@ class History:
     statuses: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
     operations: int = 0
     violations: list[str] = field(default_factory=list)
+    # Quotes asked for cross-currency items: by provider, refused by reason,
+    # calls failed ("refused:REASON", "failed:REASON"); no transfer was sent
+    # for a refused or failed one.
+    quotes: Counter[str] = field(default_factory=Counter)
 
 
 def read_history(events: Iterable[Mapping[str, Any]]) -> History:
@@ -577,6 +698,14 @@ def read_history(events: Iterable[Mapping[str, Any]]) -> History:
         kind, tid = e["kind"], e["id"]
         if kind == "status":
             h.statuses.setdefault(tid, []).append((e["began"], e["ended"], e["status"]))
+            continue
+        if kind == "quote":
+            if e.get("provider"):
+                h.quotes[str(e["provider"])] += 1
+            else:
+                h.quotes[
+                    f"refused:{e['refused']}" if "refused" in e else f"failed:{e['failed']}"
+                ] += 1
             continue
         h.operations += 1
         content = list(e["content"])
@@ -739,10 +868,12 @@ def check_limit_history(
 
 
 def limit_events(snapshot: AuditSnapshot) -> tuple[list[LimitEvent], dict[str, int]]:
-    """Every stored change of a bank's balance plus unsettled net (its
-    ledger entries other than settlements, which only move unsettled to
-    balance, and its transfers' legs, and their cancellations), and the banks'
-    caps: the input of `check_limit_history`."""
+    """Every stored change of a participant's balance plus unsettled net
+    (its ledger entries other than settlements, which only move unsettled to
+    balance, and its transfers' legs, and their cancellations), and the
+    caps: the input of `check_limit_history`. An FX provider's liquidity
+    accounts are replayed like a bank's: a conversion's legs are paid to it
+    in the source currency and by it in the target currency."""
     caps = {a.id: a.net_debit_cap for a in snapshot.accounts if a.kind == AccountKind.LIQUIDITY}
     events = [
         LimitEvent(e.posted_at.timestamp(), e.account_id, e.amount, e.posting_id)
@@ -756,7 +887,7 @@ def limit_events(snapshot: AuditSnapshot) -> tuple[list[LimitEvent], dict[str, i
         for leg in t.legs():
             for party, delta in ((leg.payer, -leg.amount), (leg.payee, leg.amount)):
                 aid = position_account_id(party, leg.currency)
-                if aid not in caps:  # the hub's FX account
+                if aid not in caps:  # the hub's FX account: a leg from before FX providers
                     continue
                 events.append(
                     LimitEvent(t.accepted_at.timestamp(), aid, delta, f"transfer {t.transfer_id}")
@@ -998,6 +1129,7 @@ async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str])
             bad.append(f"status of {tid} moved backwards: {backwards}")
     bad += check_settlements(snapshot)
     bad += check_ledger(snapshot)
+    bad += check_hub_unfunded(snapshot)
     limits, caps = limit_events(snapshot)
     bad += check_limit_history(limits, caps)
     # The hub's audit over the same snapshot, less what was reported above.
@@ -1011,6 +1143,7 @@ async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str])
         "rejected": len(h.rejected),
         "rejected_by_reason": dict(reasons.most_common()),
         "transient_rejections": dict(h.transient),
+        "quotes": dict(h.quotes.most_common()),
         "ambiguous": len(h.ambiguous),
         "ambiguous_exists": resolved["ambiguous_exists"],
         "ambiguous_absent": resolved["ambiguous_absent"],
@@ -1018,6 +1151,11 @@ async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str])
         "status_samples": sum(len(v) for v in h.statuses.values()),
         "limit_events_replayed": len(limits),
         "transfers_stored": report.transfers,
+        "conversions_by_provider": dict(
+            Counter(
+                t.fx_provider or "HUB" for t in snapshot.transfers if t.creditor_cycle_id
+            ).most_common()
+        ),
         "cycles": report.cycles,
         "cycles_settled": sum(1 for c in snapshot.cycles if c.state is CycleState.SETTLED),
         "ledger_entries": report.entries,
@@ -1057,15 +1195,25 @@ async def run(seconds: float, clients: int, seed: int) -> int:
             sup.start(service_name)
         for service in sup.services.values():
             await wait_healthy(service.target)
-        async with OperatorClient(ClientConfig(target=sup.services["core"].target)) as op:
+        core_config = ClientConfig(target=sup.services["core"].target)
+        async with OperatorClient(core_config) as op:
             for code, region in BANKS.items():
-                await op.create_bank(code, code, region, ["USD"])
+                await op.create_bank(code, code, region, sorted({"USD", HOME_CURRENCY[region]}))
                 await op.deposit(
                     code, "USD", LIQUIDITY, deposit_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, code))
                 )
                 await op.set_cap(code, "USD", CAP)
+            for code in PROVIDERS:
+                await op.create_provider(code, code, "us-east1", sorted(HOME_CURRENCY.values()))
+                for currency, funds in PROVIDER_LIQUIDITY.items():
+                    key = f"{code}/{currency}"
+                    await op.deposit(
+                        code, currency, funds, deposit_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, key))
+                    )
+        await publish_rates(core_config)
         print(
-            f"chaos: {len(BANKS)} banks, {clients} client processes, {seconds:.0f} s of faults",
+            f"chaos: {len(BANKS)} banks, {len(PROVIDERS)} FX providers, {clients} client "
+            f"processes, {seconds:.0f} s of faults",
             flush=True,
         )
         ctx = mp.get_context("spawn")
@@ -1073,8 +1221,11 @@ async def run(seconds: float, clients: int, seed: int) -> int:
         targets = [sup.services["clear1"].target, sup.services["clear2"].target]
         watched = {bank: Watched() for bank in BANKS}
         streams = asyncio.create_task(stream_watcher(targets, watched, streams_stop))
+        fx_target = sup.services["core"].target
         procs = [
-            ctx.Process(target=client_main, args=(i, targets, seconds, seed, str(logs[i])))
+            ctx.Process(
+                target=client_main, args=(i, targets, fx_target, seconds, seed, str(logs[i]))
+            )
             for i in range(clients)
         ]
         for p in procs:

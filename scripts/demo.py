@@ -1,6 +1,8 @@
 """`make demo`: the hub in its own process on SQLite, banks in seven regions driving
-same-currency and FX traffic through concurrent gRPC clients, every cycle closed and
-settled, the checks a hub operator would look at. Exits non-zero if a check fails."""
+same-currency and FX traffic through concurrent gRPC clients, two FX providers
+competing for every corridor (best price wins; one runs out of a currency and the
+other takes over), every cycle closed and settled, the checks a hub operator would
+look at. Exits non-zero if a check fails."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 import hubs
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
@@ -22,7 +25,10 @@ from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
+from remitnet.clients.provider import ProviderClient
+from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.participants.v1 import participants_pb2 as ppb
+from remitnet.services.domain.model import DEFAULT_PROVIDER, HUB
 from remitnet.services.domain.money import exponent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +39,7 @@ SEED = 20261123
 # code -> (name, home region, currencies, deposit in major units per currency).
 # A bank that sends same-currency traffic may see all of it leave before its
 # peers' payments to it arrive: its deposit and cap cover its whole gross outflow
-# (1.3 to 2.0 million a currency with this seed, plus at most 0.12 million of
+# (1.3 to 2.0 million a currency with this seed, plus at most 0.14 million of
 # remittances), so its cross-currency remittances are never refused for
 # liquidity whatever order the concurrent clients' batches commit in.
 BANKS: dict[str, tuple[str, str, list[str], int]] = {
@@ -46,8 +52,31 @@ BANKS: dict[str, tuple[str, str, list[str], int]] = {
     "BANKIN01": ("Deccan Bank", "asia-south1", ["INR"], 80_000_000),
     "BANKNG01": ("Lagos Trust", "africa-west1", ["NGN"], 900_000_000),
 }
+# The hub's default provider FXHUB gets these from --fx-rates but is never funded
+# here: it quotes every corridor and can deliver none.
 RATES = {("USD", "PHP"): "56.10", ("USD", "EUR"): "0.92", ("USD", "INR"): "83.20"}
 RATES |= {("USD", "GBP"): "0.79", ("USD", "NGN"): "1480.50"}
+# FX providers: code -> (name, home region, funds in major units per currency it
+# sells, spread in basis points per pair it quotes). Both publish the same mids,
+# so the narrower spread is the better price: FXPALPHA wins USD->PHP and
+# GBP->NGN, FXPBETA EUR->INR. FXPALPHA holds little PHP: the demo spends all of
+# it (one quote for its exact headroom, before the concurrent traffic, so it runs
+# out whatever order batches commit in) and FXPBETA takes USD->PHP over. The
+# others are funded far beyond the traffic (at most 13.4 million PHP, 21.7
+# million INR and 225 million NGN with these amounts).
+MIDS = {("USD", "PHP"): "56.10", ("EUR", "INR"): "90.40", ("GBP", "NGN"): "1874.05"}
+PROVIDERS: dict[str, tuple[str, str, dict[str, int], dict[tuple[str, str], int]]] = {
+    "FXPALPHA": (
+        "Alpha FX", "europe-west2", {"PHP": 500_000, "INR": 50_000_000, "NGN": 1_000_000_000},
+        {("USD", "PHP"): 25, ("EUR", "INR"): 60, ("GBP", "NGN"): 80},
+    ),
+    "FXPBETA": (
+        "Beta Markets", "asia-southeast1",
+        {"PHP": 50_000_000, "INR": 50_000_000, "NGN": 1_000_000_000},
+        {("USD", "PHP"): 45, ("EUR", "INR"): 30, ("GBP", "NGN"): 110},
+    ),
+}  # fmt: skip
+THIN = ("FXPALPHA", "PHP")  # the provider that runs out, and of what
 # (debtors, creditor, source, target): cross-border corridors through FX quotes
 CORRIDORS = [
     (["BANKUS01", "BANKUS02"], "BANKPH01", "USD", "PHP"),
@@ -58,8 +87,8 @@ SAME_CURRENCY = {
     "USD": ["BANKUS01", "BANKUS02", "BANKDE01", "BANKPH01"],
     "EUR": ["BANKDE01", "BANKFR01"],
 }
-ROUNDS, FX_PER_DEBTOR, EDGE_CASES = 3, 60, 6
-SHOWN_STATEMENT = ("BANKPH01", "PHP")  # printed entry by entry after settlement
+ROUNDS, FX_PER_DEBTOR, EDGE_CASES = 3, 60, 7
+SHOWN_STATEMENTS = [("BANKPH01", "PHP"), THIN]  # printed entry by entry after settlement
 WATCHED_BANK = "BANKPH01"  # its status stream is followed through the demo
 Step = tuple[bool, list[cpb.TransferInstruction]]  # (as one batch?, items)
 
@@ -82,6 +111,42 @@ class Tally:
     @property
     def done(self) -> int:
         return self.accepted + self.replayed + sum(self.rejected.values())
+
+
+@dataclass
+class Book:
+    """The quotes transfers were accepted with, by provider: who delivered
+    which corridor, and the spread each kept (Quote.fee, in the target
+    currency: what it delivered less than the mid; nothing is posted for it)."""
+
+    quotes: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (src, tgt, provider)
+    spread: Counter[tuple[str, str]] = field(default_factory=Counter)  # (provider, currency)
+
+    def used(self, quote: fxpb.Quote) -> None:
+        source, target = quote.source_amount.currency, quote.target_amount.currency
+        self.quotes[(source, target, quote.provider)] += 1
+        self.spread[(quote.provider, quote.fee.currency)] += quote.fee.minor_units
+
+
+def best(source: str, target: str, without: str = "") -> str:
+    """The provider the hub should pick for (source, target): same mids, so the
+    narrowest spread; a tie goes to the smallest code."""
+    offers = [(spreads[(source, target)], code) for code, (*_x, spreads) in PROVIDERS.items()]
+    return min(o for o in offers if o[1] != without)[1]
+
+
+def remit_item(creditor: str, quote: fxpb.Quote, transfer_id: str) -> cpb.TransferInstruction:
+    """The transfer that pays with `quote`: the source amount it charges."""
+    paid = quote.source_amount
+    item = instruction(creditor, paid.currency, paid.minor_units, transfer_id=transfer_id)
+    item.quote_id, item.remittance_info = quote.quote_id, "family support"
+    return item
+
+
+async def headroom(config: ClientConfig, provider: str, currency: str) -> int:
+    """What `provider` can still deliver in `currency`, as it reads it itself."""
+    async with ProviderClient(provider, config) as fxp:
+        return int((await fxp.position(currency)).positions[0].headroom)
 
 
 def start_hub() -> hubs.HubProcess:
@@ -109,9 +174,121 @@ async def onboard(op: OperatorClient) -> None:
             funds = deposit * 10 ** exponent(currency)
             await op.deposit(code, currency, funds)
             await op.set_cap(code, currency, funds // 10)
+    # A provider holds an account in every currency it deals in: funded in
+    # those it sells (what it delivers comes from there), empty in those it
+    # buys (the banks' payments to it arrive there at settlement).
+    for code, (name, region, sells, spreads) in PROVIDERS.items():
+        buys = {base for base, _quote in spreads}
+        await op.create_provider(code, name, region, sorted(buys | set(sells)))
+        for currency, funds in sells.items():
+            await op.deposit(code, currency, funds * 10 ** exponent(currency))
     regions = len({b[1] for b in BANKS.values()})
-    print(f"\nonboarded {len(BANKS)} banks in {regions} regions (remitnet banks)")
+    print(
+        f"\nonboarded {len(BANKS)} banks in {regions} regions and {len(PROVIDERS)} FX providers "
+        f"(remitnet banks; {DEFAULT_PROVIDER} is the hub's default provider, not funded here)"
+    )
     print(fmt.indent(fmt.render(ppb.ListBanksResponse(banks=await op.list_banks()))))
+    # Each provider publishes its own mids and spreads, as itself (fxp:CODE).
+    for code, (*_x, spreads) in PROVIDERS.items():
+        async with ProviderClient(code, op.config) as fxp:
+            await fxp.publish_rates({pair: MIDS[pair] for pair in spreads}, spreads=spreads)
+    print("\nrates by provider (ProviderClient.publish_rates as fxp:CODE; remitnet rates list)")
+    rows = [
+        [r.provider, f"{r.base_currency}/{r.quote_currency}", r.mid_rate,
+         f"{r.spread_bps} bps" if r.HasField("spread_bps") else "the hub's corridor spread"]
+        for r in sorted(await op.list_rates(), key=lambda r: (r.provider, r.base_currency))
+    ]  # fmt: skip
+    print(fmt.indent(fmt.table(rows, ["provider", "pair", "mid", "spread"], "lllr")))
+
+
+async def best_price(config: ClientConfig) -> bool:
+    """One ask per corridor to each provider by name, then to all: the hub
+    picks the best price among the providers that can deliver."""
+    print("\nbest price: the same ask to each provider by name, then to any (CreateQuote)")
+    ok, rows, refusals = True, [], Counter[str]()
+    for debtors, _creditor, source, target in CORRIDORS:
+        amount = 1_000 * 10 ** exponent(source)
+        async with BankClient(debtors[0], config) as bank:
+            offers = {
+                p: await bank.quote(source, target, source_amount=amount, provider=p)
+                for p in sorted(PROVIDERS)
+            }
+            chosen = await bank.quote(source, target, source_amount=amount)
+            try:
+                await bank.quote(source, target, source_amount=amount, provider=DEFAULT_PROVIDER)
+                ok = False
+            except HubError as err:
+                refusals[err.reason] += 1
+        # Largest target amount for the same source amount; first in code order on a tie.
+        top = max(offers, key=lambda p: offers[p].target_amount.minor_units)
+        ok &= chosen.provider == top == best(source, target)
+        ok &= chosen.target_amount == offers[top].target_amount
+        cells = [f"{fmt.money_of(q.target_amount)} ({q.spread_bps} bps)" for q in offers.values()]
+        rows.append([f"{source}->{target}", debtors[0], fmt.money(source, amount), *cells,
+                     f"{chosen.provider}: delivers the most"])  # fmt: skip
+    header = ["corridor", "bank", "pays", *(f"{p} delivers" for p in sorted(PROVIDERS)), "best"]
+    print(fmt.indent(fmt.table(rows, header, "lllrrl")))
+    print(f"  {DEFAULT_PROVIDER} quotes these corridors too (--fx-rates) but holds no liquidity: "
+          f"asked by name, refused {dict(refusals)}")  # fmt: skip
+    ok &= refusals == Counter({"FX_PROVIDER_INSUFFICIENT_LIQUIDITY": len(CORRIDORS)})
+    return bool(ok)
+
+
+async def run_out(config: ClientConfig, book: Book) -> bool:
+    """The provider with the best USD->PHP price spends all its PHP: a quote
+    taken before is refused when it clears, new ones go to the other
+    provider. Sequential, before the concurrent traffic, so it ends the same
+    way every run; afterwards the thin provider's PHP headroom is exactly 0
+    and no quote of the traffic can go to it."""
+    provider, currency = THIN
+    debtors, creditor, source, target = next(c for c in CORRIDORS if c[3] == currency)
+    rng = random.Random(f"{SEED}-run-out")
+    left = await headroom(config, provider, currency)
+    ok = best(source, target) == provider
+    print(f"\n{provider} runs out of {currency}: it can deliver {fmt.money(currency, left)} "
+          f"(its headroom; remitnet position --as fxp:{provider})")  # fmt: skip
+    async with BankClient(debtors[0], config) as a, BankClient(debtors[1], config) as b:
+        early = await a.quote(source, target, target_amount=left * 3 // 5)
+        got, pays = fmt.money_of(early.target_amount), fmt.money_of(early.source_amount)
+        print(f"  {a.bank_code} quotes {got} for {pays}: {early.provider} (best price), unpaid")
+        whole = await b.quote(source, target, target_amount=left)
+        await b.submit(remit_item(creditor, whole, uetr(rng)))
+        book.used(whole)
+        now = await headroom(config, provider, currency)
+        ok &= early.provider == whole.provider == provider and now == 0
+        print(f"  {b.bank_code} quotes all of it, {fmt.money_of(whole.target_amount)}, from "
+              f"{whole.provider} and pays with it: accepted; {provider} can now deliver "
+              f"{fmt.money(currency, now)}")  # fmt: skip
+        reasons = []
+        try:
+            await a.submit(remit_item(creditor, early, uetr(rng)))
+        except HubError as err:
+            reasons.append(err.reason)
+            print(f"  {a.bank_code} pays with the quote it took before: refused when it clears, "
+                  f"{err.reason}")  # fmt: skip
+        ask = early.target_amount.minor_units
+        try:
+            await a.quote(source, target, target_amount=ask, provider=provider)
+        except HubError as err:
+            reasons.append(err.reason)
+            print(f"  {a.bank_code} asks {provider} by name again: refused at quote time, "
+                  f"{err.reason}")  # fmt: skip
+        again = await a.quote(source, target, target_amount=ask)
+        await a.submit(remit_item(creditor, again, uetr(rng)))
+        book.used(again)
+        ok &= again.provider == best(source, target, without=provider)
+        print(f"  {a.bank_code} asks any provider: {again.provider} takes over at "
+              f"{again.spread_bps} bps, {fmt.money_of(again.source_amount)} instead of {pays} "
+              f"for the same {got}: accepted")  # fmt: skip
+        beyond = await headroom(config, again.provider, currency) + 1
+        try:
+            await a.quote(source, target, target_amount=beyond)
+        except HubError as err:
+            reasons.append(err.reason)
+            print(f"  more than any provider can deliver ({fmt.money(currency, beyond)}): "
+                  f"refused at quote time, {err.reason}")  # fmt: skip
+    ok &= reasons == ["FX_PROVIDER_INSUFFICIENT_LIQUIDITY"] * 3
+    return bool(ok)
 
 
 def plan(code: str, currency: str, peers: list[str]) -> list[Step]:
@@ -150,15 +327,15 @@ async def drive(bank: BankClient, steps: list[Step], tally: Tally) -> None:
                 tally.accepted += 1
 
 
-async def corridor(bank: BankClient, creditor: str, source: str, target: str, tally: Tally) -> None:
+async def corridor(
+    bank: BankClient, creditor: str, source: str, target: str, tally: Tally, book: Book
+) -> None:
     rng = random.Random(f"{SEED}-{bank.bank_code}-{target}")
 
     async def remit(amount: int, transfer_id: str) -> None:
         quote = await bank.quote(source, target, source_amount=amount)
-        paid = quote.source_amount.minor_units
-        item = instruction(creditor, source, paid, transfer_id=transfer_id)
-        item.quote_id, item.remittance_info = quote.quote_id, "family support"
-        await bank.submit(item)
+        await bank.submit(remit_item(creditor, quote, transfer_id))
+        book.used(quote)
         tally.accepted += 1
         tally.fx += 1
 
@@ -183,6 +360,7 @@ async def edge_cases(bank: BankClient, tally: Tally) -> None:
         instruction("BANKUS02", "USD", 10**13),  # far beyond liquidity plus cap
         instruction("NOSUCHBANK", "USD", 100),
         instruction("BANKFR01", "USD", 100),  # holds no USD account
+        instruction("FXPALPHA", "USD", 100),  # an FX provider, not a bank: NOT_A_BANK
     ):
         try:
             await bank.submit(bad)
@@ -203,7 +381,7 @@ async def progress(tally: Tally, started: float, stop: asyncio.Event) -> None:
                   f" ({tally.done / elapsed:,.0f}/s)")  # fmt: skip
 
 
-async def traffic(config: ClientConfig) -> Tally:
+async def traffic(config: ClientConfig, book: Book) -> Tally:
     banks = {code: BankClient(code, config) for code in BANKS}
     plans = [(c, plan(c, ccy, peers)) for ccy, peers in SAME_CURRENCY.items() for c in peers]
     debtors = sum(len(ds) for ds, *_ in CORRIDORS)
@@ -212,7 +390,7 @@ async def traffic(config: ClientConfig) -> Tally:
     print(f"\nsending {tally.planned} transfers through {len(banks)} concurrent bank clients")
     jobs = [
         *(drive(banks[c], steps, tally) for c, steps in plans),
-        *(corridor(banks[d], cr, s, t, tally) for ds, cr, s, t in CORRIDORS for d in ds),
+        *(corridor(banks[d], cr, s, t, tally, book) for ds, cr, s, t in CORRIDORS for d in ds),
         edge_cases(banks["BANKUS01"], tally),
     ]
     stop = asyncio.Event()
@@ -233,10 +411,35 @@ async def traffic(config: ClientConfig) -> Tally:
         f"{rejected} rejected by reason {dict(sorted(tally.rejected.items()))}"
     )
     print("\n".join(f"  {note}" for note in tally.notes))
+    # Every corridor's quotes went to its best price among the providers that
+    # could deliver: the thin one is out of its currency by now.
+    print("  cross-currency quotes by provider (best price among those that can deliver):")
+    for senders, _creditor, source, target in CORRIDORS:
+        without = THIN[0] if target == THIN[1] else ""
+        want = best(source, target, without)
+        got = {p: k for (s, t, p), k in book.quotes.items() if (s, t) == (source, target)}
+        n = len(senders) * FX_PER_DEBTOR
+        # The run-out's two accepted quotes are in the book too, one each.
+        tally.ok &= got == ({want: n + 1, without: 1} if without else {want: n})
+        why = f" (with the run-out's two; {without} has no {target} left)" if without else ""
+        listed = ", ".join(f"{p} {k}" for p, k in sorted(got.items()))
+        print(f"    {source}->{target}: {listed}{why}")
     return tally
 
 
-async def settle_and_report(op: OperatorClient) -> bool:
+async def provider_positions(config: ClientConfig) -> None:
+    print("\nFX providers' positions before settlement (remitnet position --as fxp:CODE)")
+    rows = []
+    for code in PROVIDERS:
+        async with ProviderClient(code, config) as fxp:
+            for p in (await fxp.position()).positions:
+                rows.append([code, p.currency, *(fmt.money(p.currency, v) for v in
+                             (p.balance, p.unsettled_net, p.headroom))])  # fmt: skip
+    header = ["provider", "ccy", "balance", "unsettled net", "headroom (can deliver)"]
+    print(fmt.indent(fmt.table(rows, header, "llrrr")))
+
+
+async def settle_and_report(op: OperatorClient, book: Book) -> bool:
     ok = True
     currencies = sorted({c for _n, _r, cs, _d in BANKS.values() for c in cs})
     print("\nSettlement cycles (per-bank multilateral net positions)")
@@ -248,6 +451,7 @@ async def settle_and_report(op: OperatorClient) -> bool:
         nets = {p.bank_code: p.net for p in closed.positions}
         ok &= rec.all_matched and sum(nets.values()) == 0
         ok &= posted == {b: n for b, n in nets.items() if n}
+        ok &= HUB not in nets  # the providers are the conversions' counterparties
         ratio = closed.gross_value / closed.net_value if closed.net_value else float("inf")
         print(
             f"\n{closed.cycle_id}: {fmt.count(closed.transfer_count)} transfers, "
@@ -257,23 +461,39 @@ async def settle_and_report(op: OperatorClient) -> bool:
             f" settled, reconciliation {'matched' if rec.all_matched else 'MISMATCH'}"
         )
         print(fmt.indent(fmt.positions(closed, posted)))
+    print(f"\nno {HUB} position in any cycle: the FX providers, not the hub, are the "
+          f"counterparties of every conversion: {'OK' if ok else 'FAILED'}")  # fmt: skip
+    kept = "; ".join(
+        f"{p} " + ", ".join(fmt.money(c, v) for (q, c), v in sorted(book.spread.items()) if q == p)
+        for p in sorted(PROVIDERS)
+    )
+    print(f"spread kept by the providers (Quote.fee: delivered below mid; the hub charges "
+          f"no conversion fee): {kept}")  # fmt: skip
     print("\nStatements after settlement (opening + entries = closing)")
     accounts = [(c, ccy) for c, (_n, _r, cs, _d) in BANKS.items() for ccy in cs]
-    accounts += [("HUB", target) for *_x, target in CORRIDORS]  # the hub's FX spread, realised
-    rows, shown = [], None
+    accounts += [(c, ccy) for c, (_n, _r, sells, spreads) in PROVIDERS.items()
+                 for ccy in sorted({b for b, _q in spreads} | set(sells))]  # fmt: skip
+    rows = []
     for code, currency in accounts:
         st = await op.statement(code, currency)
         opening, closing = st.opening_balance.minor_units, st.closing_balance.minor_units
+        if code in PROVIDERS and not st.entries:
+            continue  # a currency a provider dealt in only through the other corridors
         good = opening + sum(e.amount for e in st.entries) == closing
         good &= not st.next_after_sequence and st.entries[-1].balance_after == closing
         ok &= good
-        shown = st if (code, currency) == SHOWN_STATEMENT else shown
         rows.append([code, currency, fmt.money(currency, opening), fmt.count(len(st.entries)),
                      fmt.money(currency, closing), "OK" if good else "FAILED"])  # fmt: skip
     header = ["account", "ccy", "opening", "entries", "closing balance", "sum check"]
     print(fmt.indent(fmt.table(rows, header, "llrrrl")))
-    if shown is not None:
-        print(f"\nOne of them in full (remitnet statement {' '.join(SHOWN_STATEMENT)})")
+    for code, currency in SHOWN_STATEMENTS:
+        if code in PROVIDERS:  # as the provider reads its own
+            async with ProviderClient(code, op.config) as fxp:
+                shown = await fxp.statement(currency)
+            how = f"--as fxp:{code} "
+        else:
+            shown, how = await op.statement(code, currency), ""
+        print(f"\nOne of them in full (remitnet statement {how}{code} {currency})")
         print(fmt.indent(fmt.render(shown)))
     print("\nLedger check (double entry, GetLedgerBalance; remitnet ledger)")
     ledger = await op.ledger_balance()
@@ -296,6 +516,7 @@ class Watched:
     token: str = ""
     resumed_at: int = 0
     settled_cycles: set[str] = field(default_factory=set)
+    reconnects: int = 0  # after the hub ended the stream UNAVAILABLE
 
 
 async def watch_bank(config: ClientConfig, code: str, watched: Watched) -> None:
@@ -304,26 +525,41 @@ async def watch_bank(config: ClientConfig, code: str, watched: Watched) -> None:
         while True:
             stream = bank.watch(watched.token) if watched.token else bank.watch(since=since)
             cut = False
-            async for event in stream:
-                if event.HasField("transfer"):
-                    t = event.transfer
-                    kind = "cross-currency" if t.creditor_cycle_id else "same-currency"
-                    status = fmt.enum_name(cpb.TransferStatus, t.status)
-                    watched.seen[f"{kind} transfer {status}"] += 1
-                    watched.ids.append((t.transfer_id, t.status))
-                else:
-                    status = fmt.enum_name(cpb.TransferStatus, event.cycle.status)
-                    watched.seen[f"cycle {status}"] += 1
-                    if event.cycle.status == cpb.TRANSFER_STATUS_SETTLED:
-                        watched.settled_cycles.add(event.cycle.cycle_id)
-                watched.token = event.resume_token
-                if not watched.resumed_at and len(watched.ids) >= 25:
-                    watched.resumed_at = len(watched.ids)
-                    cut = True
-                    break  # a disconnect: carry on from the token
-            await stream.aclose()
+            try:
+                async for event in stream:
+                    count(watched, event)
+                    if not watched.resumed_at and len(watched.ids) >= 25:
+                        watched.resumed_at = len(watched.ids)
+                        cut = True
+                        break  # a disconnect: carry on from the token
+            except grpc.aio.AioRpcError as err:
+                # The hub ended or refused the stream (UNAVAILABLE: a replica
+                # going away, a stream refused on the connection): as an
+                # integration does, reconnect and resume from the last token.
+                if err.code() != grpc.StatusCode.UNAVAILABLE or watched.reconnects >= 5:
+                    raise
+                watched.reconnects += 1
+                cut = True
+                await asyncio.sleep(0.2)
+            finally:
+                await stream.aclose()
             if not cut:
                 return
+
+
+def count(watched: Watched, event: cpb.StatusEvent) -> None:
+    if event.HasField("transfer"):
+        t = event.transfer
+        kind = "cross-currency" if t.creditor_cycle_id else "same-currency"
+        status = fmt.enum_name(cpb.TransferStatus, t.status)
+        watched.seen[f"{kind} transfer {status}"] += 1
+        watched.ids.append((t.transfer_id, t.status))
+    else:
+        status = fmt.enum_name(cpb.TransferStatus, event.cycle.status)
+        watched.seen[f"cycle {status}"] += 1
+        if event.cycle.status == cpb.TRANSFER_STATUS_SETTLED:
+            watched.settled_cycles.add(event.cycle.cycle_id)
+    watched.token = event.resume_token
 
 
 def report_stream(code: str, watched: Watched, cycles: int) -> bool:
@@ -331,8 +567,10 @@ def report_stream(code: str, watched: Watched, cycles: int) -> bool:
     print(f"\nStatus stream of {code} (WatchTransfers, resumed once from its last token)")
     rows = [[kind, str(n)] for kind, n in sorted(watched.seen.items())]
     print(fmt.indent(fmt.table(rows, ["event", "count"], "lr")))
+    n = watched.reconnects
+    again = f", reconnected {n} times after UNAVAILABLE" if n else ""
     print(f"  cut after {watched.resumed_at} events and resumed: {repeats} repeated, "
-          f"settled cycles seen {len(watched.settled_cycles)} of {cycles}")  # fmt: skip
+          f"settled cycles seen {len(watched.settled_cycles)} of {cycles}{again}")  # fmt: skip
     return repeats == 0 and len(watched.settled_cycles) == cycles
 
 
@@ -352,11 +590,15 @@ async def run() -> int:
             await onboard(op)
             watched = Watched()
             watcher = asyncio.create_task(watch_bank(config, WATCHED_BANK, watched))
-            tally = await traffic(config)
+            book = Book()
+            fx_ok = await best_price(config)
+            fx_ok &= await run_out(config, book)
+            tally = await traffic(config, book)
             async with BankClient("BANKUS01", config) as us:
                 print("\nBANKUS01's own position before settlement (remitnet position)")
                 print(fmt.indent(fmt.render(await us.position())))
-            ok = await settle_and_report(op)
+            await provider_positions(config)
+            ok = await settle_and_report(op, book) and fx_ok
             cycles = len(BANKS[WATCHED_BANK][2])
             for _ in range(100):  # the settlement events reach the stream
                 if len(watched.settled_cycles) >= cycles:

@@ -39,13 +39,21 @@ from remitnet.services.domain.audit_trail import (
     ChainHead,
     next_record,
 )
-from remitnet.services.domain.bank import Bank
+from remitnet.services.domain.bank import Bank, ParticipantRole
 from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.errors import Aborted, Reason, UnstorableValue
-from remitnet.services.domain.events import EventKind, FeedEvent, Head, NewEvent, event_time
+from remitnet.services.domain.events import (
+    EventKind,
+    FeedEvent,
+    Head,
+    NewEvent,
+    batch_events,
+    event_time,
+)
 from remitnet.services.domain.fx import Quote, Rate, derive, price
 from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingRecord, deposit_posting
 from remitnet.services.domain.model import (
+    DEFAULT_PROVIDER,
     HUB,
     AccountKind,
     BankStatus,
@@ -57,9 +65,16 @@ from remitnet.services.domain.model import (
     cycle_id_for,
     effective_status,
     make_instruction,
+    position_account_id,
 )
 from remitnet.services.domain.money import INT64_MAX, INT64_MIN
-from remitnet.services.domain.netting import AccountState, CycleSums, PositionDelta, cycle_totals
+from remitnet.services.domain.netting import (
+    AccountState,
+    CycleSums,
+    PositionDelta,
+    apply_leg,
+    cycle_totals,
+)
 from remitnet.services.service_layer.unit_of_work import (
     AccountRepository,
     BankRepository,
@@ -271,8 +286,8 @@ class FakeStore:
     postings: Table[str, PostingRecord]
     posting_entries: Table[str, tuple[tuple[str, int], ...]]  # posting -> (account, seq)
     entries: Table[tuple[str, int], Entry]  # (account_id, seq)
-    rates: Table[tuple[str, str], Rate]
-    rate_updated_at: Table[tuple[str, str], datetime]
+    rates: Table[tuple[str, str, str], Rate]  # (provider, base, quote)
+    rate_updated_at: Table[tuple[str, str, str], datetime]
     quotes: Table[str, Quote]
     quote_used_at: Table[str, datetime]
     feed_heads: Table[str, HeadRow]
@@ -282,6 +297,22 @@ class FakeStore:
     def __init__(self) -> None:
         for name in _TABLES:
             setattr(self, name, Table(name))
+        # What migration 0008 makes on every database: the default provider,
+        # active, homed with the hub's rows, with a feed head (its liquidity
+        # accounts come with each currency, `seed_currency`).
+        now = datetime.now(UTC)
+        self.banks.insert(
+            DEFAULT_PROVIDER,
+            Bank(
+                DEFAULT_PROVIDER,
+                "Hub FX provider",
+                HUB_HOME_REGION,
+                BankStatus.ACTIVE,
+                now,
+                ParticipantRole.FX_PROVIDER,
+            ),
+        )
+        self.feed_heads.insert(DEFAULT_PROVIDER, HeadRow(0, now, now, HUB_HOME_REGION))
 
     def fork(self, *, readonly: bool = False) -> FakeStore:
         """A snapshot that shares every table until it writes to it."""
@@ -337,6 +368,23 @@ class FakeBanks:
                 statuses[code] = bank.status
                 regions[code] = bank.home_region
         return statuses, regions
+
+    def statuses_roles_and_regions(
+        self, codes: Collection[str]
+    ) -> tuple[dict[str, BankStatus], dict[str, ParticipantRole], dict[str, str]]:
+        statuses: dict[str, BankStatus] = {}
+        roles: dict[str, ParticipantRole] = {}
+        regions: dict[str, str] = {}
+        for code in codes:
+            bank = self._s.banks.get(code)
+            if bank is not None:
+                statuses[code] = bank.status
+                roles[code] = bank.roles
+                regions[code] = bank.home_region
+        return statuses, roles, regions
+
+    def providers(self) -> list[Bank]:
+        return [self._s.banks[c] for c in sorted(self._s.banks) if self._s.banks[c].is_provider]
 
     def home_regions(
         self, codes: Collection[str], known: Mapping[str, str] | None = None
@@ -599,11 +647,12 @@ class FakeTransfers:
                     add(t.debtor, 0, t.amount)
                     add(t.creditor, 1, t.amount)
                 continue
+            provider = t.fx_provider or HUB  # the hub before FX providers
             if t.cycle_id == cycle_id:
                 add(t.debtor, 0, t.amount)
-                add(HUB, 1, t.amount)
+                add(provider, 1, t.amount)
             if t.creditor_cycle_id == cycle_id:
-                add(HUB, 0, t.credit_amount)
+                add(provider, 0, t.credit_amount)
                 add(t.creditor, 1, t.credit_amount)
         return out
 
@@ -676,15 +725,18 @@ class FakeQuotes:
 
     def upsert_rates(self, rates: list[Rate], now: datetime) -> None:
         for r in rates:
-            self._s.rates[(r.base, r.quote)] = r
-            self._s.rate_updated_at[(r.base, r.quote)] = now
+            if r.provider not in self._s.banks:
+                raise MissingRow(f"rates of {r.provider}, who is no participant")
+            self._s.rates[(r.provider, r.base, r.quote)] = r
+            self._s.rate_updated_at[(r.provider, r.base, r.quote)] = now
 
-    def delete_rates(self, keys: Collection[tuple[str, str]]) -> None:
+    def delete_rates(self, keys: Collection[tuple[str, str, str]]) -> None:
         for key in keys:
-            self._s.rates.delete(key)
-            self._s.rate_updated_at.delete(key)
+            if key in self._s.rates:  # DELETE ... WHERE: no row, no change
+                self._s.rates.delete(key)
+                self._s.rate_updated_at.delete(key)
 
-    def rates(self) -> dict[tuple[str, str], Rate]:
+    def rates(self) -> dict[tuple[str, str, str], Rate]:
         return self._s.rates.as_dict()
 
     def add(self, quotes: Sequence[Quote]) -> None:
@@ -1121,7 +1173,8 @@ def _conforms(store: FakeStore) -> None:
 
 
 def seed_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
-    """The hub's own accounts and an open cycle of `currency`."""
+    """The hub's own accounts, the default provider's liquidity account
+    (unfunded, as ensure_currency opens it) and an open cycle of `currency`."""
     for kind in (
         AccountKind.SETTLEMENT,
         AccountKind.RESERVE,
@@ -1131,6 +1184,17 @@ def seed_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
         aid = account_id(HUB, currency, kind)
         if uow.accounts.get(aid) is None:
             uow.accounts.add(aid, HUB, currency, kind, now, home_region=HUB_HOME_REGION)
+    fxhub = uow.banks.get(DEFAULT_PROVIDER)
+    aid = account_id(DEFAULT_PROVIDER, currency)
+    if fxhub is not None and uow.accounts.get(aid) is None:
+        uow.accounts.add(
+            aid,
+            DEFAULT_PROVIDER,
+            currency,
+            AccountKind.LIQUIDITY,
+            now,
+            home_region=fxhub.home_region,
+        )
     if uow.cycles.open_for(currency) is None:
         seq = uow.cycles.max_seq(currency) + 1
         uow.cycles.add(cycle_id_for(currency, seq), currency, seq, now)
@@ -1151,12 +1215,14 @@ def seed_bank(
     deposit: int = 0,
     cap: int = 0,
     status: BankStatus = BankStatus.ACTIVE,
+    roles: ParticipantRole = ParticipantRole.BANK,
 ) -> None:
-    """A bank with a funded liquidity account in each currency."""
+    """A participant (a bank unless `roles` say otherwise) with a funded
+    liquidity account in each currency."""
 
     def unit(uow: UnitOfWork) -> None:
         now = datetime.now(UTC)
-        uow.banks.add(Bank(code, f"{code} Bank", region, status, now))
+        uow.banks.add(Bank(code, f"{code} Bank", region, status, now, roles))
         uow.events.create_head(code, region, now)
         for currency in currencies:
             seed_currency(uow, currency, now)
@@ -1170,14 +1236,64 @@ def seed_bank(
     tx.write("seed_bank", unit)
 
 
-def seed_rates(
-    tx: FakeTransactions, rates: Mapping[tuple[str, str], str], as_of: datetime | None = None
+def seed_provider(
+    tx: FakeTransactions,
+    code: str,
+    currencies: Sequence[str],
+    *,
+    deposit: int = 0,
+    cap: int = 0,
+    status: BankStatus = BankStatus.ACTIVE,
+    roles: ParticipantRole = ParticipantRole.FX_PROVIDER,
+    region: str = "us-east1",
 ) -> None:
+    """An FX provider (provider-only unless `roles` say otherwise) with a
+    funded liquidity account in each currency."""
+    seed_bank(
+        tx, code, currencies, region=region, deposit=deposit, cap=cap, status=status, roles=roles
+    )
+
+
+def seed_funds(
+    tx: FakeTransactions, code: str, amounts: Mapping[str, int], *, cap: int = 0
+) -> None:
+    """Deposit into `code`'s liquidity accounts (opened with the currency if
+    missing, as for the default provider's), and set their cap."""
+
+    def unit(uow: UnitOfWork) -> None:
+        now = datetime.now(UTC)
+        bank = uow.banks.get(code)
+        assert bank is not None, code
+        for currency, amount in amounts.items():
+            seed_currency(uow, currency, now)
+            aid = account_id(code, currency)
+            if uow.accounts.get(aid) is None:
+                uow.accounts.add(
+                    aid, code, currency, AccountKind.LIQUIDITY, now, home_region=bank.home_region
+                )
+            if amount:
+                seed_deposit(uow, code, currency, amount, now)
+            if cap:
+                uow.accounts.set_cap(aid, cap)
+
+    tx.write("seed_funds", unit)
+
+
+def seed_rates(
+    tx: FakeTransactions,
+    rates: Mapping[tuple[str, str], str],
+    as_of: datetime | None = None,
+    *,
+    provider: str = DEFAULT_PROVIDER,
+    spread_bps: int | None = None,
+) -> None:
+    """Mid rates of `provider` (the default provider's unless named)."""
     when = as_of or datetime.now(UTC)
 
     def unit(uow: UnitOfWork) -> None:
         uow.quotes.upsert_rates(
-            [Rate(b, q, Decimal(mid), when) for (b, q), mid in rates.items()], when
+            [Rate(b, q, Decimal(mid), when, provider, spread_bps) for (b, q), mid in rates.items()],
+            when,
         )
 
     tx.write("seed_rates", unit)
@@ -1192,13 +1308,18 @@ def seed_quote(
     *,
     spread_bps: int = 50,
     expires_in: timedelta = timedelta(minutes=1),
+    provider: str | None = DEFAULT_PROVIDER,
 ) -> Quote:
-    """A quote issued to `bank` on the stored rates, as create_quotes
-    prices it (base currency USD)."""
+    """A quote issued to `bank` on `provider`'s stored rates (base currency
+    USD), delivered by `provider`; `provider` None: a quote of the hub as
+    dealer, as stored before FX providers (priced on the default
+    provider's rates, where migration 0008 put the hub's)."""
 
     def unit(uow: UnitOfWork) -> Quote:
         now = datetime.now(UTC)
-        derived = derive(uow.quotes.rates(), source, target, "USD")
+        whose = DEFAULT_PROVIDER if provider is None else provider
+        rates = {(b, q): r for (p, b, q), r in uow.quotes.rates().items() if p == whose}
+        derived = derive(rates, source, target, "USD")
         terms = price(
             derived,
             source_currency=source,
@@ -1206,11 +1327,47 @@ def seed_quote(
             spread_bps=spread_bps,
             source_amount=source_amount,
         )
-        quote = Quote(str(uuid.uuid4()), bank, terms, now, now + expires_in, None)
+        quote = Quote(str(uuid.uuid4()), bank, terms, now, now + expires_in, None, provider)
         uow.quotes.add([quote])
         return quote
 
     return tx.write("seed_quote", unit)
+
+
+def seed_hub_transfer(tx: FakeTransactions, item: Instruction, quote: Quote) -> StoredTransfer:
+    """`item` accepted on `quote` (a quote of the hub as dealer, `provider`
+    None) with its legs through the hub, as the batch path cleared such
+    transfers before FX providers (it refuses them now): stored, its legs in
+    the positions and unsettled nets, a BATCH event for each party."""
+    assert quote.provider is None
+
+    def unit(uow: UnitOfWork) -> StoredTransfer:
+        now = datetime.now(UTC)
+        terms = quote.terms
+        cycles = uow.cycles.open_ids([terms.source_currency, terms.target_currency])
+        t = StoredTransfer.from_instruction(
+            item,
+            accepted_at=now,
+            cycle_id=cycles[terms.source_currency],
+            quote=quote,
+            credit_cycle_id=cycles[terms.target_currency],
+        )
+        legs = t.legs()
+        ids = {position_account_id(p, leg.currency) for leg in legs for p in (leg.payer, leg.payee)}
+        states = {(a.bank, a.currency): a for a in uow.accounts.states(ids).values()}
+        positions: dict[tuple[str, str], PositionDelta] = {}
+        deltas: dict[str, int] = {}
+        for leg in legs:
+            apply_leg(leg, states, positions, deltas, +1)
+        now = uow.events.publish(batch_events([t]), now)
+        t = t._replace(accepted_at=now)
+        uow.transfers.add([t])
+        uow.positions.add(positions)
+        uow.accounts.add_unsettled(deltas)
+        uow.quotes.mark_used({quote.quote_id: t.transfer_id}, now)
+        return t
+
+    return tx.write("seed_hub_transfer", unit)
 
 
 def seed_close(tx: FakeTransactions, currency: str) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Table, func, select
 from remitnet.clients.bank import BankClient
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.operator import OperatorClient
+from remitnet.clients.provider import ProviderClient
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import (
     accounts,
@@ -19,6 +20,7 @@ from remitnet.services.adapters.db.schema import (
     postings,
     transfers,
 )
+from remitnet.services.domain.model import DEFAULT_PROVIDER
 from remitnet.services.entrypoints.server import Hub, ServerConfig
 from remitnet.services.service_layer.engine import EngineConfig
 from remitnet.services.service_layer.fx import FxConfig
@@ -31,6 +33,7 @@ class HubHandle:
     config: ClientConfig
     operator: OperatorClient
     _banks: dict[str, BankClient] = field(default_factory=dict)
+    _providers: dict[str, ProviderClient] = field(default_factory=dict)
 
     @property
     def db(self) -> Database:
@@ -41,8 +44,14 @@ class HubHandle:
             self._banks[code] = BankClient(code, self.config)
         return self._banks[code]
 
+    def provider(self, code: str) -> ProviderClient:
+        """A client acting as FX provider `code` (principal fxp:CODE)."""
+        if code not in self._providers:
+            self._providers[code] = ProviderClient(code, self.config)
+        return self._providers[code]
+
     async def stop(self) -> None:
-        for client in self._banks.values():
+        for client in [*self._banks.values(), *self._providers.values()]:
             await client.close()
         await self.operator.close()
         await self.hub.stop()
@@ -63,6 +72,20 @@ class HubHandle:
                     await self.operator.deposit(code, currency, deposit)
                 if cap:
                     await self.operator.set_cap(code, currency, cap)
+
+    async def fund_provider(
+        self,
+        currencies: Iterable[str],
+        amount: int = 10**15,
+        *,
+        code: str = DEFAULT_PROVIDER,
+    ) -> None:
+        """Fund an FX provider (the hub's default provider FXHUB unless
+        named) in each currency, opening the account where missing: a quote
+        needs its provider's liquidity in the target currency."""
+        for currency in currencies:
+            await self.operator.open_account(code, currency)
+            await self.operator.deposit(code, currency, amount)
 
 
 async def settle_every_cycle(

@@ -342,6 +342,74 @@ def test_limit_events_replay_entries_and_the_transfers_legs() -> None:
     assert violation.startswith(f"{ACC} went 37 beyond") and f"transfer {T2}" in violation
 
 
+P = "CHFXA"  # an FX provider
+
+
+def test_a_providers_legs_are_replayed_like_a_banks() -> None:
+    """A conversion through an FX provider: the debtor pays the provider in
+    the source currency, the provider pays the creditor in the target
+    currency (`StoredTransfer.legs` with `fx_provider`). The provider's
+    liquidity accounts are replayed like a bank's, so a provider that
+    delivered beyond its liquidity plus cap is caught."""
+    usd_p, eur_p, eur_b = (f"{c}/LIQUIDITY" for c in (f"{P}/USD", f"{P}/EUR", f"{B}/EUR"))
+    accounts = [
+        Account(aid, aid.split("/")[0], aid.split("/")[1], "LIQUIDITY", 0, 0, 0, 0, AT)
+        for aid in (ACC, usd_p, eur_p, eur_b)
+    ]
+    entries = [
+        StoredEntry(ACC, 1, EntryKind.DEPOSIT, 500, 500, "dep-a", "dep-a", AT, "USD"),
+        StoredEntry(eur_p, 1, EntryKind.DEPOSIT, 200, 200, "dep-p", "dep-p", AT, "EUR"),
+    ]
+
+    def conversion(tid: str, amount: int, delivered: int, seconds: float) -> StoredTransfer:
+        return StoredTransfer(
+            tid, A, B, "USD", amount, "", TransferStatus.ACCEPTED, "USD-000001", at(seconds),
+            quote_id=tid, creditor_currency="EUR", creditor_amount=delivered,
+            creditor_cycle_id="EUR-000001", fx_provider=P,
+        )  # fmt: skip
+
+    transfers = [conversion(T1, 140, 130, 10), conversion(T2, 100, 92, 20)]
+    events, caps = limit_events(
+        AuditSnapshot(accounts=accounts, entries=entries, transfers=transfers)
+    )
+    assert caps == {ACC: 0, usd_p: 0, eur_p: 0, eur_b: 0}
+    legs = sorted((e.at - AT.timestamp(), e.account, e.amount) for e in events if e.what != "dep-a")
+    assert legs == sorted(
+        [
+            (0.0, eur_p, 200),
+            (10.0, ACC, -140),
+            (10.0, eur_b, 130),
+            (10.0, eur_p, -130),
+            (10.0, usd_p, 140),
+            (20.0, ACC, -100),
+            (20.0, eur_b, 92),
+            (20.0, eur_p, -92),
+            (20.0, usd_p, 100),
+        ]
+    )
+    # 200 EUR funded, 130 + 92 delivered: 22 beyond, whatever it was paid in USD.
+    [violation] = check_limit_history(events, caps)
+    assert violation.startswith(f"{eur_p} went 22 beyond") and f"transfer {T2}" in violation
+
+
+def test_quotes_are_counted_apart_from_transfers() -> None:
+    h = read_history(
+        [
+            {"kind": "quote", "id": "", "provider": P},
+            {"kind": "quote", "id": "", "provider": P},
+            {"kind": "quote", "id": "", "refused": "FX_PROVIDER_INSUFFICIENT_LIQUIDITY"},
+            {"kind": "quote", "id": "", "failed": "UNAVAILABLE"},
+            ack(T1),
+        ]
+    )
+    assert h.operations == 1 and list(h.acked) == [T1] and not h.ambiguous
+    assert h.quotes == {
+        P: 2,
+        "refused:FX_PROVIDER_INSUFFICIENT_LIQUIDITY": 1,
+        "failed:UNAVAILABLE": 1,
+    }
+
+
 FEED = [
     ("transfer", T1, 1),
     ("transfer", T2, 1),

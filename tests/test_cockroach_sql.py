@@ -58,6 +58,9 @@ schema = _load("schema", DB / "schema.py")  # the real tables
 MIGRATION_0004 = _load_file(
     "_remitnet_migration_0004", next((DB / "migrations" / "versions").glob("0004_*.py"))
 )
+MIGRATION_0008 = _load_file(
+    "_remitnet_migration_0008", next((DB / "migrations" / "versions").glob("0008_*.py"))
+)
 
 # The hub's tables, reduced to the columns these statements touch.
 md = MetaData()
@@ -322,6 +325,49 @@ def test_migration_0004_backfills_before_not_null_outside_the_transaction() -> N
     ]
 
 
+def _script(migration: ModuleType, dialect: Dialect) -> list[str]:
+    buffer = io.StringIO()
+    context = MigrationContext.configure(
+        dialect=dialect,
+        opts={"as_sql": True, "output_buffer": buffer, "transactional_ddl": True},
+    )
+    with Operations.context(context), context.begin_transaction():
+        migration.upgrade()
+    return [" ".join(s.split()) for s in buffer.getvalue().split(";") if s.strip()]
+
+
+REKEY_RATES = (
+    "ALTER TABLE fx_rates DROP CONSTRAINT pk_fx_rates, "
+    "ADD CONSTRAINT pk_fx_rates PRIMARY KEY (provider, base, quote)"
+)
+
+
+def test_migration_0008_rekeys_rates_and_adds_the_default_provider_after_its_columns() -> None:
+    """On CockroachDB the new columns commit first; the rates' new key (one
+    statement: the old key leaves no unique index behind) and the default
+    provider's rows, which write the new columns, come after, outside that
+    transaction. PostgreSQL runs it all in one."""
+    added = [
+        "ALTER TABLE banks ADD COLUMN roles SMALLINT DEFAULT '1' NOT NULL",
+        "ALTER TABLE fx_rates ADD COLUMN provider VARCHAR(16) DEFAULT 'FXHUB' NOT NULL",
+        "ALTER TABLE fx_rates ADD COLUMN spread_bps INTEGER",
+        "ALTER TABLE fx_quotes ADD COLUMN provider VARCHAR(16)",
+        "ALTER TABLE transfers ADD COLUMN fx_provider VARCHAR(16)",
+    ]
+    script = _script(MIGRATION_0008, COCKROACH)
+    assert script[: len(added) + 2] == ["BEGIN", *added, "COMMIT"]
+    after = script[len(added) + 2 :]
+    assert after[0] == REKEY_RATES
+    inserts = [s.split(" (")[0] for s in after[1:4]]
+    assert inserts == ["INSERT INTO banks", "INSERT INTO feed_heads", "INSERT INTO accounts"]
+    assert "'FXHUB', 'Hub FX provider', 'HUB', 1, CURRENT_TIMESTAMP, 2" in after[1]
+    assert "FROM (SELECT DISTINCT currency FROM accounts WHERE owner = 'HUB')" in after[3]
+    assert after[4:] == ["BEGIN", "COMMIT"]
+    postgres = _script(MIGRATION_0008, POSTGRES)
+    assert postgres[0] == "BEGIN" and postgres[-1] == "COMMIT"
+    assert postgres.count("BEGIN") == 1 and REKEY_RATES in postgres
+
+
 def test_follower_read_renders_as_of_system_time_on_cockroach() -> None:
     stmt = (
         select(transfers.c.id, transfers.c.status)
@@ -512,6 +558,36 @@ def test_copy_writes_the_home_region_on_postgresql() -> None:
         ", home_region) FROM STDIN"
     )
     assert [r[-1] for r in rows] == ["asia-southeast1"]
+
+
+def test_copy_rows_carry_the_fx_provider_in_its_column() -> None:
+    transfers_mod = pytest.importorskip("remitnet.services.adapters.db.transfers")
+    model = pytest.importorskip("remitnet.services.domain.model")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    same = model.StoredTransfer(
+        "3b1f0a5e-0000-4000-8000-000000000001", "BANKPH01", "BANKUS01", "USD", 5, "",
+        model.TransferStatus.ACCEPTED, "USD-000001", now,
+    )  # fmt: skip
+    cross = same._replace(
+        transfer_id="3b1f0a5e-0000-4000-8000-000000000002",
+        quote_id="5c1d0e2a-3b4c-4d5e-8f90-a1b2c3d4e5f6",
+        creditor_currency="PHP",
+        creditor_amount=280,
+        creditor_cycle_id="PHP-000001",
+        fx_provider="FXHUB",
+    )
+    hub_era = cross._replace(transfer_id="3b1f0a5e-0000-4000-8000-000000000003", fx_provider=None)
+    text = transfers_mod.copy_text_rows([same, cross, hub_era], REGIONS_OF)
+    columns = list(transfers_mod._COPY_COLUMNS)
+    rows = [dict(zip(columns, line.split("\t"), strict=True)) for line in text.splitlines()]
+    assert [r["fx_provider"] for r in rows] == ["\\N", "FXHUB", "\\N"]
+    assert [r["creditor_amount"] for r in rows] == ["\\N", "280", "280"]
+    assert [r["home_region"] for r in rows] == ["asia-southeast1"] * 3
+    # The row mapper reads the column back in the field's place.
+    rows_mod = pytest.importorskip("remitnet.services.adapters.db.rows")
+    assert rows_mod.TRANSFER_COLUMNS[-1].name == "fx_provider"
+    values = (*cross[:9], cross.quote_id, "PHP", 280, "PHP-000001", 0, "FXHUB")
+    assert rows_mod.transfer_of(values) == cross
 
 
 def test_the_operator_audit_trail_is_global() -> None:

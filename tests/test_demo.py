@@ -34,4 +34,27 @@ def test_demo_runs_and_every_check_passes() -> None:
     assert "cross-currency" in out and "replayed=True, original returned: True" in out
     for reason in ("INSUFFICIENT_LIQUIDITY", "UNKNOWN_PARTICIPANT", "DUPLICATE_WITH_DIFFERENT"):
         assert reason in out
+    assert "'NOT_A_BANK': 1" in out  # an FX provider named as a creditor
+    # FX providers: published as themselves, best price wins each corridor.
+    assert re.search(r"^  FXPALPHA\s+USD/PHP\s+56\.10?\s+25 bps$", out, re.M)
+    assert re.search(
+        r"^spread kept by the providers .*: FXPALPHA [\d,.]+ NGN, [\d,.]+ PHP; ", out, re.M
+    )
+    for corridor, winner in (("USD->PHP", "FXPALPHA"), ("EUR->INR", "FXPBETA")):
+        assert re.search(rf"^  {corridor} .* {winner}: delivers the most$", out, re.M)
+    assert "FXHUB quotes these corridors too" in out
+    # FXPALPHA runs out of PHP: refused at clearing and at quote time, FXPBETA takes over.
+    assert "FXPALPHA can now deliver 0.00 PHP" in out
+    assert "refused when it clears, FX_PROVIDER_INSUFFICIENT_LIQUIDITY" in out
+    assert "refused at quote time, FX_PROVIDER_INSUFFICIENT_LIQUIDITY" in out
+    assert "asks any provider: FXPBETA takes over" in out
+    assert re.search(r"^    USD->PHP: FXPALPHA 1, FXPBETA 121 ", out, re.M)
+    assert re.search(r"^    GBP->NGN: FXPALPHA 60$", out, re.M)
+    # The hub carries no position: the providers do, and settle like banks.
+    assert "no HUB position in any cycle" in out and not re.search(r"^  HUB ", out, re.M)
+    assert re.search(
+        r"^  FXPALPHA\s+PHP\s+500,000\.00 PHP\s+-500,000\.00 PHP\s+0\.00 PHP$", out, re.M
+    )
+    assert re.search(r"^  FXPALPHA\s+PHP\s+0\.00 PHP\s+2\s+0\.00 PHP\s+OK$", out, re.M)
+    assert "remitnet statement --as fxp:FXPALPHA FXPALPHA PHP" in out
     assert "hub stopped on SIGTERM (exit code 0)" in out

@@ -306,6 +306,7 @@ async def test_bank_gauges_come_from_the_database_and_leave_the_hub_out(
     try:
         await hub.operator.update_rates({("USD", "EUR"): "0.92"})
         await hub.onboard({"GAUS01": "us-east1", "GAEU01": "europe-west1"}, ["USD", "EUR"])
+        await hub.fund_provider(["EUR"], 10**9)  # the default provider FXHUB sells the EUR
         us = hub.bank("GAUS01")
         sentinel = -123.0
         gauge = "remitnet_bank_unsettled_net_minor"
@@ -329,7 +330,9 @@ async def test_bank_gauges_come_from_the_database_and_leave_the_hub_out(
             if family.name.startswith("remitnet_bank_"):
                 banks = {s.labels.get("bank") for s in family.samples}
                 assert "HUB" not in banks, family.name
-        # The hub's FX position is where its legs show.
-        assert _value("remitnet_hub_fx_position_minor", currency="USD") == 1_000
+        # A conversion's legs are its FX provider's, a participant like a
+        # bank: they show in its gauges, and the hub takes no FX position.
+        assert _value(gauge, bank="FXHUB", currency="USD") == 1_000
+        assert _value("remitnet_hub_fx_position_minor", currency="USD") == 0
     finally:
         await hub.stop()

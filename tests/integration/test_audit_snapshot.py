@@ -12,7 +12,14 @@ from sqlalchemy import delete, update
 
 from remitnet.clients.bank import instruction
 from remitnet.services.adapters.db.database import Database
-from remitnet.services.adapters.db.schema import accounts, events, ledger_entries, positions
+from remitnet.services.adapters.db.schema import (
+    accounts,
+    events,
+    ledger_entries,
+    positions,
+    transfers,
+)
+from remitnet.services.domain.model import DEFAULT_PROVIDER
 from remitnet.services.service_layer.audit import audit, audit_snapshot, read_snapshot
 from tests.support import HubHandle, counts
 
@@ -51,7 +58,8 @@ async def test_the_snapshot_holds_every_row_and_passes(hub: HubHandle) -> None:
     assert len(snapshot.postings) == stored.postings
     assert len(snapshot.positions) == stored.positions
     assert len(snapshot.cancelled_at) == 1
-    assert set(snapshot.feed_heads) == set(BANKS)
+    # The default provider's head comes with the schema (migration 0008).
+    assert set(snapshot.feed_heads) == {*BANKS, DEFAULT_PROVIDER}
     assert snapshot.events and snapshot.trail
     report = audit_snapshot(snapshot)
     assert report.ok, report.violations
@@ -61,6 +69,8 @@ async def test_the_snapshot_holds_every_row_and_passes(hub: HubHandle) -> None:
 
 async def test_rows_changed_behind_the_hub_are_reported(hub: HubHandle) -> None:
     settled = await _history(hub)
+    odd = instruction(TWO, "USD", 5)
+    await hub.bank(ONE).submit(odd)
     liquidity = f"{ONE}/USD/LIQUIDITY"
     _execute(
         hub.db,
@@ -77,6 +87,10 @@ async def test_rows_changed_behind_the_hub_are_reported(hub: HubHandle) -> None:
         .values(sent_count=positions.c.sent_count + 1),
         # The feed's first event of a bank gone.
         delete(events).where(events.c.bank_code == TWO, events.c.seq == 1),
+        # A same-currency transfer said to go through an FX provider.
+        update(transfers)
+        .where(transfers.c.id == odd.transfer_id)
+        .values(fx_provider=DEFAULT_PROVIDER),
     )
     report = audit(hub.db)
     text = "\n".join(report.violations)
@@ -90,5 +104,7 @@ async def test_rows_changed_behind_the_hub_are_reported(hub: HubHandle) -> None:
         f"position ('{settled}', '{TWO}') is",
         f"cycle {settled} totals",
         f"feed of {TWO}: event 2 follows 0 out of order",
+        f"transfer {odd.transfer_id} names FX provider {DEFAULT_PROVIDER} but is no "
+        "cross-currency transfer",
     ):
         assert expected in text, (expected, report.violations)

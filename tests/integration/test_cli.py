@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -246,3 +247,52 @@ def test_a_bank_sees_its_position_and_follows_its_status_stream(target: str) -> 
     token = events[0]["resume_token"]
     again = _json(target, "watch", "--as", "CLIPOS02", "--token", token, "--seconds", "1")
     assert again["events"] == []
+
+
+def test_an_fx_provider_is_onboarded_publishes_and_is_quoted(
+    target: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    onboard = ["--region", "us-east1", "--currency", "USD", "--currency", "PHP"]
+    out = _cli(target, "onboard", "CLIFX01", "--name", "FX", *onboard, "--provider")
+    assert _value(out, "roles") == "FX_PROVIDER"
+    both = _json(target, "onboard", "CLIFX02", "--name", "FX2", *onboard, "--provider", "--bank")
+    assert both["roles"] == ["PARTICIPANT_ROLE_BANK", "PARTICIPANT_ROLE_FX_PROVIDER"]
+    _cli(target, "onboard", "CLIQB01", "--name", "Q", "--region", "us-east1", "--currency", "USD")
+    _cli(target, "fund", "CLIQB01", "USD", "1000.00")
+    for code in ("CLIFX01", "CLIFX02"):
+        _cli(target, "fund", code, "PHP", "100000.00")
+    out = _cli(target, "rates", "publish", "--as", "fxp:CLIFX01", "USD/PHP=56.10@30")
+    assert (_value(out, "updated"), _value(out, "provider")) == ("1", "CLIFX01")
+    # A rates file (as --fx-rates, with an optional spread column).
+    path = tmp_path_factory.mktemp("rates") / "rates.csv"
+    path.write_text("base,quote,rate,as_of,spread_bps\nUSD,PHP,56.10,2026-01-01T00:00:00Z,40\n")
+    now = datetime.now(UTC).isoformat()
+    published = _json(target, "rates", "publish", "--as", "fxp:CLIFX02", str(path), "--as-of", now)
+    assert published == {"updated": 1, "provider": "CLIFX02"}
+    out = _cli(target, "rates", "list", "--as", "fxp:CLIFX01")
+    assert _row(out, "CLIFX01")[1:4] == ["USD/PHP", "56.1", "30"]
+    assert "CLIFX02" not in out  # a provider lists its own rates only
+    # The quote names the provider that won: CLIFX01's 30 bps beat 40.
+    out = _cli(target, "quote", "--as", "CLIQB01", "USD", "PHP", "--sell", "100.00")
+    assert _value(out, "provider") == "CLIFX01"
+    assert _value(out, "target amount") == "5,593.17 PHP"
+    named = _json(target, "quote", "--as", "CLIQB01", "USD", "PHP", "--deliver", "100.00",
+                  "--provider", "CLIFX02")  # fmt: skip
+    assert named["quote"]["provider"] == "CLIFX02"
+    # Its own position, and the calls it may not make.
+    position = _json(target, "position", "--as", "fxp:CLIFX01", "PHP")
+    assert position["bank_code"] == "CLIFX01"
+    result = _run(target, "rates", "publish", "--as", "fxp:CLIFX01", "--provider", "CLIFX02",
+                  "USD/PHP=56")  # fmt: skip
+    assert result.returncode == EXIT_REFUSED
+    assert result.stderr.startswith("refused: PERMISSION_DENIED PROVIDER_NOT_ALLOWED")
+    result = _run(target, "quote", "--as", "CLIQB01", "USD", "PHP", "--sell", "1",
+                  "--provider", "CLIQB01")  # fmt: skip
+    assert result.stderr.startswith("refused: FAILED_PRECONDITION NOT_AN_FX_PROVIDER")
+    for bad in (["USDPHP=56"], ["USD/PHP=56@x"], ["--as", "CLIQB01", "USD/PHP=56"]):
+        result = _run(target, "rates", "publish", *bad)
+        assert result.returncode == EXIT_USAGE, (bad, result.stderr)
+        assert result.stderr.startswith("invalid: INVALID_ARGUMENT INVALID_RATE")
+    out = _cli(target, "banks")  # a row per account, the roles last
+    roles = {ln.split()[0]: {ln.split()[-1]} for ln in out.splitlines()[2:]}
+    assert (roles["CLIFX01"], roles["CLIQB01"]) == ({"FX_PROVIDER"}, {"BANK"})

@@ -391,6 +391,7 @@ async def test_rates_need_as_of_and_an_older_rate_never_replaces_a_newer(hub: Hu
         ("PHP", "USD", "0.0178")
     ]
     await hub.operator.create_bank("BANKAA01", "A", "us-east1", ["USD", "PHP"])
+    await hub.fund_provider(["USD", "PHP"])  # the default provider FXHUB, whose rates these are
     quote = await hub.bank("BANKAA01").quote("USD", "PHP", source_amount=10_000)
     assert quote.derivation == "1/(PHP/USD)"
     # 1 / 0.0178 rounded once, half-even, to 20 significant digits.

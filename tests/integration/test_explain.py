@@ -162,6 +162,7 @@ async def seeded(postgres_url: str) -> Any:
             await op.settle_cycle(closed.cycle_id)
         await big.submit(instruction(PEER, "USD", 7))
         closed_id = (await op.close_cycle("USD")).closed.cycle_id
+        await hub.fund_provider(["EUR"])  # the default provider FXHUB sells the EUR
         quote = await big.quote("USD", "EUR", source_amount=1_000)
         await big.submit(instruction(PEER, "USD", 1_000, quote_id=quote.quote_id))
         gone = (await big.submit(instruction(PEER, "USD", 3))).transfer

@@ -29,6 +29,7 @@ RATES = {
     ("USD", "GBP"): "0.79",
     ("USD", "NGN"): "1480",
 }
+FUNDS = 10**13  # of the default provider FXHUB, in each currency
 
 
 async def _network(hub: HubHandle) -> HubHandle:
@@ -43,6 +44,8 @@ async def _network(hub: HubHandle) -> HubHandle:
         ("PHBANK01", "USD"),
     ]:
         await hub.operator.deposit(code, ccy, 10_000_000)
+    # The hub's default FX provider, whose rates these are, funded to sell.
+    await hub.fund_provider(["USD", "PHP", "INR", "EUR", "GBP", "NGN"], FUNDS)
     return hub
 
 
@@ -51,7 +54,7 @@ async def net(hub: HubHandle) -> HubHandle:
     return await _network(hub)
 
 
-async def test_cross_currency_transfer_clears_two_legs_and_books_revenue(net: HubHandle) -> None:
+async def test_cross_currency_transfer_clears_two_legs_through_the_provider(net: HubHandle) -> None:
     us = net.bank("USBANK01")
     q = await us.quote("USD", "PHP", source_amount=100_000)  # 1,000.00 USD
     assert q.target_amount.minor_units == 5_581_950  # 1,000 x 56.10 x 0.995
@@ -67,17 +70,28 @@ async def test_cross_currency_transfer_clears_two_legs_and_books_revenue(net: Hu
     )
     q3 = await us.quote("GBP", "NGN", source_amount=50_000)
     await us.submit(instruction("INBANK01", "GBP", 50_000, quote_id=q3.quote_id))
-    # Settle every currency's cycle: each ledger sums to zero, revenue = spreads.
+    assert {x.provider for x in (q, q2, q3)} == {"FXHUB"}
+    # Settle every currency's cycle: each ledger sums to zero. The provider
+    # took each source amount and delivered each target amount exactly (its
+    # spread, the quote's fee, is what it kept by delivering less); the hub
+    # booked no revenue.
     await settle_every_cycle(net, ("USD", "PHP", "EUR", "INR", "GBP", "NGN"))
-    revenue = {}
-    for currency in ("PHP", "INR", "NGN"):
+    moved, revenue = {}, {}
+    for currency in ("USD", "EUR", "GBP", "PHP", "INR", "NGN"):
+        st = await net.operator.statement("FXHUB", currency)
+        moved[currency] = st.closing_balance.minor_units - FUNDS
         st = await net.operator.statement("HUB", currency)
         revenue[currency] = st.closing_balance.minor_units
-    assert revenue == {
-        "PHP": q.fee.minor_units,
-        "INR": q2.fee.minor_units,
-        "NGN": q3.fee.minor_units,
+    assert moved == {
+        "USD": 100_000,
+        "EUR": q2.source_amount.minor_units,
+        "GBP": 50_000,
+        "PHP": -q.target_amount.minor_units,
+        "INR": -q2.target_amount.minor_units,
+        "NGN": -q3.target_amount.minor_units,
     }
+    assert all(x.fee.minor_units > 0 for x in (q, q2, q3))
+    assert set(revenue.values()) == {0}
     statement = await net.bank("PHBANK01").statement("PHP")
     assert statement.closing_balance.minor_units == 5_581_950
     assert (await us.get(t.transfer_id)).status == cpb.TRANSFER_STATUS_SETTLED

@@ -20,6 +20,7 @@ from remitnet.fx.v1 import fx_pb2
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import fx_quotes, fx_rates
 from remitnet.services.domain.errors import Reason
+from remitnet.services.domain.model import DEFAULT_PROVIDER
 from remitnet.services.service_layer.audit import audit
 from remitnet.services.service_layer.fx import FxConfig
 from tests.support import HubHandle, counts, settle_every_cycle, start_hub
@@ -83,6 +84,7 @@ async def test_bad_rate_updates_are_refused_and_store_nothing(hub: HubHandle) ->
         assert _stored(hub.db, fx_rates) == before, rates
     # The pair refused "1e999999999" still quotes; nothing overflowed.
     await hub.operator.create_bank("USBANK01", "US", "us-east1", ["USD"])
+    await hub.fund_provider(["PHP"])  # the default provider FXHUB sells PHP
     quote = await hub.bank("USBANK01").quote("USD", "PHP", source_amount=10_000)
     assert quote.target_amount.minor_units == 558_195
 
@@ -99,12 +101,18 @@ async def test_a_rate_stored_before_the_bounds_refuses_only_its_own_quotes(
     def plant(conn: Connection) -> None:
         conn.execute(
             insert(fx_rates).values(
-                base="USD", quote="JPY", mid="1E+999999999", as_of=now, updated_at=now
+                provider=DEFAULT_PROVIDER,
+                base="USD",
+                quote="JPY",
+                mid="1E+999999999",
+                as_of=now,
+                updated_at=now,
             )
         )
 
     hub.db.write("plant_legacy_rate", lambda uow: plant(uow.conn))
     await hub.operator.create_bank("USBANK01", "US", "us-east1", ["USD"])
+    await hub.fund_provider(["PHP", "JPY"])
 
     def ask(target: str) -> fx_pb2.CreateQuoteRequest:
         return fx_pb2.CreateQuoteRequest(
@@ -138,6 +146,7 @@ async def test_rates_at_the_bounds_are_stored_exactly_and_price_any_amount(hub: 
         ("USD", "KWD"): "0.30721",
     }
     await hub.operator.create_bank("USBANK01", "US", "us-east1", ["USD", "KWD"])
+    await hub.fund_provider(["USD", "KWD", "VND", "JPY"])
     us = hub.bank("USBANK01")
     quoted = await us.quotes(
         [
@@ -173,7 +182,7 @@ async def test_quotes_need_a_known_active_bank_holding_the_source_currency(
     await hub.operator.create_bank("PHBANK01", "PH", "asia-southeast1", ["PHP"])
     await hub.operator.create_bank("SUBANK01", "Suspended", "us-east1", ["USD"])
     await hub.operator.suspend("SUBANK01")
-    usd_php = {"source_amount": 10_000}
+    await hub.fund_provider(["USD", "PHP", "INR"])
     cases = [
         ("NOBANK01", "USD", "PHP", grpc.StatusCode.NOT_FOUND, Reason.UNKNOWN_PARTICIPANT),
         (
@@ -193,7 +202,7 @@ async def test_quotes_need_a_known_active_bank_holding_the_source_currency(
     ]
     for bank, source, target, code, reason in cases:
         with pytest.raises(HubError) as err:
-            await hub.bank(bank).quote(source, target, **usd_php)
+            await hub.bank(bank).quote(source, target, source_amount=10_000)
         assert (err.value.code, err.value.reason) == (code, reason)
     assert _quote_count(hub.db) == 0
 
@@ -228,7 +237,7 @@ async def test_quotes_need_a_known_active_bank_holding_the_source_currency(
         assert batch.issued_count == 0
     assert _quote_count(hub.db) == 2
     await hub.operator.resume("SUBANK01")
-    assert (await hub.bank("SUBANK01").quote("USD", "PHP", **usd_php)).quote_id
+    assert (await hub.bank("SUBANK01").quote("USD", "PHP", source_amount=10_000)).quote_id
     assert _quote_count(hub.db) == 3
 
 
@@ -238,6 +247,7 @@ async def test_corridor_spread_is_applied(db_url: str) -> None:
     try:
         await hub.operator.update_rates({("USD", "PHP"): "56.10", ("USD", "INR"): "83.2"})
         await hub.operator.create_bank("USBANK01", "US", "us-east1", ["USD", "PHP"])
+        await hub.fund_provider(["USD", "PHP", "INR"])
         us = hub.bank("USBANK01")
         # 1,000.00 USD: (target, mid) -> (bps, all-in rate, target amount, fee)
         expected = {
@@ -263,10 +273,11 @@ async def test_zero_and_three_decimal_currencies_clear_and_settle_exactly(
 ) -> None:
     """USD->JPY, KWD->USD and JPY->KWD (cross via USD) through locked
     quotes on PostgreSQL: after close and settle of every cycle each
-    currency's ledger sums to zero, the hub's revenue per currency is the
-    sum of its quotes' fees, and each creditor holds exactly what was
-    quoted. A transfer over the debtor's headroom is refused first and
-    leaves its quote unused."""
+    currency's ledger sums to zero, the FX provider's balance per currency
+    moved by exactly the sources it took less the targets it delivered (its
+    quotes' fees are what it kept; the hub books no revenue), and each
+    creditor holds exactly what was quoted. A transfer over the debtor's
+    headroom is refused first and leaves its quote unused."""
     hub = pg_hub
     await hub.operator.update_rates({("USD", "JPY"): "151.37", ("KWD", "USD"): "3.2551"})
     for code, ccy, deposit in [
@@ -278,6 +289,8 @@ async def test_zero_and_three_decimal_currencies_clear_and_settle_exactly(
         await hub.operator.deposit(code, ccy, deposit)
     for code, ccy in [("JPBANK02", "JPY"), ("USBANK02", "USD"), ("KWBANK02", "KWD")]:
         await hub.operator.create_bank(code, code, "asia-south1", [ccy])
+    funds = 10**13
+    await hub.fund_provider(["USD", "JPY", "KWD"], funds)
 
     # Over the headroom: 1,000.001 KWD sold by a bank holding 1,000.000.
     kw = hub.bank("KWBANK01")
@@ -301,6 +314,7 @@ async def test_zero_and_three_decimal_currencies_clear_and_settle_exactly(
     ]
     received: dict[str, int] = defaultdict(int)
     fees: dict[str, int] = defaultdict(int)
+    provider_moved: dict[str, int] = defaultdict(int)
     for debtor, creditor, source, target, amount, sell in plan:
         client = hub.bank(debtor)
         if sell:
@@ -316,15 +330,21 @@ async def test_zero_and_three_decimal_currencies_clear_and_settle_exactly(
             target,
             q.target_amount.minor_units,
         )
+        assert q.provider == DEFAULT_PROVIDER
         received[creditor] += q.target_amount.minor_units
         fees[target] += q.fee.minor_units
+        provider_moved[source] += q.source_amount.minor_units
+        provider_moved[target] -= q.target_amount.minor_units
     assert fees["JPY"] > 0 and fees["USD"] > 0 and fees["KWD"] > 0
 
     ledger = await settle_every_cycle(hub, ("USD", "JPY", "KWD"))
     assert {c.currency for c in ledger.currencies} >= {"USD", "JPY", "KWD"}
     for currency in ("USD", "JPY", "KWD"):
         revenue = await hub.operator.statement("HUB", currency)
-        assert revenue.closing_balance.minor_units == fees[currency], currency
+        assert revenue.closing_balance.minor_units == 0, currency
+        provider = await hub.operator.statement(DEFAULT_PROVIDER, currency)
+        moved = provider.closing_balance.minor_units - funds
+        assert moved == provider_moved[currency], currency
     for creditor, currency in [("JPBANK02", "JPY"), ("USBANK02", "USD"), ("KWBANK02", "KWD")]:
         st = await hub.bank(creditor).statement(currency)
         assert st.closing_balance.minor_units == received[creditor], creditor

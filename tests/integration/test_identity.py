@@ -20,6 +20,7 @@ from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
+from remitnet.clients.provider import ProviderClient
 from remitnet.services.adapters.grpc.identity import (
     InsecureMetadataResolver,
     Principal,
@@ -189,7 +190,7 @@ async def test_identity_is_the_spiffe_uri_not_the_common_name(tls_hub: Hub, pki:
     "san",
     [
         "URI:spiffe://remitnet/bank/HUB",  # reserved: the hub's own accounts
-        "URI:spiffe://remitnet/fxp/FXPROV01",  # an FX provider: no role yet
+        "URI:spiffe://remitnet/fxp/HUB",  # reserved, as an FX provider too
         "URI:spiffe://other/operator",  # another trust domain
         "URI:spiffe://remitnet/bank/lower",
         "URI:spiffe://remitnet/operator,URI:spiffe://remitnet/bank/IDBANKA1",  # two identities
@@ -205,6 +206,28 @@ async def test_certificates_that_name_no_usable_principal(
         assert (err.value.code, err.value.reason) == (
             grpc.StatusCode.UNAUTHENTICATED,
             Reason.MISSING_IDENTITY,
+        )
+
+
+async def test_an_fx_provider_certificate_is_a_provider_principal(tls_hub: Hub, pki: Path) -> None:
+    """spiffe://remitnet/fxp/CODE publishes and reads its own rates and
+    position; any other call is PERMISSION_DENIED PROVIDER_NOT_ALLOWED."""
+    async with OperatorClient(as_(tls_hub, pki, "operator")) as op:
+        await op.create_provider("IDFXP001", "P", "us-east1", ["USD", "PHP"])
+    name = issue(
+        pki, "client-ca", "fxp-IDFXP001", "/CN=operator", "URI:spiffe://remitnet/fxp/IDFXP001"
+    )
+    async with ProviderClient("IDFXP001", as_(tls_hub, pki, name)) as fxp:
+        published = await fxp.publish_rates({("USD", "PHP"): "56.1"})
+        assert (published.updated, published.provider) == (1, "IDFXP001")
+        assert [(r.provider, r.mid_rate) for r in await fxp.rates()] == [("IDFXP001", "56.1")]
+        assert (await fxp.position()).bank_code == "IDFXP001"
+    async with OperatorClient(as_(tls_hub, pki, name)) as client:
+        with pytest.raises(HubError) as err:
+            await client.list_banks()
+        assert (err.value.code, err.value.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            Reason.PROVIDER_NOT_ALLOWED,
         )
 
 
@@ -234,13 +257,19 @@ def test_principals_refuse_reserved_codes() -> None:
     assert Principal.parse("bank:BANKUS01") == Principal("BANKUS01")
     assert Principal.from_spiffe("spiffe://remitnet/bank/BANKUS01") == Principal("BANKUS01")
     assert Principal.from_spiffe("spiffe://remitnet/operator").is_operator
-    for bad in ("bank:HUB", "bank:", "bank:hub", "operator ", "HUB"):
+    # An FX provider: its own principal, neither a bank nor the operator.
+    provider = Principal(None, "FXPROV01")
+    assert Principal.parse("fxp:FXPROV01") == provider
+    assert Principal.from_spiffe("spiffe://remitnet/fxp/FXPROV01") == provider
+    assert provider.is_provider and not provider.is_operator and provider.bank is None
+    assert (provider.participant, provider.render()) == ("FXPROV01", "fxp:FXPROV01")
+    for bad in ("bank:HUB", "bank:", "bank:hub", "operator ", "HUB", "fxp:HUB", "fxp:", "fxp:x"):
         with pytest.raises(Unauthenticated):
             Principal.parse(bad)
     for bad in (
         "spiffe://remitnet/bank/HUB",
-        "spiffe://remitnet/fxp/FXPROV01",
         "spiffe://remitnet/fxp/HUB",
+        "spiffe://remitnet/fxp/lower",
         "spiffe://remitnet/bank/BANKUS01/x",
         "spiffe://remitnet/operator/x",
         "spiffe://remitnetx/operator",

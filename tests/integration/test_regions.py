@@ -24,7 +24,7 @@ from remitnet.services.adapters.db.schema import (
     transfers,
 )
 from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
-from remitnet.services.domain.model import HUB
+from remitnet.services.domain.model import DEFAULT_PROVIDER, HUB
 from remitnet.services.service_layer.audit import audit
 from tests.support import HubHandle
 
@@ -56,7 +56,8 @@ def _home_regions(uow: SqlUnitOfWork) -> dict[str, Counter[tuple[str, str]]]:
 
 
 def _expected(code: str) -> str:
-    return HUB_HOME_REGION if code == HUB else BANKS[code]
+    # The default FX provider lives where the hub's own rows do.
+    return HUB_HOME_REGION if code in (HUB, DEFAULT_PROVIDER) else BANKS[code]
 
 
 def _assert_homed(found: Mapping[str, Counter[tuple[str, str]]]) -> None:
@@ -69,12 +70,14 @@ async def test_every_per_bank_row_carries_its_bank_home_region(hub: HubHandle) -
     await hub.operator.update_rates(RATES)
     await hub.onboard(BANKS, ["USD", "PHP"], deposit=1_000_000)
     await hub.operator.open_account("USBANK01", "EUR")  # opened after onboarding
+    await hub.fund_provider(["PHP"])  # the default provider FXHUB sells PHP
     us, ph, mars = hub.bank("USBANK01"), hub.bank("PHBANK01"), hub.bank("MARS0001")
     # Netted transfers both ways between regions.
     await us.submit_batch([instruction(c, "USD", 100) for c in BANKS if c != "USBANK01"])
     await ph.submit_batch([instruction("USBANK02", "USD", 70) for _ in range(5)])
     await mars.submit(instruction("PHBANK01", "PHP", 5_000))
-    # Cross-currency: legs through the hub, so the hub has positions too.
+    # Cross-currency: legs through the default FX provider, so it has
+    # positions too.
     q = await us.quote("USD", "PHP", source_amount=10_000)
     await us.submit(instruction("PHBANK01", "USD", 10_000, quote_id=q.quote_id))
     # Gross settlement and a cancellation write transfers and positions on
@@ -85,9 +88,10 @@ async def test_every_per_bank_row_carries_its_bank_home_region(hub: HubHandle) -
 
     found = hub.db.read(_home_regions)
     _assert_homed(found)
-    # Every bank and the hub own rows in each table they take part in.
-    assert {o for o, _ in found["accounts"]} == {*BANKS, HUB}
-    assert {o for o, _ in found["positions"]} == {*BANKS, HUB}
+    # Every bank, the hub and the provider own rows in each table they take
+    # part in (the hub takes no leg of a conversion any more).
+    assert {o for o, _ in found["accounts"]} == {*BANKS, HUB, DEFAULT_PROVIDER}
+    assert {o for o, _ in found["positions"]} == {*BANKS, DEFAULT_PROVIDER}
     assert {o for o, _ in found["transfers"]} == set(BANKS)
     assert {r for _, r in found["transfers"]} == set(BANKS.values())
     assert found["accounts"][("USBANK01", "us-east1")] == 3  # USD, PHP, EUR
@@ -101,6 +105,7 @@ async def test_the_batch_path_looks_no_region_up(
     no lookup per item, none per batch."""
     await hub.operator.update_rates(RATES)
     await hub.onboard(BANKS, ["USD", "PHP"], deposit=1_000_000)
+    await hub.fund_provider(["PHP"])
     us = hub.bank("USBANK01")
     await us.submit_batch([instruction(c, "USD", 1) for c in BANKS if c != "USBANK01"])
     looked_up: list[Collection[str] | None] = []
@@ -163,8 +168,15 @@ def test_migration_backfills_existing_rows(db_url: str) -> None:
     finally:
         db.dispose()
     assert found == {
+        # 0008 gives the default FX provider a liquidity account in every
+        # currency the hub holds one in, homed with the hub's rows.
         "accounts": Counter(
-            {("USBANK01", "us-east1"): 1, ("PHBANK01", "asia-southeast1"): 1, (HUB, "HUB"): 1}
+            {
+                ("USBANK01", "us-east1"): 1,
+                ("PHBANK01", "asia-southeast1"): 1,
+                (HUB, "HUB"): 1,
+                (DEFAULT_PROVIDER, "HUB"): 1,
+            }
         ),
         "positions": Counter(
             {("USBANK01", "us-east1"): 1, ("PHBANK01", "asia-southeast1"): 1, (HUB, "HUB"): 1}

@@ -39,7 +39,9 @@ def test_list_banks_and_list_cycles_are_set_oriented(sqlite_url: str) -> None:
             cycles.close_cycle(db, "USD")
         banks = _statements(db, lambda: participants.list_banks(db, "", 100))
         page = participants.list_banks(db, "", 100)
-        assert len(page) == 12 and all(len(b.accounts) == 2 for b in page)
+        # The 12 banks and the default FX provider FXHUB, whose liquidity
+        # accounts open with each currency.
+        assert len(page) == 13 and all(len(b.accounts) == 2 for b in page)
         assert sum("FROM accounts" in s for s in banks) == 1, banks
         listed = _statements(db, lambda: cycles.list_cycles(db, "USD", None, None, 100))
         assert len(cycles.list_cycles(db, "USD", None, None, 100)) == 16

@@ -178,6 +178,7 @@ async def test_cross_currency_status_agrees_everywhere(hub: HubHandle) -> None:
     await hub.operator.create_bank("FXWUS001", "US", "us-east1", ["USD"])
     await hub.operator.create_bank("FXWPH001", "PH", "asia-southeast1", ["PHP"])
     await hub.operator.deposit("FXWUS001", "USD", 10_000_000)
+    await hub.fund_provider(["PHP"])  # the default provider FXHUB delivers the PHP
     us, ph = hub.bank("FXWUS001"), hub.bank("FXWPH001")
     quote = await us.quote("USD", "PHP", source_amount=100_000)
     t = (await us.submit(instruction("FXWPH001", "USD", 100_000, quote_id=quote.quote_id))).transfer

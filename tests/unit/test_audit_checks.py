@@ -452,6 +452,70 @@ def test_check_fx_revenue_reports_revenue_other_than_the_settled_spreads() -> No
     ]
 
 
+def test_check_limits_holds_fx_providers_to_their_liquidity_plus_cap() -> None:
+    liq_p = account_id(P, "EUR")
+    provider = Account(liq_p, P, "EUR", AccountKind.LIQUIDITY, 100, 5, -105, 1, T0)
+    within = replace(CLEAN, accounts=[*ACCOUNTS, provider])
+    assert audit.check_limits(within) == []
+    beyond = replace(CLEAN, accounts=[*ACCOUNTS, replace(provider, unsettled_net=-106)])
+    assert audit.check_limits(beyond) == [f"account {liq_p} is beyond its liquidity plus cap"]
+
+
+P = "FXP01"  # an FX provider
+T6, T7 = (f"00000000-0000-4000-8000-00000000000{i}" for i in (6, 7))
+Q2 = "00000000-0000-4000-9000-000000000002"
+# A->C 100 USD as 91 EUR through the provider P, in the open cycles, after
+# T2 went through the hub (before FX providers).
+FUNDED = StoredTransfer(
+    T6, A, C, "USD", 100, "", TransferStatus.ACCEPTED, U2, ACCEPT_3,
+    quote_id=Q2, creditor_currency="EUR", creditor_amount=91, creditor_cycle_id=E2,
+    fx_provider=P,
+)  # fmt: skip
+
+
+def with_transfers(*extra: StoredTransfer) -> AuditSnapshot:
+    return replace(CLEAN, transfers=[*TRANSFERS, *extra])
+
+
+def test_check_hub_unfunded_reports_any_new_position_of_the_hubs() -> None:
+    assert audit.check_hub_unfunded(CLEAN) == []  # T2: the hub as dealer, before providers
+    assert [(g.payer, g.payee) for g in FUNDED.legs()] == [(A, P), (P, C)]
+    assert audit.check_hub_unfunded(with_transfers(FUNDED)) == []
+    # Through the hub after a transfer went through a provider.
+    early = FUNDED._replace(accepted_at=at(5))
+    assert audit.check_hub_unfunded(with_transfers(early)) == [
+        f"transfer {T2} took a position of the hub's after transfer {T6} went through an FX "
+        "provider"
+    ]
+    # The hub named as the provider.
+    assert audit.check_hub_unfunded(with_transfers(FUNDED._replace(fx_provider=HUB))) == [
+        f"transfer {T6} through an FX provider has a leg of the hub's"
+    ]
+    # A provider on a same-currency transfer.
+    odd = TRANSFERS[2]._replace(transfer_id=T7, fx_provider=P)
+    assert audit.check_hub_unfunded(with_transfers(odd)) == [
+        f"transfer {T7} names FX provider {P} but is no cross-currency transfer"
+    ]
+    # A position of the hub's that no transfer from before providers explains.
+    stray = replace(CLEAN, positions={**POSITIONS, (E2, HUB): PositionDelta(sent=91, sent_count=1)})
+    assert audit.check_hub_unfunded(stray) == [
+        f"the hub's position in cycle {E2} is [91, 0, 1, 0, 0], its transfers from before FX "
+        "providers say None"
+    ]
+    # A cancelled transfer through the hub holds no position.
+    cancelled = replace(
+        CLEAN,
+        transfers=[t._replace(status=TransferStatus.CANCELLED) if t.transfer_id == T2 else t
+                   for t in TRANSFERS],
+    )  # fmt: skip
+    assert audit.check_hub_unfunded(cancelled) == [
+        f"the hub's position in cycle {E1} is [90, 0, 1, 0, 2], its transfers from before FX "
+        "providers say None",
+        f"the hub's position in cycle {U1} is [0, 100, 0, 1, 0], its transfers from before FX "
+        "providers say None",
+    ]
+
+
 # The change feed --------------------------------------------------------------------------
 
 

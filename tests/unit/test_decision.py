@@ -86,7 +86,7 @@ def test_the_amount_must_fit_the_debtor_headroom() -> None:
 
 def test_the_quote_step() -> None:
     terms = QuoteTerms("USD", "EUR", 100, 90, Decimal("0.9"), Decimal("0.9"), 0, 0, "USD/EUR")
-    good = Quote(QID, "A", terms, NOW, NOW + timedelta(minutes=1), None)
+    good = Quote(QID, "A", terms, NOW, NOW + timedelta(minutes=1), None, "P")
     paying = Instruction(TID, "A", "B", "USD", 100, "", QID)
     assert quote_refusal(good, paying, NOW, {}) is None
     missing = quote_refusal(None, paying, NOW, {})
@@ -102,6 +102,9 @@ def test_the_quote_step() -> None:
     assert reason(
         quote_refusal(good, paying._replace(amount=99), NOW + timedelta(hours=1), {})
     ) == (Reason.QUOTE_EXPIRED)
+    # A quote of the hub as dealer, before FX providers, is not usable.
+    hubs = Quote(QID, "A", terms, NOW, NOW + timedelta(minutes=1), None)
+    assert reason(quote_refusal(hubs, paying, NOW, {})) == Reason.QUOTE_EXPIRED
 
 
 def test_refusal_takes_the_steps_in_order() -> None:

@@ -193,9 +193,12 @@ TERMS = QuoteTerms("USD", "JPY", 100, 15_000, Decimal(151), Decimal(150), 66, 10
 
 
 def quote(
-    bank: str = "BANKA01", expires: timedelta = timedelta(minutes=1), used: str | None = None
+    bank: str = "BANKA01",
+    expires: timedelta = timedelta(minutes=1),
+    used: str | None = None,
+    provider: str | None = "FXP01",
 ) -> Quote:
-    return Quote(QID, bank, TERMS, NOW, NOW + expires, used)
+    return Quote(QID, bank, TERMS, NOW, NOW + expires, used, provider)
 
 
 def test_a_quote_is_seen_by_its_bank_and_the_operator() -> None:
@@ -225,6 +228,15 @@ def test_quote_refusals_in_order() -> None:
     )
     # Taken by an earlier item of the same batch.
     err = quote().refusal("BANKA01", NOW, {QID: TID})
+    assert err is not None and err.reason == Reason.QUOTE_USED
+    # Given by the hub as dealer before FX providers: unusable, after the rest.
+    err = quote(provider=None).refusal("BANKA01", NOW)
+    assert err is not None
+    assert (err.reason, err.message) == (
+        Reason.QUOTE_EXPIRED,
+        "quoted by the hub before FX providers; ask for a new quote",
+    )
+    err = quote(provider=None, used="x").refusal("BANKA01", NOW)
     assert err is not None and err.reason == Reason.QUOTE_USED
     assert raised(quote(used="x").check_usable, "BANKA01", NOW).reason == Reason.QUOTE_USED
 
@@ -264,8 +276,29 @@ def test_a_cross_currency_transfer_carries_its_quote_and_the_creditor_leg() -> N
         credit_cycle_id="JPY-000003",
     )
     fields = (TID, "BANKA01", "BANKB01", "USD", 100, "inv 1", TransferStatus.ACCEPTED)
-    assert t == StoredTransfer(*fields, "USD-000007", NOW, QID, "JPY", 15_000, "JPY-000003", 100)
+    assert t == StoredTransfer(
+        *fields, "USD-000007", NOW, QID, "JPY", 15_000, "JPY-000003", 0, "FXP01"
+    )
     assert (t.credit_currency, t.credit_amount) == ("JPY", 15_000)
+    # Through the quote's FX provider, with no fee: its spread is what it
+    # keeps by delivering less.
+    assert [(leg.payer, leg.payee, leg.amount, leg.fee) for leg in t.legs()] == [
+        ("BANKA01", "FXP01", 100, 0),
+        ("FXP01", "BANKB01", 15_000, 0),
+    ]
+
+
+def test_a_cross_currency_transfer_before_fx_providers_goes_through_the_hub() -> None:
+    t = StoredTransfer.from_instruction(
+        item(quote_id=QID),
+        accepted_at=NOW,
+        cycle_id="USD-000007",
+        quote=quote(provider=None),
+        credit_cycle_id="JPY-000003",
+    )
+    fields = (TID, "BANKA01", "BANKB01", "USD", 100, "inv 1", TransferStatus.ACCEPTED)
+    assert t == StoredTransfer(*fields, "USD-000007", NOW, QID, "JPY", 15_000, "JPY-000003", 100)
+    assert t.fx_provider is None
     assert [(leg.payer, leg.payee, leg.fee) for leg in t.legs()] == [
         ("BANKA01", HUB, 0),
         (HUB, "BANKB01", 100),
@@ -346,15 +379,17 @@ def test_a_creditor_that_used_the_credit_blocks_the_cancellation() -> None:
     )
 
 
-def test_taking_a_cross_currency_transfer_back_reverses_both_legs() -> None:
+@pytest.mark.parametrize("provider", ["FXP01", None])
+def test_taking_a_cross_currency_transfer_back_reverses_both_legs(provider: str | None) -> None:
     t = StoredTransfer.from_instruction(
         item(quote_id=QID),
         accepted_at=NOW,
         cycle_id="USD-000007",
-        quote=quote(),
+        quote=quote(provider=provider),
         credit_cycle_id="JPY-000003",
     )
-    nets = {("BANKA01", "USD"): -100, (HUB, "USD"): 100, (HUB, "JPY"): -15_000}
+    dealer = provider or HUB  # the hub, for a transfer from before FX providers
+    nets = {("BANKA01", "USD"): -100, (dealer, "USD"): 100, (dealer, "JPY"): -15_000}
     nets[("BANKB01", "JPY")] = 15_000
     accounts = {
         (owner, ccy): AccountState(position_account_id(owner, ccy), owner, ccy, 0, 0, net)
@@ -362,5 +397,5 @@ def test_taking_a_cross_currency_transfer_back_reverses_both_legs() -> None:
     }
     positions, deltas = take_back(t, accounts)
     assert all(a.unsettled_net == 0 for a in accounts.values())
-    assert positions[("JPY-000003", HUB)].fee == -100
+    assert positions[("JPY-000003", dealer)].fee == (0 if provider else -100)
     assert sum(deltas.values()) == 0

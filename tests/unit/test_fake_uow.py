@@ -11,10 +11,12 @@ import pytest
 
 from remitnet.services.domain import audit_trail
 from remitnet.services.domain.audit_trail import Action
+from remitnet.services.domain.bank import ParticipantRole
 from remitnet.services.domain.errors import Aborted, Reason, UnstorableValue
 from remitnet.services.domain.events import TICK, EventKind, NewEvent
 from remitnet.services.domain.ledger import EntryKind, Leg, Posting
 from remitnet.services.domain.model import (
+    DEFAULT_PROVIDER,
     HUB,
     BankStatus,
     CycleState,
@@ -166,11 +168,23 @@ def test_inserting_a_key_twice_is_a_bug(tx: FakeTransactions) -> None:
 
 def test_banks_page_and_regions(tx: FakeTransactions) -> None:
     uow = tx.uow()
-    assert [b.code for b in uow.banks.page("", 10)] == ["BANKA01", "BANKB01"]
-    assert [b.code for b in uow.banks.page("BANKA01", 10)] == ["BANKB01"]
-    assert uow.banks.regions() == {"BANKA01": "us-east1", "BANKB01": "europe-west1"}
+    # The default provider is there from the start, as migration 0008 makes it.
+    assert [b.code for b in uow.banks.page("", 10)] == ["BANKA01", "BANKB01", DEFAULT_PROVIDER]
+    assert [b.code for b in uow.banks.page("BANKA01", 10)] == ["BANKB01", DEFAULT_PROVIDER]
+    assert uow.banks.regions() == {
+        "BANKA01": "us-east1",
+        "BANKB01": "europe-west1",
+        DEFAULT_PROVIDER: "HUB",
+    }
     statuses, regions = uow.banks.statuses_and_regions(["BANKB01", "NOPE01"])
     assert statuses == {"BANKB01": BankStatus.ACTIVE} and regions == {"BANKB01": "europe-west1"}
+    statuses, roles, regions = uow.banks.statuses_roles_and_regions(
+        ["BANKB01", DEFAULT_PROVIDER, "NOPE01"]
+    )
+    assert statuses == {"BANKB01": BankStatus.ACTIVE, DEFAULT_PROVIDER: BankStatus.ACTIVE}
+    assert roles == {"BANKB01": ParticipantRole.BANK, DEFAULT_PROVIDER: ParticipantRole.FX_PROVIDER}
+    assert regions == {"BANKB01": "europe-west1", DEFAULT_PROVIDER: "HUB"}
+    assert [b.code for b in uow.banks.providers()] == [DEFAULT_PROVIDER]
     assert uow.banks.home_regions(["BANKA01", HUB], {"X": "y"}) == {
         HUB: "HUB",
         "X": "y",
@@ -478,9 +492,12 @@ def test_the_trail_is_a_verifiable_hash_chain(tx: FakeTransactions) -> None:
     assert heads == {"USD-000001": audit_trail.ChainHead(2, records[1].hash)}
 
 
-def test_a_fresh_store_is_empty() -> None:
+def test_a_fresh_store_holds_only_the_default_provider() -> None:
     store = FakeStore()
-    assert set(store.counts().values()) == {0}
+    counts = store.counts()
+    assert counts.pop("banks") == 1 and counts.pop("feed_heads") == 1
+    assert set(counts.values()) == {0}
+    assert store.banks[DEFAULT_PROVIDER].roles is ParticipantRole.FX_PROVIDER
     uow = FakeUnitOfWork(store)
     assert uow.trail.head() is None and uow.views.ledger_totals() == {}
 
@@ -491,7 +508,7 @@ def test_the_audit_snapshot_holds_every_row_and_the_checks_see_breaks(
     snapshot = tx.uow().views.audit_snapshot()
     assert [a.id for a in snapshot.accounts] == sorted(tx.store.accounts)
     assert len(snapshot.entries) == 6 and {e.currency for e in snapshot.entries} == {"USD", "EUR"}
-    assert set(snapshot.feed_heads) == {"BANKA01", "BANKB01"}
+    assert set(snapshot.feed_heads) == {"BANKA01", "BANKB01", DEFAULT_PROVIDER}
     assert tx.violations() == []
     aid = account_id("BANKA01", "USD")
     broken = tx.store.accounts[aid]
@@ -500,3 +517,27 @@ def test_the_audit_snapshot_holds_every_row_and_the_checks_see_breaks(
         f"account {aid} balance 1001 != sum of its entries 1000",
         "USD account balances sum to 1, not zero",
     ]
+
+
+def test_the_legs_of_cross_currency_transfers_are_summed_on_their_dealer(
+    tx: FakeTransactions,
+) -> None:
+    """Through an FX provider, or through the hub for a transfer from before
+    FX providers: each leg's dealer side is summed as adapters/db does."""
+    base = _transfer(TID[4], "BANKA01", "BANKB01", 100, T0)._replace(
+        quote_id=TID[9], creditor_currency="EUR", creditor_amount=90, creditor_cycle_id="EUR-000001"
+    )
+    funded = base._replace(fx_provider=DEFAULT_PROVIDER)
+    dealt = base._replace(transfer_id=TID[5], fee=2)
+    tx.write("add", lambda uow: uow.transfers.add([funded, dealt]))
+    uow = tx.uow()
+    assert uow.transfers.leg_sums("USD-000001") == {
+        "BANKA01": [2, 0, 200, 0],
+        DEFAULT_PROVIDER: [0, 1, 0, 100],
+        HUB: [0, 1, 0, 100],
+    }
+    assert uow.transfers.leg_sums("EUR-000001") == {
+        DEFAULT_PROVIDER: [1, 0, 90, 0],
+        HUB: [1, 0, 90, 0],
+        "BANKB01": [0, 2, 0, 180],
+    }

@@ -555,14 +555,18 @@ def test_clearing_books_each_leg_at_the_quoted_amounts(
     flows: list[tuple[tuple[str, str], int, Decimal, int, bool]],
 ) -> None:
     """Random cross-currency transfers from A to B through the pure clearing
-    code: per currency, A's position is minus what A sold, B's is plus what
-    B was quoted, the hub holds the difference, and the hub's spread is the
-    sum of fees recomputed from the stated rates. Valued at mid, what the
-    hub keeps of each transfer is its fee plus less than one minor unit."""
-    banks = {"A": BankStatus.ACTIVE, "B": BankStatus.ACTIVE}
+    code, priced and delivered by the FX provider P: per currency, A's
+    position is minus what A sold, B's is plus exactly what B was quoted, P
+    holds the difference, and no fee is booked anywhere: P's spread is what
+    it keeps, the fees recomputed from the stated rates. Valued at mid, what
+    P keeps of each transfer is its fee plus less than one minor unit; the
+    hub takes no position."""
+    banks = {"A": BankStatus.ACTIVE, "B": BankStatus.ACTIVE, "P": BankStatus.ACTIVE}
+    # P may deliver up to int64 in each currency (its liquidity plus its cap).
+    room = {"A": 0, "B": 0, "P": INT64_MAX - 10**17}
     accounts = {
-        (owner, c): AccountState(position_account_id(owner, c), owner, c, 10**17, 0, 0)
-        for owner in ("A", "B", HUB)
+        (owner, c): AccountState(position_account_id(owner, c), owner, c, 10**17, room[owner], 0)
+        for owner in ("A", "B", "P")
         for c in PAIR_CURRENCIES
     }
     cycles = {c: f"{c}-000001" for c in PAIR_CURRENCIES}
@@ -582,7 +586,7 @@ def test_clearing_books_each_leg_at_the_quoted_amounts(
         if terms.source_amount > 10**15:
             continue
         qid = str(uuid.uuid4())
-        quotes[qid] = Quote(qid, "A", terms, NOW, NOW + timedelta(minutes=1), None)
+        quotes[qid] = Quote(qid, "A", terms, NOW, NOW + timedelta(minutes=1), None, "P")
         items.append(Instruction(str(uuid.uuid4()), "A", "B", source, terms.source_amount, "", qid))
     result = clear_batch(
         items,
@@ -594,6 +598,9 @@ def test_clearing_books_each_leg_at_the_quoted_amounts(
         quotes=quotes,
     )
     assert all(isinstance(o, Accepted) for o in result.outcomes)
+    for stored in result.new_transfers:
+        assert stored.fx_provider == "P" and stored.fee == 0
+        assert stored.credit_amount == quotes[stored.quote_id or ""].terms.target_amount
     sold: dict[str, int] = defaultdict(int)
     bought: dict[str, int] = defaultdict(int)
     fees: dict[str, int] = defaultdict(int)
@@ -611,6 +618,7 @@ def test_clearing_books_each_leg_at_the_quoted_amounts(
         net = {b: p.net for (c, b), p in result.positions.items() if c == cid}
         assert net.get("A", 0) == -sold[currency]
         assert net.get("B", 0) == bought[currency]
-        assert net.get(HUB, 0) == sold[currency] - bought[currency]
-        fee = sum(p.fee for (c, _b), p in result.positions.items() if c == cid)
-        assert fee == fees[currency]
+        assert net.get("P", 0) == sold[currency] - bought[currency]
+        assert HUB not in net
+        assert all(p.fee == 0 for (c, _b), p in result.positions.items() if c == cid)
+        assert fees[currency] >= 0

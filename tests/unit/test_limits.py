@@ -45,6 +45,7 @@ STRING_BYTES = {
     "creditor_bank": 16,
     "debtor_bank": 16,
     "bank_code": 16,
+    "provider": 16,
     "currency": 3,
     "source_currency": 3,
     "target_currency": 3,

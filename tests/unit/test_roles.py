@@ -6,7 +6,7 @@ from remitnet.clearing.v1 import clearing_pb2
 from remitnet.fx.v1 import fx_pb2
 from remitnet.netting.v1 import netting_pb2
 from remitnet.participants.v1 import participants_pb2
-from remitnet.services.entrypoints.server import ROLES
+from remitnet.services.entrypoints.server import PROVIDER_METHODS, ROLES
 from remitnet.settlement.v1 import settlement_pb2
 
 
@@ -19,3 +19,16 @@ def test_every_hub_method_has_a_role() -> None:
     }
     assert "/remitnet.fx.v1.FxService/CreateQuotes" in methods
     assert sorted(methods - set(ROLES)) == []
+
+
+def test_an_fx_provider_may_call_its_own_rates_and_reads_only() -> None:
+    assert set(ROLES) >= PROVIDER_METHODS
+    assert {m.rsplit("/", 1)[1] for m in PROVIDER_METHODS} == {
+        "UpdateRates",
+        "ListRates",
+        "GetPosition",
+        "ListCycles",
+        "GetCycle",
+        "GetStatement",
+        "GetReconciliation",
+    }

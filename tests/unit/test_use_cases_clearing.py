@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from remitnet.services.domain.errors import Reason
 from remitnet.services.domain.events import EventKind
 from remitnet.services.domain.model import (
+    DEFAULT_PROVIDER,
     HUB,
     AccountKind,
     BankStatus,
@@ -18,7 +20,18 @@ from remitnet.services.domain.model import (
 )
 from remitnet.services.domain.netting import Accepted, Outcome, PositionDelta, Rejected
 from remitnet.services.service_layer.clearing import commit_batch
-from tests.fakes import FakeTransactions, instruction, seed_bank, seed_quote, seed_rates
+from remitnet.services.service_layer.unit_of_work import UnitOfWork
+from tests.fakes import (
+    FakeAccounts,
+    FakeBanks,
+    FakeTransactions,
+    instruction,
+    seed_bank,
+    seed_funds,
+    seed_provider,
+    seed_quote,
+    seed_rates,
+)
 
 US, EU, AS, JP = "BANKUS01", "BANKEU01", "BANKAS01", "BANKJP01"
 
@@ -30,6 +43,9 @@ def tx() -> FakeTransactions:
     seed_bank(tx, EU, ["USD", "EUR"], region="europe-west1", deposit=100_000)
     seed_bank(tx, AS, ["USD", "EUR"], region="asia-southeast1", deposit=100_000)
     seed_bank(tx, JP, ["JPY"], region="asia-northeast1")
+    # The default provider delivers the quotes below: funded, as the
+    # operator funds it.
+    seed_funds(tx, DEFAULT_PROVIDER, {"USD": 100_000, "EUR": 100_000, "JPY": 10_000_000})
     return tx
 
 
@@ -223,28 +239,38 @@ def test_a_cross_currency_transfer_clears_two_legs_on_its_quote(tx: FakeTransact
     [outcome] = commit_batch(tx, [item]).result.outcomes
     assert isinstance(outcome, Accepted)
     t = outcome.transfer
+    # Through the quote's provider, which keeps its spread (the quote's fee)
+    # by delivering less: nothing is booked as a fee.
+    assert quote.provider == DEFAULT_PROVIDER
     assert (t.creditor_currency, t.creditor_amount, t.creditor_cycle_id, t.fee) == (
         "EUR",
         target,
         "EUR-000001",
-        fee,
+        0,
     )
-    assert (t.quote_id, t.cycle_id) == (quote.quote_id, "USD-000001")
+    assert (t.quote_id, t.cycle_id, t.fx_provider) == (
+        quote.quote_id,
+        "USD-000001",
+        DEFAULT_PROVIDER,
+    )
     stored = tx.store.quotes[quote.quote_id]
     assert stored.used_by == t.transfer_id
     uow = tx.uow()
     assert uow.positions.of_cycle("USD-000001") == {
-        HUB: PositionDelta(0, 10_000, 0, 1, 0),
+        DEFAULT_PROVIDER: PositionDelta(0, 10_000, 0, 1, 0),
         US: PositionDelta(10_000, 0, 1, 0, 0),
     }
     assert uow.positions.of_cycle("EUR-000001") == {
         EU: PositionDelta(0, target, 0, 1, 0),
-        HUB: PositionDelta(target, 0, 1, 0, fee),
+        DEFAULT_PROVIDER: PositionDelta(target, 0, 1, 0, 0),
     }
     assert _unsettled(tx, US, "USD") == -10_000
-    assert _unsettled(tx, HUB, "USD", AccountKind.FX) == 10_000
-    assert _unsettled(tx, HUB, "EUR", AccountKind.FX) == -target
+    assert _unsettled(tx, DEFAULT_PROVIDER, "USD") == 10_000
+    assert _unsettled(tx, DEFAULT_PROVIDER, "EUR") == -target
     assert _unsettled(tx, EU, "EUR") == target
+    # The hub takes no position.
+    assert _unsettled(tx, HUB, "USD", AccountKind.FX) == 0
+    assert _unsettled(tx, HUB, "EUR", AccountKind.FX) == 0
     # The quote is single-use.
     before = tx.store.dump()
     again = instruction(US, EU, "USD", 10_000, quote_id=quote.quote_id)
@@ -315,3 +341,124 @@ def test_a_batch_rerun_after_an_ambiguous_commit_finds_its_transfers(
     assert tx.uow().positions.of_cycle("USD-000001")[EU] == PositionDelta(100, 300, 1, 1, 0)
     assert [len(tx.feed(b)) for b in (US, EU, AS)] == [1, 1, 1]
     assert tx.violations() == []
+
+
+# FX providers -----------------------------------------------------------------------
+
+FXP = "FXP01"
+
+
+def _provider(tx: FakeTransactions, eur: int) -> None:
+    """FXP01, an FX provider holding `eur` EUR, quoting USD/EUR at 0.92."""
+    seed_provider(tx, FXP, ["USD", "EUR"], deposit=0)
+    seed_funds(tx, FXP, {"EUR": eur})
+    seed_rates(tx, {("USD", "EUR"): "0.92"}, provider=FXP)
+
+
+def test_transfers_draw_on_their_provider_until_it_runs_out(tx: FakeTransactions) -> None:
+    """Three quotes of FXP01 for 4,577 EUR each, paid in one batch with
+    9,200 EUR of its liquidity: two are delivered, the third is refused and
+    leaves nothing behind (its quote unused); the provider's accounts move
+    with the legs, and the hub's not at all."""
+    _provider(tx, 9_200)
+    quotes = [seed_quote(tx, US, "USD", "EUR", 5_000, provider=FXP) for _ in range(3)]
+    assert {q.terms.target_amount for q in quotes} == {4_577}
+    items = [instruction(US, EU, "USD", 5_000, quote_id=q.quote_id) for q in quotes]
+    outcomes = commit_batch(tx, items).result.outcomes
+    assert _reasons(outcomes) == ["", "", Reason.FX_PROVIDER_INSUFFICIENT_LIQUIDITY]
+    refused = outcomes[2]
+    assert isinstance(refused, Rejected)
+    assert refused.error.metadata == {
+        "provider": FXP,
+        "currency": "EUR",
+        "headroom": str(9_200 - 2 * 4_577),
+        "amount": "4577",
+    }
+    assert items[2].transfer_id not in tx.store.transfers
+    assert tx.store.quotes[quotes[2].quote_id].used_by is None
+    assert _unsettled(tx, FXP, "EUR") == -2 * 4_577
+    assert _unsettled(tx, FXP, "USD") == 10_000
+    assert _unsettled(tx, EU, "EUR") == 2 * 4_577
+    for currency in ("USD", "EUR"):
+        assert _unsettled(tx, HUB, currency, AccountKind.FX) == 0
+    assert {t.fx_provider for t in tx.store.transfers.values()} == {FXP}
+    assert tx.violations() == []
+    # Funded again, the same quote is delivered.
+    seed_funds(tx, FXP, {"EUR": 5_000})
+    [again] = commit_batch(tx, [items[2]]).result.outcomes
+    assert isinstance(again, Accepted) and again.transfer.fx_provider == FXP
+    assert tx.violations() == []
+
+
+def test_provider_refusals_store_nothing(tx: FakeTransactions) -> None:
+    _provider(tx, 100_000)
+    quote = seed_quote(tx, US, "USD", "EUR", 5_000, provider=FXP)
+    item = instruction(US, EU, "USD", 5_000, quote_id=quote.quote_id)
+
+    def suspend(uow: UnitOfWork) -> None:
+        uow.banks.set_status(FXP, BankStatus.SUSPENDED)
+
+    tx.write("suspend", suspend)
+    before = tx.store.dump()
+    [outcome] = commit_batch(tx, [item]).result.outcomes
+    assert isinstance(outcome, Rejected) and outcome.error.reason == Reason.FX_PROVIDER_SUSPENDED
+    assert tx.store.dump() == before
+    # A quote of the hub as dealer, from before FX providers.
+    seed_rates(tx, {("USD", "EUR"): "0.92"})
+    old = seed_quote(tx, US, "USD", "EUR", 5_000, provider=None)
+    before = tx.store.dump()
+    stale = instruction(US, EU, "USD", 5_000, quote_id=old.quote_id)
+    [outcome] = commit_batch(tx, [stale]).result.outcomes
+    assert isinstance(outcome, Rejected) and outcome.error.reason == Reason.QUOTE_EXPIRED
+    assert tx.store.dump() == before
+    # A provider-only participant named as creditor.
+    [outcome] = commit_batch(tx, [instruction(US, DEFAULT_PROVIDER, "USD", 10)]).result.outcomes
+    assert isinstance(outcome, Rejected) and outcome.error.reason == Reason.NOT_A_BANK
+    assert tx.store.dump() == before
+    assert tx.violations() == []
+
+
+def test_the_batch_reads_its_providers_with_its_parties(
+    tx: FakeTransactions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider's status comes with the parties' (one read) and its two
+    accounts with theirs (one read): the batch makes no read of its own for
+    providers."""
+    _provider(tx, 100_000)
+    quote = seed_quote(tx, US, "USD", "EUR", 5_000, provider=FXP)
+    reads: list[tuple[str, frozenset[str]]] = []
+    for cls, names in (
+        (FakeBanks, ("get", "statuses_and_regions", "statuses_roles_and_regions", "providers")),
+        (FakeAccounts, ("get", "states", "of_owner", "of_owners")),
+    ):
+        for name in names:
+            original = getattr(cls, name)
+
+            def spy(self: object, *args: Any, _o: Any = original, _n: str = name) -> Any:
+                reads.append((_n, frozenset(args[0]) if args and args[0] else frozenset()))
+                return _o(self, *args)
+
+            monkeypatch.setattr(cls, name, spy)
+    items = [
+        instruction(US, EU, "USD", 5_000, quote_id=quote.quote_id),
+        instruction(EU, AS, "USD", 100),
+    ]
+    assert _reasons(commit_batch(tx, items).result.outcomes) == ["", ""]
+    assert reads == [
+        ("statuses_roles_and_regions", frozenset({US, EU, AS, FXP})),
+        (
+            "states",
+            frozenset(
+                {
+                    account_id(US, "USD"),
+                    account_id(EU, "USD"),
+                    account_id(AS, "USD"),
+                    account_id(US, "EUR"),
+                    account_id(EU, "EUR"),
+                    account_id(AS, "EUR"),
+                    account_id(FXP, "USD"),
+                    account_id(FXP, "EUR"),
+                }
+            ),
+        ),
+    ]

@@ -9,10 +9,17 @@ import pytest
 from remitnet.services.domain.audit_trail import Action
 from remitnet.services.domain.errors import Reason, RemitnetError
 from remitnet.services.domain.events import EventKind
-from remitnet.services.domain.model import HUB, CycleState, TransferStatus
+from remitnet.services.domain.model import DEFAULT_PROVIDER, HUB, CycleState, TransferStatus
 from remitnet.services.service_layer.clearing import commit_batch
 from remitnet.services.service_layer.cycles import close_cycle, get_cycle, list_cycles
-from tests.fakes import FakeTransactions, instruction, seed_bank, seed_quote, seed_rates
+from tests.fakes import (
+    FakeTransactions,
+    instruction,
+    seed_bank,
+    seed_funds,
+    seed_quote,
+    seed_rates,
+)
 
 A, B, C = "BANKA01", "BANKB01", "BANKC01"
 
@@ -115,6 +122,7 @@ def test_refused_closes_store_nothing(tx: FakeTransactions) -> None:
 
 
 def test_closing_the_second_leg_cycle_tells_cross_currency_parties(tx: FakeTransactions) -> None:
+    seed_funds(tx, DEFAULT_PROVIDER, {"EUR": 10_000})
     seed_rates(tx, {("USD", "EUR"): "0.92"})
     quote = seed_quote(tx, A, "USD", "EUR", 1_000)
     commit_batch(tx, [instruction(A, B, "USD", 1_000, quote_id=quote.quote_id)])
@@ -129,8 +137,12 @@ def test_closing_the_second_leg_cycle_tells_cross_currency_parties(tx: FakeTrans
             "USD-000001",
             1,
         )
-    # The hub's own positions tell no feed.
+    # The hub's own positions tell no feed, and it has none here; the FX
+    # provider's tell its feed, as a bank's do: a CYCLE event per cycle.
     assert HUB not in tx.store.feed_heads
+    assert not [k for k in tx.store.positions if k[1] == HUB]
+    cycles = [e.cycle_id for e in tx.feed(DEFAULT_PROVIDER) if e.kind is EventKind.CYCLE]
+    assert cycles == ["USD-000001", "EUR-000001"]
     assert tx.violations() == []
 
 

@@ -13,7 +13,7 @@ import pytest
 from remitnet.services.domain.audit_trail import Action
 from remitnet.services.domain.errors import NotFound, Reason, RemitnetError
 from remitnet.services.domain.fx import Quote
-from remitnet.services.domain.model import BankStatus
+from remitnet.services.domain.model import DEFAULT_PROVIDER, BankStatus
 from remitnet.services.domain.netting import Rejected
 from remitnet.services.service_layer.clearing import commit_batch
 from remitnet.services.service_layer.fx import (
@@ -25,7 +25,7 @@ from remitnet.services.service_layer.fx import (
     list_rates,
     update_rates,
 )
-from tests.fakes import FakeTransactions, instruction, seed_bank
+from tests.fakes import FakeTransactions, instruction, seed_bank, seed_funds
 
 US, PH = "USBANK01", "PHBANK01"
 CONFIG = FxConfig()
@@ -41,11 +41,14 @@ def tx() -> FakeTransactions:
     update_rates(tx, [("USD", "PHP", "56.10", _now()), ("USD", "INR", "83.2", _now())])
     seed_bank(tx, US, ["USD", "EUR"], deposit=10_000_000)
     seed_bank(tx, PH, ["PHP", "USD"], region="asia-southeast1")
+    # The default provider, whose rates these are, funded to sell.
+    seed_funds(tx, DEFAULT_PROVIDER, dict.fromkeys(["USD", "PHP", "INR", "EUR"], 10**12))
     return tx
 
 
 def _mids(tx: FakeTransactions) -> dict[tuple[str, str], str]:
-    return {k: str(r.mid) for k, r in tx.store.rates.items()}
+    """The default provider's mids by pair."""
+    return {(b, q): str(r.mid) for (p, b, q), r in tx.store.rates.items() if p == DEFAULT_PROVIDER}
 
 
 # Rates -------------------------------------------------------------------------------
@@ -73,7 +76,7 @@ def test_rates_are_stored_and_audited(tx: FakeTransactions) -> None:
 
 def test_a_pair_has_one_mid_in_either_direction(tx: FakeTransactions) -> None:
     update_rates(tx, [("PHP", "USD", "0.0178", _now())])
-    assert ("USD", "PHP") not in tx.store.rates
+    assert (DEFAULT_PROVIDER, "USD", "PHP") not in tx.store.rates
     assert _mids(tx)[("PHP", "USD")] == "0.0178"
 
 

@@ -11,7 +11,14 @@ import pytest
 from remitnet.services.domain.audit_trail import Action
 from remitnet.services.domain.errors import Reason, RemitnetError
 from remitnet.services.domain.ledger import EntryKind
-from remitnet.services.domain.model import HUB, AccountKind, BankStatus, CycleState, account_id
+from remitnet.services.domain.model import (
+    DEFAULT_PROVIDER,
+    HUB,
+    AccountKind,
+    BankStatus,
+    CycleState,
+    account_id,
+)
 from remitnet.services.domain.money import INT64_MAX
 from remitnet.services.service_layer import participants as uc
 from remitnet.services.service_layer.unit_of_work import UnitOfWork
@@ -117,8 +124,9 @@ def test_bank_reads(tx: FakeTransactions) -> None:
     uc.create_bank(tx, B, "Bank B", "us-east1", ["USD"])
     assert uc.get_bank(tx, A).bank.code == A
     _refused(Reason.UNKNOWN_PARTICIPANT, uc.get_bank, tx, "NOBANK01")
-    assert [v.bank.code for v in uc.list_banks(tx, "", 10)] == [A, B]
-    [after] = uc.list_banks(tx, A, 10)
+    # Every participant, the default FX provider too, by code.
+    assert [v.bank.code for v in uc.list_banks(tx, "", 10)] == [A, B, DEFAULT_PROVIDER]
+    after, _ = uc.list_banks(tx, A, 10)
     assert after.bank.code == B and [a.currency for a in after.accounts] == ["USD"]
 
 

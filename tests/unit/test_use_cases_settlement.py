@@ -11,7 +11,14 @@ from remitnet.services.domain.audit_trail import Action, ChainHead
 from remitnet.services.domain.errors import NotFound, Reason, RemitnetError
 from remitnet.services.domain.events import EventKind
 from remitnet.services.domain.ledger import EntryKind
-from remitnet.services.domain.model import HUB, AccountKind, CycleState, TransferStatus, account_id
+from remitnet.services.domain.model import (
+    DEFAULT_PROVIDER,
+    HUB,
+    AccountKind,
+    CycleState,
+    TransferStatus,
+    account_id,
+)
 from remitnet.services.domain.netting import Accepted
 from remitnet.services.service_layer.clearing import cancel_transfer, commit_batch
 from remitnet.services.service_layer.settlement import (
@@ -25,6 +32,8 @@ from tests.fakes import (
     instruction,
     seed_bank,
     seed_close,
+    seed_funds,
+    seed_hub_transfer,
     seed_quote,
     seed_rates,
 )
@@ -144,14 +153,45 @@ def test_open_and_unknown_cycles_are_refused_and_store_nothing(tx: FakeTransacti
     assert tx.store.dump() == before
 
 
-def test_settling_cross_currency_legs_books_the_spread_as_revenue() -> None:
+def test_settling_cross_currency_legs_moves_the_providers_liquidity() -> None:
+    """The bank pays the source amount to the FX provider, the provider
+    pays the target amount to the creditor: both settle on the provider's
+    liquidity accounts. Its spread is what it keeps; the hub books nothing."""
     tx = FakeTransactions()
     seed_rates(tx, {("USD", "EUR"): "0.92"})
     seed_bank(tx, "USBANK01", ["USD"], deposit=DEPOSIT)
     seed_bank(tx, "EUBANK01", ["EUR"])
+    seed_funds(tx, DEFAULT_PROVIDER, {"EUR": DEPOSIT})
     quote = seed_quote(tx, "USBANK01", "USD", "EUR", 100_000)
     item = instruction("USBANK01", "EUBANK01", "USD", 100_000, quote_id=quote.quote_id)
-    commit_batch(tx, [item])
+    [outcome] = commit_batch(tx, [item]).result.outcomes
+    assert isinstance(outcome, Accepted)
+    for currency in ("USD", "EUR"):
+        settle_cycle(tx, seed_close(tx, currency))
+    target = quote.terms.target_amount
+    balances = {a.id: a.balance for a in tx.uow().accounts.all()}
+    assert balances[account_id("EUBANK01", "EUR")] == target
+    assert balances[account_id("USBANK01", "USD")] == DEPOSIT - 100_000
+    assert balances[account_id(DEFAULT_PROVIDER, "EUR")] == DEPOSIT - target
+    assert balances[account_id(DEFAULT_PROVIDER, "USD")] == 100_000
+    for currency in ("USD", "EUR"):
+        for kind in (AccountKind.FX, AccountKind.FX_REVENUE):
+            assert balances[account_id(HUB, currency, kind)] == 0
+    assert not [p for p in tx.store.postings if p.startswith("fxrevenue:")]
+    assert all(s == 0 and b == 0 for b, s, _ in ledger_totals(tx).values())
+    assert tx.violations() == []
+
+
+def test_settling_legs_through_the_hub_from_before_fx_providers_books_the_spread() -> None:
+    """A transfer the hub cleared as dealer before FX providers settles as
+    it did: its FX book carried at mid, its spread revenue."""
+    tx = FakeTransactions()
+    seed_rates(tx, {("USD", "EUR"): "0.92"})
+    seed_bank(tx, "USBANK01", ["USD"], deposit=DEPOSIT)
+    seed_bank(tx, "EUBANK01", ["EUR"])
+    quote = seed_quote(tx, "USBANK01", "USD", "EUR", 100_000, provider=None)
+    item = instruction("USBANK01", "EUBANK01", "USD", 100_000, quote_id=quote.quote_id)
+    seed_hub_transfer(tx, item, quote)
     for currency in ("USD", "EUR"):
         settle_cycle(tx, seed_close(tx, currency))
     target, fee = quote.terms.target_amount, quote.terms.fee

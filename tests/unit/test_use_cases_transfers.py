@@ -10,6 +10,7 @@ import pytest
 from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason, RemitnetError
 from remitnet.services.domain.events import EventKind
 from remitnet.services.domain.model import (
+    DEFAULT_PROVIDER,
     HUB,
     AccountKind,
     StoredTransfer,
@@ -29,6 +30,7 @@ from tests.fakes import (
     instruction,
     seed_bank,
     seed_close,
+    seed_funds,
     seed_quote,
     seed_rates,
 )
@@ -146,14 +148,19 @@ def test_a_gross_transfer_is_final(tx: FakeTransactions) -> None:
 
 
 def test_cancelling_a_cross_currency_transfer_takes_back_both_legs(tx: FakeTransactions) -> None:
+    seed_funds(tx, DEFAULT_PROVIDER, {"EUR": 100_000})
     seed_rates(tx, {("USD", "EUR"): "0.92"})
     quote = seed_quote(tx, US, "USD", "EUR", 10_000)
     t = _submit(tx, US, EU, 10_000, quote_id=quote.quote_id)
     assert _unsettled(tx, EU, "EUR") == quote.terms.target_amount
+    assert _unsettled(tx, DEFAULT_PROVIDER, "EUR") == -quote.terms.target_amount
     cancel_transfer(tx, US, t.transfer_id)
+    # The provider's liquidity is given back with the legs.
     for owner, currency, kind in (
         (US, "USD", ""),
         (EU, "EUR", ""),
+        (DEFAULT_PROVIDER, "USD", ""),
+        (DEFAULT_PROVIDER, "EUR", ""),
         (HUB, "USD", AccountKind.FX),
         (HUB, "EUR", AccountKind.FX),
     ):

@@ -59,10 +59,14 @@ class BankClient(HubClient):
         *,
         source_amount: int | None = None,
         target_amount: int | None = None,
+        provider: str = "",
     ) -> fxpb.Quote:
-        """A locked, single-use FX quote; pass its quote_id with the transfer."""
+        """A locked, single-use FX quote; pass its quote_id with the transfer.
+        From `provider`, or (empty) the best price of the FX providers that
+        quote the pair and can deliver the amount; the quote names its
+        provider (`Quote.provider`)."""
         request = fxpb.CreateQuoteRequest(
-            source_currency=source_currency, target_currency=target_currency
+            source_currency=source_currency, target_currency=target_currency, provider=provider
         )
         if source_amount is not None:
             request.source_amount = source_amount
@@ -74,8 +78,9 @@ class BankClient(HubClient):
     async def quotes(
         self, asks: Sequence[fxpb.CreateQuoteRequest], *, deadline_s: float = 60.0
     ) -> fxpb.CreateQuotesResponse:
-        """Many quotes in one call, a result per ask in order. Retrying is
-        safe: a quote not used expires, and nothing is charged for it."""
+        """Many quotes in one call, a result per ask in order (each ask may
+        name its provider). Retrying is safe: a quote not used expires, and
+        nothing is charged for it."""
         return await self.call(
             self.fx.CreateQuotes,
             fxpb.CreateQuotesRequest(quotes=asks),

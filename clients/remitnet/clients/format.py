@@ -490,16 +490,43 @@ def banks(response: ppb.ListBanksResponse, _currency: str = "") -> str:
     rows = []
     for b in response.banks:
         head = [b.code, text(b.name), text(b.home_region), enum_name(ppb.BankStatus, b.status)]
+        tail = [roles(b.roles)]
         for a in b.accounts or [None]:
             if a is None:
-                rows.append([*head, "-", "-", "-", "-", "-"])
+                rows.append([*head, "-", "-", "-", "-", "-", *tail])
             else:
-                rows.append(
-                    [*head, a.currency, *(money(a.currency, v) for v in _account_amounts(a))]
-                )
+                amounts = [money(a.currency, v) for v in _account_amounts(a)]
+                rows.append([*head, a.currency, *amounts, *tail])
     header = ["bank", "name", "home region", "status", "currency", "balance", "net debit cap",
-              "unsettled net", "headroom"]  # fmt: skip
-    return table(rows, header, 5)
+              "unsettled net", "headroom", "roles"]  # fmt: skip
+    return table(rows, header, "lllllrrrrl")
+
+
+def roles(values: Iterable[int]) -> str:
+    """A participant's roles, `BANK`, `FX_PROVIDER` or `BANK, FX_PROVIDER`
+    (none stated: a hub from before roles, so a bank)."""
+    return ", ".join(enum_name(ppb.ParticipantRole, v) for v in values) or "BANK"
+
+
+@renderer(fxpb.CreateQuoteResponse)
+def quoted(response: fxpb.CreateQuoteResponse, _currency: str = "") -> str:
+    """The quote itself, its provider (who sells the target) among its
+    fields."""
+    return render(response.quote)
+
+
+@renderer(fxpb.ListRatesResponse)
+def rates(response: fxpb.ListRatesResponse, _currency: str = "") -> str:
+    """One row per provider and pair; spread `-` means the hub's corridor
+    spread."""
+    if not response.rates:
+        return "no rates"
+    rows = [
+        [r.provider or "-", f"{r.base_currency}/{r.quote_currency}", r.mid_rate,
+         count(r.spread_bps) if r.HasField("spread_bps") else "-", timestamp(r.as_of)]
+        for r in response.rates
+    ]  # fmt: skip
+    return table(rows, ["provider", "pair", "mid rate", "spread bps", "as of"], "llrrl")
 
 
 @renderer(ppb.Account)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from remitnet.clients.base import ClientConfig, HubClient
+from remitnet.clients.provider import rates_request
 from remitnet.common.v1.money_pb2 import Money
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.fx.v1 import fx_pb2_grpc as fxgrpc
@@ -28,35 +28,59 @@ class OperatorClient(HubClient):
         self.fx = fxgrpc.FxServiceStub(self.channel)
 
     async def update_rates(
-        self, rates: dict[tuple[str, str], str], *, as_of: datetime | None = None
+        self,
+        rates: Mapping[tuple[str, str], str],
+        *,
+        as_of: datetime | None = None,
+        provider: str = "",
+        spreads: Mapping[tuple[str, str], int] | None = None,
     ) -> int:
         """Feed mid rates: (base, quote) -> decimal text, observed at `as_of`
-        (timezone-aware; by default this machine's now). The hub requires
-        as_of and refuses a rate older than the one it holds for the pair
-        (RATE_OLDER_THAN_STORED)."""
-        stamp = Timestamp()
-        stamp.FromDatetime(as_of or datetime.now(UTC))
-        response = await self.call(
-            self.fx.UpdateRates,
-            fxpb.UpdateRatesRequest(
-                rates=[
-                    fxpb.Rate(base_currency=b, quote_currency=q, mid_rate=r, as_of=stamp)
-                    for (b, q), r in rates.items()
-                ]
-            ),
-        )
+        (timezone-aware; by default this machine's now), as `provider`'s
+        (default: the hub's default provider FXHUB), with that provider's own
+        spread in basis points for the pairs in `spreads`. The hub requires
+        as_of and refuses a rate older than the one the provider holds for
+        the pair (RATE_OLDER_THAN_STORED)."""
+        request = rates_request(rates, as_of=as_of, spreads=spreads, provider=provider)
+        response = await self.call(self.fx.UpdateRates, request)
         return response.updated
 
+    async def list_rates(self, provider: str = "") -> list[fxpb.Rate]:
+        """Every provider's stored rates (or one provider's)."""
+        response = await self.call(self.fx.ListRates, fxpb.ListRatesRequest(provider=provider))
+        return list(response.rates)
+
     async def create_bank(
-        self, code: str, name: str, home_region: str, currencies: list[str]
+        self,
+        code: str,
+        name: str,
+        home_region: str,
+        currencies: list[str],
+        *,
+        roles: Sequence[ppb.ParticipantRole.ValueType] = (),
     ) -> ppb.Bank:
+        """Onboard a participant: a bank (the default), an FX provider
+        (roles=[ppb.PARTICIPANT_ROLE_FX_PROVIDER]) or both, with accounts
+        in `currencies`. Fund a provider in every currency it is to sell."""
         response = await self.call(
             self.participants.CreateBank,
             ppb.CreateBankRequest(
-                code=code, name=name, home_region=home_region, currencies=currencies
+                code=code,
+                name=name,
+                home_region=home_region,
+                currencies=currencies,
+                roles=roles,
             ),
         )
         return response.bank
+
+    async def create_provider(
+        self, code: str, name: str, home_region: str, currencies: list[str]
+    ) -> ppb.Bank:
+        """Onboard an FX provider only (no transfers of its own)."""
+        return await self.create_bank(
+            code, name, home_region, currencies, roles=[ppb.PARTICIPANT_ROLE_FX_PROVIDER]
+        )
 
     async def get_bank(self, code: str) -> ppb.Bank:
         response = await self.call(self.participants.GetBank, ppb.GetBankRequest(code=code))

@@ -243,12 +243,13 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     The transfer's amount is not the quote's source amount.
     """
     RATE_STALE: _ErrorReason.ValueType  # 51
-    """FAILED_PRECONDITION. Metadata: none.
+    """FAILED_PRECONDITION. Metadata: provider (whose rate).
     The rate is older than the hub's --fx-max-rate-age; no quote is given.
     """
     RATE_NOT_AVAILABLE: _ErrorReason.ValueType  # 52
-    """FAILED_PRECONDITION. Metadata: pair.
-    No direct, inverse or cross rate for the pair.
+    """FAILED_PRECONDITION. Metadata: pair, provider (a named provider's).
+    No direct, inverse or cross rate for the pair (no FX provider quotes it,
+    or the named one does not).
     """
     INVALID_RATE: _ErrorReason.ValueType  # 53
     """INVALID_ARGUMENT. Metadata: pair, field, index, file, where.
@@ -265,10 +266,51 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     One UpdateRates call gives a pair twice (in either direction).
     """
     RATE_OLDER_THAN_STORED: _ErrorReason.ValueType  # 56
-    """FAILED_PRECONDITION. Metadata: pair, index, as_of, stored_as_of.
-    The rate's as_of is older than that of the rate stored for the pair (in
-    either direction): an out-of-order feed never replaces a newer rate.
-    Nothing of the call is stored.
+    """FAILED_PRECONDITION. Metadata: pair, index, as_of, stored_as_of, provider.
+    The rate's as_of is older than that of the provider's rate stored for
+    the pair (in either direction): an out-of-order feed never replaces a
+    newer rate. Nothing of the call is stored.
+    """
+    FX_PROVIDER_INSUFFICIENT_LIQUIDITY: _ErrorReason.ValueType  # 57
+    """FAILED_PRECONDITION. Metadata: provider, currency, headroom, amount, pair.
+    The FX provider cannot deliver the target amount: its liquidity headroom
+    in the target currency (balance plus cap less what it owes in open
+    cycles, after the transfers before this one in the batch) is below the
+    amount. At quote time: no provider that quotes the pair can cover it (or
+    the named one cannot). At clearing: the quote's provider ran out since
+    the quote; ask for a new quote.
+    """
+    FX_PROVIDER_UNKNOWN: _ErrorReason.ValueType  # 58
+    """NOT_FOUND. Metadata: provider.
+    No participant with that code (a quote or UpdateRates naming a provider).
+    """
+    FX_PROVIDER_SUSPENDED: _ErrorReason.ValueType  # 59
+    """FAILED_PRECONDITION. Metadata: provider.
+    The FX provider is suspended: it may not publish its rates, be quoted,
+    or deliver the quotes it gave (a transfer paying with its quote is
+    refused). The operator may still set its rates.
+    """
+    FX_PROVIDER_NO_ACCOUNT: _ErrorReason.ValueType  # 60
+    """FAILED_PRECONDITION. Metadata: provider, currency.
+    The quote's FX provider holds no liquidity account in one of the two
+    currencies (or that currency has no open cycle).
+    """
+    NOT_AN_FX_PROVIDER: _ErrorReason.ValueType  # 61
+    """FAILED_PRECONDITION. Metadata: provider.
+    The participant named as FX provider does not have the FX_PROVIDER role.
+    """
+    NOT_A_BANK: _ErrorReason.ValueType  # 62
+    """INVALID_ARGUMENT. Metadata: bank.
+    The participant named as debtor or creditor is an FX provider only, not a
+    bank: it cannot send or receive transfers.
+    """
+    PROVIDER_NOT_ALLOWED: _ErrorReason.ValueType  # 63
+    """PERMISSION_DENIED. Metadata: provider.
+    An FX provider principal (fxp:CODE, spiffe://remitnet/fxp/CODE) may
+    publish and list its own rates (UpdateRates, ListRates) and make the
+    reads a bank makes of itself (GetPosition, GetStatement, ListCycles,
+    GetCycle, GetReconciliation: its own rows); no other call, and no other
+    provider's rates.
     """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
@@ -521,12 +563,13 @@ QUOTE_MISMATCH: ErrorReason.ValueType  # 50
 The transfer's amount is not the quote's source amount.
 """
 RATE_STALE: ErrorReason.ValueType  # 51
-"""FAILED_PRECONDITION. Metadata: none.
+"""FAILED_PRECONDITION. Metadata: provider (whose rate).
 The rate is older than the hub's --fx-max-rate-age; no quote is given.
 """
 RATE_NOT_AVAILABLE: ErrorReason.ValueType  # 52
-"""FAILED_PRECONDITION. Metadata: pair.
-No direct, inverse or cross rate for the pair.
+"""FAILED_PRECONDITION. Metadata: pair, provider (a named provider's).
+No direct, inverse or cross rate for the pair (no FX provider quotes it,
+or the named one does not).
 """
 INVALID_RATE: ErrorReason.ValueType  # 53
 """INVALID_ARGUMENT. Metadata: pair, field, index, file, where.
@@ -543,9 +586,50 @@ DUPLICATE_RATE_PAIR: ErrorReason.ValueType  # 55
 One UpdateRates call gives a pair twice (in either direction).
 """
 RATE_OLDER_THAN_STORED: ErrorReason.ValueType  # 56
-"""FAILED_PRECONDITION. Metadata: pair, index, as_of, stored_as_of.
-The rate's as_of is older than that of the rate stored for the pair (in
-either direction): an out-of-order feed never replaces a newer rate.
-Nothing of the call is stored.
+"""FAILED_PRECONDITION. Metadata: pair, index, as_of, stored_as_of, provider.
+The rate's as_of is older than that of the provider's rate stored for
+the pair (in either direction): an out-of-order feed never replaces a
+newer rate. Nothing of the call is stored.
+"""
+FX_PROVIDER_INSUFFICIENT_LIQUIDITY: ErrorReason.ValueType  # 57
+"""FAILED_PRECONDITION. Metadata: provider, currency, headroom, amount, pair.
+The FX provider cannot deliver the target amount: its liquidity headroom
+in the target currency (balance plus cap less what it owes in open
+cycles, after the transfers before this one in the batch) is below the
+amount. At quote time: no provider that quotes the pair can cover it (or
+the named one cannot). At clearing: the quote's provider ran out since
+the quote; ask for a new quote.
+"""
+FX_PROVIDER_UNKNOWN: ErrorReason.ValueType  # 58
+"""NOT_FOUND. Metadata: provider.
+No participant with that code (a quote or UpdateRates naming a provider).
+"""
+FX_PROVIDER_SUSPENDED: ErrorReason.ValueType  # 59
+"""FAILED_PRECONDITION. Metadata: provider.
+The FX provider is suspended: it may not publish its rates, be quoted,
+or deliver the quotes it gave (a transfer paying with its quote is
+refused). The operator may still set its rates.
+"""
+FX_PROVIDER_NO_ACCOUNT: ErrorReason.ValueType  # 60
+"""FAILED_PRECONDITION. Metadata: provider, currency.
+The quote's FX provider holds no liquidity account in one of the two
+currencies (or that currency has no open cycle).
+"""
+NOT_AN_FX_PROVIDER: ErrorReason.ValueType  # 61
+"""FAILED_PRECONDITION. Metadata: provider.
+The participant named as FX provider does not have the FX_PROVIDER role.
+"""
+NOT_A_BANK: ErrorReason.ValueType  # 62
+"""INVALID_ARGUMENT. Metadata: bank.
+The participant named as debtor or creditor is an FX provider only, not a
+bank: it cannot send or receive transfers.
+"""
+PROVIDER_NOT_ALLOWED: ErrorReason.ValueType  # 63
+"""PERMISSION_DENIED. Metadata: provider.
+An FX provider principal (fxp:CODE, spiffe://remitnet/fxp/CODE) may
+publish and list its own rates (UpdateRates, ListRates) and make the
+reads a bank makes of itself (GetPosition, GetStatement, ListCycles,
+GetCycle, GetReconciliation: its own rows); no other call, and no other
+provider's rates.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -27,7 +27,7 @@ from remitnet.clearing.v1 import clearing_pb2 as remitnet_dot_clearing_dot_v1_do
 from remitnet.common.v1 import money_pb2 as remitnet_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17remitnet/fx/v1/fx.proto\x12\x0eremitnet.fx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#remitnet/clearing/v1/clearing.proto\x1a\x1eremitnet/common/v1/money.proto\"r\n\x04Rate\x12\x15\n\rbase_currency\x18\x01 \x01(\t\x12\x16\n\x0equote_currency\x18\x02 \x01(\t\x12\x10\n\x08mid_rate\x18\x03 \x01(\t\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x12UpdateRatesRequest\x12#\n\x05rates\x18\x01 \x03(\x0b\x32\x14.remitnet.fx.v1.Rate\"&\n\x13UpdateRatesResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x05\"\x12\n\x10ListRatesRequest\"8\n\x11ListRatesResponse\x12#\n\x05rates\x18\x01 \x03(\x0b\x32\x14.remitnet.fx.v1.Rate\"\x82\x01\n\x12\x43reateQuoteRequest\x12\x17\n\x0fsource_currency\x18\x01 \x01(\t\x12\x17\n\x0ftarget_currency\x18\x02 \x01(\t\x12\x17\n\rsource_amount\x18\x03 \x01(\x03H\x00\x12\x17\n\rtarget_amount\x18\x04 \x01(\x03H\x00\x42\x08\n\x06\x61mount\"\xfd\x02\n\x05Quote\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\x11\n\tbank_code\x18\x02 \x01(\t\x12\x30\n\rsource_amount\x18\x03 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x30\n\rtarget_amount\x18\x04 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x0c\n\x04rate\x18\x05 \x01(\t\x12\x10\n\x08mid_rate\x18\x06 \x01(\t\x12\x12\n\nspread_bps\x18\x07 \x01(\x05\x12&\n\x03\x66\x65\x65\x18\x08 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x12\n\nderivation\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13used_by_transfer_id\x18\x0c \x01(\t\";\n\x13\x43reateQuoteResponse\x12$\n\x05quote\x18\x01 \x01(\x0b\x32\x15.remitnet.fx.v1.Quote\"I\n\x13\x43reateQuotesRequest\x12\x32\n\x06quotes\x18\x01 \x03(\x0b\x32\".remitnet.fx.v1.CreateQuoteRequest\"r\n\x0bQuoteResult\x12&\n\x05quote\x18\x01 \x01(\x0b\x32\x15.remitnet.fx.v1.QuoteH\x00\x12\x30\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1f.remitnet.clearing.v1.ItemErrorH\x00\x42\t\n\x07outcome\"q\n\x14\x43reateQuotesResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.remitnet.fx.v1.QuoteResult\x12\x14\n\x0cissued_count\x18\x02 \x01(\x05\x12\x15\n\rrefused_count\x18\x03 \x01(\x05\"#\n\x0fGetQuoteRequest\x12\x10\n\x08quote_id\x18\x01 \x01(\t\"8\n\x10GetQuoteResponse\x12$\n\x05quote\x18\x01 \x01(\x0b\x32\x15.remitnet.fx.v1.Quote2\xb7\x03\n\tFxService\x12V\n\x0bUpdateRates\x12\".remitnet.fx.v1.UpdateRatesRequest\x1a#.remitnet.fx.v1.UpdateRatesResponse\x12P\n\tListRates\x12 .remitnet.fx.v1.ListRatesRequest\x1a!.remitnet.fx.v1.ListRatesResponse\x12V\n\x0b\x43reateQuote\x12\".remitnet.fx.v1.CreateQuoteRequest\x1a#.remitnet.fx.v1.CreateQuoteResponse\x12Y\n\x0c\x43reateQuotes\x12#.remitnet.fx.v1.CreateQuotesRequest\x1a$.remitnet.fx.v1.CreateQuotesResponse\x12M\n\x08GetQuote\x12\x1f.remitnet.fx.v1.GetQuoteRequest\x1a .remitnet.fx.v1.GetQuoteResponseB_\n\x11io.remitnet.fx.v1P\x01Z7github.com/remitnet/remitnet/gen/go/remitnet/fx/v1;fxv1\xaa\x02\x0eRemitnet.Fx.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17remitnet/fx/v1/fx.proto\x12\x0eremitnet.fx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#remitnet/clearing/v1/clearing.proto\x1a\x1eremitnet/common/v1/money.proto\"\xac\x01\n\x04Rate\x12\x15\n\rbase_currency\x18\x01 \x01(\t\x12\x16\n\x0equote_currency\x18\x02 \x01(\t\x12\x10\n\x08mid_rate\x18\x03 \x01(\t\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\nspread_bps\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08provider\x18\x06 \x01(\tB\r\n\x0b_spread_bps\"K\n\x12UpdateRatesRequest\x12#\n\x05rates\x18\x01 \x03(\x0b\x32\x14.remitnet.fx.v1.Rate\x12\x10\n\x08provider\x18\x02 \x01(\t\"8\n\x13UpdateRatesResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x05\x12\x10\n\x08provider\x18\x02 \x01(\t\"$\n\x10ListRatesRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\"8\n\x11ListRatesResponse\x12#\n\x05rates\x18\x01 \x03(\x0b\x32\x14.remitnet.fx.v1.Rate\"\x94\x01\n\x12\x43reateQuoteRequest\x12\x17\n\x0fsource_currency\x18\x01 \x01(\t\x12\x17\n\x0ftarget_currency\x18\x02 \x01(\t\x12\x17\n\rsource_amount\x18\x03 \x01(\x03H\x00\x12\x17\n\rtarget_amount\x18\x04 \x01(\x03H\x00\x12\x10\n\x08provider\x18\x05 \x01(\tB\x08\n\x06\x61mount\"\x8f\x03\n\x05Quote\x12\x10\n\x08quote_id\x18\x01 \x01(\t\x12\x11\n\tbank_code\x18\x02 \x01(\t\x12\x30\n\rsource_amount\x18\x03 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x30\n\rtarget_amount\x18\x04 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x0c\n\x04rate\x18\x05 \x01(\t\x12\x10\n\x08mid_rate\x18\x06 \x01(\t\x12\x12\n\nspread_bps\x18\x07 \x01(\x05\x12&\n\x03\x66\x65\x65\x18\x08 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x12\n\nderivation\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13used_by_transfer_id\x18\x0c \x01(\t\x12\x10\n\x08provider\x18\r \x01(\t\";\n\x13\x43reateQuoteResponse\x12$\n\x05quote\x18\x01 \x01(\x0b\x32\x15.remitnet.fx.v1.Quote\"I\n\x13\x43reateQuotesRequest\x12\x32\n\x06quotes\x18\x01 \x03(\x0b\x32\".remitnet.fx.v1.CreateQuoteRequest\"r\n\x0bQuoteResult\x12&\n\x05quote\x18\x01 \x01(\x0b\x32\x15.remitnet.fx.v1.QuoteH\x00\x12\x30\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1f.remitnet.clearing.v1.ItemErrorH\x00\x42\t\n\x07outcome\"q\n\x14\x43reateQuotesResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.remitnet.fx.v1.QuoteResult\x12\x14\n\x0cissued_count\x18\x02 \x01(\x05\x12\x15\n\rrefused_count\x18\x03 \x01(\x05\"#\n\x0fGetQuoteRequest\x12\x10\n\x08quote_id\x18\x01 \x01(\t\"8\n\x10GetQuoteResponse\x12$\n\x05quote\x18\x01 \x01(\x0b\x32\x15.remitnet.fx.v1.Quote2\xb7\x03\n\tFxService\x12V\n\x0bUpdateRates\x12\".remitnet.fx.v1.UpdateRatesRequest\x1a#.remitnet.fx.v1.UpdateRatesResponse\x12P\n\tListRates\x12 .remitnet.fx.v1.ListRatesRequest\x1a!.remitnet.fx.v1.ListRatesResponse\x12V\n\x0b\x43reateQuote\x12\".remitnet.fx.v1.CreateQuoteRequest\x1a#.remitnet.fx.v1.CreateQuoteResponse\x12Y\n\x0c\x43reateQuotes\x12#.remitnet.fx.v1.CreateQuotesRequest\x1a$.remitnet.fx.v1.CreateQuotesResponse\x12M\n\x08GetQuote\x12\x1f.remitnet.fx.v1.GetQuoteRequest\x1a .remitnet.fx.v1.GetQuoteResponseB_\n\x11io.remitnet.fx.v1P\x01Z7github.com/remitnet/remitnet/gen/go/remitnet/fx/v1;fxv1\xaa\x02\x0eRemitnet.Fx.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,32 +35,32 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'remitnet.fx.v1.fx_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021io.remitnet.fx.v1P\001Z7github.com/remitnet/remitnet/gen/go/remitnet/fx/v1;fxv1\252\002\016Remitnet.Fx.V1'
-  _globals['_RATE']._serialized_start=145
-  _globals['_RATE']._serialized_end=259
-  _globals['_UPDATERATESREQUEST']._serialized_start=261
-  _globals['_UPDATERATESREQUEST']._serialized_end=318
-  _globals['_UPDATERATESRESPONSE']._serialized_start=320
-  _globals['_UPDATERATESRESPONSE']._serialized_end=358
-  _globals['_LISTRATESREQUEST']._serialized_start=360
-  _globals['_LISTRATESREQUEST']._serialized_end=378
-  _globals['_LISTRATESRESPONSE']._serialized_start=380
-  _globals['_LISTRATESRESPONSE']._serialized_end=436
-  _globals['_CREATEQUOTEREQUEST']._serialized_start=439
-  _globals['_CREATEQUOTEREQUEST']._serialized_end=569
-  _globals['_QUOTE']._serialized_start=572
-  _globals['_QUOTE']._serialized_end=953
-  _globals['_CREATEQUOTERESPONSE']._serialized_start=955
-  _globals['_CREATEQUOTERESPONSE']._serialized_end=1014
-  _globals['_CREATEQUOTESREQUEST']._serialized_start=1016
-  _globals['_CREATEQUOTESREQUEST']._serialized_end=1089
-  _globals['_QUOTERESULT']._serialized_start=1091
-  _globals['_QUOTERESULT']._serialized_end=1205
-  _globals['_CREATEQUOTESRESPONSE']._serialized_start=1207
-  _globals['_CREATEQUOTESRESPONSE']._serialized_end=1320
-  _globals['_GETQUOTEREQUEST']._serialized_start=1322
-  _globals['_GETQUOTEREQUEST']._serialized_end=1357
-  _globals['_GETQUOTERESPONSE']._serialized_start=1359
-  _globals['_GETQUOTERESPONSE']._serialized_end=1415
-  _globals['_FXSERVICE']._serialized_start=1418
-  _globals['_FXSERVICE']._serialized_end=1857
+  _globals['_RATE']._serialized_start=146
+  _globals['_RATE']._serialized_end=318
+  _globals['_UPDATERATESREQUEST']._serialized_start=320
+  _globals['_UPDATERATESREQUEST']._serialized_end=395
+  _globals['_UPDATERATESRESPONSE']._serialized_start=397
+  _globals['_UPDATERATESRESPONSE']._serialized_end=453
+  _globals['_LISTRATESREQUEST']._serialized_start=455
+  _globals['_LISTRATESREQUEST']._serialized_end=491
+  _globals['_LISTRATESRESPONSE']._serialized_start=493
+  _globals['_LISTRATESRESPONSE']._serialized_end=549
+  _globals['_CREATEQUOTEREQUEST']._serialized_start=552
+  _globals['_CREATEQUOTEREQUEST']._serialized_end=700
+  _globals['_QUOTE']._serialized_start=703
+  _globals['_QUOTE']._serialized_end=1102
+  _globals['_CREATEQUOTERESPONSE']._serialized_start=1104
+  _globals['_CREATEQUOTERESPONSE']._serialized_end=1163
+  _globals['_CREATEQUOTESREQUEST']._serialized_start=1165
+  _globals['_CREATEQUOTESREQUEST']._serialized_end=1238
+  _globals['_QUOTERESULT']._serialized_start=1240
+  _globals['_QUOTERESULT']._serialized_end=1354
+  _globals['_CREATEQUOTESRESPONSE']._serialized_start=1356
+  _globals['_CREATEQUOTESRESPONSE']._serialized_end=1469
+  _globals['_GETQUOTEREQUEST']._serialized_start=1471
+  _globals['_GETQUOTEREQUEST']._serialized_end=1506
+  _globals['_GETQUOTERESPONSE']._serialized_start=1508
+  _globals['_GETQUOTERESPONSE']._serialized_end=1564
+  _globals['_FXSERVICE']._serialized_start=1567
+  _globals['_FXSERVICE']._serialized_end=2006
 # @@protoc_insertion_point(module_scope)

@@ -29,12 +29,26 @@ class Rate(_message.Message):
     QUOTE_CURRENCY_FIELD_NUMBER: _builtins.int
     MID_RATE_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    SPREAD_BPS_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
     base_currency: _builtins.str
     quote_currency: _builtins.str
     mid_rate: _builtins.str
     """Quote-currency major units per base-currency major unit, exact decimal:
     plain decimal text (an exponent allowed), at most 48 characters and 20
     significant digits, from 1e-9 to 1e9.
+    """
+    spread_bps: _builtins.int
+    """The provider's spread for this pair, basis points, 0 to 9999 (outside:
+    INVALID_ARGUMENT INVALID_RATE, field "spread_bps"); it prices quotes of
+    the pair in either direction. Unset: the hub's configured spread for
+    the corridor (--fx-spread-bps, --fx-corridor), as for cross rates.
+    """
+    provider: _builtins.str
+    """The provider whose rate this is. Set in ListRatesResponse; in
+    UpdateRatesRequest leave it empty or give the provider the request
+    sets (another code: INVALID_ARGUMENT INVALID_ARGUMENT, field
+    "provider").
     """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
@@ -50,12 +64,16 @@ class Rate(_message.Message):
         quote_currency: _builtins.str = ...,
         mid_rate: _builtins.str = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
+        spread_bps: _builtins.int | None = ...,
+        provider: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_spread_bps", b"_spread_bps", "as_of", b"as_of", "spread_bps", b"spread_bps"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "base_currency", b"base_currency", "mid_rate", b"mid_rate", "quote_currency", b"quote_currency"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_spread_bps", b"_spread_bps", "as_of", b"as_of", "base_currency", b"base_currency", "mid_rate", b"mid_rate", "provider", b"provider", "quote_currency", b"quote_currency", "spread_bps", b"spread_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__spread_bps: _TypeAlias = _typing.Literal["spread_bps"]  # noqa: Y015
+    _WhichOneofArgType__spread_bps: _TypeAlias = _typing.Literal["_spread_bps", b"_spread_bps"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__spread_bps) -> _WhichOneofReturnType__spread_bps | None: ...
 
 Global___Rate: _TypeAlias = Rate  # noqa: Y015
 
@@ -64,16 +82,23 @@ class UpdateRatesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RATES_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """The FX provider whose rates these are. For an FX provider principal:
+    empty or its own code. For the operator: any provider's code, empty
+    meaning the hub's default provider FXHUB.
+    """
     @_builtins.property
     def rates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Rate]: ...
     def __init__(
         self,
         *,
         rates: _abc.Iterable[Global___Rate] | None = ...,
+        provider: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rates", b"rates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "rates", b"rates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -84,15 +109,20 @@ class UpdateRatesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     UPDATED_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
     updated: _builtins.int
+    """Rates stored (the rates already held, or skipped, are not counted)."""
+    provider: _builtins.str
+    """The provider whose rates were set."""
     def __init__(
         self,
         *,
         updated: _builtins.int = ...,
+        provider: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -102,12 +132,19 @@ Global___UpdateRatesResponse: _TypeAlias = UpdateRatesResponse  # noqa: Y015
 class ListRatesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """Only this provider's rates; empty: every provider's (for an FX
+    provider principal: its own).
+    """
     def __init__(
         self,
+        *,
+        provider: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -141,6 +178,7 @@ class CreateQuoteRequest(_message.Message):
     TARGET_CURRENCY_FIELD_NUMBER: _builtins.int
     SOURCE_AMOUNT_FIELD_NUMBER: _builtins.int
     TARGET_AMOUNT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
     source_currency: _builtins.str
     target_currency: _builtins.str
     source_amount: _builtins.int
@@ -151,6 +189,11 @@ class CreateQuoteRequest(_message.Message):
     """Minor units of the target currency the creditor must receive; the
     source charged is target / rate rounded up.
     """
+    provider: _builtins.str
+    """The FX provider to quote from (a participant code); empty: the best
+    of the providers that quote the pair and can cover it (see
+    CreateQuote).
+    """
     def __init__(
         self,
         *,
@@ -158,10 +201,11 @@ class CreateQuoteRequest(_message.Message):
         target_currency: _builtins.str = ...,
         source_amount: _builtins.int = ...,
         target_amount: _builtins.int = ...,
+        provider: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "source_amount", b"source_amount", "target_amount", b"target_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "source_amount", b"source_amount", "source_currency", b"source_currency", "target_amount", b"target_amount", "target_currency", b"target_currency"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "provider", b"provider", "source_amount", b"source_amount", "source_currency", b"source_currency", "target_amount", b"target_amount", "target_currency", b"target_currency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_amount: _TypeAlias = _typing.Literal["source_amount", "target_amount"]  # noqa: Y015
     _WhichOneofArgType_amount: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
@@ -185,6 +229,7 @@ class Quote(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     USED_BY_TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
     quote_id: _builtins.str
     bank_code: _builtins.str
     rate: _builtins.str
@@ -200,6 +245,13 @@ class Quote(_message.Message):
     """
     used_by_transfer_id: _builtins.str
     """Set once a transfer has consumed the quote."""
+    provider: _builtins.str
+    """The FX provider that sells the target currency at this quote: the
+    counterparty of the transfer paying with it (the debtor pays it the
+    source amount, it pays the creditor the target amount). Empty only for
+    a quote issued before FX providers, which can no longer be used
+    (QUOTE_EXPIRED).
+    """
     @_builtins.property
     def source_amount(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -208,7 +260,8 @@ class Quote(_message.Message):
     def fee(self) -> _money_pb2.Money:
         """The spread in the target currency: the target the source buys at mid
         (rounded down, like a delivery) minus the target delivered; never
-        negative.
+        negative. The provider's revenue, kept by delivering less: nothing is
+        posted for it, and the hub charges nothing.
         """
 
     @_builtins.property
@@ -230,10 +283,11 @@ class Quote(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         used_by_transfer_id: _builtins.str = ...,
+        provider: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "fee", b"fee", "source_amount", b"source_amount", "target_amount", b"target_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank_code", b"bank_code", "created_at", b"created_at", "derivation", b"derivation", "expires_at", b"expires_at", "fee", b"fee", "mid_rate", b"mid_rate", "quote_id", b"quote_id", "rate", b"rate", "source_amount", b"source_amount", "spread_bps", b"spread_bps", "target_amount", b"target_amount", "used_by_transfer_id", b"used_by_transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank_code", b"bank_code", "created_at", b"created_at", "derivation", b"derivation", "expires_at", b"expires_at", "fee", b"fee", "mid_rate", b"mid_rate", "provider", b"provider", "quote_id", b"quote_id", "rate", b"rate", "source_amount", b"source_amount", "spread_bps", b"spread_bps", "target_amount", b"target_amount", "used_by_transfer_id", b"used_by_transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

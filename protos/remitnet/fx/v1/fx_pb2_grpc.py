@@ -26,16 +26,27 @@ if _version_not_supported:
 
 
 class FxServiceStub:
-    """Rates (operator feed) and locked, single-use quotes for cross-currency
-    transfers. Decimals travel as strings: never floats.
+    """Rates (each FX provider's feed) and locked, single-use quotes for
+    cross-currency transfers. Decimals travel as strings: never floats.
+
+    FX providers. Conversions are funded by FX providers: participants with
+    the role PARTICIPANT_ROLE_FX_PROVIDER (remitnet.participants.v1) that
+    prefund, in liquidity accounts at the hub, the currencies they sell. A
+    cross-currency transfer is paid by the debtor bank to the quote's
+    provider in the source currency and by the provider to the creditor in
+    the target currency; the spread is the provider's revenue (it delivers
+    less than the mid), and the hub charges no conversion fee. The hub's
+    default provider FXHUB (the former hub dealer) holds the rates the
+    operator sets without naming a provider (and the --fx-rates file); like
+    any provider it sells only what it has been funded with.
 
     Rounding (the one rule): each amount of a quote is computed exactly from
     the stated rate and rounded once to its currency's minor unit in the
-    favour of the conversion's counterparty (the hub's FX book today, an FX
-    provider later): the target amount delivered is rounded down, the source
-    amount charged is rounded up. At the quoted rate the counterparty never
-    delivers more value than it receives. A source amount too small to buy one
-    target minor unit is refused with INVALID_AMOUNT.
+    favour of the conversion's counterparty, the quote's FX provider: the
+    target amount delivered is rounded down, the source amount charged is
+    rounded up. At the quoted rate the provider never delivers more value
+    than it receives. A source amount too small to buy one target minor unit
+    is refused with INVALID_AMOUNT.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -76,16 +87,27 @@ class FxServiceStub:
 
 
 class FxServiceServicer:
-    """Rates (operator feed) and locked, single-use quotes for cross-currency
-    transfers. Decimals travel as strings: never floats.
+    """Rates (each FX provider's feed) and locked, single-use quotes for
+    cross-currency transfers. Decimals travel as strings: never floats.
+
+    FX providers. Conversions are funded by FX providers: participants with
+    the role PARTICIPANT_ROLE_FX_PROVIDER (remitnet.participants.v1) that
+    prefund, in liquidity accounts at the hub, the currencies they sell. A
+    cross-currency transfer is paid by the debtor bank to the quote's
+    provider in the source currency and by the provider to the creditor in
+    the target currency; the spread is the provider's revenue (it delivers
+    less than the mid), and the hub charges no conversion fee. The hub's
+    default provider FXHUB (the former hub dealer) holds the rates the
+    operator sets without naming a provider (and the --fx-rates file); like
+    any provider it sells only what it has been funded with.
 
     Rounding (the one rule): each amount of a quote is computed exactly from
     the stated rate and rounded once to its currency's minor unit in the
-    favour of the conversion's counterparty (the hub's FX book today, an FX
-    provider later): the target amount delivered is rounded down, the source
-    amount charged is rounded up. At the quoted rate the counterparty never
-    delivers more value than it receives. A source amount too small to buy one
-    target minor unit is refused with INVALID_AMOUNT.
+    favour of the conversion's counterparty, the quote's FX provider: the
+    target amount delivered is rounded down, the source amount charged is
+    rounded up. At the quoted rate the provider never delivers more value
+    than it receives. A source amount too small to buy one target minor unit
+    is refused with INVALID_AMOUNT.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -93,26 +115,71 @@ class FxServiceServicer:
     """
 
     def UpdateRates(self, request, context):
-        """Operator: replaces the mid rates of the given pairs, all or nothing (one
-        refused rate stores none), at most 10,000 per call. A pair has one mid:
-        storing X/Y removes a stored Y/X. Every rate needs its as_of (missing:
-        INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the one
-        stored for its pair, in either direction, is FAILED_PRECONDITION
-        RATE_OLDER_THAN_STORED (an equal as_of replaces: a correction).
+        """An FX provider (principal fxp:CODE) sets its own rates; the operator
+        sets those of UpdateRatesRequest.provider, or FXHUB's when it is empty.
+        Replaces the provider's mid rates of the given pairs, all or nothing
+        (one refused rate stores none), at most 10,000 per call. A pair has one
+        mid per provider: storing X/Y removes the provider's stored Y/X (other
+        providers' rates are untouched). Every rate needs its as_of (missing:
+        INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the
+        one the provider holds for its pair, in either direction, is
+        FAILED_PRECONDITION RATE_OLDER_THAN_STORED (an equal as_of replaces: a
+        correction).
+        Refusals about the provider, checked after the request's own checks
+        (INVALID_ARGUMENT: the rates, a provider code that is no participant
+        code, INVALID_BANK_CODE) and before the stored rates: no participant of
+        that code, NOT_FOUND FX_PROVIDER_UNKNOWN; a participant without the
+        FX_PROVIDER role, FAILED_PRECONDITION NOT_AN_FX_PROVIDER; a provider
+        principal publishing while suspended, FAILED_PRECONDITION
+        FX_PROVIDER_SUSPENDED (the operator may still set a suspended
+        provider's rates, so that a hub whose FXHUB is suspended starts with its
+        --fx-rates file); a provider principal naming another provider,
+        PERMISSION_DENIED PROVIDER_NOT_ALLOWED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListRates(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The stored rates, by provider, base and quote. The operator and banks
+        see every provider's (or ListRatesRequest.provider's); an FX provider
+        principal sees its own only (naming another: PERMISSION_DENIED
+        PROVIDER_NOT_ALLOWED).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateQuote(self, request, context):
         """Bank: a quote to sell a source amount or to deliver a target amount,
-        bound to the calling bank, valid until expires_at, usable once.
+        bound to the calling bank, valid until expires_at, usable once, from
+        one FX provider (Quote.provider).
+
+        Which provider: CreateQuoteRequest.provider, or when it is empty the
+        best of every ACTIVE FX provider that can price the pair from its own
+        rates (direct, inverse, or cross through the hub's base currency, on
+        that provider's rates only; fresh per --fx-max-rate-age) and can cover
+        it: its liquidity account in the target currency has headroom (balance
+        + net debit cap + unsettled net) of at least the quote's target amount
+        now. Best: the largest target amount for a source_amount ask, the
+        smallest source amount for a target_amount ask; a tie goes to the
+        smallest provider code. The provider's spread is its rate's spread_bps
+        for a direct or inverse pair when it stated one, else the hub's
+        configured spread for the corridor.
+
+        Refusals, FAILED_PRECONDITION unless stated: no provider quotes the
+        pair, RATE_NOT_AVAILABLE (or RATE_STALE when every provider quoting it
+        holds stale rates); some quote it but none can cover the target amount,
+        FX_PROVIDER_INSUFFICIENT_LIQUIDITY. With a named provider: no such
+        participant, NOT_FOUND FX_PROVIDER_UNKNOWN; not an FX provider,
+        NOT_AN_FX_PROVIDER; suspended, FX_PROVIDER_SUSPENDED; it does not quote
+        the pair, RATE_NOT_AVAILABLE; its rate is stale, RATE_STALE; it cannot
+        cover the amount, FX_PROVIDER_INSUFFICIENT_LIQUIDITY. A caller that is
+        no bank (an FX provider only) is INVALID_ARGUMENT NOT_A_BANK. A refused
+        quote stores nothing. Coverage is checked at quote time, not held: the
+        transfer paying with the quote is refused
+        FX_PROVIDER_INSUFFICIENT_LIQUIDITY if the provider can no longer cover
+        it when it clears.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,16 +239,27 @@ def add_FxServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class FxService:
-    """Rates (operator feed) and locked, single-use quotes for cross-currency
-    transfers. Decimals travel as strings: never floats.
+    """Rates (each FX provider's feed) and locked, single-use quotes for
+    cross-currency transfers. Decimals travel as strings: never floats.
+
+    FX providers. Conversions are funded by FX providers: participants with
+    the role PARTICIPANT_ROLE_FX_PROVIDER (remitnet.participants.v1) that
+    prefund, in liquidity accounts at the hub, the currencies they sell. A
+    cross-currency transfer is paid by the debtor bank to the quote's
+    provider in the source currency and by the provider to the creditor in
+    the target currency; the spread is the provider's revenue (it delivers
+    less than the mid), and the hub charges no conversion fee. The hub's
+    default provider FXHUB (the former hub dealer) holds the rates the
+    operator sets without naming a provider (and the --fx-rates file); like
+    any provider it sells only what it has been funded with.
 
     Rounding (the one rule): each amount of a quote is computed exactly from
     the stated rate and rounded once to its currency's minor unit in the
-    favour of the conversion's counterparty (the hub's FX book today, an FX
-    provider later): the target amount delivered is rounded down, the source
-    amount charged is rounded up. At the quoted rate the counterparty never
-    delivers more value than it receives. A source amount too small to buy one
-    target minor unit is refused with INVALID_AMOUNT.
+    favour of the conversion's counterparty, the quote's FX provider: the
+    target amount delivered is rounded down, the source amount charged is
+    rounded up. At the quoted rate the provider never delivers more value
+    than it receives. A source amount too small to buy one target minor unit
+    is refused with INVALID_AMOUNT.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of

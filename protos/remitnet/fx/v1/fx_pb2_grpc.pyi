@@ -27,16 +27,27 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class FxServiceStub:
-    """Rates (operator feed) and locked, single-use quotes for cross-currency
-    transfers. Decimals travel as strings: never floats.
+    """Rates (each FX provider's feed) and locked, single-use quotes for
+    cross-currency transfers. Decimals travel as strings: never floats.
+
+    FX providers. Conversions are funded by FX providers: participants with
+    the role PARTICIPANT_ROLE_FX_PROVIDER (remitnet.participants.v1) that
+    prefund, in liquidity accounts at the hub, the currencies they sell. A
+    cross-currency transfer is paid by the debtor bank to the quote's
+    provider in the source currency and by the provider to the creditor in
+    the target currency; the spread is the provider's revenue (it delivers
+    less than the mid), and the hub charges no conversion fee. The hub's
+    default provider FXHUB (the former hub dealer) holds the rates the
+    operator sets without naming a provider (and the --fx-rates file); like
+    any provider it sells only what it has been funded with.
 
     Rounding (the one rule): each amount of a quote is computed exactly from
     the stated rate and rounded once to its currency's minor unit in the
-    favour of the conversion's counterparty (the hub's FX book today, an FX
-    provider later): the target amount delivered is rounded down, the source
-    amount charged is rounded up. At the quoted rate the counterparty never
-    delivers more value than it receives. A source amount too small to buy one
-    target minor unit is refused with INVALID_AMOUNT.
+    favour of the conversion's counterparty, the quote's FX provider: the
+    target amount delivered is rounded down, the source amount charged is
+    rounded up. At the quoted rate the provider never delivers more value
+    than it receives. A source amount too small to buy one target minor unit
+    is refused with INVALID_AMOUNT.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -48,17 +59,63 @@ class FxServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FxServiceAsyncStub: ...
     UpdateRates: _grpc.UnaryUnaryMultiCallable[_fx_pb2.UpdateRatesRequest, _fx_pb2.UpdateRatesResponse]
-    """Operator: replaces the mid rates of the given pairs, all or nothing (one
-    refused rate stores none), at most 10,000 per call. A pair has one mid:
-    storing X/Y removes a stored Y/X. Every rate needs its as_of (missing:
-    INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the one
-    stored for its pair, in either direction, is FAILED_PRECONDITION
-    RATE_OLDER_THAN_STORED (an equal as_of replaces: a correction).
+    """An FX provider (principal fxp:CODE) sets its own rates; the operator
+    sets those of UpdateRatesRequest.provider, or FXHUB's when it is empty.
+    Replaces the provider's mid rates of the given pairs, all or nothing
+    (one refused rate stores none), at most 10,000 per call. A pair has one
+    mid per provider: storing X/Y removes the provider's stored Y/X (other
+    providers' rates are untouched). Every rate needs its as_of (missing:
+    INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the
+    one the provider holds for its pair, in either direction, is
+    FAILED_PRECONDITION RATE_OLDER_THAN_STORED (an equal as_of replaces: a
+    correction).
+    Refusals about the provider, checked after the request's own checks
+    (INVALID_ARGUMENT: the rates, a provider code that is no participant
+    code, INVALID_BANK_CODE) and before the stored rates: no participant of
+    that code, NOT_FOUND FX_PROVIDER_UNKNOWN; a participant without the
+    FX_PROVIDER role, FAILED_PRECONDITION NOT_AN_FX_PROVIDER; a provider
+    principal publishing while suspended, FAILED_PRECONDITION
+    FX_PROVIDER_SUSPENDED (the operator may still set a suspended
+    provider's rates, so that a hub whose FXHUB is suspended starts with its
+    --fx-rates file); a provider principal naming another provider,
+    PERMISSION_DENIED PROVIDER_NOT_ALLOWED.
     """
     ListRates: _grpc.UnaryUnaryMultiCallable[_fx_pb2.ListRatesRequest, _fx_pb2.ListRatesResponse]
+    """The stored rates, by provider, base and quote. The operator and banks
+    see every provider's (or ListRatesRequest.provider's); an FX provider
+    principal sees its own only (naming another: PERMISSION_DENIED
+    PROVIDER_NOT_ALLOWED).
+    """
     CreateQuote: _grpc.UnaryUnaryMultiCallable[_fx_pb2.CreateQuoteRequest, _fx_pb2.CreateQuoteResponse]
     """Bank: a quote to sell a source amount or to deliver a target amount,
-    bound to the calling bank, valid until expires_at, usable once.
+    bound to the calling bank, valid until expires_at, usable once, from
+    one FX provider (Quote.provider).
+
+    Which provider: CreateQuoteRequest.provider, or when it is empty the
+    best of every ACTIVE FX provider that can price the pair from its own
+    rates (direct, inverse, or cross through the hub's base currency, on
+    that provider's rates only; fresh per --fx-max-rate-age) and can cover
+    it: its liquidity account in the target currency has headroom (balance
+    + net debit cap + unsettled net) of at least the quote's target amount
+    now. Best: the largest target amount for a source_amount ask, the
+    smallest source amount for a target_amount ask; a tie goes to the
+    smallest provider code. The provider's spread is its rate's spread_bps
+    for a direct or inverse pair when it stated one, else the hub's
+    configured spread for the corridor.
+
+    Refusals, FAILED_PRECONDITION unless stated: no provider quotes the
+    pair, RATE_NOT_AVAILABLE (or RATE_STALE when every provider quoting it
+    holds stale rates); some quote it but none can cover the target amount,
+    FX_PROVIDER_INSUFFICIENT_LIQUIDITY. With a named provider: no such
+    participant, NOT_FOUND FX_PROVIDER_UNKNOWN; not an FX provider,
+    NOT_AN_FX_PROVIDER; suspended, FX_PROVIDER_SUSPENDED; it does not quote
+    the pair, RATE_NOT_AVAILABLE; its rate is stale, RATE_STALE; it cannot
+    cover the amount, FX_PROVIDER_INSUFFICIENT_LIQUIDITY. A caller that is
+    no bank (an FX provider only) is INVALID_ARGUMENT NOT_A_BANK. A refused
+    quote stores nothing. Coverage is checked at quote time, not held: the
+    transfer paying with the quote is refused
+    FX_PROVIDER_INSUFFICIENT_LIQUIDITY if the provider can no longer cover
+    it when it clears.
     """
     CreateQuotes: _grpc.UnaryUnaryMultiCallable[_fx_pb2.CreateQuotesRequest, _fx_pb2.CreateQuotesResponse]
     """Bank: many quotes in one call and one transaction (up to 5,000, the
@@ -71,16 +128,27 @@ class FxServiceStub:
 
 @_typing.type_check_only
 class FxServiceAsyncStub(FxServiceStub):
-    """Rates (operator feed) and locked, single-use quotes for cross-currency
-    transfers. Decimals travel as strings: never floats.
+    """Rates (each FX provider's feed) and locked, single-use quotes for
+    cross-currency transfers. Decimals travel as strings: never floats.
+
+    FX providers. Conversions are funded by FX providers: participants with
+    the role PARTICIPANT_ROLE_FX_PROVIDER (remitnet.participants.v1) that
+    prefund, in liquidity accounts at the hub, the currencies they sell. A
+    cross-currency transfer is paid by the debtor bank to the quote's
+    provider in the source currency and by the provider to the creditor in
+    the target currency; the spread is the provider's revenue (it delivers
+    less than the mid), and the hub charges no conversion fee. The hub's
+    default provider FXHUB (the former hub dealer) holds the rates the
+    operator sets without naming a provider (and the --fx-rates file); like
+    any provider it sells only what it has been funded with.
 
     Rounding (the one rule): each amount of a quote is computed exactly from
     the stated rate and rounded once to its currency's minor unit in the
-    favour of the conversion's counterparty (the hub's FX book today, an FX
-    provider later): the target amount delivered is rounded down, the source
-    amount charged is rounded up. At the quoted rate the counterparty never
-    delivers more value than it receives. A source amount too small to buy one
-    target minor unit is refused with INVALID_AMOUNT.
+    favour of the conversion's counterparty, the quote's FX provider: the
+    target amount delivered is rounded down, the source amount charged is
+    rounded up. At the quoted rate the provider never delivers more value
+    than it receives. A source amount too small to buy one target minor unit
+    is refused with INVALID_AMOUNT.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -89,17 +157,63 @@ class FxServiceAsyncStub(FxServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpdateRates: _aio.UnaryUnaryMultiCallable[_fx_pb2.UpdateRatesRequest, _fx_pb2.UpdateRatesResponse]  # type: ignore[assignment]
-    """Operator: replaces the mid rates of the given pairs, all or nothing (one
-    refused rate stores none), at most 10,000 per call. A pair has one mid:
-    storing X/Y removes a stored Y/X. Every rate needs its as_of (missing:
-    INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the one
-    stored for its pair, in either direction, is FAILED_PRECONDITION
-    RATE_OLDER_THAN_STORED (an equal as_of replaces: a correction).
+    """An FX provider (principal fxp:CODE) sets its own rates; the operator
+    sets those of UpdateRatesRequest.provider, or FXHUB's when it is empty.
+    Replaces the provider's mid rates of the given pairs, all or nothing
+    (one refused rate stores none), at most 10,000 per call. A pair has one
+    mid per provider: storing X/Y removes the provider's stored Y/X (other
+    providers' rates are untouched). Every rate needs its as_of (missing:
+    INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the
+    one the provider holds for its pair, in either direction, is
+    FAILED_PRECONDITION RATE_OLDER_THAN_STORED (an equal as_of replaces: a
+    correction).
+    Refusals about the provider, checked after the request's own checks
+    (INVALID_ARGUMENT: the rates, a provider code that is no participant
+    code, INVALID_BANK_CODE) and before the stored rates: no participant of
+    that code, NOT_FOUND FX_PROVIDER_UNKNOWN; a participant without the
+    FX_PROVIDER role, FAILED_PRECONDITION NOT_AN_FX_PROVIDER; a provider
+    principal publishing while suspended, FAILED_PRECONDITION
+    FX_PROVIDER_SUSPENDED (the operator may still set a suspended
+    provider's rates, so that a hub whose FXHUB is suspended starts with its
+    --fx-rates file); a provider principal naming another provider,
+    PERMISSION_DENIED PROVIDER_NOT_ALLOWED.
     """
     ListRates: _aio.UnaryUnaryMultiCallable[_fx_pb2.ListRatesRequest, _fx_pb2.ListRatesResponse]  # type: ignore[assignment]
+    """The stored rates, by provider, base and quote. The operator and banks
+    see every provider's (or ListRatesRequest.provider's); an FX provider
+    principal sees its own only (naming another: PERMISSION_DENIED
+    PROVIDER_NOT_ALLOWED).
+    """
     CreateQuote: _aio.UnaryUnaryMultiCallable[_fx_pb2.CreateQuoteRequest, _fx_pb2.CreateQuoteResponse]  # type: ignore[assignment]
     """Bank: a quote to sell a source amount or to deliver a target amount,
-    bound to the calling bank, valid until expires_at, usable once.
+    bound to the calling bank, valid until expires_at, usable once, from
+    one FX provider (Quote.provider).
+
+    Which provider: CreateQuoteRequest.provider, or when it is empty the
+    best of every ACTIVE FX provider that can price the pair from its own
+    rates (direct, inverse, or cross through the hub's base currency, on
+    that provider's rates only; fresh per --fx-max-rate-age) and can cover
+    it: its liquidity account in the target currency has headroom (balance
+    + net debit cap + unsettled net) of at least the quote's target amount
+    now. Best: the largest target amount for a source_amount ask, the
+    smallest source amount for a target_amount ask; a tie goes to the
+    smallest provider code. The provider's spread is its rate's spread_bps
+    for a direct or inverse pair when it stated one, else the hub's
+    configured spread for the corridor.
+
+    Refusals, FAILED_PRECONDITION unless stated: no provider quotes the
+    pair, RATE_NOT_AVAILABLE (or RATE_STALE when every provider quoting it
+    holds stale rates); some quote it but none can cover the target amount,
+    FX_PROVIDER_INSUFFICIENT_LIQUIDITY. With a named provider: no such
+    participant, NOT_FOUND FX_PROVIDER_UNKNOWN; not an FX provider,
+    NOT_AN_FX_PROVIDER; suspended, FX_PROVIDER_SUSPENDED; it does not quote
+    the pair, RATE_NOT_AVAILABLE; its rate is stale, RATE_STALE; it cannot
+    cover the amount, FX_PROVIDER_INSUFFICIENT_LIQUIDITY. A caller that is
+    no bank (an FX provider only) is INVALID_ARGUMENT NOT_A_BANK. A refused
+    quote stores nothing. Coverage is checked at quote time, not held: the
+    transfer paying with the quote is refused
+    FX_PROVIDER_INSUFFICIENT_LIQUIDITY if the provider can no longer cover
+    it when it clears.
     """
     CreateQuotes: _aio.UnaryUnaryMultiCallable[_fx_pb2.CreateQuotesRequest, _fx_pb2.CreateQuotesResponse]  # type: ignore[assignment]
     """Bank: many quotes in one call and one transaction (up to 5,000, the
@@ -111,16 +225,27 @@ class FxServiceAsyncStub(FxServiceStub):
     GetQuote: _aio.UnaryUnaryMultiCallable[_fx_pb2.GetQuoteRequest, _fx_pb2.GetQuoteResponse]  # type: ignore[assignment]
 
 class FxServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Rates (operator feed) and locked, single-use quotes for cross-currency
-    transfers. Decimals travel as strings: never floats.
+    """Rates (each FX provider's feed) and locked, single-use quotes for
+    cross-currency transfers. Decimals travel as strings: never floats.
+
+    FX providers. Conversions are funded by FX providers: participants with
+    the role PARTICIPANT_ROLE_FX_PROVIDER (remitnet.participants.v1) that
+    prefund, in liquidity accounts at the hub, the currencies they sell. A
+    cross-currency transfer is paid by the debtor bank to the quote's
+    provider in the source currency and by the provider to the creditor in
+    the target currency; the spread is the provider's revenue (it delivers
+    less than the mid), and the hub charges no conversion fee. The hub's
+    default provider FXHUB (the former hub dealer) holds the rates the
+    operator sets without naming a provider (and the --fx-rates file); like
+    any provider it sells only what it has been funded with.
 
     Rounding (the one rule): each amount of a quote is computed exactly from
     the stated rate and rounded once to its currency's minor unit in the
-    favour of the conversion's counterparty (the hub's FX book today, an FX
-    provider later): the target amount delivered is rounded down, the source
-    amount charged is rounded up. At the quoted rate the counterparty never
-    delivers more value than it receives. A source amount too small to buy one
-    target minor unit is refused with INVALID_AMOUNT.
+    favour of the conversion's counterparty, the quote's FX provider: the
+    target amount delivered is rounded down, the source amount charged is
+    rounded up. At the quoted rate the provider never delivers more value
+    than it receives. A source amount too small to buy one target minor unit
+    is refused with INVALID_AMOUNT.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -133,12 +258,26 @@ class FxServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fx_pb2.UpdateRatesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fx_pb2.UpdateRatesResponse, _abc.Awaitable[_fx_pb2.UpdateRatesResponse]]:
-        """Operator: replaces the mid rates of the given pairs, all or nothing (one
-        refused rate stores none), at most 10,000 per call. A pair has one mid:
-        storing X/Y removes a stored Y/X. Every rate needs its as_of (missing:
-        INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the one
-        stored for its pair, in either direction, is FAILED_PRECONDITION
-        RATE_OLDER_THAN_STORED (an equal as_of replaces: a correction).
+        """An FX provider (principal fxp:CODE) sets its own rates; the operator
+        sets those of UpdateRatesRequest.provider, or FXHUB's when it is empty.
+        Replaces the provider's mid rates of the given pairs, all or nothing
+        (one refused rate stores none), at most 10,000 per call. A pair has one
+        mid per provider: storing X/Y removes the provider's stored Y/X (other
+        providers' rates are untouched). Every rate needs its as_of (missing:
+        INVALID_ARGUMENT MISSING_FIELD, field "as_of"); a rate older than the
+        one the provider holds for its pair, in either direction, is
+        FAILED_PRECONDITION RATE_OLDER_THAN_STORED (an equal as_of replaces: a
+        correction).
+        Refusals about the provider, checked after the request's own checks
+        (INVALID_ARGUMENT: the rates, a provider code that is no participant
+        code, INVALID_BANK_CODE) and before the stored rates: no participant of
+        that code, NOT_FOUND FX_PROVIDER_UNKNOWN; a participant without the
+        FX_PROVIDER role, FAILED_PRECONDITION NOT_AN_FX_PROVIDER; a provider
+        principal publishing while suspended, FAILED_PRECONDITION
+        FX_PROVIDER_SUSPENDED (the operator may still set a suspended
+        provider's rates, so that a hub whose FXHUB is suspended starts with its
+        --fx-rates file); a provider principal naming another provider,
+        PERMISSION_DENIED PROVIDER_NOT_ALLOWED.
         """
 
     @_abc_1.abstractmethod
@@ -146,7 +285,12 @@ class FxServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _fx_pb2.ListRatesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_fx_pb2.ListRatesResponse, _abc.Awaitable[_fx_pb2.ListRatesResponse]]: ...
+    ) -> _typing.Union[_fx_pb2.ListRatesResponse, _abc.Awaitable[_fx_pb2.ListRatesResponse]]:
+        """The stored rates, by provider, base and quote. The operator and banks
+        see every provider's (or ListRatesRequest.provider's); an FX provider
+        principal sees its own only (naming another: PERMISSION_DENIED
+        PROVIDER_NOT_ALLOWED).
+        """
 
     @_abc_1.abstractmethod
     def CreateQuote(
@@ -155,7 +299,34 @@ class FxServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fx_pb2.CreateQuoteResponse, _abc.Awaitable[_fx_pb2.CreateQuoteResponse]]:
         """Bank: a quote to sell a source amount or to deliver a target amount,
-        bound to the calling bank, valid until expires_at, usable once.
+        bound to the calling bank, valid until expires_at, usable once, from
+        one FX provider (Quote.provider).
+
+        Which provider: CreateQuoteRequest.provider, or when it is empty the
+        best of every ACTIVE FX provider that can price the pair from its own
+        rates (direct, inverse, or cross through the hub's base currency, on
+        that provider's rates only; fresh per --fx-max-rate-age) and can cover
+        it: its liquidity account in the target currency has headroom (balance
+        + net debit cap + unsettled net) of at least the quote's target amount
+        now. Best: the largest target amount for a source_amount ask, the
+        smallest source amount for a target_amount ask; a tie goes to the
+        smallest provider code. The provider's spread is its rate's spread_bps
+        for a direct or inverse pair when it stated one, else the hub's
+        configured spread for the corridor.
+
+        Refusals, FAILED_PRECONDITION unless stated: no provider quotes the
+        pair, RATE_NOT_AVAILABLE (or RATE_STALE when every provider quoting it
+        holds stale rates); some quote it but none can cover the target amount,
+        FX_PROVIDER_INSUFFICIENT_LIQUIDITY. With a named provider: no such
+        participant, NOT_FOUND FX_PROVIDER_UNKNOWN; not an FX provider,
+        NOT_AN_FX_PROVIDER; suspended, FX_PROVIDER_SUSPENDED; it does not quote
+        the pair, RATE_NOT_AVAILABLE; its rate is stale, RATE_STALE; it cannot
+        cover the amount, FX_PROVIDER_INSUFFICIENT_LIQUIDITY. A caller that is
+        no bank (an FX provider only) is INVALID_ARGUMENT NOT_A_BANK. A refused
+        quote stores nothing. Coverage is checked at quote time, not held: the
+        transfer paying with the quote is refused
+        FX_PROVIDER_INSUFFICIENT_LIQUIDITY if the provider can no longer cover
+        it when it clears.
         """
 
     @_abc_1.abstractmethod

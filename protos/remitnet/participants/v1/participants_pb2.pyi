@@ -38,6 +38,44 @@ BANK_STATUS_ACTIVE: BankStatus.ValueType  # 1
 BANK_STATUS_SUSPENDED: BankStatus.ValueType  # 2
 Global___BankStatus: _TypeAlias = BankStatus  # noqa: Y015
 
+class _ParticipantRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ParticipantRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ParticipantRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PARTICIPANT_ROLE_UNSPECIFIED: _ParticipantRole.ValueType  # 0
+    """Never a role: refused in CreateBankRequest.roles (INVALID_ARGUMENT)."""
+    PARTICIPANT_ROLE_BANK: _ParticipantRole.ValueType  # 1
+    """Sends and receives transfers as debtor and creditor (SubmitTransfer,
+    quotes). A participant without it named as a transfer's debtor or
+    creditor is refused, INVALID_ARGUMENT NOT_A_BANK.
+    """
+    PARTICIPANT_ROLE_FX_PROVIDER: _ParticipantRole.ValueType  # 2
+    """Funds conversions: publishes its own rates (FxService.UpdateRates as
+    principal fxp:CODE) and is the counterparty of the cross-currency
+    transfers quoted on them, paying the target currency from its
+    prefunded liquidity accounts and receiving the source currency.
+    """
+
+class ParticipantRole(_ParticipantRole, metaclass=_ParticipantRoleEnumTypeWrapper):
+    """What a participant does at the hub; a participant has one or both."""
+
+PARTICIPANT_ROLE_UNSPECIFIED: ParticipantRole.ValueType  # 0
+"""Never a role: refused in CreateBankRequest.roles (INVALID_ARGUMENT)."""
+PARTICIPANT_ROLE_BANK: ParticipantRole.ValueType  # 1
+"""Sends and receives transfers as debtor and creditor (SubmitTransfer,
+quotes). A participant without it named as a transfer's debtor or
+creditor is refused, INVALID_ARGUMENT NOT_A_BANK.
+"""
+PARTICIPANT_ROLE_FX_PROVIDER: ParticipantRole.ValueType  # 2
+"""Funds conversions: publishes its own rates (FxService.UpdateRates as
+principal fxp:CODE) and is the counterparty of the cross-currency
+transfers quoted on them, paying the target currency from its
+prefunded liquidity accounts and receiving the source currency.
+"""
+Global___ParticipantRole: _TypeAlias = ParticipantRole  # noqa: Y015
+
 @_typing.final
 class Account(_message.Message):
     """A bank's settlement account at the hub in one currency."""
@@ -88,6 +126,7 @@ class Bank(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ACCOUNTS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Short upper-case code, for example "BANKUS01"."""
     name: _builtins.str
@@ -98,6 +137,12 @@ class Bank(_message.Message):
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Account]: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___ParticipantRole.ValueType]:
+        """The participant's roles, in ascending order (BANK before FX_PROVIDER);
+        never empty.
+        """
+
     def __init__(
         self,
         *,
@@ -107,10 +152,11 @@ class Bank(_message.Message):
         status: Global___BankStatus.ValueType = ...,
         accounts: _abc.Iterable[Global___Account] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        roles: _abc.Iterable[Global___ParticipantRole.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "code", b"code", "created_at", b"created_at", "home_region", b"home_region", "name", b"name", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "code", b"code", "created_at", b"created_at", "home_region", b"home_region", "name", b"name", "roles", b"roles", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -124,12 +170,22 @@ class CreateBankRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     HOME_REGION_FIELD_NUMBER: _builtins.int
     CURRENCIES_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     name: _builtins.str
     home_region: _builtins.str
     @_builtins.property
     def currencies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Currencies to open accounts in right away."""
+
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___ParticipantRole.ValueType]:
+        """The participant's roles. Empty: BANK (as before roles existed). Each
+        role at most once; UNSPECIFIED, an unknown value or a role given twice
+        is INVALID_ARGUMENT INVALID_ARGUMENT, field "roles". An FX provider's
+        accounts are ordinary liquidity accounts: fund them with Deposit in
+        every currency it is to sell.
+        """
 
     def __init__(
         self,
@@ -138,10 +194,11 @@ class CreateBankRequest(_message.Message):
         name: _builtins.str = ...,
         home_region: _builtins.str = ...,
         currencies: _abc.Iterable[_builtins.str] | None = ...,
+        roles: _abc.Iterable[Global___ParticipantRole.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "currencies", b"currencies", "home_region", b"home_region", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "currencies", b"currencies", "home_region", b"home_region", "name", b"name", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

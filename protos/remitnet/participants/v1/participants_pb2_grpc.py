@@ -26,8 +26,15 @@ if _version_not_supported:
 
 
 class ParticipantsServiceStub:
-    """Operator-facing management of partner banks, their currency accounts,
-    prefunded liquidity and net debit caps.
+    """Operator-facing management of participants (partner banks and FX
+    providers), their currency accounts, prefunded liquidity and net debit
+    caps. A participant has roles (ParticipantRole): a bank sends and
+    receives transfers; an FX provider funds conversions from its own
+    prefunded liquidity accounts and quotes from its own rates. Every call
+    here works alike for both: accounts, deposits, withdrawals, caps,
+    suspend/resume, keyed by code. The hub's default provider FXHUB (the
+    former hub dealer) exists on every hub and must be funded (Deposit to
+    FXHUB) before it can sell a currency.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -88,8 +95,15 @@ class ParticipantsServiceStub:
 
 
 class ParticipantsServiceServicer:
-    """Operator-facing management of partner banks, their currency accounts,
-    prefunded liquidity and net debit caps.
+    """Operator-facing management of participants (partner banks and FX
+    providers), their currency accounts, prefunded liquidity and net debit
+    caps. A participant has roles (ParticipantRole): a bank sends and
+    receives transfers; an FX provider funds conversions from its own
+    prefunded liquidity accounts and quotes from its own rates. Every call
+    here works alike for both: accounts, deposits, withdrawals, caps,
+    suspend/resume, keyed by code. The hub's default provider FXHUB (the
+    former hub dealer) exists on every hub and must be funded (Deposit to
+    FXHUB) before it can sell a currency.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -97,7 +111,10 @@ class ParticipantsServiceServicer:
     """
 
     def CreateBank(self, request, context):
-        """Onboards a bank. Fails with ALREADY_EXISTS if the code is taken.
+        """Onboards a participant: a bank, an FX provider, or both (roles).
+        Fails with ALREADY_EXISTS BANK_EXISTS if the code is taken by a
+        participant with another name, region or roles; the same request again
+        is a no-op.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,8 +228,15 @@ def add_ParticipantsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ParticipantsService:
-    """Operator-facing management of partner banks, their currency accounts,
-    prefunded liquidity and net debit caps.
+    """Operator-facing management of participants (partner banks and FX
+    providers), their currency accounts, prefunded liquidity and net debit
+    caps. A participant has roles (ParticipantRole): a bank sends and
+    receives transfers; an FX provider funds conversions from its own
+    prefunded liquidity accounts and quotes from its own rates. Every call
+    here works alike for both: accounts, deposits, withdrawals, caps,
+    suspend/resume, keyed by code. The hub's default provider FXHUB (the
+    former hub dealer) exists on every hub and must be funded (Deposit to
+    FXHUB) before it can sell a currency.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of

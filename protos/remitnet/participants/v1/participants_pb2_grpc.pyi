@@ -27,8 +27,15 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ParticipantsServiceStub:
-    """Operator-facing management of partner banks, their currency accounts,
-    prefunded liquidity and net debit caps.
+    """Operator-facing management of participants (partner banks and FX
+    providers), their currency accounts, prefunded liquidity and net debit
+    caps. A participant has roles (ParticipantRole): a bank sends and
+    receives transfers; an FX provider funds conversions from its own
+    prefunded liquidity accounts and quotes from its own rates. Every call
+    here works alike for both: accounts, deposits, withdrawals, caps,
+    suspend/resume, keyed by code. The hub's default provider FXHUB (the
+    former hub dealer) exists on every hub and must be funded (Deposit to
+    FXHUB) before it can sell a currency.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -40,7 +47,11 @@ class ParticipantsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ParticipantsServiceAsyncStub: ...
     CreateBank: _grpc.UnaryUnaryMultiCallable[_participants_pb2.CreateBankRequest, _participants_pb2.CreateBankResponse]
-    """Onboards a bank. Fails with ALREADY_EXISTS if the code is taken."""
+    """Onboards a participant: a bank, an FX provider, or both (roles).
+    Fails with ALREADY_EXISTS BANK_EXISTS if the code is taken by a
+    participant with another name, region or roles; the same request again
+    is a no-op.
+    """
     GetBank: _grpc.UnaryUnaryMultiCallable[_participants_pb2.GetBankRequest, _participants_pb2.GetBankResponse]
     ListBanks: _grpc.UnaryUnaryMultiCallable[_participants_pb2.ListBanksRequest, _participants_pb2.ListBanksResponse]
     OpenAccount: _grpc.UnaryUnaryMultiCallable[_participants_pb2.OpenAccountRequest, _participants_pb2.OpenAccountResponse]
@@ -55,8 +66,15 @@ class ParticipantsServiceStub:
 
 @_typing.type_check_only
 class ParticipantsServiceAsyncStub(ParticipantsServiceStub):
-    """Operator-facing management of partner banks, their currency accounts,
-    prefunded liquidity and net debit caps.
+    """Operator-facing management of participants (partner banks and FX
+    providers), their currency accounts, prefunded liquidity and net debit
+    caps. A participant has roles (ParticipantRole): a bank sends and
+    receives transfers; an FX provider funds conversions from its own
+    prefunded liquidity accounts and quotes from its own rates. Every call
+    here works alike for both: accounts, deposits, withdrawals, caps,
+    suspend/resume, keyed by code. The hub's default provider FXHUB (the
+    former hub dealer) exists on every hub and must be funded (Deposit to
+    FXHUB) before it can sell a currency.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -65,7 +83,11 @@ class ParticipantsServiceAsyncStub(ParticipantsServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateBank: _aio.UnaryUnaryMultiCallable[_participants_pb2.CreateBankRequest, _participants_pb2.CreateBankResponse]  # type: ignore[assignment]
-    """Onboards a bank. Fails with ALREADY_EXISTS if the code is taken."""
+    """Onboards a participant: a bank, an FX provider, or both (roles).
+    Fails with ALREADY_EXISTS BANK_EXISTS if the code is taken by a
+    participant with another name, region or roles; the same request again
+    is a no-op.
+    """
     GetBank: _aio.UnaryUnaryMultiCallable[_participants_pb2.GetBankRequest, _participants_pb2.GetBankResponse]  # type: ignore[assignment]
     ListBanks: _aio.UnaryUnaryMultiCallable[_participants_pb2.ListBanksRequest, _participants_pb2.ListBanksResponse]  # type: ignore[assignment]
     OpenAccount: _aio.UnaryUnaryMultiCallable[_participants_pb2.OpenAccountRequest, _participants_pb2.OpenAccountResponse]  # type: ignore[assignment]
@@ -79,8 +101,15 @@ class ParticipantsServiceAsyncStub(ParticipantsServiceStub):
     ResumeBank: _aio.UnaryUnaryMultiCallable[_participants_pb2.ResumeBankRequest, _participants_pb2.ResumeBankResponse]  # type: ignore[assignment]
 
 class ParticipantsServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Operator-facing management of partner banks, their currency accounts,
-    prefunded liquidity and net debit caps.
+    """Operator-facing management of participants (partner banks and FX
+    providers), their currency accounts, prefunded liquidity and net debit
+    caps. A participant has roles (ParticipantRole): a bank sends and
+    receives transfers; an FX provider funds conversions from its own
+    prefunded liquidity accounts and quotes from its own rates. Every call
+    here works alike for both: accounts, deposits, withdrawals, caps,
+    suspend/resume, keyed by code. The hub's default provider FXHUB (the
+    former hub dealer) exists on every hub and must be funded (Deposit to
+    FXHUB) before it can sell a currency.
 
     Limits (message size 4 MiB, batch sizes, streams, keepalive, connection
     age) are those of every hub service: see the header of
@@ -93,7 +122,11 @@ class ParticipantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _participants_pb2.CreateBankRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_participants_pb2.CreateBankResponse, _abc.Awaitable[_participants_pb2.CreateBankResponse]]:
-        """Onboards a bank. Fails with ALREADY_EXISTS if the code is taken."""
+        """Onboards a participant: a bank, an FX provider, or both (roles).
+        Fails with ALREADY_EXISTS BANK_EXISTS if the code is taken by a
+        participant with another name, region or roles; the same request again
+        is a no-op.
+        """
 
     @_abc_1.abstractmethod
     def GetBank(

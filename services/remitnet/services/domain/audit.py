@@ -28,6 +28,7 @@ from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.events import EventKind
 from remitnet.services.domain.ledger import EntryKind, LedgerEntry, PostingRecord
 from remitnet.services.domain.model import (
+    HUB,
     AccountKind,
     CycleState,
     StoredTransfer,
@@ -241,7 +242,8 @@ def check_unsettled(s: AuditSnapshot) -> list[str]:
 
 
 def check_limits(s: AuditSnapshot) -> list[str]:
-    """No bank is beyond its liquidity plus cap."""
+    """No participant, bank or FX provider, is beyond its liquidity plus cap
+    (an FX provider's accounts are liquidity accounts like a bank's)."""
     return [f"account {a.id} is beyond its liquidity plus cap" for a in beyond_limit(s.accounts)]
 
 
@@ -369,6 +371,69 @@ def check_fx_revenue(s: AuditSnapshot) -> list[str]:
         for c in sorted(set(revenue) | set(due))
         if revenue.get(c, 0) != due.get(c, 0)
     ]
+
+
+def check_hub_unfunded(s: AuditSnapshot) -> list[str]:
+    """The hub holds no unfunded position: FX providers fund every
+    conversion since they exist. A transfer that names an FX provider is a
+    cross-currency one, its provider is not the hub and none of its legs is
+    paid by or to the hub; the hub's positions are those of the transfers it
+    cleared as dealer before FX providers (`fx_provider` None), and none of
+    those was accepted after a transfer through a provider."""
+    bad: list[str] = []
+    hub_positions: dict[str, PositionDelta] = defaultdict(PositionDelta)
+    first_funded: StoredTransfer | None = None
+    last_dealt: StoredTransfer | None = None
+    for t in s.transfers:
+        if t.fx_provider is not None:
+            if t.creditor_cycle_id is None:
+                bad.append(
+                    f"transfer {t.transfer_id} names FX provider {t.fx_provider} "
+                    "but is no cross-currency transfer"
+                )
+            elif t.fx_provider == HUB or any(HUB in (g.payer, g.payee) for g in t.legs()):
+                bad.append(
+                    f"transfer {t.transfer_id} through an FX provider has a leg of the hub's"
+                )
+            if first_funded is None or t.accepted_at < first_funded.accepted_at:
+                first_funded = t
+            continue
+        if t.creditor_cycle_id is None:
+            continue
+        if last_dealt is None or t.accepted_at > last_dealt.accepted_at:
+            last_dealt = t
+        if t.status is TransferStatus.CANCELLED:
+            continue
+        for leg in t.legs():
+            for party, sent in ((leg.payer, True), (leg.payee, False)):
+                if party != HUB:
+                    continue
+                d = hub_positions[leg.cycle_id]
+                if sent:
+                    d.sent += leg.amount
+                    d.sent_count += 1
+                    d.fee += leg.fee
+                else:
+                    d.received += leg.amount
+                    d.received_count += 1
+    zero = PositionDelta()
+    stored = {cid: p for (cid, owner), p in s.positions.items() if owner == HUB}
+    bad += [
+        f"the hub's position in cycle {cid} is {_figures(stored.get(cid))}, its transfers "
+        f"from before FX providers say {_figures(hub_positions.get(cid))}"
+        for cid in sorted(set(stored) | set(hub_positions))
+        if stored.get(cid, zero) != hub_positions.get(cid, zero)
+    ]
+    if (
+        first_funded is not None
+        and last_dealt is not None
+        and last_dealt.accepted_at > first_funded.accepted_at
+    ):
+        bad.append(
+            f"transfer {last_dealt.transfer_id} took a position of the hub's after "
+            f"transfer {first_funded.transfer_id} went through an FX provider"
+        )
+    return bad
 
 
 # The change feed --------------------------------------------------------------------
@@ -525,6 +590,7 @@ CHECKS: tuple[Check, ...] = (
     check_settled_once,
     check_settlement_nets,
     check_fx_revenue,
+    check_hub_unfunded,
     check_feed_order,
     check_feed_transfers,
     check_feed_cycles,

@@ -6,8 +6,9 @@ one record, in the transaction of the action:
 
 * ``seq``: 1, 2, 3, ... (the previous record's plus one, read in the same
   transaction: no sequence, no gap);
-* ``principal``: who acted: ``operator``, ``bank:<CODE>`` or ``hub`` (the hub
-  process itself: its cycle scheduler, auto-settle, the rates file at start);
+* ``principal``: who acted: ``operator``, ``bank:<CODE>``, ``fxp:<CODE>``
+  (an FX provider publishing its rates) or ``hub`` (the hub process itself:
+  its cycle scheduler, auto-settle, the rates file at start);
 * ``at``: when, UTC, microseconds;
 * ``action``: the RPC's name (:class:`Action`);
 * ``request``: the canonical JSON of the action's arguments as the use case
@@ -42,7 +43,7 @@ from typing import Any
 GENESIS = "0" * 64
 HUB_PRINCIPAL = "hub"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_PRINCIPAL = re.compile(r"^(operator|hub|bank:[A-Z0-9]{1,16})$")
+_PRINCIPAL = re.compile(r"^(operator|hub|bank:[A-Z0-9]{1,16}|fxp:[A-Z0-9]{1,16})$")
 
 
 class Action(StrEnum):
@@ -129,7 +130,9 @@ def subject_of(action: Action, request: Mapping[str, Any]) -> str:
 
 def check_principal(principal: str) -> str:
     if not _PRINCIPAL.fullmatch(principal):
-        raise ValueError(f"{principal[:40]!r} is not an audit principal (operator, hub, bank:CODE)")
+        raise ValueError(
+            f"{principal[:40]!r} is not an audit principal (operator, hub, bank:CODE, fxp:CODE)"
+        )
     return principal
 
 

@@ -1,13 +1,24 @@
-"""A participant bank of the scheme."""
+"""A participant of the scheme: a bank, an FX provider, or both."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntFlag
 
 from remitnet.services.domain.decision import party_refusal
 from remitnet.services.domain.errors import RemitnetError
 from remitnet.services.domain.model import BankStatus
+
+
+class ParticipantRole(IntFlag):
+    """What a participant does at the hub (stored as `banks.roles`): a BANK
+    sends and receives transfers; an FX_PROVIDER prefunds liquidity in the
+    currencies it sells, publishes rates and is the counterparty of the
+    conversions it quotes. Both = 3."""
+
+    BANK = 1
+    FX_PROVIDER = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +28,15 @@ class Bank:
     home_region: str
     status: BankStatus
     created_at: datetime
+    roles: ParticipantRole = ParticipantRole.BANK
+
+    @property
+    def is_provider(self) -> bool:
+        return bool(self.roles & ParticipantRole.FX_PROVIDER)
+
+    @property
+    def is_bank(self) -> bool:
+        return bool(self.roles & ParticipantRole.BANK)
 
     @property
     def is_active(self) -> bool:

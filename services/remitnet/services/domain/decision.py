@@ -7,16 +7,21 @@ takes steps 1 and 3 for the caller and the source currency). The steps, in
 this order, the first refusal being the answer:
 
 1. the parties: the debtor, then the creditor, known at the hub
-   (UNKNOWN_PARTICIPANT) and active (PARTICIPANT_SUSPENDED);
+   (UNKNOWN_PARTICIPANT), banks (NOT_A_BANK: an FX provider only cannot
+   send or receive transfers) and active (PARTICIPANT_SUSPENDED);
 2. a cross-currency transfer's quote (`Quote.refusal`, `Quote.mismatch`),
    checked by the batch and handed in as `quote_refusal`;
 3. the accounts: the debtor's in its currency, the creditor's in the
-   currency it is credited in, and for a cross-currency transfer the hub's
-   FX accounts in both (CURRENCY_NOT_SUPPORTED, naming the first missing);
-   on the netted path an account whose currency has no open cycle counts
-   as missing;
+   currency it is credited in (CURRENCY_NOT_SUPPORTED, naming the first
+   missing); on the netted path an account whose currency has no open cycle
+   counts as missing;
 4. the headroom: the amount is within the debtor's headroom
-   (INSUFFICIENT_LIQUIDITY, with the headroom and the amount).
+   (INSUFFICIENT_LIQUIDITY, with the headroom and the amount);
+5. (the netted path, a cross-currency transfer: `provider_refusal`) the
+   quote's FX provider is active (FX_PROVIDER_SUSPENDED), holds liquidity
+   accounts in both currencies (FX_PROVIDER_NO_ACCOUNT) and its headroom in
+   the target currency, as used by the earlier items of the batch, covers
+   the amount it delivers (FX_PROVIDER_INSUFFICIENT_LIQUIDITY).
 
 The netted path then also refuses a transfer that would take a position or
 a cycle total past int64 (`netting`, AMOUNT_OUT_OF_RANGE); the gross path
@@ -36,6 +41,7 @@ from typing import TYPE_CHECKING, Final
 
 from remitnet.services.domain.errors import (
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     Reason,
     RemitnetError,
@@ -51,10 +57,19 @@ if TYPE_CHECKING:
 _ACTIVE: Final = BankStatus.ACTIVE
 
 
-def party_refusal(bank: str, status: BankStatus | None) -> RemitnetError | None:
-    """Step 1 for one bank: `status` None means the hub knows no such bank."""
+def party_refusal(
+    bank: str, status: BankStatus | None, not_banks: Container[str] = ()
+) -> RemitnetError | None:
+    """Step 1 for one bank: `status` None means the hub knows no such bank;
+    `not_banks` holds the codes of participants without the BANK role."""
     if status is None:
         return NotFound(Reason.UNKNOWN_PARTICIPANT, f"no bank {bank} at the hub", bank=bank)
+    if bank in not_banks:
+        return InvalidArgument(
+            Reason.NOT_A_BANK,
+            f"{bank} is an FX provider, not a bank: it cannot send or receive transfers",
+            bank=bank,
+        )
     if status is not _ACTIVE:
         return FailedPrecondition(
             Reason.PARTICIPANT_SUSPENDED, f"bank {bank} is suspended", bank=bank
@@ -112,6 +127,7 @@ def refusal(
     quote_refusal: RemitnetError | None = None,
     hub_missing: str | None = None,
     named_bank: bool = False,
+    not_banks: Container[str] = (),
 ) -> RemitnetError | None:
     """Why `item` is refused, or None (steps 1 to 4 of the module).
 
@@ -121,15 +137,17 @@ def refusal(
     quote's target currency, else `item.currency`), None where missing.
     `quote_refusal` is a cross-currency item's quote refusal
     (`quote_refusal`); `hub_missing` the currency of a missing FX account of
-    the hub's that the item needs (the credit currency's when both are).
-    Positional, as the batch path calls it once per item."""
+    the hub's that the item needs (the credit currency's when both are; no
+    path since FX providers needs one). `not_banks` holds the participants
+    without the BANK role (step 1). Positional, as the batch path calls it
+    once per item."""
     debtor, creditor = item.debtor, item.creditor
     status = banks.get(debtor)
-    if status is not _ACTIVE:
-        return party_refusal(debtor, status)
+    if status is not _ACTIVE or debtor in not_banks:
+        return party_refusal(debtor, status, not_banks)
     status = banks.get(creditor)
-    if status is not _ACTIVE:
-        return party_refusal(creditor, status)
+    if status is not _ACTIVE or creditor in not_banks:
+        return party_refusal(creditor, status, not_banks)
     if quote_refusal is not None:
         return quote_refusal
     if payer is None:
@@ -140,4 +158,53 @@ def refusal(
         return no_account(HUB, hub_missing, named_bank=named_bank)
     if payer.headroom < item.amount:
         return headroom_refusal(item, payer)
+    return None
+
+
+def provider_refusal(
+    provider: str,
+    status: BankStatus | None,
+    source: AccountState | None,
+    target: AccountState | None,
+    source_currency: str,
+    target_currency: str,
+    amount: int,
+) -> RemitnetError | None:
+    """Step 5: the FX provider of a quote can deliver it now. `status` is
+    the provider's (None: no such participant, FX_PROVIDER_UNKNOWN); it must
+    be active (FX_PROVIDER_SUSPENDED), hold its liquidity accounts `source`
+    and `target` in the two currencies (None where missing, or where the
+    currency has no open cycle: FX_PROVIDER_NO_ACCOUNT, the source
+    currency's first), and `target`'s headroom, in the working state of the
+    batch, must cover `amount`, the target amount it delivers
+    (FX_PROVIDER_INSUFFICIENT_LIQUIDITY)."""
+    if status is not _ACTIVE:
+        if status is None:
+            return NotFound(
+                Reason.FX_PROVIDER_UNKNOWN, f"no FX provider {provider}", provider=provider
+            )
+        return FailedPrecondition(
+            Reason.FX_PROVIDER_SUSPENDED,
+            f"FX provider {provider} is suspended; ask for a new quote",
+            provider=provider,
+        )
+    if source is None or target is None:
+        currency = source_currency if source is None else target_currency
+        return FailedPrecondition(
+            Reason.FX_PROVIDER_NO_ACCOUNT,
+            f"FX provider {provider} holds no {currency} account at the hub",
+            provider=provider,
+            currency=currency,
+        )
+    room = target.headroom
+    if room < amount:
+        return FailedPrecondition(
+            Reason.FX_PROVIDER_INSUFFICIENT_LIQUIDITY,
+            f"FX provider {provider} cannot deliver {amount} {target_currency}: its headroom "
+            f"is {room}; ask for a new quote",
+            provider=provider,
+            currency=target_currency,
+            headroom=str(room),
+            amount=str(amount),
+        )
     return None

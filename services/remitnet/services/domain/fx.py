@@ -4,12 +4,15 @@ A rate BASE/QUOTE is the number of QUOTE major units one BASE major unit buys.
 
 Rounding rule (the one rule): every amount is computed exactly from the
 stated rates and rounded once, to the minor unit of its currency, in the
-favour of the counterparty of the conversion (the hub's FX book today, an FX
-provider later): the amount it delivers (the target) is rounded down, the
-amount it charges (the source) is rounded up. So at the quoted rate the
-counterparty never delivers more value than it receives, and a source amount
-too small to buy one target minor unit is refused (INVALID_AMOUNT), never
-rounded up to one: the smallest amount a pair converts is what buys one minor
+favour of the counterparty of the conversion, the FX provider that quotes
+and delivers it (the hub's FX book for quotes from before FX providers): the
+amount it delivers (the target) is rounded down, the amount it charges (the
+source) is rounded up. So at the quoted rate the provider never delivers
+more value than it receives, and the creditor is credited exactly the
+quote's target amount (the batch delivers `terms.target_amount`, no
+rounding of its own); the provider's spread is its revenue. A source
+amount too small to buy one target minor unit is refused (INVALID_AMOUNT),
+never rounded up to one: the smallest amount a pair converts is what buys one minor
 unit of the target at the quoted rate.
 The rates themselves are stated, not rounded further: a fed mid rate has at
 most `MAX_RATE_DIGITS` (20) significant digits. A derived mid (the inverse
@@ -47,6 +50,7 @@ from remitnet.services.domain.errors import (
     Reason,
     RemitnetError,
 )
+from remitnet.services.domain.model import DEFAULT_PROVIDER
 from remitnet.services.domain.money import (
     INT64_MAX,
     check_currency,
@@ -84,6 +88,11 @@ class Rate:
     quote: str
     mid: Decimal
     as_of: datetime
+    # Whose rate it is (rates are per FX provider), and the provider's own
+    # spread on the pair in basis points (None: the hub's FxConfig spread
+    # for the corridor).
+    provider: str = DEFAULT_PROVIDER
+    spread_bps: int | None = None
 
 
 def _bad_rate(pair: str, message: str, field: str = "mid_rate") -> InvalidArgument:
@@ -335,6 +344,10 @@ class Quote:
     created_at: datetime
     expires_at: datetime
     used_by: str | None
+    # The FX provider that prices and delivers it; None only for quotes the
+    # hub gave as dealer before FX providers (migration 0008), which a
+    # transfer can no longer use (QUOTE_EXPIRED).
+    provider: str | None = None
 
     def visible_to(self, bank: str | None) -> bool:
         """The bank it was issued to, or the operator (None), may read it."""
@@ -349,7 +362,9 @@ class Quote:
         """Why `bank` may not pay with the quote at `now`, or None, checked in
         this order: it was issued to another bank (QUOTE_NOT_OWNED), it has
         been used, or is taken by an earlier transfer of the same batch
-        (`used_here`, QUOTE_USED), it has expired (QUOTE_EXPIRED)."""
+        (`used_here`, QUOTE_USED), it has expired, or was given by the hub
+        as dealer before FX providers (`provider` None: QUOTE_EXPIRED, so
+        that the hub never takes a new position)."""
         if self.bank != bank:
             return PermissionDenied(Reason.QUOTE_NOT_OWNED, "the quote was issued to another bank")
         if self.used_by is not None or self.quote_id in used_here:
@@ -359,6 +374,11 @@ class Quote:
         if self.expires_at <= now:
             return FailedPrecondition(
                 Reason.QUOTE_EXPIRED, "the quote has expired; ask for a new one"
+            )
+        if self.provider is None:
+            return FailedPrecondition(
+                Reason.QUOTE_EXPIRED,
+                "quoted by the hub before FX providers; ask for a new quote",
             )
         return None
 

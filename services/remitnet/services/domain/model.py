@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from remitnet.services.domain.fx import Quote
 
 HUB: Final = "HUB"  # the hub's own ledger owner; no bank may take this code
+# The hub's former dealer role as an FX provider participant (migration
+# 0008): funded by the operator like any provider, the provider of operator
+# rate updates that name none.
+DEFAULT_PROVIDER: Final = "FXHUB"
 MAX_REMITTANCE_INFO: Final = 140  # ISO 20022 unstructured remittance information
 BANK_CODE_RE: Final = re.compile(r"[A-Z0-9]{3,16}")
 REGION_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
@@ -55,7 +59,9 @@ class AccountKind:
     LIQUIDITY = "LIQUIDITY"  # a bank's prefunded settlement account
     SETTLEMENT = "SETTLEMENT"  # the hub's counterpart of settled net positions
     RESERVE = "RESERVE"  # the hub's counterpart of deposits and withdrawals
-    FX = "FX"  # the hub as counterparty of both legs of cross-currency transfers
+    # The hub as counterparty of both legs of cross-currency transfers, before
+    # FX providers (migration 0008); since then providers' liquidity accounts.
+    FX = "FX"
     FX_REVENUE = "FX_REVENUE"  # the hub's spread income, realised at settlement
 
 
@@ -64,8 +70,9 @@ def account_id(owner: str, currency: str, kind: str = AccountKind.LIQUIDITY) -> 
 
 
 def position_account_id(participant: str, currency: str) -> str:
-    """The account a netting participant's position settles to: a bank's
-    liquidity account, or the hub's FX account for the hub's own legs."""
+    """The account a netting participant's position settles to: a bank's or
+    an FX provider's liquidity account, or the hub's FX account for the
+    hub's own legs (transfers from before FX providers)."""
     return account_id(
         participant, currency, AccountKind.FX if participant == HUB else AccountKind.LIQUIDITY
     )
@@ -214,7 +221,11 @@ class StoredTransfer(NamedTuple):
     creditor_currency: str | None = None
     creditor_amount: int | None = None
     creditor_cycle_id: str | None = None
-    fee: int = 0  # the hub's spread, in the creditor's currency
+    fee: int = 0  # the hub's spread, in the creditor's currency (hub legs only)
+    # The FX provider that delivers the creditor's leg (the quote's), or None:
+    # a same-currency transfer, or a cross-currency one stored before FX
+    # providers (migration 0008), whose legs go through the hub.
+    fx_provider: str | None = None
 
     @classmethod
     def from_instruction(
@@ -264,6 +275,7 @@ class StoredTransfer(NamedTuple):
                     None,
                     None,
                     0,
+                    None,
                 ),
             )
         if credit_cycle_id is None:
@@ -285,7 +297,8 @@ class StoredTransfer(NamedTuple):
                 terms.target_currency,
                 terms.target_amount,
                 credit_cycle_id,
-                terms.fee,
+                terms.fee if quote.provider is None else 0,
+                quote.provider,
             ),
         )
 
@@ -325,12 +338,28 @@ class StoredTransfer(NamedTuple):
         return self.amount if self.creditor_amount is None else self.creditor_amount
 
     def legs(self) -> tuple[Leg, ...]:
-        """Netting legs: one for a same-currency transfer, two through the
-        hub for a cross-currency one, none for gross settlement."""
+        """Netting legs: one for a same-currency transfer, none for gross
+        settlement, two for a cross-currency one: debtor to its FX provider
+        in the source currency and provider to creditor in the target
+        currency, with no fee (the provider's spread is what it keeps by
+        delivering less; nothing is posted for it), or, stored before FX
+        providers (`fx_provider` None), through the hub with the hub's fee."""
         if self.gross:
             return ()
         if self.creditor_cycle_id is None or self.creditor_currency is None:
             return (Leg(self.cycle_id, self.currency, self.debtor, self.creditor, self.amount),)
+        provider = self.fx_provider
+        if provider is not None:
+            return (
+                Leg(self.cycle_id, self.currency, self.debtor, provider, self.amount),
+                Leg(
+                    self.creditor_cycle_id,
+                    self.creditor_currency,
+                    provider,
+                    self.creditor,
+                    self.credit_amount,
+                ),
+            )
         return (
             Leg(self.cycle_id, self.currency, self.debtor, HUB, self.amount),
             Leg(

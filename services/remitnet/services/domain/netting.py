@@ -13,7 +13,8 @@ from datetime import datetime
 
 from remitnet.services.domain.account import headroom as headroom
 from remitnet.services.domain.account import within_limit as within_limit
-from remitnet.services.domain.decision import quote_refusal, refusal
+from remitnet.services.domain.bank import ParticipantRole
+from remitnet.services.domain.decision import provider_refusal, quote_refusal, refusal
 from remitnet.services.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -23,7 +24,6 @@ from remitnet.services.domain.errors import (
 )
 from remitnet.services.domain.fx import Quote
 from remitnet.services.domain.model import (
-    HUB,
     BankStatus,
     Instruction,
     Leg,
@@ -125,18 +125,29 @@ def clear_batch(
     now: datetime,
     quotes: Mapping[str, Quote] | None = None,
     cycle_sums: Mapping[str, CycleSums] | None = None,
+    roles: Mapping[str, ParticipantRole] | None = None,
 ) -> BatchResult:
     """Decide every item in order against the state it sees, updating the
     working account states as it goes, so that items later in the batch see
-    the liquidity used by earlier ones. Accounts are keyed by (participant,
-    currency); the hub's own legs use the key (HUB, currency).
+    the liquidity used by earlier ones, banks' and FX providers' alike.
+    Accounts are keyed by (participant, currency).
+
+    `banks` holds the status of the items' parties and of their quotes' FX
+    providers; `roles` the roles of those of them that have other roles than
+    BANK alone (a participant missing from it is a bank): an FX provider
+    only is no party to a transfer (NOT_A_BANK).
 
     `cycle_sums` holds what each open cycle has accumulated before the batch
     (a cycle missing from it has nothing yet); an item that would take one of
     them, or an account's unsettled position or its balance once settled,
     past int64 is refused (AMOUNT_OUT_OF_RANGE) and the rest of the batch
     goes on."""
-    batch = _Batch(existing, banks, accounts, open_cycles, now, quotes or {}, cycle_sums or {})
+    not_banks = frozenset(
+        code for code, role in (roles or {}).items() if not role & ParticipantRole.BANK
+    )
+    batch = _Batch(
+        existing, banks, accounts, open_cycles, now, quotes or {}, cycle_sums or {}, not_banks
+    )
     decide = batch.decide
     outcomes = batch.result.outcomes
     for item in items:
@@ -154,6 +165,7 @@ class _Batch:
         "banks",
         "deltas",
         "new_transfers",
+        "not_banks",
         "now",
         "open_cycles",
         "positions",
@@ -173,6 +185,7 @@ class _Batch:
         now: datetime,
         quotes: Mapping[str, Quote],
         cycle_sums: Mapping[str, CycleSums],
+        not_banks: frozenset[str],
     ) -> None:
         self.result = result = BatchResult()
         self.positions = result.positions
@@ -189,6 +202,7 @@ class _Batch:
         self.open_cycles = open_cycles
         self.now = now
         self.quotes = quotes
+        self.not_banks = not_banks
 
     def decide(self, item: Instruction) -> Outcome:
         """One item: a replay or a duplicate of a transfer seen before, a
@@ -217,7 +231,7 @@ class _Batch:
         else:
             payer = accounts.get((item.debtor, currency))
             payee = accounts.get((item.creditor, currency))
-        error = refusal(item, self.banks, payer, payee, currency)
+        error = refusal(item, self.banks, payer, payee, currency, None, None, False, self.not_banks)
         if error is not None:
             return Rejected(error)
         assert payer is not None and payee is not None and cycle_id is not None
@@ -236,30 +250,46 @@ class _Batch:
         return Accepted(stored, False)
 
     def _decide_cross_currency(self, item: Instruction, quote_id: str) -> Outcome:
-        """An item with a quote: two legs through the hub, the creditor's in
-        the quote's target currency."""
+        """An item with a quote: two legs through the quote's FX provider,
+        debtor to provider in the item's currency and provider to creditor
+        in the quote's target currency, applied together or not at all. (A
+        quote without a provider, the hub's before FX providers, is refused
+        by `Quote.refusal`: the hub takes no new position.)"""
         quote = self.quotes.get(quote_id)
         quote_error = quote_refusal(quote, item, self.now, self.used)
+        banks, not_banks = self.banks, self.not_banks
         if quote_error is not None or quote is None:
             # The parties are checked before the quote.
-            error = refusal(item, self.banks, None, None, item.currency, quote_error)
+            error = refusal(
+                item, banks, None, None, item.currency, quote_error, None, False, not_banks
+            )
             assert error is not None
             return Rejected(error)
         accounts = self.accounts
         currency = item.currency
-        credit_currency = quote.terms.target_currency
+        terms = quote.terms
+        credit_currency = terms.target_currency
         cycle_id = self.open_cycles.get(currency)
         credit_cycle = self.open_cycles.get(credit_currency)
         payer = None if cycle_id is None else accounts.get((item.debtor, currency))
         payee = None if credit_cycle is None else accounts.get((item.creditor, credit_currency))
-        hub_missing = None
-        for hub_currency in (currency, credit_currency):
-            if (HUB, hub_currency) not in accounts:
-                hub_missing = hub_currency  # the credit currency's, if both are missing
-        error = refusal(item, self.banks, payer, payee, credit_currency, None, hub_missing)
+        error = refusal(item, banks, payer, payee, credit_currency, None, None, False, not_banks)
         if error is not None:
             return Rejected(error)
         assert cycle_id is not None and credit_cycle is not None
+        provider = quote.provider
+        assert provider is not None  # Quote.refusal refuses the hub's
+        error = provider_refusal(
+            provider,
+            banks.get(provider),
+            accounts.get((provider, currency)),
+            accounts.get((provider, credit_currency)),
+            currency,
+            credit_currency,
+            terms.target_amount,
+        )
+        if error is not None:
+            return Rejected(error)
         stored = StoredTransfer.from_instruction(
             item, accepted_at=self.now, cycle_id=cycle_id, quote=quote, credit_cycle_id=credit_cycle
         )

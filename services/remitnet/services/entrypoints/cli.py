@@ -21,6 +21,8 @@ from remitnet.clients.bank import BankClient, instruction
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
+from remitnet.clients.provider import ProviderClient, rates_request
+from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.participants.v1 import participants_pb2 as ppb
 from remitnet.services.domain.errors import RemitnetError
@@ -63,6 +65,8 @@ exit status:
 """
 
 Handler = Callable[["Session", argparse.Namespace], Awaitable[Message]]
+# `--as fxp:CODE`: act as FX provider CODE.
+PROVIDER_PREFIX = "fxp:"
 
 
 class Session:
@@ -72,6 +76,7 @@ class Session:
         self.config = config
         self._operator: OperatorClient | None = None
         self._banks: dict[str, BankClient] = {}
+        self._providers: dict[str, ProviderClient] = {}
 
     def operator(self) -> OperatorClient:
         if self._operator is None:
@@ -83,12 +88,20 @@ class Session:
             self._banks[code] = BankClient(code, self.config)
         return self._banks[code]
 
-    def acting(self, bank: str | None) -> OperatorClient | BankClient:
-        """As the bank given with --as, else as the operator."""
+    def provider(self, code: str) -> ProviderClient:
+        if code not in self._providers:
+            self._providers[code] = ProviderClient(code, self.config)
+        return self._providers[code]
+
+    def acting(self, bank: str | None) -> OperatorClient | BankClient | ProviderClient:
+        """As the bank given with --as (an FX provider: --as fxp:CODE), else
+        as the operator."""
+        if bank and bank.startswith(PROVIDER_PREFIX):
+            return self.provider(bank.removeprefix(PROVIDER_PREFIX))
         return self.bank(bank) if bank else self.operator()
 
     async def close(self) -> None:
-        for client in [self._operator, *self._banks.values()]:
+        for client in [self._operator, *self._banks.values(), *self._providers.values()]:
             if client is not None:
                 await client.close()
 
@@ -109,7 +122,12 @@ def _idempotency_key(args: argparse.Namespace, what: str) -> str:
 
 
 async def _onboard(s: Session, a: argparse.Namespace) -> Message:
-    return await s.operator().create_bank(a.code, a.name, a.region, a.currency)
+    roles: list[ppb.ParticipantRole.ValueType] = []
+    if a.bank_role or not a.provider:
+        roles.append(ppb.PARTICIPANT_ROLE_BANK)
+    if a.provider:
+        roles.append(ppb.PARTICIPANT_ROLE_FX_PROVIDER)
+    return await s.operator().create_bank(a.code, a.name, a.region, a.currency, roles=roles)
 
 
 async def _fund(s: Session, a: argparse.Namespace) -> Message:
@@ -155,7 +173,9 @@ async def _status(s: Session, a: argparse.Namespace) -> Message:
 
 
 async def _position(s: Session, a: argparse.Namespace) -> Message:
-    return await s.bank(a.bank).position(a.currency)
+    client = s.acting(a.bank)  # a bank, or an FX provider (--as fxp:CODE)
+    assert not isinstance(client, OperatorClient)
+    return await client.position(a.currency)
 
 
 async def _watch(s: Session, a: argparse.Namespace) -> Message:
@@ -177,6 +197,91 @@ async def _watch(s: Session, a: argparse.Namespace) -> Message:
 
 async def _cancel(s: Session, a: argparse.Namespace) -> Message:
     return await s.bank(a.bank).cancel(a.transfer_id)
+
+
+async def _quote(s: Session, a: argparse.Namespace) -> Message:
+    """A quote from the named provider or the best one; the answer names
+    the provider that won."""
+    source, target = a.source_currency, a.target_currency
+    bank = s.bank(a.bank)
+    if a.sell is not None:
+        quote = await bank.quote(
+            source, target, source_amount=_minor(source, a.sell), provider=a.provider
+        )
+    else:
+        quote = await bank.quote(
+            source, target, target_amount=_minor(target, a.deliver), provider=a.provider
+        )
+    return fxpb.CreateQuoteResponse(quote=quote)
+
+
+def _invalid_rate(text: str, why: str) -> RemitnetError:
+    from remitnet.services.domain.errors import InvalidArgument, Reason
+
+    return InvalidArgument(Reason.INVALID_RATE, f"{text!r}: {why}", field="rates")
+
+
+def _inline_rates(
+    items: list[str],
+) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], int]]:
+    """BASE/QUOTE=RATE[@SPREAD_BPS] arguments (USD/PHP=56.10@40)."""
+    rates: dict[tuple[str, str], str] = {}
+    spreads: dict[tuple[str, str], int] = {}
+    for item in items:
+        pair, eq, rest = item.partition("=")
+        base, slash, quote = pair.partition("/")
+        mid, at, bps = rest.partition("@")
+        if not (eq and slash and base and quote and mid) or (at and not bps.isdigit()):
+            raise _invalid_rate(item, "write BASE/QUOTE=RATE or BASE/QUOTE=RATE@SPREAD_BPS")
+        key = (base.strip().upper(), quote.strip().upper())
+        if key in rates:
+            raise _invalid_rate(item, f"{key[0]}/{key[1]} is given twice")
+        rates[key] = mid.strip()
+        if at:
+            spreads[key] = int(bps)
+    return rates, spreads
+
+
+def _rates_request(a: argparse.Namespace) -> fxpb.UpdateRatesRequest:
+    """A rates file (one argument naming a .csv or .json file, read as the
+    hub reads --fx-rates, as_of per row) or BASE/QUOTE=RATE[@BPS] arguments
+    observed at --as-of (default now)."""
+    as_of = None
+    if a.as_of:
+        as_of = datetime.fromisoformat(a.as_of)
+        if as_of.tzinfo is None:
+            raise _invalid_rate(a.as_of, "--as-of needs its UTC offset (...Z or ...+00:00)")
+    if len(a.rates) == 1 and "=" not in a.rates[0]:
+        from pathlib import Path
+
+        from remitnet.services.service_layer.fx import load_rates_file
+
+        request = fxpb.UpdateRatesRequest()
+        for row in load_rates_file(Path(a.rates[0])):
+            rate = request.rates.add(base_currency=row[0], quote_currency=row[1], mid_rate=row[2])
+            stamp = as_of or row[3]
+            if stamp is not None:
+                rate.as_of.FromDatetime(stamp)
+            if len(row) == 5 and row[4] is not None:
+                rate.spread_bps = row[4]
+        return request
+    rates, spreads = _inline_rates(a.rates)
+    return rates_request(rates, as_of=as_of, spreads=spreads)
+
+
+async def _rates_publish(s: Session, a: argparse.Namespace) -> Message:
+    request = _rates_request(a)
+    client = s.acting(a.bank)
+    if isinstance(client, BankClient):
+        raise _invalid_rate(a.bank, "rates are published by an FX provider (--as fxp:CODE) "
+                            "or the operator (no --as)")  # fmt: skip
+    request.provider = a.provider
+    return await client.call(client.fx.UpdateRates, request)
+
+
+async def _rates_list(s: Session, a: argparse.Namespace) -> Message:
+    client = s.acting(a.bank)
+    return await client.call(client.fx.ListRates, fxpb.ListRatesRequest(provider=a.provider))
 
 
 CYCLE_STATES = {
@@ -358,12 +463,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_cli.add_parser(sub, DEFAULT_DB)
 
-    o = client("onboard", "operator: create a bank with its currency accounts", _onboard)
-    o.add_argument("code", help="bank code, e.g. BANKUS01")
+    o = client(
+        "onboard",
+        "operator: create a bank (or an FX provider: --provider) with its currency accounts",
+        _onboard,
+    )
+    o.add_argument("code", help="participant code, e.g. BANKUS01")
     o.add_argument("--name", required=True)
     o.add_argument("--region", required=True, help="home region, e.g. us-east1")
     o.add_argument(
         "--currency", action="append", default=[], help="open an account in it (repeatable)"
+    )
+    o.add_argument(
+        "--provider",
+        action="store_true",
+        help="an FX provider: funds conversions from its own liquidity and publishes its own "
+        "rates (rates publish --as fxp:CODE); fund it in every currency it sells",
+    )
+    o.add_argument(
+        "--bank",
+        dest="bank_role",
+        action="store_true",
+        help="also a bank (the default without --provider): sends and receives transfers",
     )
 
     for name, what, handler, key in [
@@ -403,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     po = client(
         "position",
-        "bank: balance, cap, unsettled net, headroom and open cycle per currency",
+        "bank or FX provider (--as fxp:CODE): balance, cap, unsettled net, headroom and "
+        "open cycle per currency",
         _position,
     )
     as_bank(po)
@@ -419,6 +541,56 @@ def build_parser() -> argparse.ArgumentParser:
     x = client("cancel", "bank: cancel a transfer in an open cycle", _cancel)
     as_bank(x)
     x.add_argument("transfer_id")
+
+    qu = client(
+        "quote",
+        "bank: a locked FX quote, from the best FX provider (or --provider); it names the provider",
+        _quote,
+    )
+    as_bank(qu)
+    # Not `target`: that is --target, the hub's address.
+    qu.add_argument("source_currency", metavar="SOURCE", help="the currency the bank pays")
+    qu.add_argument("target_currency", metavar="TARGET", help="the currency the creditor receives")
+    amount = qu.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--sell", metavar="AMOUNT", help="source amount, major units")
+    amount.add_argument("--deliver", metavar="AMOUNT", help="target amount, major units")
+    qu.add_argument("--provider", default="", help="quote from this FX provider only")
+
+    ra = sub.add_parser("rates", help="FX rates: publish, list", description="FX rates.")
+    rsub = ra.add_subparsers(dest="rates_command", required=True, metavar="ACTION")
+
+    def rates_client(name: str, help: str, handler: Handler) -> argparse.ArgumentParser:
+        cmd = rsub.add_parser(name, help=help, description=help, parents=common)
+        cmd.set_defaults(handler=handler, hint="")
+        cmd.add_argument(
+            "--as",
+            dest="bank",
+            metavar="fxp:CODE",
+            help="act as FX provider CODE (default: as the operator)",
+        )
+        return cmd
+
+    rp = rates_client(
+        "publish",
+        "FX provider or operator: set a provider's mid rates, all or nothing",
+        _rates_publish,
+    )
+    rp.add_argument(
+        "rates",
+        nargs="+",
+        metavar="FILE|BASE/QUOTE=RATE[@BPS]",
+        help="a CSV or JSON rates file (as --fx-rates), or pairs such as USD/PHP=56.10@40 "
+        "(@BPS: the provider's spread in basis points; without it the hub's corridor spread)",
+    )
+    rp.add_argument("--as-of", default="", help="when the rates were observed, ISO 8601 "
+                    "with offset (default now; overrides a file's as_of)")  # fmt: skip
+    rp.add_argument(
+        "--provider",
+        default="",
+        help="operator: whose rates (default FXHUB, the hub's default provider)",
+    )
+    rl = rates_client("list", "the stored rates, per provider", _rates_list)
+    rl.add_argument("--provider", default="", help="only this provider's")
 
     cy = client("cycles", "operator: list settlement cycles", _cycles)
     cy.add_argument("--currency", default="", help="only this currency")

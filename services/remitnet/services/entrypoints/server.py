@@ -85,6 +85,20 @@ ROLES[f"/{SERVICE_NAMES['fx']}/ListRates"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['fx']}/CreateQuote"] = Role.BANK
 ROLES[f"/{SERVICE_NAMES['fx']}/CreateQuotes"] = Role.BANK
 ROLES[f"/{SERVICE_NAMES['fx']}/GetQuote"] = Role.ANY
+# What an FX provider principal (fxp:CODE) may call: its own rates, and the
+# reads a bank makes of itself (each answers the provider's own rows only).
+# Any other call is PERMISSION_DENIED PROVIDER_NOT_ALLOWED for it.
+PROVIDER_METHODS: frozenset[str] = frozenset(
+    {
+        f"/{SERVICE_NAMES['fx']}/UpdateRates",
+        f"/{SERVICE_NAMES['fx']}/ListRates",
+        f"/{SERVICE_NAMES['netting']}/GetPosition",
+        f"/{SERVICE_NAMES['netting']}/ListCycles",
+        f"/{SERVICE_NAMES['netting']}/GetCycle",
+        f"/{SERVICE_NAMES['settlement']}/GetStatement",
+        f"/{SERVICE_NAMES['settlement']}/GetReconciliation",
+    }
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -181,13 +195,17 @@ class Hub:
             InsecureMetadataResolver() if cfg.tls is None else CertificateResolver()
         )
         server = grpc.aio.server(
-            interceptors=[HubInterceptor(resolver, ROLES)],
+            interceptors=[HubInterceptor(resolver, ROLES, provider_methods=PROVIDER_METHODS)],
             options=[
                 # Message sizes, connection age and the keepalive policy.
                 *limits.server_options(),
                 # Streams (calls) in flight per connection: beyond it a client
                 # queues its calls instead of the server holding them all.
                 ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+                # gRPC sets SO_REUSEPORT by default: a second hub started on a
+                # port in use would bind it too and take a share of its
+                # connections. Starting fails instead.
+                ("grpc.so_reuseport", 0),
             ],
         )
         names: list[str] = []
@@ -273,7 +291,9 @@ class Hub:
         """Plaintext, grpc.health.v1 only: no other service, no reflection, no
         identity. Shares the main server's HealthServicer, so per-service
         status and NOT_SERVING during shutdown show here too."""
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4096)])
+        server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", 4096), ("grpc.so_reuseport", 0)]
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         port = server.add_insecure_port(address)
         await server.start()

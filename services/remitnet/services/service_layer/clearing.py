@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
 from remitnet.services.domain.events import batch_events, event_time, transfer_events
 from remitnet.services.domain.model import (
-    HUB,
     CycleState,
     Instruction,
     StoredTransfer,
@@ -66,19 +65,31 @@ def commit_batch(db: Transactions, items: Sequence[Instruction]) -> BatchCommit:
             currencies.add(i.currency)
             if i.quote_id is None:
                 account_ids.add(account_id(i.creditor, i.currency))
+        # The quotes' FX providers are read with the parties (their status,
+        # with the parties' statuses; their accounts in both currencies, with
+        # the parties' accounts): no query of their own.
+        participants = set(banks)
+        targets: set[str] = set()
         for q in quotes.values():
-            target = q.terms.target_currency
+            source, target = q.terms.source_currency, q.terms.target_currency
+            targets.add(target)
+            if q.provider is not None:
+                participants.add(q.provider)
+                account_ids.add(account_id(q.provider, source))
+                account_ids.add(account_id(q.provider, target))
+        for target in targets:
             currencies.add(target)
             account_ids.update(account_id(b, target) for b in banks)
-            account_ids.add(position_account_id(HUB, target))
-            account_ids.add(position_account_id(HUB, q.terms.source_currency))
         # The regions go into the rows written below (rows are homed in their
         # bank's region on CockroachDB): read with the statuses, one query.
-        statuses, regions = uow.banks.statuses_and_regions(banks) if banks else ({}, {})
+        statuses, roles, regions = (
+            uow.banks.statuses_roles_and_regions(participants) if participants else ({}, {}, {})
+        )
         homes.clear()
         homes.update(regions)
         # The batch's time is its transfers' accepted_at and its feed events'
-        # time: strictly after every earlier event of the banks it touches.
+        # time: strictly after every earlier event of the banks it touches
+        # (its parties: an FX provider gets no feed event for a batch).
         heads = uow.events.heads(banks)
         now = event_time(heads, datetime.now(UTC))
         loaded = uow.accounts.states(account_ids) if account_ids else {}
@@ -96,6 +107,7 @@ def commit_batch(db: Transactions, items: Sequence[Instruction]) -> BatchCommit:
             now=now,
             quotes=quotes,
             cycle_sums=sums,
+            roles=roles,
         )
         uow.transfers.add(result.new_transfers, regions)
         uow.positions.add(result.positions, regions)

@@ -1,4 +1,4 @@
-"""FX use cases: the operator's rate feed and the banks' quotes."""
+"""FX use cases: the FX providers' rate feeds and the banks' quotes from them."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import json
 import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action, time_text
+from remitnet.services.domain.bank import Bank
 from remitnet.services.domain.decision import no_account, party_refusal
 from remitnet.services.domain.errors import (
     FailedPrecondition,
@@ -23,8 +24,22 @@ from remitnet.services.domain.errors import (
     Reason,
     RemitnetError,
 )
-from remitnet.services.domain.fx import Quote, Rate, check_fresh, derive, parse_rate, price
-from remitnet.services.domain.model import AccountKind, canonical_uuid
+from remitnet.services.domain.fx import (
+    Quote,
+    QuoteTerms,
+    Rate,
+    check_fresh,
+    derive,
+    parse_rate,
+    price,
+)
+from remitnet.services.domain.model import (
+    DEFAULT_PROVIDER,
+    AccountKind,
+    account_id,
+    canonical_uuid,
+    check_bank_code,
+)
 from remitnet.services.domain.money import check_currency
 from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
@@ -85,13 +100,35 @@ class FxConfig:
         return self.corridor_spread_bps.get((source, target), self.default_spread_bps)
 
 
-RateRow = tuple[str, str, str, datetime | None]
+# (base, quote, decimal text, as-of) and optionally the provider's spread
+# for the pair in basis points (None or absent: the hub's FxConfig spread).
+RateRow = tuple[str, str, str, datetime | None] | tuple[str, str, str, datetime | None, int | None]
 
 
-def _parse_rates(rows: Sequence[RateRow], now: datetime) -> list[Rate]:
-    """Every row checked (`parse_rate`); as_of is required (a rate without
-    it would look fresh whenever it arrived); a pair given twice, in either
-    direction, is refused: one request states one mid per pair."""
+def _spread_of(row: RateRow) -> int | None:
+    return row[4] if len(row) == 5 else None
+
+
+def check_spread_bps(pair: str, bps: object) -> int | None:
+    """A rate's own spread: None, or 0 to 9999 basis points
+    (INVALID_ARGUMENT INVALID_RATE, field spread_bps)."""
+    if bps is None:
+        return None
+    if not isinstance(bps, int) or isinstance(bps, bool) or not 0 <= bps < 10_000:
+        raise InvalidArgument(
+            Reason.INVALID_RATE,
+            f"{pair}: spread_bps must be 0 to 9999 basis points, got {bps!r}",
+            pair=pair,
+            field="spread_bps",
+        )
+    return bps
+
+
+def _parse_rates(rows: Sequence[RateRow], now: datetime, provider: str) -> list[Rate]:
+    """Every row checked (`parse_rate`, `check_spread_bps`), as `provider`'s;
+    as_of is required (a rate without it would look fresh whenever it
+    arrived); a pair given twice, in either direction, is refused: one
+    request states one mid per pair."""
     if not rows:
         raise InvalidArgument(Reason.EMPTY_BATCH, "no rates given")
     if len(rows) > MAX_RATES:
@@ -100,7 +137,8 @@ def _parse_rates(rows: Sequence[RateRow], now: datetime) -> list[Rate]:
         )
     parsed: list[Rate] = []
     seen: dict[frozenset[str], int] = {}
-    for index, (base, quote, text, as_of) in enumerate(rows):
+    for index, row in enumerate(rows):
+        base, quote, text, as_of = row[0], row[1], row[2], row[3]
         try:
             if as_of is None:
                 raise InvalidArgument(
@@ -110,6 +148,7 @@ def _parse_rates(rows: Sequence[RateRow], now: datetime) -> list[Rate]:
                     field="as_of",
                 )
             rate = parse_rate(base, quote, text, as_of, now=now)
+            spread = check_spread_bps(f"{base}/{quote}", _spread_of(row))
         except RemitnetError as err:
             err.metadata["index"] = str(index)
             raise
@@ -123,36 +162,72 @@ def _parse_rates(rows: Sequence[RateRow], now: datetime) -> list[Rate]:
                 index=str(index),
             )
         seen[key] = index
-        parsed.append(rate)
+        parsed.append(replace(rate, provider=provider, spread_bps=spread))
     return parsed
+
+
+def provider_refusal(code: str, row: Bank | None, *, active: bool = True) -> RemitnetError | None:
+    """Why `code` cannot act as an FX provider now, or None: no participant
+    of that code (NOT_FOUND FX_PROVIDER_UNKNOWN), one without the
+    FX_PROVIDER role (NOT_AN_FX_PROVIDER), and with `active` a suspended
+    one (FX_PROVIDER_SUSPENDED)."""
+    if row is None:
+        return NotFound(
+            Reason.FX_PROVIDER_UNKNOWN, f"no FX provider {code} at the hub", provider=code
+        )
+    if not row.is_provider:
+        return FailedPrecondition(
+            Reason.NOT_AN_FX_PROVIDER,
+            f"participant {code} does not have the FX provider role",
+            provider=code,
+        )
+    if active and not row.is_active:
+        return FailedPrecondition(
+            Reason.FX_PROVIDER_SUSPENDED, f"FX provider {code} is suspended", provider=code
+        )
+    return None
 
 
 def update_rates(
     db: Transactions,
     rates: Sequence[RateRow],
     *,
+    provider: str = DEFAULT_PROVIDER,
+    by_provider: bool = False,
     keep_newer: bool = False,
     actor: str = HUB_PRINCIPAL,
 ) -> list[Rate]:
-    """Replace the mid rates of the given pairs (base, quote, decimal text,
-    as-of; as-of is required). A pair has one mid: storing X/Y removes a
-    stored Y/X. A rate whose as-of is older than that of the rate stored for
-    its pair (in either direction) is refused, RATE_OLDER_THAN_STORED, and
-    the call stores nothing (all or nothing: one bad rate stores none); an
-    equal as-of replaces (a correction). With `keep_newer` (a rates file
-    loaded at start-up, which may predate the feed's later updates) such a
-    rate is skipped instead and the others are stored. Returns the rates
-    stored."""
+    """Replace `provider`'s mid rates of the given pairs (base, quote,
+    decimal text, as-of, optionally the provider's spread in basis points;
+    as-of is required). The provider must be a participant with the
+    FX_PROVIDER role (FX_PROVIDER_UNKNOWN, NOT_AN_FX_PROVIDER); publishing
+    its own rates (`by_provider`: the call is the provider's) it must be
+    active (FX_PROVIDER_SUSPENDED); the operator may set a suspended
+    provider's rates. Rates are per provider: a pair has one mid per
+    provider, and storing X/Y removes the provider's stored Y/X. A rate
+    whose as-of is older than that of the rate the provider holds for its
+    pair (in either direction) is refused, RATE_OLDER_THAN_STORED, and the
+    call stores nothing (all or nothing: one bad rate stores none); an equal
+    as-of replaces (a correction). With `keep_newer` (a rates file loaded at
+    start-up, which may predate the feed's later updates) such a rate is
+    skipped instead and the others are stored. Returns the rates stored."""
+    check_bank_code(provider, field="provider")
     now = datetime.now(UTC)
-    parsed = _parse_rates(rates, now)
+    parsed = _parse_rates(rates, now, provider)
 
     def unit(uow: UnitOfWork) -> list[Rate]:
+        refused = provider_refusal(provider, uow.banks.get(provider), active=by_provider)
+        if refused is not None:
+            raise refused
         stored = uow.quotes.rates()
         fresh: list[Rate] = []
         for index, rate in enumerate(parsed):
             held = [
                 r
-                for r in (stored.get((rate.base, rate.quote)), stored.get((rate.quote, rate.base)))
+                for r in (
+                    stored.get((provider, rate.base, rate.quote)),
+                    stored.get((provider, rate.quote, rate.base)),
+                )
                 if r is not None
             ]
             newest = max((r.as_of for r in held), default=None)
@@ -162,34 +237,30 @@ def update_rates(
                 pair = f"{rate.base}/{rate.quote}"
                 raise FailedPrecondition(
                     Reason.RATE_OLDER_THAN_STORED,
-                    f"{pair} as of {rate.as_of.isoformat()} is older than the stored rate for "
-                    f"the pair, as of {newest.isoformat()}; nothing was stored",
+                    f"{pair} as of {rate.as_of.isoformat()} is older than {provider}'s stored "
+                    f"rate for the pair, as of {newest.isoformat()}; nothing was stored",
                     pair=pair,
                     index=str(index),
                     as_of=rate.as_of.isoformat(),
                     stored_as_of=newest.isoformat(),
+                    provider=provider,
                 )
             fresh.append(rate)
-        inverses = [(r.quote, r.base) for r in fresh if (r.quote, r.base) in stored]
+        inverses = [
+            (provider, r.quote, r.base) for r in fresh if (provider, r.quote, r.base) in stored
+        ]
         uow.quotes.delete_rates(inverses)
         if fresh:
             uow.quotes.upsert_rates(fresh, now)
-        if inverses or any(stored.get((r.base, r.quote)) != r for r in fresh):
+        if inverses or any(stored.get((provider, r.base, r.quote)) != r for r in fresh):
             # The rates as parsed (mid as exact decimal text), in request
             # order. A call that stored nothing new (all skipped, or the
             # rates already held, as on a re-run after an ambiguous commit)
             # appends nothing.
             request = {
                 "keep_newer": keep_newer,
-                "rates": [
-                    {
-                        "base": r.base,
-                        "quote": r.quote,
-                        "mid_rate": str(r.mid),
-                        "as_of": time_text(r.as_of),
-                    }
-                    for r in parsed
-                ],
+                "provider": provider,
+                "rates": [_rate_record(r) for r in parsed],
             }
             uow.trail.append(actor, Action.UPDATE_RATES, request, now)
         return fresh
@@ -197,8 +268,26 @@ def update_rates(
     return db.write("update_rates", unit)
 
 
-def list_rates(db: Transactions) -> list[Rate]:
-    return sorted(db.read(lambda uow: uow.quotes.rates()).values(), key=lambda r: (r.base, r.quote))
+def _rate_record(r: Rate) -> dict[str, str | int]:
+    record: dict[str, str | int] = {
+        "base": r.base,
+        "quote": r.quote,
+        "mid_rate": str(r.mid),
+        "as_of": time_text(r.as_of),
+    }
+    if r.spread_bps is not None:
+        record["spread_bps"] = r.spread_bps
+    return record
+
+
+def list_rates(db: Transactions, provider: str | None = None) -> list[Rate]:
+    """The stored rates (of `provider` alone when given), by provider, base
+    and quote."""
+    rates = db.read(lambda uow: uow.quotes.rates()).values()
+    return sorted(
+        (r for r in rates if provider is None or r.provider == provider),
+        key=lambda r: (r.provider, r.base, r.quote),
+    )
 
 
 def _file_error(path: Path, where: str, message: str) -> InvalidArgument:
@@ -240,11 +329,13 @@ def _field(row: Mapping[str, Any], name: str) -> object:
 
 
 def load_rates_file(path: Path) -> list[RateRow]:
-    """Rates from CSV (header base,quote,rate,as_of) or JSON (a list of
-    {"base", "quote", "rate", "as_of"}); JSON numbers are read as exact
-    decimals. as_of is required, ISO 8601 with a UTC offset; a naive time is
-    refused (not taken as local or UTC), and so is a row without one (it
-    would look fresh whenever the file is loaded).
+    """Rates from CSV (header base,quote,rate,as_of and optionally
+    spread_bps) or JSON (a list of {"base", "quote", "rate", "as_of"} and
+    optionally "spread_bps"); JSON numbers are read as exact decimals. A row
+    with a spread_bps is a 5-tuple, one without a 4-tuple. as_of is
+    required, ISO 8601 with a UTC offset; a naive time is refused (not
+    taken as local or UTC), and so is a row without one (it would look
+    fresh whenever the file is loaded).
     Every row is checked as UpdateRates checks it, so a bad file is refused
     whole, with InvalidArgument INVALID_RATE naming the file and the line
     (CSV) or item (JSON) and field."""
@@ -284,19 +375,16 @@ def load_rates_file(path: Path) -> list[RateRow]:
     for where, fields in rows:
         try:
             base, quote = str(_field(fields, "base")).strip(), str(_field(fields, "quote")).strip()
-            entry = (
-                base,
-                quote,
-                _rate_text(_field(fields, "rate")),
-                _as_of(fields.get("as_of")),
-            )
+            rate_text, as_of = _rate_text(_field(fields, "rate")), _as_of(fields.get("as_of"))
+            spread = _spread_field(fields.get("spread_bps"))
         except ValueError as exc:
             raise _file_error(path, where, str(exc)) from None
         try:
-            parse_rate(entry[0], entry[1], entry[2], entry[3] or now, now=now)
+            parse_rate(base, quote, rate_text, as_of or now, now=now)
+            check_spread_bps(f"{base}/{quote}", spread)
         except RemitnetError as err:
             raise _file_error(path, where, f"{err.reason}: {err.message}") from None
-        if entry[3] is None:
+        if as_of is None:
             raise _file_error(
                 path, where, "field 'as_of' is missing: every rate states when it was observed"
             )
@@ -304,19 +392,38 @@ def load_rates_file(path: Path) -> list[RateRow]:
         if key in where_of:
             raise _file_error(path, where, f"{base}/{quote} already given at {where_of[key]}")
         where_of[key] = where
+        entry: RateRow = (
+            (base, quote, rate_text, as_of)
+            if spread is None
+            else (base, quote, rate_text, as_of, spread)
+        )
         out.append(entry)
     return out
+
+
+def _spread_field(value: object) -> int | None:
+    """A file's optional spread_bps: empty or absent for none, else a whole
+    number of basis points (JSON numbers arrive as Decimal)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise ValueError(f"spread_bps must be a whole number of basis points, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class QuoteAsk:
     """What a bank asks a quote for: a source amount to sell or a target
-    amount to deliver (exactly one)."""
+    amount to deliver (exactly one), from a named FX provider or (None) the
+    best of those that quote the pair and can cover it."""
 
     source_currency: str
     target_currency: str
     source_amount: int | None = None
     target_amount: int | None = None
+    provider: str | None = None
 
 
 def create_quote(
@@ -328,8 +435,9 @@ def create_quote(
     *,
     source_amount: int | None = None,
     target_amount: int | None = None,
+    provider: str | None = None,
 ) -> Quote:
-    ask = QuoteAsk(source_currency, target_currency, source_amount, target_amount)
+    ask = QuoteAsk(source_currency, target_currency, source_amount, target_amount, provider)
     [outcome] = create_quotes(db, config, bank, [ask])
     if isinstance(outcome, RemitnetError):
         raise outcome
@@ -341,6 +449,8 @@ def _check_ask(ask: QuoteAsk) -> None:
     check_currency(ask.target_currency)
     if ask.source_currency == ask.target_currency:
         raise InvalidArgument(Reason.SAME_CURRENCY, "a quote converts between two currencies")
+    if ask.provider is not None:
+        check_bank_code(ask.provider, field="provider")
 
 
 def _random_uuids(n: int) -> Iterator[str]:
@@ -350,27 +460,212 @@ def _random_uuids(n: int) -> Iterator[str]:
     return (str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16))
 
 
-def _caller_refusal(uow: UnitOfWork, bank: str) -> tuple[RemitnetError | None, set[str]]:
-    """Whether `bank` may ask for quotes at all, and the currencies it holds
-    a liquidity account in (a quote sells the source currency, so the
-    caller must hold it; the creditor, unknown at quote time, is checked
-    when the transfer is cleared)."""
+@dataclass(frozen=True, slots=True)
+class Market:
+    """What pricing a batch of asks reads, in one snapshot: the caller's
+    refusal (or None) and the currencies it holds a liquidity account in;
+    every participant with the FX_PROVIDER role, and the participants the
+    asks name (None: no such participant); each provider's rates keyed
+    (base, quote); and the headroom of each provider's liquidity account
+    by (provider, currency), absent where it holds none."""
+
+    caller: RemitnetError | None
+    held: frozenset[str]
+    participants: Mapping[str, Bank | None]
+    rates: Mapping[str, Mapping[tuple[str, str], Rate]]
+    headroom: Mapping[tuple[str, str], int]
+
+    def active_providers(self) -> list[str]:
+        return sorted(
+            code
+            for code, row in self.participants.items()
+            if row is not None and row.is_provider and row.is_active
+        )
+
+
+def _caller_refusal(row: Bank | None, bank: str) -> RemitnetError | None:
+    """Whether `bank` may ask for quotes at all: step 1 of the payment
+    decision (`decision`) for the caller alone, and it must have the BANK
+    role (NOT_A_BANK: an FX provider only sends no transfers)."""
+    if row is None:
+        return party_refusal(bank, None)
+    return party_refusal(bank, row.status, () if row.is_bank else (bank,))
+
+
+def read_market(uow: UnitOfWork, bank: str, asks: Sequence[QuoteAsk]) -> Market:
+    """The `Market` for `bank`'s asks (the caller, a quote sells the
+    source currency, so the caller must hold it; the creditor, unknown at
+    quote time, is checked when the transfer is cleared)."""
     row = uow.banks.get(bank)
-    # Step 1 of the payment decision (`decision`), for the caller alone.
-    refused = party_refusal(bank, None if row is None else row.status)
-    if refused is not None:
-        return refused, set()
-    held = {a.currency for a in uow.accounts.of_owner(bank) if a.kind == AccountKind.LIQUIDITY}
-    return None, held
+    caller = _caller_refusal(row, bank)
+    if caller is not None:
+        return Market(caller, frozenset(), {}, {}, {})
+    held = frozenset(
+        a.currency for a in uow.accounts.of_owner(bank) if a.kind == AccountKind.LIQUIDITY
+    )
+    participants: dict[str, Bank | None] = {p.code: p for p in uow.banks.providers()}
+    for ask in asks:
+        if ask.provider is not None and ask.provider not in participants:
+            participants[ask.provider] = uow.banks.get(ask.provider)
+    rates: dict[str, dict[tuple[str, str], Rate]] = {}
+    for (provider, base, quote), rate in uow.quotes.rates().items():
+        rates.setdefault(provider, {})[(base, quote)] = rate
+    currencies = {c for ask in asks for c in (ask.source_currency, ask.target_currency)}
+    ids = {
+        account_id(code, currency): (code, currency)
+        for code, p in participants.items()
+        if p is not None and p.is_provider
+        for currency in currencies
+    }
+    states = uow.accounts.states(list(ids))
+    headroom = {ids[aid]: state.headroom for aid, state in states.items() if aid in ids}
+    return Market(None, held, participants, rates, headroom)
+
+
+# How far pricing got with one provider, for the refusal of an ask none can
+# take: the furthest stage any provider reached answers.
+_NO_RATE, _STALE, _PRICE, _COVER = range(4)
+
+
+def _spread(
+    rates: Mapping[tuple[str, str], Rate], source: str, target: str, config: FxConfig
+) -> int:
+    """The provider's own spread on the pair (its direct or inverse rate's
+    spread_bps), else the hub's corridor spread (also for a cross)."""
+    row = rates.get((source, target)) or rates.get((target, source))
+    if row is not None and row.spread_bps is not None:
+        return row.spread_bps
+    return config.spread(source, target)
+
+
+def _offer(
+    market: Market, provider: str, ask: QuoteAsk, config: FxConfig, now: datetime
+) -> QuoteTerms | tuple[int, RemitnetError]:
+    """`provider`'s terms for `ask`, or how far it got and why not."""
+    source, target = ask.source_currency, ask.target_currency
+    rates = market.rates.get(provider, {})
+    pair = f"{source}/{target}"
+    try:
+        derived = derive(rates, source, target, config.base_currency)
+    except RemitnetError as err:
+        err.metadata["provider"] = provider
+        return _NO_RATE, err
+    except ArithmeticError:
+        return _NO_RATE, _unpriceable(pair, provider)
+    try:
+        check_fresh(derived, now, config.max_rate_age)
+    except RemitnetError as err:
+        err.metadata["provider"] = provider
+        return _STALE, err
+    try:
+        terms = price(
+            derived,
+            source_currency=source,
+            target_currency=target,
+            spread_bps=_spread(rates, source, target, config),
+            source_amount=ask.source_amount,
+            target_amount=ask.target_amount,
+        )
+    except RemitnetError as err:
+        return _PRICE, err
+    except ArithmeticError:
+        # Only a rate stored before rates were bounded can get here:
+        # refuse this ask, not the whole batch.
+        return _PRICE, _unpriceable(pair, provider)
+    room = market.headroom.get((provider, target))
+    if (provider, source) not in market.headroom or room is None or room < terms.target_amount:
+        why = (
+            f"holds no {source} account to take the source amount"
+            if (provider, source) not in market.headroom
+            else f"holds no {target} account"
+            if room is None
+            else f"has {room} {target} minor units of headroom"
+        )
+        return _COVER, FailedPrecondition(
+            Reason.FX_PROVIDER_INSUFFICIENT_LIQUIDITY,
+            f"FX provider {provider} cannot deliver {terms.target_amount} {target}: it {why}",
+            provider=provider,
+            currency=target,
+            amount=str(terms.target_amount),
+            headroom=str(room or 0),
+        )
+    return terms
+
+
+def _unpriceable(pair: str, provider: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        Reason.RATE_NOT_AVAILABLE,
+        f"the stored rate for {pair} cannot price this amount",
+        pair=pair,
+        provider=provider,
+    )
+
+
+def _better(terms: QuoteTerms, best: QuoteTerms, by_source: bool) -> bool:
+    """Strictly the better price for the bank: more target for a source
+    amount, less source for a target amount."""
+    if by_source:
+        return terms.target_amount > best.target_amount
+    return terms.source_amount < best.source_amount
+
+
+def choose(
+    market: Market, ask: QuoteAsk, config: FxConfig, now: datetime
+) -> tuple[str, QuoteTerms] | RemitnetError:
+    """The provider and terms for `ask` (the named provider's, or the best
+    price of the active providers that can price and cover it, a tie to the
+    smallest code), or the refusal: the named provider's standing
+    (FX_PROVIDER_UNKNOWN, NOT_AN_FX_PROVIDER, FX_PROVIDER_SUSPENDED), else
+    the refusal of the provider that got furthest (no rate:
+    RATE_NOT_AVAILABLE; stale: RATE_STALE; the amount: INVALID_AMOUNT...;
+    cover: FX_PROVIDER_INSUFFICIENT_LIQUIDITY), the first by code among
+    equals."""
+    if ask.provider is not None:
+        refused = provider_refusal(ask.provider, market.participants.get(ask.provider))
+        if refused is not None:
+            return refused
+        candidates = [ask.provider]
+    else:
+        candidates = market.active_providers()
+    best: tuple[str, QuoteTerms] | None = None
+    furthest: tuple[int, RemitnetError] | None = None
+    by_source = ask.source_amount is not None
+    for provider in candidates:  # by code: the first of equal prices wins
+        found = _offer(market, provider, ask, config, now)
+        if isinstance(found, tuple):
+            if furthest is None or found[0] > furthest[0]:
+                furthest = found
+            continue
+        if best is None or _better(found, best[1], by_source):
+            best = (provider, found)
+    if best is not None:
+        return best
+    if furthest is not None:
+        stage, err = furthest
+        if stage == _COVER and ask.provider is None:
+            pair = f"{ask.source_currency}/{ask.target_currency}"
+            return FailedPrecondition(
+                Reason.FX_PROVIDER_INSUFFICIENT_LIQUIDITY,
+                f"no FX provider quoting {pair} can deliver the amount now ({err.message})",
+                pair=pair,
+                currency=ask.target_currency,
+                amount=err.metadata.get("amount", ""),
+            )
+        return err
+    pair = f"{ask.source_currency}/{ask.target_currency}"
+    return FailedPrecondition(Reason.RATE_NOT_AVAILABLE, f"no FX provider quotes {pair}", pair=pair)
 
 
 def create_quotes(
     db: Transactions, config: FxConfig, bank: str, asks: Sequence[QuoteAsk]
 ) -> list[Quote | RemitnetError]:
-    """Price every ask on one snapshot of the rates and store the quotes in
-    one transaction; a refused ask stores nothing and does not stop the
-    others. The caller must be a known, active bank holding an account in
-    each ask's source currency."""
+    """Price every ask on one snapshot of the rates, the providers and
+    their headroom (`read_market`, `choose`) and store the quotes in one
+    transaction; a refused ask stores nothing and does not stop the others.
+    The caller must be a known, active bank holding an account in each
+    ask's source currency. Each ask is priced on its own: two quotes of one
+    call may both count on the same headroom (a quote reserves nothing;
+    clearing checks the provider's headroom again, in order)."""
     refused: dict[int, RemitnetError] = {}
     for index, ask in enumerate(asks):
         try:
@@ -379,59 +674,36 @@ def create_quotes(
             refused[index] = err
 
     # From a snapshot, outside the serializable unit: a quote moves no money
-    # (clearing checks both parties again), and reading the bank's account
-    # rows inside a unit that also writes quotes made it conflict with every
-    # batch updating those accounts and reading quotes (SSI aborts).
-    caller, held = db.read(lambda uow: _caller_refusal(uow, bank))
-    if caller is not None:
+    # (clearing checks the parties and the provider again), and reading the
+    # bank's or the providers' account rows inside a unit that also writes
+    # quotes made it conflict with every batch updating those accounts and
+    # reading quotes (SSI aborts).
+    valid = [ask for index, ask in enumerate(asks) if index not in refused]
+    market = db.read(lambda uow: read_market(uow, bank, valid))
+    if market.caller is not None:
+        caller = market.caller
         return [refused.get(index, caller) for index in range(len(asks))]
-
-    def unit(uow: UnitOfWork) -> list[Quote | RemitnetError]:
-        now = datetime.now(UTC)
-        rates = uow.quotes.rates()
-        ids = _random_uuids(len(asks))
-        outcomes: list[Quote | RemitnetError] = []
-        for index, ask in enumerate(asks):
-            if index in refused:
-                outcomes.append(refused[index])
-                continue
-            if ask.source_currency not in held:
-                # Step 3 of the payment decision, for the debit side alone.
-                outcomes.append(no_account(bank, ask.source_currency, named_bank=True))
-                continue
-            try:
-                derived = derive(
-                    rates, ask.source_currency, ask.target_currency, config.base_currency
-                )
-                check_fresh(derived, now, config.max_rate_age)
-                terms = price(
-                    derived,
-                    source_currency=ask.source_currency,
-                    target_currency=ask.target_currency,
-                    spread_bps=config.spread(ask.source_currency, ask.target_currency),
-                    source_amount=ask.source_amount,
-                    target_amount=ask.target_amount,
-                )
-            except RemitnetError as err:
-                outcomes.append(err)
-                continue
-            except ArithmeticError:
-                # Only a rate stored before rates were bounded can get here:
-                # refuse this ask, not the whole batch.
-                pair = f"{ask.source_currency}/{ask.target_currency}"
-                outcomes.append(
-                    FailedPrecondition(
-                        Reason.RATE_NOT_AVAILABLE,
-                        f"the stored rate for {pair} cannot price this amount",
-                        pair=pair,
-                    )
-                )
-                continue
-            outcomes.append(Quote(next(ids), bank, terms, now, now + config.quote_ttl, None))
-        uow.quotes.add([q for q in outcomes if isinstance(q, Quote)])
-        return outcomes
-
-    return db.write("create_quotes", unit)
+    now = datetime.now(UTC)
+    ids = _random_uuids(len(asks))
+    outcomes: list[Quote | RemitnetError] = []
+    for index, ask in enumerate(asks):
+        if index in refused:
+            outcomes.append(refused[index])
+            continue
+        if ask.source_currency not in market.held:
+            # Step 3 of the payment decision, for the debit side alone.
+            outcomes.append(no_account(bank, ask.source_currency, named_bank=True))
+            continue
+        chosen = choose(market, ask, config, now)
+        if isinstance(chosen, RemitnetError):
+            outcomes.append(chosen)
+            continue
+        provider, terms = chosen
+        outcomes.append(Quote(next(ids), bank, terms, now, now + config.quote_ttl, None, provider))
+    issued = [q for q in outcomes if isinstance(q, Quote)]
+    if issued:
+        db.write("create_quotes", lambda uow: uow.quotes.add(issued))
+    return outcomes
 
 
 def get_quote(db: Transactions, bank: str | None, quote_id: str) -> Quote:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from remitnet.services.domain.bank import ParticipantRole
 from remitnet.services.domain.decision import party_refusal, refusal
 from remitnet.services.domain.events import transfer_events
 from remitnet.services.domain.ledger import gross_posting
@@ -27,17 +28,23 @@ def commit_gross(db: Transactions, item: Instruction) -> Outcome:
             return (
                 Accepted(prior, True) if item.same_content(prior) else duplicate(prior.transfer_id)
             )
-        statuses, regions = uow.banks.statuses_and_regions([item.debtor, item.creditor])
+        statuses, roles, regions = uow.banks.statuses_roles_and_regions(
+            [item.debtor, item.creditor]
+        )
+        # An FX provider only is no party to a transfer (NOT_A_BANK).
+        not_banks = {code for code, r in roles.items() if not r & ParticipantRole.BANK}
         # The parties first, so that a refused party reads no account; the
         # decision below takes them again (no I/O), then accounts, headroom.
         for bank in (item.debtor, item.creditor):
-            error = party_refusal(bank, statuses.get(bank))
+            error = party_refusal(bank, statuses.get(bank), not_banks)
             if error is not None:
                 return Rejected(error)
         ids = [account_id(item.debtor, item.currency), account_id(item.creditor, item.currency)]
         states = uow.accounts.states(ids)
         payer, payee = states.get(ids[0]), states.get(ids[1])
-        error = refusal(item, statuses, payer, payee, item.currency, named_bank=True)
+        error = refusal(
+            item, statuses, payer, payee, item.currency, named_bank=True, not_banks=not_banks
+        )
         if error is not None:
             return Rejected(error)
         now = uow.events.publish(transfer_events(item, TransferStatus.SETTLED), datetime.now(UTC))

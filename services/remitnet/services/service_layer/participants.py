@@ -1,14 +1,17 @@
-"""Operator use cases: onboarding banks, accounts, liquidity, caps, status."""
+"""Operator use cases: onboarding participants (banks and FX providers),
+accounts, liquidity, caps, status. A provider's accounts are liquidity
+accounts like a bank's: every use case here works for both, keyed by code."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action
-from remitnet.services.domain.bank import Bank
+from remitnet.services.domain.bank import Bank, ParticipantRole
 from remitnet.services.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -18,6 +21,7 @@ from remitnet.services.domain.errors import (
 )
 from remitnet.services.domain.ledger import EntryKind, deposit_posting, withdrawal_posting
 from remitnet.services.domain.model import (
+    DEFAULT_PROVIDER,
     HUB,
     AccountKind,
     BankStatus,
@@ -50,8 +54,10 @@ def _view(uow: UnitOfWork, code: str) -> BankView:
 
 
 def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
-    """The hub's own accounts and an open cycle exist for every currency a
-    bank holds an account in."""
+    """The hub's own accounts, the default FX provider's liquidity account
+    (unfunded: the operator funds FXHUB before it can sell the currency) and
+    an open cycle exist for every currency a participant holds an account
+    in."""
     hub_region = uow.banks.home_regions([HUB])[HUB]  # the hub's own region: no read
     for kind in (
         AccountKind.SETTLEMENT,
@@ -62,6 +68,18 @@ def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
         aid = account_id(HUB, currency, kind)
         if uow.accounts.get(aid) is None:
             uow.accounts.add(aid, HUB, currency, kind, now, home_region=hub_region)
+    default = account_id(DEFAULT_PROVIDER, currency)
+    if uow.accounts.get(default) is None:
+        fxhub = uow.banks.get(DEFAULT_PROVIDER)  # created by migration 0008
+        if fxhub is not None:
+            uow.accounts.add(
+                default,
+                DEFAULT_PROVIDER,
+                currency,
+                AccountKind.LIQUIDITY,
+                now,
+                home_region=fxhub.home_region,
+            )
     if uow.cycles.open_for(currency) is None:
         seq = uow.cycles.max_seq(currency) + 1
         uow.cycles.add(cycle_id_for(currency, seq), currency, seq, now)
@@ -84,6 +102,26 @@ def _check_currencies(currencies: list[str]) -> list[str]:
     return currencies
 
 
+ALL_ROLES: Final = ParticipantRole.BANK | ParticipantRole.FX_PROVIDER
+
+
+def check_roles(roles: ParticipantRole | int) -> ParticipantRole:
+    """A participant's roles: BANK, FX_PROVIDER or both (INVALID_ARGUMENT
+    otherwise, field roles)."""
+    if isinstance(roles, bool) or not isinstance(roles, int) or not 0 < roles <= ALL_ROLES:
+        raise InvalidArgument(
+            Reason.INVALID_ARGUMENT,
+            f"roles must be BANK, FX_PROVIDER or both, got {roles!r}",
+            field="roles",
+        )
+    return ParticipantRole(roles)
+
+
+def role_names(roles: ParticipantRole) -> list[str]:
+    """["BANK"], ["FX_PROVIDER"] or ["BANK", "FX_PROVIDER"]."""
+    return [r.name for r in ParticipantRole if r in roles and r.name is not None]
+
+
 def create_bank(
     db: Transactions,
     code: str,
@@ -91,9 +129,14 @@ def create_bank(
     home_region: str,
     currencies: list[str],
     *,
+    roles: ParticipantRole = ParticipantRole.BANK,
     actor: str = HUB_PRINCIPAL,
 ) -> BankView:
+    """Onboard a participant with `roles` (a bank, an FX provider, or both)
+    and its liquidity accounts in `currencies`. The same request again is a
+    no-op; another name, region or roles for a code taken, BANK_EXISTS."""
     check_bank_code(code, field="code")
+    roles = check_roles(roles)
     name = check_text(name.strip(), field="name", limit=140, too_long=Reason.INVALID_NAME)
     if not name:
         raise InvalidArgument(Reason.INVALID_NAME, "name must have 1 to 140 characters")
@@ -107,17 +150,22 @@ def create_bank(
             # Creating the same bank again is a no-op, so a retried call
             # (or one whose commit was ambiguous) is safe.
             held = {a.currency for a in uow.accounts.of_owner(code)}
-            if (existing.name, existing.home_region) != (name, home_region) or not set(
-                currencies
-            ) <= held:
+            if (existing.name, existing.home_region, existing.roles) != (
+                name,
+                home_region,
+                roles,
+            ) or not set(currencies) <= held:
                 raise AlreadyExists(Reason.BANK_EXISTS, f"bank {code} exists", bank=code)
             return _view(uow, code)
-        bank = Bank(code, name, home_region, BankStatus.ACTIVE, now)
+        bank = Bank(code, name, home_region, BankStatus.ACTIVE, now, roles)
         uow.banks.add(bank)
         uow.events.create_head(code, home_region, now)
         for currency in currencies:
             _open_account(uow, bank, currency, now)
         request = {"bank": code, "name": name, "home_region": home_region}
+        if roles != ParticipantRole.BANK:
+            # A bank's record reads as before roles existed.
+            request["roles"] = "|".join(role_names(roles))
         uow.trail.append(actor, Action.CREATE_BANK, {**request, "currencies": currencies}, now)
         return _view(uow, code)
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.audit import AuditSnapshot
 from remitnet.services.domain.audit_trail import Action, AuditRecord, ChainHead
-from remitnet.services.domain.bank import Bank
+from remitnet.services.domain.bank import Bank, ParticipantRole
 from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.events import FeedEvent, Head, NewEvent
 from remitnet.services.domain.fx import Quote, Rate
@@ -41,6 +41,18 @@ class BankRepository(Protocol):
     def statuses_and_regions(
         self, codes: Collection[str]
     ) -> tuple[dict[str, BankStatus], dict[str, str]]: ...
+    def statuses_roles_and_regions(
+        self, codes: Collection[str]
+    ) -> tuple[dict[str, BankStatus], dict[str, ParticipantRole], dict[str, str]]:
+        """Status, roles and home region of each of `codes` that exists, in
+        one query: what the batch path reads of its parties and of the FX
+        providers of its quotes."""
+        ...
+
+    def providers(self) -> list[Bank]:
+        """Every participant with the FX_PROVIDER role, by code."""
+        ...
+
     def home_regions(
         self, codes: Collection[str], known: Mapping[str, str] | None = None
     ) -> dict[str, str]:
@@ -128,9 +140,18 @@ class LedgerRepository(Protocol):
 
 
 class QuoteRepository(Protocol):
-    def upsert_rates(self, rates: list[Rate], now: datetime) -> None: ...
-    def delete_rates(self, keys: Collection[tuple[str, str]]) -> None: ...
-    def rates(self) -> dict[tuple[str, str], Rate]: ...
+    def upsert_rates(self, rates: list[Rate], now: datetime) -> None:
+        """Store each rate as its provider's (`Rate.provider`) for its pair."""
+        ...
+
+    def delete_rates(self, keys: Collection[tuple[str, str, str]]) -> None:
+        """Delete the rates keyed (provider, base, quote)."""
+        ...
+
+    def rates(self) -> dict[tuple[str, str, str], Rate]:
+        """Every provider's rates, keyed (provider, base, quote)."""
+        ...
+
     def add(self, quotes: Sequence[Quote]) -> None: ...
     def get_many(self, ids: Collection[str]) -> dict[str, Quote]: ...
     def mark_used(self, used: Mapping[str, str], now: datetime) -> None:

@@ -32,9 +32,9 @@ from remitnet.services.domain.netting import PositionDelta
 
 _BATCH = 10_000  # rows fetched at a time from the large tables
 #: Columns of TRANSFER_COLUMNS worth sharing across rows: the banks, the
-#: currencies, the remittance information, the cycles and the accepted_at
-#: that a batch's transfers share.
-_SHARED = frozenset({1, 2, 3, 5, 7, 8, 10, 12})
+#: currencies, the remittance information, the cycles, the accepted_at and
+#: the FX providers that a batch's transfers share.
+_SHARED = frozenset({1, 2, 3, 5, 7, 8, 10, 12, 14})
 
 
 def load_audit_snapshot(conn: Connection) -> AuditSnapshot:

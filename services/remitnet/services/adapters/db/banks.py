@@ -1,4 +1,5 @@
-"""The banks repository: participants, their status and home regions."""
+"""The banks repository: participants (banks and FX providers), their
+status, roles and home regions."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ from sqlalchemy import Connection, insert, select, update
 
 from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import HUB_HOME_REGION, banks
-from remitnet.services.domain.bank import Bank
+from remitnet.services.domain.bank import Bank, ParticipantRole
 from remitnet.services.domain.model import HUB, BankStatus
 
 
 def _bank(row: Any) -> Bank:
     b = row._mapping
     return Bank(
-        b["code"], b["name"], b["home_region"], BankStatus(b["status"]), utc(b["created_at"])
+        b["code"],
+        b["name"],
+        b["home_region"],
+        BankStatus(b["status"]),
+        utc(b["created_at"]),
+        ParticipantRole(b["roles"]),
     )
 
 
@@ -46,6 +52,7 @@ class SqlBanks:
                 home_region=bank.home_region,
                 status=int(bank.status),
                 created_at=bank.created_at,
+                roles=int(bank.roles),
             )
         )
 
@@ -73,6 +80,36 @@ class SqlBanks:
             statuses[code] = BankStatus(status)
             regions[code] = region
         return statuses, regions
+
+    def statuses_roles_and_regions(
+        self, codes: Collection[str]
+    ) -> tuple[dict[str, BankStatus], dict[str, ParticipantRole], dict[str, str]]:
+        """Status, roles and home region of each of `codes`, in one query:
+        the batch path's read of its parties and its quotes' providers."""
+        statuses: dict[str, BankStatus] = {}
+        roles: dict[str, ParticipantRole] = {}
+        regions: dict[str, str] = {}
+        rows = self.conn.execute(
+            select(banks.c.code, banks.c.status, banks.c.roles, banks.c.home_region).where(
+                banks.c.code.in_(codes)
+            )
+        )
+        for code, status, role, region in rows:
+            statuses[code] = BankStatus(status)
+            roles[code] = ParticipantRole(role)
+            regions[code] = region
+        return statuses, roles, regions
+
+    def providers(self) -> list[Bank]:
+        """Every participant with the FX_PROVIDER role, by code."""
+        # Every combination of roles with the flag (portable: no bitwise SQL).
+        every = int(ParticipantRole.BANK | ParticipantRole.FX_PROVIDER)
+        flag = int(ParticipantRole.FX_PROVIDER)
+        with_flag = [v for v in range(1, every + 1) if v & flag]
+        rows = self.conn.execute(
+            select(banks).where(banks.c.roles.in_(with_flag)).order_by(banks.c.code)
+        )
+        return [_bank(r) for r in rows]
 
     def home_regions(
         self, codes: Collection[str], known: Mapping[str, str] | None = None

@@ -1,4 +1,4 @@
-"""The FX repository: the operator's mid rates and the quotes banks take."""
+"""The FX repository: the FX providers' mid rates and the quotes banks take."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from remitnet.services.domain.fx import Quote, QuoteTerms, Rate
 _QUOTE_COLUMNS = (
     "id", "bank_code", "source_currency", "target_currency", "source_amount", "target_amount",
     "mid_rate", "rate", "spread_bps", "fee", "derivation", "created_at", "expires_at",
+    "provider",
 )  # fmt: skip
 _COPY_QUOTES = f"COPY fx_quotes ({', '.join(_QUOTE_COLUMNS)}) FROM STDIN"
 
@@ -40,6 +41,7 @@ def _quote(row: Any) -> Quote:
         utc(q["created_at"]),
         utc(q["expires_at"]),
         None if q["used_by"] is None else str(q["used_by"]),
+        q["provider"],
     )
 
 
@@ -60,38 +62,64 @@ class SqlQuotes:
         self.dialect = dialect
 
     def upsert_rates(self, rates: list[Rate], now: datetime) -> None:
+        """Each rate as its provider's for its pair (mid, as_of and spread
+        replaced together: a rate without a spread takes the hub's)."""
+        if not rates:
+            return
         conn = self.conn
-        keys = [(r.base, r.quote) for r in rates]
+        key = tuple_(fx_rates.c.provider, fx_rates.c.base, fx_rates.c.quote)
         present = set(
             conn.execute(
-                select(fx_rates.c.base, fx_rates.c.quote).where(
-                    tuple_(fx_rates.c.base, fx_rates.c.quote).in_(keys)
+                select(fx_rates.c.provider, fx_rates.c.base, fx_rates.c.quote).where(
+                    key.in_([(r.provider, r.base, r.quote) for r in rates])
                 )
             ).tuples()
         )
         for r in rates:
-            values = {"mid": str(r.mid), "as_of": r.as_of, "updated_at": now}
-            if (r.base, r.quote) in present:
+            values = {
+                "mid": str(r.mid),
+                "as_of": r.as_of,
+                "updated_at": now,
+                "spread_bps": r.spread_bps,
+            }
+            if (r.provider, r.base, r.quote) in present:
                 conn.execute(
                     update(fx_rates)
-                    .where(fx_rates.c.base == r.base, fx_rates.c.quote == r.quote)
+                    .where(
+                        fx_rates.c.provider == r.provider,
+                        fx_rates.c.base == r.base,
+                        fx_rates.c.quote == r.quote,
+                    )
                     .values(**values)
                 )
             else:
-                conn.execute(insert(fx_rates).values(base=r.base, quote=r.quote, **values))
+                conn.execute(
+                    insert(fx_rates).values(
+                        provider=r.provider, base=r.base, quote=r.quote, **values
+                    )
+                )
 
-    def delete_rates(self, keys: Collection[tuple[str, str]]) -> None:
-        """Remove the stored rates of these (base, quote) pairs, if any."""
+    def delete_rates(self, keys: Collection[tuple[str, str, str]]) -> None:
+        """Remove the stored rates keyed (provider, base, quote), if any."""
         if keys:
-            self.conn.execute(
-                delete(fx_rates).where(tuple_(fx_rates.c.base, fx_rates.c.quote).in_(keys))
-            )
+            key = tuple_(fx_rates.c.provider, fx_rates.c.base, fx_rates.c.quote)
+            self.conn.execute(delete(fx_rates).where(key.in_(list(keys))))
 
-    def rates(self) -> dict[tuple[str, str], Rate]:
+    def rates(self) -> dict[tuple[str, str, str], Rate]:
+        """Every provider's rates, keyed (provider, base, quote)."""
         rows = self.conn.execute(
-            select(fx_rates.c.base, fx_rates.c.quote, fx_rates.c.mid, fx_rates.c.as_of)
+            select(
+                fx_rates.c.provider,
+                fx_rates.c.base,
+                fx_rates.c.quote,
+                fx_rates.c.mid,
+                fx_rates.c.as_of,
+                fx_rates.c.spread_bps,
+            )
         )
-        return {(b, q): Rate(b, q, Decimal(m), utc(a)) for b, q, m, a in rows}
+        return {
+            (p, b, q): Rate(b, q, Decimal(m), utc(a), p, spread) for p, b, q, m, a, spread in rows
+        }
 
     def add(self, quotes: Sequence[Quote]) -> None:
         if not quotes:
@@ -107,6 +135,7 @@ class SqlQuotes:
                             q.quote_id, q.bank, t.source_currency, t.target_currency,
                             t.source_amount, t.target_amount, str(t.mid_rate), str(t.rate),
                             t.spread_bps, t.fee, t.derivation, q.created_at, q.expires_at,
+                            q.provider,
                         )
                     )  # fmt: skip
             return
@@ -127,6 +156,7 @@ class SqlQuotes:
                     "derivation": q.terms.derivation,
                     "created_at": q.created_at,
                     "expires_at": q.expires_at,
+                    "provider": q.provider,
                 }
                 for q in quotes
             ],

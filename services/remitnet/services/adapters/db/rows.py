@@ -31,6 +31,7 @@ TRANSFER_COLUMNS = (
     transfers.c.creditor_amount,
     transfers.c.creditor_cycle_id,
     transfers.c.fee,
+    transfers.c.fx_provider,
 )
 N_TRANSFER_COLUMNS = len(TRANSFER_COLUMNS)
 ACCEPTED_AT = 8  # index of accepted_at in TRANSFER_COLUMNS
@@ -42,7 +43,7 @@ def transfer_of(r: tuple[Any, ...]) -> StoredTransfer:
     order, so this is a straight row-to-tuple mapping, read per row of a
     batch. New transfers are made by `StoredTransfer.from_instruction`."""
     tid, debtor, creditor, currency, amount, info, status, cycle_id, accepted = r[:9]
-    quote_id, ccur, camount, ccycle, fee = r[9:14]
+    quote_id, ccur, camount, ccycle, fee, provider = r[9:15]
     return StoredTransfer(
         str(tid),
         str(debtor),
@@ -58,6 +59,7 @@ def transfer_of(r: tuple[Any, ...]) -> StoredTransfer:
         camount,
         ccycle,
         int(fee or 0),
+        provider,
     )
 
 

@@ -55,6 +55,8 @@ banks = Table(
     Column("home_region", String(32), nullable=False),
     Column("status", SmallInteger, nullable=False),
     Column("created_at", TS, nullable=False),
+    # ParticipantRole flags (domain/bank.py): 1 bank, 2 FX provider, 3 both.
+    Column("roles", SmallInteger, nullable=False, server_default="1"),
 )
 
 # Bank liquidity accounts and the hub's own accounts, one row per owner,
@@ -166,6 +168,9 @@ transfers = Table(
     Column("creditor_cycle_id", String(24), nullable=True),
     Column("fee", BigInteger, nullable=True),
     Column("cancelled_at", TS, nullable=True),
+    # The FX provider of the two legs (migration 0008); NULL for same-currency
+    # transfers and for cross-currency ones through the hub before it.
+    Column("fx_provider", String(16), nullable=True),
     home_region(),  # the debtor's
     # Every bank-callable read of transfers goes through one of these, in
     # order (migration 0006): ListTransfers per side and per pair, newest
@@ -203,15 +208,20 @@ transfers = Table(
     ),
 )
 
-# Mid rates fed by the operator: reference data (GLOBAL on CockroachDB).
+# Mid rates per FX provider, published by the provider (or by the operator
+# for it): reference data (GLOBAL on CockroachDB). Rows stored before
+# migration 0008 are the default provider's (FXHUB).
 fx_rates = Table(
     "fx_rates",
     metadata,
+    Column("provider", String(16), primary_key=True, server_default="FXHUB"),
     Column("base", String(3), primary_key=True),
     Column("quote", String(3), primary_key=True),
     Column("mid", String(48), nullable=False),  # exact decimal text
     Column("as_of", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    # The provider's spread on the pair; NULL: the hub's FxConfig spread.
+    Column("spread_bps", Integer, nullable=True),
 )
 
 fx_quotes = Table(
@@ -232,6 +242,9 @@ fx_quotes = Table(
     Column("expires_at", TS, nullable=False),
     Column("used_by", Uuid(as_uuid=False), nullable=True),
     Column("used_at", TS, nullable=True),
+    # The FX provider that delivers it; NULL for quotes of the hub as dealer
+    # before migration 0008 (no longer usable).
+    Column("provider", String(16), nullable=True),
 )
 
 # The per-bank change feed (services/remitnet/services/adapters/db/feed.py). Every state change

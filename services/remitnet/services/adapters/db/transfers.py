@@ -18,7 +18,7 @@ from remitnet.services.domain.model import HUB, StoredTransfer, TransferStatus
 _COPY_COLUMNS = (
     "id", "debtor_bank", "creditor_bank", "currency", "amount", "remittance_info", "status",
     "cycle_id", "accepted_at", "quote_id", "creditor_currency", "creditor_amount",
-    "creditor_cycle_id", "fee", "home_region",
+    "creditor_cycle_id", "fee", "fx_provider", "home_region",
 )  # fmt: skip
 _COPY_TRANSFERS = f"COPY transfers ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
@@ -26,7 +26,8 @@ _COPY_TRANSFERS = f"COPY transfers ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 # COPY's text format: tab-separated columns, \N for NULL, and backslash,
 # tab, newline and carriage return escaped inside a value.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NO_FX = "\\N\t\\N\t\\N\t\\N\t\\N"
+_NULL = "\\N"
+_NO_FX = "\t".join([_NULL] * 6)  # quote_id .. fx_provider
 
 
 def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -> str:
@@ -44,9 +45,10 @@ def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -
         if t.quote_id is None:
             fx = _NO_FX
         else:
+            provider = _NULL if t.fx_provider is None else t.fx_provider
             fx = (
                 f"{t.quote_id}\t{t.creditor_currency}\t{t.creditor_amount}\t"
-                f"{t.creditor_cycle_id}\t{t.fee}"
+                f"{t.creditor_cycle_id}\t{t.fee}\t{provider}"
             )
         lines.append(
             f"{t.transfer_id}\t{t.debtor}\t{t.creditor}\t{t.currency}\t{t.amount}\t{info}\t"
@@ -121,6 +123,7 @@ class SqlTransfers:
                 "creditor_amount": t.creditor_amount,
                 "creditor_cycle_id": t.creditor_cycle_id,
                 "fee": t.fee if t.quote_id is not None else None,
+                "fx_provider": t.fx_provider,
                 "home_region": region[t.debtor],
             }
             for t in items
@@ -155,20 +158,23 @@ class SqlTransfers:
             )
             for bank, count, value in rows:
                 add(bank, side, int(count), int(value))
-        # Cross-currency: the source leg is debtor -> hub, the target leg hub -> creditor.
-        for bank, count, value in self.conn.execute(
-            select(transfers.c.debtor_bank, n, total)
+        # Cross-currency: the source leg is debtor -> provider, the target leg
+        # provider -> creditor; the hub is the provider of those stored before
+        # FX providers (fx_provider NULL).
+        provider = transfers.c.fx_provider
+        for bank, fxp, count, value in self.conn.execute(
+            select(transfers.c.debtor_bank, provider, n, total)
             .where(transfers.c.cycle_id == cycle_id, live, ~same)
-            .group_by(transfers.c.debtor_bank)
+            .group_by(transfers.c.debtor_bank, provider)
         ):
             add(bank, 0, int(count), int(value))
-            add(HUB, 1, int(count), int(value))
+            add(fxp or HUB, 1, int(count), int(value))
         credit = func.coalesce(func.sum(transfers.c.creditor_amount), 0)
-        for bank, count, value in self.conn.execute(
-            select(transfers.c.creditor_bank, n, credit)
+        for bank, fxp, count, value in self.conn.execute(
+            select(transfers.c.creditor_bank, provider, n, credit)
             .where(transfers.c.creditor_cycle_id == cycle_id, live)
-            .group_by(transfers.c.creditor_bank)
+            .group_by(transfers.c.creditor_bank, provider)
         ):
-            add(HUB, 0, int(count), int(value))
+            add(fxp or HUB, 0, int(count), int(value))
             add(bank, 1, int(count), int(value))
         return out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -10,6 +12,7 @@ from remitnet.clearing.v1 import clearing_pb2
 from remitnet.common.v1 import money_pb2
 from remitnet.participants.v1 import participants_pb2
 from remitnet.services.domain.account import Account
+from remitnet.services.domain.bank import ParticipantRole
 from remitnet.services.domain.errors import InvalidArgument, Reason
 from remitnet.services.domain.model import StoredTransfer, TransferStatus
 from remitnet.services.domain.netting import headroom
@@ -54,6 +57,28 @@ def account(row: Account) -> participants_pb2.Account:
     )
 
 
+def roles(values: Iterable[int]) -> ParticipantRole:
+    """CreateBankRequest.roles as the domain's flags: empty is BANK; each
+    role at most once, and UNSPECIFIED or an unknown value is refused
+    (INVALID_ARGUMENT, field roles). The proto's values are the flags."""
+    out = ParticipantRole(0)
+    for value in values:
+        if value not in _ROLE_VALUES or ParticipantRole(value) in out:
+            what = "is given twice" if value in _ROLE_VALUES else "is not a participant role"
+            raise InvalidArgument(Reason.INVALID_ARGUMENT, f"roles: {value} {what}", field="roles")
+        out |= ParticipantRole(value)
+    return out or ParticipantRole.BANK
+
+
+_ROLE_VALUES: Final = frozenset(int(r) for r in ParticipantRole)
+
+
+def role_values(flags: ParticipantRole) -> list[participants_pb2.ParticipantRole.ValueType]:
+    return [
+        participants_pb2.ParticipantRole.ValueType(int(r)) for r in ParticipantRole if r in flags
+    ]
+
+
 def bank(view: BankView) -> participants_pb2.Bank:
     return participants_pb2.Bank(
         code=view.bank.code,
@@ -62,6 +87,7 @@ def bank(view: BankView) -> participants_pb2.Bank:
         status=int(view.bank.status),  # type: ignore[arg-type]
         accounts=[account(a) for a in view.accounts],
         created_at=timestamp(view.bank.created_at),
+        roles=role_values(view.bank.roles),
     )
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import grpc
@@ -13,9 +14,15 @@ from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
 from remitnet.services.adapters.grpc.clearing import MAX_BATCH_ITEMS
 from remitnet.services.adapters.grpc.errors import item_error
-from remitnet.services.adapters.grpc.identity import calling_bank, current_principal
+from remitnet.services.adapters.grpc.identity import (
+    Principal,
+    calling_bank,
+    current_principal,
+    provider_refusal,
+)
 from remitnet.services.domain.errors import InvalidArgument, Reason, RemitnetError
 from remitnet.services.domain.fx import Quote
+from remitnet.services.domain.model import DEFAULT_PROVIDER
 from remitnet.services.service_layer import fx as uc
 from remitnet.services.service_layer.results import NO_OBSERVER, Observer, QuotesAnswered
 
@@ -37,6 +44,7 @@ def quote_message(q: Quote) -> pb.Quote:
         created_at=convert.timestamp(q.created_at),
         expires_at=convert.timestamp(q.expires_at),
         used_by_transfer_id=q.used_by or "",
+        provider=q.provider or "",
     )
 
 
@@ -50,6 +58,17 @@ def _quote_error(err: RemitnetError) -> pb.QuoteResult:
     return pb.QuoteResult(error=item_error(err))
 
 
+def _rates_provider(principal: Principal, named: str, *, default: str | None) -> str | None:
+    """Whose rates a call is about: an FX provider principal's own (naming
+    another is PERMISSION_DENIED PROVIDER_NOT_ALLOWED); for the operator or
+    a bank the one named, else `default`."""
+    if principal.provider is not None:
+        if named and named != principal.provider:
+            raise provider_refusal(principal)
+        return principal.provider
+    return named or default
+
+
 class FxServicer(pb_grpc.FxServiceServicer):
     def __init__(self, db: Database, config: uc.FxConfig, observer: Observer = NO_OBSERVER) -> None:
         self.db = db
@@ -59,8 +78,18 @@ class FxServicer(pb_grpc.FxServiceServicer):
     async def UpdateRates(
         self, request: pb.UpdateRatesRequest, context: Context
     ) -> pb.UpdateRatesResponse:
+        principal = current_principal()
+        provider = _rates_provider(principal, request.provider, default=DEFAULT_PROVIDER)
+        assert provider is not None
         rows: list[uc.RateRow] = []
         for index, r in enumerate(request.rates):
+            if r.provider and r.provider != provider:
+                raise InvalidArgument(
+                    Reason.INVALID_ARGUMENT,
+                    f"rate {index} names provider {r.provider[:40]!r}; the request sets "
+                    f"{provider}'s rates",
+                    field="provider",
+                )
             as_of = None
             if r.HasField("as_of"):
                 try:
@@ -72,16 +101,25 @@ class FxServicer(pb_grpc.FxServiceServicer):
                         field="as_of",
                         index=str(index),
                     ) from None
-            rows.append((r.base_currency, r.quote_currency, r.mid_rate, as_of))
+            spread = r.spread_bps if r.HasField("spread_bps") else None
+            rows.append((r.base_currency, r.quote_currency, r.mid_rate, as_of, spread))
         rates = await asyncio.to_thread(
-            uc.update_rates, self.db, rows, actor=current_principal().render()
+            partial(
+                uc.update_rates,
+                provider=provider,
+                by_provider=principal.is_provider,
+                actor=principal.render(),
+            ),
+            self.db,
+            rows,
         )
-        return pb.UpdateRatesResponse(updated=len(rates))
+        return pb.UpdateRatesResponse(updated=len(rates), provider=provider)
 
     async def ListRates(
         self, request: pb.ListRatesRequest, context: Context
     ) -> pb.ListRatesResponse:
-        rates = await asyncio.to_thread(uc.list_rates, self.db)
+        provider = _rates_provider(current_principal(), request.provider, default=None)
+        rates = await asyncio.to_thread(uc.list_rates, self.db, provider)
         return pb.ListRatesResponse(
             rates=[
                 pb.Rate(
@@ -89,6 +127,8 @@ class FxServicer(pb_grpc.FxServiceServicer):
                     quote_currency=r.quote,
                     mid_rate=_plain(r.mid),
                     as_of=convert.timestamp(r.as_of),
+                    spread_bps=r.spread_bps,
+                    provider=r.provider,
                 )
                 for r in rates
             ]
@@ -112,6 +152,7 @@ class FxServicer(pb_grpc.FxServiceServicer):
                 request.target_currency,
                 source_amount=request.source_amount if which == "source_amount" else None,
                 target_amount=request.target_amount if which == "target_amount" else None,
+                provider=request.provider or None,
             )
         except RemitnetError as err:
             self.observer.observe(QuotesAnswered.of(0, [err.reason]))
@@ -149,6 +190,7 @@ class FxServicer(pb_grpc.FxServiceServicer):
                     msg.target_currency,
                     source_amount=msg.source_amount if which == "source_amount" else None,
                     target_amount=msg.target_amount if which == "target_amount" else None,
+                    provider=msg.provider or None,
                 )
             )
             positions.append(index)

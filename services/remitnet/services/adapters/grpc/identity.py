@@ -4,14 +4,24 @@ request metadata; servicers read it from `current_principal()`.
 
 With mTLS the identity is the client certificate's SPIFFE URI SAN, never its
 common name: `spiffe://remitnet/operator`, `spiffe://remitnet/bank/<CODE>`
-or `spiffe://remitnet/fxp/<CODE>` (an FX provider: parsed, but refused until
-FX providers have a role). The server trusts client certificates from its
-own client CA only (`--tls-client-ca`), which issues nothing else. Reserved
-codes (HUB, the hub's own accounts) are never principals, whichever resolver
-reads them."""
+or `spiffe://remitnet/fxp/<CODE>` (an FX provider). The development header
+says the same as `operator`, `bank:<CODE>` or `fxp:<CODE>`. The server
+trusts client certificates from its own client CA only (`--tls-client-ca`),
+which issues nothing else. Reserved codes (HUB, the hub's own accounts) are
+never principals, whichever resolver reads them.
+
+An FX provider principal may make only the calls listed for it (the
+server's PROVIDER_METHODS: publishing and listing its own rates, and the
+reads a bank makes of itself: its position, statements, cycles and
+reconciliations, showing its own rows only); any other call is
+PERMISSION_DENIED PROVIDER_NOT_ALLOWED, whatever the call's role. Whether
+the code is a known, active participant with the FX_PROVIDER role is the
+call's own check (UpdateRates: FX_PROVIDER_UNKNOWN, NOT_AN_FX_PROVIDER,
+FX_PROVIDER_SUSPENDED)."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from dataclasses import dataclass
 from enum import Enum
@@ -43,21 +53,35 @@ def _participant_code(code: str, text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The operator (bank is None) or one bank."""
+    """The operator (bank and provider None), one bank (`bank`) or one FX
+    provider (`provider`, bank None): never both."""
 
     bank: str | None
+    provider: str | None = None
 
     @property
     def is_operator(self) -> bool:
-        return self.bank is None
+        return self.bank is None and self.provider is None
+
+    @property
+    def is_provider(self) -> bool:
+        return self.provider is not None
+
+    @property
+    def participant(self) -> str | None:
+        """The participant whose own rows the caller reads (the bank or the
+        provider), None for the operator, who reads everyone's."""
+        return self.bank if self.provider is None else self.provider
 
     @classmethod
     def parse(cls, text: str) -> Principal:
-        """The metadata form: `operator` or `bank:<CODE>`."""
+        """The metadata form: `operator`, `bank:<CODE>` or `fxp:<CODE>`."""
         if text == OPERATOR:
             return cls(None)
         if text.startswith("bank:"):
             return cls(_participant_code(text[5:], text))
+        if text.startswith("fxp:"):
+            return cls(None, _participant_code(text[4:], text))
         raise Unauthenticated(Reason.MISSING_IDENTITY, f"unrecognised principal {text[:40]!r}")
 
     @classmethod
@@ -74,13 +98,13 @@ class Principal:
         if kind == "bank":
             return cls(_participant_code(code, uri))
         if kind == "fxp":
-            _participant_code(code, uri)
-            raise Unauthenticated(
-                Reason.MISSING_IDENTITY, f"FX provider {code} has no role at the hub yet"
-            )
+            return cls(None, _participant_code(code, uri))
         raise Unauthenticated(Reason.MISSING_IDENTITY, f"unrecognised principal {uri[:60]!r}")
 
     def render(self) -> str:
+        """The metadata form, as the audit trail records the actor."""
+        if self.provider is not None:
+            return f"fxp:{self.provider}"
         return OPERATOR if self.bank is None else f"bank:{self.bank}"
 
 
@@ -103,14 +127,15 @@ class InsecureMetadataResolver:
             if key == PRINCIPAL_HEADER:
                 return Principal.parse(value if isinstance(value, str) else value.decode())
         raise Unauthenticated(
-            Reason.MISSING_IDENTITY, f"send metadata {PRINCIPAL_HEADER}: operator or bank:<CODE>"
+            Reason.MISSING_IDENTITY,
+            f"send metadata {PRINCIPAL_HEADER}: operator, bank:<CODE> or fxp:<CODE>",
         )
 
 
 class CertificateResolver:
     """mTLS: the client certificate carries exactly one remitnet SPIFFE URI
-    SAN (`spiffe://remitnet/operator`, `.../bank/<CODE>`); its common name
-    is ignored. gRPC has already verified the chain against the client CA."""
+    SAN (`spiffe://remitnet/operator`, `.../bank/<CODE>`, `.../fxp/<CODE>`);
+    its common name is ignored. gRPC has already verified the chain against the client CA."""
 
     def resolve(self, context: grpc.aio.ServicerContext[object, object]) -> Principal:
         auth = context.auth_context()
@@ -125,7 +150,8 @@ class CertificateResolver:
             raise Unauthenticated(
                 Reason.MISSING_IDENTITY,
                 "the client certificate must carry exactly one SPIFFE URI "
-                f"({SPIFFE_PREFIX}operator or {SPIFFE_PREFIX}bank/<CODE>); it has {len(uris)}",
+                f"({SPIFFE_PREFIX}operator, {SPIFFE_PREFIX}bank/<CODE> or "
+                f"{SPIFFE_PREFIX}fxp/<CODE>); it has {len(uris)}",
             )
         return Principal.from_spiffe(uris[0])
 
@@ -138,7 +164,13 @@ def set_principal(principal: Principal) -> contextvars.Token[Principal]:
 
 
 def reset_principal(token: contextvars.Token[Principal]) -> None:
-    _CALLER.reset(token)
+    # A streaming handler is an async generator; when the client cuts the
+    # stream, grpc.aio may finalise it from another context, where this token
+    # was never set. There is nothing to undo there (each call runs in a
+    # context of its own), and raising would turn the client's cancel into an
+    # INTERNAL error on the way out.
+    with contextlib.suppress(ValueError):
+        _CALLER.reset(token)
 
 
 def current_principal() -> Principal:
@@ -152,7 +184,22 @@ def calling_bank() -> str:
     return principal.bank
 
 
-def authorize(role: Role, principal: Principal) -> None:
+def provider_refusal(principal: Principal) -> PermissionDenied:
+    return PermissionDenied(
+        Reason.PROVIDER_NOT_ALLOWED,
+        f"FX provider {principal.provider} may publish and list its own rates and read its "
+        "own position, statements and cycles; this call is not one of those",
+        provider=principal.provider or "",
+    )
+
+
+def authorize(role: Role, principal: Principal, *, provider_allowed: bool = False) -> None:
+    """`role` admits `principal`. An FX provider principal is admitted to
+    the calls open to it (`provider_allowed`) only, whatever their role."""
+    if principal.is_provider:
+        if not provider_allowed:
+            raise provider_refusal(principal)
+        return
     if role is Role.OPERATOR and not principal.is_operator:
         raise PermissionDenied(Reason.OPERATOR_ONLY, "this call is for the hub operator")
     if role is Role.BANK and principal.is_operator:

@@ -8,7 +8,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any, cast
 
 import grpc
@@ -36,9 +36,13 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
         resolver: IdentityResolver,
         roles: Mapping[str, Role],
         admission: Admission | None = None,
+        provider_methods: Collection[str] = (),
     ) -> None:
         self._resolver = resolver
         self._roles = roles
+        # The methods an FX provider principal may call (every other one is
+        # PERMISSION_DENIED PROVIDER_NOT_ALLOWED for it).
+        self._provider_methods = frozenset(provider_methods)
         # Per-bank bound on concurrent unary calls (fair share).
         self._admission = admission or Admission()
         # Wrapped handlers per method: built once, not on every call.
@@ -66,15 +70,16 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
         # never public. Health and reflection are not the hub's and stay open.
         default = Role.OPERATOR if service.startswith("remitnet.") else Role.PUBLIC
         role = self._roles.get(method, default)
+        provider_ok = method in self._provider_methods
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(cast(Any, handler.unary_unary), service, name, role),
+                self._unary(cast(Any, handler.unary_unary), service, name, role, provider_ok),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(cast(Any, handler.unary_stream), service, name, role),
+                self._stream(cast(Any, handler.unary_stream), service, name, role, provider_ok),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -82,7 +87,14 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
             # Bidirectional: server reflection's one method. Checked like a
             # server stream (identity and role before the first message).
             return grpc.stream_stream_rpc_method_handler(
-                self._stream(cast(Any, handler.stream_stream), service, name, role, "bidi_stream"),
+                self._stream(
+                    cast(Any, handler.stream_stream),
+                    service,
+                    name,
+                    role,
+                    provider_ok,
+                    "bidi_stream",
+                ),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -91,7 +103,12 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
         return _refused(handler, method)
 
     def _unary(
-        self, inner: Callable[[Any, Context], Awaitable[Any]], service: str, name: str, role: Role
+        self,
+        inner: Callable[[Any, Context], Awaitable[Any]],
+        service: str,
+        name: str,
+        role: Role,
+        provider_ok: bool = False,
     ) -> Callable[[Any, Context], Awaitable[Any]]:
         labels = ("unary", service, name)
         started_total = metrics.GRPC_STARTED.labels(*labels)
@@ -107,9 +124,9 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
                 token = None
                 if role is not Role.PUBLIC:
                     principal = self._resolver.resolve(context)
-                    authorize(role, principal)
+                    authorize(role, principal, provider_allowed=provider_ok)
                     token = set_principal(principal)
-                    bank = principal.bank
+                    bank = principal.participant
                 try:
                     with self._admission.admit(bank):
                         return await inner(request, context)
@@ -139,6 +156,7 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
         service: str,
         name: str,
         role: Role,
+        provider_ok: bool = False,
         grpc_type: str = "server_stream",
     ) -> Callable[[Any, Context], Any]:
         """A server-streaming (or bidirectional: the first argument is then
@@ -156,7 +174,7 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
                 token = None
                 if role is not Role.PUBLIC:
                     principal = self._resolver.resolve(context)
-                    authorize(role, principal)
+                    authorize(role, principal, provider_allowed=provider_ok)
                     token = set_principal(principal)
                 try:
                     yield

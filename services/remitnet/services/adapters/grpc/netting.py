@@ -70,7 +70,7 @@ class NettingServicer(pb_grpc.NettingServiceServicer):
         views = await asyncio.to_thread(
             uc.list_cycles, self.db, request.currency, state, request.page_token or None, size
         )
-        bank = current_principal().bank
+        bank = current_principal().participant
         token = views[-1].cycle.id if len(views) == size else ""
         return pb.ListCyclesResponse(
             cycles=[cycle_message(v, only_bank=bank) for v in views], next_page_token=token
@@ -78,8 +78,10 @@ class NettingServicer(pb_grpc.NettingServiceServicer):
 
     async def GetCycle(self, request: pb.GetCycleRequest, context: Context) -> pb.GetCycleResponse:
         view = await asyncio.to_thread(uc.get_cycle, self.db, request.cycle_id)
-        # A bank sees the totals and its own position, not its competitors'.
-        return pb.GetCycleResponse(cycle=cycle_message(view, only_bank=current_principal().bank))
+        # A bank (or FX provider) sees the totals and its own position, not
+        # its competitors'.
+        only = current_principal().participant
+        return pb.GetCycleResponse(cycle=cycle_message(view, only_bank=only))
 
     async def CloseCycle(
         self, request: pb.CloseCycleRequest, context: Context
@@ -99,7 +101,7 @@ class NettingServicer(pb_grpc.NettingServiceServicer):
     async def GetPosition(
         self, request: pb.GetPositionRequest, context: Context
     ) -> pb.GetPositionResponse:
-        caller = current_principal().bank
+        caller = current_principal().participant
         bank = request.bank_code or (caller or "")
         if not bank:
             raise InvalidArgument(

@@ -35,6 +35,7 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
             request.name,
             request.home_region,
             list(request.currencies),
+            roles=convert.roles(request.roles),
             actor=_actor(),
         )
         return pb.CreateBankResponse(bank=convert.bank(view))

@@ -46,7 +46,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
     async def GetStatement(
         self, request: pb.GetStatementRequest, context: Context
     ) -> pb.GetStatementResponse:
-        caller = current_principal().bank
+        caller = current_principal().participant
         if caller is not None and request.bank_code and request.bank_code != caller:
             # Another bank's statement is reported as absent, not forbidden.
             raise NotFound(Reason.ACCOUNT_NOT_FOUND, "no such account of yours")
@@ -80,7 +80,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         self, request: pb.GetReconciliationRequest, context: Context
     ) -> pb.GetReconciliationResponse:
         rec = await asyncio.to_thread(uc.reconciliation, self.db, request.cycle_id)
-        caller = current_principal().bank
+        caller = current_principal().participant
         c = rec.cycle
         return pb.GetReconciliationResponse(
             cycle_id=c.id,
