@@ -25,9 +25,11 @@ from remitnet.services.domain.errors import (
     RemitnetError,
 )
 from remitnet.services.domain.fx import (
+    DerivedRate,
     Quote,
     QuoteTerms,
     Rate,
+    all_in_rate,
     check_fresh,
     derive,
     parse_rate,
@@ -474,6 +476,13 @@ class Market:
     participants: Mapping[str, Bank | None]
     rates: Mapping[str, Mapping[tuple[str, str], Rate]]
     headroom: Mapping[tuple[str, str], int]
+    # (provider, source, target) -> its rate for the pair, fresh, and its
+    # spread, or how far it got: the asks of one call share a few pairs, and
+    # a cross rate is exact rational arithmetic, so each is derived once.
+    # (provider, source, target) -> its fresh rate for the pair and its
+    # spread: the asks of one call share a few pairs, and a cross rate is
+    # exact rational arithmetic, so each is derived once per call.
+    rated: dict[tuple[str, str, str], tuple[DerivedRate, int]] = field(default_factory=dict)
 
     def active_providers(self) -> list[str]:
         return sorted(
@@ -543,26 +552,20 @@ def _offer(
 ) -> QuoteTerms | tuple[int, RemitnetError]:
     """`provider`'s terms for `ask`, or how far it got and why not."""
     source, target = ask.source_currency, ask.target_currency
-    rates = market.rates.get(provider, {})
     pair = f"{source}/{target}"
     try:
-        derived = derive(rates, source, target, config.base_currency)
+        derived, spread_bps = _rated(market, provider, source, target, config, now)
     except RemitnetError as err:
         err.metadata["provider"] = provider
-        return _NO_RATE, err
+        return (_STALE if err.reason == Reason.RATE_STALE else _NO_RATE), err
     except ArithmeticError:
         return _NO_RATE, _unpriceable(pair, provider)
-    try:
-        check_fresh(derived, now, config.max_rate_age)
-    except RemitnetError as err:
-        err.metadata["provider"] = provider
-        return _STALE, err
     try:
         terms = price(
             derived,
             source_currency=source,
             target_currency=target,
-            spread_bps=_spread(rates, source, target, config),
+            spread_bps=spread_bps,
             source_amount=ask.source_amount,
             target_amount=ask.target_amount,
         )
@@ -592,6 +595,22 @@ def _offer(
     return terms
 
 
+def _rated(
+    market: Market, provider: str, source: str, target: str, config: FxConfig, now: datetime
+) -> tuple[DerivedRate, int]:
+    """`provider`'s fresh rate for source/target and its spread, derived
+    once per call (`Market.rated`); raises as `derive` and `check_fresh` do
+    (refusals are not kept: each ask gets an error of its own)."""
+    key = (provider, source, target)
+    found = market.rated.get(key)
+    if found is None:
+        rates = market.rates.get(provider, {})
+        derived = derive(rates, source, target, config.base_currency)
+        check_fresh(derived, now, config.max_rate_age)
+        found = market.rated[key] = (derived, _spread(rates, source, target, config))
+    return found
+
+
 def _unpriceable(pair: str, provider: str) -> FailedPrecondition:
     return FailedPrecondition(
         Reason.RATE_NOT_AVAILABLE,
@@ -601,25 +620,19 @@ def _unpriceable(pair: str, provider: str) -> FailedPrecondition:
     )
 
 
-def _better(terms: QuoteTerms, best: QuoteTerms, by_source: bool) -> bool:
-    """Strictly the better price for the bank: more target for a source
-    amount, less source for a target amount."""
-    if by_source:
-        return terms.target_amount > best.target_amount
-    return terms.source_amount < best.source_amount
-
-
 def choose(
     market: Market, ask: QuoteAsk, config: FxConfig, now: datetime
 ) -> tuple[str, QuoteTerms] | RemitnetError:
     """The provider and terms for `ask` (the named provider's, or the best
-    price of the active providers that can price and cover it, a tie to the
-    smallest code), or the refusal: the named provider's standing
+    price of the active providers that can price and cover it: the best
+    all-in rate, equal rates to the smallest code), or the refusal: the
+    named provider's standing
     (FX_PROVIDER_UNKNOWN, NOT_AN_FX_PROVIDER, FX_PROVIDER_SUSPENDED), else
     the refusal of the provider that got furthest (no rate:
     RATE_NOT_AVAILABLE; stale: RATE_STALE; the amount: INVALID_AMOUNT...;
     cover: FX_PROVIDER_INSUFFICIENT_LIQUIDITY), the first by code among
     equals."""
+    source, target = ask.source_currency, ask.target_currency
     if ask.provider is not None:
         refused = provider_refusal(ask.provider, market.participants.get(ask.provider))
         if refused is not None:
@@ -627,19 +640,29 @@ def choose(
         candidates = [ask.provider]
     else:
         candidates = market.active_providers()
-    best: tuple[str, QuoteTerms] | None = None
-    furthest: tuple[int, RemitnetError] | None = None
-    by_source = ask.source_amount is not None
-    for provider in candidates:  # by code: the first of equal prices wins
+    # The amounts follow the all-in rate monotonically (more target for a
+    # source amount, less source for a target amount, at a higher rate), so
+    # the providers are tried from the best rate down (equal rates by code)
+    # and the first that prices and covers the ask is the best price: one
+    # pricing per ask, not one per provider.
+    rate_of: dict[str, Decimal] = {}
+    for provider in candidates:
+        try:
+            derived, spread_bps = _rated(market, provider, source, target, config, now)
+            rate_of[provider] = all_in_rate(derived.mid, spread_bps)
+        except (RemitnetError, ArithmeticError):
+            continue  # `_offer` below answers why
+    ranked = sorted(candidates, key=lambda p: (p not in rate_of, -rate_of.get(p, 0), p))
+    failed: dict[str, tuple[int, RemitnetError]] = {}
+    for provider in ranked:
         found = _offer(market, provider, ask, config, now)
-        if isinstance(found, tuple):
-            if furthest is None or found[0] > furthest[0]:
-                furthest = found
-            continue
-        if best is None or _better(found, best[1], by_source):
-            best = (provider, found)
-    if best is not None:
-        return best
+        if not isinstance(found, tuple):
+            return provider, found
+        failed[provider] = found
+    furthest: tuple[int, RemitnetError] | None = None
+    for provider in candidates:  # by code: the first of the furthest answers
+        if furthest is None or failed[provider][0] > furthest[0]:
+            furthest = failed[provider]
     if furthest is not None:
         stage, err = furthest
         if stage == _COVER and ask.provider is None:
