@@ -162,8 +162,8 @@ class FxServiceServicer:
         it: its liquidity account in the target currency has headroom (balance
         + net debit cap + unsettled net) of at least the quote's target amount
         now. Best: the largest target amount for a source_amount ask, the
-        smallest source amount for a target_amount ask; a tie goes to the
-        smallest provider code. The provider's spread is its rate's spread_bps
+        smallest source amount for a target_amount ask: the best all-in rate,
+        equal rates to the smallest provider code. The provider's spread is its rate's spread_bps
         for a direct or inverse pair when it stated one, else the hub's
         configured spread for the corridor.
 

@@ -98,8 +98,8 @@ class FxServiceStub:
     it: its liquidity account in the target currency has headroom (balance
     + net debit cap + unsettled net) of at least the quote's target amount
     now. Best: the largest target amount for a source_amount ask, the
-    smallest source amount for a target_amount ask; a tie goes to the
-    smallest provider code. The provider's spread is its rate's spread_bps
+    smallest source amount for a target_amount ask: the best all-in rate,
+    equal rates to the smallest provider code. The provider's spread is its rate's spread_bps
     for a direct or inverse pair when it stated one, else the hub's
     configured spread for the corridor.
 
@@ -196,8 +196,8 @@ class FxServiceAsyncStub(FxServiceStub):
     it: its liquidity account in the target currency has headroom (balance
     + net debit cap + unsettled net) of at least the quote's target amount
     now. Best: the largest target amount for a source_amount ask, the
-    smallest source amount for a target_amount ask; a tie goes to the
-    smallest provider code. The provider's spread is its rate's spread_bps
+    smallest source amount for a target_amount ask: the best all-in rate,
+    equal rates to the smallest provider code. The provider's spread is its rate's spread_bps
     for a direct or inverse pair when it stated one, else the hub's
     configured spread for the corridor.
 
@@ -309,8 +309,8 @@ class FxServiceServicer(metaclass=_abc_1.ABCMeta):
         it: its liquidity account in the target currency has headroom (balance
         + net debit cap + unsettled net) of at least the quote's target amount
         now. Best: the largest target amount for a source_amount ask, the
-        smallest source amount for a target_amount ask; a tie goes to the
-        smallest provider code. The provider's spread is its rate's spread_bps
+        smallest source amount for a target_amount ask: the best all-in rate,
+        equal rates to the smallest provider code. The provider's spread is its rate's spread_bps
         for a direct or inverse pair when it stated one, else the hub's
         configured spread for the corridor.
 
