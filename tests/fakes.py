@@ -75,6 +75,7 @@ from remitnet.services.domain.netting import (
     apply_leg,
     cycle_totals,
 )
+from remitnet.services.service_layer.participants import ensure_currency
 from remitnet.services.service_layer.unit_of_work import (
     AccountRepository,
     BankRepository,
@@ -1174,30 +1175,10 @@ def _conforms(store: FakeStore) -> None:
 
 def seed_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
     """The hub's own accounts, the default provider's liquidity account
-    (unfunded, as ensure_currency opens it) and an open cycle of `currency`."""
-    for kind in (
-        AccountKind.SETTLEMENT,
-        AccountKind.RESERVE,
-        AccountKind.FX,
-        AccountKind.FX_REVENUE,
-    ):
-        aid = account_id(HUB, currency, kind)
-        if uow.accounts.get(aid) is None:
-            uow.accounts.add(aid, HUB, currency, kind, now, home_region=HUB_HOME_REGION)
-    fxhub = uow.banks.get(DEFAULT_PROVIDER)
-    aid = account_id(DEFAULT_PROVIDER, currency)
-    if fxhub is not None and uow.accounts.get(aid) is None:
-        uow.accounts.add(
-            aid,
-            DEFAULT_PROVIDER,
-            currency,
-            AccountKind.LIQUIDITY,
-            now,
-            home_region=fxhub.home_region,
-        )
-    if uow.cycles.open_for(currency) is None:
-        seq = uow.cycles.max_seq(currency) + 1
-        uow.cycles.add(cycle_id_for(currency, seq), currency, seq, now)
+    (unfunded) and an open cycle of `currency`: what the participants use
+    case opens for a currency (`ensure_currency`), so the seeds cannot drift
+    from it."""
+    ensure_currency(uow, currency, now)
 
 
 def seed_deposit(uow: UnitOfWork, bank: str, currency: str, amount: int, now: datetime) -> None:
