@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,11 +67,20 @@ class Profile:
     stream_seconds: float = 30.0
     # ListTransfers' first page is timed at each of these history sizes.
     history_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    # Expiry (scripts/bench_expiry.py): reservations expired, and the
+    # expirer's rows per transaction tried (one fresh seed each).
+    expiry_transfers: int = 100_000
+    expiry_limits: tuple[int, ...] = (1_000, 2_500, 5_000, 10_000, 20_000)
+    # The confirmed path: how long a creditor bank gathers what it received
+    # before it answers (_creditors).
+    confirm_linger_s: float = 0.25
 
 
 PROFILES = {
     "full": Profile("full", 20.0, 3, 2, 48, 1_000_000, 100, 20.0),
-    "quick": Profile("quick", 6.0, 3, 2, 40, 100_000, 100, 6.0, 6.0, (10_000, 100_000)),
+    "quick": Profile(
+        "quick", 6.0, 3, 2, 40, 100_000, 100, 6.0, 6.0, (10_000, 100_000), 100_000, (5_000, 20_000)
+    ),
 }
 
 
@@ -233,6 +242,13 @@ def stored_transfers(name: str) -> int:
     return int(row[0]) if row else 0
 
 
+def reserved_left(name: str) -> int:
+    """Stored transfers still RESERVED (the confirmed path answers all)."""
+    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={name}") as conn:
+        row = conn.execute(b"SELECT count(*) FROM transfers WHERE status = 5").fetchone()
+    return int(row[0]) if row else 0
+
+
 def conversions_by_provider(name: str) -> dict[str, int]:
     """Stored cross-currency transfers per FX provider (none through the hub)."""
     with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={name}") as conn:
@@ -304,20 +320,44 @@ class LoadResult:
     resubmitted: int = 0
     started: float = 0.0
     finished: float = 0.0
+    # The confirmed path: transfers answered RESERVED by SubmitTransfers
+    # (`transfers` counts those the creditors then confirmed ACCEPTED), and
+    # the ConfirmTransfers calls that did it.
+    reserved: int = 0
+    confirm_calls: int = 0
+    submit_ms: list[float] = field(default_factory=list)  # per SubmitTransfers call
+    confirm_ms: list[float] = field(default_factory=list)  # per ConfirmTransfers call
 
 
 def _client_main(
-    path: str, target: str, workload: str, seed: int, seconds: float, in_flight: int, out: Any
+    path: str,
+    target: str,
+    workload: str,
+    seed: int,
+    seconds: float,
+    in_flight: int,
+    out: Any,
+    handoff: Any = None,
 ) -> None:
     chosen = WORKLOADS.get(workload) or EXTRA_WORKLOADS[workload]
-    result = asyncio.run(_client(path, target, chosen, seed, seconds, in_flight))
+    result = asyncio.run(_client(path, target, chosen, seed, seconds, in_flight, handoff))
     out.send(asdict(result))
     out.close()
 
 
 async def _client(
-    path: str, target: str, workload: Workload, seed: int, seconds: float, in_flight: int
+    path: str,
+    target: str,
+    workload: Workload,
+    seed: int,
+    seconds: float,
+    in_flight: int,
+    handoff: Any = None,
 ) -> LoadResult:
+    """One client process. On the confirmed path each batch asks for the
+    creditor's confirmation (require_confirmation) and the ids its answer
+    reports RESERVED go, by creditor, to `handoff` (the creditor-side
+    process, `_creditor_main`), followed by None when the time is up."""
     rng = random.Random(seed)
     channel = grpc.aio.insecure_channel(
         target,
@@ -333,6 +373,8 @@ async def _client(
     lo, hi = workload.amounts
     deadline = time.monotonic() + seconds
     result.started = time.time()
+
+    confirm = path == "confirmed"
 
     def next_batch() -> tuple[str, cpb.SubmitTransfersRequest]:
         # Every item of a batch is sent by the calling bank; creditors follow
@@ -350,6 +392,8 @@ async def _client(
                 item = add()
                 item.transfer_id = next(ids)
                 item.creditor_bank = creditor
+                if confirm:
+                    item.require_confirmation = True
                 amount = item.amount
                 amount.currency = currency
                 amount.minor_units = rng.randint(lo, hi)
@@ -398,8 +442,21 @@ async def _client(
                         raise
                     result.resubmitted += 1
             result.latencies_ms.append((time.perf_counter() - t0) * 1000)
-            result.transfers += response.accepted_count
             result.rejected += response.rejected_count
+            if not confirm:
+                result.transfers += response.accepted_count
+                continue
+            # Hand the reserved ids to their creditors, with the time the
+            # submission started (the end-to-end latency's start).
+            by_creditor: dict[str, list[str]] = {}
+            for item, answer in zip(request.transfers, response.results, strict=True):
+                if answer.WhichOneof("outcome") == "transfer":
+                    if answer.transfer.status == cpb.TRANSFER_STATUS_RESERVED:
+                        by_creditor.setdefault(item.creditor_bank, []).append(answer.transfer_id)
+                    else:  # not reserved (cannot happen here): counted as refused
+                        result.rejected += 1
+            result.reserved += sum(len(v) for v in by_creditor.values())
+            handoff.put((time.time() - (time.perf_counter() - t0), by_creditor))
 
     async def unary_worker(gross: bool) -> None:
         mode = cpb.SETTLEMENT_MODE_GROSS if gross else cpb.SETTLEMENT_MODE_NETTED
@@ -424,18 +481,162 @@ async def _client(
                 result.rejected += 1
             result.latencies_ms.append((time.perf_counter() - t0) * 1000)
 
-    if path == "batch":
+    if path in ("batch", "confirmed"):
         workers = [batch_worker() for _ in range(in_flight)]
     else:
         workers = [unary_worker(path == "gross") for _ in range(in_flight)]
     await asyncio.gather(*workers)
     result.finished = time.time()
+    if confirm:
+        handoff.put(None)
+    await channel.close()
+    return result
+
+
+# The creditor side of the confirmed path: one process answering for every
+# creditor bank, one ConfirmTransfers call in flight per bank. A bank sends
+# what it has received once its oldest unanswered reservation has waited
+# Profile.confirm_linger_s (or it holds MAX_CONFIRM items), as a bank
+# batching its answers would: a call per batch received would be ~60 tiny
+# calls per batch.
+MAX_CONFIRM = 5_000  # the largest ConfirmTransfers call
+CONFIRM_LINGER_S = Profile.confirm_linger_s
+
+
+def _creditor_main(target: str, handoff: Any, submitters: int, linger: float, out: Any) -> None:
+    result = asyncio.run(_creditors(target, handoff, submitters, linger))
+    out.send(asdict(result))
+    out.close()
+
+
+async def _creditors(target: str, handoff: Any, submitters: int, linger: float) -> LoadResult:
+    """Confirms (ACCEPT) every id handed over, until every submitter has
+    finished and nothing is left. `transfers`: answered ACCEPTED;
+    `latencies_ms`: per submitted chunk, from its SubmitTransfers call's
+    start to its ConfirmTransfers answer (end to end); `finished`: the last
+    answer."""
+    loop = asyncio.get_running_loop()
+    channel = grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.max_send_message_length", 4 << 20),
+            ("grpc.max_receive_message_length", 4 << 20),
+        ],
+    )
+    stub = cgrpc.ClearingServiceStub(channel)
+    result = LoadResult()
+    pending: dict[str, list[tuple[float, list[str]]]] = {}
+    wake: dict[str, asyncio.Event] = {}
+    tasks: list[asyncio.Task[None]] = []
+    done = asyncio.Event()
+    finished = 0
+
+    async def answer(bank: str, chunks: list[tuple[float, list[str]]]) -> None:
+        request = cpb.ConfirmTransfersRequest()
+        add = request.confirmations.add
+        for _, ids in chunks:
+            for tid in ids:
+                c = add()
+                c.transfer_id = tid
+                c.decision = cpb.CONFIRMATION_DECISION_ACCEPT
+        t0 = time.perf_counter()
+        for attempt in range(10):
+            try:
+                response = await stub.ConfirmTransfers(
+                    request, metadata=((PRINCIPAL, f"bank:{bank}"),), timeout=120
+                )
+                break
+            except grpc.aio.AioRpcError as err:
+                # Resent whole: an answer given twice is a replay.
+                retryable = (grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE)
+                if err.code() not in retryable or attempt == 9:
+                    raise
+                result.resubmitted += 1
+        now = time.time()
+        result.confirm_ms.append((time.perf_counter() - t0) * 1000)
+        result.confirm_calls += 1
+        result.finished = now
+        result.latencies_ms += [(now - at) * 1000 for at, _ in chunks]
+        for r in response.results:
+            if r.WhichOneof("outcome") == "transfer" and (
+                r.transfer.status == cpb.TRANSFER_STATUS_ACCEPTED
+            ):
+                result.transfers += 1
+            else:
+                result.rejected += 1
+
+    async def creditor(bank: str) -> None:
+        queue = pending[bank]
+        while True:
+            if not queue:
+                if done.is_set():
+                    return
+                wake[bank].clear()
+                await wake[bank].wait()
+                continue
+            held = sum(len(ids) for _, ids in queue)
+            age = time.time() - queue[0][0]
+            if held < MAX_CONFIRM and age < linger and not done.is_set():
+                await asyncio.sleep(linger - age)
+                continue
+            chunks: list[tuple[float, list[str]]] = []
+            taken = 0
+            while queue and taken < MAX_CONFIRM:
+                at, ids = queue[0]
+                room = MAX_CONFIRM - taken
+                if len(ids) > room:
+                    chunks.append((at, ids[:room]))
+                    queue[0] = (at, ids[room:])
+                    taken = MAX_CONFIRM
+                    break
+                chunks.append(queue.pop(0))
+                taken += len(ids)
+            await answer(bank, chunks)
+
+    def deliver(item: tuple[float, dict[str, list[str]]] | None) -> None:
+        nonlocal finished
+        if item is None:
+            finished += 1
+            if finished == submitters:
+                done.set()
+                for event in wake.values():
+                    event.set()
+            return
+        at, by_creditor = item
+        for bank, ids in by_creditor.items():
+            if bank not in pending:
+                pending[bank] = []
+                wake[bank] = asyncio.Event()
+                tasks.append(loop.create_task(creditor(bank)))
+            pending[bank].append((at, ids))
+            wake[bank].set()
+
+    def reader() -> None:
+        for _ in range(submitters):
+            while (item := handoff.get()) is not None:
+                loop.call_soon_threadsafe(deliver, item)
+            loop.call_soon_threadsafe(deliver, None)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    await done.wait()
+    thread.join()
+    while tasks:  # banks first seen in the last deliveries start late
+        running = list(tasks)
+        tasks.clear()
+        await asyncio.gather(*running)
     await channel.close()
     return result
 
 
 def run_load(
-    path: str, targets: list[str], workload: str, processes: int, in_flight: int, seconds: float
+    path: str,
+    targets: list[str],
+    workload: str,
+    processes: int,
+    in_flight: int,
+    seconds: float,
+    confirm_linger: float = CONFIRM_LINGER_S,
 ) -> LoadResult:
     ctx = mp.get_context("spawn")
     # Fresh ids on every call: a load that repeated an earlier one's ids would
@@ -443,6 +644,15 @@ def run_load(
     salt = int.from_bytes(os.urandom(4), "big")
     pipes = []
     procs = []
+    handoff = ctx.Queue() if path == "confirmed" else None
+    creditor_pipe = None
+    if handoff is not None:
+        creditor_pipe, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_creditor_main, args=(targets[0], handoff, processes, confirm_linger, child)
+        )
+        proc.start()
+        procs.append(proc)
     for i in range(processes):
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(
@@ -455,12 +665,30 @@ def run_load(
                 seconds,
                 in_flight,
                 child,
+                handoff,
             ),
         )
         proc.start()
         procs.append(proc)
         pipes.append(parent)
     results = [LoadResult(**p.recv()) for p in pipes]
+    if creditor_pipe is not None:
+        creditors = LoadResult(**creditor_pipe.recv())
+        for proc in procs:
+            proc.join()
+        # Confirmed end to end: from the first submission to the last answer.
+        return LoadResult(
+            transfers=creditors.transfers,
+            rejected=sum(r.rejected for r in results) + creditors.rejected,
+            resubmitted=sum(r.resubmitted for r in results) + creditors.resubmitted,
+            latencies_ms=creditors.latencies_ms,
+            started=min(r.started for r in results),
+            finished=max(creditors.finished, *(r.finished for r in results)),
+            reserved=sum(r.reserved for r in results),
+            confirm_calls=creditors.confirm_calls,
+            submit_ms=[x for r in results for x in r.latencies_ms],
+            confirm_ms=creditors.confirm_ms,
+        )
     for proc in procs:
         proc.join()
     merged = LoadResult(
@@ -529,9 +757,15 @@ def measure_path(
 ) -> dict[str, Any]:
     sampler.phase = f"{workload}/{path}"
     before = retries(hub)
-    if path == "batch":
+    if path in ("batch", "confirmed"):
         load = run_load(
-            path, [hub.target], workload, profile.batch_clients, 2, profile.path_seconds
+            path,
+            [hub.target],
+            workload,
+            profile.batch_clients,
+            2,
+            profile.path_seconds,
+            profile.confirm_linger_s,
         )
     else:
         clients, in_flight = profile.unary_clients, profile.unary_in_flight
@@ -548,6 +782,28 @@ def measure_path(
     }
     if path == "batch":
         figures["items_per_call"] = 1000
+    if path == "confirmed":
+        # Latencies are end to end (submission start to the creditor's
+        # answer), per submitted chunk; `transfers` were confirmed ACCEPTED.
+        figures["items_per_call"] = 1000
+        figures["reserved"] = load.reserved
+        figures["confirm_calls"] = load.confirm_calls
+        figures["confirm_items_per_call"] = (
+            load.transfers / load.confirm_calls if load.confirm_calls else 0.0
+        )
+        figures["resubmitted"] = load.resubmitted
+        figures["submit_p50_ms"] = percentile(load.submit_ms, 0.50)
+        figures["submit_p99_ms"] = percentile(load.submit_ms, 0.99)
+        figures["confirm_call_p50_ms"] = percentile(load.confirm_ms, 0.50)
+        figures["confirm_call_p99_ms"] = percentile(load.confirm_ms, 0.99)
+        print(
+            f"  {workload:<20} confirmed: {load.reserved:,} reserved in {len(load.submit_ms)} "
+            f"SubmitTransfers (p50 {figures['submit_p50_ms']:.0f} ms), {load.transfers:,} "
+            f"accepted in {load.confirm_calls} ConfirmTransfers (p50 "
+            f"{figures['confirm_call_p50_ms']:.0f} ms, p99 {figures['confirm_call_p99_ms']:.0f} "
+            f"ms, {figures['confirm_items_per_call']:,.0f} items each)",
+            flush=True,
+        )
     print(
         f"  {workload:<20} {path:<6} {figures['transfers_per_s']:>10,.0f} transfers/s  "
         f"p50 {figures['p50_ms']:7.1f} ms  p99 {figures['p99_ms']:7.1f} ms  "
@@ -651,6 +907,41 @@ def split_processes(profile: Profile, log: Path) -> dict[str, float]:
 
 
 FX_WORKLOAD, SAME_CURRENCY_WORKLOAD = "remittance_channel", "aggregated_payment"
+# The payee-confirmed variant (issue 14) runs on this workload, right after
+# its immediate batch path, against the same hub: at least CONFIRMED_TARGET
+# times the batch path's rate.
+CONFIRMED_WORKLOAD, CONFIRMED_TARGET = "aggregated_payment", 0.4
+
+
+def paths_of(workload: str) -> tuple[str, ...]:
+    if workload == CONFIRMED_WORKLOAD:
+        return ("batch", "confirmed", "unary", "gross")
+    return ("batch", "unary", "gross")
+
+
+def confirmed_against_batch(scenarios: dict[str, Any]) -> dict[str, Any] | None:
+    """The payee-confirmed batch path over the immediate one, same run."""
+    sc = scenarios.get(CONFIRMED_WORKLOAD)
+    if sc is None or "confirmed" not in sc:
+        return None
+    a, b = sc["confirmed"]["transfers_per_s"], sc["batch"]["transfers_per_s"]
+    out = {
+        "workload": CONFIRMED_WORKLOAD,
+        "confirmed": a,
+        "batch": b,
+        "ratio": a / b if b else 0.0,
+        "target": CONFIRMED_TARGET,
+        "confirm_items_per_call": sc["confirmed"]["confirm_items_per_call"],
+        "ids_from": "the SubmitTransfers answers, handed to a creditor-side process",
+    }
+    out["met"] = out["ratio"] >= CONFIRMED_TARGET
+    print(
+        f"  {CONFIRMED_WORKLOAD} payee-confirmed: {a:,.0f} transfers/s confirmed end to end "
+        f"against {b:,.0f}/s immediate (ratio {out['ratio']:.2f}, target >= "
+        f"{CONFIRMED_TARGET}: {'met' if out['met'] else 'NOT met'})",
+        flush=True,
+    )
+    return out
 
 
 def fx_against_same_currency(scenarios: dict[str, Any]) -> dict[str, Any] | None:
@@ -690,7 +981,9 @@ def report(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
         "|---|---|---:|---:|---:|---:|",
     ]
     for name, sc in results["scenarios"].items():
-        for path in ("batch", "unary", "gross"):
+        for path in paths_of(name):
+            if path not in sc:
+                continue
             f = sc[path]
             lines.append(
                 f"| {name} | {path} | {f['transfers_per_s']:,.0f} | {f['p50_ms']:.1f} | "
@@ -716,6 +1009,21 @@ def report(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
             f"(ratio {fx['batch']['ratio']:.2f}), unary {fx['unary']['fx']:,.0f} against "
             f"{fx['unary']['same_currency']:,.0f} (ratio {fx['unary']['ratio']:.2f}).",
         ]
+    if c := results.get("confirmed_against_batch"):
+        lines += [
+            "",
+            f"Payee-confirmed {c['workload']} (SubmitTransfers with require_confirmation, "
+            "each creditor accepting with ConfirmTransfers batches; ids from the submit "
+            f"answers; {c['confirm_items_per_call']:,.0f} items per ConfirmTransfers call; "
+            "its p50/p99 above are end to end, submission to confirmation): "
+            f"{c['confirmed']:,.0f} transfers/s confirmed against {c['batch']:,.0f} on the "
+            f"immediate batch path: ratio {c['ratio']:.2f}, target >= {c['target']} "
+            f"({'met' if c['met'] else 'NOT met'}).",
+        ]
+    if ex := results.get("expiry"):
+        import bench_expiry  # here, not at the top: it imports this module
+
+        lines += ["", bench_expiry.table({"expiry": ex})]
     big = results["settle_large"]
     lines += [
         "",
@@ -775,20 +1083,86 @@ def plot(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
     fig.savefig(OUT / "latest.png", dpi=110)
 
 
+def only_confirmed(profile: Profile, log: Path) -> int:
+    """`--only confirmed`: the immediate batch path and its payee-confirmed
+    variant of CONFIRMED_WORKLOAD on one fresh hub, as in the full run."""
+    print(f"\n{CONFIRMED_WORKLOAD}: batch and payee-confirmed", flush=True)
+    name, url = fresh_database()
+    hub = start_hub(url, log)
+    sampler = Sampler([hub])
+    try:
+        asyncio.run(onboard(hub.target, WORKLOADS[CONFIRMED_WORKLOAD].banks))
+        scenario = {p: measure_path(p, hub, CONFIRMED_WORKLOAD, profile, sampler)
+                    for p in ("batch", "confirmed")}  # fmt: skip
+        left = reserved_left(name)
+        assert (
+            left == 0 and scenario["confirmed"]["transfers"] == scenario["confirmed"]["reserved"]
+        ), (left, scenario["confirmed"])
+        expected = scenario["batch"]["transfers"] + scenario["confirmed"]["reserved"]
+        assert stored_transfers(name) == expected, (stored_transfers(name), expected)
+    finally:
+        hub.stop()
+        drop_database(name)
+    section: dict[str, Any] = {
+        "profile": profile.name,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scenarios": {CONFIRMED_WORKLOAD: scenario},
+    }
+    section["confirmed_against_batch"] = confirmed_against_batch(section["scenarios"])
+    (OUT / "confirmed.json").write_text(json.dumps(section, indent=2))
+    c = section["confirmed_against_batch"]
+    lines = ["| path | transfers/s | p50 ms | p99 ms | retries |", "|---|---:|---:|---:|---:|"]
+    for path, f in scenario.items():
+        lines.append(
+            f"| {path} | {f['transfers_per_s']:,.0f} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | "
+            f"{f['retries']} |"
+        )
+    lines += [
+        "",
+        f"confirmed / batch = {c['ratio']:.2f} (target >= {c['target']}: "
+        f"{'met' if c['met'] else 'NOT met'}); {c['confirm_items_per_call']:,.0f} items per "
+        "ConfirmTransfers call; confirmed p50/p99 are end to end.",
+    ]
+    text = "\n".join(lines)
+    (OUT / "confirmed.md").write_text(text + "\n")
+    print("\n" + text + f"\n\nwrote {OUT / 'confirmed'}.json and .md")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument(
         "--only",
-        choices=("noisy_neighbour", "list_transfers"),
+        choices=("noisy_neighbour", "list_transfers", "confirmed", "expiry"),
         help="run only this section; writes build/bench/<section>.{json,md}",
+    )
+    parser.add_argument(
+        "--confirm-linger",
+        type=float,
+        help="seconds a creditor bank of the confirmed path gathers before it answers "
+        f"(default {CONFIRM_LINGER_S})",
     )
     args = parser.parse_args()
     profile = PROFILES[args.profile]
+    if args.confirm_linger is not None:
+        profile = replace(profile, confirm_linger_s=args.confirm_linger)
     OUT.mkdir(parents=True, exist_ok=True)
     log = OUT / "hub.log"
     log.write_text("")
+    if args.only == "confirmed":
+        return only_confirmed(profile, log)
+    if args.only == "expiry":
+        import bench_expiry  # here, not at the top: it imports this module
+
+        print("\nexpiry", flush=True)
+        ex = {"expiry": bench_expiry.measure(profile.expiry_transfers, profile.expiry_limits)}
+        (OUT / "expiry.json").write_text(json.dumps(ex, indent=2))
+        text = bench_expiry.table(ex)
+        (OUT / "expiry.md").write_text(text + "\n")
+        print("\n" + text + f"\n\nwrote {OUT / 'expiry'}.json and .md")
+        return 0
     import bench_fair  # here, not at the top: it imports this module
 
     fair_sections = {
@@ -810,6 +1184,7 @@ def main() -> int:
     started = time.perf_counter()
     results: dict[str, Any] = {
         "profile": profile.name,
+        "confirm_linger_s": profile.confirm_linger_s,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "scenarios": {},
     }
@@ -825,14 +1200,20 @@ def main() -> int:
             chosen = WORKLOADS[workload]
             asyncio.run(onboard(hub.target, chosen.banks, chosen.currency_of))
             scenario: dict[str, Any] = {}
-            for path in ("batch", "unary", "gross"):
+            for path in paths_of(workload):
                 scenario[path] = measure_path(path, hub, workload, profile, sampler)
+            if "confirmed" in scenario:
+                # Every reservation was answered, and accepted.
+                left = reserved_left(name)
+                c = scenario["confirmed"]
+                assert left == 0 and c["transfers"] == c["reserved"], (left, c)
             sampler.phase = f"{workload}/settle"
             currencies = tuple(sorted({chosen.currency(b) for b in chosen.banks} | {"USD"}))
             cycle = asyncio.run(close_and_settle(hub.target, currencies))
             # Every acknowledged transfer is a distinct stored one: the figures
             # count no idempotent replays.
             acknowledged = sum(scenario[p]["transfers"] for p in ("batch", "unary", "gross"))
+            acknowledged += scenario.get("confirmed", {}).get("reserved", 0)
             assert stored_transfers(name) == acknowledged, (stored_transfers(name), acknowledged)
             scenario["netting_efficiency"] = cycle["gross"] / cycle["net"] if cycle["net"] else 0.0
             if len(currencies) > 1:
@@ -862,6 +1243,12 @@ def main() -> int:
             drop_database(name)
     if fx := fx_against_same_currency(results["scenarios"]):
         results["fx_against_same_currency"] = fx
+    if confirmed := confirmed_against_batch(results["scenarios"]):
+        results["confirmed_against_batch"] = confirmed
+    print("\nexpiry", flush=True)
+    import bench_expiry  # here, not at the top: it imports this module
+
+    results["expiry"] = bench_expiry.measure(profile.expiry_transfers, profile.expiry_limits)
     print("\nsettling one large cycle", flush=True)
     results["settle_large"] = settle_large(profile, log)
     print("\nscaling past one process", flush=True)

@@ -77,10 +77,11 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import psycopg
@@ -89,7 +90,13 @@ from sqlalchemy import Connection, select
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
-from remitnet.clients.bank import BankClient, instruction
+from remitnet.clients.bank import (
+    BankClient,
+    acceptance,
+    instruction,
+    rejection,
+    set_confirmation,
+)
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
@@ -105,11 +112,15 @@ from remitnet.services.domain.audit import (
     check_ledger,
     check_settled_once,
     is_settlement,
+    live_legs,
 )
+from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import (
     AccountKind,
     CycleState,
+    StoredTransfer,
     TransferStatus,
+    account_id,
     position_account_id,
 )
 from remitnet.services.service_layer.audit import audit_snapshot, read_snapshot
@@ -162,6 +173,41 @@ SETTLE_WAIT_S = 60.0  # bound on the recovered hub settling every closed cycle
 # starts) may be from the moment it became visible to others.
 LIMIT_SLACK_S = 2.0
 
+# The scheme lifecycle. Two banks (not aggregators) require payee
+# confirmation, the operator's setting; clients ask for it on a fifth of the
+# other items, some with their own, shorter, timeout. The hub's timeouts and
+# recall window are short so that reservations and recalls expire (the hub's
+# expirer, in both clearing processes) while faults go on.
+CONFIRMING = ("CHEU01", "CHAS01")
+CONFIRMATION_TIMEOUT_S = 3.0  # the hub's default
+MAX_CONFIRMATION_TIMEOUT_S = 5.0  # the longest a transfer may ask for
+RECALL_WINDOW_S = 6.0
+HUB_LIFECYCLE = [
+    "--confirmation-timeout", str(CONFIRMATION_TIMEOUT_S),
+    "--max-confirmation-timeout", str(MAX_CONFIRMATION_TIMEOUT_S),
+    "--recall-window", str(RECALL_WINDOW_S),
+]  # fmt: skip
+ASKED_TIMEOUTS_S: tuple[float | None, ...] = (None, 0.5, 1.0, 2.0, 4.0)  # None: the hub's
+# ISO 20022 codes the clients answer with (a sample of each code set).
+REJECT_CODES = ("AC01", "AC04", "AC06", "AM05", "BE01", "RR04")
+RETURN_CODES = ("AC01", "AC04", "AC06", "AM05", "BE04", "MD07", "MS02", "MS03")
+RECALL_CODES = ("DUPL", "FRAD", "TECH", "CUST", "AC03")
+RECALL_REJECT_CODES = ("NOAS", "CUST", "LEGL", "AGNT")
+OPERATOR_CANCEL_REASON = "chaos: operator correction"
+# Lifecycle steps after each submission, each one of these, by weight.
+LIFECYCLE_STEPS = 2
+ACTIONS = {
+    "confirm": 30, "cancel": 8, "return_": 14, "recall": 16, "answer_recall": 16,
+    "operator_cancel": 8, "bad": 8,
+}  # fmt: skip
+# After recovery nothing is left RESERVED (or a recall REQUESTED) this long
+# past its deadline: the hub expires from the database's state.
+EXPIRY_SLACK_S = 5.0
+_LIVE = (TransferStatus.ACCEPTED, TransferStatus.CLOSED, TransferStatus.SETTLED)
+NETTED_STATUSES = (cpb.TRANSFER_STATUS_ACCEPTED, cpb.TRANSFER_STATUS_CLOSED,
+                   cpb.TRANSFER_STATUS_SETTLED)  # fmt: skip
+T = TypeVar("T")
+
 
 # Processes --------------------------------------------------------------------
 
@@ -200,7 +246,7 @@ class Supervisor:
 
     def start(self, name: str, crash_at: str = "") -> None:
         svc = self.services[name]
-        extra = ["--no-migrate", "--grace", "2"]
+        extra = ["--no-migrate", "--grace", "2", *HUB_LIFECYCLE]
         if name == "core":
             extra.append("--auto-settle")  # a restarted hub finishes what it started
         svc.generation += 1
@@ -323,6 +369,322 @@ def home(code: str) -> str:
     return HOME_CURRENCY[BANKS[code]]
 
 
+async def attempt(call: Awaitable[T]) -> tuple[str, T | None, dict[str, str]]:
+    """One call's outcome as the client log holds it: "ok" with the answer,
+    "rej" (a definite business refusal) or "ambiguous", with code and reason."""
+    try:
+        return "ok", await call, {}
+    except HubError as err:
+        kind = "rej" if err.code in DEFINITE else "ambiguous"
+        return kind, None, {"code": err.code.name, "reason": err.reason}
+    except (TimeoutError, grpc.aio.AioRpcError) as exc:
+        return "ambiguous", None, {"code": "", "reason": type(exc).__name__}
+
+
+def credited(t: cpb.Transfer) -> tuple[str, int]:
+    """What the creditor of `t` received: currency and minor units."""
+    if t.HasField("creditor_amount") and t.creditor_amount.currency:
+        return t.creditor_amount.currency, t.creditor_amount.minor_units
+    return t.amount.currency, t.amount.minor_units
+
+
+class Actor:
+    """A client's scheme-lifecycle operations, one per `step`: creditors
+    accept or reject what awaits their confirmation (one call, or a batch),
+    debtors cancel reservations, creditors return transfers, debtors recall
+    them, creditors answer recalls (a return, or a rejection), the operator
+    cancels netted transfers with a reason, and bad requests that must be
+    refused with their reason. Each call is logged ("op" records; a return
+    is logged as a transfer, "ack"/"rej"/"ambiguous", since it is one) for
+    `check_lifecycle`."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        bank: Callable[[str, bool], BankClient],
+        quoter: Callable[[str], BankClient],
+        operator: Callable[[], OperatorClient],
+        write: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.rng = rng
+        self.bank = bank
+        self.quoter = quoter
+        self.operator = operator
+        self.write = write
+        self.reserved: list[tuple[str, str]] = []  # acknowledged RESERVED: (id, debtor)
+        self.netted: list[tuple[str, str]] = []  # acknowledged netted at once: (id, debtor)
+        self.taken: list[str] = []  # every acknowledged id, returns too
+
+    def remember(self, tid: str, debtor: str, status: int) -> None:
+        pool = self.reserved if status == cpb.TRANSFER_STATUS_RESERVED else self.netted
+        pool.append((tid, debtor))
+        self.taken.append(tid)
+        for kept in (self.reserved, self.netted, self.taken):
+            del kept[:-2000]
+
+    def op(
+        self, op: str, tid: str, by: str, kind: str, detail: dict[str, str], **extra: Any
+    ) -> None:
+        self.write({"kind": "op", "op": op, "id": tid, "by": by, "result": kind, **detail, **extra})
+
+    def patient(self) -> bool:
+        return self.rng.random() >= 0.2
+
+    async def step(self) -> None:
+        action = self.rng.choices(list(ACTIONS), weights=list(ACTIONS.values()))[0]
+        # A read (ListTransfers, a quote) that fails asks nothing.
+        with contextlib.suppress(HubError, TimeoutError, grpc.aio.AioRpcError):
+            await getattr(self, action)()
+
+    async def recent(self, code: str, **filters: Any) -> list[cpb.Transfer]:
+        """The bank's newest transfers (its own view), with `filters`."""
+        page = await self.bank(code, True).list(page_size=200, **filters)
+        return list(page.transfers)
+
+    async def confirm(self) -> None:
+        """A creditor answers some of what awaits its confirmation: mostly
+        accepts, else rejects with a status reason; one ConfirmTransfer or
+        one ConfirmTransfers call."""
+        rng = self.rng
+        code = rng.choice(list(BANKS))
+        waiting = [
+            t
+            for t in await self.recent(code, status=cpb.TRANSFER_STATUS_RESERVED)
+            if t.creditor_bank == code
+        ]
+        if not waiting:
+            return
+        rng.shuffle(waiting)
+        answers = [
+            (t.transfer_id, rng.random() < 0.8, rng.choice(REJECT_CODES))
+            for t in waiting[: rng.randint(1, 100)]
+        ]
+        client = self.bank(code, self.patient())
+
+        def log(tid: str, accept: bool, reason: str, kind: str, detail: dict[str, str],
+                **extra: Any) -> None:  # fmt: skip
+            op, sent = ("accept", "") if accept else ("reject", reason)
+            self.op(op, tid, code, kind, detail, sent=sent, **extra)
+
+        if len(answers) == 1 and rng.random() < 0.5:
+            tid, accept, reason = answers[0]
+            kind, one, detail = await attempt(
+                client.confirm(tid, accept=accept, reason="" if accept else reason)
+            )
+            extra = (
+                {}
+                if one is None
+                else {"status": int(one.transfer.status), "answered": one.transfer.reason}
+            )
+            log(tid, accept, reason, kind, detail, **extra)
+            return
+        asks = [acceptance(t) if a else rejection(t, r) for t, a, r in answers]
+        kind, many, detail = await attempt(client.confirm_many(asks, deadline_s=10.0))
+        if many is None:
+            for tid, accept, reason in answers:
+                log(tid, accept, reason, kind, detail)
+            return
+        for (tid, accept, reason), result in zip(answers, many.results, strict=True):
+            if result.HasField("transfer"):
+                log(tid, accept, reason, "ok", {}, status=int(result.transfer.status),
+                    answered=result.transfer.reason)  # fmt: skip
+            else:
+                code_name = CODE_NAMES.get(result.error.code, str(result.error.code))
+                log(tid, accept, reason, "rej", {"code": code_name, "reason": result.error.reason})
+
+    async def cancel(self) -> None:
+        """A debtor cancels a transfer of its own that was reserved."""
+        if not self.reserved:
+            return
+        tid, debtor = self.reserved.pop(self.rng.randrange(len(self.reserved)))
+        kind, answer, detail = await attempt(self.bank(debtor, self.patient()).cancel(tid))
+        extra = {} if answer is None else {"status": int(answer.status)}
+        self.op("cancel", tid, debtor, kind, detail, **extra)
+
+    async def _return_quote(self, code: str, t: cpb.Transfer) -> str | None:
+        """ "" for a same-currency transfer; a new quote's id for a converted
+        one (None if none could be had: nothing is asked then)."""
+        currency, _ = credited(t)
+        if currency == t.amount.currency:
+            return ""
+        try:
+            quote = await self.quoter(code).return_quote(t)
+        except (HubError, TimeoutError, grpc.aio.AioRpcError) as exc:
+            reason = exc.reason if isinstance(exc, HubError) else type(exc).__name__
+            self.write({"kind": "quote", "id": "", "failed": reason or "?"})
+            return None
+        self.write({"kind": "quote", "id": "", "provider": quote.provider})
+        return quote.quote_id
+
+    def _returned(
+        self, op: str, rid: str, content: list[Any], of: str, kind: str, detail: dict[str, str],
+        **extra: Any,
+    ) -> None:  # fmt: skip
+        """A return is a transfer: logged as one, for `check_outcomes`."""
+        self.write({"kind": kind, "id": rid, "content": content, "op": op, "of": of,
+                    **detail, **extra})  # fmt: skip
+
+    async def return_(self) -> None:
+        """A creditor returns a payment it received, whole, with a return
+        reason (a converted one at a new quote)."""
+        code = self.rng.choice(list(BANKS))
+        candidates = [
+            t
+            for t in await self.recent(code, kind=cpb.TRANSFER_KIND_PAYMENT)
+            if t.creditor_bank == code
+            and t.status in NETTED_STATUSES
+            and not t.returned_by_transfer_id
+        ]
+        if not candidates:
+            return
+        t = self.rng.choice(candidates)
+        quote_id = await self._return_quote(code, t)
+        if quote_id is None:
+            return
+        rid = str(uuid.uuid4())
+        content = [code, t.debtor_bank, credited(t)[1]]
+        kind, answer, detail = await attempt(
+            self.bank(code, self.patient()).return_transfer(
+                t.transfer_id, self.rng.choice(RETURN_CODES), return_id=rid, quote_id=quote_id
+            )
+        )
+        self._returned("return", rid, content, t.transfer_id, "ack" if kind == "ok" else kind,
+                       detail)  # fmt: skip
+        if answer is not None:
+            self.remember(rid, code, int(answer.return_transfer.status))
+
+    async def recall(self) -> None:
+        """A debtor recalls a payment it sent, with a cancellation reason."""
+        code = self.rng.choice(list(BANKS))
+        candidates = [
+            t
+            for t in await self.recent(code, kind=cpb.TRANSFER_KIND_PAYMENT)
+            if t.debtor_bank == code
+            and t.status in NETTED_STATUSES
+            and not t.returned_by_transfer_id
+            and not t.HasField("recall")
+        ]
+        if not candidates:
+            return
+        t = self.rng.choice(candidates)
+        recall_id = str(uuid.uuid4())
+        reason = self.rng.choice(RECALL_CODES)
+        kind, answer, detail = await attempt(
+            self.bank(code, self.patient()).recall(t.transfer_id, reason, recall_id=recall_id)
+        )
+        extra = {} if answer is None else {"status": int(answer.recall.state)}
+        self.op("recall", t.transfer_id, code, kind, detail, recall_id=recall_id, sent=reason,
+                **extra)  # fmt: skip
+
+    async def answer_recall(self) -> None:
+        """A creditor answers an open recall: returns the transfer (the
+        recall ACCEPTED, the return's reason FOCR), or rejects it."""
+        code = self.rng.choice(list(BANKS))
+        asked = [
+            t
+            for t in await self.recent(code, recall_state=cpb.RECALL_STATE_REQUESTED)
+            if t.creditor_bank == code
+        ]
+        if not asked:
+            return
+        t = self.rng.choice(asked)
+        client = self.bank(code, self.patient())
+        if self.rng.random() < 0.5:
+            quote_id = await self._return_quote(code, t)
+            if quote_id is None:
+                return
+            rid = str(uuid.uuid4())
+            kind, answer, detail = await attempt(
+                client.answer_recall(t.transfer_id, accept=True, return_id=rid, quote_id=quote_id)
+            )
+            state = {} if answer is None else {"recall_state": int(answer.recall.state)}
+            content = [code, t.debtor_bank, credited(t)[1]]
+            self._returned("recall_accept", rid, content, t.transfer_id,
+                           "ack" if kind == "ok" else kind, detail, **state)  # fmt: skip
+            if answer is not None:
+                self.remember(rid, code, int(answer.return_transfer.status))
+            return
+        reason = self.rng.choice(RECALL_REJECT_CODES)
+        kind, answer, detail = await attempt(
+            client.answer_recall(t.transfer_id, accept=False, reason=reason)
+        )
+        extra: dict[str, Any] = {}
+        if answer is not None:
+            extra = {
+                "status": int(answer.recall.state),
+                "answer_reason": answer.recall.answer_reason,
+            }
+        self.op("recall_reject", t.transfer_id, code, kind, detail, sent=reason, **extra)
+
+    async def operator_cancel(self) -> None:
+        """The operator cancels an acknowledged transfer (a netted one is
+        taken out of its open cycle), with a reason for the record."""
+        if not self.taken:
+            return
+        tid = self.rng.choice(self.taken)
+        kind, answer, detail = await attempt(
+            self.operator().cancel_transfer(tid, OPERATOR_CANCEL_REASON)
+        )
+        extra = {} if answer is None else {"status": int(answer.status)}
+        self.op("operator_cancel", tid, "operator", kind, detail, **extra)
+
+    async def bad(self) -> None:
+        """A request the hub must refuse, with its reason, changing nothing:
+        an answer by the debtor, a recall by the creditor, a debtor's cancel
+        of a netted transfer, an unknown reason code, a return by the
+        debtor, a confirmation timeout past the maximum."""
+        rng = self.rng
+        case = rng.choice(
+            ["accept_by_debtor", "recall_by_creditor", "cancel_netted", "unknown_reason",
+             "return_by_debtor", "timeout_too_long"]
+        )  # fmt: skip
+        if case in ("accept_by_debtor", "unknown_reason") and self.reserved:
+            tid, debtor = rng.choice(self.reserved)
+            if case == "accept_by_debtor":
+                call = self.bank(debtor, True).confirm(tid)
+                expect = "NOT_TRANSFER_CREDITOR"
+            else:
+                call = self.bank(debtor, True).confirm(tid, accept=False, reason="XXXX")
+                expect = "UNKNOWN_REASON_CODE"
+            kind, _, detail = await attempt(call)
+            self.op("bad", tid, debtor, kind, detail, case=case, expect=expect)
+        elif case in ("recall_by_creditor", "cancel_netted", "return_by_debtor") and self.netted:
+            tid, debtor = rng.choice(self.netted)
+            got = await attempt(self.bank(debtor, True).get(tid))
+            if got[1] is None:
+                return
+            t = got[1]
+            if case == "recall_by_creditor":
+                kind, _, detail = await attempt(
+                    self.bank(t.creditor_bank, True).recall(tid, "DUPL")
+                )
+                self.op("bad", tid, t.creditor_bank, kind, detail, case=case,
+                        expect="NOT_TRANSFER_DEBTOR")  # fmt: skip
+            elif case == "cancel_netted":
+                kind, _, detail = await attempt(self.bank(debtor, True).cancel(tid))
+                self.op("bad", tid, debtor, kind, detail, case=case,
+                        expect="TRANSFER_NOT_CANCELLABLE")  # fmt: skip
+            else:
+                rid = str(uuid.uuid4())
+                kind, _, detail = await attempt(
+                    self.bank(debtor, True).return_transfer(tid, "AC04", return_id=rid)
+                )
+                self._returned("return", rid, [debtor, t.creditor_bank, credited(t)[1]], tid,
+                               "ack" if kind == "ok" else kind, detail)  # fmt: skip
+                self.op("bad", tid, debtor, kind, detail, case=case,
+                        expect="NOT_TRANSFER_CREDITOR", return_id=rid)  # fmt: skip
+        elif case == "timeout_too_long":
+            debtor, creditor = rng.sample(list(BANKS), 2)
+            item = instruction(creditor, "USD", rng.randint(100, 1_000))
+            set_confirmation(item, confirmation_timeout=MAX_CONFIRMATION_TIMEOUT_S * 2)
+            kind, _, detail = await attempt(self.bank(debtor, True).submit(item))
+            content = [debtor, creditor, item.amount.minor_units]
+            self.write({"kind": "ack" if kind == "ok" else kind, "id": item.transfer_id,
+                        "content": content, **detail})  # fmt: skip
+            self.op("bad", item.transfer_id, debtor, kind, detail, case=case,
+                    expect="CONFIRMATION_TIMEOUT_OUT_OF_RANGE")  # fmt: skip
+
+
 def client_main(
     index: int, targets: list[str], fx_target: str, seconds: float, seed: int, path: str
 ) -> None:
@@ -338,6 +700,9 @@ async def client(
 
     def record(kind: str, tid: str, content: list[Any], **extra: Any) -> None:
         out.write(json.dumps({"kind": kind, "id": tid, "content": content, **extra}) + "\n")
+
+    def write(event: dict[str, Any]) -> None:
+        out.write(json.dumps(event) + "\n")
 
     clients: dict[tuple[str, str], BankClient] = {}
     clients_once: dict[tuple[str, str], BankClient] = {}
@@ -409,6 +774,16 @@ async def client(
         items[:] = [i for i in items if i.transfer_id not in refused]
         return True
 
+    operators: list[OperatorClient] = []
+
+    def operator() -> OperatorClient:
+        # The operator's calls (NettingService.CancelTransfer) go to the core.
+        if not operators:
+            config = ClientConfig(target=fx_target, deadline_s=5.0, max_attempts=3)
+            operators.append(OperatorClient(config))
+        return operators[0]
+
+    actor = Actor(rng, bank, quoter, operator, write)
     acked: list[tuple[str, str]] = []
     while time.monotonic() < deadline:
         workload = rng.choice(["aggregated_payment", "high_speed_sales", "remittance_channel"])
@@ -425,6 +800,11 @@ async def client(
             if creditor == debtor:
                 continue
             items = [instruction(creditor, "USD", rng.randint(100, 200_000))]
+        # A fifth of the items ask for the creditor's confirmation, some with
+        # a shorter deadline than the hub's (the confirming banks' get it anyway).
+        for i in {i.transfer_id: i for i in items}.values():
+            if rng.random() < 0.2:
+                set_confirmation(i, confirmation_timeout=rng.choice(ASKED_TIMEOUTS_S))
         if workload == "remittance_channel" and not await convert(debtor, items):
             continue
         if not items:
@@ -434,9 +814,10 @@ async def client(
         try:
             if len(items) == 1:
                 tid = items[0].transfer_id
-                await bank(debtor, patient).submit(items[0])
-                record("ack", tid, contents[tid])
+                one = await bank(debtor, patient).submit(items[0])
+                record("ack", tid, contents[tid], status=int(one.transfer.status))
                 acked.append((tid, debtor))
+                actor.remember(tid, debtor, int(one.transfer.status))
             else:
                 batch = await bank(debtor, patient).submit_batch(
                     items, deadline_s=10.0 if patient else 1.0
@@ -444,8 +825,10 @@ async def client(
                 for result in batch.results:
                     tid = result.transfer_id
                     if result.HasField("transfer"):
-                        record("ack", tid, contents[tid])
+                        status = int(result.transfer.status)
+                        record("ack", tid, contents[tid], status=status)
                         acked.append((tid, debtor))
+                        actor.remember(tid, debtor, status)
                     else:
                         code = CODE_NAMES.get(result.error.code, str(result.error.code))
                         record("rej", tid, contents[tid], code=code, reason=result.error.reason)
@@ -483,8 +866,10 @@ async def client(
                 )
             except HubError:
                 pass  # the hub is restarting
+        for _ in range(LIFECYCLE_STEPS):
+            await actor.step()
     out.close()
-    for c in [*clients.values(), *clients_once.values(), *quoters.values()]:
+    for c in [*clients.values(), *clients_once.values(), *quoters.values(), *operators]:
         await c.close()
 
 
@@ -690,6 +1075,27 @@ class History:
     # calls failed ("refused:REASON", "failed:REASON"); no transfer was sent
     # for a refused or failed one.
     quotes: Counter[str] = field(default_factory=Counter)
+    # Lifecycle calls ("op" records), and the returns asked for: return id ->
+    # (the transfer returned, "return" or "recall_accept", the recall state
+    # the answer reported or None).
+    ops: list[Op] = field(default_factory=list)
+    returns: dict[str, tuple[str, str, int | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One lifecycle call as a client logged it (an "op" record): `op` is
+    accept, reject, cancel, recall, recall_reject, operator_cancel or bad;
+    `result` ok, rej (definite) or ambiguous; `extra` what else it logged
+    (the reason sent, the status answered, a bad case's expected reason)."""
+
+    op: str
+    id: str
+    by: str
+    result: str
+    code: str = ""
+    reason: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def read_history(events: Iterable[Mapping[str, Any]]) -> History:
@@ -698,6 +1104,21 @@ def read_history(events: Iterable[Mapping[str, Any]]) -> History:
         kind, tid = e["kind"], e["id"]
         if kind == "status":
             h.statuses.setdefault(tid, []).append((e["began"], e["ended"], e["status"]))
+            continue
+        if kind == "op":
+            h.operations += 1
+            fixed = {"kind", "op", "id", "by", "result", "code", "reason"}
+            h.ops.append(
+                Op(
+                    e["op"],
+                    tid,
+                    e["by"],
+                    e["result"],
+                    e.get("code", ""),
+                    e.get("reason", ""),
+                    {k: v for k, v in e.items() if k not in fixed},
+                )
+            )
             continue
         if kind == "quote":
             if e.get("provider"):
@@ -709,6 +1130,11 @@ def read_history(events: Iterable[Mapping[str, Any]]) -> History:
             continue
         h.operations += 1
         content = list(e["content"])
+        if "of" in e:  # a return (ReturnTransfer, or AnswerRecall accepting)
+            state = e.get("recall_state")
+            h.returns.setdefault(tid, (str(e["of"]), str(e["op"]), None))
+            if kind == "ack":
+                h.returns[tid] = (str(e["of"]), str(e["op"]), state)
         if kind == "ack":
             if tid in h.acked and h.acked[tid] != content:
                 h.violations.append(
@@ -792,18 +1218,37 @@ def check_outcomes(
     return bad, figures
 
 
+_S = TransferStatus
+#: The statuses a transfer can be seen in after each one: statuses move
+#: forward only, along the lifecycle (RESERVED to ACCEPTED, REJECTED,
+#: EXPIRED or CANCELLED; ACCEPTED to CLOSED, SETTLED or, the operator's,
+#: CANCELLED), not in the order of their numbers.
+REACHABLE: dict[int, frozenset[int]] = {
+    int(k): frozenset(int(x) for x in v)
+    for k, v in {
+        _S.RESERVED: set(_S),
+        _S.ACCEPTED: {_S.ACCEPTED, _S.CLOSED, _S.SETTLED, _S.CANCELLED},
+        _S.CLOSED: {_S.CLOSED, _S.SETTLED},
+        _S.SETTLED: {_S.SETTLED},
+        _S.CANCELLED: {_S.CANCELLED},
+        _S.REJECTED: {_S.REJECTED},
+        _S.EXPIRED: {_S.EXPIRED},
+    }.items()
+}
+
+
 def moved_backwards(reads: list[tuple[float, float, int]]) -> tuple[int, int] | None:
     """A pair (earlier, later) of statuses where a read that ended before
-    another began saw a later status. Reads that overlap in time may see
-    either order, so they are not compared."""
+    another began saw a status the later one's cannot follow (`REACHABLE`).
+    Reads that overlap in time may see either order, so they are not
+    compared."""
     by_end = sorted(reads, key=lambda r: r[1])
-    highest, i = 0, 0
     for began, _ended, status in sorted(reads):
-        while i < len(by_end) and by_end[i][1] < began:
-            highest = max(highest, by_end[i][2])
-            i += 1
-        if status < highest:
-            return highest, status
+        for _b, ended, earlier in by_end:
+            if ended >= began:
+                break
+            if status not in REACHABLE.get(earlier, frozenset({status})):
+                return earlier, status
     return None
 
 
@@ -831,12 +1276,14 @@ class LimitEvent:
 def check_limit_history(
     events: Iterable[LimitEvent], caps: Mapping[str, int], slack_s: float = LIMIT_SLACK_S
 ) -> list[str]:
-    """No bank was ever beyond its liquidity plus cap, over the whole run.
+    """No bank was ever beyond its liquidity plus cap, over the whole run,
+    its reservations counted.
 
-    A bank's headroom is balance + cap + unsettled net, and balance plus
-    unsettled net is its deposits minus withdrawals and gross payments plus
-    the net of its accepted, not cancelled, netted transfers (settlement only
-    moves amounts from unsettled to balance). So replaying every stored
+    A bank's headroom is balance + cap + unsettled net - reserved, and
+    balance plus unsettled net is its deposits minus withdrawals and gross
+    payments plus the net of its accepted, not cancelled, netted transfers
+    (settlement only moves amounts from unsettled to balance); reserved is
+    what its transfers awaiting confirmation hold (`limit_events`). So replaying every stored
     change in time order gives the position at every moment: it must never
     fall below minus the cap. Caps are not historized; the chaos run sets
     them once before any transfer, so the current cap is the cap at every
@@ -869,11 +1316,19 @@ def check_limit_history(
 
 def limit_events(snapshot: AuditSnapshot) -> tuple[list[LimitEvent], dict[str, int]]:
     """Every stored change of a participant's balance plus unsettled net
-    (its ledger entries other than settlements, which only move unsettled to
-    balance, and its transfers' legs, and their cancellations), and the
-    caps: the input of `check_limit_history`. An FX provider's liquidity
-    accounts are replayed like a bank's: a conversion's legs are paid to it
-    in the source currency and by it in the target currency."""
+    less its reservations (its ledger entries other than settlements, which
+    only move unsettled to balance; its transfers' legs, and their
+    cancellations; its reservations, and their releases), and the caps: the
+    input of `check_limit_history`. An FX provider's liquidity accounts are
+    replayed like a bank's: a conversion's legs are paid to it in the source
+    currency and by it in the target currency, and a reserved conversion
+    holds its delivery in the target currency.
+
+    A transfer netted at once takes its legs when it was accepted. A
+    reserved one holds `reservations()` from then; when it left RESERVED
+    (`resolved_at`) that is released, and, accepted, its legs are taken at
+    that moment (the debtor's headroom does not change). An operator's
+    cancel gives the legs back when it was cancelled."""
     caps = {a.id: a.net_debit_cap for a in snapshot.accounts if a.kind == AccountKind.LIQUIDITY}
     events = [
         LimitEvent(e.posted_at.timestamp(), e.account_id, e.amount, e.posting_id)
@@ -881,6 +1336,19 @@ def limit_events(snapshot: AuditSnapshot) -> tuple[list[LimitEvent], dict[str, i
         if e.account_id in caps and not is_settlement(e)
     ]
     for t in snapshot.transfers:  # gross ones have no legs: their entries are the change
+        netted_at = t.accepted_at
+        if t.deadline is not None:
+            for owner, currency, amount in t.reservations():
+                aid = account_id(owner, currency)
+                if aid not in caps:
+                    continue
+                what = f"reservation of {t.transfer_id}"
+                events.append(LimitEvent(t.accepted_at.timestamp(), aid, -amount, what))
+                if t.resolved_at is not None:
+                    what = f"release of {t.transfer_id}"
+                    events.append(LimitEvent(t.resolved_at.timestamp(), aid, amount, what))
+            if t.resolved_at is not None:
+                netted_at = t.resolved_at
         cancelled = snapshot.cancelled_at.get(t.transfer_id)
         if t.status is not TransferStatus.CANCELLED:
             cancelled = None
@@ -890,13 +1358,208 @@ def limit_events(snapshot: AuditSnapshot) -> tuple[list[LimitEvent], dict[str, i
                 if aid not in caps:  # the hub's FX account: a leg from before FX providers
                     continue
                 events.append(
-                    LimitEvent(t.accepted_at.timestamp(), aid, delta, f"transfer {t.transfer_id}")
+                    LimitEvent(netted_at.timestamp(), aid, delta, f"transfer {t.transfer_id}")
                 )
                 if cancelled is not None:
                     events.append(
                         LimitEvent(cancelled.timestamp(), aid, -delta, f"cancel of {t.transfer_id}")
                     )
     return events, caps
+
+
+# The lifecycle ----------------------------------------------------------------
+
+
+def _state(t: StoredTransfer | None) -> str:
+    """How a transfer ended, for a report."""
+    if t is None:
+        return "it does not exist"
+    how = t.resolution
+    return f"it is {t.status.name}" + ("" if how is None else f" (resolved {how.name})")
+
+
+def check_lifecycle(
+    h: History, snapshot: AuditSnapshot, read_at: datetime, slack_s: float = EXPIRY_SLACK_S
+) -> tuple[list[str], dict[str, Any]]:
+    """Lifecycle calls the clients logged against the stored state, read at
+    `read_at` after recovery, and the state's own lifecycle figures.
+
+    What the hub answered must be what it stored: an acknowledged
+    acceptance left the transfer accepted (`resolution` ACCEPTED: it is not
+    also expired), an acknowledged rejection rejected with the reason sent;
+    a refusal names the state the transfer is in for good (TRANSFER_EXPIRED:
+    expired, TRANSFER_REJECTED: rejected, TRANSFER_ALREADY_ACCEPTED:
+    accepted, TRANSFER_NOT_CANCELLABLE: cancelled); an acknowledged cancel
+    left it cancelled, a refused one was of a transfer no longer reserved
+    and not cancelled while reserved; an acknowledged recall is stored under
+    its id for its debtor; an acknowledged rejection of a recall left it
+    rejected with the reason answered, RECALL_NOT_OPEN means it ended
+    accepted or expired; an acknowledged return is its original's return,
+    and a recall answered by one is in the state the answer reported (and,
+    accepted, names it). A bad request is refused with its reason. The
+    hub's expiry: after recovery nothing is RESERVED, and no recall
+    REQUESTED, `slack_s` past its deadline."""
+    bad: list[str] = []
+    by_id = {t.transfer_id: t for t in snapshot.transfers}
+    recalls: dict[str, Recall] = {r.transfer_id: r for r in snapshot.recalls}
+    refused_means = {
+        "TRANSFER_EXPIRED": TransferStatus.EXPIRED,
+        "TRANSFER_REJECTED": TransferStatus.REJECTED,
+        "TRANSFER_ALREADY_ACCEPTED": TransferStatus.ACCEPTED,
+    }
+    for o in h.ops:
+        t = by_id.get(o.id)
+        r = recalls.get(o.id)
+        told = f"{o.op} of {o.id} by {o.by}"
+        if o.op == "bad":
+            expect = str(o.extra.get("expect"))
+            if o.result == "ok" and not (
+                o.extra.get("case") == "cancel_netted"
+                and t is not None
+                and t.status is TransferStatus.CANCELLED
+                and t.netted  # cancelled already, by the operator: answered as it is
+            ):
+                bad.append(f"{o.extra.get('case')} on {o.id} by {o.by} was allowed ({expect})")
+            elif o.result == "rej" and o.reason != expect:
+                bad.append(
+                    f"{o.extra.get('case')} on {o.id} by {o.by} was refused with {o.reason}, "
+                    f"not {expect}"
+                )
+            continue
+        if o.result == "ambiguous":
+            continue
+        ok = o.result == "ok"
+        if o.op in ("accept", "reject"):
+            how = None if t is None else t.resolution
+            if ok:
+                want = TransferStatus.ACCEPTED if o.op == "accept" else TransferStatus.REJECTED
+                if how is not want:
+                    bad.append(f"{told} was acknowledged, but {_state(t)}")
+                elif o.op == "reject" and t is not None and t.reason != o.extra.get("answered"):
+                    # (a second rejection is answered with the first's reason)
+                    bad.append(
+                        f"{told} was answered rejected for {o.extra.get('answered')}, "
+                        f"stored for {t.reason}"
+                    )
+            elif o.reason in refused_means:
+                if how is not refused_means[o.reason]:
+                    bad.append(f"{told} was refused {o.reason}, but {_state(t)}")
+            elif o.reason == "TRANSFER_NOT_CANCELLABLE" and (
+                t is None or t.status is not TransferStatus.CANCELLED
+            ):
+                bad.append(f"{told} was refused {o.reason}, but {_state(t)}")
+        elif o.op in ("cancel", "operator_cancel"):
+            if ok:
+                if t is None or t.status is not TransferStatus.CANCELLED:
+                    bad.append(f"{told} was acknowledged, but {_state(t)}")
+            elif o.reason == "TRANSFER_NOT_CANCELLABLE" and (
+                t is None
+                or t.status is TransferStatus.RESERVED
+                or t.resolution is TransferStatus.CANCELLED
+                or (o.op == "operator_cancel" and t.netted and t.status in _LIVE)
+            ):
+                bad.append(f"{told} was refused {o.reason}, but {_state(t)}")
+        elif o.op == "recall":
+            if ok and (r is None or r.recall_id != o.extra.get("recall_id") or r.debtor != o.by):
+                bad.append(
+                    f"{told} ({o.extra.get('recall_id')}) was acknowledged, but is not stored"
+                )
+            elif o.reason == "RECALL_EXISTS" and r is None:
+                bad.append(f"{told} was refused {o.reason}, but the transfer has no recall")
+            elif o.reason == "ALREADY_RETURNED" and (t is None or t.returned_by is None):
+                bad.append(f"{told} was refused {o.reason}, but {_state(t)}, not returned")
+        elif o.op == "recall_reject":
+            if ok and (
+                r is None
+                or r.state is not RecallState.REJECTED
+                or r.answer_reason != o.extra.get("answer_reason")
+            ):
+                state = "no recall" if r is None else f"{r.state.name} {r.answer_reason}"
+                bad.append(f"{told} was acknowledged, but the recall is {state}")
+            elif o.reason == "RECALL_NOT_OPEN" and (
+                r is None or r.state not in (RecallState.ACCEPTED, RecallState.EXPIRED)
+            ):
+                state = "missing" if r is None else r.state.name
+                bad.append(f"{told} was refused {o.reason}, but the recall is {state}")
+    for rid, (of, op, answered) in sorted(h.returns.items()):
+        if rid not in h.acked:
+            continue
+        original = by_id.get(of)
+        if original is None or original.returned_by != rid:
+            by = None if original is None else original.returned_by
+            bad.append(f"return {rid} of {of} was acknowledged, the original's return is {by}")
+        if op == "recall_accept" and answered is not None:
+            r = recalls.get(of)
+            if (
+                r is None
+                or int(r.state) != answered
+                or (r.state is RecallState.ACCEPTED and r.return_id != rid)
+            ):
+                stored = "missing" if r is None else f"{r.state.name} ({r.return_id})"
+                bad.append(
+                    f"the recall of {of} was answered by return {rid} as "
+                    f"{RecallState(answered).name}, it is stored {stored}"
+                )
+    for t in snapshot.transfers:
+        if (
+            t.status is TransferStatus.RESERVED
+            and t.deadline is not None
+            and (read_at - t.deadline).total_seconds() > slack_s
+        ):
+            late = (read_at - t.deadline).total_seconds()
+            bad.append(f"transfer {t.transfer_id} is still RESERVED {late:.1f} s past its deadline")
+    for r in snapshot.recalls:
+        if r.state is RecallState.REQUESTED and (read_at - r.deadline).total_seconds() > slack_s:
+            late = (read_at - r.deadline).total_seconds()
+            bad.append(
+                f"the recall of {r.transfer_id} is still REQUESTED {late:.1f} s past its deadline"
+            )
+    return bad, lifecycle_figures(h, snapshot)
+
+
+def lifecycle_figures(h: History, snapshot: AuditSnapshot) -> dict[str, Any]:
+    reserved = [t for t in snapshot.transfers if t.deadline is not None]
+    resolutions = Counter(
+        "RESERVED" if t.resolution is None else t.resolution.name for t in reserved
+    )
+    lags = sorted(
+        (t.resolved_at - t.deadline).total_seconds()
+        for t in reserved
+        if t.status is TransferStatus.EXPIRED and t.resolved_at is not None
+        and t.deadline is not None
+    )  # fmt: skip
+    returns = [t for t in snapshot.transfers if t.return_of is not None]
+    return {
+        "lifecycle_calls": dict(Counter(f"{o.op}:{o.result}" for o in h.ops).most_common()),
+        "lifecycle_refusals": dict(
+            Counter(f"{o.op}:{o.reason}" for o in h.ops if o.result == "rej").most_common()
+        ),
+        "reserved_transfers": len(reserved),
+        "reserved_resolved_as": dict(resolutions.most_common()),
+        "reserved_cross_currency": sum(1 for t in reserved if t.fx_provider is not None),
+        "expiry_lag_s": {
+            "median": round(lags[len(lags) // 2], 3) if lags else None,
+            "max": round(lags[-1], 3) if lags else None,
+        },
+        "returns_asked": dict(
+            Counter(
+                f"{op}:{'ack' if rid in h.acked else 'other'}"
+                for rid, (_of, op, _state) in h.returns.items()
+            ).most_common()
+        ),
+        "returns_stored": len(returns),
+        "returns_cross_currency": sum(1 for t in returns if t.fx_provider is not None),
+        "returns_answering_recalls": sum(
+            1 for r in snapshot.recalls if r.state is RecallState.ACCEPTED
+        ),
+        "recalls_by_state": dict(Counter(r.state.name for r in snapshot.recalls).most_common()),
+        "operator_cancels": sum(
+            1
+            for t in snapshot.transfers
+            if t.status is TransferStatus.CANCELLED and t.reason == OPERATOR_CANCEL_REASON
+        ),
+        "netted_transfers": sum(1 for t in snapshot.transfers if live_legs(t)),
+    }
 
 
 # The run ----------------------------------------------------------------------
@@ -987,10 +1650,12 @@ async def resolve(
 
 # Status streams ---------------------------------------------------------------
 
-StreamItem = tuple[str, str, int]  # ("transfer" | "cycle", id, status)
+StreamItem = tuple[str, str, int]  # ("transfer" | "cycle" | "recall", id, status or state)
 
 
 def stream_item(e: cpb.StatusEvent) -> StreamItem:
+    if e.HasField("recall"):  # a recall of a transfer: (its transfer, the recall's state)
+        return ("recall", e.recall.transfer_id, int(e.recall.state))
     if e.HasField("transfer"):
         return ("transfer", e.transfer.transfer_id, int(e.transfer.status))
     return ("cycle", e.cycle.cycle_id, int(e.cycle.status))
@@ -1065,6 +1730,9 @@ def feed_rows(uow: UnitOfWork, bank: str) -> list[StreamItem]:
     seq = 1
     while page := uow.events.load(bank, seq, 20_000):
         for event in page:
+            if event.recall is not None:
+                out.append(("recall", event.recall.transfer_id, int(event.recall.state)))
+                continue
             if event.cycle is not None:
                 out.append(("cycle", event.cycle.id, int(event.status)))
             out += [("transfer", t.transfer_id, int(event.status)) for t in event.transfers]
@@ -1081,7 +1749,7 @@ def check_streams(
     """Every bank's stream, across its reconnects, delivered its feed in
     order: each event once, except at most the one in flight at each
     reconnect; every acknowledged transfer the bank is party to is in it,
-    accepted."""
+    accepted or reserved (a RESERVED event is the creditor's cue to act)."""
     bad: list[str] = []
     for bank, items in watched.items():
         want = list(expected.get(bank, []))
@@ -1103,7 +1771,8 @@ def check_streams(
                 f"stream of {bank}: delivered {len(got)} events, the feed holds {len(want)}; "
                 f"first difference at {where}"
             )
-        accepted = {i[1] for i in got if i[0] == "transfer" and i[2] == TransferStatus.ACCEPTED}
+        taken = (TransferStatus.ACCEPTED, TransferStatus.RESERVED)
+        accepted = {i[1] for i in got if i[0] == "transfer" and i[2] in taken}
         missing = [t for t, c in acked.items() if bank in (c[0], c[1]) and t not in accepted]
         if missing:
             bad.append(f"stream of {bank}: {len(missing)} acknowledged transfers never arrived")
@@ -1119,6 +1788,7 @@ async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str])
     h = read_history(
         json.loads(line) for log in logs for line in log.read_text().splitlines() if line
     )
+    read_at = datetime.now(UTC)
     snapshot = await asyncio.to_thread(read_snapshot, db)
     unresolved = {tid: c for tid, c in h.ambiguous.items() if tid not in h.acked}
     probes = await resolve(sup, unresolved, bad)
@@ -1132,6 +1802,8 @@ async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str])
     bad += check_hub_unfunded(snapshot)
     limits, caps = limit_events(snapshot)
     bad += check_limit_history(limits, caps)
+    lifecycle_violations, lifecycle = check_lifecycle(h, snapshot, read_at)
+    bad += lifecycle_violations
     # The hub's audit over the same snapshot, less what was reported above.
     report = audit_snapshot(snapshot)
     reported = set(bad)
@@ -1159,6 +1831,7 @@ async def check(sup: Supervisor, db: Database, logs: list[Path], bad: list[str])
         "cycles": report.cycles,
         "cycles_settled": sum(1 for c in snapshot.cycles if c.state is CycleState.SETTLED),
         "ledger_entries": report.entries,
+        **lifecycle,
     }
 
 
@@ -1198,7 +1871,13 @@ async def run(seconds: float, clients: int, seed: int) -> int:
         core_config = ClientConfig(target=sup.services["core"].target)
         async with OperatorClient(core_config) as op:
             for code, region in BANKS.items():
-                await op.create_bank(code, code, region, sorted({"USD", HOME_CURRENCY[region]}))
+                await op.create_bank(
+                    code,
+                    code,
+                    region,
+                    sorted({"USD", HOME_CURRENCY[region]}),
+                    requires_confirmation=code in CONFIRMING,
+                )
                 await op.deposit(
                     code, "USD", LIQUIDITY, deposit_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, code))
                 )

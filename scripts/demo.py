@@ -1,8 +1,10 @@
 """`make demo`: the hub in its own process on SQLite, banks in seven regions driving
 same-currency and FX traffic through concurrent gRPC clients, two FX providers
 competing for every corridor (best price wins; one runs out of a currency and the
-other takes over), every cycle closed and settled, the checks a hub operator would
-look at. Exits non-zero if a check fails."""
+other takes over), the scheme lifecycle (payee confirmation: a transfer confirmed,
+one rejected, one expired by the hub; a return; recalls accepted and rejected;
+cancels by the debtor and the operator), every cycle closed and settled, the checks
+a hub operator would look at. Exits non-zero if a check fails."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +24,7 @@ import hubs
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients import format as fmt
-from remitnet.clients.bank import BankClient, instruction
+from remitnet.clients.bank import BankClient, acceptance, instruction, rejection
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
@@ -499,11 +502,322 @@ async def settle_and_report(op: OperatorClient, book: Book) -> bool:
     ledger = await op.ledger_balance()
     ok &= all(t.balance_sum == 0 and t.entry_sum == 0 for t in ledger.currencies)
     print(fmt.indent(fmt.render(ledger)))
-    async with BankClient("BANKPH01", op.config) as ph:
-        status = (await ph.list(page_size=1)).transfers[0].status
-        ok &= status == cpb.TRANSFER_STATUS_SETTLED
-        print(f"  BANKPH01's latest transfer is {fmt.enum_name(cpb.TransferStatus, status)}")
     return bool(ok)
+
+
+# -- the scheme lifecycle: payee confirmation, expiry, returns, recalls ------
+
+LC_DEBTOR, LC_CREDITOR, LC_CCY = "BANKUS01", WATCHED_BANK, "USD"
+# label -> (what happens to it, amount in minor units); the creditor requires
+# confirmation, so each of them is RESERVED first.
+STORY: dict[str, tuple[str, int]] = {
+    "A": ("confirmed by the creditor", 100_000),
+    "B": ("rejected AC04 by the creditor", 25_000),
+    "C": ("expired (1 s to confirm)", 7_500),
+    "D": ("accepted, then returned AC01", 40_000),
+    "E": ("accepted, recalled DUPL, recall accepted", 60_000),
+    "F": ("accepted, recalled DUPL, recall rejected NOAS", 30_000),
+    "G": ("accepted, cancelled by the operator", 15_000),
+    "H": ("cancelled by its debtor while reserved", 5_000),
+}
+STANDING = ("A", "F")  # netted and still standing once the act is over
+OPERATOR_REASON = "sent twice by a faulty batch (ticket OPS-1042)"
+
+
+@dataclass
+class Story:
+    ids: dict[str, str] = field(default_factory=dict)  # label -> transfer id
+    returns: dict[str, str] = field(default_factory=dict)  # label -> its return's id
+    ok: bool = True
+
+    def label(self, transfer_id: str) -> str:
+        for name, tid in self.ids.items():
+            if tid == transfer_id:
+                return name
+        for name, rid in self.returns.items():
+            if rid == transfer_id:
+                return f"return of {name}"
+        return transfer_id[:8]
+
+    def check(self, good: bool, what: str) -> None:
+        if not good:
+            self.ok = False
+            print(f"  CHECK FAILED: {what}")
+
+
+async def refusal(call: Awaitable[object]) -> HubError | None:
+    """The hub's refusal of a call (None: it was not refused)."""
+    try:
+        await call
+    except HubError as err:
+        return err
+    return None
+
+
+async def lifecycle(config: ClientConfig, op: OperatorClient, watched: Watched) -> Story:
+    """Payee confirmation, hub-enforced expiry, returns and recalls, between
+    BANKUS01 and BANKPH01 in USD through the SDK, with the matching
+    `remitnet` commands named. BANKPH01's status stream (the watcher) gets
+    the RESERVED and recall events: its cues to act."""
+    story = Story()
+    rng = random.Random(f"{SEED}-lifecycle")
+    story.ids = {name: uetr(rng) for name in STORY}
+    watched.follow |= set(story.ids.values())
+    print(f"\nPayee confirmation, expiry, returns and recalls ({LC_DEBTOR} -> {LC_CREDITOR}, "
+          f"{LC_CCY})")  # fmt: skip
+    bank = await op.set_confirmation_required(LC_CREDITOR)
+    story.check(bank.requires_confirmation, "the creditor requires confirmation")
+    print(f"  the operator makes {LC_CREDITOR} require confirmation "
+          f"(remitnet require-confirmation {LC_CREDITOR}): requires confirmation "
+          f"{fmt.yes_no(bank.requires_confirmation)}")  # fmt: skip
+    async with BankClient(LC_DEBTOR, config) as us, BankClient(LC_CREDITOR, config) as ph:
+        before = (await us.position(LC_CCY)).positions[0]
+
+        def item(name: str) -> cpb.TransferInstruction:
+            return instruction(LC_CREDITOR, LC_CCY, STORY[name][1], transfer_id=story.ids[name],
+                               remittance_info=f"lifecycle {name}")  # fmt: skip
+
+        # C first, with 1 s to confirm: the wait overlaps the rest of the act.
+        c = (await us.submit(item("C"), confirmation_timeout=1.0)).transfer
+        submitted_at = time.perf_counter()
+        rest = [item(n) for n in STORY if n != "C"]
+        results = (await us.submit_batch(rest)).results
+        statuses = {c.status, *(r.transfer.status for r in results)}
+        story.check(statuses == {cpb.TRANSFER_STATUS_RESERVED}, f"all RESERVED: {statuses}")
+        print(f"  {LC_DEBTOR} submits {len(STORY)} transfers: all RESERVED, in no cycle yet; "
+              f"C with 1 s to confirm (remitnet submit --as {LC_DEBTOR} --to {LC_CREDITOR} "
+              f"--timeout 1 USD 75.00), the others the hub's default 30 s")  # fmt: skip
+        held = (await us.position(LC_CCY)).positions[0]
+        total = sum(amount for _what, amount in STORY.values())
+        story.check(held.reserved - before.reserved == total, "reserved what was submitted")
+        story.check(before.headroom - held.headroom == total, "headroom held")
+        print(f"  {LC_DEBTOR}'s headroom is held: reserved {fmt.money(LC_CCY, held.reserved)}, "
+              f"headroom {fmt.money(LC_CCY, before.headroom)} -> "
+              f"{fmt.money(LC_CCY, held.headroom)} "
+              f"(remitnet position --as {LC_DEBTOR})")  # fmt: skip
+        waiting = await ph.awaiting_confirmation()
+        names = [story.label(t.transfer_id) for t in waiting]
+        story.check(sorted(names) == sorted(STORY), f"awaiting confirmation: {names}")
+        print(f"  {LC_CREDITOR} has {len(waiting)} to answer, soonest deadline first: "
+              f"{' '.join(names)} (remitnet transfers list --as {LC_CREDITOR} "
+              f"--status reserved)")  # fmt: skip
+
+        a = await ph.confirm(story.ids["A"])
+        again = await ph.confirm(story.ids["A"])
+        story.check(a.transfer.status == cpb.TRANSFER_STATUS_ACCEPTED and a.transfer.cycle_id != ""
+                    and again.replayed, "A accepted, and a replay after")  # fmt: skip
+        print(f"  {LC_CREDITOR} accepts A (remitnet confirm --as {LC_CREDITOR} ID): ACCEPTED, "
+              f"netted into {a.transfer.cycle_id}; accepting again is a replay "
+              f"(replayed={again.replayed})")  # fmt: skip
+        answers = [rejection(story.ids["B"], "AC04"),
+                   *(acceptance(story.ids[n]) for n in ("D", "E", "F", "G"))]  # fmt: skip
+        many = await ph.confirm_many(answers)
+        got = {story.label(r.transfer_id): fmt.enum_name(cpb.TransferStatus, r.transfer.status)
+               for r in many.results}  # fmt: skip
+        story.check(got == {"B": "REJECTED", "D": "ACCEPTED", "E": "ACCEPTED", "F": "ACCEPTED",
+                            "G": "ACCEPTED"}, f"batch answers {got}")  # fmt: skip
+        print(
+            f"  {LC_CREDITOR} answers 5 in one ConfirmTransfers call: "
+            + ", ".join(f"{k} {v}" for k, v in got.items())
+            + f" (B: remitnet confirm --as {LC_CREDITOR} ID --reject AC04)"
+        )
+        err = await refusal(ph.confirm(story.ids["B"]))
+        story.check(err is not None and err.reason == "TRANSFER_REJECTED", "accept after reject")
+        print(f"  accepting B after rejecting it: refused, {err.reason if err else '-'}")
+
+        cancelled = await us.cancel(story.ids["H"])
+        story.check(cancelled.status == cpb.TRANSFER_STATUS_CANCELLED, "H cancelled")
+        err = await refusal(us.cancel(story.ids["A"]))
+        story.check(err is not None and err.reason == "TRANSFER_NOT_CANCELLABLE", "cancel netted")
+        print(
+            f"  {LC_DEBTOR} cancels H, still reserved: CANCELLED, released; cancelling A, "
+            f"netted, is refused {err.reason if err else '-'}: a netted transfer is recalled"
+        )
+        g = await op.cancel_transfer(story.ids["G"], OPERATOR_REASON)
+        story.check(g.status == cpb.TRANSFER_STATUS_CANCELLED and g.reason == OPERATOR_REASON,
+                    "operator cancel")  # fmt: skip
+        print(f"  the operator cancels G, netted, with a reason (remitnet cancel ID --reason ...): "
+              f"{fmt.enum_name(cpb.TransferStatus, g.status)}, reason {g.reason!r} "
+              f"(recorded in the operator audit trail)")  # fmt: skip
+
+        story.returns["D"] = uetr(rng)
+        ret = await ph.return_transfer(story.ids["D"], "AC01", return_id=story.returns["D"])
+        twice = await ph.return_transfer(story.ids["D"], "AC01", return_id=story.returns["D"])
+        err = await refusal(ph.return_transfer(story.ids["D"], "AC01", return_id=uetr(rng)))
+        r = ret.return_transfer
+        story.check(r.return_of_transfer_id == story.ids["D"] and r.reason == "AC01"
+                    and r.debtor_bank == LC_CREDITOR and r.status == cpb.TRANSFER_STATUS_ACCEPTED
+                    and twice.replayed and err is not None and err.reason == "ALREADY_RETURNED",
+                    "the return of D")  # fmt: skip
+        print(f"  {LC_CREDITOR} returns D, AC01 (remitnet return --as {LC_CREDITOR} ID --reason "
+              f"AC01): a transfer of its own, {r.debtor_bank} -> {r.creditor_bank} "
+              f"{fmt.money_of(r.amount)}, ACCEPTED into {r.cycle_id}; the same return again is "
+              f"a replay, another return of D refused {err.reason if err else '-'}")  # fmt: skip
+        received = await ph.list_transfers(counterparty=LC_DEBTOR, limit=300)
+        converted = next(
+            (t for t in received if t.creditor_cycle_id and t.creditor_bank == LC_CREDITOR), None
+        )
+        if converted is not None:
+            err = await refusal(ph.return_transfer(converted.transfer_id, "AC01"))
+            story.check(err is not None and err.reason == "RETURN_QUOTE_REQUIRED", "FX return")
+            need = err.metadata if err else {}
+            print(f"  returning a converted transfer ({fmt.money_of(converted.amount)} -> "
+                  f"{fmt.money_of(converted.creditor_amount)}) without a quote: refused "
+                  f"{err.reason if err else '-'}: it goes back at a NEW quote selling "
+                  f"{fmt.money(need.get('currency', '?'), int(need.get('amount', '0')))}, "
+                  f"not the original's rate")  # fmt: skip
+
+        e = (await us.recall(story.ids["E"], "DUPL", recall_id=uetr(rng))).recall
+        f = (await us.recall(story.ids["F"], "DUPL", recall_id=uetr(rng),
+                             additional_info="paid twice")).recall  # fmt: skip
+        story.check({e.state, f.state} == {cpb.RECALL_STATE_REQUESTED}, "recalls requested")
+        asked = sorted(story.label(t.transfer_id) for t in await ph.open_recalls())
+        story.check(asked == ["E", "F"], f"open recalls {asked}")
+        print(f"  {LC_DEBTOR} recalls E and F, DUPL (remitnet recall --as {LC_DEBTOR} ID --reason "
+              f"DUPL): REQUESTED, answer by {fmt.timestamp(e.deadline)}; {LC_CREDITOR} lists "
+              f"{' '.join(asked)} (remitnet transfers list --as {LC_CREDITOR} --recall "
+              f"requested)")  # fmt: skip
+        story.returns["E"] = uetr(rng)
+        yes = await ph.answer_recall(story.ids["E"], accept=True, return_id=story.returns["E"])
+        no = await ph.answer_recall(story.ids["F"], accept=False, reason="NOAS")
+        story.check(yes.recall.state == cpb.RECALL_STATE_ACCEPTED
+                    and yes.recall.return_transfer_id == story.returns["E"]
+                    and yes.return_transfer.reason == "FOCR"
+                    and no.recall.state == cpb.RECALL_STATE_REJECTED
+                    and no.recall.answer_reason == "NOAS", "recall answers")  # fmt: skip
+        print(f"  {LC_CREDITOR} accepts E's recall (remitnet answer-recall --as {LC_CREDITOR} ID "
+              f"--accept): ACCEPTED, answered by a return (reason "
+              f"{yes.return_transfer.reason}); rejects F's (--reject NOAS): REJECTED, nothing "
+              f"moves")  # fmt: skip
+
+        # The hub expires C by itself: nothing about C is asked here until its
+        # EXPIRED event has reached BANKPH01's stream.
+        for _ in range(100):
+            if cpb.TRANSFER_STATUS_EXPIRED in watched.statuses.get(story.ids["C"], []):
+                break
+            await asyncio.sleep(0.1)
+        waited = time.perf_counter() - submitted_at
+        expired = await us.get(story.ids["C"])
+        story.check(expired.status == cpb.TRANSFER_STATUS_EXPIRED and expired.reason == "AB05",
+                    "C expired")  # fmt: skip
+        err = await refusal(ph.confirm(story.ids["C"]))
+        story.check(err is not None and err.reason == "TRANSFER_EXPIRED", "accept after expiry")
+        print(f"  C: nobody answers; the hub expires it with no request arriving, its EXPIRED "
+              f"event on {LC_CREDITOR}'s stream {waited:.1f} s after it was submitted, reason "
+              f"{fmt.transfer_reason(expired)}; accepting it now: refused "
+              f"{err.reason if err else '-'}")  # fmt: skip
+
+        after = (await us.position(LC_CCY)).positions[0]
+        standing = sum(STORY[n][1] for n in STANDING)
+        story.check(after.reserved == before.reserved, "every reservation released")
+        story.check(before.headroom - after.headroom == standing, "headroom: what stands")
+        print(f"  {LC_DEBTOR} afterwards: reserved {fmt.money(LC_CCY, after.reserved)}, headroom "
+              f"{fmt.money(LC_CCY, before.headroom)} less "
+              f"{fmt.money(LC_CCY, standing)} (A and F, which stand): every reservation "
+              f"released exactly, D and E came back by their returns")  # fmt: skip
+
+        filters = {
+            "--status rejected": await us.list_transfers(status=cpb.TRANSFER_STATUS_REJECTED),
+            "--status expired": await us.list_transfers(status=cpb.TRANSFER_STATUS_EXPIRED),
+            "--kind return": await us.list_transfers(kind=cpb.TRANSFER_KIND_RETURN),
+            "--returned": await us.list_transfers(returned_only=True),
+            "--recall rejected": await us.list_transfers(recall_state=cpb.RECALL_STATE_REJECTED),
+        }
+        found = {k: sorted(story.label(t.transfer_id) for t in v) for k, v in filters.items()}
+        story.check(found == {"--status rejected": ["B"], "--status expired": ["C"],
+                              "--kind return": ["return of D", "return of E"],
+                              "--returned": ["D", "E"], "--recall rejected": ["F"]},
+                    f"list filters {found}")  # fmt: skip
+        print("  remitnet transfers list --as BANKUS01 " + "; ".join(
+            f"{k}: {', '.join(v)}" for k, v in found.items()))  # fmt: skip
+
+        rows = []
+        for name, (what, _amount) in STORY.items():
+            t = await us.get(story.ids[name])
+            link = (
+                f"by {story.label(t.returned_by_transfer_id)}" if t.returned_by_transfer_id else ""
+            )
+            recall = fmt.recall_line(t.recall) if t.HasField("recall") else "-"
+            reason = fmt.transfer_reason(t) if t.reason else "-"
+            if t.status == cpb.TRANSFER_STATUS_CANCELLED and len(reason) > 24:
+                reason = "operator: " + reason[:14] + "…"
+            rows.append([name, what, fmt.money_of(t.amount),
+                         fmt.enum_name(cpb.TransferStatus, t.status), reason,
+                         t.cycle_id or "-", link or "-", recall])  # fmt: skip
+        for name, rid in story.returns.items():
+            t = await us.get(rid)
+            rows.append([f"R{name}", f"the return of {name}", fmt.money_of(t.amount),
+                         fmt.enum_name(cpb.TransferStatus, t.status), fmt.transfer_reason(t),
+                         t.cycle_id or "-", f"of {name}", "-"])  # fmt: skip
+        print(f"\n  the transfers as {LC_DEBTOR} reads them (GetTransfer; remitnet status)")
+        header = ["", "story", "amount", "status", "reason", "cycle", "return", "recall"]
+        print(fmt.indent(fmt.table(rows, header, "llrlllll"), "    "))
+    await stream_shows(story, watched)
+    return story
+
+
+async def stream_shows(story: Story, watched: Watched) -> None:
+    """BANKPH01's stream carries every step: a RESERVED event per transfer
+    (its cue to confirm), each resolution, the returns, and the recall
+    events (REQUESTED: its cue to answer)."""
+    want = {("transfer", n, "RESERVED") for n in STORY}
+    want |= {("transfer", "B", "REJECTED"), ("transfer", "C", "EXPIRED"),
+             ("transfer", "H", "CANCELLED"), ("transfer", "G", "CANCELLED"),
+             ("return", "return of D", "ACCEPTED"), ("return", "return of E", "ACCEPTED"),
+             ("recall", "E", "REQUESTED"), ("recall", "F", "REQUESTED"),
+             ("recall", "E", "ACCEPTED"), ("recall", "F", "REJECTED")}  # fmt: skip
+
+    def seen() -> list[tuple[str, str, str, str]]:
+        out = []
+        for e in watched.followed:
+            if e.HasField("recall"):
+                r = e.recall
+                note = f"{r.reason}" + (f" -> {r.answer_reason}" if r.answer_reason else "")
+                if r.state == cpb.RECALL_STATE_REQUESTED:
+                    note += f", answer by {fmt.timestamp(r.deadline)}"
+                out.append(("recall", story.label(r.transfer_id),
+                            fmt.enum_name(cpb.RecallState, r.state), note))  # fmt: skip
+            else:
+                t = e.transfer
+                kind = "return" if t.return_of_transfer_id else "transfer"
+                note = fmt.transfer_reason(t) if t.reason else ""
+                note = note if len(note) <= 36 else note[:35] + "…"
+                if t.status == cpb.TRANSFER_STATUS_RESERVED:
+                    note = f"confirm by {fmt.timestamp(t.confirmation_deadline)}"
+                out.append((kind, story.label(t.transfer_id),
+                            fmt.enum_name(cpb.TransferStatus, t.status), note))  # fmt: skip
+        return out
+
+    for _ in range(50):
+        if want <= {row[:3] for row in seen()}:
+            break
+        await asyncio.sleep(0.1)
+    rows = seen()
+    missing = want - {row[:3] for row in rows}
+    story.check(not missing, f"events missing from the stream: {sorted(missing)}")
+    print(f"\n  {LC_CREDITOR}'s status stream (remitnet watch --as {LC_CREDITOR}): "
+          f"{len(rows)} events for them, in order")  # fmt: skip
+    print(fmt.indent(fmt.table([list(r) for r in rows], ["event", "of", "status", "detail"],
+                               "llll"), "    "))  # fmt: skip
+
+
+async def settled_story(config: ClientConfig, story: Story) -> bool:
+    """After settlement: what stands is SETTLED, returns and returned
+    transfers with it; rejected, expired and cancelled stay as they were."""
+    want = {"A": "SETTLED", "B": "REJECTED", "C": "EXPIRED", "D": "SETTLED", "E": "SETTLED",
+            "F": "SETTLED", "G": "CANCELLED", "H": "CANCELLED",
+            "return of D": "SETTLED", "return of E": "SETTLED"}  # fmt: skip
+    got = {}
+    async with BankClient(LC_CREDITOR, config) as ph:
+        for tid in [*story.ids.values(), *story.returns.values()]:
+            got[story.label(tid)] = fmt.enum_name(cpb.TransferStatus, (await ph.get(tid)).status)
+    ok = got == want and story.ok
+    print(
+        "\nafter settlement (GetTransfer): "
+        + ", ".join(f"{k} {v}" for k, v in got.items())
+        + f": {'OK' if ok else 'FAILED'}"
+    )
+    return ok
 
 
 @dataclass
@@ -517,6 +831,11 @@ class Watched:
     resumed_at: int = 0
     settled_cycles: set[str] = field(default_factory=set)
     reconnects: int = 0  # after the hub ended the stream UNAVAILABLE
+    # The lifecycle act's transfers: their events (and their returns' and
+    # recalls'), in order, and each transfer's statuses as the stream told.
+    follow: set[str] = field(default_factory=set)
+    followed: list[cpb.StatusEvent] = field(default_factory=list)
+    statuses: dict[str, list[int]] = field(default_factory=dict)
 
 
 async def watch_bank(config: ClientConfig, code: str, watched: Watched) -> None:
@@ -551,9 +870,18 @@ def count(watched: Watched, event: cpb.StatusEvent) -> None:
     if event.HasField("transfer"):
         t = event.transfer
         kind = "cross-currency" if t.creditor_cycle_id else "same-currency"
+        what = "return" if t.return_of_transfer_id else "transfer"
         status = fmt.enum_name(cpb.TransferStatus, t.status)
-        watched.seen[f"{kind} transfer {status}"] += 1
+        watched.seen[f"{kind} {what} {status}"] += 1
         watched.ids.append((t.transfer_id, t.status))
+        if watched.follow & {t.transfer_id, t.return_of_transfer_id}:
+            watched.followed.append(event)
+            watched.statuses.setdefault(t.transfer_id, []).append(t.status)
+    elif event.HasField("recall"):
+        r = event.recall
+        watched.seen[f"recall {fmt.enum_name(cpb.RecallState, r.state)}"] += 1
+        if r.transfer_id in watched.follow:
+            watched.followed.append(event)
     else:
         status = fmt.enum_name(cpb.TransferStatus, event.cycle.status)
         watched.seen[f"cycle {status}"] += 1
@@ -594,11 +922,13 @@ async def run() -> int:
             fx_ok = await best_price(config)
             fx_ok &= await run_out(config, book)
             tally = await traffic(config, book)
+            story = await lifecycle(config, op, watched)
             async with BankClient("BANKUS01", config) as us:
                 print("\nBANKUS01's own position before settlement (remitnet position)")
                 print(fmt.indent(fmt.render(await us.position())))
             await provider_positions(config)
             ok = await settle_and_report(op, book) and fx_ok
+            ok &= await settled_story(config, story)
             cycles = len(BANKS[WATCHED_BANK][2])
             for _ in range(100):  # the settlement events reach the stream
                 if len(watched.settled_cycles) >= cycles:

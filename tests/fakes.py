@@ -52,6 +52,7 @@ from remitnet.services.domain.events import (
 )
 from remitnet.services.domain.fx import Quote, Rate, derive, price
 from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingRecord, deposit_posting
+from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import (
     DEFAULT_PROVIDER,
     HUB,
@@ -83,9 +84,11 @@ from remitnet.services.service_layer.unit_of_work import (
     EventFeed,
     LedgerRepository,
     OperatorTrail,
+    Parties,
     PositionRepository,
     QuoteRepository,
     ReadModels,
+    RecallRepository,
     Transactions,
     TransferRepository,
     UnitOfWork,
@@ -242,7 +245,7 @@ class EventRow(NamedTuple):
     seq: int
     at: datetime
     kind: EventKind
-    status: TransferStatus
+    status: TransferStatus | RecallState
     transfer_id: str | None
     cycle_id: str | None
     other_cycle_id: str | None
@@ -269,6 +272,8 @@ _TABLES = (
     "feed_heads",
     "events",
     "trail",
+    "recalls",
+    "recall_regions",
 )
 
 
@@ -294,6 +299,8 @@ class FakeStore:
     feed_heads: Table[str, HeadRow]
     events: Table[tuple[str, int], EventRow]  # (bank, seq)
     trail: Table[int, AuditRecord]  # seq -> record
+    recalls: Table[str, Recall]  # transfer_id -> its recall
+    recall_regions: Table[str, str]  # transfer_id -> the debtor's home region
 
     def __init__(self) -> None:
         for name in _TABLES:
@@ -384,6 +391,16 @@ class FakeBanks:
                 regions[code] = bank.home_region
         return statuses, roles, regions
 
+    def parties(self, codes: Collection[str]) -> Parties:
+        statuses, roles, regions = self.statuses_roles_and_regions(codes)
+        confirming = frozenset(c for c in statuses if self._s.banks[c].requires_confirmation)
+        return Parties(statuses, roles, regions, confirming)
+
+    def set_requires_confirmation(self, code: str, required: bool) -> None:
+        bank = self._s.banks.get(code)
+        if bank is not None:
+            self._s.banks[code] = replace(bank, requires_confirmation=required)
+
     def providers(self) -> list[Bank]:
         return [self._s.banks[c] for c in sorted(self._s.banks) if self._s.banks[c].is_provider]
 
@@ -456,7 +473,13 @@ class FakeAccounts:
             if a is not None and a.kind in (AccountKind.LIQUIDITY, AccountKind.FX):
                 # A fresh working copy each time: clear_batch mutates it.
                 out[aid] = AccountState(
-                    a.id, a.owner, a.currency, a.balance, a.net_debit_cap, a.unsettled_net
+                    a.id,
+                    a.owner,
+                    a.currency,
+                    a.balance,
+                    a.net_debit_cap,
+                    a.unsettled_net,
+                    a.reserved,
                 )
         return out
 
@@ -469,6 +492,16 @@ class FakeAccounts:
                 raise MissingRow(f"unsettled net added to a missing account {aid}")
             total = _int64(account.unsettled_net + delta, f"unsettled_net of {aid}")
             self._s.accounts[aid] = replace(account, unsettled_net=total)
+
+    def add_reserved(self, deltas: Mapping[str, int]) -> None:
+        for aid, delta in deltas.items():
+            if not delta:
+                continue
+            account = self._s.accounts.get(aid)
+            if account is None:
+                raise MissingRow(f"reservation added to a missing account {aid}")
+            total = _int64(account.reserved + delta, f"reserved of {aid}")
+            self._s.accounts[aid] = replace(account, reserved=total)
 
 
 class FakePositions:
@@ -624,11 +657,45 @@ class FakeTransfers:
             self._s.transfers.insert(t.transfer_id, stored)
             self._s.transfer_regions[t.transfer_id] = region[t.debtor]
 
-    def cancel(self, transfer_id: str, now: datetime) -> None:
+    def cancel(self, transfer_id: str, now: datetime, reason: str | None = None) -> None:
         t = self._s.transfers.get(transfer_id)
         if t is not None:
-            self._s.transfers[transfer_id] = t._replace(status=TransferStatus.CANCELLED)
+            changed = t._replace(status=TransferStatus.CANCELLED)
+            if t.status is TransferStatus.RESERVED:
+                changed = changed._replace(resolved_at=now)
+            if reason is not None:
+                changed = changed._replace(reason=reason)
+            self._s.transfers[transfer_id] = changed
             self._s.cancelled_at[transfer_id] = now
+
+    def resolve(self, changed: Sequence[StoredTransfer]) -> None:
+        for t in changed:
+            old = self._s.transfers.get(t.transfer_id)
+            if old is None:
+                raise MissingRow(f"resolved a missing transfer {t.transfer_id}")
+            self._s.transfers[t.transfer_id] = old._replace(
+                status=t.status,
+                cycle_id=t.cycle_id,
+                creditor_cycle_id=t.creditor_cycle_id,
+                resolved_at=t.resolved_at,
+                reason=t.reason,
+            )
+
+    def due(self, now: datetime, limit: int) -> list[StoredTransfer]:
+        found = [
+            t
+            for t in self._s.transfers.values()
+            if t.status is TransferStatus.RESERVED and t.deadline is not None and t.deadline <= now
+        ]
+        found.sort(key=lambda t: (t.deadline or now, t.transfer_id))
+        return found[:limit]
+
+    def mark_returned(self, returns: Mapping[str, str]) -> None:
+        for original, by in returns.items():
+            t = self._s.transfers.get(original)
+            if t is None:
+                raise MissingRow(f"returned a missing transfer {original}")
+            self._s.transfers[original] = t._replace(returned_by=by)
 
     def leg_sums(self, cycle_id: str) -> dict[str, list[int]]:
         """Per participant [sent count, received count, sent value, received
@@ -758,6 +825,51 @@ class FakeQuotes:
                 self._s.quote_used_at[qid] = now
 
 
+class FakeRecalls:
+    def __init__(self, store: FakeStore) -> None:
+        self._s = store
+
+    def get(self, transfer_id: str) -> Recall | None:
+        return self._s.recalls.get(transfer_id)
+
+    def of_transfers(self, ids: Collection[str]) -> dict[str, Recall]:
+        return {i: self._s.recalls[i] for i in ids if i in self._s.recalls}
+
+    def by_id(self, recall_id: str) -> Recall | None:
+        for r in self._s.recalls.values():
+            if r.recall_id == recall_id:
+                return r
+        return None
+
+    def add(self, recall: Recall, region: str) -> None:
+        if self.by_id(recall.recall_id) is not None:
+            raise UnstorableValue(Reason.UNSTORABLE_VALUE, "duplicate recall id")
+        self._s.recalls.insert(recall.transfer_id, recall)
+        self._s.recall_regions[recall.transfer_id] = region
+
+    def update(self, recalls: Sequence[Recall]) -> None:
+        for r in recalls:
+            old = self._s.recalls.get(r.transfer_id)
+            if old is None:
+                raise MissingRow(f"updated a missing recall {r.recall_id}")
+            self._s.recalls[r.transfer_id] = replace(
+                old,
+                state=r.state,
+                answered_at=r.answered_at,
+                answer_reason=r.answer_reason,
+                return_id=r.return_id,
+            )
+
+    def due(self, now: datetime, limit: int) -> list[Recall]:
+        found = [
+            r
+            for r in self._s.recalls.values()
+            if r.state is RecallState.REQUESTED and r.deadline <= now
+        ]
+        found.sort(key=lambda r: (r.deadline, r.recall_id))
+        return found[:limit]
+
+
 class FakeFeed:
     def __init__(self, store: FakeStore) -> None:
         self._s = store
@@ -877,17 +989,50 @@ class FakeFeed:
         out: list[FeedEvent] = []
         for r in taken:
             if r.kind is EventKind.BATCH:
+                # ACCEPTED: netted at once; RESERVED: reserved, whatever since.
+                reserved = r.status is TransferStatus.RESERVED
                 batch = [
                     t
                     for t in self._s.transfers.values()
-                    if bank in (t.debtor, t.creditor) and t.accepted_at == r.at and not t.gross
+                    if bank in (t.debtor, t.creditor)
+                    and t.accepted_at == r.at
+                    and (
+                        t.deadline is not None
+                        if reserved
+                        else t.deadline is None and t.cycle_id != ""
+                    )
                 ]
                 batch.sort(key=lambda t: t.transfer_id)
-                out.append(FeedEvent(r.seq, r.at, r.kind, r.status, tuple(batch), None))
+                out.append(
+                    FeedEvent(
+                        r.seq, r.at, r.kind, TransferStatus(int(r.status)), tuple(batch), None
+                    )
+                )
+            elif r.kind is EventKind.RESOLVED:
+                batch = [
+                    t
+                    for t in self._s.transfers.values()
+                    if bank in (t.debtor, t.creditor)
+                    and t.resolved_at == r.at
+                    and t.resolution == r.status
+                ]
+                batch.sort(key=lambda t: t.transfer_id)
+                out.append(
+                    FeedEvent(
+                        r.seq, r.at, r.kind, TransferStatus(int(r.status)), tuple(batch), None
+                    )
+                )
+            elif r.kind is EventKind.RECALL:
+                assert r.transfer_id is not None
+                t = self._s.transfers[r.transfer_id]
+                then = replace(self._s.recalls[r.transfer_id], state=RecallState(r.status))
+                out.append(FeedEvent(r.seq, r.at, r.kind, t.status, (t,), None, then))
             elif r.kind is EventKind.TRANSFER:
                 assert r.transfer_id is not None
                 t = self._s.transfers[r.transfer_id]
-                out.append(FeedEvent(r.seq, r.at, r.kind, r.status, (t,), None))
+                out.append(
+                    FeedEvent(r.seq, r.at, r.kind, TransferStatus(int(r.status)), (t,), None)
+                )
             elif r.kind is EventKind.LEGS:
                 pair = {r.cycle_id, r.other_cycle_id}
                 legs = [
@@ -899,11 +1044,13 @@ class FakeFeed:
                     and t.status is TransferStatus.ACCEPTED
                 ]
                 legs.sort(key=lambda t: t.transfer_id)
-                out.append(FeedEvent(r.seq, r.at, r.kind, r.status, tuple(legs), None))
+                out.append(
+                    FeedEvent(r.seq, r.at, r.kind, TransferStatus(int(r.status)), tuple(legs), None)
+                )
             else:
                 assert r.cycle_id is not None
                 cycle = self._s.cycles[r.cycle_id]
-                out.append(FeedEvent(r.seq, r.at, r.kind, r.status, (), cycle))
+                out.append(FeedEvent(r.seq, r.at, r.kind, TransferStatus(int(r.status)), (), cycle))
         return out
 
     def stored(self, bank: str) -> list[EventRow]:
@@ -959,6 +1106,9 @@ class FakeViews:
         status: TransferStatus | None,
         before: tuple[datetime, str] | None,
         limit: int,
+        kind: str = "",
+        returned: bool | None = None,
+        recall_state: RecallState | None = None,
     ) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]:
         """Newest first by (accepted_at, id), the status filter on the
         effective status. (The SQL also bounds its scans by the cycles'
@@ -980,6 +1130,14 @@ class FakeViews:
                 continue
             if before is not None and (t.accepted_at, t.transfer_id) >= before:
                 continue
+            if kind and (kind == "return") != (t.return_of is not None):
+                continue
+            if returned is not None and returned != (t.returned_by is not None):
+                continue
+            if recall_state is not None:
+                recall = self._s.recalls.get(t.transfer_id)
+                if recall is None or recall.state is not recall_state:
+                    continue
             found.append((t, states))
         found.sort(key=lambda f: (f[0].accepted_at, f[0].transfer_id), reverse=True)
         return found[:limit]
@@ -1025,6 +1183,7 @@ class FakeViews:
                 for (bank, _), e in sorted(s.events.items())
             ],
             trail=[s.trail[seq] for seq in sorted(s.trail)],
+            recalls=[s.recalls[tid] for tid in sorted(s.recalls)],
         )
 
     def ledger_totals(self) -> dict[str, tuple[int, int, int]]:
@@ -1051,6 +1210,7 @@ class FakeUnitOfWork:
     positions: PositionRepository
     cycles: CycleRepository
     transfers: TransferRepository
+    recalls: RecallRepository
     ledger: LedgerRepository
     quotes: QuoteRepository
     events: EventFeed
@@ -1065,6 +1225,7 @@ class FakeUnitOfWork:
         self.positions = FakePositions(store, banks)
         self.cycles = FakeCycles(store)
         self.transfers = FakeTransfers(store, banks)
+        self.recalls = FakeRecalls(store)
         self.ledger = FakeLedger(store)
         self.quotes = FakeQuotes(store)
         self.feed = FakeFeed(store)
@@ -1161,6 +1322,7 @@ def _conforms(store: FakeStore) -> None:
     _positions: PositionRepository = FakePositions(store, banks)
     _cycles: CycleRepository = FakeCycles(store)
     _transfers: TransferRepository = FakeTransfers(store, banks)
+    _recalls: RecallRepository = FakeRecalls(store)
     _ledger: LedgerRepository = FakeLedger(store)
     _quotes: QuoteRepository = FakeQuotes(store)
     _feed: EventFeed = FakeFeed(store)
@@ -1381,6 +1543,8 @@ def instruction(
     remittance_info: str = "",
     quote_id: str = "",
     gross: bool = False,
+    confirm: bool = False,
+    timeout_ms: int = 0,
 ) -> Instruction:
     """A validated instruction, with a fresh id unless one is given."""
     return make_instruction(
@@ -1392,4 +1556,6 @@ def instruction(
         remittance_info=remittance_info,
         quote_id=quote_id,
         gross=gross,
+        confirm=confirm,
+        timeout_ms=timeout_ms,
     )

@@ -24,6 +24,7 @@ from remitnet.services.domain.model import DEFAULT_PROVIDER
 from remitnet.services.entrypoints.server import Hub, ServerConfig
 from remitnet.services.service_layer.engine import EngineConfig
 from remitnet.services.service_layer.fx import FxConfig
+from remitnet.services.service_layer.lifecycle import LifecycleConfig
 from remitnet.settlement.v1 import settlement_pb2 as spb
 
 
@@ -111,9 +112,11 @@ async def start_hub(
     engine: EngineConfig | None = None,
     db: Database | None = None,
     fx: FxConfig | None = None,
+    lifecycle: LifecycleConfig | None = None,
 ) -> HubHandle:
     config = ServerConfig(
         fx=fx or FxConfig(),
+        lifecycle=lifecycle or LifecycleConfig(),
         db_url=db_url,
         port=0,
         metrics_port=None,

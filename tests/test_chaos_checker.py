@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chaos import (
+    EXPIRY_SLACK_S,
     LimitEvent,
+    check_lifecycle,
     check_limit_history,
     check_outcomes,
     check_settlements,
@@ -28,6 +30,7 @@ from remitnet.services.domain.audit import (  # the checker's ledger check is th
 )
 from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.ledger import EntryKind
+from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import CycleState, StoredTransfer, TransferStatus
 
 A, B = "CHUS00", "CHEU00"
@@ -438,3 +441,249 @@ def test_an_acknowledged_transfer_the_feed_lacks_is_reported() -> None:
     short = [FEED[1], *FEED[2:]]  # the feed itself lost T1: stream and feed agree
     bad = check_streams({A: short}, {A: short}, ACKED, {A: 0})
     assert bad and "acknowledged" in bad[0]
+
+
+# The lifecycle -----------------------------------------------------------------------------
+
+RES, ACPT, REJ, EXP, CAN = (
+    TransferStatus.RESERVED, TransferStatus.ACCEPTED, TransferStatus.REJECTED,
+    TransferStatus.EXPIRED, TransferStatus.CANCELLED,
+)  # fmt: skip
+
+
+def test_statuses_move_forward_along_the_lifecycle_not_by_number() -> None:
+    def seen(*statuses: int) -> tuple[int, int] | None:
+        return moved_backwards([(2.0 * i, 2.0 * i + 1, s) for i, s in enumerate(statuses)])
+
+    assert seen(RES, ACPT, 2, 3) is None  # reserved (5), then accepted (1), closed, settled
+    assert seen(RES, REJ) is None and seen(RES, EXP) is None and seen(RES, CAN) is None
+    assert seen(ACPT, CAN) is None
+    assert seen(REJ, ACPT) == (REJ, ACPT)
+    assert seen(ACPT, EXP) == (ACPT, EXP)  # accepted, then expired: never
+    assert seen(ACPT, RES) == (ACPT, RES)
+    assert seen(EXP, RES) == (EXP, RES)
+
+
+def test_limit_events_replay_reservations_and_their_release() -> None:
+    """A reserved transfer holds its amount from when it was taken to when
+    it left RESERVED; accepted, its legs are taken then (the debtor's
+    headroom does not change); a reserved conversion holds its provider's
+    delivery in the target currency."""
+    p_eur, b_usd = f"{P}/EUR/LIQUIDITY", f"{B}/USD/LIQUIDITY"
+    accounts = [
+        Account(aid, aid.split("/")[0], aid.split("/")[1], "LIQUIDITY", 0, 0, 0, 0, AT)
+        for aid in (ACC, p_eur, b_usd)
+    ]
+    entries = [StoredEntry(ACC, 1, EntryKind.DEPOSIT, 100, 100, "dep", "dep", AT, "USD")]
+    held = StoredTransfer(
+        T1, A, B, "USD", 60, "", TransferStatus.REJECTED, "", at(10),
+        deadline=at(13), resolved_at=at(12), reason="AC04",
+    )  # fmt: skip
+    accepted = StoredTransfer(
+        T2, A, B, "USD", 30, "", TransferStatus.ACCEPTED, "USD-000001", at(20),
+        deadline=at(25), resolved_at=at(21),
+    )  # fmt: skip
+    converting = StoredTransfer(
+        T3, A, B, "USD", 10, "", TransferStatus.RESERVED, "", at(30), quote_id=T3,
+        creditor_currency="EUR", creditor_amount=9, fx_provider=P, deadline=at(35),
+    )  # fmt: skip
+    events, caps = limit_events(
+        AuditSnapshot(accounts=accounts, entries=entries, transfers=[held, accepted, converting])
+    )
+    assert sorted((e.at - AT.timestamp(), e.account, e.amount, e.what) for e in events) == [
+        (0.0, ACC, 100, "dep"),
+        (10.0, ACC, -60, f"reservation of {T1}"),
+        (12.0, ACC, 60, f"release of {T1}"),
+        (20.0, ACC, -30, f"reservation of {T2}"),
+        (21.0, b_usd, 30, f"transfer {T2}"),
+        (21.0, ACC, -30, f"transfer {T2}"),
+        (21.0, ACC, 30, f"release of {T2}"),
+        (30.0, p_eur, -9, f"reservation of {T3}"),
+        (30.0, ACC, -10, f"reservation of {T3}"),
+    ]
+    # The provider held 9 EUR it did not have: beyond its liquidity plus cap.
+    assert check_limit_history(events, caps) == [
+        f"{p_eur} went 9 beyond its liquidity plus cap at {at(30).timestamp():.3f} "
+        f"(reservation of {T3})"
+    ]
+
+
+def test_a_reservation_beyond_liquidity_plus_cap_is_caught() -> None:
+    events = [
+        LimitEvent(0.0, ACC, 100, "deposit"),
+        LimitEvent(10.0, ACC, -80, "reservation of 1"),
+        LimitEvent(20.0, ACC, -30, "transfer 2"),  # 10 beyond: 80 was held
+        LimitEvent(30.0, ACC, 80, "release of 1"),
+    ]
+    [violation] = check_limit_history(events, {ACC: 0})
+    assert violation.startswith(f"{ACC} went 10 beyond") and "transfer 2" in violation
+
+
+R1, R2, RET = (f"00000000-0000-4000-a000-00000000000{i}" for i in (1, 2, 3))
+RC = "00000000-0000-4000-b000-000000000001"
+READ_AT = at(100)
+
+
+def op(op: str, tid: str, by: str, result: str = "ok", **extra: Any) -> dict[str, Any]:
+    return {"kind": "op", "op": op, "id": tid, "by": by, "result": result, **extra}
+
+
+def refused(op_: str, tid: str, by: str, reason: str, **extra: Any) -> dict[str, Any]:
+    return op(op_, tid, by, "rej", code="FAILED_PRECONDITION", reason=reason, **extra)
+
+
+def reserved_t(tid: str, status: TransferStatus, **changes: Any) -> StoredTransfer:
+    base = StoredTransfer(tid, A, B, "USD", 10, "", TransferStatus.RESERVED, "", at(10),
+                          deadline=at(13))  # fmt: skip
+    if status is TransferStatus.RESERVED:
+        return base._replace(**changes)
+    if status is TransferStatus.ACCEPTED:
+        return base._replace(status=status, cycle_id="USD-000001", resolved_at=at(11), **changes)
+    return base._replace(status=status, resolved_at=at(12), **changes)
+
+
+def lifecycle(
+    events: list[dict[str, Any]],
+    transfers: list[StoredTransfer],
+    recalls: list[Recall] | None = None,
+) -> list[str]:
+    snapshot = AuditSnapshot(transfers=transfers, recalls=recalls or [])
+    violations, _figures = check_lifecycle(read_history(events), snapshot, READ_AT)
+    return violations
+
+
+def test_lifecycle_answers_that_match_the_stored_state_pass() -> None:
+    rejected = reserved_t(R2, REJ, reason="AC04")
+    events = [
+        op("accept", R1, B, status=1),
+        op("reject", R2, B, sent="AC06", answered="AC04"),  # a second rejection: the first's
+        refused("accept", R2, B, "TRANSFER_REJECTED"),
+        op("accept", R1, B, "ambiguous", code="UNAVAILABLE"),
+        op("cancel", R1, A, "rej", code="FAILED_PRECONDITION", reason="TRANSFER_NOT_CANCELLABLE"),
+    ]
+    assert lifecycle(events, [reserved_t(R1, ACPT), rejected]) == []
+    _violations, figures = check_lifecycle(
+        read_history(events), AuditSnapshot(transfers=[reserved_t(R1, ACPT), rejected]), READ_AT
+    )
+    assert figures["reserved_resolved_as"] == {"ACCEPTED": 1, "REJECTED": 1}
+    assert figures["lifecycle_calls"]["accept:ok"] == 1
+
+
+def test_an_acknowledged_acceptance_of_an_expired_transfer_is_caught() -> None:
+    expired = reserved_t(R1, EXP, reason="AB05")
+    assert lifecycle([op("accept", R1, B, status=1)], [expired]) == [
+        f"accept of {R1} by {B} was acknowledged, but it is EXPIRED (resolved EXPIRED)"
+    ]
+    # ... and an expiry refusal of one that was accepted.
+    assert lifecycle([refused("accept", R1, B, "TRANSFER_EXPIRED")], [reserved_t(R1, ACPT)]) == [
+        f"accept of {R1} by {B} was refused TRANSFER_EXPIRED, but it is ACCEPTED "
+        "(resolved ACCEPTED)"
+    ]
+
+
+def test_a_rejection_stored_otherwise_is_caught() -> None:
+    events = [op("reject", R1, B, sent="AC04", answered="AC04")]
+    assert lifecycle(events, [reserved_t(R1, REJ, reason="AC06")]) == [
+        f"reject of {R1} by {B} was answered rejected for AC04, stored for AC06"
+    ]
+    assert lifecycle(events, [reserved_t(R1, RES, deadline=at(99))]) == [
+        f"reject of {R1} by {B} was acknowledged, but it is RESERVED"
+    ]
+
+
+def test_cancels_answered_against_the_stored_state() -> None:
+    assert lifecycle([op("cancel", R1, A, status=4)], [reserved_t(R1, ACPT)]) == [
+        f"cancel of {R1} by {A} was acknowledged, but it is ACCEPTED (resolved ACCEPTED)"
+    ]
+    cancelled = reserved_t(R1, CAN)
+    refusal = refused("cancel", R1, A, "TRANSFER_NOT_CANCELLABLE")
+    assert lifecycle([refusal], [cancelled]) == [
+        f"cancel of {R1} by {A} was refused TRANSFER_NOT_CANCELLABLE, but it is CANCELLED "
+        "(resolved CANCELLED)"
+    ]
+    assert lifecycle([op("operator_cancel", R1, "operator", status=4)], [cancelled]) == []
+
+
+def test_recall_answers_against_the_stored_recalls() -> None:
+    netted = StoredTransfer(R1, A, B, "USD", 10, "", ACPT, "USD-000001", at(10))
+    recall = Recall(RC, R1, A, B, "DUPL", "", RecallState.REQUESTED, at(20), at(120))
+    asked = op("recall", R1, A, recall_id=RC, sent="DUPL", status=1)
+    assert lifecycle([asked], [netted], [recall]) == []
+    assert lifecycle([asked], [netted]) == [
+        f"recall of {R1} by {A} ({RC}) was acknowledged, but is not stored"
+    ]
+    rejected = op("recall_reject", R1, B, sent="NOAS", answer_reason="NOAS", status=3)
+    assert lifecycle([rejected], [netted], [recall]) == [
+        f"recall_reject of {R1} by {B} was acknowledged, but the recall is REQUESTED None"
+    ]
+    closed = refused("recall_reject", R1, B, "RECALL_NOT_OPEN")
+    assert lifecycle([closed], [netted], [recall]) == [
+        f"recall_reject of {R1} by {B} was refused RECALL_NOT_OPEN, but the recall is REQUESTED"
+    ]
+
+
+def test_a_return_acknowledged_must_be_the_originals_and_answer_its_recall() -> None:
+    original = StoredTransfer(R1, A, B, "USD", 10, "", ACPT, "USD-000001", at(10))
+    back = StoredTransfer(RET, B, A, "USD", 10, "", ACPT, "USD-000001", at(30),
+                          reason="FOCR", return_of=R1)  # fmt: skip
+    answered = {
+        "kind": "ack", "id": RET, "content": [B, A, 10], "op": "recall_accept", "of": R1,
+        "recall_state": 2,
+    }  # fmt: skip
+    recall = Recall(RC, R1, A, B, "DUPL", "", RecallState.ACCEPTED, at(20), at(120), at(30),
+                    return_id=RET)  # fmt: skip
+    linked = original._replace(returned_by=RET)
+    assert lifecycle([answered], [linked, back], [recall]) == []
+    assert lifecycle([answered], [original, back], [recall]) == [
+        f"return {RET} of {R1} was acknowledged, the original's return is None"
+    ]
+    expired = Recall(RC, R1, A, B, "DUPL", "", RecallState.EXPIRED, at(20), at(25), at(30))
+    assert lifecycle([answered], [linked, back], [expired]) == [
+        f"the recall of {R1} was answered by return {RET} as ACCEPTED, it is stored EXPIRED (None)"
+    ]
+
+
+def test_bad_requests_must_be_refused_with_their_reason() -> None:
+    case = {"case": "accept_by_debtor", "expect": "NOT_TRANSFER_CREDITOR"}
+    assert lifecycle([refused("bad", R1, A, "NOT_TRANSFER_CREDITOR", **case)], []) == []
+    assert lifecycle([op("bad", R1, A, **case)], []) == [
+        f"accept_by_debtor on {R1} by {A} was allowed (NOT_TRANSFER_CREDITOR)"
+    ]
+    assert lifecycle([refused("bad", R1, A, "TRANSFER_NOT_FOUND", **case)], []) == [
+        f"accept_by_debtor on {R1} by {A} was refused with TRANSFER_NOT_FOUND, "
+        "not NOT_TRANSFER_CREDITOR"
+    ]
+
+
+def test_reservations_and_recalls_left_past_their_deadline_are_caught() -> None:
+    late = at(100 - EXPIRY_SLACK_S - 1)
+    stuck = reserved_t(R1, RES, deadline=late)
+    fresh = reserved_t(R2, RES, deadline=at(99))
+    netted = StoredTransfer(RET, A, B, "USD", 10, "", ACPT, "USD-000001", at(10))
+    recall = Recall(RC, RET, A, B, "DUPL", "", RecallState.REQUESTED, at(20), late)
+    assert lifecycle([], [stuck, fresh, netted], [recall]) == [
+        f"transfer {R1} is still RESERVED {EXPIRY_SLACK_S + 1:.1f} s past its deadline",
+        f"the recall of {RET} is still REQUESTED {EXPIRY_SLACK_S + 1:.1f} s past its deadline",
+    ]
+
+
+def test_read_history_keeps_lifecycle_calls_and_returns_apart() -> None:
+    h = read_history(
+        [
+            op("accept", R1, B, status=1),
+            {"kind": "ack", "id": RET, "content": [B, A, 10], "op": "return", "of": R1},
+            {"kind": "ambiguous", "id": R2, "content": [B, A, 5], "op": "return", "of": R1,
+             "code": "", "reason": "TimeoutError"},
+        ]
+    )  # fmt: skip
+    assert [(o.op, o.id, o.result, o.extra) for o in h.ops] == [("accept", R1, "ok", {"status": 1})]
+    assert h.returns == {RET: (R1, "return", None), R2: (R1, "return", None)}
+    assert list(h.acked) == [RET] and list(h.ambiguous) == [R2] and h.operations == 3
+
+
+def test_streams_count_reserved_transfers_and_carry_recalls() -> None:
+    feed = [("transfer", T1, int(RES)), ("recall", T2, 1), ("transfer", T1, int(REJ))]
+    assert check_streams({A: feed}, {A: feed}, {T1: [A, B, 100]}, {A: 0}) == []
+    assert check_streams({A: feed[1:]}, {A: feed[1:]}, {T1: [A, B, 100]}, {A: 0}) == [
+        f"stream of {A}: 1 acknowledged transfers never arrived"
+    ]

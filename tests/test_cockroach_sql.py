@@ -61,6 +61,9 @@ MIGRATION_0004 = _load_file(
 MIGRATION_0008 = _load_file(
     "_remitnet_migration_0008", next((DB / "migrations" / "versions").glob("0008_*.py"))
 )
+MIGRATION_0009 = _load_file(
+    "_remitnet_migration_0009", next((DB / "migrations" / "versions").glob("0009_*.py"))
+)
 
 # The hub's tables, reduced to the columns these statements touch.
 md = MetaData()
@@ -96,6 +99,7 @@ REGIONS = "us-east1,europe-west1,asia-southeast1"
 CONFIG = crdb.RegionConfig.parse("remitnet", REGIONS)
 HOMED = ["accounts", "positions", "transfers"]  # homed by migration 0004
 FEED = ["feed_heads", "events"]  # created homed by migration 0005
+LIFECYCLE = ["recalls"]  # created homed by migration 0009
 
 COCKROACH = CockroachDBDialect()
 POSTGRES: Dialect = create_engine("postgresql+psycopg://remitnet@localhost/remitnet").dialect
@@ -159,14 +163,14 @@ def test_regional_by_row_tables_come_from_the_metadata() -> None:
     GLOBAL reference tables, is REGIONAL BY ROW on it; every table has a
     locality, so a new table cannot be forgotten."""
     with_column = {t.name for t in HUB_TABLES if "home_region" in t.c}
-    assert with_column == {"banks", *HOMED, *FEED}
+    assert with_column == {"banks", *HOMED, *FEED, *LIFECYCLE}
     assert crdb.home_region_tables(HUB_TABLES) == [
-        t.name for t in HUB_TABLES if t.name in (*HOMED, *FEED)
+        t.name for t in HUB_TABLES if t.name in (*HOMED, *FEED, *LIFECYCLE)
     ]
     statements = crdb.multi_region_ddl(CONFIG, HUB_TABLES)
     by_row = {s.split('"')[1] for s in statements if "SET LOCALITY REGIONAL BY ROW" in s}
     global_ = {s.split('"')[1] for s in statements if s.endswith("SET LOCALITY GLOBAL")}
-    assert by_row == {*HOMED, *FEED, *crdb.REHOMED_TABLES}
+    assert by_row == {*HOMED, *FEED, *LIFECYCLE, *crdb.REHOMED_TABLES}
     assert not by_row & global_
     assert by_row | global_ == {t.name for t in HUB_TABLES}
     # A table added with a home_region column is homed by it too.
@@ -585,9 +589,9 @@ def test_copy_rows_carry_the_fx_provider_in_its_column() -> None:
     assert [r["home_region"] for r in rows] == ["asia-southeast1"] * 3
     # The row mapper reads the column back in the field's place.
     rows_mod = pytest.importorskip("remitnet.services.adapters.db.rows")
-    assert rows_mod.TRANSFER_COLUMNS[-1].name == "fx_provider"
+    assert rows_mod.TRANSFER_COLUMNS[14].name == "fx_provider"
     values = (*cross[:9], cross.quote_id, "PHP", 280, "PHP-000001", 0, "FXHUB")
-    assert rows_mod.transfer_of(values) == cross
+    assert rows_mod.transfer_of((*values, None, None, None, None, None)) == cross
 
 
 def test_the_operator_audit_trail_is_global() -> None:
@@ -598,3 +602,176 @@ def test_the_operator_audit_trail_is_global() -> None:
     statements = crdb.multi_region_ddl(CONFIG, HUB_TABLES)
     assert 'ALTER TABLE "operator_audit_log" SET LOCALITY GLOBAL' in statements
     assert not any("operator_audit_log" in s and "REGIONAL" in s for s in statements)
+
+
+# The scheme lifecycle (issue 14, migration 0009).
+
+TRANSFER_INDEXES_0009 = [
+    "CREATE INDEX ix_transfers_reserved_deadline ON transfers (deadline) WHERE status = 5",
+    "CREATE UNIQUE INDEX uq_transfers_return_of ON transfers (return_of) "
+    "WHERE return_of IS NOT NULL",
+    "CREATE INDEX ix_transfers_debtor_bank_resolved_at ON transfers (debtor_bank, resolved_at) "
+    "WHERE resolved_at IS NOT NULL",
+    "CREATE INDEX ix_transfers_creditor_bank_resolved_at ON transfers "
+    "(creditor_bank, resolved_at) WHERE resolved_at IS NOT NULL",
+]
+
+
+def test_migration_0009_indexes_the_new_transfer_columns_after_they_commit() -> None:
+    """On CockroachDB the new columns (and the recalls table) commit first;
+    the partial indexes over the transfers' new columns are built after,
+    outside that transaction. PostgreSQL runs it all in one."""
+    added = [
+        "ALTER TABLE banks ADD COLUMN requires_confirmation SMALLINT DEFAULT '0' NOT NULL",
+        "ALTER TABLE accounts ADD COLUMN reserved BIGINT DEFAULT '0' NOT NULL",
+        "ALTER TABLE transfers ADD COLUMN deadline TIMESTAMP WITH TIME ZONE",
+        "ALTER TABLE transfers ADD COLUMN resolved_at TIMESTAMP WITH TIME ZONE",
+        "ALTER TABLE transfers ADD COLUMN reason VARCHAR(140)",
+        "ALTER TABLE transfers ADD COLUMN return_of UUID",
+        "ALTER TABLE transfers ADD COLUMN returned_by UUID",
+    ]
+    script = _script(MIGRATION_0009, COCKROACH)
+    assert script[: len(added) + 1] == ["BEGIN", *added]
+    commit = script.index("COMMIT")
+    recalls = script[len(added) + 1 : commit]
+    assert recalls[0].startswith("CREATE TABLE recalls (")
+    assert "home_region VARCHAR(32) NOT NULL" in recalls[0]
+    assert "CONSTRAINT uq_recalls_transfer_id UNIQUE (transfer_id)" in recalls[0]
+    assert recalls[1:] == [
+        "CREATE INDEX ix_recalls_requested_deadline ON recalls (deadline) WHERE state = 1",
+        "CREATE INDEX ix_recalls_debtor_bank_requested_at ON recalls (debtor_bank, requested_at)",
+        "CREATE INDEX ix_recalls_creditor_bank_requested_at ON recalls "
+        "(creditor_bank, requested_at)",
+    ]
+    assert script[commit + 1 :] == [*TRANSFER_INDEXES_0009, "BEGIN", "COMMIT"]
+    postgres = _script(MIGRATION_0009, POSTGRES)
+    assert postgres[0] == "BEGIN" and postgres[-1] == "COMMIT" and postgres.count("BEGIN") == 1
+    assert postgres[-len(TRANSFER_INDEXES_0009) - 1 : -1] == TRANSFER_INDEXES_0009
+
+
+def test_recalls_are_homed_with_their_debtor() -> None:
+    """The recalls table has a home_region (the debtor's): REGIONAL BY ROW
+    on a region computed from it, like transfers."""
+    assert crdb.region_column_ddl("recalls", CONFIG) == [
+        f'ALTER TABLE "recalls" ADD COLUMN "crdb_region" {COLUMN}',
+        'ALTER TABLE "recalls" SET LOCALITY REGIONAL BY ROW AS "crdb_region"',
+        f'COMMENT ON COLUMN "recalls"."crdb_region" IS \'{MAPPING}\'',
+    ]
+    statements = crdb.multi_region_ddl(CONFIG, HUB_TABLES)
+    assert [s for s in statements if '"recalls"' in s] == crdb.region_column_ddl("recalls", CONFIG)
+
+
+def _lifecycle_writes(dialect: Dialect) -> list[tuple[str, Any]]:
+    """Every new write and read of the lifecycle repositories, as the
+    dialect compiles them (with their parameters)."""
+    uow = pytest.importorskip("remitnet.services.adapters.db.unit_of_work")
+    features = pytest.importorskip("remitnet.services.adapters.db.dialect")
+    model = pytest.importorskip("remitnet.services.domain.model")
+    lifecycle = pytest.importorskip("remitnet.services.domain.lifecycle")
+    conn = _Recorder(dialect)
+    repos = uow.SqlUnitOfWork(conn, features.Dialect.named(dialect.name))
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    held = model.StoredTransfer(
+        "3b1f0a5e-0000-4000-8000-000000000001", "BANKPH01", "BANKUS01", "USD", 5, "",
+        model.TransferStatus.RESERVED, "", now, deadline=now,
+    )  # fmt: skip
+    recall = lifecycle.Recall(
+        "3b1f0a5e-0000-4000-8000-0000000000aa", held.transfer_id, "BANKPH01", "BANKUS01", "DUPL",
+        "", lifecycle.RecallState.REQUESTED, now, now,
+    )  # fmt: skip
+    repos.accounts.add_reserved({"BANKPH01/USD/LIQUIDITY": 5})
+    repos.transfers.resolve([held.resolved(model.TransferStatus.ACCEPTED, now, cycle_id="USD-1")])
+    repos.transfers.mark_returned({held.transfer_id: "3b1f0a5e-0000-4000-8000-000000000002"})
+    repos.transfers.due(now, 5_000)
+    repos.transfers.cancel(held.transfer_id, now, "operator")
+    repos.recalls.update([recall.answered(lifecycle.RecallState.EXPIRED, now)])
+    repos.recalls.due(now, 5_000)
+    repos.recalls.of_transfers([held.transfer_id])
+    repos.banks.set_requires_confirmation("BANKUS01", True)
+    repos.transfers.add([held], REGIONS_OF)
+    return [(sql(s, dialect), p) for s, p in conn.executed]
+
+
+def test_the_lifecycle_statements_compile_on_cockroach() -> None:
+    """With array parameters (CockroachDB, as PostgreSQL): one statement
+    per set; the expirer's reads are ranges of the partial indexes, in
+    their order, their predicates literals."""
+    (
+        (reserve, reserve_params),
+        (resolve, resolve_params),
+        (returned, returned_params),
+        (due, _),
+        (cancel, _),
+        (recalls, recalls_params),
+        (recalls_due, _),
+        (of_transfers, _),
+        (confirm, _),
+        (insert_transfer, rows),
+    ) = _lifecycle_writes(COCKROACH)
+    assert reserve.startswith(
+        "UPDATE accounts SET reserved = accounts.reserved + v.delta FROM unnest("
+    )
+    assert reserve_params == {"ids": ["BANKPH01/USD/LIQUIDITY"], "deltas": [5]}
+    assert resolve.startswith("UPDATE transfers SET status = v.status, cycle_id = v.cycle_id")
+    assert "CAST(%(resolved)s AS TIMESTAMPTZ[])" in resolve
+    assert resolve_params["statuses"] == [1] and resolve_params["ccycles"] == [None]
+    assert returned.startswith("UPDATE transfers SET returned_by = v.returned_by FROM unnest(")
+    assert list(returned_params) == ["ids", "returns"]
+    assert "WHERE transfers.status = 5 AND transfers.deadline <= %(deadline_1)s" in due
+    assert due.endswith("ORDER BY transfers.deadline LIMIT %(param_1)s")
+    assert cancel == (
+        "UPDATE transfers SET status=%(status)s, cancelled_at=%(cancelled_at)s, "
+        "resolved_at=CASE WHEN (transfers.status = %(status_1)s) THEN %(param_1)s "
+        "ELSE transfers.resolved_at END, reason=%(reason)s WHERE transfers.id = %(id_1)s::UUID"
+    )
+    assert recalls.startswith("UPDATE recalls SET state = v.state, answered_at = v.answered_at")
+    assert recalls_params["states"] == [4] and recalls_params["returns"] == [None]
+    assert "WHERE recalls.state = 1 AND recalls.deadline <= %(deadline_1)s" in recalls_due
+    assert recalls_due.endswith("ORDER BY recalls.deadline LIMIT %(param_1)s")
+    assert "recalls.transfer_id = ANY (CAST(%(ids)s AS UUID[]))" in of_transfers
+    assert confirm.startswith("UPDATE banks SET requires_confirmation=")
+    # No COPY on CockroachDB: the lifecycle columns go in the INSERT.
+    assert insert_transfer.startswith("INSERT INTO transfers (")
+    assert rows[0]["deadline"] is not None and rows[0]["return_of"] is None
+
+
+def test_the_lifecycle_writes_are_executemany_on_sqlite() -> None:
+    sqlite = create_engine("sqlite://").dialect
+    written = _lifecycle_writes(sqlite)
+    assert not any("unnest" in s for s, _ in written)
+    updates = [(s, p) for s, p in written if s.startswith("UPDATE")]
+    assert [p is not None and isinstance(p, list) for _, p in updates[:3]] == [True] * 3
+
+
+def test_copy_rows_carry_the_lifecycle_columns() -> None:
+    """A reserved cross-currency transfer has no creditor leg cycle yet
+    (NULL, not "None"); a return carries its original and reason."""
+    transfers_mod = pytest.importorskip("remitnet.services.adapters.db.transfers")
+    model = pytest.importorskip("remitnet.services.domain.model")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    held = model.StoredTransfer(
+        "3b1f0a5e-0000-4000-8000-000000000001", "BANKPH01", "BANKUS01", "USD", 5, "",
+        model.TransferStatus.RESERVED, "", now, "5c1d0e2a-3b4c-4d5e-8f90-a1b2c3d4e5f6", "PHP",
+        280, None, 0, "FXHUB", now,
+    )  # fmt: skip
+    back = model.StoredTransfer(
+        "3b1f0a5e-0000-4000-8000-000000000002", "BANKUS01", "BANKPH01", "USD", 5, "",
+        model.TransferStatus.ACCEPTED, "USD-000001", now, reason="AC04\tx",
+        return_of=held.transfer_id,
+    )  # fmt: skip
+    text = transfers_mod.copy_text_rows([held, back], REGIONS_OF)
+    columns = list(transfers_mod._COPY_COLUMNS)
+    assert columns[-4:] == ["deadline", "reason", "return_of", "home_region"]
+    rows = [dict(zip(columns, line.split("\t"), strict=True)) for line in text.splitlines()]
+    assert [r["creditor_cycle_id"] for r in rows] == ["\\N", "\\N"]
+    assert [r["deadline"] for r in rows] == [now.isoformat(), "\\N"]
+    assert [r["reason"] for r in rows] == ["\\N", "AC04\\tx"]
+    assert [r["return_of"] for r in rows] == ["\\N", held.transfer_id]
+    rows_mod = pytest.importorskip("remitnet.services.adapters.db.rows")
+    assert [c.name for c in rows_mod.TRANSFER_COLUMNS] == [
+        "id", "debtor_bank", "creditor_bank", "currency", "amount", "remittance_info", "status",
+        "cycle_id", "accepted_at", "quote_id", "creditor_currency", "creditor_amount",
+        "creditor_cycle_id", "fee", "fx_provider", "deadline", "resolved_at", "reason",
+        "return_of", "returned_by",
+    ]  # fmt: skip
+    assert len(model.StoredTransfer._fields) == len(rows_mod.TRANSFER_COLUMNS)

@@ -57,4 +57,17 @@ def test_demo_runs_and_every_check_passes() -> None:
     )
     assert re.search(r"^  FXPALPHA\s+PHP\s+0\.00 PHP\s+2\s+0\.00 PHP\s+OK$", out, re.M)
     assert "remitnet statement --as fxp:FXPALPHA FXPALPHA PHP" in out
+    # The scheme lifecycle: payee confirmation, hub-enforced expiry, returns, recalls.
+    assert "BANKPH01 require confirmation" in out and "all RESERVED" in out
+    assert re.search(r"^    B\s+rejected AC04 .* REJECTED\s+AC04 ClosedAccountNumber ", out, re.M)
+    assert re.search(r"^    C\s+expired .* EXPIRED\s+AB05 TimeoutCreditorAgent ", out, re.M)
+    assert re.search(
+        r"^    RD\s+the return of D .* ACCEPTED\s+AC01 IncorrectAccountNumber", out, re.M
+    )
+    assert re.search(r"^    F\s+.*REJECTED DUPL -> NOAS$", out, re.M)
+    assert "refused TRANSFER_NOT_CANCELLABLE" in out and "refused RETURN_QUOTE_REQUIRED" in out
+    for event in ("transfer  A            RESERVED", "recall    E            REQUESTED",
+                  "transfer  C            EXPIRED"):  # fmt: skip
+        assert event in out, event
+    assert re.search(r"^after settlement \(GetTransfer\): A SETTLED, .*: OK$", out, re.M)
     assert "hub stopped on SIGTERM (exit code 0)" in out

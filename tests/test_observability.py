@@ -4,6 +4,7 @@ hub's metrics module), or a recording rule defined in the rules file."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import json
@@ -186,6 +187,32 @@ def test_dashboards_use_exported_metrics() -> None:
                 "remitnet_corridor_value_minor_total",
             },
         ),
+        # The scheme lifecycle (issue 14): reservations about to expire,
+        # unanswered recalls; per creditor bank on the banks dashboard.
+        (
+            "hub-overview.json",
+            {
+                "remitnet_reservations_total",
+                "remitnet:reservations_expired:ratio_rate5m",
+                "remitnet_reservations_expiring",
+                "remitnet_reservations_oldest_deadline_timestamp_seconds",
+                "remitnet_returns_total",
+                "remitnet_recalls_total",
+                "remitnet_recalls_open",
+                "remitnet_recalls_oldest_open_timestamp_seconds",
+                "remitnet_lifecycle_refusals_total",
+            },
+        ),
+        (
+            "banks.json",
+            {
+                "remitnet_reservations_open",
+                "remitnet_reservations_expiring",
+                "remitnet_bank_reserved_minor",
+                "remitnet_recalls_open",
+                "remitnet_recalls_expiring",
+            },
+        ),
     ],
 )
 def test_dashboards_show_what_the_operator_needs(dashboard: str, required: set[str]) -> None:
@@ -334,5 +361,269 @@ async def test_bank_gauges_come_from_the_database_and_leave_the_hub_out(
         # bank: they show in its gauges, and the hub takes no FX position.
         assert _value(gauge, bank="FXHUB", currency="USD") == 1_000
         assert _value("remitnet_hub_fx_position_minor", currency="USD") == 0
+    finally:
+        await hub.stop()
+
+
+# The scheme lifecycle (issue 14, item 5) ----------------------------------------
+
+
+def test_lifecycle_label_values_are_the_domain_code_tables() -> None:
+    """metrics.py carries no imports of the hub (it loads on its own): its
+    tables of the ISO 20022 codes and reasons it pre-creates are the
+    domain's."""
+    from remitnet.services.adapters import metrics
+    from remitnet.services.domain import lifecycle
+    from remitnet.services.domain.errors import Reason
+
+    assert set(metrics.REJECT_REASONS) == set(lifecycle.REJECT_REASONS)
+    assert metrics.EXPIRY_REASON == lifecycle.EXPIRY_REASON
+    assert set(metrics.RETURN_REASONS) == set(lifecycle.RETURN_REASONS)
+    assert lifecycle.RECALL_RETURN_REASON in metrics.RETURN_REASONS
+    assert set(metrics.RECALL_REASONS) == set(lifecycle.RECALL_REASONS)
+    assert set(metrics.RECALL_REJECT_REASONS) == set(lifecycle.RECALL_REJECT_REASONS)
+    reasons = {v for k, v in vars(Reason).items() if k.isupper() and isinstance(v, str)}
+    for operation, known in metrics.LIFECYCLE_REFUSAL_REASONS.items():
+        assert set(known) <= reasons, operation
+    assert set(metrics.TRANSFER_REASONS) <= reasons
+
+
+def test_every_result_has_its_metrics() -> None:
+    from typing import get_args
+
+    from remitnet.services.adapters.observe import MetricsObserver
+    from remitnet.services.service_layer.results import Result
+
+    observer = MetricsObserver()  # raises on a result without a handler
+    assert {"ConfirmationsAnswered", "ExpiryRan", "LifecycleRefused"} <= {
+        t.__name__ for t in get_args(Result)
+    }
+    assert observer is not None
+
+
+def _samples(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Every sample of metric family sample `name`, by its labels."""
+    out: dict[tuple[tuple[str, str], ...], float] = {}
+    for family in REGISTRY.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+_LIFECYCLE_COUNTERS = (
+    "remitnet_reservations_total",
+    "remitnet_returns_total",
+    "remitnet_return_value_minor_total",
+    "remitnet_recalls_total",
+    "remitnet_lifecycle_refusals_total",
+    "remitnet_lifecycle_replays_total",
+    "remitnet_transfers_cancelled_total",
+    "remitnet_transfers_total",
+)
+
+
+def _snapshot() -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    return {name: _samples(name) for name in _LIFECYCLE_COUNTERS}
+
+
+def _increases(
+    before: dict[str, dict[tuple[tuple[str, str], ...], float]],
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(metric, labels) -> increase since `before`, the changed ones only."""
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for name, samples in _snapshot().items():
+        for labels, value in samples.items():
+            delta = value - before[name].get(labels, 0.0)
+            if delta:
+                out[name, labels] = delta
+    return out
+
+
+def _key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return name, tuple(sorted(labels.items()))
+
+
+async def test_lifecycle_label_sets_exist_at_zero(sqlite_url: str) -> None:
+    from tests.support import start_hub
+
+    hub = await start_hub(sqlite_url)
+    try:
+        for name, labels in [
+            ("remitnet_reservations_total", {"outcome": "reserved", "reason": ""}),
+            ("remitnet_reservations_total", {"outcome": "rejected", "reason": "AC04"}),
+            ("remitnet_reservations_total", {"outcome": "expired", "reason": "AB05"}),
+            ("remitnet_reservations_total", {"outcome": "cancelled", "reason": ""}),
+            ("remitnet_returns_total", {"reason": "FOCR"}),
+            ("remitnet_recalls_total", {"event": "requested", "reason": "DUPL"}),
+            ("remitnet_recalls_total", {"event": "rejected", "reason": "NOAS"}),
+            ("remitnet_recalls_total", {"event": "expired", "reason": ""}),
+            (
+                "remitnet_lifecycle_refusals_total",
+                {"operation": "confirm", "reason": "TRANSFER_EXPIRED"},
+            ),
+            ("remitnet_lifecycle_replays_total", {"operation": "answer_recall"}),
+            ("remitnet_transfers_cancelled_total", {"by": "operator", "state": "netted"}),
+            (
+                "remitnet_transfers_total",
+                {"outcome": "rejected", "reason": "CONFIRMATION_TIMEOUT_OUT_OF_RANGE"},
+            ),
+        ]:
+            assert REGISTRY.get_sample_value(name, labels) is not None, (name, labels)
+    finally:
+        await hub.stop()
+
+
+async def test_a_scripted_lifecycle_session_gives_exactly_its_samples(sqlite_url: str) -> None:
+    """Each reservation counts once when taken and once when it ends; each
+    return, recall event, cancel, refusal (by operation and reason) and
+    replay once; nothing of it as a refused transfer submission."""
+    from remitnet.clients.bank import acceptance, instruction, rejection
+    from remitnet.clients.errors import HubError
+    from remitnet.services.service_layer.lifecycle import LifecycleConfig
+    from tests.support import start_hub
+
+    hub = await start_hub(sqlite_url, lifecycle=LifecycleConfig(expiry_interval_s=0.05))
+    try:
+        await hub.onboard({"LCDEB01": "us-east1", "LCCRE01": "europe-west1"}, ["USD"])
+        debtor, creditor = hub.bank("LCDEB01"), hub.bank("LCCRE01")
+        before = _snapshot()
+
+        def reserved(amount: int) -> Any:
+            return instruction("LCCRE01", "USD", amount, require_confirmation=True)
+
+        accepted = (await debtor.submit(reserved(100))).transfer.transfer_id
+        rejected = (await debtor.submit(reserved(200))).transfer.transfer_id
+        cancelled = (await debtor.submit(reserved(300))).transfer.transfer_id
+        item = instruction("LCCRE01", "USD", 400, confirmation_timeout=0.05)
+        expiring = (await debtor.submit(item)).transfer.transfer_id
+        await creditor.confirm(accepted)
+        assert (await creditor.confirm(accepted)).replayed  # a replay
+        await creditor.reject(rejected, "AC04")
+        with pytest.raises(HubError, match="TRANSFER_REJECTED"):
+            await creditor.confirm(rejected)
+        with pytest.raises(HubError, match="NOT_TRANSFER_CREDITOR"):
+            await debtor.confirm(cancelled)
+        batch = await creditor.confirm_many(
+            [acceptance(accepted), rejection("not-an-id", "AC01"), rejection(cancelled, "ZZ99")]
+        )
+        assert batch.accepted_count == 1
+        await debtor.cancel(cancelled)
+        await debtor.cancel(cancelled)  # cancelled before: a replay
+        for _ in range(100):
+            if (await debtor.get(expiring)).reason == "AB05":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the expirer did not expire the reservation")
+
+        # Returns and recalls of netted transfers.
+        returned = (await debtor.submit(instruction("LCCRE01", "USD", 50))).transfer.transfer_id
+        rid = "0190c5b2-7d4e-7a11-8a3c-000000000001"
+        await creditor.return_transfer(returned, "AC04", return_id=rid)
+        assert (await creditor.return_transfer(returned, "AC04", return_id=rid)).replayed
+        with pytest.raises(HubError, match="ALREADY_RETURNED"):
+            await creditor.return_transfer(returned, "AC04")
+        refused = (await debtor.submit(instruction("LCCRE01", "USD", 60))).transfer.transfer_id
+        await debtor.recall(refused, "DUPL")
+        with pytest.raises(HubError, match="RECALL_EXISTS"):
+            await debtor.recall(refused, "DUPL")
+        await creditor.answer_recall(refused, accept=False, reason="CUST")
+        assert (await creditor.answer_recall(refused, accept=False, reason="CUST")).replayed
+        answered = (await debtor.submit(instruction("LCCRE01", "USD", 70))).transfer.transfer_id
+        await debtor.recall(answered, "FRAD")
+        await creditor.answer_recall(answered, accept=True)
+        taken_back = (await debtor.submit(instruction("LCCRE01", "USD", 80))).transfer.transfer_id
+        await hub.operator.cancel_transfer(taken_back, "court order")
+
+        r, rf, rp = (
+            "remitnet_reservations_total",
+            "remitnet_lifecycle_refusals_total",
+            "remitnet_lifecycle_replays_total",
+        )
+        assert _increases(before) == {
+            _key(r, outcome="reserved", reason=""): 4,
+            _key(r, outcome="accepted", reason=""): 1,
+            _key(r, outcome="rejected", reason="AC04"): 1,
+            _key(r, outcome="cancelled", reason=""): 1,
+            _key(r, outcome="expired", reason="AB05"): 1,
+            _key(rp, operation="confirm"): 2,
+            _key(rf, operation="confirm", reason="TRANSFER_REJECTED"): 1,
+            _key(rf, operation="confirm", reason="NOT_TRANSFER_CREDITOR"): 1,
+            _key(rf, operation="confirm", reason="INVALID_TRANSFER_ID"): 1,
+            _key(rf, operation="confirm", reason="UNKNOWN_REASON_CODE"): 1,
+            _key("remitnet_transfers_cancelled_total", by="debtor", state="reserved"): 1,
+            _key(rp, operation="cancel"): 1,
+            _key("remitnet_returns_total", reason="AC04"): 1,
+            _key("remitnet_returns_total", reason="FOCR"): 1,
+            _key("remitnet_return_value_minor_total", currency="USD"): 50 + 70,
+            _key(rp, operation="return"): 1,
+            _key(rf, operation="return", reason="ALREADY_RETURNED"): 1,
+            _key("remitnet_recalls_total", event="requested", reason="DUPL"): 1,
+            _key("remitnet_recalls_total", event="requested", reason="FRAD"): 1,
+            _key(rf, operation="recall", reason="RECALL_EXISTS"): 1,
+            _key("remitnet_recalls_total", event="rejected", reason="CUST"): 1,
+            _key(rp, operation="answer_recall"): 1,
+            _key("remitnet_recalls_total", event="accepted", reason=""): 1,
+            _key("remitnet_transfers_cancelled_total", by="operator", state="netted"): 1,
+            # Submissions: the four reserved and the four netted, accepted.
+            _key("remitnet_transfers_total", outcome="accepted", reason=""): 8,
+        }
+    finally:
+        await hub.stop()
+
+
+async def test_lifecycle_gauges_come_from_the_database(db_url: str) -> None:
+    """Open reservations and recalls per creditor bank, how many are near
+    their deadline, what the debtor has reserved; back to 0 once answered."""
+    from datetime import UTC, timedelta
+
+    from remitnet.clients.bank import instruction
+    from remitnet.services.adapters import collector
+    from tests.support import start_hub
+
+    hub = await start_hub(db_url)
+    try:
+        await hub.onboard({"LGDEB01": "us-east1", "LGCRE01": "europe-west1"}, ["USD"])
+        debtor, creditor = hub.bank("LGDEB01"), hub.bank("LGCRE01")
+        item = instruction("LGCRE01", "USD", 1_234, require_confirmation=True)
+        pending = (await debtor.submit(item)).transfer
+        netted = (await debtor.submit(instruction("LGCRE01", "USD", 10))).transfer
+        recall = (await debtor.recall(netted.transfer_id, "TECH")).recall
+        collector.refresh(hub.db)
+        assert _value("remitnet_reservations_open", bank="LGCRE01") == 1
+        assert _value("remitnet_reservations_open", bank="LGDEB01") == 0
+        assert _value("remitnet_reservations_expiring", bank="LGCRE01", within="5s") == 0
+        deadline = pending.confirmation_deadline.ToDatetime(UTC)
+        assert _value("remitnet_reservations_oldest_deadline_timestamp_seconds") == pytest.approx(
+            deadline.timestamp(), abs=0.001
+        )
+        assert _value("remitnet_bank_reserved_minor", bank="LGDEB01", currency="USD") == 1_234
+        assert _value("remitnet_bank_headroom_minor", bank="LGDEB01", currency="USD") == (
+            1_000_000 - 1_234 - 10
+        )
+        assert _value("remitnet_recalls_open", bank="LGCRE01") == 1
+        assert _value("remitnet_recalls_expiring", bank="LGCRE01", within="1h") == 0
+        requested = recall.requested_at.ToDatetime(UTC)
+        assert _value("remitnet_recalls_oldest_open_timestamp_seconds", bank="LGCRE01") == (
+            pytest.approx(requested.timestamp(), abs=0.001)
+        )
+        # Seen from later: the reservation within 5 s of its deadline, the
+        # recall within the last hour of its window.
+        banks = {"LGDEB01", "LGCRE01"}
+        collector.refresh_lifecycle(hub.db, banks, deadline - timedelta(seconds=4))
+        assert _value("remitnet_reservations_expiring", bank="LGCRE01", within="5s") == 1
+        window_end = recall.deadline.ToDatetime(UTC)
+        collector.refresh_lifecycle(hub.db, banks, window_end - timedelta(minutes=30))
+        assert _value("remitnet_recalls_expiring", bank="LGCRE01", within="1h") == 1
+        # Answered: every gauge back to 0.
+        await creditor.confirm(pending.transfer_id)
+        await creditor.answer_recall(netted.transfer_id, accept=False, reason="NOAS")
+        collector.refresh(hub.db)
+        assert _value("remitnet_reservations_open", bank="LGCRE01") == 0
+        assert _value("remitnet_reservations_oldest_deadline_timestamp_seconds") == 0
+        assert _value("remitnet_bank_reserved_minor", bank="LGDEB01", currency="USD") == 0
+        assert _value("remitnet_recalls_open", bank="LGCRE01") == 0
+        assert _value("remitnet_recalls_oldest_open_timestamp_seconds", bank="LGCRE01") == 0
     finally:
         await hub.stop()

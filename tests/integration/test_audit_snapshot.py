@@ -45,7 +45,7 @@ async def _history(hub: HubHandle) -> str:
     await one.submit(instruction(TWO, "USD", 50))
     taken_back = instruction(TWO, "USD", 60)
     await one.submit(taken_back)
-    await one.cancel(taken_back.transfer_id)
+    await hub.operator.cancel_transfer(taken_back.transfer_id, "TECH: sent twice")
     return settled
 
 

@@ -159,7 +159,9 @@ async def test_suspended_bank_cannot_send_or_receive(net: HubHandle) -> None:
     await net.bank("BANKUS01").submit(instruction("BANKEU01", "USD", 1))
 
 
-async def test_only_parties_see_a_transfer_and_only_the_debtor_cancels(net: HubHandle) -> None:
+async def test_only_parties_see_a_transfer_and_only_the_operator_cancels_it(
+    net: HubHandle,
+) -> None:
     t = (await net.bank("BANKUS01").submit(instruction("BANKEU01", "USD", 300))).transfer
     with pytest.raises(HubError) as err:
         await net.bank("BANKAS01").get(t.transfer_id)
@@ -167,9 +169,13 @@ async def test_only_parties_see_a_transfer_and_only_the_debtor_cancels(net: HubH
     with pytest.raises(HubError) as err:
         await net.bank("BANKEU01").cancel(t.transfer_id)
     assert err.value.reason == Reason.NOT_TRANSFER_DEBTOR
-    cancelled = await net.bank("BANKUS01").cancel(t.transfer_id)
+    # Netted: the creditor holds it; the debtor alone cannot take it back.
+    with pytest.raises(HubError) as err:
+        await net.bank("BANKUS01").cancel(t.transfer_id)
+    assert err.value.reason == Reason.TRANSFER_NOT_CANCELLABLE
+    cancelled = await net.operator.cancel_transfer(t.transfer_id, "TECH: sent twice")
     assert cancelled.status == cpb.TRANSFER_STATUS_CANCELLED
-    again = await net.bank("BANKUS01").cancel(t.transfer_id)
+    again = await net.operator.cancel_transfer(t.transfer_id, "TECH: sent twice")
     assert again.status == cpb.TRANSFER_STATUS_CANCELLED
     bank = await net.operator.get_bank("BANKUS01")
     assert next(a for a in bank.accounts if a.currency == "USD").unsettled_net == 0
@@ -180,7 +186,7 @@ async def test_cancel_refused_once_the_cycle_closed(net: HubHandle) -> None:
     t = (await net.bank("BANKUS01").submit(instruction("BANKEU01", "USD", 300))).transfer
     await net.operator.close_cycle("USD")
     with pytest.raises(HubError) as err:
-        await net.bank("BANKUS01").cancel(t.transfer_id)
+        await net.operator.cancel_transfer(t.transfer_id, "TECH: sent twice")
     assert err.value.reason == Reason.CYCLE_NOT_OPEN
     assert (await net.bank("BANKUS01").get(t.transfer_id)).status == cpb.TRANSFER_STATUS_CLOSED
 
@@ -190,7 +196,7 @@ async def test_cancel_refused_when_the_creditor_spent_the_credit(net: HubHandle)
     # EUR01 spends its own 100,000 plus the 50,000 it received.
     await net.bank("BANKEU01").submit(instruction("BANKAS01", "USD", 150_000))
     with pytest.raises(HubError) as err:
-        await net.bank("BANKUS01").cancel(t.transfer_id)
+        await net.operator.cancel_transfer(t.transfer_id, "TECH: sent twice")
     assert err.value.reason == Reason.CANCEL_EXCEEDS_CREDITOR_HEADROOM
     assert audit(net.db).ok
 

@@ -84,7 +84,8 @@ def test_operator_and_bank_commands_in_both_forms(target: str) -> None:
                "--currency", "USD")  # fmt: skip
     assert _value(out, "status") == "ACTIVE"
     assert ISO_UTC.fullmatch(_value(out, "created at"))
-    assert _row(out, "USD") == ["USD", "0.00 USD", "0.00 USD", "0.00 USD", "0.00 USD"]
+    assert _row(out, "USD") == ["USD", *["0.00 USD"] * 5]  # ... unsettled net, reserved, headroom
+    assert _value(out, "requires confirmation") == "no"
     bank = _json(target, "onboard", "CLIEU01", "--name", "EU", "--region", "europe-west1",
                  "--currency", "USD", "--currency", "EUR")  # fmt: skip
     assert bank["status"] == "BANK_STATUS_ACTIVE"
@@ -101,6 +102,7 @@ def test_operator_and_bank_commands_in_both_forms(target: str) -> None:
         "net_debit_cap": "5000",
         "unsettled_net": "0",
         "headroom": "10005000",
+        "reserved": "0",
     }
 
     out = _cli(target, "submit", "--as", "CLIUS01", "--to", "CLIEU01", "USD", "12.34")
@@ -296,3 +298,184 @@ def test_an_fx_provider_is_onboarded_publishes_and_is_quoted(
     out = _cli(target, "banks")  # a row per account, the roles last
     roles = {ln.split()[0]: {ln.split()[-1]} for ln in out.splitlines()[2:]}
     assert (roles["CLIFX01"], roles["CLIQB01"]) == ({"FX_PROVIDER"}, {"BANK"})
+
+
+def _wait_status(target: str, bank: str, tid: str, status: str, seconds: float = 15.0) -> Any:
+    """The transfer once it has `status` (the hub moves it on its own)."""
+    import time
+
+    stop = time.monotonic() + seconds
+    while True:
+        t = _json(target, "status", "--as", bank, tid)
+        if t["status"] == status or time.monotonic() > stop:
+            return t
+        time.sleep(0.2)
+
+
+def test_payee_confirmation_accept_reject_expire_and_cancel(target: str) -> None:
+    usd = ["--region", "us-east1", "--currency", "USD"]
+    _cli(target, "onboard", "CLILC01", "--name", "Debtor", *usd)
+    out = _cli(target, "onboard", "CLILC02", "--name", "Payee", *usd, "--require-confirmation")
+    assert _value(out, "requires confirmation") == "yes"
+    _cli(target, "onboard", "CLILC03", "--name", "Other", *usd)
+    _cli(target, "fund", "CLILC01", "USD", "1000.00")
+    pay = ["submit", "--as", "CLILC01", "--to", "CLILC02", "USD"]
+
+    out = _cli(target, *pay, "100.00")  # the creditor requires it: RESERVED
+    a = _value(out, "transfer")
+    assert (_value(out, "status"), _value(out, "cycle")) == ("RESERVED", "-")
+    assert ISO_UTC.fullmatch(_value(out, "confirm by"))
+    assert _value(out, "resolved at") == "-" and _value(out, "reason") == "-"
+    b = _json(target, *pay, "20.00")["transfer"]["transfer_id"]
+    # The debtor asks for it, with 1 s to confirm, of a creditor that does not require it.
+    c = _json(target, "submit", "--as", "CLILC01", "--to", "CLILC03", "USD", "5.00",
+              "--confirm", "--timeout", "1")["transfer"]  # fmt: skip
+    assert c["status"] == "TRANSFER_STATUS_RESERVED" and c["cycle_id"] == ""
+    position = _json(target, "position", "--as", "CLILC01", "USD")["positions"][0]
+    assert (position["reserved"], position["headroom"]) == ("12500", "87500")
+    out = _cli(target, "position", "--as", "CLILC01", "USD")
+    assert "125.00 USD" in out  # reserved, formatted
+
+    out = _cli(target, "transfers", "list", "--as", "CLILC02", "--status", "reserved")
+    assert {_row(out, tid)[4] for tid in (a, b)} == {"RESERVED"}
+    assert c["transfer_id"] not in out  # CLILC02 is no party to it
+
+    out = _cli(target, "confirm", "--as", "CLILC02", a)
+    assert _value(out, "status") == "ACCEPTED" and _value(out, "cycle").startswith("USD-")
+    assert ISO_UTC.fullmatch(_value(out, "resolved at")) and _value(out, "replayed") == "no"
+    assert _json(target, "confirm", "--as", "CLILC02", a)["replayed"] is True
+    out = _cli(target, "confirm", "--as", "CLILC02", b, "--reject", "AC04")
+    assert (_value(out, "status"), _value(out, "reason")) == (
+        "REJECTED",
+        "AC04 ClosedAccountNumber",
+    )
+    for args, reason in [
+        ([b], "TRANSFER_REJECTED"),  # accepting after rejecting
+        ([a, "--reject", "AC04"], "TRANSFER_ALREADY_ACCEPTED"),
+        ([a, "--reject", "ZZ99"], "UNKNOWN_REASON_CODE"),
+    ]:
+        result = _run(target, "confirm", "--as", "CLILC02", *args)
+        assert result.returncode == EXIT_REFUSED, result.stderr
+        assert result.stderr.split()[2] == reason, result.stderr
+    result = _run(target, "confirm", "--as", "CLILC01", a)  # the debtor
+    assert "NOT_TRANSFER_CREDITOR" in result.stderr
+
+    # Nobody answers C: the hub expires it by itself (AB05), releasing it.
+    expired = _wait_status(target, "CLILC01", c["transfer_id"], "TRANSFER_STATUS_EXPIRED")
+    assert (expired["status"], expired["reason"]) == ("TRANSFER_STATUS_EXPIRED", "AB05")
+    out = _cli(target, "status", "--as", "CLILC03", c["transfer_id"])
+    assert _value(out, "reason") == "AB05 TimeoutCreditorAgent"
+    result = _run(target, "confirm", "--as", "CLILC03", c["transfer_id"])
+    assert result.stderr.startswith("refused: FAILED_PRECONDITION TRANSFER_EXPIRED")
+    position = _json(target, "position", "--as", "CLILC01", "USD")["positions"][0]
+    assert (position["reserved"], position["headroom"]) == ("0", "90000")  # A stands
+
+    # The debtor cancels a reserved transfer, not a netted one; the operator can.
+    d = _json(target, *pay, "1.00")["transfer"]["transfer_id"]
+    assert _value(_cli(target, "cancel", "--as", "CLILC01", d), "status") == "CANCELLED"
+    result = _run(target, "cancel", "--as", "CLILC01", a)
+    assert result.returncode == EXIT_REFUSED and "TRANSFER_NOT_CANCELLABLE" in result.stderr
+    assert _run(target, "cancel", a).returncode == EXIT_USAGE  # the operator gives a reason
+    assert _run(target, "cancel", "--as", "CLILC01", a, "--reason", "x").returncode == EXIT_USAGE
+    out = _cli(target, "cancel", "--as", "operator", a, "--reason", "sent twice, ticket 7")
+    assert (_value(out, "status"), _value(out, "reason")) == ("CANCELLED", "sent twice, ticket 7")
+
+    # Several answers in one call: a row each, in order, refusals included.
+    e = _json(target, *pay, "2.00")["transfer"]["transfer_id"]
+    out = _cli(target, "confirm", "--as", "CLILC02", e, b, "--reject", "AM05")
+    assert (_value(out, "answered"), _value(out, "refused")) == ("2", "0")  # b: a replay
+    assert _row(out, e)[1:] == ["REJECTED", "AM05 Duplication", "no"]
+    assert _row(out, b)[1:] == ["REJECTED", "AC04 ClosedAccountNumber", "yes"]
+    out = _cli(target, "transfers", "list", "--as", "CLILC01", "--status", "rejected")
+    assert {ln.split()[0] for ln in out.splitlines()[2:]} == {b, e}
+    assert len(_json(target, "transfers", "list", "--as", "CLILC01", "--status", "expired",
+                     "--limit", "5")["transfers"]) == 1  # fmt: skip
+
+    # The operator's setting, off again: transfers to it are netted at once.
+    out = _cli(target, "require-confirmation", "CLILC02", "--off")
+    assert _value(out, "requires confirmation") == "no"
+    assert _value(_cli(target, *pay, "1.00"), "status") == "ACCEPTED"
+    # The creditor's stream had the RESERVED events, its cue to confirm.
+    events = _json(target, "watch", "--as", "CLILC02", "--since", "2000-01-01T00:00:00",
+                   "--seconds", "2")["events"]  # fmt: skip
+    moved = [ev["transfer"] for ev in events if ev.get("transfer")]
+    reserved = {t["transfer_id"] for t in moved if t["status"] == "TRANSFER_STATUS_RESERVED"}
+    assert {a, b, d, e} <= reserved
+    out = _cli(target, "watch", "--as", "CLILC02", "--since", "2000-01-01T00:00:00",
+               "--seconds", "2")  # fmt: skip
+    assert re.search(
+        rf"transfer\s+{a}\s+RESERVED\s+CLILC01 -> CLILC02 100.00 USD, confirm by ", out
+    )
+
+
+def test_returns_and_recalls(target: str) -> None:
+    usd = ["--region", "us-east1", "--currency", "USD"]
+    _cli(target, "onboard", "CLIRT01", "--name", "Sender", *usd)
+    _cli(target, "onboard", "CLIRT02", "--name", "Receiver", *usd)
+    _cli(target, "fund", "CLIRT01", "USD", "1000.00")
+    _cli(target, "fund", "CLIRT02", "USD", "1000.00")
+    pay = ["submit", "--as", "CLIRT01", "--to", "CLIRT02", "USD"]
+    p, q, r = (_json(target, *pay, amount)["transfer"]["transfer_id"]
+               for amount in ("10.00", "20.00", "30.00"))  # fmt: skip
+
+    out = _cli(target, "return", "--as", "CLIRT02", p, "--reason", "AC01")
+    rp = _value(out, "transfer")
+    assert (_value(out, "debtor"), _value(out, "creditor")) == ("CLIRT02", "CLIRT01")
+    assert (_value(out, "return of"), _value(out, "status")) == (p, "ACCEPTED")
+    assert _value(out, "reason") == "AC01 IncorrectAccountNumber"
+    assert _value(out, "amount") == "10.00 USD"
+    again = _json(target, "return", "--as", "CLIRT02", p, "--reason", "AC01", "--id", rp)
+    assert again["replayed"] is True and again["return_transfer"]["transfer_id"] == rp
+    result = _run(target, "return", "--as", "CLIRT02", p, "--reason", "AC01")
+    assert result.stderr.startswith("refused: FAILED_PRECONDITION ALREADY_RETURNED")
+    assert f"return_id={rp}" in result.stderr
+    result = _run(target, "return", "--as", "CLIRT01", q, "--reason", "AC01")
+    assert "NOT_TRANSFER_CREDITOR" in result.stderr
+    assert _value(_cli(target, "status", "--as", "CLIRT01", p), "returned by") == rp
+
+    out = _cli(target, "recall", "--as", "CLIRT01", q, "--reason", "DUPL", "--info", "paid twice")
+    assert (_value(out, "state"), _value(out, "reason")) == ("REQUESTED", "DUPL DuplicatePayment")
+    assert _value(out, "additional info") == "paid twice" and _value(out, "replayed") == "no"
+    assert ISO_UTC.fullmatch(_value(out, "answer by"))
+    _cli(target, "recall", "--as", "CLIRT01", r, "--reason", "TECH")
+    result = _run(target, "recall", "--as", "CLIRT01", r, "--reason", "TECH")
+    assert result.stderr.startswith("refused: ALREADY_EXISTS RECALL_EXISTS")
+    result = _run(target, "recall", "--as", "CLIRT02", q, "--reason", "DUPL")
+    assert "NOT_TRANSFER_DEBTOR" in result.stderr
+    out = _cli(target, "transfers", "list", "--as", "CLIRT02", "--recall", "requested")
+    assert {ln.split()[0] for ln in out.splitlines()[2:]} == {q, r}
+    assert _row(out, q)[-1] == "REQUESTED DUPL"
+
+    out = _cli(target, "answer-recall", "--as", "CLIRT02", q, "--accept")
+    assert _value(out, "state") == "ACCEPTED"
+    rq = _value(out, "return")  # the recall's return_transfer_id
+    assert f"return:\n  transfer         {rq}" in out
+    assert "FOCR FollowingCancellationRequest" in out
+    out = _cli(target, "answer-recall", "--as", "CLIRT02", r, "--reject", "NOAS")
+    assert _value(out, "state") == "REJECTED"
+    assert _value(out, "answer reason") == "NOAS NoAnswerFromCustomer"
+    result = _run(target, "answer-recall", "--as", "CLIRT02", r, "--accept")
+    assert result.stderr.startswith("refused: FAILED_PRECONDITION RECALL_NOT_OPEN")
+    result = _run(target, "answer-recall", "--as", "CLIRT02", p, "--accept", "--reject", "NOAS")
+    assert result.returncode == EXIT_USAGE
+    assert _run(target, "answer-recall", "--as", "CLIRT02", p).returncode == EXIT_USAGE
+
+    listed = {
+        flags: {t["transfer_id"] for t in _json(target, "transfers", "list", "--as", "CLIRT01",
+                                                *flags.split())["transfers"]}
+        for flags in ("--kind return", "--kind payment", "--returned", "--recall rejected")
+    }  # fmt: skip
+    assert listed == {"--kind return": {rp, rq}, "--kind payment": {p, q, r},
+                      "--returned": {p, q}, "--recall rejected": {r}}  # fmt: skip
+    out = _cli(target, "transfers", "list", "--as", "CLIRT01", "--returned")
+    assert _row(out, q)[-2:] == [f"returned by {rq}", "ACCEPTED DUPL"]
+    out = _cli(target, "status", "--as", "CLIRT01", r)
+    assert "\n\nrecall:\n  recall " in out  # an indented section
+    recall = [ln[2:] for ln in out.split("recall:\n", 1)[1].splitlines()]
+    assert _value("\n".join(recall), "answer reason") == "NOAS NoAnswerFromCustomer"
+    # Both parties' streams carry the recall's states.
+    events = _json(target, "watch", "--as", "CLIRT02", "--since", "2000-01-01T00:00:00",
+                   "--seconds", "2")["events"]  # fmt: skip
+    states = [(e["recall"]["transfer_id"], e["recall"]["state"]) for e in events if e.get("recall")]
+    assert states == [(q, "RECALL_STATE_REQUESTED"), (r, "RECALL_STATE_REQUESTED"),
+                      (q, "RECALL_STATE_ACCEPTED"), (r, "RECALL_STATE_REJECTED")]  # fmt: skip

@@ -157,7 +157,7 @@ async def test_transfers_during_close_land_in_exactly_one_cycle(pg_hub: HubHandl
 async def test_reconciliation_report_agrees_three_ways(net: HubHandle) -> None:
     await _traffic(net, 40)
     t = (await net.bank("BANKA01").submit(instruction("BANKC01", "USD", 999))).transfer
-    await net.bank("BANKA01").cancel(t.transfer_id)
+    await net.operator.cancel_transfer(t.transfer_id, "TECH: sent twice")
     closed = (await net.operator.close_cycle("USD")).closed
     before = await net.operator.reconciliation(closed.cycle_id)
     assert before.all_matched and not before.settled

@@ -166,7 +166,7 @@ async def seeded(postgres_url: str) -> Any:
         quote = await big.quote("USD", "EUR", source_amount=1_000)
         await big.submit(instruction(PEER, "USD", 1_000, quote_id=quote.quote_id))
         gone = (await big.submit(instruction(PEER, "USD", 3))).transfer
-        await big.cancel(gone.transfer_id)
+        await op.cancel_transfer(gone.transfer_id, "TECH: sent twice")
         kept = (await big.submit(instruction(PEER, "USD", 11))).transfer
         statement = await big.statement("USD")
         first_seq = max((e.sequence for e in statement.entries), default=0) + 1

@@ -32,9 +32,9 @@ PRINCIPAL = "x-remitnet-principal"
 def slow_commits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every batch takes 0.3 s longer: calls stay queued long enough."""
 
-    def slow(db: Any, items: Sequence[Any]) -> Any:
+    def slow(db: Any, items: Sequence[Any], **options: Any) -> Any:
         time.sleep(0.3)
-        return commit_batch(db, items)
+        return commit_batch(db, items, **options)
 
     monkeypatch.setattr(engine_module, "commit_batch", slow)
 

@@ -84,7 +84,7 @@ async def test_every_per_bank_row_carries_its_bank_home_region(hub: HubHandle) -
     # their own paths.
     await ph.submit(instruction("MARS0001", "USD", 2_500, gross=True))
     cancelled = (await hub.bank("USBANK02").submit(instruction("PHBANK01", "USD", 9))).transfer
-    await hub.bank("USBANK02").cancel(cancelled.transfer_id)
+    await hub.operator.cancel_transfer(cancelled.transfer_id, "TECH: sent twice")
 
     found = hub.db.read(_home_regions)
     _assert_homed(found)

@@ -54,7 +54,7 @@ async def test_watch_reports_every_change_and_resumes_without_gaps(hub: HubHandl
     await asyncio.sleep(0.5)  # the stream starts "now": let it open first
     response = await a.submit_batch([instruction("WATCHB01", "USD", 10 + i) for i in range(30)])
     ids = [r.transfer.transfer_id for r in response.results]
-    await a.cancel(ids[0])
+    await hub.operator.cancel_transfer(ids[0], "TECH: sent twice")
     closed = (await hub.operator.close_cycle("USD")).closed
     await hub.operator.settle_cycle(closed.cycle_id)
     events = await watcher

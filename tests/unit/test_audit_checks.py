@@ -30,6 +30,7 @@ from remitnet.services.domain.ledger import (
     gross_posting,
     settlement_posting,
 )
+from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import (
     HUB,
     AccountKind,
@@ -156,15 +157,17 @@ ACCOUNTS = [
 ]
 
 
-def feed(
-    bank: str, *items: tuple[datetime, EventKind, TransferStatus, str, int]
-) -> list[StoredEvent]:
+FeedItem = tuple[datetime, EventKind, int, str, int]
+
+
+def feed(bank: str, *items: FeedItem) -> list[StoredEvent]:
     """A bank's events, numbered from 1: (time, kind, status, id, item count);
-    the id is the transfer's, the cycle's, or a LEGS event's two cycles."""
+    the id is the transfer's (of a TRANSFER or RECALL event, whose status is
+    a RecallState), the cycle's, or a LEGS event's two cycles."""
     out = []
     for seq, (when, kind, status, key, n) in enumerate(items, 1):
         tid = cid = other = None
-        if kind == EventKind.TRANSFER:
+        if kind in (EventKind.TRANSFER, EventKind.RECALL):
             tid = key
         elif kind == EventKind.CYCLE:
             cid = key
@@ -180,38 +183,34 @@ ACCEPTED, CLOSED, SETTLED, CANCELLED = (
     TransferStatus.CANCELLED,
 )  # fmt: skip
 
-EVENTS = [
-    *feed(
-        A,
-        (ACCEPT_1, BATCH, ACCEPTED, "", 2),
-        (CLOSE_U1, CYCLE, CLOSED, U1, 1),
-        (CLOSE_E1, LEGS, CLOSED, PAIR, 1),  # T2's legs: the second of them closed
-        (SETTLE_U1, CYCLE, SETTLED, U1, 1),
-        (SETTLE_E1, LEGS, SETTLED, PAIR, 1),
-        (ACCEPT_3, BATCH, ACCEPTED, "", 1),
-        (ACCEPT_4, BATCH, ACCEPTED, "", 1),
-        (CANCEL_4, TRANSFER, CANCELLED, T4, 1),
-        (GROSS_5, TRANSFER, SETTLED, T5, 1),
-    ),
-    *feed(
-        B,
-        (ACCEPT_1, BATCH, ACCEPTED, "", 1),
-        (CLOSE_U1, CYCLE, CLOSED, U1, 1),
-        (SETTLE_U1, CYCLE, SETTLED, U1, 1),
-        (ACCEPT_3, BATCH, ACCEPTED, "", 1),
-        (ACCEPT_4, BATCH, ACCEPTED, "", 1),
-        (CANCEL_4, TRANSFER, CANCELLED, T4, 1),
-        (GROSS_5, TRANSFER, SETTLED, T5, 1),
-    ),
-    *feed(
-        C,
-        (ACCEPT_1, BATCH, ACCEPTED, "", 1),
-        (CLOSE_E1, CYCLE, CLOSED, E1, 1),
-        (CLOSE_E1, LEGS, CLOSED, PAIR, 1),
-        (SETTLE_E1, CYCLE, SETTLED, E1, 1),
-        (SETTLE_E1, LEGS, SETTLED, PAIR, 1),
-    ),
+A_FEED: list[FeedItem] = [
+    (ACCEPT_1, BATCH, ACCEPTED, "", 2),
+    (CLOSE_U1, CYCLE, CLOSED, U1, 1),
+    (CLOSE_E1, LEGS, CLOSED, PAIR, 1),  # T2's legs: the second of them closed
+    (SETTLE_U1, CYCLE, SETTLED, U1, 1),
+    (SETTLE_E1, LEGS, SETTLED, PAIR, 1),
+    (ACCEPT_3, BATCH, ACCEPTED, "", 1),
+    (ACCEPT_4, BATCH, ACCEPTED, "", 1),
+    (CANCEL_4, TRANSFER, CANCELLED, T4, 1),
+    (GROSS_5, TRANSFER, SETTLED, T5, 1),
 ]
+B_FEED: list[FeedItem] = [
+    (ACCEPT_1, BATCH, ACCEPTED, "", 1),
+    (CLOSE_U1, CYCLE, CLOSED, U1, 1),
+    (SETTLE_U1, CYCLE, SETTLED, U1, 1),
+    (ACCEPT_3, BATCH, ACCEPTED, "", 1),
+    (ACCEPT_4, BATCH, ACCEPTED, "", 1),
+    (CANCEL_4, TRANSFER, CANCELLED, T4, 1),
+    (GROSS_5, TRANSFER, SETTLED, T5, 1),
+]
+C_FEED: list[FeedItem] = [
+    (ACCEPT_1, BATCH, ACCEPTED, "", 1),
+    (CLOSE_E1, CYCLE, CLOSED, E1, 1),
+    (CLOSE_E1, LEGS, CLOSED, PAIR, 1),
+    (SETTLE_E1, CYCLE, SETTLED, E1, 1),
+    (SETTLE_E1, LEGS, SETTLED, PAIR, 1),
+]
+EVENTS = [*feed(A, *A_FEED), *feed(B, *B_FEED), *feed(C, *C_FEED)]
 HEADS = {A: FeedHead(9, T0), B: FeedHead(7, T0), C: FeedHead(5, T0)}
 
 _first = next_record(None, "operator", at(0), Action.CREATE_BANK, {"bank": A})
@@ -604,3 +603,591 @@ def test_check_trail_reports_a_changed_or_missing_record() -> None:
     gap = replace(CLEAN, trail=[TRAIL[1]])
     [violation] = audit.check_trail(gap)
     assert violation.startswith("operator audit trail broken at seq 2: seq 1 missing")
+
+
+# The lifecycle: confirmation, expiry, returns, recalls ------------------------------------
+#
+# LIFE is CLEAN plus, in the open cycles, transfers awaiting the creditor's
+# confirmation and every way out of it, a return, and recalls in every state,
+# with the feeds that tell them.
+
+R1, R2, R3, R4, R5, R6, N7, RET8 = (f"00000000-0000-4000-a000-00000000000{i}" for i in range(1, 9))
+RC1, RC2, RC3, RC4 = (f"00000000-0000-4000-b000-00000000000{i}" for i in range(1, 5))
+Q3 = "00000000-0000-4000-9000-000000000003"
+RESERVE_1, RESERVE_2 = at(50), at(51)  # two batches of reservations
+REJECT_3, CANCEL_5, ACCEPT_6, NET_7, RECALL_7, RETURN_8, ANSWER_7, EXPIRE_4 = (
+    at(55), at(56), at(57), at(58), at(59), at(60), at(61), at(62),
+)  # fmt: skip
+RECALL_3, REJECT_RECALL_3, RECALL_1, EXPIRE_RECALL_1, RECALL_5 = (
+    at(63), at(64), at(65), at(67), at(68),
+)  # fmt: skip
+RESERVED, REJECTED, EXPIRED = (
+    TransferStatus.RESERVED, TransferStatus.REJECTED, TransferStatus.EXPIRED,
+)  # fmt: skip
+RESOLVED, RECALL = EventKind.RESOLVED, EventKind.RECALL
+LIQ_P = account_id(P, "EUR")
+
+
+def reserved(tid: str, amount: int, when: datetime, deadline: datetime) -> StoredTransfer:
+    return StoredTransfer(tid, A, B, "USD", amount, "", RESERVED, "", when, deadline=deadline)
+
+
+LIFE_TRANSFERS = [
+    reserved(R1, 40, RESERVE_1, at(80)),  # still awaiting B
+    StoredTransfer(
+        R2, A, C, "USD", 100, "", RESERVED, "", RESERVE_1, quote_id=Q3,
+        creditor_currency="EUR", creditor_amount=91, fx_provider=P, deadline=at(80),
+    ),  # awaiting C, across currencies: P's 91 EUR held too
+    reserved(R3, 30, RESERVE_2, at(81))._replace(
+        status=REJECTED, resolved_at=REJECT_3, reason="AC04"
+    ),
+    reserved(R4, 20, RESERVE_2, at(61))._replace(
+        status=EXPIRED, resolved_at=EXPIRE_4, reason="AB05"
+    ),
+    reserved(R5, 15, RESERVE_2, at(81))._replace(status=CANCELLED, resolved_at=CANCEL_5),
+    reserved(R6, 25, RESERVE_2, at(81))._replace(
+        status=ACCEPTED, cycle_id=U2, resolved_at=ACCEPT_6
+    ),
+    StoredTransfer(N7, B, A, "USD", 60, "", ACCEPTED, U2, NET_7, returned_by=RET8),
+    StoredTransfer(
+        RET8, A, B, "USD", 60, "", ACCEPTED, U2, RETURN_8, reason="FOCR", return_of=N7
+    ),
+]  # fmt: skip
+
+LIFE_POSITIONS = {
+    **POSITIONS,
+    # T3 50 B->A; R6 25 A->B; N7 60 B->A; RET8 60 A->B.
+    (U2, A): PositionDelta(sent=85, received=110, sent_count=2, received_count=2),
+    (U2, B): PositionDelta(sent=110, received=85, sent_count=2, received_count=2),
+}
+LIFE_UNSETTLED = {LIQ_A: 50 - 25 + 60 - 60, LIQ_B: -50 + 25 - 60 + 60}
+LIFE_RESERVED = {LIQ_A: 40 + 100, LIQ_P: 91}
+LIFE_ACCOUNTS = [
+    replace(a, unsettled_net=LIFE_UNSETTLED.get(a.id, 0), reserved=LIFE_RESERVED.get(a.id, 0))
+    for a in ACCOUNTS
+] + [Account(LIQ_P, P, "EUR", AccountKind.LIQUIDITY, 0, 1_000, 0, 0, T0, reserved=91)]
+
+REQ, ACC_, REJ, EXP = (
+    RecallState.REQUESTED, RecallState.ACCEPTED, RecallState.REJECTED, RecallState.EXPIRED,
+)  # fmt: skip
+LIFE_RECALLS = [
+    Recall(RC1, T3, B, A, "DUPL", "", REJ, RECALL_3, at(163), REJECT_RECALL_3, "NOAS"),
+    Recall(RC2, N7, B, A, "FRAD", "", ACC_, RECALL_7, at(159), ANSWER_7, return_id=RET8),
+    Recall(RC3, T1, A, B, "TECH", "", EXP, RECALL_1, at(66), EXPIRE_RECALL_1),
+    Recall(RC4, T5, A, B, "CUST", "", REQ, RECALL_5, at(168)),
+]
+
+
+def _life_feed(reserved_then: int) -> list[FeedItem]:
+    """A's and B's feeds after CLEAN's: both are party to all but R2 (A's)."""
+    return [
+        (RESERVE_1, BATCH, RESERVED, "", reserved_then),
+        (RESERVE_2, BATCH, RESERVED, "", 4),
+        (REJECT_3, RESOLVED, REJECTED, "", 1),
+        (CANCEL_5, RESOLVED, CANCELLED, "", 1),  # cancelled while reserved
+        (ACCEPT_6, RESOLVED, ACCEPTED, "", 1),
+        (NET_7, BATCH, ACCEPTED, "", 1),
+        (RECALL_7, RECALL, REQ, N7, 1),
+        (RETURN_8, BATCH, ACCEPTED, "", 1),
+        (ANSWER_7, RECALL, ACC_, N7, 1),
+        (EXPIRE_4, RESOLVED, EXPIRED, "", 1),
+        (RECALL_3, RECALL, REQ, T3, 1),
+        (REJECT_RECALL_3, RECALL, REJ, T3, 1),
+        (RECALL_1, RECALL, REQ, T1, 1),
+        (EXPIRE_RECALL_1, RECALL, EXP, T1, 1),
+        (RECALL_5, RECALL, REQ, T5, 1),
+    ]
+
+
+LIFE_EVENTS = [
+    *feed(A, *A_FEED, *_life_feed(2)),
+    *feed(B, *B_FEED, *_life_feed(1)),
+    *feed(C, *C_FEED, (RESERVE_1, BATCH, RESERVED, "", 1)),
+]
+
+LIFE = replace(
+    CLEAN,
+    accounts=LIFE_ACCOUNTS,
+    positions=LIFE_POSITIONS,
+    transfers=[*TRANSFERS, *LIFE_TRANSFERS],
+    cancelled_at={T4: CANCEL_4, R5: CANCEL_5},
+    feed_heads={A: FeedHead(24, T0), B: FeedHead(22, T0), C: FeedHead(6, T0)},
+    events=LIFE_EVENTS,
+    recalls=LIFE_RECALLS,
+)
+
+
+def life_with(tid: str, **changes: Any) -> AuditSnapshot:
+    """LIFE with one transfer changed."""
+    return replace(
+        LIFE,
+        transfers=[t._replace(**changes) if t.transfer_id == tid else t for t in LIFE.transfers],
+    )
+
+
+def life_recall(tid: str, **changes: Any) -> AuditSnapshot:
+    """LIFE with the recall of one transfer changed."""
+    return replace(
+        LIFE,
+        recalls=[replace(r, **changes) if r.transfer_id == tid else r for r in LIFE_RECALLS],
+    )
+
+
+def life_events(bank: str, seq: int, **changes: Any) -> AuditSnapshot:
+    """LIFE with one stored event changed (`drop=True`: without it)."""
+    drop = changes.pop("drop", False)
+    events = []
+    for e in LIFE_EVENTS:
+        if (e.bank, e.seq) == (bank, seq):
+            if drop:
+                continue
+            e = e._replace(**changes)
+        events.append(e)
+    return replace(LIFE, events=events)
+
+
+def life_account(aid: str, **changes: Any) -> AuditSnapshot:
+    return replace(
+        LIFE, accounts=[replace(a, **changes) if a.id == aid else a for a in LIFE_ACCOUNTS]
+    )
+
+
+@pytest.mark.parametrize("check", audit.CHECKS, ids=lambda c: c.__name__)
+def test_the_lifecycle_snapshot_passes_every_check(check: audit.Check) -> None:
+    assert check(LIFE) == []
+
+
+def test_unnetted_transfers_count_in_no_position_or_unsettled_net() -> None:
+    assert audit.expected_positions(LIFE) == LIFE_POSITIONS
+    assert audit.unsettled_nets(LIFE) == {k: v for k, v in LIFE_UNSETTLED.items() if v}
+    assert audit.reserved_amounts(LIFE) == LIFE_RESERVED
+    # A reserved, rejected or expired transfer that names a cycle anyway
+    # still counts nowhere: check_resolutions reports the cycle.
+    for tid in (R1, R3, R4):
+        broken = life_with(tid, cycle_id=U2)
+        assert audit.expected_positions(broken) == LIFE_POSITIONS
+        assert audit.check_positions(broken) == [] and audit.check_unsettled(broken) == []
+
+
+# Reservations and the limit -------------------------------------------------------------
+
+
+def test_check_reserved_reports_reservations_the_transfers_do_not_hold() -> None:
+    assert audit.check_reserved(CLEAN) == []
+    assert audit.check_reserved(life_account(LIQ_A, reserved=139)) == [
+        f"account {LIQ_A} reserved 139 != its reserved transfers 140"
+    ]
+    # Released twice: negative.
+    assert audit.check_reserved(life_account(LIQ_B, reserved=-15)) == [
+        f"account {LIQ_B} reserved -15 is negative",
+        f"account {LIQ_B} reserved -15 != its reserved transfers 0",
+    ]
+    # An expired transfer still held: not released.
+    assert audit.check_reserved(life_with(R4, status=RESERVED, resolved_at=None)) == [
+        f"account {LIQ_A} reserved 140 != its reserved transfers 160"
+    ]
+    # The FX provider's delivery is held on its account in the target currency.
+    assert audit.check_reserved(life_account(LIQ_P, reserved=0)) == [
+        f"account {LIQ_P} reserved 0 != its reserved transfers 91"
+    ]
+    gone = replace(LIFE, accounts=[a for a in LIFE_ACCOUNTS if a.id != LIQ_P])
+    assert audit.check_reserved(gone) == [
+        f"reserved transfers hold 91 on {LIQ_P}, which is no account"
+    ]
+
+
+def test_check_limits_counts_reservations() -> None:
+    # A owes nothing net (unsettled +25) but holds 140: 115 of its liquidity plus cap.
+    assert audit.check_limits(life_account(LIQ_A, balance=100, net_debit_cap=15)) == []
+    beyond = life_account(LIQ_A, balance=100, net_debit_cap=14)
+    assert audit.check_limits(beyond) == [f"account {LIQ_A} is beyond its liquidity plus cap"]
+    # ... which it is not without the reservations.
+    assert audit.check_limits(life_account(LIQ_A, balance=100, net_debit_cap=14, reserved=0)) == []
+    # A provider's reserved delivery counts against its own limit.
+    assert audit.check_limits(life_account(LIQ_P, net_debit_cap=90)) == [
+        f"account {LIQ_P} is beyond its liquidity plus cap"
+    ]
+
+
+# Resolutions ------------------------------------------------------------------------------
+
+
+def test_check_resolutions_reports_unnetted_transfers_in_a_cycle() -> None:
+    assert audit.check_resolutions(CLEAN) == []
+    for tid, status in ((R1, "RESERVED"), (R3, "REJECTED"), (R4, "EXPIRED"), (R5, "CANCELLED")):
+        assert audit.check_resolutions(life_with(tid, creditor_cycle_id=E2)) == [
+            f"transfer {tid} is {status} but is in cycle {E2}"
+        ]
+    assert audit.check_resolutions(life_with(R3, cycle_id=U2)) == [
+        f"transfer {R3} is REJECTED but is in cycle {U2}"
+    ]
+    # A cross-currency one netted must have its creditor's leg in a cycle too.
+    accepted = life_with(R2, status=ACCEPTED, cycle_id=U2, resolved_at=ACCEPT_6)
+    assert audit.check_resolutions(accepted) == [
+        f"transfer {R2} is netted across currencies without its creditor's cycle"
+    ]
+
+
+def test_check_resolutions_reports_a_transfer_accepted_and_expired() -> None:
+    deadline = at(81)
+    assert audit.check_resolutions(life_with(R6, resolved_at=deadline)) == [
+        f"transfer {R6} was accepted at {deadline}, not before its deadline {deadline}: "
+        "accepted and expired"
+    ]
+    # Cancelled by the operator after its acceptance: its resolution stays.
+    assert audit.check_resolutions(life_with(R6, status=CANCELLED)) == []
+    assert len(audit.check_resolutions(life_with(R6, status=CANCELLED, resolved_at=at(90)))) == 1
+
+
+def test_check_resolutions_reports_expiries_and_rejections_out_of_rule() -> None:
+    assert audit.check_resolutions(life_with(R4, reason="AC04")) == [
+        f"transfer {R4} expired with reason AC04, not AB05"
+    ]
+    assert audit.check_resolutions(life_with(R4, resolved_at=at(60))) == [
+        f"transfer {R4} expired at {at(60)}, before its deadline {at(61)}"
+    ]
+    for reason in ("XXXX", "AB05", None):  # the expiry's code is not the creditor's
+        assert audit.check_resolutions(life_with(R3, reason=reason)) == [
+            f"transfer {R3} was rejected with reason {reason}, no status reason"
+        ]
+    assert audit.check_resolutions(life_with(R3, resolved_at=at(81))) == [
+        f"transfer {R3} was rejected at {at(81)}, not before its deadline {at(81)}"
+    ]
+
+
+def test_check_resolutions_reports_resolution_times_out_of_place() -> None:
+    assert audit.check_resolutions(life_with(R1, resolved_at=at(52))) == [
+        f"transfer {R1} is RESERVED but was resolved at {at(52)}"
+    ]
+    assert audit.check_resolutions(life_with(R3, resolved_at=None)) == [
+        f"transfer {R3} left RESERVED (REJECTED) with no resolved_at"
+    ]
+    assert audit.check_resolutions(life_with(R3, resolved_at=at(49))) == [
+        f"transfer {R3} was resolved at {at(49)}, before it was reserved"
+    ]
+    assert audit.check_resolutions(life_with(R1, deadline=RESERVE_1)) == [
+        f"transfer {R1} has its deadline {RESERVE_1} before it was taken"
+    ]
+    late = life_with(R5, resolved_at=at(81))
+    assert audit.check_resolutions(replace(late, cancelled_at={T4: CANCEL_4, R5: at(81)})) == [
+        f"transfer {R5} was cancelled at {at(81)}, not before its deadline {at(81)}: it had expired"
+    ]
+    cancelled = replace(LIFE, cancelled_at={T4: CANCEL_4, R5: at(70)})
+    assert audit.check_resolutions(cancelled) == [
+        f"transfer {R5} was cancelled while reserved at {at(70)}, but resolved at {CANCEL_5}"
+    ]
+
+
+def test_check_resolutions_reports_states_only_a_reservation_reaches() -> None:
+    for status in (RESERVED, REJECTED, EXPIRED):
+        assert audit.check_resolutions(life_with(N7, status=status)) == [
+            f"transfer {N7} is {status.name} but was never reserved (no deadline)"
+        ]
+    assert audit.check_resolutions(life_with(N7, status=CANCELLED, cycle_id="")) == [
+        f"transfer {N7} is CANCELLED in no cycle, and was never reserved"
+    ]
+    assert audit.check_resolutions(life_with(N7, resolved_at=NET_7)) == [
+        f"transfer {N7} was never reserved but was resolved at {NET_7}"
+    ]
+    assert audit.check_resolutions(life_with(T5, deadline=at(99))) == [
+        f"transfer {T5} has a deadline, but a gross transfer is never reserved"
+    ]
+    assert audit.check_resolutions(life_with(RET8, deadline=at(99))) == [
+        f"transfer {RET8} has a deadline, but a return is never reserved"
+    ]
+    assert audit.check_resolutions(life_with(R3, status=CLOSED)) == [
+        f"transfer {R3} is CLOSED in no cycle after its reservation"
+    ]
+    # SETTLED in no cycle is a gross transfer, which was never reserved.
+    assert audit.check_resolutions(life_with(R3, status=SETTLED)) == [
+        f"transfer {R3} has a deadline, but a gross transfer is never reserved"
+    ]
+
+
+def test_check_hub_unfunded_accepts_cross_currency_transfers_never_netted() -> None:
+    assert audit.check_hub_unfunded(LIFE) == []  # R2: reserved, no creditor cycle yet
+    for status, reason in ((REJECTED, "AC01"), (EXPIRED, "AB05"), (CANCELLED, None)):
+        out = life_with(R2, status=status, resolved_at=at(70), reason=reason)
+        assert audit.check_hub_unfunded(out) == []
+    # Naming a provider without a conversion is still reported.
+    assert audit.check_hub_unfunded(life_with(R2, creditor_currency=None)) == [
+        f"transfer {R2} names FX provider {P} but is no cross-currency transfer"
+    ]
+
+
+# Returns ---------------------------------------------------------------------------------
+
+
+def test_check_returns_reports_a_return_of_nothing_or_unlinked() -> None:
+    assert audit.check_returns(CLEAN) == []
+    missing = "00000000-0000-4000-c000-000000000001"
+    assert audit.check_returns(life_with(RET8, return_of=missing)) == [
+        f"transfer {N7} names {RET8} as its return, which returns something else or does not exist",
+        f"return {RET8} returns {missing}, which does not exist",
+    ]
+    assert audit.check_returns(life_with(N7, returned_by=None)) == [
+        f"return {RET8} of {N7}: the original names None as its return"
+    ]
+
+
+def test_check_returns_reports_a_return_that_is_not_the_original_back() -> None:
+    assert audit.check_returns(life_with(RET8, debtor=B, creditor=A)) == [
+        f"return {RET8} of {N7} goes {B} -> {A}, not {A} -> {B}"
+    ]
+    assert audit.check_returns(life_with(RET8, amount=61)) == [
+        f"return {RET8} of {N7} is 61 USD, the original credited 60 USD"
+    ]
+    # Across currencies: what the creditor received, back into the debtor's currency.
+    assert audit.check_returns(life_with(RET8, currency="EUR")) == [
+        f"return {RET8} of {N7} is 60 EUR, the original credited 60 USD",
+        f"return {RET8} of {N7} pays back in EUR, the original was paid in USD",
+    ]
+    assert audit.check_returns(
+        life_with(RET8, quote_id=Q3, creditor_currency="EUR", creditor_amount=55, fx_provider=P)
+    ) == [f"return {RET8} of {N7} pays back in EUR, the original was paid in USD"]
+    assert audit.check_returns(life_with(RET8, reason="DUPL")) == [
+        f"return {RET8} of {N7} has reason DUPL, no return reason"
+    ]
+    assert audit.check_returns(life_with(RET8, deadline=at(99))) == [
+        f"return {RET8} of {N7} was reserved: a return is netted at once"
+    ]
+    assert audit.check_returns(life_with(RET8, accepted_at=at(57))) == [
+        f"return {RET8} of {N7} was taken before the original was accepted"
+    ]
+
+
+def test_check_returns_reports_a_transfer_returned_twice_or_a_return_returned() -> None:
+    again = RET8.replace("a000", "c000")
+    twice = replace(
+        LIFE, transfers=[*LIFE.transfers, LIFE_TRANSFERS[-1]._replace(transfer_id=again)]
+    )
+    assert audit.check_returns(twice) == [
+        f"transfer {N7} was returned 2 times",
+        f"return {again} of {N7}: the original names {RET8} as its return",
+    ]
+    # A return of the return.
+    back = StoredTransfer(
+        again, B, A, "USD", 60, "", ACCEPTED, U2, at(70), reason="AC04", return_of=RET8
+    )
+    returned = replace(
+        LIFE,
+        transfers=[
+            *(t._replace(returned_by=again) if t.transfer_id == RET8 else t
+              for t in LIFE.transfers),
+            back,
+        ],
+    )  # fmt: skip
+    assert audit.check_returns(returned) == [
+        f"return {RET8} of {N7} was itself returned by {again}",
+        f"return {again} returns {RET8}, itself a return of {N7}",
+    ]
+
+
+def test_check_returns_reports_a_return_of_a_transfer_the_creditor_never_held() -> None:
+    # The original was cancelled (by the operator) after it was returned.
+    assert audit.check_returns(life_with(N7, status=CANCELLED)) == [
+        f"return {RET8} returns {N7}, which is CANCELLED"
+    ]
+    for original, status in (
+        (R1, "RESERVED"),
+        (R3, "REJECTED"),
+        (R4, "EXPIRED"),
+        (R5, "CANCELLED"),
+    ):
+        o = next(t for t in LIFE_TRANSFERS if t.transfer_id == original)
+        back = RET8.replace("a000", "d000")
+        snapshot = replace(
+            LIFE,
+            transfers=[
+                *(t._replace(returned_by=back) if t.transfer_id == original else t
+                  for t in LIFE.transfers),
+                StoredTransfer(back, B, A, "USD", o.amount, "", ACCEPTED, U2, at(70),
+                               reason="AC04", return_of=original),
+            ],
+        )  # fmt: skip
+        assert audit.check_returns(snapshot) == [
+            f"return {back} returns {original}, which is {status}"
+        ]
+
+
+# Recalls ---------------------------------------------------------------------------------
+
+
+def test_check_recalls_reports_recalls_of_the_wrong_transfer_or_parties() -> None:
+    assert audit.check_recalls(CLEAN) == []
+    twice = replace(LIFE, recalls=[*LIFE_RECALLS, replace(LIFE_RECALLS[0], recall_id=RC4)])
+    assert audit.check_recalls(twice) == [
+        f"transfer {T3} has 2 recalls",
+        f"recall id {RC4} is used 2 times",
+    ]
+    missing = "00000000-0000-4000-c000-000000000009"
+    assert audit.check_recalls(life_recall(T3, transfer_id=missing)) == [
+        f"the recall of {missing} ({RC1}) recalls a transfer that does not exist"
+    ]
+    assert audit.check_recalls(life_recall(T3, debtor=A, creditor=B)) == [
+        f"the recall of {T3} is between {A} and {B}, the transfer between {B} and {A}"
+    ]
+    assert audit.check_recalls(life_recall(T3, reason="NOAS")) == [
+        f"the recall of {T3} has reason NOAS, no cancellation reason"
+    ]
+    for tid, status in ((R1, "RESERVED"), (R3, "REJECTED"), (RET8, "a return")):
+        recall = replace(LIFE_RECALLS[3], recall_id=RC1.replace("b000", "e000"), transfer_id=tid)
+        recall = replace(recall, requested_at=at(70), deadline=at(170))
+        snapshot = replace(LIFE, recalls=[*LIFE_RECALLS, recall])
+        assert audit.check_recalls(snapshot) == [
+            f"the recall of {tid} recalls {status}, not a payment the creditor holds"
+        ]
+
+
+def test_check_recalls_reports_times_out_of_order() -> None:
+    assert audit.check_recalls(life_recall(N7, requested_at=at(57))) == [
+        f"the recall of {N7} was requested before the transfer was accepted"
+    ]
+    assert audit.check_recalls(life_recall(T5, deadline=RECALL_5)) == [
+        f"the recall of {T5} has its deadline {RECALL_5} before it was requested"
+    ]
+    assert audit.check_recalls(life_recall(T3, answered_at=at(62))) == [
+        f"the recall of {T3} was answered before it was requested"
+    ]
+    assert audit.check_recalls(life_recall(T3, answered_at=None)) == [
+        f"the recall of {T3} is REJECTED with no answered_at"
+    ]
+
+
+def test_check_recalls_reports_answers_out_of_rule() -> None:
+    # Open, but answered, or its transfer returned already.
+    assert audit.check_recalls(life_recall(T5, answer_reason="NOAS")) == [
+        f"the recall of {T5} is REQUESTED but has an answer"
+    ]
+    assert audit.check_recalls(life_recall(N7, state=REQ, answered_at=None, return_id=None)) == [
+        f"the recall of {N7} is REQUESTED but the transfer was returned by {RET8}"
+    ]
+    # Accepted: by the transfer's own return.
+    assert audit.check_recalls(life_recall(N7, return_id=R6)) == [
+        f"the recall of {N7} is ACCEPTED with return {R6}, the transfer's return is {RET8}"
+    ]
+    assert audit.check_recalls(life_recall(T1, state=ACC_)) == [
+        f"the recall of {T1} is ACCEPTED with return None, the transfer's return is None"
+    ]
+    assert audit.check_recalls(life_recall(N7, answer_reason="NOAS")) == [
+        f"the recall of {N7} is ACCEPTED with a rejection reason NOAS"
+    ]
+    # Rejected: with a camt.029 reason, before its deadline.
+    assert audit.check_recalls(life_recall(T3, answer_reason="DUPL")) == [
+        f"the recall of {T3} was rejected with reason DUPL, no rejection reason"
+    ]
+    assert audit.check_recalls(life_recall(T3, answered_at=at(163))) == [
+        f"the recall of {T3} was rejected at {at(163)}, not before its deadline"
+    ]
+    assert audit.check_recalls(life_recall(T3, return_id=RET8)) == [
+        f"the recall of {T3} is REJECTED but names return {RET8}"
+    ]
+    # Expired: at or after its deadline, unanswered.
+    assert audit.check_recalls(life_recall(T1, answered_at=at(65))) == [
+        f"the recall of {T1} expired at {at(65)}, before its deadline {at(66)}"
+    ]
+    assert audit.check_recalls(life_recall(T1, answer_reason="NOAS")) == [
+        f"the recall of {T1} is EXPIRED but has an answer"
+    ]
+
+
+# The feed of the lifecycle ------------------------------------------------------------------
+
+
+def test_check_feed_order_allows_one_set_event_per_kind_and_status() -> None:
+    head = {A: FeedHead(2, T0)}
+    both = feed(A, (at(1), BATCH, ACCEPTED, "", 1), (at(1), BATCH, RESERVED, "", 1))
+    assert audit.check_feed_order(AuditSnapshot(feed_heads=head, events=both)) == []
+    mixed = feed(A, (at(1), RESOLVED, ACCEPTED, "", 1), (at(1), RESOLVED, REJECTED, "", 1))
+    assert audit.check_feed_order(AuditSnapshot(feed_heads=head, events=mixed)) == []
+    twice = feed(A, (at(1), RESOLVED, REJECTED, "", 1), (at(1), RESOLVED, REJECTED, "", 1))
+    assert audit.check_feed_order(AuditSnapshot(feed_heads=head, events=twice)) == [
+        f"feed of {A}: two RESOLVED REJECTED events at {at(1)}"
+    ]
+    odd = life_events(A, 24, kind=9)
+    assert audit.check_feed_order(odd) == [f"feed of {A}: event 24 is of unknown kind 9"]
+
+
+def test_check_feed_transfers_reports_reservations_miscounted() -> None:
+    assert audit.check_feed_transfers(life_events(A, 10, item_count=1)) == [
+        f"feed of {A}: the batch RESERVED at {RESERVE_1} counts 1 transfers, 2 were reserved"
+    ]
+    # Told accepted, though they were reserved.
+    assert audit.check_feed_transfers(life_events(C, 6, status=int(ACCEPTED))) == [
+        f"feed of {C}: the batch at {RESERVE_1} counts 1 transfers, 0 were accepted",
+        f"feed of {C}: the batch RESERVED at {RESERVE_1} counts 0 transfers, 1 were reserved",
+    ]
+    # A transfer netted at once told as reserved.
+    assert audit.check_feed_transfers(life_events(B, 13, status=int(RESERVED))) == [
+        f"feed of {B}: the batch at {NET_7} counts 0 transfers, 1 were accepted",
+        f"feed of {B}: the batch RESERVED at {NET_7} counts 1 transfers, 0 were reserved",
+    ]
+
+
+def test_check_feed_transfers_reports_resolutions_untold_or_mistold() -> None:
+    assert audit.check_feed_transfers(life_events(A, 12, drop=True)) == [
+        f"feed of {A}: the RESOLVED REJECTED event at {REJECT_3} counts 0 transfers, "
+        "1 were resolved so then"
+    ]
+    # Accepted, and told expired too.
+    assert audit.check_feed_transfers(life_events(B, 12, status=int(EXPIRED))) == [
+        f"feed of {B}: the RESOLVED ACCEPTED event at {ACCEPT_6} counts 0 transfers, "
+        "1 were resolved so then",
+        f"feed of {B}: the RESOLVED EXPIRED event at {ACCEPT_6} counts 1 transfers, "
+        "0 were resolved so then",
+    ]
+
+
+def test_a_cancel_while_reserved_is_told_by_a_resolved_event_not_a_transfer_event() -> None:
+    # In place of A's RESOLVED CANCELLED event (seq 13), a TRANSFER CANCELLED one.
+    told = life_events(A, 13, kind=int(TRANSFER), transfer_id=R5)
+    assert audit.check_feed_transfers(told) == [
+        f"feed of {A}: {R5} CANCELLED told 1 times",
+        f"feed of {A}: the RESOLVED CANCELLED event at {CANCEL_5} counts 0 transfers, "
+        "1 were resolved so then",
+    ]
+    # A reserved transfer accepted, then cancelled by the operator: its
+    # resolution stays ACCEPTED, and the cancel is a TRANSFER CANCELLED event.
+    cancelled = life_with(R6, status=CANCELLED)
+    assert audit.check_feed_transfers(cancelled) == [
+        f"feed of {A}: {R6} CANCELLED told 0 times",
+        f"feed of {B}: {R6} CANCELLED told 0 times",
+    ]
+    told_both = replace(
+        cancelled,
+        events=[
+            *LIFE_EVENTS,
+            StoredEvent(A, 25, at(90), int(TRANSFER), int(CANCELLED), R6, None, None, 1),
+            StoredEvent(B, 23, at(90), int(TRANSFER), int(CANCELLED), R6, None, None, 1),
+        ],
+    )
+    assert audit.check_feed_transfers(told_both) == []
+
+
+def test_check_feed_recalls_reports_recalls_untold_twice_told_or_invented() -> None:
+    assert audit.check_feed_recalls(CLEAN) == []
+    assert audit.check_feed_recalls(life_events(A, 21, drop=True)) == [
+        f"feed of {A}: the recall of {T3} REJECTED told 0 times, due once at {REJECT_RECALL_3}"
+    ]
+    assert audit.check_feed_recalls(life_events(B, 16, at=RETURN_8)) == [
+        f"feed of {B}: the recall of {N7} ACCEPTED told 1 times at {RETURN_8}, "
+        f"due once at {ANSWER_7}"
+    ]
+    extra = StoredEvent(A, 25, at(90), int(RECALL), int(REQ), T5, None, None, 1)
+    assert audit.check_feed_recalls(replace(LIFE, events=[*LIFE_EVENTS, extra])) == [
+        f"feed of {A}: the recall of {T5} REQUESTED told 2 times at {RECALL_5} at {at(90)}, "
+        f"due once at {RECALL_5}"
+    ]
+    # A state the recall never reached, and a recall that does not exist.
+    expired = StoredEvent(A, 25, at(90), int(RECALL), int(EXP), T5, None, None, 1)
+    assert audit.check_feed_recalls(replace(LIFE, events=[*LIFE_EVENTS, expired])) == [
+        f"feed of {A}: the recall of {T5} EXPIRED told 1 times at {at(90)}, due never"
+    ]
+    stray = StoredEvent(A, 25, at(90), int(RECALL), int(REQ), R1, None, None, 1)
+    assert audit.check_feed_recalls(replace(LIFE, events=[*LIFE_EVENTS, stray])) == [
+        f"feed of {A}: 1 RECALL REQUESTED events of {R1}, which has no such recall"
+    ]
+    unknown = StoredEvent(A, 25, at(90), int(RECALL), 9, T5, None, None, 1)
+    assert audit.check_feed_recalls(replace(LIFE, events=[*LIFE_EVENTS, unknown])) == [
+        f"feed of {A}: 1 RECALL 9 events of {T5}, which has no such recall"
+    ]

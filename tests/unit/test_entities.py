@@ -335,7 +335,11 @@ def test_a_transfer_is_seen_by_its_parties_and_the_operator() -> None:
 
 
 def test_who_may_cancel_what() -> None:
-    assert stored().check_cancellable("BANKA01") is True
+    # Netted: the operator alone; reserved: the debtor too.
+    assert stored().check_cancellable(None) is True
+    assert stored(TransferStatus.RESERVED, "").check_cancellable("BANKA01") is True
+    err = raised(stored().check_cancellable, "BANKA01")
+    assert err.reason == Reason.TRANSFER_NOT_CANCELLABLE
     # Only the debtor, even for a transfer cancelled already or gross.
     for t in (stored(), stored(TransferStatus.CANCELLED), stored(TransferStatus.SETTLED, "")):
         err = raised(t.check_cancellable, "BANKB01")

@@ -42,6 +42,8 @@ STRING_BYTES = {
     "transfer_id": 36,
     "quote_id": 36,
     "used_by_transfer_id": 36,
+    "return_of_transfer_id": 36,
+    "returned_by_transfer_id": 36,
     "creditor_bank": 16,
     "debtor_bank": 16,
     "bank_code": 16,
@@ -134,13 +136,29 @@ def widest_stored() -> StoredTransfer:
     )
 
 
+# What batch answers leave out of a transfer: free text (remittance_info,
+# an operator's cancel reason) and the recall.
+BATCH_SKIPS = frozenset({"remittance_info", "recall"})
+
+
+def widest_batch_transfer(message: cpb.Transfer) -> None:
+    stored = widest_stored()._replace(
+        deadline=LATEST,
+        resolved_at=LATEST,
+        reason="x" * 140,  # an operator's reason: left out
+        return_of="0" * 36,
+        returned_by="0" * 36,
+    )
+    fill_transfer(message, stored, TransferStatus.CANCELLED, {}, remittance_info=False)
+    assert message.remittance_info == "" and message.reason == ""
+    assert not message.HasField("recall")
+    message.reason = "AC01"  # what a batch answer may carry: an ISO code
+    saturate(message, skip=BATCH_SKIPS)
+
+
 def accepted_result() -> cpb.TransferResult:
     result = cpb.TransferResult(transfer_id="0" * 36, replayed=True)
-    fill_transfer(
-        result.transfer, widest_stored(), TransferStatus.CANCELLED, {}, remittance_info=False
-    )
-    saturate(result.transfer, skip=frozenset({"remittance_info"}))
-    assert result.transfer.remittance_info == ""
+    widest_batch_transfer(result.transfer)
     return result
 
 
@@ -183,6 +201,24 @@ def test_the_largest_submit_transfers_answer_fits_4_mib() -> None:
     assert max(accepted_result().ByteSize(), refused_result().ByteSize()) < (
         widest_instruction().ByteSize()
     )
+
+
+def test_the_largest_confirm_transfers_request_and_answer_fit_4_mib() -> None:
+    item = cpb.ConfirmTransferRequest(transfer_id="0" * 36, reason="X" * LONGEST_REASON)
+    saturate(item)
+    request = cpb.ConfirmTransfersRequest(confirmations=[item] * MAX_BATCH_ITEMS)
+    assert request.ByteSize() < 0.1 * FOUR_MIB, request.ByteSize()
+    answered = cpb.ConfirmationResult(transfer_id="0" * 36, replayed=True)
+    widest_batch_transfer(answered.transfer)
+    refused = cpb.ConfirmationResult(
+        transfer_id=refused_result().transfer_id, error=refused_result().error
+    )
+    for result in (answered, refused):
+        response = cpb.ConfirmTransfersResponse(
+            results=[result] * MAX_BATCH_ITEMS, accepted_count=-1, rejected_count=-1
+        )
+        size = response.ByteSize()
+        assert size < 0.6 * FOUR_MIB, (result.WhichOneof("outcome"), size)
 
 
 def widest_quote() -> fxpb.Quote:

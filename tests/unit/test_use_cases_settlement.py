@@ -248,7 +248,7 @@ def test_reconciliation_agrees_three_ways(tx: FakeTransactions) -> None:
     _traffic(tx, 8)
     [outcome] = commit_batch(tx, [instruction("BANKA01", "BANKC01", "USD", 999)]).result.outcomes
     assert isinstance(outcome, Accepted)
-    cancel_transfer(tx, "BANKA01", outcome.transfer.transfer_id)
+    cancel_transfer(tx, None, outcome.transfer.transfer_id, "TECH")
     cycle_id = seed_close(tx, "USD")
     before = reconciliation(tx, cycle_id)
     assert before.all_matched and not before.settled

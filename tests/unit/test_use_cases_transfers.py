@@ -71,11 +71,17 @@ def _refused(fn: object, *args: object) -> RemitnetError:
 # Cancel -------------------------------------------------------------------------
 
 
-def test_the_debtor_cancels_an_accepted_transfer(tx: FakeTransactions) -> None:
+def test_the_operator_cancels_an_accepted_transfer_with_a_recorded_reason(
+    tx: FakeTransactions,
+) -> None:
     t = _submit(tx, US, EU, 300)
-    view = cancel_transfer(tx, US, t.transfer_id)
+    view = cancel_transfer(tx, None, t.transfer_id, "duplicate sent in error")
     assert view.status is TransferStatus.CANCELLED
-    assert view.transfer == t._replace(status=TransferStatus.CANCELLED)
+    assert view.transfer == t._replace(
+        status=TransferStatus.CANCELLED, reason="duplicate sent in error"
+    )
+    record = list(tx.uow().trail.records())[-1]
+    assert (record.action, record.subject) == ("CancelTransfer", t.transfer_id)
     assert tx.store.transfers[t.transfer_id].status is TransferStatus.CANCELLED
     cancelled_at = tx.store.cancelled_at[t.transfer_id]
     # Its effect on the positions and the accounts is taken back.
@@ -96,8 +102,9 @@ def test_the_debtor_cancels_an_accepted_transfer(tx: FakeTransactions) -> None:
 
 def test_cancelling_again_answers_cancelled_and_stores_nothing(tx: FakeTransactions) -> None:
     t = _submit(tx, US, EU, 300)
-    cancel_transfer(tx, US, t.transfer_id)
+    cancel_transfer(tx, None, t.transfer_id, "TECH")
     before = tx.store.dump()
+    assert cancel_transfer(tx, None, t.transfer_id, "TECH").status is TransferStatus.CANCELLED
     assert cancel_transfer(tx, US, t.transfer_id).status is TransferStatus.CANCELLED
     assert tx.store.dump() == before
 
@@ -105,6 +112,11 @@ def test_cancelling_again_answers_cancelled_and_stores_nothing(tx: FakeTransacti
 def test_only_the_debtor_cancels_and_only_parties_see(tx: FakeTransactions) -> None:
     t = _submit(tx, US, EU, 300)
     before = tx.store.dump()
+    # Accepted: the debtor alone can no longer take it back; nor can the
+    # operator without a reason.
+    err = _refused(cancel_transfer, tx, US, t.transfer_id)
+    assert err.reason == Reason.TRANSFER_NOT_CANCELLABLE
+    assert _refused(cancel_transfer, tx, None, t.transfer_id, " ").reason == Reason.MISSING_FIELD
     assert _refused(cancel_transfer, tx, EU, t.transfer_id).reason == Reason.NOT_TRANSFER_DEBTOR
     err = _refused(cancel_transfer, tx, AS, t.transfer_id)
     assert isinstance(err, NotFound) and err.reason == Reason.TRANSFER_NOT_FOUND
@@ -118,7 +130,8 @@ def test_a_transfer_of_a_closed_cycle_cannot_be_cancelled(tx: FakeTransactions) 
     t = _submit(tx, US, EU, 300)
     seed_close(tx, "USD")
     before = tx.store.dump()
-    assert _refused(cancel_transfer, tx, US, t.transfer_id).reason == Reason.CYCLE_NOT_OPEN
+    err = _refused(cancel_transfer, tx, None, t.transfer_id, "TECH")
+    assert err.reason == Reason.CYCLE_NOT_OPEN
     assert tx.store.dump() == before
 
 
@@ -126,7 +139,7 @@ def test_a_credit_the_creditor_spent_cannot_be_taken_back(tx: FakeTransactions) 
     t = _submit(tx, US, EU, 50_000)
     _submit(tx, EU, AS, 150_000)  # its own 100,000 and the 50,000 received
     before = tx.store.dump()
-    err = _refused(cancel_transfer, tx, US, t.transfer_id)
+    err = _refused(cancel_transfer, tx, None, t.transfer_id, "TECH")
     assert err.reason == Reason.CANCEL_EXCEEDS_CREDITOR_HEADROOM
     assert tx.store.dump() == before
     assert tx.violations() == []
@@ -142,8 +155,9 @@ def test_a_gross_transfer_is_final(tx: FakeTransactions) -> None:
 
     tx.write("seed_gross", add)
     before = tx.store.dump()
-    err = _refused(cancel_transfer, tx, US, gross.transfer_id)
-    assert err.reason == Reason.TRANSFER_NOT_CANCELLABLE
+    for caller in (US, None):
+        err = _refused(cancel_transfer, tx, caller, gross.transfer_id, "TECH")
+        assert err.reason == Reason.TRANSFER_NOT_CANCELLABLE
     assert tx.store.dump() == before
 
 
@@ -154,7 +168,7 @@ def test_cancelling_a_cross_currency_transfer_takes_back_both_legs(tx: FakeTrans
     t = _submit(tx, US, EU, 10_000, quote_id=quote.quote_id)
     assert _unsettled(tx, EU, "EUR") == quote.terms.target_amount
     assert _unsettled(tx, DEFAULT_PROVIDER, "EUR") == -quote.terms.target_amount
-    cancel_transfer(tx, US, t.transfer_id)
+    cancel_transfer(tx, None, t.transfer_id, "FRAD")
     # The provider's liquidity is given back with the legs.
     for owner, currency, kind in (
         (US, "USD", ""),
@@ -175,7 +189,7 @@ def test_cancelling_a_cross_currency_transfer_takes_back_both_legs(tx: FakeTrans
 def test_cancel_retried_after_an_ambiguous_commit_takes_back_once(tx: FakeTransactions) -> None:
     t = _submit(tx, US, EU, 300)
     tx.fail_next("cancel_transfer", point="after_commit")
-    assert cancel_transfer(tx, US, t.transfer_id).status is TransferStatus.CANCELLED
+    assert cancel_transfer(tx, None, t.transfer_id, "TECH").status is TransferStatus.CANCELLED
     assert tx.attempts["cancel_transfer"] == 2
     assert (_unsettled(tx, US), _unsettled(tx, EU)) == (0, 0)
     assert [e.kind for e in tx.feed(US)] == [EventKind.BATCH, EventKind.TRANSFER]

@@ -57,6 +57,7 @@ from remitnet.common.v1 import money_pb2
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.participants.v1 import participants_pb2 as ppb
+from remitnet.services.domain import lifecycle
 from remitnet.services.domain.errors import RemitnetError
 from remitnet.services.domain.money import Money
 from remitnet.settlement.v1 import settlement_pb2 as spb
@@ -190,7 +191,7 @@ def money_fields(message_type: type[Message], *names: str, currency: str = "curr
     spec.update(dict.fromkeys(names, currency))
 
 
-money_fields(ppb.Account, "balance", "net_debit_cap", "unsettled_net", "headroom")
+money_fields(ppb.Account, "balance", "net_debit_cap", "unsettled_net", "headroom", "reserved")
 money_fields(npb.Cycle, "gross_value", "net_value")
 money_fields(npb.NetPosition, "sent", "received", "net")
 money_fields(
@@ -201,6 +202,7 @@ money_fields(
     "headroom",
     "open_cycle_sent",
     "open_cycle_received",
+    "reserved",
 )
 money_fields(spb.SettlementPosting, "amount")
 money_fields(spb.StatementEntry, "amount", "balance_after")
@@ -473,13 +475,17 @@ def bank(b: ppb.Bank, _currency: str = "") -> str:
     return sections(head, accounts(b.accounts) if b.accounts else "accounts: (none)")
 
 
+ACCOUNT_COLUMNS: Final = ["balance", "net debit cap", "unsettled net", "reserved", "headroom"]
+
+
 def accounts(items: Iterable[ppb.Account]) -> str:
     rows = [[a.currency, *(money(a.currency, v) for v in _account_amounts(a))] for a in items]
-    return table(rows, ["currency", "balance", "net debit cap", "unsettled net", "headroom"])
+    return table(rows, ["currency", *ACCOUNT_COLUMNS])
 
 
 def _account_amounts(a: ppb.Account) -> list[int]:
-    return [a.balance, a.net_debit_cap, a.unsettled_net, a.headroom]
+    """headroom = balance + net debit cap + unsettled net - reserved."""
+    return [a.balance, a.net_debit_cap, a.unsettled_net, a.reserved, a.headroom]
 
 
 @renderer(ppb.ListBanksResponse)
@@ -493,13 +499,12 @@ def banks(response: ppb.ListBanksResponse, _currency: str = "") -> str:
         tail = [roles(b.roles)]
         for a in b.accounts or [None]:
             if a is None:
-                rows.append([*head, "-", "-", "-", "-", "-", *tail])
+                rows.append([*head, "-", *["-"] * len(ACCOUNT_COLUMNS), *tail])
             else:
                 amounts = [money(a.currency, v) for v in _account_amounts(a)]
                 rows.append([*head, a.currency, *amounts, *tail])
-    header = ["bank", "name", "home region", "status", "currency", "balance", "net debit cap",
-              "unsettled net", "headroom", "roles"]  # fmt: skip
-    return table(rows, header, "lllllrrrrl")
+    header = ["bank", "name", "home region", "status", "currency", *ACCOUNT_COLUMNS, "roles"]
+    return table(rows, header, "lllll" + "r" * len(ACCOUNT_COLUMNS) + "l")
 
 
 def roles(values: Iterable[int]) -> str:
@@ -541,23 +546,228 @@ TRANSFER_LABELS: Final = {
     "amount": "amount",
     "creditor_amount": "creditor amount",
     "status": "status",
+    "reason": "reason",
     "cycle_id": "cycle",
     "creditor_cycle_id": "creditor cycle",
     "settlement_mode": "settlement mode",
     "accepted_at": "accepted at",
+    "confirmation_deadline": "confirm by",
+    "resolved_at": "resolved at",
+    "return_of_transfer_id": "return of",
+    "returned_by_transfer_id": "returned by",
     "quote_id": "quote",
 }
+
+RECALL_LABELS: Final = {
+    "recall_id": "recall",
+    "transfer_id": "transfer",
+    "debtor_bank": "debtor",
+    "creditor_bank": "creditor",
+    "state": "state",
+    "reason": "reason",
+    "additional_info": "additional info",
+    "requested_at": "requested at",
+    "deadline": "answer by",
+    "answered_at": "answered at",
+    "answer_reason": "answer reason",
+    "return_transfer_id": "return",
+}
+
+
+def reason_code(code: str, codes: dict[str, str]) -> str:
+    """An ISO 20022 reason code with its name, `AC04 ClosedAccountNumber`
+    (a code not in `codes`, or free text such as an operator's reason,
+    as it is; empty: `-`)."""
+    name = codes.get(code)
+    return f"{code} {name}" if name else text(code)
+
+
+def transfer_reason(t: cpb.Transfer) -> str:
+    """`Transfer.reason` read in its context: a return's return reason, a
+    rejection's status reason, an expiry's AB05, an operator's cancel text."""
+    if t.return_of_transfer_id:
+        return reason_code(t.reason, lifecycle.RETURN_REASONS)
+    if t.status == cpb.TRANSFER_STATUS_EXPIRED and t.reason == lifecycle.EXPIRY_REASON:
+        return f"{t.reason} TimeoutCreditorAgent"
+    if t.status == cpb.TRANSFER_STATUS_REJECTED:
+        return reason_code(t.reason, lifecycle.REJECT_REASONS)
+    return text(t.reason)
+
+
+def recall_line(r: cpb.Recall) -> str:
+    """A recall in one cell: `REQUESTED DUPL`, `ACCEPTED DUPL`,
+    `REJECTED DUPL -> NOAS`."""
+    line = f"{enum_name(cpb.RecallState, r.state)} {r.reason}"
+    return f"{line} -> {r.answer_reason}" if r.answer_reason else line
+
+
+def _transfer_pairs(t: cpb.Transfer) -> list[tuple[str, str]]:
+    block = pairs(t, labels=TRANSFER_LABELS)
+    reason = transfer_reason(t)
+    return [(k, reason if k == "reason" else v) for k, v in block]
+
+
+@renderer(cpb.Recall)
+def recall(r: cpb.Recall, _currency: str = "") -> str:
+    block = pairs(r, labels=RECALL_LABELS)
+    named = {
+        "reason": reason_code(r.reason, lifecycle.RECALL_REASONS),
+        "answer reason": reason_code(r.answer_reason, lifecycle.RECALL_REJECT_REASONS),
+    }
+    return fields([(k, named.get(k, v)) for k, v in block])
 
 
 @renderer(cpb.Transfer)
 def transfer(t: cpb.Transfer, _currency: str = "") -> str:
-    return fields(pairs(t, labels=TRANSFER_LABELS))
+    """The transfer's fields (the lifecycle's among them: its confirmation
+    deadline, reason, return links), then its recall if it has one."""
+    if not t.HasField("recall"):
+        return fields([*_transfer_pairs(t), ("recall", "-")])
+    return sections(fields(_transfer_pairs(t)), "recall:\n" + indent(recall(t.recall)))
 
 
 @renderer(cpb.SubmitTransferResponse)
 def submitted(response: cpb.SubmitTransferResponse, _currency: str = "") -> str:
-    block = pairs(response.transfer, labels=TRANSFER_LABELS)
+    block = _transfer_pairs(response.transfer)
     return fields([*block, ("replayed", yes_no(response.replayed))])
+
+
+@renderer(cpb.GetTransferResponse)
+def got_transfer(response: cpb.GetTransferResponse, _currency: str = "") -> str:
+    return transfer(response.transfer)
+
+
+@renderer(cpb.CancelTransferResponse)
+def cancelled(response: cpb.CancelTransferResponse, _currency: str = "") -> str:
+    return transfer(response.transfer)
+
+
+@renderer(npb.CancelTransferResponse)
+def operator_cancelled(response: npb.CancelTransferResponse, _currency: str = "") -> str:
+    return transfer(response.transfer)
+
+
+@renderer(cpb.ConfirmTransferResponse)
+def confirmed(response: cpb.ConfirmTransferResponse, _currency: str = "") -> str:
+    block = _transfer_pairs(response.transfer)
+    return fields([*block, ("replayed", yes_no(response.replayed))])
+
+
+@renderer(cpb.ReturnTransferResponse)
+def returned(response: cpb.ReturnTransferResponse, _currency: str = "") -> str:
+    block = _transfer_pairs(response.return_transfer)
+    return fields([*block, ("replayed", yes_no(response.replayed))])
+
+
+@renderer(cpb.RecallTransferResponse)
+def recalled(response: cpb.RecallTransferResponse, _currency: str = "") -> str:
+    return sections(recall(response.recall), fields([("replayed", yes_no(response.replayed))]))
+
+
+@renderer(cpb.AnswerRecallResponse)
+def recall_answered(response: cpb.AnswerRecallResponse, _currency: str = "") -> str:
+    """The recall as answered, then (accepted) the return that answered it."""
+    parts = [recall(response.recall), fields([("replayed", yes_no(response.replayed))])]
+    if response.HasField("return_transfer"):
+        parts.append("return:\n" + indent(fields(_transfer_pairs(response.return_transfer))))
+    return sections(*parts)
+
+
+@renderer(cpb.ConfirmTransfersResponse)
+def confirmed_many(response: cpb.ConfirmTransfersResponse, _currency: str = "") -> str:
+    """Counts, then one row per answer in request order: the transfer as
+    answered, or the refusal's reason."""
+    head = fields(
+        [
+            ("answered", count(response.accepted_count)),
+            ("refused", count(response.rejected_count)),
+        ]
+    )
+    rows = []
+    for r in response.results:
+        if r.HasField("transfer"):
+            t = r.transfer
+            outcome = enum_name(cpb.TransferStatus, t.status)
+            rows.append([text(r.transfer_id), outcome, transfer_reason(t), yes_no(r.replayed)])
+        else:
+            rows.append([text(r.transfer_id), "refused", r.error.reason, "-"])
+    body = table(rows, ["transfer", "outcome", "reason", "replayed"], 4) if rows else ""
+    return sections(head, body)
+
+
+def transfer_rows(items: Sequence[cpb.Transfer]) -> str:
+    """Transfers one a row: parties, amount, status with its reason, the
+    confirmation deadline, return links and recall."""
+    rows = []
+    for t in items:
+        link = ""
+        if t.return_of_transfer_id:
+            link = f"return of {t.return_of_transfer_id}"
+        elif t.returned_by_transfer_id:
+            link = f"returned by {t.returned_by_transfer_id}"
+        reason = transfer_reason(t) if t.reason else "-"
+        rows.append([
+            t.transfer_id, t.debtor_bank, t.creditor_bank, money_of(t.amount),
+            enum_name(cpb.TransferStatus, t.status), reason, t.cycle_id or "-",
+            timestamp(t.confirmation_deadline), link or "-",
+            recall_line(t.recall) if t.HasField("recall") else "-",
+        ])  # fmt: skip
+    header = ["transfer", "debtor", "creditor", "amount", "status", "reason", "cycle",
+              "confirm by", "return", "recall"]  # fmt: skip
+    return table(rows, header, "lllrllllll")
+
+
+def event_row(e: cpb.StatusEvent) -> list[str]:
+    """One status event as [at, event, id, status, detail]: a transfer's new
+    status (RESERVED: the creditor's cue to confirm by its deadline), a
+    cycle's, or a recall's new state (REQUESTED: the creditor's cue to
+    answer)."""
+    at = timestamp(e.at)
+    if e.HasField("transfer"):
+        t = e.transfer
+        status = enum_name(cpb.TransferStatus, t.status)
+        detail = f"{t.debtor_bank} -> {t.creditor_bank} {money_of(t.amount)}"
+        if t.status == cpb.TRANSFER_STATUS_RESERVED:
+            detail += f", confirm by {timestamp(t.confirmation_deadline)}"
+        if t.return_of_transfer_id:
+            detail += f", return of {t.return_of_transfer_id}"
+        if t.reason:
+            detail += f", reason {transfer_reason(t)}"
+        kind = "return" if t.return_of_transfer_id else "transfer"
+        return [at, kind, t.transfer_id, status, detail]
+    if e.HasField("recall"):
+        r = e.recall
+        why = reason_code(r.reason, lifecycle.RECALL_REASONS)
+        detail = f"{r.debtor_bank} asks {r.creditor_bank}, {why}"
+        if r.state == cpb.RECALL_STATE_REQUESTED:
+            detail += f", answer by {timestamp(r.deadline)}"
+        if r.answer_reason:
+            detail += f", answer {reason_code(r.answer_reason, lifecycle.RECALL_REJECT_REASONS)}"
+        if r.return_transfer_id:
+            detail += f", return {r.return_transfer_id}"
+        return [at, "recall", r.transfer_id, enum_name(cpb.RecallState, r.state), detail]
+    if e.HasField("cycle"):
+        c = e.cycle
+        return [at, "cycle", c.cycle_id, enum_name(cpb.TransferStatus, c.status), c.currency]
+    return [at, "unknown", "-", "-", "an event this client does not know"]
+
+
+@renderer(cpb.WatchTransfersResponse)
+def events(response: cpb.WatchTransfersResponse, _currency: str = "") -> str:
+    """The events one a row; the last one's resume_token continues after it."""
+    if not response.events:
+        return "no events"
+    rows = [event_row(e) for e in response.events]
+    body = table(rows, ["at", "event", "id", "status", "detail"], 5)
+    return sections(body, fields([("resume token", response.events[-1].resume_token)]))
+
+
+@renderer(cpb.ListTransfersResponse)
+def transfers(response: cpb.ListTransfersResponse, _currency: str = "") -> str:
+    if not response.transfers:
+        return "no transfers"
+    more = f"more: --page-token {response.next_page_token}" if response.next_page_token else ""
+    return sections(transfer_rows(response.transfers), more)
 
 
 def positions(cycle: npb.Cycle, posted: dict[str, int] | None = None) -> str:

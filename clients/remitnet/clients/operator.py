@@ -1,4 +1,6 @@
-"""The client the hub operator uses: onboarding, liquidity, cycles, settlement."""
+"""The client the hub operator uses: onboarding, liquidity, cycles, settlement,
+and the lifecycle's operator calls (which banks require payee confirmation,
+cancelling a netted transfer with a recorded reason)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients.base import ClientConfig, HubClient
 from remitnet.clients.provider import rates_request
 from remitnet.common.v1.money_pb2 import Money
@@ -58,10 +61,13 @@ class OperatorClient(HubClient):
         currencies: list[str],
         *,
         roles: Sequence[ppb.ParticipantRole.ValueType] = (),
+        requires_confirmation: bool = False,
     ) -> ppb.Bank:
         """Onboard a participant: a bank (the default), an FX provider
         (roles=[ppb.PARTICIPANT_ROLE_FX_PROVIDER]) or both, with accounts
-        in `currencies`. Fund a provider in every currency it is to sell."""
+        in `currencies`. Fund a provider in every currency it is to sell.
+        With `requires_confirmation` the transfers to it await its
+        confirmation from the start (`set_confirmation_required`)."""
         response = await self.call(
             self.participants.CreateBank,
             ppb.CreateBankRequest(
@@ -70,6 +76,7 @@ class OperatorClient(HubClient):
                 home_region=home_region,
                 currencies=currencies,
                 roles=roles,
+                requires_confirmation=requires_confirmation,
             ),
         )
         return response.bank
@@ -147,6 +154,32 @@ class OperatorClient(HubClient):
     async def resume(self, code: str) -> ppb.Bank:
         response = await self.call(self.participants.ResumeBank, ppb.ResumeBankRequest(code=code))
         return response.bank
+
+    async def set_confirmation_required(self, code: str, required: bool = True) -> ppb.Bank:
+        """Whether the transfers to bank `code` await its confirmation (payee
+        confirmation): from now on each netted transfer to it is RESERVED
+        until it accepts or rejects it or the hub expires it at its
+        deadline; transfers already reserved stay so. Returns are never
+        reserved. A change is recorded in the operator audit trail; setting
+        what the bank has already is a no-op."""
+        response = await self.call(
+            self.participants.SetConfirmationRequired,
+            ppb.SetConfirmationRequiredRequest(code=code, required=required),
+        )
+        return response.bank
+
+    async def cancel_transfer(self, transfer_id: str, reason: str) -> cpb.Transfer:
+        """Cancel a transfer as the operator, with a reason (required, at
+        most 140 characters) recorded with the transfer and in the operator
+        audit trail: a RESERVED one (its reservation released), or an
+        ACCEPTED one, which its debtor can no longer cancel, while its
+        cycle(s) are open (CYCLE_NOT_OPEN after). Cancelling a cancelled
+        transfer answers it as it is (the first reason stands)."""
+        response = await self.call(
+            self.netting.CancelTransfer,
+            npb.CancelTransferRequest(transfer_id=transfer_id, reason=reason),
+        )
+        return response.transfer
 
     async def close_cycle(self, currency: str, cycle_id: str = "") -> npb.CloseCycleResponse:
         """Close the open cycle of a currency. Naming the cycle makes the call

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from remitnet.common.v1 import money_pb2 as remitnet_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#remitnet/clearing/v1/clearing.proto\x12\x14remitnet.clearing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eremitnet/common/v1/money.proto\"\xd6\x01\n\x13TransferInstruction\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x15\n\rcreditor_bank\x18\x02 \x01(\t\x12)\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x04 \x01(\t\x12\x10\n\x08quote_id\x18\x05 \x01(\t\x12=\n\x0fsettlement_mode\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\"\xa8\x03\n\x08Transfer\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62tor_bank\x18\x02 \x01(\t\x12\x15\n\rcreditor_bank\x18\x03 \x01(\t\x12)\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x07 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08quote_id\x18\t \x01(\t\x12\x32\n\x0f\x63reditor_amount\x18\n \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12=\n\x0fsettlement_mode\x18\x0b \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\x12\x19\n\x11\x63reditor_cycle_id\x18\x0c \x01(\t\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"T\n\x15SubmitTransferRequest\x12;\n\x08transfer\x18\x01 \x01(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\\\n\x16SubmitTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"V\n\x16SubmitTransfersRequest\x12<\n\ttransfers\x18\x01 \x03(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\xa8\x01\n\x0eTransferResult\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x32\n\x08transfer\x18\x02 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x30\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1f.remitnet.clearing.v1.ItemErrorH\x00\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\x80\x01\n\x17SubmitTransfersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.remitnet.clearing.v1.TransferResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\")\n\x12GetTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"G\n\x13GetTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"\xa0\x01\n\x14ListTransfersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x04 \x01(\t\x12\x19\n\x11\x63ounterparty_bank\x18\x05 \x01(\t\"c\n\x15ListTransfersResponse\x12\x31\n\ttransfers\x18\x01 \x03(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15\x43\x61ncelTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"J\n\x16\x43\x61ncelTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"X\n\x15WatchTransfersRequest\x12\x14\n\x0cresume_token\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\nCycleEvent\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\"\x86\x01\n\x16WatchTransfersResponse\x12\x31\n\x06\x65vents\x18\x05 \x03(\x0b\x32!.remitnet.clearing.v1.StatusEventJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\x08transferR\x05\x63ycleR\x02\x61tR\x0cresume_token\"\xbb\x01\n\x0bStatusEvent\x12\x32\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x31\n\x05\x63ycle\x18\x02 \x01(\x0b\x32 .remitnet.clearing.v1.CycleEventH\x00\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x04 \x01(\tB\x07\n\x05\x65vent*\xa7\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSFER_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16TRANSFER_STATUS_CLOSED\x10\x02\x12\x1b\n\x17TRANSFER_STATUS_SETTLED\x10\x03\x12\x1d\n\x19TRANSFER_STATUS_CANCELLED\x10\x04*h\n\x0eSettlementMode\x12\x1f\n\x1bSETTLEMENT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SETTLEMENT_MODE_NETTED\x10\x01\x12\x19\n\x15SETTLEMENT_MODE_GROSS\x10\x02\x32\x98\x05\n\x0f\x43learingService\x12k\n\x0eSubmitTransfer\x12+.remitnet.clearing.v1.SubmitTransferRequest\x1a,.remitnet.clearing.v1.SubmitTransferResponse\x12n\n\x0fSubmitTransfers\x12,.remitnet.clearing.v1.SubmitTransfersRequest\x1a-.remitnet.clearing.v1.SubmitTransfersResponse\x12\x62\n\x0bGetTransfer\x12(.remitnet.clearing.v1.GetTransferRequest\x1a).remitnet.clearing.v1.GetTransferResponse\x12h\n\rListTransfers\x12*.remitnet.clearing.v1.ListTransfersRequest\x1a+.remitnet.clearing.v1.ListTransfersResponse\x12k\n\x0e\x43\x61ncelTransfer\x12+.remitnet.clearing.v1.CancelTransferRequest\x1a,.remitnet.clearing.v1.CancelTransferResponse\x12m\n\x0eWatchTransfers\x12+.remitnet.clearing.v1.WatchTransfersRequest\x1a,.remitnet.clearing.v1.WatchTransfersResponse0\x01\x42w\n\x17io.remitnet.clearing.v1P\x01ZCgithub.com/remitnet/remitnet/gen/go/remitnet/clearing/v1;clearingv1\xaa\x02\x14Remitnet.Clearing.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#remitnet/clearing/v1/clearing.proto\x12\x14remitnet.clearing.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eremitnet/common/v1/money.proto\"\xad\x02\n\x13TransferInstruction\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x15\n\rcreditor_bank\x18\x02 \x01(\t\x12)\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x04 \x01(\t\x12\x10\n\x08quote_id\x18\x05 \x01(\t\x12=\n\x0fsettlement_mode\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\x12\x1c\n\x14require_confirmation\x18\x07 \x01(\x08\x12\x37\n\x14\x63onfirmation_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x92\x05\n\x08Transfer\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62tor_bank\x18\x02 \x01(\t\x12\x15\n\rcreditor_bank\x18\x03 \x01(\t\x12)\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12\x17\n\x0fremittance_info\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x07 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08quote_id\x18\t \x01(\t\x12\x32\n\x0f\x63reditor_amount\x18\n \x01(\x0b\x32\x19.remitnet.common.v1.Money\x12=\n\x0fsettlement_mode\x18\x0b \x01(\x0e\x32$.remitnet.clearing.v1.SettlementMode\x12\x19\n\x11\x63reditor_cycle_id\x18\x0c \x01(\t\x12\x39\n\x15\x63onfirmation_deadline\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x0f \x01(\t\x12\x1d\n\x15return_of_transfer_id\x18\x10 \x01(\t\x12\x1f\n\x17returned_by_transfer_id\x18\x11 \x01(\t\x12,\n\x06recall\x18\x12 \x01(\x0b\x32\x1c.remitnet.clearing.v1.Recall\"\xfb\x02\n\x06Recall\x12\x11\n\trecall_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x62tor_bank\x18\x03 \x01(\t\x12\x15\n\rcreditor_bank\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x17\n\x0f\x61\x64\x64itional_info\x18\x06 \x01(\t\x12\x30\n\x05state\x18\x07 \x01(\x0e\x32!.remitnet.clearing.v1.RecallState\x12\x30\n\x0crequested_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61nswered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ranswer_reason\x18\x0b \x01(\t\x12\x1a\n\x12return_transfer_id\x18\x0c \x01(\t\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"T\n\x15SubmitTransferRequest\x12;\n\x08transfer\x18\x01 \x01(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\\\n\x16SubmitTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"V\n\x16SubmitTransfersRequest\x12<\n\ttransfers\x18\x01 \x03(\x0b\x32).remitnet.clearing.v1.TransferInstruction\"\xa8\x01\n\x0eTransferResult\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x32\n\x08transfer\x18\x02 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x30\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1f.remitnet.clearing.v1.ItemErrorH\x00\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\x80\x01\n\x17SubmitTransfersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.remitnet.clearing.v1.TransferResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\")\n\x12GetTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"G\n\x13GetTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"\xa2\x02\n\x14ListTransfersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\x12\x10\n\x08\x63ycle_id\x18\x04 \x01(\t\x12\x19\n\x11\x63ounterparty_bank\x18\x05 \x01(\t\x12\x30\n\x04kind\x18\x06 \x01(\x0e\x32\".remitnet.clearing.v1.TransferKind\x12\x15\n\rreturned_only\x18\x07 \x01(\x08\x12\x37\n\x0crecall_state\x18\x08 \x01(\x0e\x32!.remitnet.clearing.v1.RecallState\"c\n\x15ListTransfersResponse\x12\x31\n\ttransfers\x18\x01 \x03(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15\x43\x61ncelTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\"J\n\x16\x43\x61ncelTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\"{\n\x16\x43onfirmTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12<\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32*.remitnet.clearing.v1.ConfirmationDecision\x12\x0e\n\x06reason\x18\x03 \x01(\t\"]\n\x17\x43onfirmTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"^\n\x17\x43onfirmTransfersRequest\x12\x43\n\rconfirmations\x18\x01 \x03(\x0b\x32,.remitnet.clearing.v1.ConfirmTransferRequest\"\xac\x01\n\x12\x43onfirmationResult\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x32\n\x08transfer\x18\x02 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x30\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1f.remitnet.clearing.v1.ItemErrorH\x00\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x42\t\n\x07outcome\"\x85\x01\n\x18\x43onfirmTransfersResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.remitnet.clearing.v1.ConfirmationResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\"z\n\x15ReturnTransferRequest\x12\x11\n\treturn_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08quote_id\x18\x04 \x01(\t\x12\x17\n\x0fremittance_info\x18\x05 \x01(\t\"c\n\x16ReturnTransferResponse\x12\x37\n\x0freturn_transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"h\n\x15RecallTransferRequest\x12\x11\n\trecall_id\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0f\x61\x64\x64itional_info\x18\x04 \x01(\t\"X\n\x16RecallTransferResponse\x12,\n\x06recall\x18\x01 \x01(\x0b\x32\x1c.remitnet.clearing.v1.Recall\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x97\x01\n\x13\x41nswerRecallRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x36\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32$.remitnet.clearing.v1.RecallDecision\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\treturn_id\x18\x04 \x01(\t\x12\x10\n\x08quote_id\x18\x05 \x01(\t\"\x8f\x01\n\x14\x41nswerRecallResponse\x12,\n\x06recall\x18\x01 \x01(\x0b\x32\x1c.remitnet.clearing.v1.Recall\x12\x37\n\x0freturn_transfer\x18\x02 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"X\n\x15WatchTransfersRequest\x12\x14\n\x0cresume_token\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\nCycleEvent\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.remitnet.clearing.v1.TransferStatus\"\x86\x01\n\x16WatchTransfersResponse\x12\x31\n\x06\x65vents\x18\x05 \x03(\x0b\x32!.remitnet.clearing.v1.StatusEventJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\x08transferR\x05\x63ycleR\x02\x61tR\x0cresume_token\"\xeb\x01\n\x0bStatusEvent\x12\x32\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.TransferH\x00\x12\x31\n\x05\x63ycle\x18\x02 \x01(\x0b\x32 .remitnet.clearing.v1.CycleEventH\x00\x12.\n\x06recall\x18\x05 \x01(\x0b\x32\x1c.remitnet.clearing.v1.RecallH\x00\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x04 \x01(\tB\x07\n\x05\x65vent*\x80\x02\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSFER_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16TRANSFER_STATUS_CLOSED\x10\x02\x12\x1b\n\x17TRANSFER_STATUS_SETTLED\x10\x03\x12\x1d\n\x19TRANSFER_STATUS_CANCELLED\x10\x04\x12\x1c\n\x18TRANSFER_STATUS_RESERVED\x10\x05\x12\x1c\n\x18TRANSFER_STATUS_REJECTED\x10\x06\x12\x1b\n\x17TRANSFER_STATUS_EXPIRED\x10\x07*\x81\x01\n\x14\x43onfirmationDecision\x12%\n!CONFIRMATION_DECISION_UNSPECIFIED\x10\x00\x12 \n\x1c\x43ONFIRMATION_DECISION_ACCEPT\x10\x01\x12 \n\x1c\x43ONFIRMATION_DECISION_REJECT\x10\x02*i\n\x0eRecallDecision\x12\x1f\n\x1bRECALL_DECISION_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECALL_DECISION_ACCEPT\x10\x01\x12\x1a\n\x16RECALL_DECISION_REJECT\x10\x02*\x97\x01\n\x0bRecallState\x12\x1c\n\x18RECALL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECALL_STATE_REQUESTED\x10\x01\x12\x19\n\x15RECALL_STATE_ACCEPTED\x10\x02\x12\x19\n\x15RECALL_STATE_REJECTED\x10\x03\x12\x18\n\x14RECALL_STATE_EXPIRED\x10\x04*b\n\x0cTransferKind\x12\x1d\n\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSFER_KIND_PAYMENT\x10\x01\x12\x18\n\x14TRANSFER_KIND_RETURN\x10\x02*h\n\x0eSettlementMode\x12\x1f\n\x1bSETTLEMENT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SETTLEMENT_MODE_NETTED\x10\x01\x12\x19\n\x15SETTLEMENT_MODE_GROSS\x10\x02\x32\xbc\t\n\x0f\x43learingService\x12k\n\x0eSubmitTransfer\x12+.remitnet.clearing.v1.SubmitTransferRequest\x1a,.remitnet.clearing.v1.SubmitTransferResponse\x12n\n\x0fSubmitTransfers\x12,.remitnet.clearing.v1.SubmitTransfersRequest\x1a-.remitnet.clearing.v1.SubmitTransfersResponse\x12\x62\n\x0bGetTransfer\x12(.remitnet.clearing.v1.GetTransferRequest\x1a).remitnet.clearing.v1.GetTransferResponse\x12h\n\rListTransfers\x12*.remitnet.clearing.v1.ListTransfersRequest\x1a+.remitnet.clearing.v1.ListTransfersResponse\x12k\n\x0e\x43\x61ncelTransfer\x12+.remitnet.clearing.v1.CancelTransferRequest\x1a,.remitnet.clearing.v1.CancelTransferResponse\x12n\n\x0f\x43onfirmTransfer\x12,.remitnet.clearing.v1.ConfirmTransferRequest\x1a-.remitnet.clearing.v1.ConfirmTransferResponse\x12q\n\x10\x43onfirmTransfers\x12-.remitnet.clearing.v1.ConfirmTransfersRequest\x1a..remitnet.clearing.v1.ConfirmTransfersResponse\x12k\n\x0eReturnTransfer\x12+.remitnet.clearing.v1.ReturnTransferRequest\x1a,.remitnet.clearing.v1.ReturnTransferResponse\x12k\n\x0eRecallTransfer\x12+.remitnet.clearing.v1.RecallTransferRequest\x1a,.remitnet.clearing.v1.RecallTransferResponse\x12\x65\n\x0c\x41nswerRecall\x12).remitnet.clearing.v1.AnswerRecallRequest\x1a*.remitnet.clearing.v1.AnswerRecallResponse\x12m\n\x0eWatchTransfers\x12+.remitnet.clearing.v1.WatchTransfersRequest\x1a,.remitnet.clearing.v1.WatchTransfersResponse0\x01\x42w\n\x17io.remitnet.clearing.v1P\x01ZCgithub.com/remitnet/remitnet/gen/go/remitnet/clearing/v1;clearingv1\xaa\x02\x14Remitnet.Clearing.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,46 +35,78 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'remitnet.clearing.v1.cleari
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\027io.remitnet.clearing.v1P\001ZCgithub.com/remitnet/remitnet/gen/go/remitnet/clearing/v1;clearingv1\252\002\024Remitnet.Clearing.V1'
-  _globals['_TRANSFERSTATUS']._serialized_start=2424
-  _globals['_TRANSFERSTATUS']._serialized_end=2591
-  _globals['_SETTLEMENTMODE']._serialized_start=2593
-  _globals['_SETTLEMENTMODE']._serialized_end=2697
-  _globals['_TRANSFERINSTRUCTION']._serialized_start=127
-  _globals['_TRANSFERINSTRUCTION']._serialized_end=341
-  _globals['_TRANSFER']._serialized_start=344
-  _globals['_TRANSFER']._serialized_end=768
-  _globals['_ITEMERROR']._serialized_start=770
-  _globals['_ITEMERROR']._serialized_end=828
-  _globals['_SUBMITTRANSFERREQUEST']._serialized_start=830
-  _globals['_SUBMITTRANSFERREQUEST']._serialized_end=914
-  _globals['_SUBMITTRANSFERRESPONSE']._serialized_start=916
-  _globals['_SUBMITTRANSFERRESPONSE']._serialized_end=1008
-  _globals['_SUBMITTRANSFERSREQUEST']._serialized_start=1010
-  _globals['_SUBMITTRANSFERSREQUEST']._serialized_end=1096
-  _globals['_TRANSFERRESULT']._serialized_start=1099
-  _globals['_TRANSFERRESULT']._serialized_end=1267
-  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_start=1270
-  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_end=1398
-  _globals['_GETTRANSFERREQUEST']._serialized_start=1400
-  _globals['_GETTRANSFERREQUEST']._serialized_end=1441
-  _globals['_GETTRANSFERRESPONSE']._serialized_start=1443
-  _globals['_GETTRANSFERRESPONSE']._serialized_end=1514
-  _globals['_LISTTRANSFERSREQUEST']._serialized_start=1517
-  _globals['_LISTTRANSFERSREQUEST']._serialized_end=1677
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=1679
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=1778
-  _globals['_CANCELTRANSFERREQUEST']._serialized_start=1780
-  _globals['_CANCELTRANSFERREQUEST']._serialized_end=1824
-  _globals['_CANCELTRANSFERRESPONSE']._serialized_start=1826
-  _globals['_CANCELTRANSFERRESPONSE']._serialized_end=1900
-  _globals['_WATCHTRANSFERSREQUEST']._serialized_start=1902
-  _globals['_WATCHTRANSFERSREQUEST']._serialized_end=1990
-  _globals['_CYCLEEVENT']._serialized_start=1992
-  _globals['_CYCLEEVENT']._serialized_end=2094
-  _globals['_WATCHTRANSFERSRESPONSE']._serialized_start=2097
-  _globals['_WATCHTRANSFERSRESPONSE']._serialized_end=2231
-  _globals['_STATUSEVENT']._serialized_start=2234
-  _globals['_STATUSEVENT']._serialized_end=2421
-  _globals['_CLEARINGSERVICE']._serialized_start=2700
-  _globals['_CLEARINGSERVICE']._serialized_end=3364
+  _globals['_TRANSFERSTATUS']._serialized_start=4685
+  _globals['_TRANSFERSTATUS']._serialized_end=4941
+  _globals['_CONFIRMATIONDECISION']._serialized_start=4944
+  _globals['_CONFIRMATIONDECISION']._serialized_end=5073
+  _globals['_RECALLDECISION']._serialized_start=5075
+  _globals['_RECALLDECISION']._serialized_end=5180
+  _globals['_RECALLSTATE']._serialized_start=5183
+  _globals['_RECALLSTATE']._serialized_end=5334
+  _globals['_TRANSFERKIND']._serialized_start=5336
+  _globals['_TRANSFERKIND']._serialized_end=5434
+  _globals['_SETTLEMENTMODE']._serialized_start=5436
+  _globals['_SETTLEMENTMODE']._serialized_end=5540
+  _globals['_TRANSFERINSTRUCTION']._serialized_start=159
+  _globals['_TRANSFERINSTRUCTION']._serialized_end=460
+  _globals['_TRANSFER']._serialized_start=463
+  _globals['_TRANSFER']._serialized_end=1121
+  _globals['_RECALL']._serialized_start=1124
+  _globals['_RECALL']._serialized_end=1503
+  _globals['_ITEMERROR']._serialized_start=1505
+  _globals['_ITEMERROR']._serialized_end=1563
+  _globals['_SUBMITTRANSFERREQUEST']._serialized_start=1565
+  _globals['_SUBMITTRANSFERREQUEST']._serialized_end=1649
+  _globals['_SUBMITTRANSFERRESPONSE']._serialized_start=1651
+  _globals['_SUBMITTRANSFERRESPONSE']._serialized_end=1743
+  _globals['_SUBMITTRANSFERSREQUEST']._serialized_start=1745
+  _globals['_SUBMITTRANSFERSREQUEST']._serialized_end=1831
+  _globals['_TRANSFERRESULT']._serialized_start=1834
+  _globals['_TRANSFERRESULT']._serialized_end=2002
+  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_start=2005
+  _globals['_SUBMITTRANSFERSRESPONSE']._serialized_end=2133
+  _globals['_GETTRANSFERREQUEST']._serialized_start=2135
+  _globals['_GETTRANSFERREQUEST']._serialized_end=2176
+  _globals['_GETTRANSFERRESPONSE']._serialized_start=2178
+  _globals['_GETTRANSFERRESPONSE']._serialized_end=2249
+  _globals['_LISTTRANSFERSREQUEST']._serialized_start=2252
+  _globals['_LISTTRANSFERSREQUEST']._serialized_end=2542
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=2544
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=2643
+  _globals['_CANCELTRANSFERREQUEST']._serialized_start=2645
+  _globals['_CANCELTRANSFERREQUEST']._serialized_end=2689
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_start=2691
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_end=2765
+  _globals['_CONFIRMTRANSFERREQUEST']._serialized_start=2767
+  _globals['_CONFIRMTRANSFERREQUEST']._serialized_end=2890
+  _globals['_CONFIRMTRANSFERRESPONSE']._serialized_start=2892
+  _globals['_CONFIRMTRANSFERRESPONSE']._serialized_end=2985
+  _globals['_CONFIRMTRANSFERSREQUEST']._serialized_start=2987
+  _globals['_CONFIRMTRANSFERSREQUEST']._serialized_end=3081
+  _globals['_CONFIRMATIONRESULT']._serialized_start=3084
+  _globals['_CONFIRMATIONRESULT']._serialized_end=3256
+  _globals['_CONFIRMTRANSFERSRESPONSE']._serialized_start=3259
+  _globals['_CONFIRMTRANSFERSRESPONSE']._serialized_end=3392
+  _globals['_RETURNTRANSFERREQUEST']._serialized_start=3394
+  _globals['_RETURNTRANSFERREQUEST']._serialized_end=3516
+  _globals['_RETURNTRANSFERRESPONSE']._serialized_start=3518
+  _globals['_RETURNTRANSFERRESPONSE']._serialized_end=3617
+  _globals['_RECALLTRANSFERREQUEST']._serialized_start=3619
+  _globals['_RECALLTRANSFERREQUEST']._serialized_end=3723
+  _globals['_RECALLTRANSFERRESPONSE']._serialized_start=3725
+  _globals['_RECALLTRANSFERRESPONSE']._serialized_end=3813
+  _globals['_ANSWERRECALLREQUEST']._serialized_start=3816
+  _globals['_ANSWERRECALLREQUEST']._serialized_end=3967
+  _globals['_ANSWERRECALLRESPONSE']._serialized_start=3970
+  _globals['_ANSWERRECALLRESPONSE']._serialized_end=4113
+  _globals['_WATCHTRANSFERSREQUEST']._serialized_start=4115
+  _globals['_WATCHTRANSFERSREQUEST']._serialized_end=4203
+  _globals['_CYCLEEVENT']._serialized_start=4205
+  _globals['_CYCLEEVENT']._serialized_end=4307
+  _globals['_WATCHTRANSFERSRESPONSE']._serialized_start=4310
+  _globals['_WATCHTRANSFERSRESPONSE']._serialized_end=4444
+  _globals['_STATUSEVENT']._serialized_start=4447
+  _globals['_STATUSEVENT']._serialized_end=4682
+  _globals['_CLEARINGSERVICE']._serialized_start=5543
+  _globals['_CLEARINGSERVICE']._serialized_end=6755
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -29,26 +30,164 @@ class _TransferStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Transf
     DESCRIPTOR: _descriptor.EnumDescriptor
     TRANSFER_STATUS_UNSPECIFIED: _TransferStatus.ValueType  # 0
     TRANSFER_STATUS_ACCEPTED: _TransferStatus.ValueType  # 1
-    """Cleared and netted into the open cycle of its currency."""
+    """Cleared and netted into the open cycle of its currency (at once, or
+    when the creditor accepted it).
+    """
     TRANSFER_STATUS_CLOSED: _TransferStatus.ValueType  # 2
     """Its cycle is closed; the net positions await settlement."""
     TRANSFER_STATUS_SETTLED: _TransferStatus.ValueType  # 3
     """Its cycle is settled on the ledger: final."""
     TRANSFER_STATUS_CANCELLED: _TransferStatus.ValueType  # 4
-    """Cancelled before its cycle closed: final."""
+    """Cancelled while reserved (the debtor or the operator), or before its
+    cycle closed (the operator): final.
+    """
+    TRANSFER_STATUS_RESERVED: _TransferStatus.ValueType  # 5
+    """Awaiting the creditor's confirmation until confirmation_deadline: the
+    debtor's headroom (and a cross-currency transfer's FX provider's) is
+    held; it is in no cycle (cycle_id empty) and no position.
+    """
+    TRANSFER_STATUS_REJECTED: _TransferStatus.ValueType  # 6
+    """The creditor rejected it while reserved (`reason`): final, released."""
+    TRANSFER_STATUS_EXPIRED: _TransferStatus.ValueType  # 7
+    """Nobody answered by its confirmation_deadline; the hub expired it
+    (`reason` AB05 TimeoutCreditorAgent): final, released.
+    """
 
-class TransferStatus(_TransferStatus, metaclass=_TransferStatusEnumTypeWrapper): ...
+class TransferStatus(_TransferStatus, metaclass=_TransferStatusEnumTypeWrapper):
+    """A transfer moves forward only: RESERVED -> ACCEPTED, REJECTED, EXPIRED or
+    CANCELLED; ACCEPTED -> CLOSED -> SETTLED (its cycles), or CANCELLED (by
+    the operator alone, while its cycle is open). A returned transfer keeps
+    its status (its return is a transfer of its own). Clients must treat an
+    unknown value as a status they do not know yet, not as an error.
+    """
 
 TRANSFER_STATUS_UNSPECIFIED: TransferStatus.ValueType  # 0
 TRANSFER_STATUS_ACCEPTED: TransferStatus.ValueType  # 1
-"""Cleared and netted into the open cycle of its currency."""
+"""Cleared and netted into the open cycle of its currency (at once, or
+when the creditor accepted it).
+"""
 TRANSFER_STATUS_CLOSED: TransferStatus.ValueType  # 2
 """Its cycle is closed; the net positions await settlement."""
 TRANSFER_STATUS_SETTLED: TransferStatus.ValueType  # 3
 """Its cycle is settled on the ledger: final."""
 TRANSFER_STATUS_CANCELLED: TransferStatus.ValueType  # 4
-"""Cancelled before its cycle closed: final."""
+"""Cancelled while reserved (the debtor or the operator), or before its
+cycle closed (the operator): final.
+"""
+TRANSFER_STATUS_RESERVED: TransferStatus.ValueType  # 5
+"""Awaiting the creditor's confirmation until confirmation_deadline: the
+debtor's headroom (and a cross-currency transfer's FX provider's) is
+held; it is in no cycle (cycle_id empty) and no position.
+"""
+TRANSFER_STATUS_REJECTED: TransferStatus.ValueType  # 6
+"""The creditor rejected it while reserved (`reason`): final, released."""
+TRANSFER_STATUS_EXPIRED: TransferStatus.ValueType  # 7
+"""Nobody answered by its confirmation_deadline; the hub expired it
+(`reason` AB05 TimeoutCreditorAgent): final, released.
+"""
 Global___TransferStatus: _TypeAlias = TransferStatus  # noqa: Y015
+
+class _ConfirmationDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConfirmationDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConfirmationDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONFIRMATION_DECISION_UNSPECIFIED: _ConfirmationDecision.ValueType  # 0
+    """Never valid: INVALID_ARGUMENT."""
+    CONFIRMATION_DECISION_ACCEPT: _ConfirmationDecision.ValueType  # 1
+    """Net it into the open cycle."""
+    CONFIRMATION_DECISION_REJECT: _ConfirmationDecision.ValueType  # 2
+    """Release it, with an ExternalStatusReason1Code."""
+
+class ConfirmationDecision(_ConfirmationDecision, metaclass=_ConfirmationDecisionEnumTypeWrapper):
+    """A creditor's answer to a RESERVED transfer."""
+
+CONFIRMATION_DECISION_UNSPECIFIED: ConfirmationDecision.ValueType  # 0
+"""Never valid: INVALID_ARGUMENT."""
+CONFIRMATION_DECISION_ACCEPT: ConfirmationDecision.ValueType  # 1
+"""Net it into the open cycle."""
+CONFIRMATION_DECISION_REJECT: ConfirmationDecision.ValueType  # 2
+"""Release it, with an ExternalStatusReason1Code."""
+Global___ConfirmationDecision: _TypeAlias = ConfirmationDecision  # noqa: Y015
+
+class _RecallDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RecallDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecallDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECALL_DECISION_UNSPECIFIED: _RecallDecision.ValueType  # 0
+    """Never valid: INVALID_ARGUMENT."""
+    RECALL_DECISION_ACCEPT: _RecallDecision.ValueType  # 1
+    """Return the transfer (return reason FOCR)."""
+    RECALL_DECISION_REJECT: _RecallDecision.ValueType  # 2
+    """Refuse, with an ExternalPaymentCancellationRejection1Code."""
+
+class RecallDecision(_RecallDecision, metaclass=_RecallDecisionEnumTypeWrapper):
+    """A creditor's answer to a recall."""
+
+RECALL_DECISION_UNSPECIFIED: RecallDecision.ValueType  # 0
+"""Never valid: INVALID_ARGUMENT."""
+RECALL_DECISION_ACCEPT: RecallDecision.ValueType  # 1
+"""Return the transfer (return reason FOCR)."""
+RECALL_DECISION_REJECT: RecallDecision.ValueType  # 2
+"""Refuse, with an ExternalPaymentCancellationRejection1Code."""
+Global___RecallDecision: _TypeAlias = RecallDecision  # noqa: Y015
+
+class _RecallState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RecallStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecallState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECALL_STATE_UNSPECIFIED: _RecallState.ValueType  # 0
+    RECALL_STATE_REQUESTED: _RecallState.ValueType  # 1
+    """Awaiting the creditor's answer until the recall's deadline."""
+    RECALL_STATE_ACCEPTED: _RecallState.ValueType  # 2
+    """Answered by a return of the transfer (return_transfer_id)."""
+    RECALL_STATE_REJECTED: _RecallState.ValueType  # 3
+    """Refused by the creditor (answer_reason)."""
+    RECALL_STATE_EXPIRED: _RecallState.ValueType  # 4
+    """Unanswered within the hub's recall window; expired by the hub."""
+
+class RecallState(_RecallState, metaclass=_RecallStateEnumTypeWrapper):
+    """Where a recall is. REQUESTED -> ACCEPTED, REJECTED or EXPIRED, each final."""
+
+RECALL_STATE_UNSPECIFIED: RecallState.ValueType  # 0
+RECALL_STATE_REQUESTED: RecallState.ValueType  # 1
+"""Awaiting the creditor's answer until the recall's deadline."""
+RECALL_STATE_ACCEPTED: RecallState.ValueType  # 2
+"""Answered by a return of the transfer (return_transfer_id)."""
+RECALL_STATE_REJECTED: RecallState.ValueType  # 3
+"""Refused by the creditor (answer_reason)."""
+RECALL_STATE_EXPIRED: RecallState.ValueType  # 4
+"""Unanswered within the hub's recall window; expired by the hub."""
+Global___RecallState: _TypeAlias = RecallState  # noqa: Y015
+
+class _TransferKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TransferKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransferKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRANSFER_KIND_UNSPECIFIED: _TransferKind.ValueType  # 0
+    """Any."""
+    TRANSFER_KIND_PAYMENT: _TransferKind.ValueType  # 1
+    """Payments: transfers that are not returns."""
+    TRANSFER_KIND_RETURN: _TransferKind.ValueType  # 2
+    """Returns (return_of_transfer_id set)."""
+
+class TransferKind(_TransferKind, metaclass=_TransferKindEnumTypeWrapper):
+    """ListTransfers' filter on what a transfer is."""
+
+TRANSFER_KIND_UNSPECIFIED: TransferKind.ValueType  # 0
+"""Any."""
+TRANSFER_KIND_PAYMENT: TransferKind.ValueType  # 1
+"""Payments: transfers that are not returns."""
+TRANSFER_KIND_RETURN: TransferKind.ValueType  # 2
+"""Returns (return_of_transfer_id set)."""
+Global___TransferKind: _TypeAlias = TransferKind  # noqa: Y015
 
 class _SettlementMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -87,6 +226,8 @@ class TransferInstruction(_message.Message):
     REMITTANCE_INFO_FIELD_NUMBER: _builtins.int
     QUOTE_ID_FIELD_NUMBER: _builtins.int
     SETTLEMENT_MODE_FIELD_NUMBER: _builtins.int
+    REQUIRE_CONFIRMATION_FIELD_NUMBER: _builtins.int
+    CONFIRMATION_TIMEOUT_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     """Client-chosen UUID (the UETR); the idempotency key."""
     creditor_bank: _builtins.str
@@ -97,10 +238,29 @@ class TransferInstruction(_message.Message):
     quote_id: _builtins.str
     """A cross-currency transfer names the FX quote it consumes."""
     settlement_mode: Global___SettlementMode.ValueType
+    require_confirmation: _builtins.bool
+    """Ask for the creditor's confirmation: the transfer is RESERVED until the
+    creditor accepts or rejects it (ConfirmTransfer) or its deadline passes.
+    A creditor that requires confirmation (its operator setting) gets it
+    whatever this says. A netted transfer only: with SETTLEMENT_MODE_GROSS
+    it is INVALID_ARGUMENT GROSS_NOT_CONFIRMABLE. The quote of a
+    cross-currency transfer is consumed at reservation.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """What the debtor pays, in the source currency. With a quote it must equal
         the quote's source amount.
+        """
+
+    @_builtins.property
+    def confirmation_timeout(self) -> _duration_pb2.Duration:
+        """How long the creditor has to answer, from acceptance: unset or zero is
+        the hub's default (--confirmation-timeout, default 30 s), otherwise
+        positive and at most the hub's maximum (--max-confirmation-timeout,
+        default 30 s), else INVALID_ARGUMENT CONFIRMATION_TIMEOUT_OUT_OF_RANGE
+        (metadata limit: the maximum in milliseconds). Counted in whole
+        milliseconds (finer is rounded up). Setting it asks for confirmation,
+        as require_confirmation does.
         """
 
     def __init__(
@@ -112,10 +272,12 @@ class TransferInstruction(_message.Message):
         remittance_info: _builtins.str = ...,
         quote_id: _builtins.str = ...,
         settlement_mode: Global___SettlementMode.ValueType = ...,
+        require_confirmation: _builtins.bool = ...,
+        confirmation_timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "confirmation_timeout", b"confirmation_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "creditor_bank", b"creditor_bank", "quote_id", b"quote_id", "remittance_info", b"remittance_info", "settlement_mode", b"settlement_mode", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "confirmation_timeout", b"confirmation_timeout", "creditor_bank", b"creditor_bank", "quote_id", b"quote_id", "remittance_info", b"remittance_info", "require_confirmation", b"require_confirmation", "settlement_mode", b"settlement_mode", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -137,6 +299,12 @@ class Transfer(_message.Message):
     CREDITOR_AMOUNT_FIELD_NUMBER: _builtins.int
     SETTLEMENT_MODE_FIELD_NUMBER: _builtins.int
     CREDITOR_CYCLE_ID_FIELD_NUMBER: _builtins.int
+    CONFIRMATION_DEADLINE_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETURN_OF_TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    RETURNED_BY_TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    RECALL_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     debtor_bank: _builtins.str
     creditor_bank: _builtins.str
@@ -154,6 +322,18 @@ class Transfer(_message.Message):
     cycles are closed and SETTLED once both are settled; GetTransfer,
     ListTransfers' status filter and WatchTransfers agree on this.
     """
+    reason: _builtins.str
+    """REJECTED: the creditor's ExternalStatusReason1Code; EXPIRED: AB05
+    (TimeoutCreditorAgent); a return: its ExternalReturnReason1Code;
+    CANCELLED by the operator: the operator's reason (text, at most 140
+    characters). Empty otherwise. Batch answers (SubmitTransfers,
+    ConfirmTransfers) leave an operator's reason out, as they leave out
+    remittance_info; GetTransfer returns it.
+    """
+    return_of_transfer_id: _builtins.str
+    """This transfer is a return (pacs.004) of that transfer."""
+    returned_by_transfer_id: _builtins.str
+    """This transfer was returned by that return (at most one)."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -161,6 +341,26 @@ class Transfer(_message.Message):
     @_builtins.property
     def creditor_amount(self) -> _money_pb2.Money:
         """What the creditor receives; differs from amount only across currencies."""
+
+    @_builtins.property
+    def confirmation_deadline(self) -> _timestamp_pb2.Timestamp:
+        """A transfer that was reserved for the creditor's confirmation: when its
+        reservation expires (or expired). Unset on a transfer netted at once.
+        cycle_id and creditor_cycle_id are empty until the creditor accepts it.
+        """
+
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp:
+        """When a reserved transfer left RESERVED (accepted, rejected, expired or
+        cancelled). Unset while reserved, and on a transfer never reserved.
+        """
+
+    @_builtins.property
+    def recall(self) -> Global___Recall:
+        """The transfer's recall (camt.056), if it has one: in GetTransfer and
+        ListTransfers answers. Batch answers and WatchTransfers transfer events
+        leave it out (recall changes come as StatusEvent.recall).
+        """
 
     def __init__(
         self,
@@ -177,14 +377,86 @@ class Transfer(_message.Message):
         creditor_amount: _money_pb2.Money | None = ...,
         settlement_mode: Global___SettlementMode.ValueType = ...,
         creditor_cycle_id: _builtins.str = ...,
+        confirmation_deadline: _timestamp_pb2.Timestamp | None = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        return_of_transfer_id: _builtins.str = ...,
+        returned_by_transfer_id: _builtins.str = ...,
+        recall: Global___Recall | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "creditor_amount", b"creditor_amount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "confirmation_deadline", b"confirmation_deadline", "creditor_amount", b"creditor_amount", "recall", b"recall", "resolved_at", b"resolved_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "creditor_amount", b"creditor_amount", "creditor_bank", b"creditor_bank", "creditor_cycle_id", b"creditor_cycle_id", "cycle_id", b"cycle_id", "debtor_bank", b"debtor_bank", "quote_id", b"quote_id", "remittance_info", b"remittance_info", "settlement_mode", b"settlement_mode", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "confirmation_deadline", b"confirmation_deadline", "creditor_amount", b"creditor_amount", "creditor_bank", b"creditor_bank", "creditor_cycle_id", b"creditor_cycle_id", "cycle_id", b"cycle_id", "debtor_bank", b"debtor_bank", "quote_id", b"quote_id", "reason", b"reason", "recall", b"recall", "remittance_info", b"remittance_info", "resolved_at", b"resolved_at", "return_of_transfer_id", b"return_of_transfer_id", "returned_by_transfer_id", b"returned_by_transfer_id", "settlement_mode", b"settlement_mode", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Transfer: _TypeAlias = Transfer  # noqa: Y015
+
+@_typing.final
+class Recall(_message.Message):
+    """A debtor's request for a transfer back, and the creditor's answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECALL_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    DEBTOR_BANK_FIELD_NUMBER: _builtins.int
+    CREDITOR_BANK_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ADDITIONAL_INFO_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    ANSWERED_AT_FIELD_NUMBER: _builtins.int
+    ANSWER_REASON_FIELD_NUMBER: _builtins.int
+    RETURN_TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    recall_id: _builtins.str
+    """The debtor's id for it (a UUID): RecallTransfer's idempotency key."""
+    transfer_id: _builtins.str
+    debtor_bank: _builtins.str
+    """Who asked (the transfer's debtor) and who answers (its creditor)."""
+    creditor_bank: _builtins.str
+    reason: _builtins.str
+    """The ExternalCancellationReason1Code the debtor gave."""
+    additional_info: _builtins.str
+    state: Global___RecallState.ValueType
+    answer_reason: _builtins.str
+    """REJECTED: the creditor's ExternalPaymentCancellationRejection1Code."""
+    return_transfer_id: _builtins.str
+    """ACCEPTED: the return that answered it."""
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """The end of the recall window: unanswered by then, it expires."""
+
+    @_builtins.property
+    def answered_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was accepted, rejected or expired; unset while REQUESTED."""
+
+    def __init__(
+        self,
+        *,
+        recall_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        debtor_bank: _builtins.str = ...,
+        creditor_bank: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        additional_info: _builtins.str = ...,
+        state: Global___RecallState.ValueType = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+        answered_at: _timestamp_pb2.Timestamp | None = ...,
+        answer_reason: _builtins.str = ...,
+        return_transfer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at", "deadline", b"deadline", "requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["additional_info", b"additional_info", "answer_reason", b"answer_reason", "answered_at", b"answered_at", "creditor_bank", b"creditor_bank", "deadline", b"deadline", "debtor_bank", b"debtor_bank", "reason", b"reason", "recall_id", b"recall_id", "requested_at", b"requested_at", "return_transfer_id", b"return_transfer_id", "state", b"state", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Recall: _TypeAlias = Recall  # noqa: Y015
 
 @_typing.final
 class ItemError(_message.Message):
@@ -403,12 +675,26 @@ class ListTransfersRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CYCLE_ID_FIELD_NUMBER: _builtins.int
     COUNTERPARTY_BANK_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RETURNED_ONLY_FIELD_NUMBER: _builtins.int
+    RECALL_STATE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___TransferStatus.ValueType
-    """Filters; empty or unspecified means any."""
+    """Filters; empty or unspecified means any. They combine (all must hold).
+    status takes every TransferStatus: RESERVED lists the transfers
+    awaiting confirmation (as the creditor: those the caller must answer).
+    """
     cycle_id: _builtins.str
     counterparty_bank: _builtins.str
+    kind: Global___TransferKind.ValueType
+    """Payments (not returns) or returns only."""
+    returned_only: _builtins.bool
+    """Only transfers that have been returned (returned_by_transfer_id set)."""
+    recall_state: Global___RecallState.ValueType
+    """Only transfers whose recall is in this state (REQUESTED: the recalls
+    awaiting the creditor's answer).
+    """
     def __init__(
         self,
         *,
@@ -417,10 +703,13 @@ class ListTransfersRequest(_message.Message):
         status: Global___TransferStatus.ValueType = ...,
         cycle_id: _builtins.str = ...,
         counterparty_bank: _builtins.str = ...,
+        kind: Global___TransferKind.ValueType = ...,
+        returned_only: _builtins.bool = ...,
+        recall_state: Global___RecallState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counterparty_bank", b"counterparty_bank", "cycle_id", b"cycle_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counterparty_bank", b"counterparty_bank", "cycle_id", b"cycle_id", "kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "recall_state", b"recall_state", "returned_only", b"returned_only", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -487,6 +776,352 @@ class CancelTransferResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelTransferResponse: _TypeAlias = CancelTransferResponse  # noqa: Y015
+
+@_typing.final
+class ConfirmTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    """The RESERVED transfer the caller is creditor of."""
+    decision: Global___ConfirmationDecision.ValueType
+    reason: _builtins.str
+    """REJECT: an ExternalStatusReason1Code (listed at ConfirmTransfer).
+    ACCEPT: empty.
+    """
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        decision: Global___ConfirmationDecision.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "reason", b"reason", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmTransferRequest: _TypeAlias = ConfirmTransferRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when this answer was given before and the transfer is returned as
+    it is.
+    """
+    @_builtins.property
+    def transfer(self) -> Global___Transfer:
+        """As answered: ACCEPTED (netted, cycle_id set) or REJECTED (reason)."""
+
+    def __init__(
+        self,
+        *,
+        transfer: Global___Transfer | None = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replayed", b"replayed", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmTransferResponse: _TypeAlias = ConfirmTransferResponse  # noqa: Y015
+
+@_typing.final
+class ConfirmTransfersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def confirmations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfirmTransferRequest]:
+        """At most 5,000."""
+
+    def __init__(
+        self,
+        *,
+        confirmations: _abc.Iterable[Global___ConfirmTransferRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmations", b"confirmations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmTransfersRequest: _TypeAlias = ConfirmTransfersRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmationResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    """The item's transfer id: canonical for an answered item; for a refused
+    one as sent, or empty when the id sent is longer than 64 UTF-8 bytes
+    (results are in request order, so the position identifies the item).
+    """
+    replayed: _builtins.bool
+    @_builtins.property
+    def transfer(self) -> Global___Transfer:
+        """The transfer as answered, without remittance_info (GetTransfer
+        returns it).
+        """
+
+    @_builtins.property
+    def error(self) -> Global___ItemError: ...
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        transfer: Global___Transfer | None = ...,
+        error: Global___ItemError | None = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "replayed", b"replayed", "transfer", b"transfer", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["transfer", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___ConfirmationResult: _TypeAlias = ConfirmationResult  # noqa: Y015
+
+@_typing.final
+class ConfirmTransfersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    ACCEPTED_COUNT_FIELD_NUMBER: _builtins.int
+    REJECTED_COUNT_FIELD_NUMBER: _builtins.int
+    accepted_count: _builtins.int
+    """Items whose answer was taken (either decision, replays included): the
+    results with a transfer.
+    """
+    rejected_count: _builtins.int
+    """Items refused: the results with an error."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfirmationResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ConfirmationResult] | None = ...,
+        accepted_count: _builtins.int = ...,
+        rejected_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_count", b"accepted_count", "rejected_count", b"rejected_count", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmTransfersResponse: _TypeAlias = ConfirmTransfersResponse  # noqa: Y015
+
+@_typing.final
+class ReturnTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURN_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    REMITTANCE_INFO_FIELD_NUMBER: _builtins.int
+    return_id: _builtins.str
+    """The return's own transfer id (a UUID, the idempotency key), not the
+    original's.
+    """
+    transfer_id: _builtins.str
+    """The transfer returned: the caller is its creditor."""
+    reason: _builtins.str
+    """An ExternalReturnReason1Code (listed at ReturnTransfer)."""
+    quote_id: _builtins.str
+    """Cross-currency only: a new quote from the original's creditor currency
+    back to its source currency, for the original's creditor_amount.
+    """
+    remittance_info: _builtins.str
+    """For the original debtor, at most 140 characters, no control characters."""
+    def __init__(
+        self,
+        *,
+        return_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        quote_id: _builtins.str = ...,
+        remittance_info: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quote_id", b"quote_id", "reason", b"reason", "remittance_info", b"remittance_info", "return_id", b"return_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnTransferRequest: _TypeAlias = ReturnTransferRequest  # noqa: Y015
+
+@_typing.final
+class ReturnTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURN_TRANSFER_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when this return_id was accepted earlier and the return is
+    answered as it is.
+    """
+    @_builtins.property
+    def return_transfer(self) -> Global___Transfer:
+        """The return: debtor the caller, creditor the original's debtor,
+        return_of_transfer_id and reason set, ACCEPTED into the open cycle.
+        """
+
+    def __init__(
+        self,
+        *,
+        return_transfer: Global___Transfer | None = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["return_transfer", b"return_transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replayed", b"replayed", "return_transfer", b"return_transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnTransferResponse: _TypeAlias = ReturnTransferResponse  # noqa: Y015
+
+@_typing.final
+class RecallTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECALL_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ADDITIONAL_INFO_FIELD_NUMBER: _builtins.int
+    recall_id: _builtins.str
+    """The recall's id (a UUID, the idempotency key)."""
+    transfer_id: _builtins.str
+    """The transfer recalled: the caller is its debtor."""
+    reason: _builtins.str
+    """An ExternalCancellationReason1Code (listed at RecallTransfer)."""
+    additional_info: _builtins.str
+    """For the creditor, at most 105 characters, no control characters."""
+    def __init__(
+        self,
+        *,
+        recall_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        additional_info: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["additional_info", b"additional_info", "reason", b"reason", "recall_id", b"recall_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallTransferRequest: _TypeAlias = RecallTransferRequest  # noqa: Y015
+
+@_typing.final
+class RecallTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECALL_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when this recall was made before and is answered as it is."""
+    @_builtins.property
+    def recall(self) -> Global___Recall: ...
+    def __init__(
+        self,
+        *,
+        recall: Global___Recall | None = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recall", b"recall"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recall", b"recall", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallTransferResponse: _TypeAlias = RecallTransferResponse  # noqa: Y015
+
+@_typing.final
+class AnswerRecallRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    """The recalled transfer: the caller is its creditor."""
+    decision: Global___RecallDecision.ValueType
+    reason: _builtins.str
+    """REJECT: an ExternalPaymentCancellationRejection1Code (listed at
+    AnswerRecall). ACCEPT: empty (the return's reason is FOCR).
+    """
+    return_id: _builtins.str
+    """ACCEPT: the return's own transfer id (a UUID, the idempotency key)."""
+    quote_id: _builtins.str
+    """ACCEPT, cross-currency only: a new quote for the return (as in
+    ReturnTransferRequest.quote_id).
+    """
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        decision: Global___RecallDecision.ValueType = ...,
+        reason: _builtins.str = ...,
+        return_id: _builtins.str = ...,
+        quote_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "quote_id", b"quote_id", "reason", b"reason", "return_id", b"return_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnswerRecallRequest: _TypeAlias = AnswerRecallRequest  # noqa: Y015
+
+@_typing.final
+class AnswerRecallResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECALL_FIELD_NUMBER: _builtins.int
+    RETURN_TRANSFER_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when this answer was given before and is answered as it is."""
+    @_builtins.property
+    def recall(self) -> Global___Recall:
+        """The recall as answered: ACCEPTED (return_transfer_id) or REJECTED."""
+
+    @_builtins.property
+    def return_transfer(self) -> Global___Transfer:
+        """ACCEPT: the return that answered the recall. Unset for REJECT."""
+
+    def __init__(
+        self,
+        *,
+        recall: Global___Recall | None = ...,
+        return_transfer: Global___Transfer | None = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recall", b"recall", "return_transfer", b"return_transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recall", b"recall", "replayed", b"replayed", "return_transfer", b"return_transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnswerRecallResponse: _TypeAlias = AnswerRecallResponse  # noqa: Y015
 
 @_typing.final
 class WatchTransfersRequest(_message.Message):
@@ -579,6 +1214,7 @@ class StatusEvent(_message.Message):
 
     TRANSFER_FIELD_NUMBER: _builtins.int
     CYCLE_FIELD_NUMBER: _builtins.int
+    RECALL_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
@@ -586,11 +1222,25 @@ class StatusEvent(_message.Message):
     @_builtins.property
     def transfer(self) -> Global___Transfer:
         """A transfer whose status changed to transfer.status: accepted, settled
-        gross, cancelled, or (cross-currency) closed or settled.
+        gross, cancelled, (cross-currency) closed or settled; RESERVED, a new
+        transfer awaiting the creditor's confirmation (the creditor's cue to
+        call ConfirmTransfer before confirmation_deadline); or a reserved one
+        resolved: ACCEPTED, REJECTED, EXPIRED or CANCELLED. A return arrives
+        as the transfer it is (return_of_transfer_id set).
         """
 
     @_builtins.property
     def cycle(self) -> Global___CycleEvent: ...
+    @_builtins.property
+    def recall(self) -> Global___Recall:
+        """A recall of a transfer the caller is party to changed state (both
+        parties get it): REQUESTED is the creditor's cue to call AnswerRecall
+        before recall.deadline; then ACCEPTED (the return comes as its own
+        transfer event), REJECTED or EXPIRED. recall.state is the state it
+        moved to. A client that predates this field sees an event with
+        neither transfer nor cycle: it skips it and keeps its resume_token.
+        """
+
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """When the change was committed (the time of its transaction)."""
@@ -600,14 +1250,15 @@ class StatusEvent(_message.Message):
         *,
         transfer: Global___Transfer | None = ...,
         cycle: Global___CycleEvent | None = ...,
+        recall: Global___Recall | None = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
         resume_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cycle", b"cycle", "event", b"event", "transfer", b"transfer"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cycle", b"cycle", "event", b"event", "recall", b"recall", "transfer", b"transfer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cycle", b"cycle", "event", b"event", "resume_token", b"resume_token", "transfer", b"transfer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cycle", b"cycle", "event", b"event", "recall", b"recall", "resume_token", b"resume_token", "transfer", b"transfer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["transfer", "cycle"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["transfer", "cycle", "recall"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

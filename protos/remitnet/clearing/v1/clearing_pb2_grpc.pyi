@@ -28,14 +28,49 @@ GRPC_VERSION: str
 
 class ClearingServiceStub:
     """Bank-facing clearing. The debtor of every transfer is the calling bank,
-    taken from the caller's identity, never from the request.
+    taken from the caller's identity, never from the request. Every call here
+    is a bank's (principal bank:CODE, spiffe://remitnet/bank/CODE); the
+    operator is refused PERMISSION_DENIED BANK_ONLY, and has its own calls
+    (NettingService.CancelTransfer, ParticipantsService.SetConfirmationRequired).
+
+    The scheme lifecycle (payee confirmation, returns, recalls):
+    - Payee confirmation. A transfer whose creditor requires confirmation
+      (Bank.requires_confirmation, the operator's setting per bank), or whose
+      instruction asks for it (require_confirmation, confirmation_timeout), is
+      RESERVED: the debtor's headroom (and, across currencies, the FX
+      provider's, in the target currency) is held at once, but the transfer
+      is in no cycle and no position yet. The creditor answers with
+      ConfirmTransfer(s): ACCEPT nets it into the then-open cycle(s)
+      (ACCEPTED), REJECT releases it (REJECTED, with an ISO 20022 reason). No
+      answer by its confirmation_deadline: the hub itself expires it (EXPIRED,
+      reason AB05), with no request arriving, from the database's state, so
+      after a hub restart every reservation past its deadline is expired
+      once. The debtor may cancel it while it is still RESERVED
+      (CancelTransfer). Each of these releases exactly what was reserved.
+    - Returns (pacs.004). The creditor sends an accepted or settled transfer
+      back, whole, with ReturnTransfer: the return is a transfer of its own,
+      from the creditor to the debtor, netted at once.
+    - Recalls (camt.056 / camt.029). The debtor asks for an accepted or
+      settled transfer back with RecallTransfer; the creditor answers with
+      AnswerRecall within the hub's recall window: ACCEPT makes the return,
+      REJECT refuses with a reason; an unanswered recall expires. Once the
+      creditor has accepted a transfer (it is netted), the debtor can no
+      longer cancel it (TRANSFER_NOT_CANCELLABLE): it recalls it.
+    Reason codes are the ISO 20022 External Code Sets
+    (https://www.iso20022.org/catalogue-messages/additional-content-messages/external-code-sets),
+    4 upper-case characters; each call lists the codes it takes, and any
+    other is INVALID_ARGUMENT UNKNOWN_REASON_CODE.
+    WatchTransfers tells both parties of every step: a RESERVED transfer
+    event is the creditor's cue to confirm, a REQUESTED recall event its cue
+    to answer.
 
     Limits (every service of the hub; README "Limits"):
     - Messages: at most 4 MiB (4,194,304 bytes) in either direction, the
       default receive limit of grpc-java, grpc-go, grpc-js and the C core; a
       larger request is RESOURCE_EXHAUSTED from gRPC itself, nothing done.
-    - Batches: SubmitTransfers and CreateQuotes take at most 5,000 items,
-      UpdateRates 10,000; list calls return at most 1,000 per page.
+    - Batches: SubmitTransfers, ConfirmTransfers and CreateQuotes take at
+      most 5,000 items, UpdateRates 10,000; list calls return at most 1,000
+      per page.
     - Streams: at most max_streams_per_bank WatchTransfers streams per bank on
       each hub replica (default 8): RESOURCE_EXHAUSTED TOO_MANY_STREAMS.
     - Keepalive: clients may send HTTP/2 pings every 20 s or slower, also with
@@ -54,7 +89,10 @@ class ClearingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ClearingServiceAsyncStub: ...
     SubmitTransfer: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.SubmitTransferRequest, _clearing_pb2.SubmitTransferResponse]
-    """Clears one transfer. Idempotent on transfer_id."""
+    """Clears one transfer. Idempotent on transfer_id. A transfer to a creditor
+    that requires confirmation, or that asks for it, is answered RESERVED
+    (see TransferInstruction.require_confirmation).
+    """
     SubmitTransfers: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.SubmitTransfersRequest, _clearing_pb2.SubmitTransfersResponse]
     """Clears up to 5,000 transfers with one result per item, in request order
     (more: INVALID_ARGUMENT BATCH_TOO_LARGE, nothing cleared). Items are
@@ -67,7 +105,154 @@ class ClearingServiceStub:
     ListTransfers: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ListTransfersRequest, _clearing_pb2.ListTransfersResponse]
     """Transfers in which the caller is debtor or creditor, newest first."""
     CancelTransfer: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.CancelTransferRequest, _clearing_pb2.CancelTransferResponse]
-    """Cancels an accepted transfer while its settlement cycle is still open."""
+    """The debtor cancels a transfer that is still RESERVED (awaiting the
+    creditor's confirmation): CANCELLED, its reservation released. Once the
+    creditor has accepted it (netted, or a transfer netted at once) the
+    debtor cannot cancel it: FAILED_PRECONDITION TRANSFER_NOT_CANCELLABLE;
+    ask the creditor for it back with RecallTransfer (the operator can
+    still cancel it in an open cycle: NettingService.CancelTransfer). A
+    gross, rejected or expired transfer is TRANSFER_NOT_CANCELLABLE too;
+    only the debtor may call it (NOT_TRANSFER_DEBTOR). Cancelling a
+    cancelled transfer again answers it as it is (idempotent). A RESERVED
+    transfer past its deadline has expired: the answer is the transfer,
+    EXPIRED (reason AB05), its reservation released all the same.
+    """
+    ConfirmTransfer: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ConfirmTransferRequest, _clearing_pb2.ConfirmTransferResponse]
+    """The creditor bank accepts or rejects a RESERVED transfer (payee
+    confirmation).
+    - Who: the transfer's creditor only (the debtor is FAILED_PRECONDITION
+      NOT_TRANSFER_CREDITOR; a bank that is neither party is NOT_FOUND
+      TRANSFER_NOT_FOUND).
+    - ACCEPT: the transfer is netted into the open cycle of its currency
+      (and of the creditor's currency for its creditor leg) at the time of
+      the answer: ACCEPTED, cycle_id set, resolved_at the answer's time. The
+      debtor's headroom does not change: what was held is now its position.
+      An acceptance carries no reason (INVALID_ARGUMENT INVALID_ARGUMENT).
+    - REJECT: REJECTED with `reason`, an ExternalStatusReason1Code, one of
+      AC01 IncorrectAccountNumber, AC04 ClosedAccountNumber,
+      AC06 BlockedAccount, AC07 ClosedCreditorAccountNumber,
+      AG01 TransactionForbidden, AG03 TransactionNotSupported,
+      AM05 Duplication, BE01 InconsistentWithEndCustomer,
+      BE05 UnrecognisedInitiatingParty, CNOR CreditorBankIsNotRegistered,
+      FF01 InvalidFileFormat, MS02 NotSpecifiedReasonCustomerGenerated,
+      MS03 NotSpecifiedReasonAgentGenerated, RC01 BankIdentifierIncorrect,
+      RR01 MissingDebtorAccountOrIdentification,
+      RR02 MissingDebtorNameOrAddress, RR03 MissingCreditorNameOrAddress,
+      RR04 RegulatoryReason (any other: INVALID_ARGUMENT
+      UNKNOWN_REASON_CODE). The reservation is released exactly.
+    - Deadline: the answer must arrive before the transfer's
+      confirmation_deadline. At or after it the transfer is expired (by the
+      hub within moments of the deadline, or by this call if it comes
+      first) and the answer is FAILED_PRECONDITION TRANSFER_EXPIRED: no
+      transfer is both accepted and expired.
+    - Idempotent: the same decision again answers the transfer as it is
+      with replayed = true (a second rejection is a replay whatever its
+      reason: the first one's stands). The other decision after one is
+      refused with the state it is in: TRANSFER_ALREADY_ACCEPTED (return it
+      instead), TRANSFER_REJECTED; a transfer the debtor cancelled is
+      TRANSFER_NOT_CANCELLABLE. A transfer netted at once never awaited
+      confirmation: TRANSFER_NOT_RESERVED.
+    - decision UNSPECIFIED or unknown: INVALID_ARGUMENT INVALID_ARGUMENT.
+    """
+    ConfirmTransfers: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ConfirmTransfersRequest, _clearing_pb2.ConfirmTransfersResponse]
+    """ConfirmTransfer for up to 5,000 transfers (more: INVALID_ARGUMENT
+    BATCH_TOO_LARGE, none: EMPTY_BATCH, nothing decided), with one result
+    per item in request order. Items are independent, each decided as a
+    ConfirmTransfer call would decide it, in request order: one refusal
+    does not fail others. The answer fits the 4 MiB message limit at 5,000
+    items (transfers without remittance_info, as in SubmitTransfers).
+    """
+    ReturnTransfer: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ReturnTransferRequest, _clearing_pb2.ReturnTransferResponse]
+    """The creditor returns an accepted or settled transfer, whole (pacs.004
+    PaymentReturn).
+    - Who: the original transfer's creditor only (NOT_TRANSFER_CREDITOR;
+      neither party: NOT_FOUND TRANSFER_NOT_FOUND).
+    - What: the return is a transfer of its own, id `return_id`, with
+      return_of_transfer_id = the original and `reason` = the return reason:
+      from the caller (its debtor) to the original debtor (its creditor), of
+      exactly what the caller received (the original's creditor_amount, in
+      that currency), so a return never exceeds its original. It is netted
+      at once into the open cycle of that currency (never reserved, whatever
+      the original debtor's confirmation setting), against the caller's
+      headroom (FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY). The original
+      keeps its status and gets returned_by_transfer_id. A transfer is
+      returned at most once (FAILED_PRECONDITION ALREADY_RETURNED, with the
+      return's id); only an ACCEPTED, CLOSED or SETTLED transfer that is not
+      itself a return can be returned (TRANSFER_NOT_RETURNABLE). A return of
+      a recalled transfer answers its recall (ACCEPTED).
+    - Cross-currency: the return goes back through an FX provider at a NEW
+      quote, not the original's rate: quote_id names a quote the caller got
+      from FxService.CreateQuote with source_currency = the original's
+      creditor_amount currency, target_currency = the original's amount
+      currency and source_amount = the original's creditor_amount. A return
+      can come days later; holding a provider to the original rate would
+      give the returning side a free option and leave the provider a
+      position it never priced or funded, where a new quote is priced and
+      funded (its provider's headroom is checked) like any conversion. The
+      original debtor receives what that quote delivers (the return's
+      creditor_amount). Without a quote: FAILED_PRECONDITION
+      RETURN_QUOTE_REQUIRED (metadata: the currency and amount to quote). The
+      quote is checked as for any transfer (QUOTE_*). A same-currency return
+      takes no quote (INVALID_ARGUMENT INVALID_ARGUMENT, field quote_id).
+    - reason: an ExternalReturnReason1Code, one of AC01 IncorrectAccountNumber,
+      AC03 InvalidCreditorAccountNumber, AC04 ClosedAccountNumber,
+      AC06 BlockedAccount, AG01 TransactionForbidden, AM05 Duplication,
+      BE04 MissingCreditorAddress, CUST RequestedByCustomer,
+      FOCR FollowingCancellationRequest, FR01 Fraud,
+      MD07 EndCustomerDeceased, MS02 NotSpecifiedReasonCustomerGenerated,
+      MS03 NotSpecifiedReasonAgentGenerated, RC01 BankIdentifierIncorrect,
+      RR04 RegulatoryReason (any other: UNKNOWN_REASON_CODE).
+    - Idempotent on return_id (a UUID, not the original's id): the same
+      request again answers the return with replayed = true; the id with
+      other content is ALREADY_EXISTS DUPLICATE_WITH_DIFFERENT_CONTENT.
+    """
+    RecallTransfer: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecallTransferRequest, _clearing_pb2.RecallTransferResponse]
+    """The debtor asks the creditor for a transfer back (camt.056
+    FIToFIPaymentCancellationRequest): the recall is REQUESTED until the
+    creditor answers it (AnswerRecall) or the hub's recall window
+    (--recall-window, default 24 h) passes, when the hub expires it
+    (EXPIRED). Nothing moves until the creditor returns the transfer.
+    - Who: the transfer's debtor only (NOT_TRANSFER_DEBTOR; neither party:
+      NOT_FOUND TRANSFER_NOT_FOUND).
+    - What: an ACCEPTED, CLOSED or SETTLED transfer that is not a return and
+      not returned (TRANSFER_NOT_RETURNABLE, ALREADY_RETURNED); a RESERVED
+      one is cancelled instead (CancelTransfer). At most one recall per
+      transfer: another is ALREADY_EXISTS RECALL_EXISTS.
+    - reason: an ExternalCancellationReason1Code, one of
+      AC03 InvalidCreditorAccountNumber, AGNT IncorrectAgent,
+      AM09 WrongAmount, CURR IncorrectCurrency, CUST RequestedByCustomer,
+      CUTA CancelUponUnableToApply, DUPL DuplicatePayment,
+      FRAD FraudulentOrigin, TECH TechnicalProblem, UPAY UnduePayment (any
+      other: UNKNOWN_REASON_CODE). additional_info: at most 105 characters
+      (camt.056 AdditionalInformation, Max105Text), no control characters.
+    - Idempotent on recall_id (a UUID): the same request again answers the
+      recall as it is with replayed = true; the id with other content, or
+      another recall of the same transfer, is RECALL_EXISTS.
+    Both parties get a StatusEvent.recall for it and each later state.
+    """
+    AnswerRecall: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.AnswerRecallRequest, _clearing_pb2.AnswerRecallResponse]
+    """The creditor answers a transfer's recall (camt.029 ResolutionOfInvestigation).
+    - Who: the transfer's creditor only (NOT_TRANSFER_CREDITOR). No recall
+      for the transfer: NOT_FOUND RECALL_NOT_FOUND; answered already or
+      expired: FAILED_PRECONDITION RECALL_NOT_OPEN.
+    - ACCEPT: returns the transfer, as ReturnTransfer would, with return
+      reason FOCR (FollowingCancellationRequest), id return_id (required)
+      and, across currencies, a new quote (quote_id, RETURN_QUOTE_REQUIRED
+      without one); every refusal of ReturnTransfer applies. The recall is
+      ACCEPTED with return_transfer_id; the answer carries the return. An
+      acceptance takes no reason. Idempotent on return_id.
+    - REJECT: the recall is REJECTED with `reason`, an
+      ExternalPaymentCancellationRejection1Code, one of
+      AC04 ClosedAccountNumber, AGNT AgentDecision, AM04 InsufficientFunds,
+      ARDT AlreadyReturned, CUST CustomerDecision, LEGL LegalDecision,
+      NOAS NoAnswerFromCustomer, NOOR NoOriginalTransactionReceived (any
+      other: UNKNOWN_REASON_CODE). A second rejection is a replay. Nothing
+      moves.
+    - Deadline: the recall's deadline; at or after it the recall is expired
+      (RECALL_NOT_OPEN). A transfer can still be returned with
+      ReturnTransfer after its recall expired or was rejected.
+    - decision UNSPECIFIED or unknown: INVALID_ARGUMENT INVALID_ARGUMENT.
+    """
     WatchTransfers: _grpc.UnaryStreamMultiCallable[_clearing_pb2.WatchTransfersRequest, _clearing_pb2.WatchTransfersResponse]
     """Status changes of the caller's transfers as a stream, from the caller's
     own change feed: every event is written in the transaction of the change
@@ -77,6 +262,13 @@ class ClearingServiceStub:
       last event processed to get exactly the events after it: none missing,
       none repeated.
     - Without a token the stream starts now, or at `since`.
+    - Events (StatusEvent) report transfers that were accepted, reserved
+      (the creditor's cue to ConfirmTransfer), resolved (accepted, rejected,
+      expired or cancelled while reserved), settled gross, cancelled, or
+      whose cycles closed or settled; returns (transfers of their own); and
+      recalls of the caller's transfers that changed state (a REQUESTED one
+      is the creditor's cue to AnswerRecall). Both parties of a transfer
+      get its events.
     - Response headers are sent at once, before the first event.
     - At most `max_streams_per_bank` streams (default 8) per bank on each hub
       replica; another is RESOURCE_EXHAUSTED with reason TOO_MANY_STREAMS.
@@ -90,14 +282,49 @@ class ClearingServiceStub:
 @_typing.type_check_only
 class ClearingServiceAsyncStub(ClearingServiceStub):
     """Bank-facing clearing. The debtor of every transfer is the calling bank,
-    taken from the caller's identity, never from the request.
+    taken from the caller's identity, never from the request. Every call here
+    is a bank's (principal bank:CODE, spiffe://remitnet/bank/CODE); the
+    operator is refused PERMISSION_DENIED BANK_ONLY, and has its own calls
+    (NettingService.CancelTransfer, ParticipantsService.SetConfirmationRequired).
+
+    The scheme lifecycle (payee confirmation, returns, recalls):
+    - Payee confirmation. A transfer whose creditor requires confirmation
+      (Bank.requires_confirmation, the operator's setting per bank), or whose
+      instruction asks for it (require_confirmation, confirmation_timeout), is
+      RESERVED: the debtor's headroom (and, across currencies, the FX
+      provider's, in the target currency) is held at once, but the transfer
+      is in no cycle and no position yet. The creditor answers with
+      ConfirmTransfer(s): ACCEPT nets it into the then-open cycle(s)
+      (ACCEPTED), REJECT releases it (REJECTED, with an ISO 20022 reason). No
+      answer by its confirmation_deadline: the hub itself expires it (EXPIRED,
+      reason AB05), with no request arriving, from the database's state, so
+      after a hub restart every reservation past its deadline is expired
+      once. The debtor may cancel it while it is still RESERVED
+      (CancelTransfer). Each of these releases exactly what was reserved.
+    - Returns (pacs.004). The creditor sends an accepted or settled transfer
+      back, whole, with ReturnTransfer: the return is a transfer of its own,
+      from the creditor to the debtor, netted at once.
+    - Recalls (camt.056 / camt.029). The debtor asks for an accepted or
+      settled transfer back with RecallTransfer; the creditor answers with
+      AnswerRecall within the hub's recall window: ACCEPT makes the return,
+      REJECT refuses with a reason; an unanswered recall expires. Once the
+      creditor has accepted a transfer (it is netted), the debtor can no
+      longer cancel it (TRANSFER_NOT_CANCELLABLE): it recalls it.
+    Reason codes are the ISO 20022 External Code Sets
+    (https://www.iso20022.org/catalogue-messages/additional-content-messages/external-code-sets),
+    4 upper-case characters; each call lists the codes it takes, and any
+    other is INVALID_ARGUMENT UNKNOWN_REASON_CODE.
+    WatchTransfers tells both parties of every step: a RESERVED transfer
+    event is the creditor's cue to confirm, a REQUESTED recall event its cue
+    to answer.
 
     Limits (every service of the hub; README "Limits"):
     - Messages: at most 4 MiB (4,194,304 bytes) in either direction, the
       default receive limit of grpc-java, grpc-go, grpc-js and the C core; a
       larger request is RESOURCE_EXHAUSTED from gRPC itself, nothing done.
-    - Batches: SubmitTransfers and CreateQuotes take at most 5,000 items,
-      UpdateRates 10,000; list calls return at most 1,000 per page.
+    - Batches: SubmitTransfers, ConfirmTransfers and CreateQuotes take at
+      most 5,000 items, UpdateRates 10,000; list calls return at most 1,000
+      per page.
     - Streams: at most max_streams_per_bank WatchTransfers streams per bank on
       each hub replica (default 8): RESOURCE_EXHAUSTED TOO_MANY_STREAMS.
     - Keepalive: clients may send HTTP/2 pings every 20 s or slower, also with
@@ -113,7 +340,10 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitTransfer: _aio.UnaryUnaryMultiCallable[_clearing_pb2.SubmitTransferRequest, _clearing_pb2.SubmitTransferResponse]  # type: ignore[assignment]
-    """Clears one transfer. Idempotent on transfer_id."""
+    """Clears one transfer. Idempotent on transfer_id. A transfer to a creditor
+    that requires confirmation, or that asks for it, is answered RESERVED
+    (see TransferInstruction.require_confirmation).
+    """
     SubmitTransfers: _aio.UnaryUnaryMultiCallable[_clearing_pb2.SubmitTransfersRequest, _clearing_pb2.SubmitTransfersResponse]  # type: ignore[assignment]
     """Clears up to 5,000 transfers with one result per item, in request order
     (more: INVALID_ARGUMENT BATCH_TOO_LARGE, nothing cleared). Items are
@@ -126,7 +356,154 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
     ListTransfers: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ListTransfersRequest, _clearing_pb2.ListTransfersResponse]  # type: ignore[assignment]
     """Transfers in which the caller is debtor or creditor, newest first."""
     CancelTransfer: _aio.UnaryUnaryMultiCallable[_clearing_pb2.CancelTransferRequest, _clearing_pb2.CancelTransferResponse]  # type: ignore[assignment]
-    """Cancels an accepted transfer while its settlement cycle is still open."""
+    """The debtor cancels a transfer that is still RESERVED (awaiting the
+    creditor's confirmation): CANCELLED, its reservation released. Once the
+    creditor has accepted it (netted, or a transfer netted at once) the
+    debtor cannot cancel it: FAILED_PRECONDITION TRANSFER_NOT_CANCELLABLE;
+    ask the creditor for it back with RecallTransfer (the operator can
+    still cancel it in an open cycle: NettingService.CancelTransfer). A
+    gross, rejected or expired transfer is TRANSFER_NOT_CANCELLABLE too;
+    only the debtor may call it (NOT_TRANSFER_DEBTOR). Cancelling a
+    cancelled transfer again answers it as it is (idempotent). A RESERVED
+    transfer past its deadline has expired: the answer is the transfer,
+    EXPIRED (reason AB05), its reservation released all the same.
+    """
+    ConfirmTransfer: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ConfirmTransferRequest, _clearing_pb2.ConfirmTransferResponse]  # type: ignore[assignment]
+    """The creditor bank accepts or rejects a RESERVED transfer (payee
+    confirmation).
+    - Who: the transfer's creditor only (the debtor is FAILED_PRECONDITION
+      NOT_TRANSFER_CREDITOR; a bank that is neither party is NOT_FOUND
+      TRANSFER_NOT_FOUND).
+    - ACCEPT: the transfer is netted into the open cycle of its currency
+      (and of the creditor's currency for its creditor leg) at the time of
+      the answer: ACCEPTED, cycle_id set, resolved_at the answer's time. The
+      debtor's headroom does not change: what was held is now its position.
+      An acceptance carries no reason (INVALID_ARGUMENT INVALID_ARGUMENT).
+    - REJECT: REJECTED with `reason`, an ExternalStatusReason1Code, one of
+      AC01 IncorrectAccountNumber, AC04 ClosedAccountNumber,
+      AC06 BlockedAccount, AC07 ClosedCreditorAccountNumber,
+      AG01 TransactionForbidden, AG03 TransactionNotSupported,
+      AM05 Duplication, BE01 InconsistentWithEndCustomer,
+      BE05 UnrecognisedInitiatingParty, CNOR CreditorBankIsNotRegistered,
+      FF01 InvalidFileFormat, MS02 NotSpecifiedReasonCustomerGenerated,
+      MS03 NotSpecifiedReasonAgentGenerated, RC01 BankIdentifierIncorrect,
+      RR01 MissingDebtorAccountOrIdentification,
+      RR02 MissingDebtorNameOrAddress, RR03 MissingCreditorNameOrAddress,
+      RR04 RegulatoryReason (any other: INVALID_ARGUMENT
+      UNKNOWN_REASON_CODE). The reservation is released exactly.
+    - Deadline: the answer must arrive before the transfer's
+      confirmation_deadline. At or after it the transfer is expired (by the
+      hub within moments of the deadline, or by this call if it comes
+      first) and the answer is FAILED_PRECONDITION TRANSFER_EXPIRED: no
+      transfer is both accepted and expired.
+    - Idempotent: the same decision again answers the transfer as it is
+      with replayed = true (a second rejection is a replay whatever its
+      reason: the first one's stands). The other decision after one is
+      refused with the state it is in: TRANSFER_ALREADY_ACCEPTED (return it
+      instead), TRANSFER_REJECTED; a transfer the debtor cancelled is
+      TRANSFER_NOT_CANCELLABLE. A transfer netted at once never awaited
+      confirmation: TRANSFER_NOT_RESERVED.
+    - decision UNSPECIFIED or unknown: INVALID_ARGUMENT INVALID_ARGUMENT.
+    """
+    ConfirmTransfers: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ConfirmTransfersRequest, _clearing_pb2.ConfirmTransfersResponse]  # type: ignore[assignment]
+    """ConfirmTransfer for up to 5,000 transfers (more: INVALID_ARGUMENT
+    BATCH_TOO_LARGE, none: EMPTY_BATCH, nothing decided), with one result
+    per item in request order. Items are independent, each decided as a
+    ConfirmTransfer call would decide it, in request order: one refusal
+    does not fail others. The answer fits the 4 MiB message limit at 5,000
+    items (transfers without remittance_info, as in SubmitTransfers).
+    """
+    ReturnTransfer: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ReturnTransferRequest, _clearing_pb2.ReturnTransferResponse]  # type: ignore[assignment]
+    """The creditor returns an accepted or settled transfer, whole (pacs.004
+    PaymentReturn).
+    - Who: the original transfer's creditor only (NOT_TRANSFER_CREDITOR;
+      neither party: NOT_FOUND TRANSFER_NOT_FOUND).
+    - What: the return is a transfer of its own, id `return_id`, with
+      return_of_transfer_id = the original and `reason` = the return reason:
+      from the caller (its debtor) to the original debtor (its creditor), of
+      exactly what the caller received (the original's creditor_amount, in
+      that currency), so a return never exceeds its original. It is netted
+      at once into the open cycle of that currency (never reserved, whatever
+      the original debtor's confirmation setting), against the caller's
+      headroom (FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY). The original
+      keeps its status and gets returned_by_transfer_id. A transfer is
+      returned at most once (FAILED_PRECONDITION ALREADY_RETURNED, with the
+      return's id); only an ACCEPTED, CLOSED or SETTLED transfer that is not
+      itself a return can be returned (TRANSFER_NOT_RETURNABLE). A return of
+      a recalled transfer answers its recall (ACCEPTED).
+    - Cross-currency: the return goes back through an FX provider at a NEW
+      quote, not the original's rate: quote_id names a quote the caller got
+      from FxService.CreateQuote with source_currency = the original's
+      creditor_amount currency, target_currency = the original's amount
+      currency and source_amount = the original's creditor_amount. A return
+      can come days later; holding a provider to the original rate would
+      give the returning side a free option and leave the provider a
+      position it never priced or funded, where a new quote is priced and
+      funded (its provider's headroom is checked) like any conversion. The
+      original debtor receives what that quote delivers (the return's
+      creditor_amount). Without a quote: FAILED_PRECONDITION
+      RETURN_QUOTE_REQUIRED (metadata: the currency and amount to quote). The
+      quote is checked as for any transfer (QUOTE_*). A same-currency return
+      takes no quote (INVALID_ARGUMENT INVALID_ARGUMENT, field quote_id).
+    - reason: an ExternalReturnReason1Code, one of AC01 IncorrectAccountNumber,
+      AC03 InvalidCreditorAccountNumber, AC04 ClosedAccountNumber,
+      AC06 BlockedAccount, AG01 TransactionForbidden, AM05 Duplication,
+      BE04 MissingCreditorAddress, CUST RequestedByCustomer,
+      FOCR FollowingCancellationRequest, FR01 Fraud,
+      MD07 EndCustomerDeceased, MS02 NotSpecifiedReasonCustomerGenerated,
+      MS03 NotSpecifiedReasonAgentGenerated, RC01 BankIdentifierIncorrect,
+      RR04 RegulatoryReason (any other: UNKNOWN_REASON_CODE).
+    - Idempotent on return_id (a UUID, not the original's id): the same
+      request again answers the return with replayed = true; the id with
+      other content is ALREADY_EXISTS DUPLICATE_WITH_DIFFERENT_CONTENT.
+    """
+    RecallTransfer: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecallTransferRequest, _clearing_pb2.RecallTransferResponse]  # type: ignore[assignment]
+    """The debtor asks the creditor for a transfer back (camt.056
+    FIToFIPaymentCancellationRequest): the recall is REQUESTED until the
+    creditor answers it (AnswerRecall) or the hub's recall window
+    (--recall-window, default 24 h) passes, when the hub expires it
+    (EXPIRED). Nothing moves until the creditor returns the transfer.
+    - Who: the transfer's debtor only (NOT_TRANSFER_DEBTOR; neither party:
+      NOT_FOUND TRANSFER_NOT_FOUND).
+    - What: an ACCEPTED, CLOSED or SETTLED transfer that is not a return and
+      not returned (TRANSFER_NOT_RETURNABLE, ALREADY_RETURNED); a RESERVED
+      one is cancelled instead (CancelTransfer). At most one recall per
+      transfer: another is ALREADY_EXISTS RECALL_EXISTS.
+    - reason: an ExternalCancellationReason1Code, one of
+      AC03 InvalidCreditorAccountNumber, AGNT IncorrectAgent,
+      AM09 WrongAmount, CURR IncorrectCurrency, CUST RequestedByCustomer,
+      CUTA CancelUponUnableToApply, DUPL DuplicatePayment,
+      FRAD FraudulentOrigin, TECH TechnicalProblem, UPAY UnduePayment (any
+      other: UNKNOWN_REASON_CODE). additional_info: at most 105 characters
+      (camt.056 AdditionalInformation, Max105Text), no control characters.
+    - Idempotent on recall_id (a UUID): the same request again answers the
+      recall as it is with replayed = true; the id with other content, or
+      another recall of the same transfer, is RECALL_EXISTS.
+    Both parties get a StatusEvent.recall for it and each later state.
+    """
+    AnswerRecall: _aio.UnaryUnaryMultiCallable[_clearing_pb2.AnswerRecallRequest, _clearing_pb2.AnswerRecallResponse]  # type: ignore[assignment]
+    """The creditor answers a transfer's recall (camt.029 ResolutionOfInvestigation).
+    - Who: the transfer's creditor only (NOT_TRANSFER_CREDITOR). No recall
+      for the transfer: NOT_FOUND RECALL_NOT_FOUND; answered already or
+      expired: FAILED_PRECONDITION RECALL_NOT_OPEN.
+    - ACCEPT: returns the transfer, as ReturnTransfer would, with return
+      reason FOCR (FollowingCancellationRequest), id return_id (required)
+      and, across currencies, a new quote (quote_id, RETURN_QUOTE_REQUIRED
+      without one); every refusal of ReturnTransfer applies. The recall is
+      ACCEPTED with return_transfer_id; the answer carries the return. An
+      acceptance takes no reason. Idempotent on return_id.
+    - REJECT: the recall is REJECTED with `reason`, an
+      ExternalPaymentCancellationRejection1Code, one of
+      AC04 ClosedAccountNumber, AGNT AgentDecision, AM04 InsufficientFunds,
+      ARDT AlreadyReturned, CUST CustomerDecision, LEGL LegalDecision,
+      NOAS NoAnswerFromCustomer, NOOR NoOriginalTransactionReceived (any
+      other: UNKNOWN_REASON_CODE). A second rejection is a replay. Nothing
+      moves.
+    - Deadline: the recall's deadline; at or after it the recall is expired
+      (RECALL_NOT_OPEN). A transfer can still be returned with
+      ReturnTransfer after its recall expired or was rejected.
+    - decision UNSPECIFIED or unknown: INVALID_ARGUMENT INVALID_ARGUMENT.
+    """
     WatchTransfers: _aio.UnaryStreamMultiCallable[_clearing_pb2.WatchTransfersRequest, _clearing_pb2.WatchTransfersResponse]  # type: ignore[assignment]
     """Status changes of the caller's transfers as a stream, from the caller's
     own change feed: every event is written in the transaction of the change
@@ -136,6 +513,13 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
       last event processed to get exactly the events after it: none missing,
       none repeated.
     - Without a token the stream starts now, or at `since`.
+    - Events (StatusEvent) report transfers that were accepted, reserved
+      (the creditor's cue to ConfirmTransfer), resolved (accepted, rejected,
+      expired or cancelled while reserved), settled gross, cancelled, or
+      whose cycles closed or settled; returns (transfers of their own); and
+      recalls of the caller's transfers that changed state (a REQUESTED one
+      is the creditor's cue to AnswerRecall). Both parties of a transfer
+      get its events.
     - Response headers are sent at once, before the first event.
     - At most `max_streams_per_bank` streams (default 8) per bank on each hub
       replica; another is RESOURCE_EXHAUSTED with reason TOO_MANY_STREAMS.
@@ -148,14 +532,49 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
 
 class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Bank-facing clearing. The debtor of every transfer is the calling bank,
-    taken from the caller's identity, never from the request.
+    taken from the caller's identity, never from the request. Every call here
+    is a bank's (principal bank:CODE, spiffe://remitnet/bank/CODE); the
+    operator is refused PERMISSION_DENIED BANK_ONLY, and has its own calls
+    (NettingService.CancelTransfer, ParticipantsService.SetConfirmationRequired).
+
+    The scheme lifecycle (payee confirmation, returns, recalls):
+    - Payee confirmation. A transfer whose creditor requires confirmation
+      (Bank.requires_confirmation, the operator's setting per bank), or whose
+      instruction asks for it (require_confirmation, confirmation_timeout), is
+      RESERVED: the debtor's headroom (and, across currencies, the FX
+      provider's, in the target currency) is held at once, but the transfer
+      is in no cycle and no position yet. The creditor answers with
+      ConfirmTransfer(s): ACCEPT nets it into the then-open cycle(s)
+      (ACCEPTED), REJECT releases it (REJECTED, with an ISO 20022 reason). No
+      answer by its confirmation_deadline: the hub itself expires it (EXPIRED,
+      reason AB05), with no request arriving, from the database's state, so
+      after a hub restart every reservation past its deadline is expired
+      once. The debtor may cancel it while it is still RESERVED
+      (CancelTransfer). Each of these releases exactly what was reserved.
+    - Returns (pacs.004). The creditor sends an accepted or settled transfer
+      back, whole, with ReturnTransfer: the return is a transfer of its own,
+      from the creditor to the debtor, netted at once.
+    - Recalls (camt.056 / camt.029). The debtor asks for an accepted or
+      settled transfer back with RecallTransfer; the creditor answers with
+      AnswerRecall within the hub's recall window: ACCEPT makes the return,
+      REJECT refuses with a reason; an unanswered recall expires. Once the
+      creditor has accepted a transfer (it is netted), the debtor can no
+      longer cancel it (TRANSFER_NOT_CANCELLABLE): it recalls it.
+    Reason codes are the ISO 20022 External Code Sets
+    (https://www.iso20022.org/catalogue-messages/additional-content-messages/external-code-sets),
+    4 upper-case characters; each call lists the codes it takes, and any
+    other is INVALID_ARGUMENT UNKNOWN_REASON_CODE.
+    WatchTransfers tells both parties of every step: a RESERVED transfer
+    event is the creditor's cue to confirm, a REQUESTED recall event its cue
+    to answer.
 
     Limits (every service of the hub; README "Limits"):
     - Messages: at most 4 MiB (4,194,304 bytes) in either direction, the
       default receive limit of grpc-java, grpc-go, grpc-js and the C core; a
       larger request is RESOURCE_EXHAUSTED from gRPC itself, nothing done.
-    - Batches: SubmitTransfers and CreateQuotes take at most 5,000 items,
-      UpdateRates 10,000; list calls return at most 1,000 per page.
+    - Batches: SubmitTransfers, ConfirmTransfers and CreateQuotes take at
+      most 5,000 items, UpdateRates 10,000; list calls return at most 1,000
+      per page.
     - Streams: at most max_streams_per_bank WatchTransfers streams per bank on
       each hub replica (default 8): RESOURCE_EXHAUSTED TOO_MANY_STREAMS.
     - Keepalive: clients may send HTTP/2 pings every 20 s or slower, also with
@@ -175,7 +594,10 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.SubmitTransferRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.SubmitTransferResponse, _abc.Awaitable[_clearing_pb2.SubmitTransferResponse]]:
-        """Clears one transfer. Idempotent on transfer_id."""
+        """Clears one transfer. Idempotent on transfer_id. A transfer to a creditor
+        that requires confirmation, or that asks for it, is answered RESERVED
+        (see TransferInstruction.require_confirmation).
+        """
 
     @_abc_1.abstractmethod
     def SubmitTransfers(
@@ -212,7 +634,184 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.CancelTransferRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.CancelTransferResponse, _abc.Awaitable[_clearing_pb2.CancelTransferResponse]]:
-        """Cancels an accepted transfer while its settlement cycle is still open."""
+        """The debtor cancels a transfer that is still RESERVED (awaiting the
+        creditor's confirmation): CANCELLED, its reservation released. Once the
+        creditor has accepted it (netted, or a transfer netted at once) the
+        debtor cannot cancel it: FAILED_PRECONDITION TRANSFER_NOT_CANCELLABLE;
+        ask the creditor for it back with RecallTransfer (the operator can
+        still cancel it in an open cycle: NettingService.CancelTransfer). A
+        gross, rejected or expired transfer is TRANSFER_NOT_CANCELLABLE too;
+        only the debtor may call it (NOT_TRANSFER_DEBTOR). Cancelling a
+        cancelled transfer again answers it as it is (idempotent). A RESERVED
+        transfer past its deadline has expired: the answer is the transfer,
+        EXPIRED (reason AB05), its reservation released all the same.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmTransfer(
+        self,
+        request: _clearing_pb2.ConfirmTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.ConfirmTransferResponse, _abc.Awaitable[_clearing_pb2.ConfirmTransferResponse]]:
+        """The creditor bank accepts or rejects a RESERVED transfer (payee
+        confirmation).
+        - Who: the transfer's creditor only (the debtor is FAILED_PRECONDITION
+          NOT_TRANSFER_CREDITOR; a bank that is neither party is NOT_FOUND
+          TRANSFER_NOT_FOUND).
+        - ACCEPT: the transfer is netted into the open cycle of its currency
+          (and of the creditor's currency for its creditor leg) at the time of
+          the answer: ACCEPTED, cycle_id set, resolved_at the answer's time. The
+          debtor's headroom does not change: what was held is now its position.
+          An acceptance carries no reason (INVALID_ARGUMENT INVALID_ARGUMENT).
+        - REJECT: REJECTED with `reason`, an ExternalStatusReason1Code, one of
+          AC01 IncorrectAccountNumber, AC04 ClosedAccountNumber,
+          AC06 BlockedAccount, AC07 ClosedCreditorAccountNumber,
+          AG01 TransactionForbidden, AG03 TransactionNotSupported,
+          AM05 Duplication, BE01 InconsistentWithEndCustomer,
+          BE05 UnrecognisedInitiatingParty, CNOR CreditorBankIsNotRegistered,
+          FF01 InvalidFileFormat, MS02 NotSpecifiedReasonCustomerGenerated,
+          MS03 NotSpecifiedReasonAgentGenerated, RC01 BankIdentifierIncorrect,
+          RR01 MissingDebtorAccountOrIdentification,
+          RR02 MissingDebtorNameOrAddress, RR03 MissingCreditorNameOrAddress,
+          RR04 RegulatoryReason (any other: INVALID_ARGUMENT
+          UNKNOWN_REASON_CODE). The reservation is released exactly.
+        - Deadline: the answer must arrive before the transfer's
+          confirmation_deadline. At or after it the transfer is expired (by the
+          hub within moments of the deadline, or by this call if it comes
+          first) and the answer is FAILED_PRECONDITION TRANSFER_EXPIRED: no
+          transfer is both accepted and expired.
+        - Idempotent: the same decision again answers the transfer as it is
+          with replayed = true (a second rejection is a replay whatever its
+          reason: the first one's stands). The other decision after one is
+          refused with the state it is in: TRANSFER_ALREADY_ACCEPTED (return it
+          instead), TRANSFER_REJECTED; a transfer the debtor cancelled is
+          TRANSFER_NOT_CANCELLABLE. A transfer netted at once never awaited
+          confirmation: TRANSFER_NOT_RESERVED.
+        - decision UNSPECIFIED or unknown: INVALID_ARGUMENT INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmTransfers(
+        self,
+        request: _clearing_pb2.ConfirmTransfersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.ConfirmTransfersResponse, _abc.Awaitable[_clearing_pb2.ConfirmTransfersResponse]]:
+        """ConfirmTransfer for up to 5,000 transfers (more: INVALID_ARGUMENT
+        BATCH_TOO_LARGE, none: EMPTY_BATCH, nothing decided), with one result
+        per item in request order. Items are independent, each decided as a
+        ConfirmTransfer call would decide it, in request order: one refusal
+        does not fail others. The answer fits the 4 MiB message limit at 5,000
+        items (transfers without remittance_info, as in SubmitTransfers).
+        """
+
+    @_abc_1.abstractmethod
+    def ReturnTransfer(
+        self,
+        request: _clearing_pb2.ReturnTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.ReturnTransferResponse, _abc.Awaitable[_clearing_pb2.ReturnTransferResponse]]:
+        """The creditor returns an accepted or settled transfer, whole (pacs.004
+        PaymentReturn).
+        - Who: the original transfer's creditor only (NOT_TRANSFER_CREDITOR;
+          neither party: NOT_FOUND TRANSFER_NOT_FOUND).
+        - What: the return is a transfer of its own, id `return_id`, with
+          return_of_transfer_id = the original and `reason` = the return reason:
+          from the caller (its debtor) to the original debtor (its creditor), of
+          exactly what the caller received (the original's creditor_amount, in
+          that currency), so a return never exceeds its original. It is netted
+          at once into the open cycle of that currency (never reserved, whatever
+          the original debtor's confirmation setting), against the caller's
+          headroom (FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY). The original
+          keeps its status and gets returned_by_transfer_id. A transfer is
+          returned at most once (FAILED_PRECONDITION ALREADY_RETURNED, with the
+          return's id); only an ACCEPTED, CLOSED or SETTLED transfer that is not
+          itself a return can be returned (TRANSFER_NOT_RETURNABLE). A return of
+          a recalled transfer answers its recall (ACCEPTED).
+        - Cross-currency: the return goes back through an FX provider at a NEW
+          quote, not the original's rate: quote_id names a quote the caller got
+          from FxService.CreateQuote with source_currency = the original's
+          creditor_amount currency, target_currency = the original's amount
+          currency and source_amount = the original's creditor_amount. A return
+          can come days later; holding a provider to the original rate would
+          give the returning side a free option and leave the provider a
+          position it never priced or funded, where a new quote is priced and
+          funded (its provider's headroom is checked) like any conversion. The
+          original debtor receives what that quote delivers (the return's
+          creditor_amount). Without a quote: FAILED_PRECONDITION
+          RETURN_QUOTE_REQUIRED (metadata: the currency and amount to quote). The
+          quote is checked as for any transfer (QUOTE_*). A same-currency return
+          takes no quote (INVALID_ARGUMENT INVALID_ARGUMENT, field quote_id).
+        - reason: an ExternalReturnReason1Code, one of AC01 IncorrectAccountNumber,
+          AC03 InvalidCreditorAccountNumber, AC04 ClosedAccountNumber,
+          AC06 BlockedAccount, AG01 TransactionForbidden, AM05 Duplication,
+          BE04 MissingCreditorAddress, CUST RequestedByCustomer,
+          FOCR FollowingCancellationRequest, FR01 Fraud,
+          MD07 EndCustomerDeceased, MS02 NotSpecifiedReasonCustomerGenerated,
+          MS03 NotSpecifiedReasonAgentGenerated, RC01 BankIdentifierIncorrect,
+          RR04 RegulatoryReason (any other: UNKNOWN_REASON_CODE).
+        - Idempotent on return_id (a UUID, not the original's id): the same
+          request again answers the return with replayed = true; the id with
+          other content is ALREADY_EXISTS DUPLICATE_WITH_DIFFERENT_CONTENT.
+        """
+
+    @_abc_1.abstractmethod
+    def RecallTransfer(
+        self,
+        request: _clearing_pb2.RecallTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.RecallTransferResponse, _abc.Awaitable[_clearing_pb2.RecallTransferResponse]]:
+        """The debtor asks the creditor for a transfer back (camt.056
+        FIToFIPaymentCancellationRequest): the recall is REQUESTED until the
+        creditor answers it (AnswerRecall) or the hub's recall window
+        (--recall-window, default 24 h) passes, when the hub expires it
+        (EXPIRED). Nothing moves until the creditor returns the transfer.
+        - Who: the transfer's debtor only (NOT_TRANSFER_DEBTOR; neither party:
+          NOT_FOUND TRANSFER_NOT_FOUND).
+        - What: an ACCEPTED, CLOSED or SETTLED transfer that is not a return and
+          not returned (TRANSFER_NOT_RETURNABLE, ALREADY_RETURNED); a RESERVED
+          one is cancelled instead (CancelTransfer). At most one recall per
+          transfer: another is ALREADY_EXISTS RECALL_EXISTS.
+        - reason: an ExternalCancellationReason1Code, one of
+          AC03 InvalidCreditorAccountNumber, AGNT IncorrectAgent,
+          AM09 WrongAmount, CURR IncorrectCurrency, CUST RequestedByCustomer,
+          CUTA CancelUponUnableToApply, DUPL DuplicatePayment,
+          FRAD FraudulentOrigin, TECH TechnicalProblem, UPAY UnduePayment (any
+          other: UNKNOWN_REASON_CODE). additional_info: at most 105 characters
+          (camt.056 AdditionalInformation, Max105Text), no control characters.
+        - Idempotent on recall_id (a UUID): the same request again answers the
+          recall as it is with replayed = true; the id with other content, or
+          another recall of the same transfer, is RECALL_EXISTS.
+        Both parties get a StatusEvent.recall for it and each later state.
+        """
+
+    @_abc_1.abstractmethod
+    def AnswerRecall(
+        self,
+        request: _clearing_pb2.AnswerRecallRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.AnswerRecallResponse, _abc.Awaitable[_clearing_pb2.AnswerRecallResponse]]:
+        """The creditor answers a transfer's recall (camt.029 ResolutionOfInvestigation).
+        - Who: the transfer's creditor only (NOT_TRANSFER_CREDITOR). No recall
+          for the transfer: NOT_FOUND RECALL_NOT_FOUND; answered already or
+          expired: FAILED_PRECONDITION RECALL_NOT_OPEN.
+        - ACCEPT: returns the transfer, as ReturnTransfer would, with return
+          reason FOCR (FollowingCancellationRequest), id return_id (required)
+          and, across currencies, a new quote (quote_id, RETURN_QUOTE_REQUIRED
+          without one); every refusal of ReturnTransfer applies. The recall is
+          ACCEPTED with return_transfer_id; the answer carries the return. An
+          acceptance takes no reason. Idempotent on return_id.
+        - REJECT: the recall is REJECTED with `reason`, an
+          ExternalPaymentCancellationRejection1Code, one of
+          AC04 ClosedAccountNumber, AGNT AgentDecision, AM04 InsufficientFunds,
+          ARDT AlreadyReturned, CUST CustomerDecision, LEGL LegalDecision,
+          NOAS NoAnswerFromCustomer, NOOR NoOriginalTransactionReceived (any
+          other: UNKNOWN_REASON_CODE). A second rejection is a replay. Nothing
+          moves.
+        - Deadline: the recall's deadline; at or after it the recall is expired
+          (RECALL_NOT_OPEN). A transfer can still be returned with
+          ReturnTransfer after its recall expired or was rejected.
+        - decision UNSPECIFIED or unknown: INVALID_ARGUMENT INVALID_ARGUMENT.
+        """
 
     @_abc_1.abstractmethod
     def WatchTransfers(
@@ -228,6 +827,13 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
           last event processed to get exactly the events after it: none missing,
           none repeated.
         - Without a token the stream starts now, or at `since`.
+        - Events (StatusEvent) report transfers that were accepted, reserved
+          (the creditor's cue to ConfirmTransfer), resolved (accepted, rejected,
+          expired or cancelled while reserved), settled gross, cancelled, or
+          whose cycles closed or settled; returns (transfers of their own); and
+          recalls of the caller's transfers that changed state (a REQUESTED one
+          is the creditor's cue to AnswerRecall). Both parties of a transfer
+          get its events.
         - Response headers are sent at once, before the first event.
         - At most `max_streams_per_bank` streams (default 8) per bank on each hub
           replica; another is RESOURCE_EXHAUSTED with reason TOO_MANY_STREAMS.

@@ -74,15 +74,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     INSUFFICIENT_LIQUIDITY: _ErrorReason.ValueType  # 12
     """FAILED_PRECONDITION. Metadata: bank, currency, headroom, amount.
     The amount exceeds the payer's headroom (balance + net debit cap +
-    unsettled net) in the currency. headroom is what the payer could still
+    unsettled net - reserved by its transfers awaiting confirmation) in the
+    currency. headroom is what the payer could still
     send (for a withdrawal: what can be withdrawn) when the item was decided,
     amount what was asked, both in minor units. GetPosition shows headroom
     before a payment is sized.
     """
     DUPLICATE_WITH_DIFFERENT_CONTENT: _ErrorReason.ValueType  # 13
     """ALREADY_EXISTS. Metadata: none.
-    The idempotency key (transfer, deposit or withdrawal id) exists with other
-    content; nothing was changed.
+    The idempotency key (transfer, return, deposit or withdrawal id) exists
+    with other content; nothing was changed.
     """
     EMPTY_BATCH: _ErrorReason.ValueType  # 14
     """INVALID_ARGUMENT. Metadata: none.
@@ -90,8 +91,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     BATCH_TOO_LARGE: _ErrorReason.ValueType  # 15
     """INVALID_ARGUMENT. Metadata: limit.
-    More items than a batch call takes (SubmitTransfers and CreateQuotes
-    5,000, UpdateRates 10,000); limit is the maximum.
+    More items than a batch call takes (SubmitTransfers, ConfirmTransfers
+    and CreateQuotes 5,000, UpdateRates 10,000); limit is the maximum.
     """
     MISSING_FIELD: _ErrorReason.ValueType  # 16
     """INVALID_ARGUMENT. Metadata: field, index (UpdateRates).
@@ -103,7 +104,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     NOT_TRANSFER_DEBTOR: _ErrorReason.ValueType  # 18
     """FAILED_PRECONDITION. Metadata: none.
-    Only the debtor bank can cancel a transfer.
+    Only the debtor bank can cancel or recall a transfer.
     """
     CYCLE_NOT_OPEN: _ErrorReason.ValueType  # 19
     """FAILED_PRECONDITION. Metadata: none.
@@ -118,8 +119,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     The cycle must be closed first.
     """
     TRANSFER_NOT_CANCELLABLE: _ErrorReason.ValueType  # 22
-    """FAILED_PRECONDITION. Metadata: none.
-    The transfer's cycle has closed, or it was settled gross.
+    """FAILED_PRECONDITION. Metadata: transfer_id.
+    The transfer's cycle has closed, it was settled gross, it is rejected or
+    expired (nothing is held any more), or, for the debtor's
+    ClearingService.CancelTransfer, the creditor has accepted it (it was
+    netted): ask the creditor for it back with RecallTransfer. Also a
+    ConfirmTransfer answer for a transfer the debtor cancelled.
     """
     CANCEL_EXCEEDS_CREDITOR_HEADROOM: _ErrorReason.ValueType  # 23
     """FAILED_PRECONDITION. Metadata: none.
@@ -240,7 +245,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     QUOTE_MISMATCH: _ErrorReason.ValueType  # 50
     """INVALID_ARGUMENT. Metadata: none.
-    The transfer's amount is not the quote's source amount.
+    The transfer's amount is not the quote's source amount; or a return's
+    quote does not buy the returned transfer's source currency.
     """
     RATE_STALE: _ErrorReason.ValueType  # 51
     """FAILED_PRECONDITION. Metadata: provider (whose rate).
@@ -312,6 +318,82 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     GetCycle, GetReconciliation: its own rows); no other call, and no other
     provider's rates.
     """
+    CONFIRMATION_TIMEOUT_OUT_OF_RANGE: _ErrorReason.ValueType  # 64
+    """The scheme lifecycle: payee confirmation, returns and recalls
+    (remitnet/clearing/v1/clearing.proto: ConfirmTransfer, ReturnTransfer,
+    RecallTransfer, AnswerRecall).
+
+    INVALID_ARGUMENT. Metadata: field, limit.
+    TransferInstruction.confirmation_timeout is negative or longer than the
+    hub's maximum reservation (--max-confirmation-timeout, default 30 s);
+    limit is that maximum in milliseconds.
+    """
+    GROSS_NOT_CONFIRMABLE: _ErrorReason.ValueType  # 65
+    """INVALID_ARGUMENT. Metadata: none.
+    A gross transfer settles at once: it cannot ask for the creditor's
+    confirmation (require_confirmation or confirmation_timeout).
+    """
+    NOT_TRANSFER_CREDITOR: _ErrorReason.ValueType  # 66
+    """FAILED_PRECONDITION. Metadata: none.
+    Only the transfer's creditor bank can confirm (accept or reject) or
+    return it, or answer its recall.
+    """
+    TRANSFER_NOT_RESERVED: _ErrorReason.ValueType  # 67
+    """FAILED_PRECONDITION. Metadata: none.
+    The transfer was netted at once: it never awaited confirmation (return
+    it instead of rejecting it).
+    """
+    TRANSFER_EXPIRED: _ErrorReason.ValueType  # 68
+    """FAILED_PRECONDITION. Metadata: transfer_id.
+    The transfer's confirmation deadline passed before the answer arrived:
+    the hub expired it (EXPIRED, reason AB05) and released its reservation.
+    """
+    TRANSFER_REJECTED: _ErrorReason.ValueType  # 69
+    """FAILED_PRECONDITION. Metadata: transfer_id.
+    An acceptance of a transfer the creditor rejected before.
+    """
+    TRANSFER_ALREADY_ACCEPTED: _ErrorReason.ValueType  # 70
+    """FAILED_PRECONDITION. Metadata: transfer_id.
+    A rejection of a transfer the creditor accepted before (return it
+    instead).
+    """
+    UNKNOWN_REASON_CODE: _ErrorReason.ValueType  # 71
+    """INVALID_ARGUMENT. Metadata: field.
+    A reason is not one of the ISO 20022 codes the call takes (each call's
+    documentation lists them; the status message does too).
+    """
+    TRANSFER_NOT_RETURNABLE: _ErrorReason.ValueType  # 72
+    """FAILED_PRECONDITION. Metadata: transfer_id.
+    Only an accepted (netted) or settled transfer can be returned or
+    recalled: not a reserved, rejected, expired or cancelled one, and not a
+    return. A reserved transfer is cancelled (debtor) or rejected
+    (creditor) instead.
+    """
+    ALREADY_RETURNED: _ErrorReason.ValueType  # 73
+    """FAILED_PRECONDITION. Metadata: transfer_id, return_id.
+    The transfer was returned already (return_id is its return); a
+    transfer is returned at most once, whole.
+    """
+    RETURN_QUOTE_REQUIRED: _ErrorReason.ValueType  # 74
+    """FAILED_PRECONDITION. Metadata: currency, amount.
+    The transfer was converted: its return needs a new quote (quote_id)
+    selling `amount` (minor units) of `currency`, what the creditor received,
+    into the original's source currency.
+    """
+    RECALL_EXISTS: _ErrorReason.ValueType  # 75
+    """ALREADY_EXISTS. Metadata: transfer_id, recall_id.
+    The transfer has a recall already (recall_id), or this recall_id is
+    taken with other content; a transfer is recalled at most once.
+    """
+    RECALL_NOT_FOUND: _ErrorReason.ValueType  # 76
+    """NOT_FOUND. Metadata: transfer_id.
+    The transfer has no recall to answer.
+    """
+    RECALL_NOT_OPEN: _ErrorReason.ValueType  # 77
+    """FAILED_PRECONDITION. Metadata: transfer_id.
+    The recall was answered already (accepted by a return, or rejected with
+    another answer) or expired unanswered.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """How the hub reports errors, for every service.
@@ -331,10 +413,11 @@ class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     hub), such as RESOURCE_EXHAUSTED for a message over the size limit, or
     DEADLINE_EXCEEDED, carries no ErrorInfo.
 
-    The batch calls (SubmitTransfers, CreateQuotes) answer each refused item
-    with `remitnet.clearing.v1.ItemError`: its `code` is the google.rpc.Code
-    number a unary call would have ended with, its `reason` one of these names,
-    its message at most 256 UTF-8 bytes. ItemError has no metadata.
+    The batch calls (SubmitTransfers, ConfirmTransfers, CreateQuotes) answer
+    each refused item with `remitnet.clearing.v1.ItemError`: its `code` is the
+    google.rpc.Code number a unary call would have ended with, its `reason`
+    one of these names, its message at most 256 UTF-8 bytes. ItemError has no
+    metadata.
 
     Each value's comment starts with the gRPC status code it comes with, then
     lists its ErrorInfo metadata keys. The numbers are stable and never
@@ -394,15 +477,16 @@ character the column cannot hold); only the item carrying it is refused.
 INSUFFICIENT_LIQUIDITY: ErrorReason.ValueType  # 12
 """FAILED_PRECONDITION. Metadata: bank, currency, headroom, amount.
 The amount exceeds the payer's headroom (balance + net debit cap +
-unsettled net) in the currency. headroom is what the payer could still
+unsettled net - reserved by its transfers awaiting confirmation) in the
+currency. headroom is what the payer could still
 send (for a withdrawal: what can be withdrawn) when the item was decided,
 amount what was asked, both in minor units. GetPosition shows headroom
 before a payment is sized.
 """
 DUPLICATE_WITH_DIFFERENT_CONTENT: ErrorReason.ValueType  # 13
 """ALREADY_EXISTS. Metadata: none.
-The idempotency key (transfer, deposit or withdrawal id) exists with other
-content; nothing was changed.
+The idempotency key (transfer, return, deposit or withdrawal id) exists
+with other content; nothing was changed.
 """
 EMPTY_BATCH: ErrorReason.ValueType  # 14
 """INVALID_ARGUMENT. Metadata: none.
@@ -410,8 +494,8 @@ A batch call without items.
 """
 BATCH_TOO_LARGE: ErrorReason.ValueType  # 15
 """INVALID_ARGUMENT. Metadata: limit.
-More items than a batch call takes (SubmitTransfers and CreateQuotes
-5,000, UpdateRates 10,000); limit is the maximum.
+More items than a batch call takes (SubmitTransfers, ConfirmTransfers
+and CreateQuotes 5,000, UpdateRates 10,000); limit is the maximum.
 """
 MISSING_FIELD: ErrorReason.ValueType  # 16
 """INVALID_ARGUMENT. Metadata: field, index (UpdateRates).
@@ -423,7 +507,7 @@ No transfer with this id that the caller is a party to.
 """
 NOT_TRANSFER_DEBTOR: ErrorReason.ValueType  # 18
 """FAILED_PRECONDITION. Metadata: none.
-Only the debtor bank can cancel a transfer.
+Only the debtor bank can cancel or recall a transfer.
 """
 CYCLE_NOT_OPEN: ErrorReason.ValueType  # 19
 """FAILED_PRECONDITION. Metadata: none.
@@ -438,8 +522,12 @@ CYCLE_NOT_CLOSED: ErrorReason.ValueType  # 21
 The cycle must be closed first.
 """
 TRANSFER_NOT_CANCELLABLE: ErrorReason.ValueType  # 22
-"""FAILED_PRECONDITION. Metadata: none.
-The transfer's cycle has closed, or it was settled gross.
+"""FAILED_PRECONDITION. Metadata: transfer_id.
+The transfer's cycle has closed, it was settled gross, it is rejected or
+expired (nothing is held any more), or, for the debtor's
+ClearingService.CancelTransfer, the creditor has accepted it (it was
+netted): ask the creditor for it back with RecallTransfer. Also a
+ConfirmTransfer answer for a transfer the debtor cancelled.
 """
 CANCEL_EXCEEDS_CREDITOR_HEADROOM: ErrorReason.ValueType  # 23
 """FAILED_PRECONDITION. Metadata: none.
@@ -560,7 +648,8 @@ The quote was issued to another bank.
 """
 QUOTE_MISMATCH: ErrorReason.ValueType  # 50
 """INVALID_ARGUMENT. Metadata: none.
-The transfer's amount is not the quote's source amount.
+The transfer's amount is not the quote's source amount; or a return's
+quote does not buy the returned transfer's source currency.
 """
 RATE_STALE: ErrorReason.ValueType  # 51
 """FAILED_PRECONDITION. Metadata: provider (whose rate).
@@ -631,5 +720,81 @@ publish and list its own rates (UpdateRates, ListRates) and make the
 reads a bank makes of itself (GetPosition, GetStatement, ListCycles,
 GetCycle, GetReconciliation: its own rows); no other call, and no other
 provider's rates.
+"""
+CONFIRMATION_TIMEOUT_OUT_OF_RANGE: ErrorReason.ValueType  # 64
+"""The scheme lifecycle: payee confirmation, returns and recalls
+(remitnet/clearing/v1/clearing.proto: ConfirmTransfer, ReturnTransfer,
+RecallTransfer, AnswerRecall).
+
+INVALID_ARGUMENT. Metadata: field, limit.
+TransferInstruction.confirmation_timeout is negative or longer than the
+hub's maximum reservation (--max-confirmation-timeout, default 30 s);
+limit is that maximum in milliseconds.
+"""
+GROSS_NOT_CONFIRMABLE: ErrorReason.ValueType  # 65
+"""INVALID_ARGUMENT. Metadata: none.
+A gross transfer settles at once: it cannot ask for the creditor's
+confirmation (require_confirmation or confirmation_timeout).
+"""
+NOT_TRANSFER_CREDITOR: ErrorReason.ValueType  # 66
+"""FAILED_PRECONDITION. Metadata: none.
+Only the transfer's creditor bank can confirm (accept or reject) or
+return it, or answer its recall.
+"""
+TRANSFER_NOT_RESERVED: ErrorReason.ValueType  # 67
+"""FAILED_PRECONDITION. Metadata: none.
+The transfer was netted at once: it never awaited confirmation (return
+it instead of rejecting it).
+"""
+TRANSFER_EXPIRED: ErrorReason.ValueType  # 68
+"""FAILED_PRECONDITION. Metadata: transfer_id.
+The transfer's confirmation deadline passed before the answer arrived:
+the hub expired it (EXPIRED, reason AB05) and released its reservation.
+"""
+TRANSFER_REJECTED: ErrorReason.ValueType  # 69
+"""FAILED_PRECONDITION. Metadata: transfer_id.
+An acceptance of a transfer the creditor rejected before.
+"""
+TRANSFER_ALREADY_ACCEPTED: ErrorReason.ValueType  # 70
+"""FAILED_PRECONDITION. Metadata: transfer_id.
+A rejection of a transfer the creditor accepted before (return it
+instead).
+"""
+UNKNOWN_REASON_CODE: ErrorReason.ValueType  # 71
+"""INVALID_ARGUMENT. Metadata: field.
+A reason is not one of the ISO 20022 codes the call takes (each call's
+documentation lists them; the status message does too).
+"""
+TRANSFER_NOT_RETURNABLE: ErrorReason.ValueType  # 72
+"""FAILED_PRECONDITION. Metadata: transfer_id.
+Only an accepted (netted) or settled transfer can be returned or
+recalled: not a reserved, rejected, expired or cancelled one, and not a
+return. A reserved transfer is cancelled (debtor) or rejected
+(creditor) instead.
+"""
+ALREADY_RETURNED: ErrorReason.ValueType  # 73
+"""FAILED_PRECONDITION. Metadata: transfer_id, return_id.
+The transfer was returned already (return_id is its return); a
+transfer is returned at most once, whole.
+"""
+RETURN_QUOTE_REQUIRED: ErrorReason.ValueType  # 74
+"""FAILED_PRECONDITION. Metadata: currency, amount.
+The transfer was converted: its return needs a new quote (quote_id)
+selling `amount` (minor units) of `currency`, what the creditor received,
+into the original's source currency.
+"""
+RECALL_EXISTS: ErrorReason.ValueType  # 75
+"""ALREADY_EXISTS. Metadata: transfer_id, recall_id.
+The transfer has a recall already (recall_id), or this recall_id is
+taken with other content; a transfer is recalled at most once.
+"""
+RECALL_NOT_FOUND: ErrorReason.ValueType  # 76
+"""NOT_FOUND. Metadata: transfer_id.
+The transfer has no recall to answer.
+"""
+RECALL_NOT_OPEN: ErrorReason.ValueType  # 77
+"""FAILED_PRECONDITION. Metadata: transfer_id.
+The recall was answered already (accepted by a return, or rejected with
+another answer) or expired unanswered.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

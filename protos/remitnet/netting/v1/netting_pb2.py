@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from remitnet.clearing.v1 import clearing_pb2 as remitnet_dot_clearing_dot_v1_dot_clearing__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!remitnet/netting/v1/netting.proto\x12\x13remitnet.netting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x0bNetPosition\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x0c\n\x04sent\x18\x02 \x01(\x03\x12\x10\n\x08received\x18\x03 \x01(\x03\x12\x0b\n\x03net\x18\x04 \x01(\x03\x12\x12\n\nsent_count\x18\x05 \x01(\x03\x12\x16\n\x0ereceived_count\x18\x06 \x01(\x03\"\x9d\x03\n\x05\x43ycle\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.remitnet.netting.v1.CycleState\x12-\n\topened_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nsettled_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etransfer_count\x18\x07 \x01(\x03\x12\x13\n\x0bgross_value\x18\x08 \x01(\x03\x12\x11\n\tnet_value\x18\t \x01(\x03\x12\x33\n\tpositions\x18\n \x03(\x0b\x32 .remitnet.netting.v1.NetPosition\x12=\n\x10\x61udit_chain_head\x18\x0b \x01(\x0b\x32#.remitnet.netting.v1.AuditChainHead\"0\n\x0e\x41uditChainHead\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0c\n\x04hash\x18\x02 \x01(\t\"|\n\x11ListCyclesRequest\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.remitnet.netting.v1.CycleState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Y\n\x12ListCyclesResponse\x12*\n\x06\x63ycles\x18\x01 \x03(\x0b\x32\x1a.remitnet.netting.v1.Cycle\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x0fGetCycleRequest\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\"=\n\x10GetCycleResponse\x12)\n\x05\x63ycle\x18\x01 \x01(\x0b\x32\x1a.remitnet.netting.v1.Cycle\"7\n\x11\x43loseCycleRequest\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x10\n\x08\x63ycle_id\x18\x02 \x01(\t\"l\n\x12\x43loseCycleResponse\x12*\n\x06\x63losed\x18\x01 \x01(\x0b\x32\x1a.remitnet.netting.v1.Cycle\x12*\n\x06opened\x18\x02 \x01(\x0b\x32\x1a.remitnet.netting.v1.Cycle\"9\n\x12GetPositionRequest\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"\x84\x02\n\x10\x43urrencyPosition\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\x12\x15\n\rnet_debit_cap\x18\x03 \x01(\x03\x12\x15\n\runsettled_net\x18\x04 \x01(\x03\x12\x10\n\x08headroom\x18\x05 \x01(\x03\x12\x15\n\ropen_cycle_id\x18\x06 \x01(\t\x12\x17\n\x0fopen_cycle_sent\x18\x07 \x01(\x03\x12\x1b\n\x13open_cycle_received\x18\x08 \x01(\x03\x12\x1d\n\x15open_cycle_sent_count\x18\t \x01(\x03\x12!\n\x19open_cycle_received_count\x18\n \x01(\x03\"\x8d\x01\n\x13GetPositionResponse\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x38\n\tpositions\x18\x02 \x03(\x0b\x32%.remitnet.netting.v1.CurrencyPosition\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*p\n\nCycleState\x12\x1b\n\x17\x43YCLE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43YCLE_STATE_OPEN\x10\x01\x12\x16\n\x12\x43YCLE_STATE_CLOSED\x10\x02\x12\x17\n\x13\x43YCLE_STATE_SETTLED\x10\x03\x32\x89\x03\n\x0eNettingService\x12]\n\nListCycles\x12&.remitnet.netting.v1.ListCyclesRequest\x1a\'.remitnet.netting.v1.ListCyclesResponse\x12W\n\x08GetCycle\x12$.remitnet.netting.v1.GetCycleRequest\x1a%.remitnet.netting.v1.GetCycleResponse\x12]\n\nCloseCycle\x12&.remitnet.netting.v1.CloseCycleRequest\x1a\'.remitnet.netting.v1.CloseCycleResponse\x12`\n\x0bGetPosition\x12\'.remitnet.netting.v1.GetPositionRequest\x1a(.remitnet.netting.v1.GetPositionResponseBs\n\x16io.remitnet.netting.v1P\x01ZAgithub.com/remitnet/remitnet/gen/go/remitnet/netting/v1;nettingv1\xaa\x02\x13Remitnet.Netting.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!remitnet/netting/v1/netting.proto\x12\x13remitnet.netting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#remitnet/clearing/v1/clearing.proto\"y\n\x0bNetPosition\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x0c\n\x04sent\x18\x02 \x01(\x03\x12\x10\n\x08received\x18\x03 \x01(\x03\x12\x0b\n\x03net\x18\x04 \x01(\x03\x12\x12\n\nsent_count\x18\x05 \x01(\x03\x12\x16\n\x0ereceived_count\x18\x06 \x01(\x03\"\x9d\x03\n\x05\x43ycle\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.remitnet.netting.v1.CycleState\x12-\n\topened_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nsettled_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etransfer_count\x18\x07 \x01(\x03\x12\x13\n\x0bgross_value\x18\x08 \x01(\x03\x12\x11\n\tnet_value\x18\t \x01(\x03\x12\x33\n\tpositions\x18\n \x03(\x0b\x32 .remitnet.netting.v1.NetPosition\x12=\n\x10\x61udit_chain_head\x18\x0b \x01(\x0b\x32#.remitnet.netting.v1.AuditChainHead\"0\n\x0e\x41uditChainHead\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0c\n\x04hash\x18\x02 \x01(\t\"|\n\x11ListCyclesRequest\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.remitnet.netting.v1.CycleState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Y\n\x12ListCyclesResponse\x12*\n\x06\x63ycles\x18\x01 \x03(\x0b\x32\x1a.remitnet.netting.v1.Cycle\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x0fGetCycleRequest\x12\x10\n\x08\x63ycle_id\x18\x01 \x01(\t\"=\n\x10GetCycleResponse\x12)\n\x05\x63ycle\x18\x01 \x01(\x0b\x32\x1a.remitnet.netting.v1.Cycle\"7\n\x11\x43loseCycleRequest\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x10\n\x08\x63ycle_id\x18\x02 \x01(\t\"l\n\x12\x43loseCycleResponse\x12*\n\x06\x63losed\x18\x01 \x01(\x0b\x32\x1a.remitnet.netting.v1.Cycle\x12*\n\x06opened\x18\x02 \x01(\x0b\x32\x1a.remitnet.netting.v1.Cycle\"9\n\x12GetPositionRequest\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"\x96\x02\n\x10\x43urrencyPosition\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\x12\x15\n\rnet_debit_cap\x18\x03 \x01(\x03\x12\x15\n\runsettled_net\x18\x04 \x01(\x03\x12\x10\n\x08headroom\x18\x05 \x01(\x03\x12\x15\n\ropen_cycle_id\x18\x06 \x01(\t\x12\x17\n\x0fopen_cycle_sent\x18\x07 \x01(\x03\x12\x1b\n\x13open_cycle_received\x18\x08 \x01(\x03\x12\x1d\n\x15open_cycle_sent_count\x18\t \x01(\x03\x12!\n\x19open_cycle_received_count\x18\n \x01(\x03\x12\x10\n\x08reserved\x18\x0b \x01(\x03\"\x8d\x01\n\x13GetPositionResponse\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x38\n\tpositions\x18\x02 \x03(\x0b\x32%.remitnet.netting.v1.CurrencyPosition\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x15\x43\x61ncelTransferRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x16\x43\x61ncelTransferResponse\x12\x30\n\x08transfer\x18\x01 \x01(\x0b\x32\x1e.remitnet.clearing.v1.Transfer*p\n\nCycleState\x12\x1b\n\x17\x43YCLE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43YCLE_STATE_OPEN\x10\x01\x12\x16\n\x12\x43YCLE_STATE_CLOSED\x10\x02\x12\x17\n\x13\x43YCLE_STATE_SETTLED\x10\x03\x32\xf4\x03\n\x0eNettingService\x12]\n\nListCycles\x12&.remitnet.netting.v1.ListCyclesRequest\x1a\'.remitnet.netting.v1.ListCyclesResponse\x12W\n\x08GetCycle\x12$.remitnet.netting.v1.GetCycleRequest\x1a%.remitnet.netting.v1.GetCycleResponse\x12]\n\nCloseCycle\x12&.remitnet.netting.v1.CloseCycleRequest\x1a\'.remitnet.netting.v1.CloseCycleResponse\x12`\n\x0bGetPosition\x12\'.remitnet.netting.v1.GetPositionRequest\x1a(.remitnet.netting.v1.GetPositionResponse\x12i\n\x0e\x43\x61ncelTransfer\x12*.remitnet.netting.v1.CancelTransferRequest\x1a+.remitnet.netting.v1.CancelTransferResponseBs\n\x16io.remitnet.netting.v1P\x01ZAgithub.com/remitnet/remitnet/gen/go/remitnet/netting/v1;nettingv1\xaa\x02\x13Remitnet.Netting.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +34,36 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'remitnet.netting.v1.netting
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\026io.remitnet.netting.v1P\001ZAgithub.com/remitnet/remitnet/gen/go/remitnet/netting/v1;nettingv1\252\002\023Remitnet.Netting.V1'
-  _globals['_CYCLESTATE']._serialized_start=1630
-  _globals['_CYCLESTATE']._serialized_end=1742
-  _globals['_NETPOSITION']._serialized_start=91
-  _globals['_NETPOSITION']._serialized_end=212
-  _globals['_CYCLE']._serialized_start=215
-  _globals['_CYCLE']._serialized_end=628
-  _globals['_AUDITCHAINHEAD']._serialized_start=630
-  _globals['_AUDITCHAINHEAD']._serialized_end=678
-  _globals['_LISTCYCLESREQUEST']._serialized_start=680
-  _globals['_LISTCYCLESREQUEST']._serialized_end=804
-  _globals['_LISTCYCLESRESPONSE']._serialized_start=806
-  _globals['_LISTCYCLESRESPONSE']._serialized_end=895
-  _globals['_GETCYCLEREQUEST']._serialized_start=897
-  _globals['_GETCYCLEREQUEST']._serialized_end=932
-  _globals['_GETCYCLERESPONSE']._serialized_start=934
-  _globals['_GETCYCLERESPONSE']._serialized_end=995
-  _globals['_CLOSECYCLEREQUEST']._serialized_start=997
-  _globals['_CLOSECYCLEREQUEST']._serialized_end=1052
-  _globals['_CLOSECYCLERESPONSE']._serialized_start=1054
-  _globals['_CLOSECYCLERESPONSE']._serialized_end=1162
-  _globals['_GETPOSITIONREQUEST']._serialized_start=1164
-  _globals['_GETPOSITIONREQUEST']._serialized_end=1221
-  _globals['_CURRENCYPOSITION']._serialized_start=1224
-  _globals['_CURRENCYPOSITION']._serialized_end=1484
-  _globals['_GETPOSITIONRESPONSE']._serialized_start=1487
-  _globals['_GETPOSITIONRESPONSE']._serialized_end=1628
-  _globals['_NETTINGSERVICE']._serialized_start=1745
-  _globals['_NETTINGSERVICE']._serialized_end=2138
+  _globals['_CYCLESTATE']._serialized_start=1823
+  _globals['_CYCLESTATE']._serialized_end=1935
+  _globals['_NETPOSITION']._serialized_start=128
+  _globals['_NETPOSITION']._serialized_end=249
+  _globals['_CYCLE']._serialized_start=252
+  _globals['_CYCLE']._serialized_end=665
+  _globals['_AUDITCHAINHEAD']._serialized_start=667
+  _globals['_AUDITCHAINHEAD']._serialized_end=715
+  _globals['_LISTCYCLESREQUEST']._serialized_start=717
+  _globals['_LISTCYCLESREQUEST']._serialized_end=841
+  _globals['_LISTCYCLESRESPONSE']._serialized_start=843
+  _globals['_LISTCYCLESRESPONSE']._serialized_end=932
+  _globals['_GETCYCLEREQUEST']._serialized_start=934
+  _globals['_GETCYCLEREQUEST']._serialized_end=969
+  _globals['_GETCYCLERESPONSE']._serialized_start=971
+  _globals['_GETCYCLERESPONSE']._serialized_end=1032
+  _globals['_CLOSECYCLEREQUEST']._serialized_start=1034
+  _globals['_CLOSECYCLEREQUEST']._serialized_end=1089
+  _globals['_CLOSECYCLERESPONSE']._serialized_start=1091
+  _globals['_CLOSECYCLERESPONSE']._serialized_end=1199
+  _globals['_GETPOSITIONREQUEST']._serialized_start=1201
+  _globals['_GETPOSITIONREQUEST']._serialized_end=1258
+  _globals['_CURRENCYPOSITION']._serialized_start=1261
+  _globals['_CURRENCYPOSITION']._serialized_end=1539
+  _globals['_GETPOSITIONRESPONSE']._serialized_start=1542
+  _globals['_GETPOSITIONRESPONSE']._serialized_end=1683
+  _globals['_CANCELTRANSFERREQUEST']._serialized_start=1685
+  _globals['_CANCELTRANSFERREQUEST']._serialized_end=1745
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_start=1747
+  _globals['_CANCELTRANSFERRESPONSE']._serialized_end=1821
+  _globals['_NETTINGSERVICE']._serialized_start=1938
+  _globals['_NETTINGSERVICE']._serialized_end=2438
 # @@protoc_insertion_point(module_scope)

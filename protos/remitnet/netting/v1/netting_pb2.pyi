@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from remitnet.clearing.v1 import clearing_pb2 as _clearing_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -360,6 +361,7 @@ class CurrencyPosition(_message.Message):
     OPEN_CYCLE_RECEIVED_FIELD_NUMBER: _builtins.int
     OPEN_CYCLE_SENT_COUNT_FIELD_NUMBER: _builtins.int
     OPEN_CYCLE_RECEIVED_COUNT_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
     currency: _builtins.str
     balance: _builtins.int
     """Ledger balance: prefunded and settled liquidity."""
@@ -370,7 +372,9 @@ class CurrencyPosition(_message.Message):
     negative: net debtor).
     """
     headroom: _builtins.int
-    """balance + net_debit_cap + unsettled_net: the most the bank can send now."""
+    """balance + net_debit_cap + unsettled_net - reserved: the most the bank
+    can send now.
+    """
     open_cycle_id: _builtins.str
     """The currency's open cycle, for example "USD-000042" (empty if none)."""
     open_cycle_sent: _builtins.int
@@ -380,6 +384,10 @@ class CurrencyPosition(_message.Message):
     open_cycle_received: _builtins.int
     open_cycle_sent_count: _builtins.int
     open_cycle_received_count: _builtins.int
+    reserved: _builtins.int
+    """Held by the bank's transfers awaiting their creditors' confirmation
+    (RESERVED): part of no position yet, but out of the headroom.
+    """
     def __init__(
         self,
         *,
@@ -393,10 +401,11 @@ class CurrencyPosition(_message.Message):
         open_cycle_received: _builtins.int = ...,
         open_cycle_sent_count: _builtins.int = ...,
         open_cycle_received_count: _builtins.int = ...,
+        reserved: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "currency", b"currency", "headroom", b"headroom", "net_debit_cap", b"net_debit_cap", "open_cycle_id", b"open_cycle_id", "open_cycle_received", b"open_cycle_received", "open_cycle_received_count", b"open_cycle_received_count", "open_cycle_sent", b"open_cycle_sent", "open_cycle_sent_count", b"open_cycle_sent_count", "unsettled_net", b"unsettled_net"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "currency", b"currency", "headroom", b"headroom", "net_debit_cap", b"net_debit_cap", "open_cycle_id", b"open_cycle_id", "open_cycle_received", b"open_cycle_received", "open_cycle_received_count", b"open_cycle_received_count", "open_cycle_sent", b"open_cycle_sent", "open_cycle_sent_count", b"open_cycle_sent_count", "reserved", b"reserved", "unsettled_net", b"unsettled_net"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -432,3 +441,50 @@ class GetPositionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPositionResponse: _TypeAlias = GetPositionResponse  # noqa: Y015
+
+@_typing.final
+class CancelTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    reason: _builtins.str
+    """Why the operator cancels it: recorded with the transfer and in the audit
+    trail.
+    """
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTransferRequest: _TypeAlias = CancelTransferRequest  # noqa: Y015
+
+@_typing.final
+class CancelTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transfer(self) -> _clearing_pb2.Transfer:
+        """As cancelled: CANCELLED, with the operator's reason."""
+
+    def __init__(
+        self,
+        *,
+        transfer: _clearing_pb2.Transfer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTransferResponse: _TypeAlias = CancelTransferResponse  # noqa: Y015

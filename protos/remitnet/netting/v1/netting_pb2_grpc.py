@@ -60,6 +60,11 @@ class NettingServiceStub:
                 request_serializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionRequest.SerializeToString,
                 response_deserializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionResponse.FromString,
                 _registered_method=True)
+        self.CancelTransfer = channel.unary_unary(
+                '/remitnet.netting.v1.NettingService/CancelTransfer',
+                request_serializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.CancelTransferRequest.SerializeToString,
+                response_deserializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.CancelTransferResponse.FromString,
+                _registered_method=True)
 
 
 class NettingServiceServicer:
@@ -93,14 +98,39 @@ class NettingServiceServicer:
 
     def GetPosition(self, request, context):
         """A bank's position per currency, to size a payment before sending it:
-        balance, net debit cap, unsettled net, headroom, and the bank's totals
-        in each currency's open cycle, all from one consistent read. A bank
+        balance, net debit cap, unsettled net, reserved, headroom, and the
+        bank's totals in each currency's open cycle, all from one consistent
+        read. A bank
         reads its own (bank_code empty or its own code; another bank's is
         NOT_FOUND UNKNOWN_PARTICIPANT, as for a code the hub does not know); the
         operator names any bank. A transfer of amount A in currency C clears
         (liquidity-wise) when A <= headroom of C; when it does not, the refusal
         is FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY with the headroom and the
         amount in its ErrorInfo metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTransfer(self, request, context):
+        """Operator: cancels a transfer, with a reason that is recorded (the
+        transfer's `reason`, and the operator audit trail's CancelTransfer
+        record with the principal who called).
+        - A RESERVED transfer (awaiting confirmation): CANCELLED, its
+        reservation released exactly.
+        - An ACCEPTED (netted) one, which its debtor can no longer cancel:
+        taken out of its cycle(s) while they are still open (FAILED_PRECONDITION
+        CYCLE_NOT_OPEN once one closed), if the creditor's limit still holds
+        after losing the credit (CANCEL_EXCEEDS_CREDITOR_HEADROOM). Both
+        parties get a CANCELLED transfer event.
+        - Gross, rejected and expired transfers, returns and returned transfers
+        are final (TRANSFER_NOT_CANCELLABLE); a RESERVED one past its deadline
+        is answered EXPIRED (reason AB05); a cancelled one is answered as it is (the
+        first reason stands), so the call is safe to retry.
+        - reason: required (INVALID_ARGUMENT MISSING_FIELD), at most 140
+        characters (INVALID_ARGUMENT), no control characters.
+        - A bank calling it is PERMISSION_DENIED OPERATOR_ONLY (a debtor cancels
+        its reserved transfers with ClearingService.CancelTransfer).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +158,11 @@ def add_NettingServiceServicer_to_server(servicer, server):
                     servicer.GetPosition,
                     request_deserializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionRequest.FromString,
                     response_serializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionResponse.SerializeToString,
+            ),
+            'CancelTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTransfer,
+                    request_deserializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.CancelTransferRequest.FromString,
+                    response_serializer=remitnet_dot_netting_dot_v1_dot_netting__pb2.CancelTransferResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -244,6 +279,33 @@ class NettingService:
             '/remitnet.netting.v1.NettingService/GetPosition',
             remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionRequest.SerializeToString,
             remitnet_dot_netting_dot_v1_dot_netting__pb2.GetPositionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remitnet.netting.v1.NettingService/CancelTransfer',
+            remitnet_dot_netting_dot_v1_dot_netting__pb2.CancelTransferRequest.SerializeToString,
+            remitnet_dot_netting_dot_v1_dot_netting__pb2.CancelTransferResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,14 +47,35 @@ class NettingServiceStub:
     """
     GetPosition: _grpc.UnaryUnaryMultiCallable[_netting_pb2.GetPositionRequest, _netting_pb2.GetPositionResponse]
     """A bank's position per currency, to size a payment before sending it:
-    balance, net debit cap, unsettled net, headroom, and the bank's totals
-    in each currency's open cycle, all from one consistent read. A bank
+    balance, net debit cap, unsettled net, reserved, headroom, and the
+    bank's totals in each currency's open cycle, all from one consistent
+    read. A bank
     reads its own (bank_code empty or its own code; another bank's is
     NOT_FOUND UNKNOWN_PARTICIPANT, as for a code the hub does not know); the
     operator names any bank. A transfer of amount A in currency C clears
     (liquidity-wise) when A <= headroom of C; when it does not, the refusal
     is FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY with the headroom and the
     amount in its ErrorInfo metadata.
+    """
+    CancelTransfer: _grpc.UnaryUnaryMultiCallable[_netting_pb2.CancelTransferRequest, _netting_pb2.CancelTransferResponse]
+    """Operator: cancels a transfer, with a reason that is recorded (the
+    transfer's `reason`, and the operator audit trail's CancelTransfer
+    record with the principal who called).
+    - A RESERVED transfer (awaiting confirmation): CANCELLED, its
+      reservation released exactly.
+    - An ACCEPTED (netted) one, which its debtor can no longer cancel:
+      taken out of its cycle(s) while they are still open (FAILED_PRECONDITION
+      CYCLE_NOT_OPEN once one closed), if the creditor's limit still holds
+      after losing the credit (CANCEL_EXCEEDS_CREDITOR_HEADROOM). Both
+      parties get a CANCELLED transfer event.
+    - Gross, rejected and expired transfers, returns and returned transfers
+      are final (TRANSFER_NOT_CANCELLABLE); a RESERVED one past its deadline
+      is answered EXPIRED (reason AB05); a cancelled one is answered as it is (the
+      first reason stands), so the call is safe to retry.
+    - reason: required (INVALID_ARGUMENT MISSING_FIELD), at most 140
+      characters (INVALID_ARGUMENT), no control characters.
+    - A bank calling it is PERMISSION_DENIED OPERATOR_ONLY (a debtor cancels
+      its reserved transfers with ClearingService.CancelTransfer).
     """
 
 @_typing.type_check_only
@@ -76,14 +97,35 @@ class NettingServiceAsyncStub(NettingServiceStub):
     """
     GetPosition: _aio.UnaryUnaryMultiCallable[_netting_pb2.GetPositionRequest, _netting_pb2.GetPositionResponse]  # type: ignore[assignment]
     """A bank's position per currency, to size a payment before sending it:
-    balance, net debit cap, unsettled net, headroom, and the bank's totals
-    in each currency's open cycle, all from one consistent read. A bank
+    balance, net debit cap, unsettled net, reserved, headroom, and the
+    bank's totals in each currency's open cycle, all from one consistent
+    read. A bank
     reads its own (bank_code empty or its own code; another bank's is
     NOT_FOUND UNKNOWN_PARTICIPANT, as for a code the hub does not know); the
     operator names any bank. A transfer of amount A in currency C clears
     (liquidity-wise) when A <= headroom of C; when it does not, the refusal
     is FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY with the headroom and the
     amount in its ErrorInfo metadata.
+    """
+    CancelTransfer: _aio.UnaryUnaryMultiCallable[_netting_pb2.CancelTransferRequest, _netting_pb2.CancelTransferResponse]  # type: ignore[assignment]
+    """Operator: cancels a transfer, with a reason that is recorded (the
+    transfer's `reason`, and the operator audit trail's CancelTransfer
+    record with the principal who called).
+    - A RESERVED transfer (awaiting confirmation): CANCELLED, its
+      reservation released exactly.
+    - An ACCEPTED (netted) one, which its debtor can no longer cancel:
+      taken out of its cycle(s) while they are still open (FAILED_PRECONDITION
+      CYCLE_NOT_OPEN once one closed), if the creditor's limit still holds
+      after losing the credit (CANCEL_EXCEEDS_CREDITOR_HEADROOM). Both
+      parties get a CANCELLED transfer event.
+    - Gross, rejected and expired transfers, returns and returned transfers
+      are final (TRANSFER_NOT_CANCELLABLE); a RESERVED one past its deadline
+      is answered EXPIRED (reason AB05); a cancelled one is answered as it is (the
+      first reason stands), so the call is safe to retry.
+    - reason: required (INVALID_ARGUMENT MISSING_FIELD), at most 140
+      characters (INVALID_ARGUMENT), no control characters.
+    - A bank calling it is PERMISSION_DENIED OPERATOR_ONLY (a debtor cancels
+      its reserved transfers with ClearingService.CancelTransfer).
     """
 
 class NettingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -126,14 +168,41 @@ class NettingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_netting_pb2.GetPositionResponse, _abc.Awaitable[_netting_pb2.GetPositionResponse]]:
         """A bank's position per currency, to size a payment before sending it:
-        balance, net debit cap, unsettled net, headroom, and the bank's totals
-        in each currency's open cycle, all from one consistent read. A bank
+        balance, net debit cap, unsettled net, reserved, headroom, and the
+        bank's totals in each currency's open cycle, all from one consistent
+        read. A bank
         reads its own (bank_code empty or its own code; another bank's is
         NOT_FOUND UNKNOWN_PARTICIPANT, as for a code the hub does not know); the
         operator names any bank. A transfer of amount A in currency C clears
         (liquidity-wise) when A <= headroom of C; when it does not, the refusal
         is FAILED_PRECONDITION INSUFFICIENT_LIQUIDITY with the headroom and the
         amount in its ErrorInfo metadata.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelTransfer(
+        self,
+        request: _netting_pb2.CancelTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_netting_pb2.CancelTransferResponse, _abc.Awaitable[_netting_pb2.CancelTransferResponse]]:
+        """Operator: cancels a transfer, with a reason that is recorded (the
+        transfer's `reason`, and the operator audit trail's CancelTransfer
+        record with the principal who called).
+        - A RESERVED transfer (awaiting confirmation): CANCELLED, its
+          reservation released exactly.
+        - An ACCEPTED (netted) one, which its debtor can no longer cancel:
+          taken out of its cycle(s) while they are still open (FAILED_PRECONDITION
+          CYCLE_NOT_OPEN once one closed), if the creditor's limit still holds
+          after losing the credit (CANCEL_EXCEEDS_CREDITOR_HEADROOM). Both
+          parties get a CANCELLED transfer event.
+        - Gross, rejected and expired transfers, returns and returned transfers
+          are final (TRANSFER_NOT_CANCELLABLE); a RESERVED one past its deadline
+          is answered EXPIRED (reason AB05); a cancelled one is answered as it is (the
+          first reason stands), so the call is safe to retry.
+        - reason: required (INVALID_ARGUMENT MISSING_FIELD), at most 140
+          characters (INVALID_ARGUMENT), no control characters.
+        - A bank calling it is PERMISSION_DENIED OPERATOR_ONLY (a debtor cancels
+          its reserved transfers with ClearingService.CancelTransfer).
         """
 
 def add_NettingServiceServicer_to_server(servicer: NettingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

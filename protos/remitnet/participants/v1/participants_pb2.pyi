@@ -88,6 +88,7 @@ class Account(_message.Message):
     NET_DEBIT_CAP_FIELD_NUMBER: _builtins.int
     UNSETTLED_NET_FIELD_NUMBER: _builtins.int
     HEADROOM_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
     bank_code: _builtins.str
     currency: _builtins.str
     balance: _builtins.int
@@ -97,7 +98,14 @@ class Account(_message.Message):
     unsettled_net: _builtins.int
     """Net of all accepted, not yet settled transfers (negative: net debtor)."""
     headroom: _builtins.int
-    """balance + net_debit_cap + unsettled_net: what the bank can still send."""
+    """balance + net_debit_cap + unsettled_net - reserved: what the bank can
+    still send.
+    """
+    reserved: _builtins.int
+    """Held by the bank's transfers awaiting their creditors' confirmation
+    (RESERVED), minor units; released when they are accepted (then part of
+    unsettled_net), rejected, expired or cancelled.
+    """
     def __init__(
         self,
         *,
@@ -107,10 +115,11 @@ class Account(_message.Message):
         net_debit_cap: _builtins.int = ...,
         unsettled_net: _builtins.int = ...,
         headroom: _builtins.int = ...,
+        reserved: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "bank_code", b"bank_code", "currency", b"currency", "headroom", b"headroom", "net_debit_cap", b"net_debit_cap", "unsettled_net", b"unsettled_net"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "bank_code", b"bank_code", "currency", b"currency", "headroom", b"headroom", "net_debit_cap", b"net_debit_cap", "reserved", b"reserved", "unsettled_net", b"unsettled_net"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -127,12 +136,15 @@ class Bank(_message.Message):
     ACCOUNTS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
+    REQUIRES_CONFIRMATION_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Short upper-case code, for example "BANKUS01"."""
     name: _builtins.str
     home_region: _builtins.str
     """Home region, for example "us-east1"; rows of this bank live there."""
     status: Global___BankStatus.ValueType
+    requires_confirmation: _builtins.bool
+    """Transfers to this bank await its confirmation (SetConfirmationRequired)."""
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Account]: ...
     @_builtins.property
@@ -153,10 +165,11 @@ class Bank(_message.Message):
         accounts: _abc.Iterable[Global___Account] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         roles: _abc.Iterable[Global___ParticipantRole.ValueType] | None = ...,
+        requires_confirmation: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "code", b"code", "created_at", b"created_at", "home_region", b"home_region", "name", b"name", "roles", b"roles", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "code", b"code", "created_at", b"created_at", "home_region", b"home_region", "name", b"name", "requires_confirmation", b"requires_confirmation", "roles", b"roles", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -171,9 +184,15 @@ class CreateBankRequest(_message.Message):
     HOME_REGION_FIELD_NUMBER: _builtins.int
     CURRENCIES_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
+    REQUIRES_CONFIRMATION_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     name: _builtins.str
     home_region: _builtins.str
+    requires_confirmation: _builtins.bool
+    """Transfers to the bank await its confirmation from the start (see
+    SetConfirmationRequired). Part of the request's content: the same code
+    again with another value is ALREADY_EXISTS BANK_EXISTS.
+    """
     @_builtins.property
     def currencies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Currencies to open accounts in right away."""
@@ -195,10 +214,11 @@ class CreateBankRequest(_message.Message):
         home_region: _builtins.str = ...,
         currencies: _abc.Iterable[_builtins.str] | None = ...,
         roles: _abc.Iterable[Global___ParticipantRole.ValueType] | None = ...,
+        requires_confirmation: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "currencies", b"currencies", "home_region", b"home_region", "name", b"name", "roles", b"roles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "currencies", b"currencies", "home_region", b"home_region", "name", b"name", "requires_confirmation", b"requires_confirmation", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -564,3 +584,45 @@ class ResumeBankResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeBankResponse: _TypeAlias = ResumeBankResponse  # noqa: Y015
+
+@_typing.final
+class SetConfirmationRequiredRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    required: _builtins.bool
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        required: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "required", b"required"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetConfirmationRequiredRequest: _TypeAlias = SetConfirmationRequiredRequest  # noqa: Y015
+
+@_typing.final
+class SetConfirmationRequiredResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bank(self) -> Global___Bank: ...
+    def __init__(
+        self,
+        *,
+        bank: Global___Bank | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bank", b"bank"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetConfirmationRequiredResponse: _TypeAlias = SetConfirmationRequiredResponse  # noqa: Y015

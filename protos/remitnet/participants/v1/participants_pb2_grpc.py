@@ -92,6 +92,11 @@ class ParticipantsServiceStub:
                 request_serializer=remitnet_dot_participants_dot_v1_dot_participants__pb2.ResumeBankRequest.SerializeToString,
                 response_deserializer=remitnet_dot_participants_dot_v1_dot_participants__pb2.ResumeBankResponse.FromString,
                 _registered_method=True)
+        self.SetConfirmationRequired = channel.unary_unary(
+                '/remitnet.participants.v1.ParticipantsService/SetConfirmationRequired',
+                request_serializer=remitnet_dot_participants_dot_v1_dot_participants__pb2.SetConfirmationRequiredRequest.SerializeToString,
+                response_deserializer=remitnet_dot_participants_dot_v1_dot_participants__pb2.SetConfirmationRequiredResponse.FromString,
+                _registered_method=True)
 
 
 class ParticipantsServiceServicer:
@@ -171,6 +176,20 @@ class ParticipantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetConfirmationRequired(self, request, context):
+        """Whether the bank's incoming transfers await its confirmation (payee
+        confirmation, remitnet/clearing/v1/clearing.proto ConfirmTransfer):
+        with `required`, every netted transfer to it submitted from now on is
+        RESERVED until it accepts or rejects it or the hub expires it; without,
+        they are netted at once (unless the debtor asks for confirmation).
+        Transfers already reserved stay so. Returns are never reserved. Setting
+        what the bank has already is a no-op (no audit record); a change is
+        recorded in the operator audit trail (SetConfirmationRequired).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParticipantsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +237,11 @@ def add_ParticipantsServiceServicer_to_server(servicer, server):
                     servicer.ResumeBank,
                     request_deserializer=remitnet_dot_participants_dot_v1_dot_participants__pb2.ResumeBankRequest.FromString,
                     response_serializer=remitnet_dot_participants_dot_v1_dot_participants__pb2.ResumeBankResponse.SerializeToString,
+            ),
+            'SetConfirmationRequired': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetConfirmationRequired,
+                    request_deserializer=remitnet_dot_participants_dot_v1_dot_participants__pb2.SetConfirmationRequiredRequest.FromString,
+                    response_serializer=remitnet_dot_participants_dot_v1_dot_participants__pb2.SetConfirmationRequiredResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -476,6 +500,33 @@ class ParticipantsService:
             '/remitnet.participants.v1.ParticipantsService/ResumeBank',
             remitnet_dot_participants_dot_v1_dot_participants__pb2.ResumeBankRequest.SerializeToString,
             remitnet_dot_participants_dot_v1_dot_participants__pb2.ResumeBankResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetConfirmationRequired(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remitnet.participants.v1.ParticipantsService/SetConfirmationRequired',
+            remitnet_dot_participants_dot_v1_dot_participants__pb2.SetConfirmationRequiredRequest.SerializeToString,
+            remitnet_dot_participants_dot_v1_dot_participants__pb2.SetConfirmationRequiredResponse.FromString,
             options,
             channel_credentials,
             insecure,

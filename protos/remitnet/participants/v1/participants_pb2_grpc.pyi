@@ -63,6 +63,16 @@ class ParticipantsServiceStub:
     SetNetDebitCap: _grpc.UnaryUnaryMultiCallable[_participants_pb2.SetNetDebitCapRequest, _participants_pb2.SetNetDebitCapResponse]
     SuspendBank: _grpc.UnaryUnaryMultiCallable[_participants_pb2.SuspendBankRequest, _participants_pb2.SuspendBankResponse]
     ResumeBank: _grpc.UnaryUnaryMultiCallable[_participants_pb2.ResumeBankRequest, _participants_pb2.ResumeBankResponse]
+    SetConfirmationRequired: _grpc.UnaryUnaryMultiCallable[_participants_pb2.SetConfirmationRequiredRequest, _participants_pb2.SetConfirmationRequiredResponse]
+    """Whether the bank's incoming transfers await its confirmation (payee
+    confirmation, remitnet/clearing/v1/clearing.proto ConfirmTransfer):
+    with `required`, every netted transfer to it submitted from now on is
+    RESERVED until it accepts or rejects it or the hub expires it; without,
+    they are netted at once (unless the debtor asks for confirmation).
+    Transfers already reserved stay so. Returns are never reserved. Setting
+    what the bank has already is a no-op (no audit record); a change is
+    recorded in the operator audit trail (SetConfirmationRequired).
+    """
 
 @_typing.type_check_only
 class ParticipantsServiceAsyncStub(ParticipantsServiceStub):
@@ -99,6 +109,16 @@ class ParticipantsServiceAsyncStub(ParticipantsServiceStub):
     SetNetDebitCap: _aio.UnaryUnaryMultiCallable[_participants_pb2.SetNetDebitCapRequest, _participants_pb2.SetNetDebitCapResponse]  # type: ignore[assignment]
     SuspendBank: _aio.UnaryUnaryMultiCallable[_participants_pb2.SuspendBankRequest, _participants_pb2.SuspendBankResponse]  # type: ignore[assignment]
     ResumeBank: _aio.UnaryUnaryMultiCallable[_participants_pb2.ResumeBankRequest, _participants_pb2.ResumeBankResponse]  # type: ignore[assignment]
+    SetConfirmationRequired: _aio.UnaryUnaryMultiCallable[_participants_pb2.SetConfirmationRequiredRequest, _participants_pb2.SetConfirmationRequiredResponse]  # type: ignore[assignment]
+    """Whether the bank's incoming transfers await its confirmation (payee
+    confirmation, remitnet/clearing/v1/clearing.proto ConfirmTransfer):
+    with `required`, every netted transfer to it submitted from now on is
+    RESERVED until it accepts or rejects it or the hub expires it; without,
+    they are netted at once (unless the debtor asks for confirmation).
+    Transfers already reserved stay so. Returns are never reserved. Setting
+    what the bank has already is a no-op (no audit record); a change is
+    recorded in the operator audit trail (SetConfirmationRequired).
+    """
 
 class ParticipantsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Operator-facing management of participants (partner banks and FX
@@ -186,5 +206,21 @@ class ParticipantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _participants_pb2.ResumeBankRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_participants_pb2.ResumeBankResponse, _abc.Awaitable[_participants_pb2.ResumeBankResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetConfirmationRequired(
+        self,
+        request: _participants_pb2.SetConfirmationRequiredRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_participants_pb2.SetConfirmationRequiredResponse, _abc.Awaitable[_participants_pb2.SetConfirmationRequiredResponse]]:
+        """Whether the bank's incoming transfers await its confirmation (payee
+        confirmation, remitnet/clearing/v1/clearing.proto ConfirmTransfer):
+        with `required`, every netted transfer to it submitted from now on is
+        RESERVED until it accepts or rejects it or the hub expires it; without,
+        they are netted at once (unless the debtor asks for confirmation).
+        Transfers already reserved stay so. Returns are never reserved. Setting
+        what the bank has already is a no-op (no audit record); a change is
+        recorded in the operator audit trail (SetConfirmationRequired).
+        """
 
 def add_ParticipantsServiceServicer_to_server(servicer: ParticipantsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

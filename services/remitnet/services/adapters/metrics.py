@@ -90,12 +90,180 @@ TRANSFER_REASONS = (
     "QUOTE_USED",
     "QUOTE_NOT_OWNED",
     "QUOTE_MISMATCH",
+    "CONFIRMATION_TIMEOUT_OUT_OF_RANGE",
+    "GROSS_NOT_CONFIRMABLE",
 )
 
 
 TRANSFERS_CANCELLED = Counter(
-    "remitnet_transfers_cancelled_total", "Transfers cancelled while their cycle was open.", []
+    "remitnet_transfers_cancelled_total",
+    "Transfers cancelled, by whom (debtor, operator) and what they were (reserved: awaiting "
+    "confirmation, its reservation released; netted: taken out of its open cycle).",
+    ["by", "state"],
 )
+
+# Scheme lifecycle: payee confirmation, expiry, returns, recalls.
+RESERVATIONS = Counter(
+    "remitnet_reservations_total",
+    "Transfers awaiting the creditor's confirmation, by outcome: reserved (taken), then "
+    "once each accepted, rejected (reason: the creditor's ExternalStatusReason1Code), "
+    "expired (reason AB05: unanswered by its deadline) or cancelled.",
+    ["outcome", "reason"],
+)
+RETURNS = Counter(
+    "remitnet_returns_total",
+    "Returns netted (pacs.004), by ExternalReturnReason1Code (FOCR: answering a recall).",
+    ["reason"],
+)
+RETURN_VALUE = Counter(
+    "remitnet_return_value_minor_total",
+    "Value of the returns netted, in minor units of the currency returned.",
+    ["currency"],
+)
+RECALLS = Counter(
+    "remitnet_recalls_total",
+    "Recalls (camt.056) by event: requested (reason: ExternalCancellationReason1Code), "
+    "accepted (answered by a return), rejected (reason: the creditor's camt.029 code), "
+    "expired (unanswered within the window).",
+    ["event", "reason"],
+)
+LIFECYCLE_REFUSALS = Counter(
+    "remitnet_lifecycle_refusals_total",
+    "Lifecycle requests refused, by operation (confirm, return, recall, answer_recall, "
+    "cancel, operator_cancel) and reason code: each item once.",
+    ["operation", "reason"],
+)
+LIFECYCLE_REPLAYS = Counter(
+    "remitnet_lifecycle_replays_total",
+    "Lifecycle requests that repeated an earlier one and changed nothing, by operation.",
+    ["operation"],
+)
+EXPIRY_SECONDS = Histogram(
+    "remitnet_expiry_duration_seconds",
+    "Duration of one expiry transaction that expired something, retries included.",
+    buckets=LATENCY_BUCKETS,
+)
+# From the database (the collector), per creditor bank: the bank that has to answer.
+RESERVATIONS_OPEN = Gauge(
+    "remitnet_reservations_open",
+    "Transfers awaiting the confirmation of the creditor bank.",
+    ["bank"],
+)
+RESERVATIONS_EXPIRING = Gauge(
+    "remitnet_reservations_expiring",
+    "Transfers awaiting the confirmation of the creditor bank whose deadline is within "
+    "`within` (or past).",
+    ["bank", "within"],
+)
+RESERVATIONS_OLDEST_DEADLINE = Gauge(
+    "remitnet_reservations_oldest_deadline_timestamp_seconds",
+    "Unix time of the earliest deadline of a transfer still awaiting confirmation (0: none). "
+    "The expirer keeps it in the future; one in the past is a reservation not expired.",
+)
+RECALLS_OPEN = Gauge(
+    "remitnet_recalls_open",
+    "Recalls awaiting the answer of the creditor bank.",
+    ["bank"],
+)
+RECALLS_EXPIRING = Gauge(
+    "remitnet_recalls_expiring",
+    "Recalls awaiting the answer of the creditor bank whose window ends within `within`.",
+    ["bank", "within"],
+)
+RECALLS_OLDEST_OPEN = Gauge(
+    "remitnet_recalls_oldest_open_timestamp_seconds",
+    "Unix time at which the oldest recall awaiting the creditor bank's answer was requested "
+    "(0: none).",
+    ["bank"],
+)
+#: The gauges' `within` labels, and the horizons they count.
+RESERVATIONS_EXPIRING_WITHIN = ("5s", 5.0)
+RECALLS_EXPIRING_WITHIN = ("1h", 3600.0)
+
+#: The label values of the lifecycle counters known in advance (the ISO
+#: 20022 code tables of domain/lifecycle.py, which a test keeps equal).
+REJECT_REASONS = (
+    "AC01", "AC04", "AC06", "AC07", "AG01", "AG03", "AM05", "BE01", "BE05",
+    "CNOR", "FF01", "MS02", "MS03", "RC01", "RR01", "RR02", "RR03", "RR04",
+)  # fmt: skip
+EXPIRY_REASON = "AB05"
+RETURN_REASONS = (
+    "AC01", "AC03", "AC04", "AC06", "AG01", "AM05", "BE04", "CUST",
+    "FOCR", "FR01", "MD07", "MS02", "MS03", "RC01", "RR04",
+)  # fmt: skip
+RECALL_REASONS = (
+    "AC03", "AGNT", "AM09", "CURR", "CUST", "CUTA", "DUPL", "FRAD", "TECH", "UPAY",
+)  # fmt: skip
+RECALL_REJECT_REASONS = ("AC04", "AGNT", "AM04", "ARDT", "CUST", "LEGL", "NOAS", "NOOR")
+#: Per lifecycle operation, the reasons its requests are refused for.
+LIFECYCLE_REFUSAL_REASONS: dict[str, tuple[str, ...]] = {
+    "confirm": (
+        "INVALID_TRANSFER_ID",
+        "INVALID_ARGUMENT",
+        "UNKNOWN_REASON_CODE",
+        "TRANSFER_NOT_FOUND",
+        "NOT_TRANSFER_CREDITOR",
+        "TRANSFER_NOT_RESERVED",
+        "TRANSFER_EXPIRED",
+        "TRANSFER_REJECTED",
+        "TRANSFER_ALREADY_ACCEPTED",
+        "TRANSFER_NOT_CANCELLABLE",
+        "CYCLE_NOT_OPEN",
+        "AMOUNT_OUT_OF_RANGE",
+    ),
+    "return": (
+        "MISSING_FIELD",
+        "INVALID_TRANSFER_ID",
+        "INVALID_ARGUMENT",
+        "UNKNOWN_REASON_CODE",
+        "TRANSFER_NOT_FOUND",
+        "NOT_TRANSFER_CREDITOR",
+        "TRANSFER_NOT_RETURNABLE",
+        "ALREADY_RETURNED",
+        "RETURN_QUOTE_REQUIRED",
+        "INSUFFICIENT_LIQUIDITY",
+        "DUPLICATE_WITH_DIFFERENT_CONTENT",
+        "QUOTE_NOT_FOUND",
+        "QUOTE_EXPIRED",
+        "QUOTE_USED",
+        "QUOTE_MISMATCH",
+    ),
+    "recall": (
+        "MISSING_FIELD",
+        "INVALID_TRANSFER_ID",
+        "INVALID_ARGUMENT",
+        "UNKNOWN_REASON_CODE",
+        "TRANSFER_NOT_FOUND",
+        "NOT_TRANSFER_DEBTOR",
+        "TRANSFER_NOT_RETURNABLE",
+        "ALREADY_RETURNED",
+        "RECALL_EXISTS",
+        "DUPLICATE_WITH_DIFFERENT_CONTENT",
+    ),
+    "answer_recall": (
+        "INVALID_ARGUMENT",
+        "UNKNOWN_REASON_CODE",
+        "RECALL_NOT_FOUND",
+        "NOT_TRANSFER_CREDITOR",
+        "RECALL_NOT_OPEN",
+        "RETURN_QUOTE_REQUIRED",
+        "INSUFFICIENT_LIQUIDITY",
+    ),
+    "cancel": (
+        "INVALID_TRANSFER_ID",
+        "TRANSFER_NOT_FOUND",
+        "NOT_TRANSFER_DEBTOR",
+        "TRANSFER_NOT_CANCELLABLE",
+    ),
+    "operator_cancel": (
+        "MISSING_FIELD",
+        "INVALID_TRANSFER_ID",
+        "TRANSFER_NOT_FOUND",
+        "TRANSFER_NOT_CANCELLABLE",
+        "CYCLE_NOT_OPEN",
+        "CANCEL_EXCEEDS_CREDITOR_HEADROOM",
+    ),
+}
 
 # Netting engine (group commit) and its controller.
 BATCHES = Counter("remitnet_netting_batches_total", "Batches committed by the netting engine.")
@@ -213,7 +381,13 @@ BANK_UNSETTLED = Gauge(
 )
 BANK_HEADROOM = Gauge(
     "remitnet_bank_headroom_minor",
-    "What a bank can still send: balance + cap + unsettled net, minor units.",
+    "What a bank can still send: balance + cap + unsettled net - reserved, minor units.",
+    ["bank", "currency"],
+)
+BANK_RESERVED = Gauge(
+    "remitnet_bank_reserved_minor",
+    "Held by a bank's (or FX provider's) transfers awaiting the creditor's confirmation, "
+    "minor units.",
     ["bank", "currency"],
 )
 
@@ -280,8 +454,28 @@ def precreate(currencies: Iterable[str] = ()) -> None:
     FX_QUOTES.labels("expired", "QUOTE_EXPIRED")
     for reason in ("QUOTE_NOT_FOUND", "QUOTE_USED", "QUOTE_NOT_OWNED", "QUOTE_MISMATCH"):
         FX_QUOTES.labels("refused", reason)
+    for by, state in (("debtor", "reserved"), ("operator", "reserved"), ("operator", "netted")):
+        TRANSFERS_CANCELLED.labels(by, state)
+    for outcome in ("reserved", "accepted", "cancelled"):
+        RESERVATIONS.labels(outcome, "")
+    RESERVATIONS.labels("expired", EXPIRY_REASON)
+    for reason in REJECT_REASONS:
+        RESERVATIONS.labels("rejected", reason)
+    for reason in RETURN_REASONS:
+        RETURNS.labels(reason)
+    for reason in RECALL_REASONS:
+        RECALLS.labels("requested", reason)
+    for reason in RECALL_REJECT_REASONS:
+        RECALLS.labels("rejected", reason)
+    RECALLS.labels("accepted", "")
+    RECALLS.labels("expired", "")
+    for operation, reasons in LIFECYCLE_REFUSAL_REASONS.items():
+        LIFECYCLE_REPLAYS.labels(operation)
+        for reason in reasons:
+            LIFECYCLE_REFUSALS.labels(operation, reason)
     for currency in currencies:
         for trigger in ("operator", "schedule"):
             CYCLES_CLOSED.labels(currency, trigger)
         CYCLES_SETTLED.labels(currency)
         TRANSFER_VALUE.labels(currency)
+        RETURN_VALUE.labels(currency)

@@ -15,18 +15,26 @@ from typing import Any, get_args
 
 from remitnet.services.adapters import metrics
 from remitnet.services.domain.errors import Reason
+from remitnet.services.domain.lifecycle import RecallState
+from remitnet.services.domain.model import StoredTransfer, TransferStatus
 from remitnet.services.domain.netting import Accepted, Rejected
 from remitnet.services.service_layer.results import (
     BankRefused,
     BatchCommitted,
     BatchLimits,
+    ConfirmationsAnswered,
     CycleClosed,
     CycleSettled,
+    ExpiryRan,
     GrossSettled,
+    LifecycleRefused,
     QueueDepth,
     QuotesAnswered,
+    RecallChanged,
     RequestsDropped,
     Result,
+    ReturnsCleared,
+    TransferCancelled,
     TransfersRefused,
     WatchRefused,
     WatchSent,
@@ -56,6 +64,12 @@ class MetricsObserver:
             BankRefused: _bank_refused,
             CycleClosed: _cycle_closed,
             CycleSettled: _cycle_settled,
+            ConfirmationsAnswered: _confirmations,
+            ReturnsCleared: _returns,
+            RecallChanged: _recall_changed,
+            TransferCancelled: _cancelled,
+            ExpiryRan: _expiry,
+            LifecycleRefused: _lifecycle_refused,
         }
         missing = set(get_args(Result)) - self._handlers.keys()
         if missing:  # a result added to the union but not here
@@ -172,10 +186,15 @@ def _batch(result: BatchCommitted) -> None:
     # creditor_currency is set exactly on cross-currency transfers.
     count: Counter[tuple[str, str, str, str | None]] = Counter()
     value: Counter[tuple[str, str, str, str | None]] = Counter()
+    reserved = 0  # awaiting the creditor's confirmation (a deadline)
     for t in new:
         key = (t.debtor, t.creditor, t.currency, t.creditor_currency)
         count[key] += 1
         value[key] += t.amount
+        if t.deadline is not None:
+            reserved += 1
+    if reserved:
+        metrics.RESERVATIONS.labels("reserved", "").inc(reserved)
     regions = result.regions
     by_currency: Counter[str] = Counter()
     corridors: Counter[tuple[str, str, str]] = Counter()
@@ -203,3 +222,96 @@ def _batch(result: BatchCommitted) -> None:
         metrics.FX_VOLUME.labels(source, target).inc(amount)
     # Per-bank gauges are not set here: this process sees only its own
     # batches. The server's collector reads them from the database.
+
+
+# Scheme lifecycle -----------------------------------------------------------
+
+
+def _count_refusals(operation: str, by_reason: Counter[str]) -> None:
+    for reason, n in by_reason.items():
+        metrics.LIFECYCLE_REFUSALS.labels(operation, reason).inc(n)
+
+
+def _confirmations(result: ConfirmationsAnswered) -> None:
+    """Per answer: the reservation's end (accepted, or rejected with the
+    creditor's code), a replay, or a refusal with the hub's reason."""
+    ends: Counter[tuple[str, str]] = Counter()
+    refused: Counter[str] = Counter()
+    replays = 0
+    for o in result.outcomes:
+        if isinstance(o, Rejected):
+            refused[o.error.reason] += 1
+        elif o.replayed:
+            replays += 1
+        elif o.transfer.status is TransferStatus.REJECTED:
+            ends["rejected", o.transfer.reason or ""] += 1
+        else:
+            ends["accepted", ""] += 1
+    for (outcome, reason), n in ends.items():
+        metrics.RESERVATIONS.labels(outcome, reason).inc(n)
+    if replays:
+        metrics.LIFECYCLE_REPLAYS.labels("confirm").inc(replays)
+    _count_refusals("confirm", refused)
+
+
+def _returned(t: StoredTransfer) -> None:
+    metrics.RETURNS.labels(t.reason or "").inc()
+    metrics.RETURN_VALUE.labels(t.currency).inc(t.amount)
+
+
+def _returns(result: ReturnsCleared) -> None:
+    refused: Counter[str] = Counter()
+    for o in result.outcomes:
+        if isinstance(o, Rejected):
+            refused[o.error.reason] += 1
+        elif o.replayed:
+            metrics.LIFECYCLE_REPLAYS.labels("return").inc()
+        else:
+            _returned(o.transfer)
+    _count_refusals("return", refused)
+
+
+def _recall_changed(result: RecallChanged) -> None:
+    recall = result.recall
+    state = recall.state
+    if result.replayed:
+        operation = "recall" if state is RecallState.REQUESTED else "answer_recall"
+        metrics.LIFECYCLE_REPLAYS.labels(operation).inc()
+    elif state is RecallState.REQUESTED:
+        metrics.RECALLS.labels("requested", recall.reason).inc()
+    elif state is RecallState.ACCEPTED:
+        metrics.RECALLS.labels("accepted", "").inc()
+        if result.returned is not None:
+            _returned(result.returned)
+    elif state is RecallState.REJECTED:
+        metrics.RECALLS.labels("rejected", recall.answer_reason or "").inc()
+    else:
+        metrics.RECALLS.labels("expired", "").inc()
+
+
+def _cancelled(result: TransferCancelled) -> None:
+    if result.replayed:
+        metrics.LIFECYCLE_REPLAYS.labels("operator_cancel" if result.operator else "cancel").inc()
+        return
+    by = "operator" if result.operator else "debtor"
+    metrics.TRANSFERS_CANCELLED.labels(by, "reserved" if result.reserved else "netted").inc()
+    if result.reserved:
+        metrics.RESERVATIONS.labels("cancelled", "").inc()
+
+
+def _expiry(result: ExpiryRan) -> None:
+    """An expiry transaction: what it expired. Runs that found nothing due
+    (most of them: the expirer looks several times a second) observe no
+    duration."""
+    if result.transfers:
+        metrics.RESERVATIONS.labels("expired", metrics.EXPIRY_REASON).inc(result.transfers)
+    if result.recalls:
+        metrics.RECALLS.labels("expired", "").inc(result.recalls)
+    if result.transfers or result.recalls:
+        metrics.EXPIRY_SECONDS.observe(result.seconds)
+
+
+def _lifecycle_refused(result: LifecycleRefused) -> None:
+    for reason, n in result.by_reason.items():
+        if n:
+            metrics.LIFECYCLE_REFUSALS.labels(result.operation, reason).inc(n)

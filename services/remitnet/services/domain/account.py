@@ -11,16 +11,17 @@ from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument,
 from remitnet.services.domain.money import INT64_MAX
 
 
-def headroom(balance: int, net_debit_cap: int, unsettled_net: int) -> int:
+def headroom(balance: int, net_debit_cap: int, unsettled_net: int, reserved: int = 0) -> int:
     """What a bank can still send: prefunded liquidity plus its cap minus its
-    net debit position (received credits count: that is what netting buys)."""
-    return balance + net_debit_cap + unsettled_net
+    net debit position (received credits count: that is what netting buys)
+    and minus what its transfers awaiting confirmation hold (`reserved`)."""
+    return balance + net_debit_cap + unsettled_net - reserved
 
 
-def within_limit(balance: int, net_debit_cap: int, unsettled_net: int) -> bool:
-    """The invariant: a bank's net debit position never exceeds its
-    prefunded liquidity plus its cap."""
-    return max(0, -unsettled_net) <= balance + net_debit_cap
+def within_limit(balance: int, net_debit_cap: int, unsettled_net: int, reserved: int = 0) -> bool:
+    """The invariant: a bank's net debit position plus its reservations
+    never exceeds its prefunded liquidity plus its cap."""
+    return max(0, reserved - unsettled_net) <= balance + net_debit_cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,18 +35,21 @@ class Account:
     unsettled_net: int
     entry_count: int
     opened_at: datetime
+    # Held by the owner's transfers awaiting confirmation (migration 0009).
+    reserved: int = 0
 
     @property
     def headroom(self) -> int:
         """What the owner can still send in this currency (see `headroom`)."""
-        return headroom(self.balance, self.net_debit_cap, self.unsettled_net)
+        return headroom(self.balance, self.net_debit_cap, self.unsettled_net, self.reserved)
 
     def withdrawable(self) -> int:
-        """Liquidity that backs no net debit position: the balance less the
-        unsettled debit, if any (received credits are not cash yet, and the
-        cap is credit, not cash). Negative when the debit exceeds the
-        balance (the cap covers the rest)."""
-        return self.balance + min(0, self.unsettled_net)
+        """Liquidity that backs no net debit position nor reservation: the
+        balance less the unsettled debit and the reservations, if any
+        (received credits are not cash yet, and the cap is credit, not
+        cash). Negative when they exceed the balance (the cap covers the
+        rest)."""
+        return self.balance + min(0, self.unsettled_net - self.reserved)
 
     def check_deposit(self, amount: int) -> None:
         """A deposit of `amount` keeps the balance within int64."""
@@ -70,7 +74,7 @@ class Account:
     def check_cap(self, cap: int) -> None:
         """The owner's current net debit position stays within its balance
         plus a net debit cap of `cap` (CAP_BELOW_POSITION)."""
-        if not within_limit(self.balance, cap, self.unsettled_net):
+        if not within_limit(self.balance, cap, self.unsettled_net, self.reserved):
             raise FailedPrecondition(
                 Reason.CAP_BELOW_POSITION,
                 "the bank's current net debit position exceeds its liquidity plus this cap",

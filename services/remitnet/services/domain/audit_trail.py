@@ -57,6 +57,8 @@ class Action(StrEnum):
     UPDATE_RATES = "UpdateRates"
     CLOSE_CYCLE = "CloseCycle"
     SETTLE_CYCLE = "SettleCycle"
+    CANCEL_TRANSFER = "CancelTransfer"
+    SET_CONFIRMATION_REQUIRED = "SetConfirmationRequired"
 
 
 #: The request key that names what an action was about (its `subject`,
@@ -72,6 +74,8 @@ _SUBJECT_KEY: Mapping[Action, str | None] = {
     Action.UPDATE_RATES: None,
     Action.CLOSE_CYCLE: "cycle_id",
     Action.SETTLE_CYCLE: "cycle_id",
+    Action.CANCEL_TRANSFER: "transfer_id",
+    Action.SET_CONFIRMATION_REQUIRED: "bank",
 }
 
 

@@ -29,6 +29,9 @@ class Bank:
     status: BankStatus
     created_at: datetime
     roles: ParticipantRole = ParticipantRole.BANK
+    # Its incoming netted transfers await its confirmation (RESERVED): an
+    # operator setting (migration 0009).
+    requires_confirmation: bool = False
 
     @property
     def is_provider(self) -> bool:

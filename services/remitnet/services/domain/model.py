@@ -41,12 +41,25 @@ class BankStatus(IntEnum):
 
 class TransferStatus(IntEnum):
     """Values equal the proto enum's, and only ever move forward. Stored
-    rows hold ACCEPTED, CANCELLED, or SETTLED (gross settlement)."""
+    rows hold RESERVED, ACCEPTED, CANCELLED, REJECTED, EXPIRED, or SETTLED
+    (gross settlement); CLOSED and SETTLED of a netted transfer follow its
+    cycles (`effective_status`).
+
+    RESERVED -> ACCEPTED (the creditor accepts), REJECTED (it rejects),
+    EXPIRED (its deadline passes) or CANCELLED (the debtor or the operator
+    cancels it); ACCEPTED -> CANCELLED (the operator alone, in an open
+    cycle). A returned transfer keeps its status: its return is a transfer
+    of its own (`return_of`)."""
 
     ACCEPTED = 1
     CLOSED = 2
     SETTLED = 3
     CANCELLED = 4
+    # Awaiting the creditor's confirmation: the debtor's headroom (and a
+    # cross-currency transfer's FX provider's) is held, no position taken.
+    RESERVED = 5
+    REJECTED = 6  # the creditor rejected it while reserved: final
+    EXPIRED = 7  # nobody answered before its deadline: final
 
 
 class CycleState(IntEnum):
@@ -148,6 +161,15 @@ class Instruction(NamedTuple):
     remittance_info: str = ""
     quote_id: str | None = None
     gross: bool = False
+    # The debtor asks for the creditor's confirmation (the creditor's own
+    # setting may require it anyway), within `timeout_ms` (0: the hub's
+    # default; never past its maximum, checked by `make_instruction`).
+    confirm: bool = False
+    timeout_ms: int = 0
+    # A return (`lifecycle.return_instruction`): the transfer it returns,
+    # and the ISO 20022 return reason.
+    return_of: str | None = None
+    reason: str = ""
 
     def same_content(self, other: StoredTransfer) -> bool:
         return (
@@ -158,6 +180,8 @@ class Instruction(NamedTuple):
             and self.remittance_info == other.remittance_info
             and self.quote_id == other.quote_id
             and self.gross == other.gross
+            and self.return_of == other.return_of
+            and (self.return_of is None or self.reason == other.reason)
         )
 
 
@@ -171,8 +195,12 @@ def make_instruction(
     remittance_info: str = "",
     quote_id: str = "",
     gross: bool = False,
+    confirm: bool = False,
+    timeout_ms: int = 0,
+    max_timeout_ms: int | None = None,
 ) -> Instruction:
-    """Stateless validation: everything that needs no database."""
+    """Stateless validation: everything that needs no database.
+    `max_timeout_ms` is the hub's longest reservation (None: no check)."""
     tid = canonical_transfer_id(transfer_id)
     if not creditor:
         raise InvalidArgument(
@@ -196,7 +224,24 @@ def make_instruction(
         raise InvalidArgument(
             Reason.GROSS_NOT_CROSS_CURRENCY, "gross settlement is for same-currency transfers"
         )
-    return Instruction(tid, debtor, creditor, currency, amount, remittance_info, quote, gross)
+    if timeout_ms:
+        confirm = True  # asking for a deadline is asking for confirmation
+    if timeout_ms < 0 or (max_timeout_ms is not None and timeout_ms > max_timeout_ms):
+        most = "" if max_timeout_ms is None else f" and at most {max_timeout_ms} ms"
+        raise InvalidArgument(
+            Reason.CONFIRMATION_TIMEOUT_OUT_OF_RANGE,
+            f"confirmation_timeout must be positive{most}",
+            field="confirmation_timeout",
+            limit=str(max_timeout_ms or 0),
+        )
+    if gross and confirm:
+        raise InvalidArgument(
+            Reason.GROSS_NOT_CONFIRMABLE,
+            "a gross transfer settles at once and cannot await confirmation",
+        )
+    return Instruction(
+        tid, debtor, creditor, currency, amount, remittance_info, quote, gross, confirm, timeout_ms
+    )
 
 
 _new_tuple = tuple.__new__
@@ -204,6 +249,7 @@ _new_tuple = tuple.__new__
 # slow attribute access in Python 3.11, and the batch path does it per item.
 _ACCEPTED: Final = TransferStatus.ACCEPTED
 _SETTLED: Final = TransferStatus.SETTLED
+_RESERVED: Final = TransferStatus.RESERVED
 
 
 class StoredTransfer(NamedTuple):
@@ -213,9 +259,9 @@ class StoredTransfer(NamedTuple):
     currency: str
     amount: int
     remittance_info: str
-    status: TransferStatus  # as stored: ACCEPTED, CANCELLED or SETTLED (gross)
-    cycle_id: str  # "" for gross settlement
-    accepted_at: datetime
+    status: TransferStatus  # as stored (see TransferStatus)
+    cycle_id: str  # "" for gross settlement, and while reserved (no cycle yet)
+    accepted_at: datetime  # when the hub took it (reserved or netted)
     # Cross-currency transfers: the creditor's leg in its own currency.
     quote_id: str | None = None
     creditor_currency: str | None = None
@@ -226,6 +272,15 @@ class StoredTransfer(NamedTuple):
     # a same-currency transfer, or a cross-currency one stored before FX
     # providers (migration 0008), whose legs go through the hub.
     fx_provider: str | None = None
+    # Payee confirmation (migration 0009): the deadline of a transfer that
+    # was reserved (None: netted at once), and when it left RESERVED.
+    deadline: datetime | None = None
+    resolved_at: datetime | None = None
+    # The ISO 20022 code of a rejection (the creditor's), an expiry (AB05)
+    # or a return (the returning bank's); an operator's cancel reason.
+    reason: str | None = None
+    return_of: str | None = None  # a return: the transfer it returns
+    returned_by: str | None = None  # a returned transfer: its return
 
     @classmethod
     def from_instruction(
@@ -236,23 +291,32 @@ class StoredTransfer(NamedTuple):
         cycle_id: str = "",
         quote: Quote | None = None,
         credit_cycle_id: str | None = None,
+        deadline: datetime | None = None,
     ) -> StoredTransfer:
         """The one way the hub makes a transfer from an instruction it took.
 
         A gross instruction (`item.gross`) is settled at once: SETTLED, no
-        cycle. Any other is ACCEPTED into the open cycle `cycle_id` of its
-        currency; a cross-currency one also carries its `quote` and the
-        creditor's leg in `credit_cycle_id`, the open cycle of the quote's
-        target currency. (Rows read back from the database are mapped
-        positionally, field for field, by the adapter.)"""
+        cycle. One with a `deadline` is RESERVED for the creditor's
+        confirmation, in no cycle yet. Any other is ACCEPTED into the open
+        cycle `cycle_id` of its currency; a cross-currency one also carries
+        its `quote` and (unless reserved) the creditor's leg in
+        `credit_cycle_id`, the open cycle of the quote's target currency.
+        (Rows read back from the database are mapped positionally, field
+        for field, by the adapter.)"""
         # Built as a plain tuple, the fields in order: this is the batch
         # path's one allocation per accepted transfer, and tuple.__new__ is a
         # third cheaper than the NamedTuple constructor's argument handling.
-        tid, debtor, creditor, currency, amount, info, _, gross = item
+        tid, debtor, creditor, currency, amount, info, _, gross = item[:8]
+        return_of = item.return_of
+        reason = item.reason if return_of is not None else None
         if gross:
-            if cycle_id or quote is not None:
-                raise ValueError("a gross transfer has no cycle and no quote")
+            if cycle_id or quote is not None or deadline is not None:
+                raise ValueError("a gross transfer has no cycle, no quote and no deadline")
             status = _SETTLED
+        elif deadline is not None:
+            if cycle_id or credit_cycle_id is not None:
+                raise ValueError("a reserved transfer is in no cycle")
+            status = _RESERVED
         elif cycle_id:
             status = _ACCEPTED
         else:
@@ -276,9 +340,14 @@ class StoredTransfer(NamedTuple):
                     None,
                     0,
                     None,
+                    deadline,
+                    None,
+                    reason,
+                    return_of,
+                    None,
                 ),
             )
-        if credit_cycle_id is None:
+        if credit_cycle_id is None and deadline is None:
             raise ValueError("a cross-currency transfer has a leg in the creditor's cycle")
         terms = quote.terms
         return _new_tuple(
@@ -299,35 +368,115 @@ class StoredTransfer(NamedTuple):
                 credit_cycle_id,
                 terms.fee if quote.provider is None else 0,
                 quote.provider,
+                deadline,
+                None,
+                reason,
+                return_of,
+                None,
             ),
         )
 
     @property
     def gross(self) -> bool:
-        return self.cycle_id == ""
+        return self.cycle_id == "" and self.status is _SETTLED
+
+    @property
+    def netted(self) -> bool:
+        """In a cycle: accepted at once, or after the creditor's confirmation."""
+        return self.cycle_id != ""
+
+    @property
+    def was_reserved(self) -> bool:
+        return self.deadline is not None
+
+    @property
+    def resolution(self) -> TransferStatus | None:
+        """How a reserved transfer left RESERVED, for good (its later
+        operator cancel does not change it): ACCEPTED (it is in a cycle),
+        or REJECTED, EXPIRED or CANCELLED. None while reserved, and for a
+        transfer netted at once. The feed's RESOLVED events stand for the
+        transfers of one resolution and `resolved_at`."""
+        if self.deadline is None or self.resolved_at is None:
+            return None
+        return TransferStatus.ACCEPTED if self.cycle_id else self.status
 
     def visible_to(self, caller: str | None) -> bool:
         """A transfer is seen by its two parties and the operator (None)."""
         return caller is None or caller in (self.debtor, self.creditor)
 
-    def check_cancellable(self, caller: str) -> bool:
-        """Whether `caller` may cancel it, in this order: only the debtor
-        may (NOT_TRANSFER_DEBTOR); a cancelled transfer is cancelled already
-        (False: a replay, nothing to do); a gross one is final once settled
-        (TRANSFER_NOT_CANCELLABLE). True: it may be taken back if the
-        cycles of its legs are still open (`Cycle.check_cancellable`) and
-        its creditor's limit holds after (`netting.take_back`)."""
-        if self.debtor != caller:
+    def reservations(self) -> tuple[tuple[str, str, int], ...]:
+        """What a RESERVED transfer holds, as (participant, currency,
+        amount): the debtor's amount in its currency and, across
+        currencies, its FX provider's delivery in the target currency
+        (what `Leg`s would take from their headroom once netted)."""
+        held = ((self.debtor, self.currency, self.amount),)
+        if self.fx_provider is not None and self.creditor_currency is not None:
+            return (*held, (self.fx_provider, self.creditor_currency, self.credit_amount))
+        return held
+
+    def check_cancellable(self, caller: str | None) -> bool:
+        """Whether `caller` (None: the operator) may cancel it, in this
+        order: only the debtor or the operator may (NOT_TRANSFER_DEBTOR); a
+        cancelled transfer is cancelled already (False: a replay, nothing to
+        do); a gross one is final once settled, a rejected or expired one
+        final too (TRANSFER_NOT_CANCELLABLE); the debtor may cancel only
+        while the creditor has not accepted it (TRANSFER_NOT_CANCELLABLE:
+        ask for a recall instead). True: a reserved transfer is released; a
+        netted one (the operator's) is taken back if the cycles of its legs
+        are still open (`Cycle.check_cancellable`) and its creditor's limit
+        holds after (`netting.take_back`)."""
+        if caller is not None and self.debtor != caller:
             raise FailedPrecondition(
                 Reason.NOT_TRANSFER_DEBTOR, "only the debtor bank can cancel a transfer"
             )
-        if self.status is TransferStatus.CANCELLED:
+        status = self.status
+        if status is TransferStatus.CANCELLED:
             return False
         if self.gross:
             raise FailedPrecondition(
                 Reason.TRANSFER_NOT_CANCELLABLE, "a gross transfer is final once settled"
             )
+        if self.return_of is not None or self.returned_by is not None:
+            # Cancelling either would undo one payment of a pair and leave the
+            # other: a returned transfer's money is back already.
+            raise FailedPrecondition(
+                Reason.TRANSFER_NOT_CANCELLABLE,
+                "a return, and a transfer that was returned, are final",
+            )
+        if status is TransferStatus.REJECTED or status is TransferStatus.EXPIRED:
+            raise FailedPrecondition(
+                Reason.TRANSFER_NOT_CANCELLABLE,
+                f"the transfer is {status.name.lower()}: nothing is held any more",
+            )
+        if caller is not None and status is not TransferStatus.RESERVED:
+            raise FailedPrecondition(
+                Reason.TRANSFER_NOT_CANCELLABLE,
+                "the creditor has accepted this transfer: ask it for a recall "
+                "(RecallTransfer); only the operator can still cancel it",
+            )
         return True
+
+    def resolved(
+        self,
+        status: TransferStatus,
+        now: datetime,
+        reason: str | None = None,
+        *,
+        cycle_id: str = "",
+        credit_cycle_id: str | None = None,
+    ) -> StoredTransfer:
+        """This transfer moved out of RESERVED (or, CANCELLED by the
+        operator, out of ACCEPTED), at `now`: ACCEPTED into `cycle_id` (and
+        a cross-currency one's creditor leg into `credit_cycle_id`), or
+        REJECTED / EXPIRED / CANCELLED with `reason`."""
+        if status is TransferStatus.ACCEPTED:
+            return self._replace(
+                status=status,
+                cycle_id=cycle_id,
+                creditor_cycle_id=credit_cycle_id,
+                resolved_at=now,
+            )
+        return self._replace(status=status, resolved_at=now, reason=reason)
 
     @property
     def credit_currency(self) -> str:
@@ -344,8 +493,8 @@ class StoredTransfer(NamedTuple):
         currency, with no fee (the provider's spread is what it keeps by
         delivering less; nothing is posted for it), or, stored before FX
         providers (`fx_provider` None), through the hub with the hub's fee."""
-        if self.gross:
-            return ()
+        if not self.cycle_id:
+            return ()  # gross, or never netted (reserved, rejected, expired)
         if self.creditor_cycle_id is None or self.creditor_currency is None:
             return (Leg(self.cycle_id, self.currency, self.debtor, self.creditor, self.amount),)
         provider = self.fx_provider

@@ -7,7 +7,7 @@ change once per batch, however many transfers the batch holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,11 +23,13 @@ from remitnet.services.domain.errors import (
     RemitnetError,
 )
 from remitnet.services.domain.fx import Quote
+from remitnet.services.domain.lifecycle import deadline_for
 from remitnet.services.domain.model import (
     BankStatus,
     Instruction,
     Leg,
     StoredTransfer,
+    TransferStatus,
 )
 from remitnet.services.domain.money import INT64_MAX, INT64_MIN
 
@@ -42,16 +44,17 @@ class AccountState:
     balance: int
     net_debit_cap: int
     unsettled_net: int
+    reserved: int = 0  # held by transfers awaiting confirmation
 
     @property
     def headroom(self) -> int:
         # The formula of `account.headroom`, inline: the batch path reads it
         # once per item.
-        return self.balance + self.net_debit_cap + self.unsettled_net
+        return self.balance + self.net_debit_cap + self.unsettled_net - self.reserved
 
     @property
     def within_limit(self) -> bool:
-        return within_limit(self.balance, self.net_debit_cap, self.unsettled_net)
+        return within_limit(self.balance, self.net_debit_cap, self.unsettled_net, self.reserved)
 
 
 @dataclass(slots=True)
@@ -104,6 +107,8 @@ class BatchResult:
     account_deltas: dict[str, int] = field(default_factory=dict)
     # quote_id -> transfer that consumed it
     used_quotes: dict[str, str] = field(default_factory=dict)
+    # account_id -> change of `reserved` (transfers awaiting confirmation)
+    reserve_deltas: dict[str, int] = field(default_factory=dict)
 
 
 def duplicate(tid: str) -> Rejected:
@@ -126,6 +131,8 @@ def clear_batch(
     quotes: Mapping[str, Quote] | None = None,
     cycle_sums: Mapping[str, CycleSums] | None = None,
     roles: Mapping[str, ParticipantRole] | None = None,
+    confirming: Container[str] = (),
+    default_timeout_ms: int = 30_000,
 ) -> BatchResult:
     """Decide every item in order against the state it sees, updating the
     working account states as it goes, so that items later in the batch see
@@ -141,13 +148,22 @@ def clear_batch(
     (a cycle missing from it has nothing yet); an item that would take one of
     them, or an account's unsettled position or its balance once settled,
     past int64 is refused (AMOUNT_OUT_OF_RANGE) and the rest of the batch
-    goes on."""
+    goes on.
+
+    An accepted item whose creditor is in `confirming` (it requires
+    confirmation), or that asks for confirmation itself, is RESERVED
+    instead of netted: its debtor's amount (and a cross-currency one's FX
+    provider's delivery) is held in the accounts' `reserved`, with a
+    deadline `timeout_ms` (or `default_timeout_ms`) after `now`. Returns
+    are never reserved."""
     not_banks = frozenset(
         code for code, role in (roles or {}).items() if not role & ParticipantRole.BANK
     )
     batch = _Batch(
         existing, banks, accounts, open_cycles, now, quotes or {}, cycle_sums or {}, not_banks
     )
+    batch.confirming = confirming
+    batch.default_timeout_ms = default_timeout_ms
     decide = batch.decide
     outcomes = batch.result.outcomes
     for item in items:
@@ -163,6 +179,8 @@ class _Batch:
     __slots__ = (
         "accounts",
         "banks",
+        "confirming",
+        "default_timeout_ms",
         "deltas",
         "new_transfers",
         "not_banks",
@@ -203,6 +221,39 @@ class _Batch:
         self.now = now
         self.quotes = quotes
         self.not_banks = not_banks
+        self.confirming: Container[str] = ()
+        self.default_timeout_ms = 30_000
+
+    def _reserves(self, item: Instruction) -> bool:
+        return item.return_of is None and (item.confirm or item.creditor in self.confirming)
+
+    def _reserve(
+        self,
+        item: Instruction,
+        payer: AccountState,
+        quote: Quote | None = None,
+        provider: AccountState | None = None,
+    ) -> Outcome:
+        """Hold the item's amount in the debtor's headroom (and the quote's
+        delivery in its FX provider's) until the creditor answers."""
+        amount = item.amount
+        delivered = 0 if quote is None else quote.terms.target_amount
+        if payer.reserved + amount > INT64_MAX or (
+            provider is not None and provider.reserved + delivered > INT64_MAX
+        ):
+            return _past_int64()
+        deadline = deadline_for(self.now, item.timeout_ms, self.default_timeout_ms)
+        stored = StoredTransfer.from_instruction(
+            item, accepted_at=self.now, quote=quote, deadline=deadline
+        )
+        hold(payer, amount, self.result.reserve_deltas)
+        if quote is not None:
+            assert provider is not None
+            hold(provider, delivered, self.result.reserve_deltas)
+            self.used[quote.quote_id] = item.transfer_id
+        self.seen[item.transfer_id] = stored
+        self.new_transfers.append(stored)
+        return Accepted(stored, False)
 
     def decide(self, item: Instruction) -> Outcome:
         """One item: a replay or a duplicate of a transfer seen before, a
@@ -235,6 +286,8 @@ class _Batch:
         if error is not None:
             return Rejected(error)
         assert payer is not None and payee is not None and cycle_id is not None
+        if (self.confirming or item.confirm) and self._reserves(item):
+            return self._reserve(item, payer)
         amount = item.amount
         sums = self.sums
         so_far = sums.get(cycle_id)
@@ -290,6 +343,9 @@ class _Batch:
         )
         if error is not None:
             return Rejected(error)
+        if self._reserves(item):
+            assert payer is not None
+            return self._reserve(item, payer, quote, accounts.get((provider, credit_currency)))
         stored = StoredTransfer.from_instruction(
             item, accepted_at=self.now, cycle_id=cycle_id, quote=quote, credit_cycle_id=credit_cycle
         )
@@ -304,6 +360,59 @@ class _Batch:
         self.seen[item.transfer_id] = stored
         self.new_transfers.append(stored)
         return Accepted(stored, False)
+
+
+def hold(account: AccountState, amount: int, reserve_deltas: dict[str, int]) -> None:
+    """Reserve `amount` of the account's headroom (negative: release it)."""
+    account.reserved += amount
+    reserve_deltas[account.account_id] = reserve_deltas.get(account.account_id, 0) + amount
+
+
+def release(
+    transfer: StoredTransfer,
+    accounts: Mapping[tuple[str, str], AccountState],
+    reserve_deltas: dict[str, int],
+) -> None:
+    """Release exactly what a RESERVED transfer holds (`reservations`)."""
+    for owner, currency, amount in transfer.reservations():
+        hold(accounts[(owner, currency)], -amount, reserve_deltas)
+
+
+def net_reserved(
+    transfer: StoredTransfer,
+    now: datetime,
+    *,
+    accounts: Mapping[tuple[str, str], AccountState],
+    open_cycles: Mapping[str, str],
+    sums: dict[str, CycleSums],
+    positions: dict[tuple[str, str], PositionDelta],
+    deltas: dict[str, int],
+    reserve_deltas: dict[str, int],
+) -> StoredTransfer | Rejected:
+    """The creditor accepted a RESERVED transfer: release its reservation
+    and net its legs into the then-open cycles of their currencies. The
+    debtor's (and the provider's) headroom does not change: what was held
+    is now a position. Refused only when a cycle total or a position would
+    pass int64 (AMOUNT_OUT_OF_RANGE), or a currency has no open cycle
+    (CYCLE_NOT_OPEN); the working state is unchanged then."""
+    cycle_id = open_cycles.get(transfer.currency)
+    credit_currency = transfer.creditor_currency
+    credit_cycle = None if credit_currency is None else open_cycles.get(credit_currency)
+    if cycle_id is None or (credit_currency is not None and credit_cycle is None):
+        return Rejected(
+            FailedPrecondition(Reason.CYCLE_NOT_OPEN, "no open cycle to net this transfer into")
+        )
+    accepted = transfer.resolved(
+        TransferStatus.ACCEPTED, now, cycle_id=cycle_id, credit_cycle_id=credit_cycle
+    )
+    legs = accepted.legs()
+    if not _legs_fit(legs, accounts, sums):
+        return _past_int64()
+    release(transfer, accounts, reserve_deltas)
+    for leg in legs:
+        apply_leg(leg, accounts, positions, deltas, +1)
+        _add(sums, leg.cycle_id, leg.amount, leg.fee)
+    return accepted
 
 
 def one_answer_per_id(items: Sequence[Instruction], outcomes: list[Outcome]) -> None:

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients import format as fmt
-from remitnet.clients.bank import BankClient, instruction
+from remitnet.clients.bank import BankClient, acceptance, instruction, rejection
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.operator import OperatorClient
@@ -25,6 +25,7 @@ from remitnet.clients.provider import ProviderClient, rates_request
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.participants.v1 import participants_pb2 as ppb
+from remitnet.services.domain import lifecycle
 from remitnet.services.domain.errors import RemitnetError
 from remitnet.services.domain.money import Money
 from remitnet.services.entrypoints import audit_cli
@@ -58,8 +59,10 @@ exit status:
      e.g. an amount with more decimals than its currency has)
   3  unreachable: no answer from the hub (UNAVAILABLE or DEADLINE_EXCEEDED with
      no status from the hub, after --deadline; "unreachable: ..."). A change may
-     or may not have been applied; submit, fund and withdraw name the id they
-     sent, and repeating the command with that --id is safe.
+     or may not have been applied; submit, fund, withdraw, return, recall and
+     answer-recall --accept name the id they sent, and repeating the command
+     with that --id is safe (confirm and require-confirmation are safe to
+     repeat as they are).
   With --json, an error is also written to stdout as {"error": {"outcome": ...,
   "code": ..., "reason": ..., "metadata": {...}, "message": ...}}.
 """
@@ -67,6 +70,8 @@ exit status:
 Handler = Callable[["Session", argparse.Namespace], Awaitable[Message]]
 # `--as fxp:CODE`: act as FX provider CODE.
 PROVIDER_PREFIX = "fxp:"
+# `--as operator` (where a command takes a bank or the operator): the operator.
+OPERATOR = "operator"
 
 
 class Session:
@@ -127,7 +132,14 @@ async def _onboard(s: Session, a: argparse.Namespace) -> Message:
         roles.append(ppb.PARTICIPANT_ROLE_BANK)
     if a.provider:
         roles.append(ppb.PARTICIPANT_ROLE_FX_PROVIDER)
-    return await s.operator().create_bank(a.code, a.name, a.region, a.currency, roles=roles)
+    return await s.operator().create_bank(
+        a.code, a.name, a.region, a.currency, roles=roles,
+        requires_confirmation=a.require_confirmation,
+    )  # fmt: skip
+
+
+async def _require_confirmation(s: Session, a: argparse.Namespace) -> Message:
+    return await s.operator().set_confirmation_required(a.code, not a.off)
 
 
 async def _fund(s: Session, a: argparse.Namespace) -> Message:
@@ -165,7 +177,11 @@ async def _submit(s: Session, a: argparse.Namespace) -> Message:
     minor = _minor(a.currency, a.amount)
     tid = _idempotency_key(a, "transfer")
     item = instruction(a.creditor, a.currency, minor, transfer_id=tid, remittance_info=a.info)
-    return await s.bank(a.bank).submit(item)
+    if a.timeout is not None and a.timeout <= 0:
+        raise _invalid("--timeout", "must be a positive number of seconds")
+    return await s.bank(a.bank).submit(
+        item, require_confirmation=a.confirm, confirmation_timeout=a.timeout
+    )
 
 
 async def _status(s: Session, a: argparse.Namespace) -> Message:
@@ -195,8 +211,90 @@ async def _watch(s: Session, a: argparse.Namespace) -> Message:
     return out
 
 
+def _invalid(field: str, why: str) -> RemitnetError:
+    from remitnet.services.domain.errors import InvalidArgument, Reason
+
+    return InvalidArgument(Reason.INVALID_ARGUMENT, f"{field} {why}", field=field.lstrip("-"))
+
+
+def _as_operator(bank: str | None) -> bool:
+    return not bank or bank == OPERATOR
+
+
 async def _cancel(s: Session, a: argparse.Namespace) -> Message:
+    """The debtor cancels its RESERVED transfer; the operator (no --as, or
+    --as operator) cancels a reserved or netted one with a reason."""
+    if _as_operator(a.bank):
+        if not a.reason:
+            raise _invalid("--reason", "is required when the operator cancels a transfer")
+        return await s.operator().cancel_transfer(a.transfer_id, a.reason)
+    if a.reason:
+        raise _invalid("--reason", "is the operator's: a bank cancels without one")
     return await s.bank(a.bank).cancel(a.transfer_id)
+
+
+async def _confirm(s: Session, a: argparse.Namespace) -> Message:
+    """One transfer: ConfirmTransfer; several: one ConfirmTransfers call."""
+    bank = s.bank(a.bank)
+    if len(a.transfer_ids) == 1:
+        (tid,) = a.transfer_ids
+        return await bank.confirm(tid, accept=a.reject is None, reason=a.reject or "")
+    answers = [
+        acceptance(tid) if a.reject is None else rejection(tid, a.reject) for tid in a.transfer_ids
+    ]
+    return await bank.confirm_many(answers)
+
+
+async def _return(s: Session, a: argparse.Namespace) -> Message:
+    key = _idempotency_key(a, "return")
+    return await s.bank(a.bank).return_transfer(
+        a.transfer_id, a.reason, return_id=key, quote_id=a.quote, remittance_info=a.info
+    )
+
+
+async def _recall(s: Session, a: argparse.Namespace) -> Message:
+    key = _idempotency_key(a, "recall")
+    return await s.bank(a.bank).recall(
+        a.transfer_id, a.reason, recall_id=key, additional_info=a.info
+    )
+
+
+async def _answer_recall(s: Session, a: argparse.Namespace) -> Message:
+    if a.reject is not None:
+        if a.quote or a.id:
+            raise _invalid("--reject", "takes no --quote or --id (nothing is returned)")
+        return await s.bank(a.bank).answer_recall(a.transfer_id, accept=False, reason=a.reject)
+    key = _idempotency_key(a, "return")
+    return await s.bank(a.bank).answer_recall(
+        a.transfer_id, accept=True, return_id=key, quote_id=a.quote
+    )
+
+
+TRANSFER_STATUSES = {
+    fmt.enum_name(cpb.TransferStatus, v.number).lower(): cpb.TransferStatus.ValueType(v.number)
+    for v in cpb.TransferStatus.DESCRIPTOR.values
+    if v.number
+}
+RECALL_STATES = {
+    fmt.enum_name(cpb.RecallState, v.number).lower(): cpb.RecallState.ValueType(v.number)
+    for v in cpb.RecallState.DESCRIPTOR.values
+    if v.number
+}
+TRANSFER_KINDS = {"payment": cpb.TRANSFER_KIND_PAYMENT, "return": cpb.TRANSFER_KIND_RETURN}
+
+
+async def _transfers_list(s: Session, a: argparse.Namespace) -> Message:
+    """One page, newest first; the filters combine."""
+    return await s.bank(a.bank).list(
+        status=TRANSFER_STATUSES.get(a.status or "", cpb.TRANSFER_STATUS_UNSPECIFIED),
+        cycle_id=a.cycle,
+        counterparty=a.counterparty,
+        kind=TRANSFER_KINDS.get(a.kind or "", cpb.TRANSFER_KIND_UNSPECIFIED),
+        returned_only=a.returned,
+        recall_state=RECALL_STATES.get(a.recall or "", cpb.RECALL_STATE_UNSPECIFIED),
+        page_size=a.limit,
+        page_token=a.page_token,
+    )
 
 
 async def _quote(s: Session, a: argparse.Namespace) -> Message:
@@ -452,6 +550,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse quotes on rates older than this, seconds",
     )
     s.add_argument("--fx-base", default="USD", help="currency cross rates go through")
+    s.add_argument(
+        "--confirmation-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a creditor has to confirm a reserved transfer unless it asks for less",
+    )
+    s.add_argument(
+        "--max-confirmation-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="the longest confirmation timeout a transfer may ask for",
+    )
+    s.add_argument(
+        "--recall-window",
+        type=float,
+        default=86_400.0,
+        metavar="SECONDS",
+        help="how long a creditor has to answer a recall",
+    )
 
     d = sub.add_parser("db", help="database schema", description="Database schema.")
     d.add_argument("action", choices=["upgrade", "current"])
@@ -486,6 +605,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also a bank (the default without --provider): sends and receives transfers",
     )
+    o.add_argument(
+        "--require-confirmation",
+        action="store_true",
+        help="transfers to it await its confirmation (remitnet confirm) from the start",
+    )
+    rq = client(
+        "require-confirmation",
+        "operator: make transfers to a bank await its confirmation (payee confirmation), "
+        "or with --off net them at once again",
+        _require_confirmation,
+    )
+    rq.add_argument("code", help="bank code")
+    rq.add_argument("--off", action="store_true", help="no longer require confirmation")
 
     for name, what, handler, key in [
         ("fund", "deposit prefunded liquidity", _fund, "deposit"),
@@ -517,6 +649,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("amount", help="major units, e.g. 125.50")
     t.add_argument("--id", help="transfer UUID (UETR, the idempotency key); new if absent")
     t.add_argument("--info", default="", help="remittance information")
+    t.add_argument(
+        "--confirm",
+        action="store_true",
+        help="await the creditor's confirmation: RESERVED until it accepts or rejects it "
+        "(remitnet confirm) or the hub expires it (as for a creditor that requires it)",
+    )
+    t.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long the creditor has to confirm (implies --confirm; default: the hub's, "
+        "30 s unless set otherwise; at most the hub's maximum)",
+    )
 
     st = client("status", "bank: show a transfer", _status)
     as_bank(st)
@@ -538,9 +684,93 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--count", type=int, default=100, help="stop after this many events")
     w.add_argument("--seconds", type=float, default=5.0, help="stop after this long quiet")
 
-    x = client("cancel", "bank: cancel a transfer in an open cycle", _cancel)
-    as_bank(x)
+    x = client(
+        "cancel",
+        "bank: cancel a transfer of its own awaiting confirmation (RESERVED); operator "
+        "(no --as, or --as operator): cancel a reserved or netted one, with --reason",
+        _cancel,
+    )
+    as_bank(x, required=False)
     x.add_argument("transfer_id")
+    x.add_argument(
+        "--reason", default="", help="operator: why (required; recorded with the transfer)"
+    )
+
+    cf = client(
+        "confirm",
+        "bank: accept (or --reject) transfers awaiting its confirmation, as their creditor",
+        _confirm,
+    )
+    as_bank(cf)
+    cf.add_argument("transfer_ids", nargs="+", metavar="TRANSFER_ID",
+                    help="one, or several (one ConfirmTransfers call, a result each)")  # fmt: skip
+    cf.add_argument(
+        "--reject",
+        metavar="REASON",
+        help="reject with an ISO 20022 ExternalStatusReason1Code: "
+        + ", ".join(sorted(lifecycle.REJECT_REASONS)),
+    )
+
+    rt = client(
+        "return",
+        "bank: return a transfer it received, whole (a transfer of its own, netted at once)",
+        _return,
+    )
+    as_bank(rt)
+    rt.add_argument("transfer_id", help="the transfer returned")
+    rt.add_argument(
+        "--reason",
+        required=True,
+        metavar="CODE",
+        help="ISO 20022 ExternalReturnReason1Code: " + ", ".join(sorted(lifecycle.RETURN_REASONS)),
+    )
+    rt.add_argument("--quote", default="", metavar="QUOTE_ID",
+                    help="a converted transfer: a NEW quote from what was received back "
+                    "into the original's currency (remitnet quote)")  # fmt: skip
+    rt.add_argument("--id", help="the return's UUID (the idempotency key); new if absent")
+    rt.add_argument("--info", default="", help="remittance information for the original debtor")
+
+    rl = client(
+        "recall",
+        "bank: ask the creditor of a transfer it sent for it back (answered within the "
+        "hub's recall window, 24 h by default)",
+        _recall,
+    )
+    as_bank(rl)
+    rl.add_argument("transfer_id")
+    rl.add_argument(
+        "--reason",
+        required=True,
+        metavar="CODE",
+        help="ISO 20022 ExternalCancellationReason1Code: "
+        + ", ".join(sorted(lifecycle.RECALL_REASONS)),
+    )
+    rl.add_argument("--info", default="", help="additional information, at most 105 characters")
+    rl.add_argument("--id", help="the recall's UUID (the idempotency key); new if absent")
+
+    ar = client(
+        "answer-recall",
+        "bank: answer the recall of a transfer it received: --accept returns it, --reject refuses",
+        _answer_recall,
+    )
+    as_bank(ar)
+    ar.add_argument("transfer_id", help="the recalled transfer")
+    answer = ar.add_mutually_exclusive_group(required=True)
+    answer.add_argument("--accept", action="store_true",
+                        help="return the transfer (return reason FOCR)")  # fmt: skip
+    answer.add_argument(
+        "--reject",
+        metavar="CODE",
+        help="ISO 20022 ExternalPaymentCancellationRejection1Code: "
+        + ", ".join(sorted(lifecycle.RECALL_REJECT_REASONS)),
+    )
+    ar.add_argument(
+        "--quote",
+        default="",
+        metavar="QUOTE_ID",
+        help="--accept of a converted transfer: a NEW quote for the return",
+    )
+    ar.add_argument("--id", help="--accept: the return's UUID (the idempotency key); new if absent")
 
     qu = client(
         "quote",
@@ -591,6 +821,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rl = rates_client("list", "the stored rates, per provider", _rates_list)
     rl.add_argument("--provider", default="", help="only this provider's")
+
+    tr = sub.add_parser("transfers", help="a bank's transfers: list", description="Transfers.")
+    tsub = tr.add_subparsers(dest="transfers_command", required=True, metavar="ACTION")
+    tl = tsub.add_parser(
+        "list",
+        help="bank: its transfers (as debtor or creditor), newest first; filters combine",
+        description="A bank's transfers (as debtor or creditor), newest first; the filters "
+        "combine. --status reserved lists those awaiting confirmation (as creditor: those to "
+        "answer with remitnet confirm); --recall requested the recalls to answer.",
+        parents=common,
+    )
+    tl.set_defaults(handler=_transfers_list, hint="")
+    as_bank(tl)
+    tl.add_argument("--status", choices=list(TRANSFER_STATUSES), help="only in this status")
+    tl.add_argument("--kind", choices=list(TRANSFER_KINDS), help="payments or returns only")
+    tl.add_argument("--returned", action="store_true", help="only transfers that were returned")
+    tl.add_argument("--recall", choices=list(RECALL_STATES),
+                    help="only transfers whose recall is in this state")  # fmt: skip
+    tl.add_argument("--counterparty", default="", metavar="BANK", help="only with this bank")
+    tl.add_argument("--cycle", default="", metavar="CYCLE_ID", help="only in this cycle")
+    tl.add_argument("--limit", type=int, default=100, help="at most this many (1,000 a page)")
+    tl.add_argument("--page-token", default="", help="the next page (printed after a full one)")
 
     cy = client("cycles", "operator: list settlement cycles", _cycles)
     cy.add_argument("--currency", default="", help="only this currency")
@@ -643,10 +895,19 @@ def _serve(args: argparse.Namespace) -> int:
     )
     from remitnet.services.service_layer.engine import EngineConfig
     from remitnet.services.service_layer.fx import FxConfig
+    from remitnet.services.service_layer.lifecycle import LifecycleConfig
     from remitnet.services.service_layer.watch import WatchConfig
 
     if args.max_streams_per_bank < 1:
         raise SystemExit("--max-streams-per-bank must be at least 1")
+    default_ms = round(args.confirmation_timeout * 1000)
+    max_ms = round(args.max_confirmation_timeout * 1000)
+    if not 0 < default_ms <= max_ms:
+        raise SystemExit(
+            "--confirmation-timeout must be positive and at most --max-confirmation-timeout"
+        )
+    if args.recall_window <= 0:
+        raise SystemExit("--recall-window must be positive")
     tls = None
     if args.tls_cert or args.tls_key or args.tls_client_ca:
         tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
@@ -675,6 +936,11 @@ def _serve(args: argparse.Namespace) -> int:
             max_rate_age=timedelta(seconds=args.fx_max_rate_age),
         ),
         rates_file=args.fx_rates,
+        lifecycle=LifecycleConfig(
+            default_timeout_ms=default_ms,
+            max_timeout_ms=max_ms,
+            recall_window_s=args.recall_window,
+        ),
     )
     asyncio.run(serve(config))
     return 0

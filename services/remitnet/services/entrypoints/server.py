@@ -10,7 +10,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -43,10 +43,16 @@ from remitnet.services.adapters.grpc.reflection_v1 import add_reflection_v1
 from remitnet.services.adapters.grpc.settlement import SettlementServicer
 from remitnet.services.adapters.observe import MetricsObserver
 from remitnet.services.domain.errors import RemitnetError
-from remitnet.services.service_layer import cycles, fx, settlement
+from remitnet.services.service_layer import cycles, fx, lifecycle, settlement
 from remitnet.services.service_layer.engine import EngineConfig, NettingEngine
 from remitnet.services.service_layer.fx import FxConfig
-from remitnet.services.service_layer.results import CycleClosed, CycleSettled, Observer
+from remitnet.services.service_layer.lifecycle import LifecycleConfig
+from remitnet.services.service_layer.results import (
+    CycleClosed,
+    CycleSettled,
+    ExpiryRan,
+    Observer,
+)
 from remitnet.services.service_layer.watch import FeedReader, WatchConfig
 from remitnet.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 
@@ -76,6 +82,9 @@ ROLES[f"/{SERVICE_NAMES['netting']}/GetCycle"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['netting']}/CloseCycle"] = Role.OPERATOR
 # A bank reads its own position; the operator any bank's.
 ROLES[f"/{SERVICE_NAMES['netting']}/GetPosition"] = Role.ANY
+# The operator cancels any transfer (a reserved one, or a netted one the
+# debtor can no longer cancel), with a reason; banks use ClearingService.
+ROLES[f"/{SERVICE_NAMES['netting']}/CancelTransfer"] = Role.OPERATOR
 ROLES[f"/{SERVICE_NAMES['settlement']}/SettleCycle"] = Role.OPERATOR
 ROLES[f"/{SERVICE_NAMES['settlement']}/GetStatement"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['settlement']}/GetLedgerBalance"] = Role.OPERATOR
@@ -147,6 +156,9 @@ class ServerConfig:
     watch: WatchConfig = field(default_factory=WatchConfig)
     fx: FxConfig = field(default_factory=FxConfig)
     rates_file: str | None = None
+    # Payee confirmation and recalls: reservation deadlines, the recall
+    # window, and how the expirer (in processes that run clearing) works.
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
 
 
 class Hub:
@@ -215,12 +227,17 @@ class Hub:
             )
             names.append(SERVICE_NAMES["participants"])
         if "clearing" in cfg.only:
-            self.engine = NettingEngine(self.db, cfg.engine, observer=self.observer)
+            # The batch path reserves with the operator's default deadline.
+            engine_config = replace(cfg.engine, default_timeout_ms=cfg.lifecycle.default_timeout_ms)
+            self.engine = NettingEngine(self.db, engine_config, observer=self.observer)
             await self.engine.start()
             self.feed = FeedReader(self.db, cfg.watch)
             await self.feed.start()
             clearing_pb2_grpc.add_ClearingServiceServicer_to_server(
-                ClearingServicer(self.db, self.engine, self.feed, self.observer), server
+                ClearingServicer(
+                    self.db, self.engine, self.feed, self.observer, lifecycle=cfg.lifecycle
+                ),
+                server,
             )
             names.append(SERVICE_NAMES["clearing"])
         if "fx" in cfg.only:
@@ -230,7 +247,8 @@ class Hub:
             names.append(SERVICE_NAMES["fx"])
         if "netting" in cfg.only:
             netting_pb2_grpc.add_NettingServiceServicer_to_server(
-                NettingServicer(self.db, self.observer), server
+                NettingServicer(self.db, self.observer, engine=self.engine, feed=self.feed),
+                server,
             )
             names.append(SERVICE_NAMES["netting"])
         if "settlement" in cfg.only:
@@ -280,6 +298,8 @@ class Hub:
         # currencies the collector reads). Clearing replicas set no gauges.
         if {"netting", "settlement"} & set(cfg.only):
             self._spawn(self._gauges_loop(), "gauges")
+        if "clearing" in cfg.only:
+            self._spawn(self._expiry_loop(), "expirer")
         if "netting" in cfg.only and cfg.cycle_seconds > 0:
             self._spawn(self._schedule_loop(), "cycle-schedule")
         if "settlement" in cfg.only and cfg.auto_settle:
@@ -357,6 +377,38 @@ class Hub:
                     self.observer.observe(CycleSettled.of(result, seconds))
             except Exception:
                 log.exception("auto-settle failed")
+
+    async def _expiry_loop(self) -> None:
+        """Expire reservations and recalls past their deadline, with no
+        request arriving: every expiry_interval_s, from the database's state
+        (so after a restart everything overdue is expired once, and several
+        hub processes may run this: a row expired is no longer due), a
+        transaction of at most expiry_batch rows each after the other until
+        one finds fewer. On the netting thread, between batches."""
+        assert self.engine is not None and self.feed is not None
+        engine, feed = self.engine, self.feed
+        cfg = self.config.lifecycle
+        expire = partial(lifecycle.expire_due, self.db, limit=cfg.expiry_batch)
+        while True:
+            await asyncio.sleep(cfg.expiry_interval_s)
+            try:
+                while True:
+                    started = time.perf_counter()
+                    result = await engine.run_serial(expire)
+                    if not (result.transfers or result.recalls):
+                        break
+                    log.debug(
+                        "expired %d reservations, %d recalls", result.transfers, result.recalls
+                    )
+                    seconds = time.perf_counter() - started
+                    self.observer.observe(ExpiryRan.of(result, seconds))
+                    feed.poke()
+                    if max(result.transfers, result.recalls) < cfg.expiry_batch:
+                        break
+            except RemitnetError as exc:  # the database is away, shutting down, ...
+                log.warning("expiry failed: %s", exc)
+            except Exception:
+                log.exception("expiry failed")
 
     async def _gauges_loop(self) -> None:
         """Gauges that describe the database, not this process: refreshed

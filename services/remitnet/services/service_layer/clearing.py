@@ -9,8 +9,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from remitnet.services.domain.audit_trail import Action
 from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
-from remitnet.services.domain.events import batch_events, event_time, transfer_events
+from remitnet.services.domain.events import (
+    batch_events,
+    event_time,
+    resolved_events,
+    transfer_events,
+)
+from remitnet.services.domain.lifecycle import (
+    EXPIRY_REASON,
+    Recall,
+    RecallState,
+    check_cancel_reason,
+)
 from remitnet.services.domain.model import (
     CycleState,
     Instruction,
@@ -25,9 +37,10 @@ from remitnet.services.domain.netting import (
     AccountState,
     BatchResult,
     clear_batch,
+    release,
     take_back,
 )
-from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
+from remitnet.services.service_layer.unit_of_work import Parties, Transactions, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +53,14 @@ class BatchCommit:
     regions: dict[str, str]
 
 
-def commit_batch(db: Transactions, items: Sequence[Instruction]) -> BatchCommit:
+def commit_batch(
+    db: Transactions, items: Sequence[Instruction], *, default_timeout_ms: int = 30_000
+) -> BatchCommit:
     """One serializable transaction for a whole batch: read the state the
     batch touches, decide every item in memory, write transfers, positions,
-    account totals and used quotes with a few set-oriented statements."""
+    account totals and used quotes with a few set-oriented statements.
+    Items whose creditor requires confirmation (or that ask for it) are
+    reserved for `default_timeout_ms` unless they ask for less."""
     attempts = 0
     states: dict[tuple[str, str], AccountState] = {}
     homes: dict[str, str] = {}
@@ -51,81 +68,102 @@ def commit_batch(db: Transactions, items: Sequence[Instruction]) -> BatchCommit:
     def unit(uow: UnitOfWork) -> BatchResult:
         nonlocal attempts
         attempts += 1
-        existing = uow.transfers.existing([i.transfer_id for i in items])
-        fresh = [i for i in items if i.transfer_id not in existing]
-        quote_ids = {i.quote_id for i in fresh if i.quote_id is not None}
-        quotes = uow.quotes.get_many(quote_ids) if quote_ids else {}
-        banks: set[str] = set()
-        account_ids: set[str] = set()
-        currencies: set[str] = set()
-        for i in fresh:
-            banks.add(i.debtor)
-            banks.add(i.creditor)
-            account_ids.add(account_id(i.debtor, i.currency))
-            currencies.add(i.currency)
-            if i.quote_id is None:
-                account_ids.add(account_id(i.creditor, i.currency))
-        # The quotes' FX providers are read with the parties (their status,
-        # with the parties' statuses; their accounts in both currencies, with
-        # the parties' accounts): no query of their own.
-        participants = set(banks)
-        targets: set[str] = set()
-        for q in quotes.values():
-            source, target = q.terms.source_currency, q.terms.target_currency
-            targets.add(target)
-            if q.provider is not None:
-                participants.add(q.provider)
-                account_ids.add(account_id(q.provider, source))
-                account_ids.add(account_id(q.provider, target))
-        for target in targets:
-            currencies.add(target)
-            account_ids.update(account_id(b, target) for b in banks)
-        # The regions go into the rows written below (rows are homed in their
-        # bank's region on CockroachDB): read with the statuses, one query.
-        statuses, roles, regions = (
-            uow.banks.statuses_roles_and_regions(participants) if participants else ({}, {}, {})
-        )
-        homes.clear()
-        homes.update(regions)
-        # The batch's time is its transfers' accepted_at and its feed events'
-        # time: strictly after every earlier event of the banks it touches
-        # (its parties: an FX provider gets no feed event for a batch).
-        heads = uow.events.heads(banks)
-        now = event_time(heads, datetime.now(UTC))
-        loaded = uow.accounts.states(account_ids) if account_ids else {}
-        states.clear()
-        states.update({(s.bank, s.currency): s for s in loaded.values()})
-        open_ids = uow.cycles.open_ids(currencies) if currencies else {}
-        # What the open cycles hold already: no total of theirs may pass int64.
-        sums = uow.cycles.sums(list(open_ids.values())) if open_ids else {}
-        result = clear_batch(
-            items,
-            existing=existing,
-            banks=statuses,
-            accounts=states,
-            open_cycles=open_ids,
-            now=now,
-            quotes=quotes,
-            cycle_sums=sums,
-            roles=roles,
-        )
-        uow.transfers.add(result.new_transfers, regions)
-        uow.positions.add(result.positions, regions)
-        uow.accounts.add_unsettled(result.account_deltas)
-        uow.quotes.mark_used(result.used_quotes, now)
-        uow.events.append(heads, batch_events(result.new_transfers), now)
+        result = clear_in(uow, items, states, homes, default_timeout_ms=default_timeout_ms)
         return result
 
     result = db.write("clear_batch", unit)
-    touched = {aid for aid in result.account_deltas}
+    touched = set(result.account_deltas) | set(result.reserve_deltas)
     accounts = [s for s in states.values() if s.account_id in touched]
     return BatchCommit(result, accounts, attempts, homes)
+
+
+def clear_in(
+    uow: UnitOfWork,
+    items: Sequence[Instruction],
+    states: dict[tuple[str, str], AccountState] | None = None,
+    homes: dict[str, str] | None = None,
+    *,
+    default_timeout_ms: int = 30_000,
+) -> BatchResult:
+    """The clearing of `items` inside the caller's unit: what a batch does,
+    and what a return does once its rules are checked (`lifecycle`).
+    `states` and `homes`, when given, are filled with the working account
+    states and the parties' regions."""
+    states = {} if states is None else states
+    homes = {} if homes is None else homes
+    existing = uow.transfers.existing([i.transfer_id for i in items])
+    fresh = [i for i in items if i.transfer_id not in existing]
+    quote_ids = {i.quote_id for i in fresh if i.quote_id is not None}
+    quotes = uow.quotes.get_many(quote_ids) if quote_ids else {}
+    banks: set[str] = set()
+    account_ids: set[str] = set()
+    currencies: set[str] = set()
+    for i in fresh:
+        banks.add(i.debtor)
+        banks.add(i.creditor)
+        account_ids.add(account_id(i.debtor, i.currency))
+        currencies.add(i.currency)
+        if i.quote_id is None:
+            account_ids.add(account_id(i.creditor, i.currency))
+    # The quotes' FX providers are read with the parties (their status,
+    # with the parties' statuses; their accounts in both currencies, with
+    # the parties' accounts): no query of their own.
+    participants = set(banks)
+    targets: set[str] = set()
+    for q in quotes.values():
+        source, target = q.terms.source_currency, q.terms.target_currency
+        targets.add(target)
+        if q.provider is not None:
+            participants.add(q.provider)
+            account_ids.add(account_id(q.provider, source))
+            account_ids.add(account_id(q.provider, target))
+    for target in targets:
+        currencies.add(target)
+        account_ids.update(account_id(b, target) for b in banks)
+    # The regions go into the rows written below (rows are homed in their
+    # bank's region on CockroachDB): read with the statuses, one query.
+    parties = uow.banks.parties(participants) if participants else Parties({}, {}, {}, frozenset())
+    homes.clear()
+    homes.update(parties.regions)
+    # The batch's time is its transfers' accepted_at and its feed events'
+    # time: strictly after every earlier event of the banks it touches
+    # (its parties: an FX provider gets no feed event for a batch).
+    heads = uow.events.heads(banks)
+    now = event_time(heads, datetime.now(UTC))
+    loaded = uow.accounts.states(account_ids) if account_ids else {}
+    states.clear()
+    states.update({(s.bank, s.currency): s for s in loaded.values()})
+    open_ids = uow.cycles.open_ids(currencies) if currencies else {}
+    # What the open cycles hold already: no total of theirs may pass int64.
+    sums = uow.cycles.sums(list(open_ids.values())) if open_ids else {}
+    result = clear_batch(
+        items,
+        existing=existing,
+        banks=parties.statuses,
+        accounts=states,
+        open_cycles=open_ids,
+        now=now,
+        quotes=quotes,
+        cycle_sums=sums,
+        roles=parties.roles,
+        confirming=parties.confirming,
+        default_timeout_ms=default_timeout_ms,
+    )
+    uow.transfers.add(result.new_transfers, parties.regions)
+    uow.positions.add(result.positions, parties.regions)
+    uow.accounts.add_unsettled(result.account_deltas)
+    if result.reserve_deltas:
+        uow.accounts.add_reserved(result.reserve_deltas)
+    uow.quotes.mark_used(result.used_quotes, now)
+    uow.events.append(heads, batch_events(result.new_transfers), now)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
 class TransferView:
     transfer: StoredTransfer
     status: TransferStatus
+    recall: Recall | None = None
 
 
 def _status(uow: UnitOfWork, t: StoredTransfer) -> TransferStatus:
@@ -143,7 +181,7 @@ def get_transfer(db: Transactions, caller: str | None, transfer_id: str) -> Tran
         t = uow.transfers.get(tid)
         if t is None or not t.visible_to(caller):
             raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {tid}")
-        return TransferView(t, _status(uow, t))
+        return TransferView(t, _status(uow, t), uow.recalls.get(tid))
 
     return db.read(unit)
 
@@ -174,29 +212,55 @@ def list_transfers(
     counterparty: str,
     page_token: str,
     page_size: int,
+    kind: str = "",
+    returned: bool | None = None,
+    recall_state: RecallState | None = None,
 ) -> tuple[list[TransferView], str]:
     before = decode_page_token(page_token)
 
-    def unit(uow: UnitOfWork) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]:
-        return uow.views.list_transfers(
+    def unit(
+        uow: UnitOfWork,
+    ) -> tuple[list[tuple[StoredTransfer, tuple[CycleState, ...]]], dict[str, Recall]]:
+        rows = uow.views.list_transfers(
             bank=caller,
             counterparty=counterparty,
             cycle_id=cycle_id,
             status=status,
             before=before,
             limit=page_size,
+            kind=kind,
+            returned=returned,
+            recall_state=recall_state,
         )
+        recalls = uow.recalls.of_transfers([t.transfer_id for t, _ in rows]) if rows else {}
+        return rows, recalls
 
-    rows = db.read(unit)
-    views = [TransferView(t, effective_status(t.status, *s)) for t, s in rows]
+    rows, recalls = db.read(unit)
+    views = [
+        TransferView(t, effective_status(t.status, *s), recalls.get(t.transfer_id)) for t, s in rows
+    ]
     token = encode_page_token(rows[-1][0]) if len(rows) == page_size else ""
     return views, token
 
 
-def cancel_transfer(db: Transactions, caller: str, transfer_id: str) -> TransferView:
-    """Take an accepted transfer back out of its still-open cycle. The
-    creditor loses the credit, so its own limit must still hold after."""
+def cancel_transfer(
+    db: Transactions,
+    caller: str | None,
+    transfer_id: str,
+    reason: str = "",
+    *,
+    actor: str = "operator",
+) -> TransferView:
+    """Cancel a transfer. The debtor (`caller`) may cancel one still
+    awaiting the creditor's confirmation: its reservation is released. The
+    operator (`caller` None, with a `reason` for the record) may also take
+    a netted transfer back out of its still-open cycle; the creditor loses
+    the credit, so its own limit must still hold after. A reserved transfer
+    past its deadline is expired instead (answered EXPIRED), as the hub's
+    expirer would have. `actor` is the
+    operator's principal, for the trail."""
     tid = canonical_transfer_id(transfer_id)
+    why = check_cancel_reason(reason) if caller is None else None
 
     def unit(uow: UnitOfWork) -> TransferView:
         t = uow.transfers.get(tid)
@@ -204,21 +268,52 @@ def cancel_transfer(db: Transactions, caller: str, transfer_id: str) -> Transfer
             raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {tid}")
         if not t.check_cancellable(caller):
             return TransferView(t, TransferStatus.CANCELLED)  # cancelled already
-        legs = t.legs()
-        for cid in {leg.cycle_id for leg in legs}:
-            cycle = uow.cycles.get(cid)
-            assert cycle is not None
-            cycle.check_cancellable()
-        ids = {position_account_id(p, leg.currency) for leg in legs for p in (leg.payer, leg.payee)}
-        loaded = uow.accounts.states(ids)
-        states = {(a.bank, a.currency): a for a in loaded.values()}
-        positions, deltas = take_back(t, states)
-        now = uow.events.publish(transfer_events(t, TransferStatus.CANCELLED), datetime.now(UTC))
-        uow.transfers.cancel(tid, now)
-        uow.positions.add(positions)
-        uow.accounts.add_unsettled(deltas)
-        cancelled = uow.transfers.get(tid)
-        assert cancelled is not None
-        return TransferView(cancelled, TransferStatus.CANCELLED)
+        if t.status is TransferStatus.RESERVED:
+            ids = {account_id(owner, ccy) for owner, ccy, _ in t.reservations()}
+            loaded = uow.accounts.states(ids)
+            states = {(a.bank, a.currency): a for a in loaded.values()}
+            held: dict[str, int] = {}
+            release(t, states, held)
+            banks = (t.debtor, t.creditor)
+            heads = uow.events.heads(banks)
+            now = event_time(heads, datetime.now(UTC))
+            assert t.deadline is not None
+            if now >= t.deadline:
+                # Past its deadline it has expired, whether or not the
+                # expirer got to it: expired here, as a confirmation would
+                # find it, and answered as such (the same release).
+                expired = t.resolved(TransferStatus.EXPIRED, now, EXPIRY_REASON)
+                uow.transfers.resolve([expired])
+                uow.accounts.add_reserved(held)
+                uow.events.append(heads, resolved_events([expired]), now)
+                return TransferView(expired, TransferStatus.EXPIRED)
+            cancelled = t.resolved(TransferStatus.CANCELLED, now, why)
+            uow.transfers.cancel(tid, now, why)
+            uow.accounts.add_reserved(held)
+            uow.events.append(heads, resolved_events([cancelled]), now)
+        else:
+            legs = t.legs()
+            for cid in {leg.cycle_id for leg in legs}:
+                cycle = uow.cycles.get(cid)
+                assert cycle is not None
+                cycle.check_cancellable()
+            ids = {
+                position_account_id(p, leg.currency) for leg in legs for p in (leg.payer, leg.payee)
+            }
+            loaded = uow.accounts.states(ids)
+            states = {(a.bank, a.currency): a for a in loaded.values()}
+            positions, deltas = take_back(t, states)
+            events = transfer_events(t, TransferStatus.CANCELLED)
+            now = uow.events.publish(events, datetime.now(UTC))
+            uow.transfers.cancel(tid, now, why)
+            uow.positions.add(positions)
+            uow.accounts.add_unsettled(deltas)
+        if caller is None:
+            uow.trail.append(
+                actor, Action.CANCEL_TRANSFER, {"transfer_id": tid, "reason": why or ""}, now
+            )
+        stored = uow.transfers.get(tid)
+        assert stored is not None
+        return TransferView(stored, TransferStatus.CANCELLED)
 
     return db.write("cancel_transfer", unit)

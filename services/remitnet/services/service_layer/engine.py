@@ -15,9 +15,10 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from remitnet.services.domain.errors import (
     Reason,
@@ -43,6 +44,8 @@ from remitnet.services.service_layer.unit_of_work import Transactions
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
@@ -65,6 +68,9 @@ class EngineConfig:
     bank_quantum: int = 64
     # A bank counts as active for this long after its last request.
     fair_window_s: float = 1.0
+    # The deadline of a transfer reserved for the creditor's confirmation,
+    # unless it asks for less (the operator's LifecycleConfig sets it).
+    default_timeout_ms: int = 30_000
 
 
 @dataclass(slots=True)
@@ -205,6 +211,14 @@ class NettingEngine:
         self._idle.clear()
         self._wakeup.set()
         return await future
+
+    async def run_serial(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (a use case's transaction) on the netting thread, between
+        batches: the lifecycle's calls write the same account rows as the
+        batches do, and in one process they then never conflict with them."""
+        if self._closing:
+            raise Unavailable("SHUTTING_DOWN", "the hub is shutting down; retry on another replica")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def stop(self) -> None:
         """Refuse new work, commit what is queued, then stop."""
@@ -366,7 +380,7 @@ class NettingEngine:
         liquidity used by earlier ones, each half being its own transaction
         committed in order."""
         try:
-            commit = commit_batch(self.db, items)
+            commit = commit_batch(self.db, items, default_timeout_ms=self.config.default_timeout_ms)
         except UnstorableValue as exc:
             if len(items) == 1:
                 log.warning("isolated an unstorable transfer %s", items[0].transfer_id)

@@ -130,11 +130,14 @@ def create_bank(
     currencies: list[str],
     *,
     roles: ParticipantRole = ParticipantRole.BANK,
+    requires_confirmation: bool = False,
     actor: str = HUB_PRINCIPAL,
 ) -> BankView:
     """Onboard a participant with `roles` (a bank, an FX provider, or both)
-    and its liquidity accounts in `currencies`. The same request again is a
-    no-op; another name, region or roles for a code taken, BANK_EXISTS."""
+    and its liquidity accounts in `currencies`; `requires_confirmation`:
+    transfers to it await its confirmation from the start. The same request
+    again is a no-op; another name, region, roles or confirmation setting
+    for a code taken, BANK_EXISTS."""
     check_bank_code(code, field="code")
     roles = check_roles(roles)
     name = check_text(name.strip(), field="name", limit=140, too_long=Reason.INVALID_NAME)
@@ -150,14 +153,15 @@ def create_bank(
             # Creating the same bank again is a no-op, so a retried call
             # (or one whose commit was ambiguous) is safe.
             held = {a.currency for a in uow.accounts.of_owner(code)}
-            if (existing.name, existing.home_region, existing.roles) != (
-                name,
-                home_region,
-                roles,
-            ) or not set(currencies) <= held:
+            if (
+                existing.name,
+                existing.home_region,
+                existing.roles,
+                existing.requires_confirmation,
+            ) != (name, home_region, roles, requires_confirmation) or not set(currencies) <= held:
                 raise AlreadyExists(Reason.BANK_EXISTS, f"bank {code} exists", bank=code)
             return _view(uow, code)
-        bank = Bank(code, name, home_region, BankStatus.ACTIVE, now, roles)
+        bank = Bank(code, name, home_region, BankStatus.ACTIVE, now, roles, requires_confirmation)
         uow.banks.add(bank)
         uow.events.create_head(code, home_region, now)
         for currency in currencies:
@@ -166,7 +170,11 @@ def create_bank(
         if roles != ParticipantRole.BANK:
             # A bank's record reads as before roles existed.
             request["roles"] = "|".join(role_names(roles))
-        uow.trail.append(actor, Action.CREATE_BANK, {**request, "currencies": currencies}, now)
+        record: dict[str, object] = {**request, "currencies": currencies}
+        if requires_confirmation:
+            # Likewise a bank that does not require confirmation.
+            record["requires_confirmation"] = True
+        uow.trail.append(actor, Action.CREATE_BANK, record, now)
         return _view(uow, code)
 
     return db.write("create_bank", unit)
@@ -325,6 +333,25 @@ def set_status(
         return _view(uow, code)
 
     return db.write("set_bank_status", unit)
+
+
+def set_requires_confirmation(
+    db: Transactions, code: str, required: bool, *, actor: str = HUB_PRINCIPAL
+) -> BankView:
+    """Whether transfers to the bank `code` await its confirmation from now
+    on (those reserved already stay so). Setting what it has changes
+    nothing and appends nothing; a change is an operator action in the
+    trail."""
+    check_bank_code(code, field="code")
+
+    def unit(uow: UnitOfWork) -> BankView:
+        if _view(uow, code).bank.requires_confirmation != required:
+            uow.banks.set_requires_confirmation(code, required)
+            request = {"bank": code, "required": required}
+            uow.trail.append(actor, Action.SET_CONFIRMATION_REQUIRED, request, _now())
+        return _view(uow, code)
+
+    return db.write("set_requires_confirmation", unit)
 
 
 def get_bank(db: Transactions, code: str) -> BankView:

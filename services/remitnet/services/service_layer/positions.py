@@ -22,6 +22,7 @@ class CurrencyPosition:
     headroom: int
     open_cycle_id: str  # "" when the currency has no open cycle
     open_cycle: PositionDelta  # the bank's totals in it (zeros: none yet)
+    reserved: int = 0  # held by its transfers awaiting confirmation
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ def get_position(db: Transactions, bank: str, currency: str = "") -> Position:
                     a.headroom,
                     cycle_id,
                     held.get(cycle_id) or PositionDelta(),
+                    a.reserved,
                 )
             )
         return Position(bank, out, datetime.now(UTC))

@@ -22,11 +22,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from remitnet.services.domain.errors import RemitnetError
+from remitnet.services.domain.lifecycle import Recall
 from remitnet.services.domain.model import StoredTransfer
 from remitnet.services.domain.netting import Outcome
 
 if TYPE_CHECKING:
     from remitnet.services.service_layer.cycles import CycleView
+    from remitnet.services.service_layer.lifecycle import Expired
     from remitnet.services.service_layer.settlement import Settlement
 
 
@@ -181,6 +183,100 @@ class CycleSettled:
         return CycleSettled(c.currency, settlement.already_settled, seconds, lag)
 
 
+# Scheme lifecycle -----------------------------------------------------------
+#
+# What changed state is counted by the result that carries it (a
+# reservation accepted, rejected, expired or cancelled; a return made; a
+# recall requested, answered or expired); what was refused, by reason, and
+# what was a replay, per operation: each item of a call in exactly one
+# result, as for transfers. Operations: "confirm" (ConfirmTransfer(s)),
+# "return", "recall", "answer_recall", "cancel" (the debtor's),
+# "operator_cancel".
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationsAnswered:
+    """The creditor's answers the confirmation use case took, one outcome
+    per answer in order: Accepted (an ACCEPTED or REJECTED transfer; a
+    replay of the same answer), or Rejected with the hub's reason (too late:
+    TRANSFER_EXPIRED, not its creditor, ...). Answers refused before it
+    (validation) are a `LifecycleRefused` of their own."""
+
+    outcomes: Sequence[Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnsCleared:
+    """Returns the return use case decided (ReturnTransfer), one outcome
+    per request: the return transfer (its `reason` the
+    ExternalReturnReason1Code), a replay, or a refusal with the hub's
+    reason."""
+
+    outcomes: Sequence[Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class RecallChanged:
+    """A recall the debtor requested or the creditor answered (its state
+    says which: REQUESTED, ACCEPTED or REJECTED), or the same request or
+    answer again (`replayed`: nothing changed). An acceptance carries the
+    return that answered it (`returned`, reason FOCR)."""
+
+    recall: Recall
+    replayed: bool
+    returned: StoredTransfer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferCancelled:
+    """A cancel took effect: by the debtor (`operator` False) or the
+    operator; `reserved`: the transfer was still awaiting confirmation (its
+    reservation released), else it was netted (taken out of its open
+    cycle). `replayed`: it was cancelled before."""
+
+    operator: bool
+    reserved: bool
+    replayed: bool = False
+
+    @staticmethod
+    def of(t: StoredTransfer, *, operator: bool, started: datetime) -> TransferCancelled:
+        """From the cancelled transfer as stored, and when the call started:
+        a reserved transfer's cancel sets `resolved_at`, a reservation
+        cancelled before the call is a replay. (A netted transfer's row
+        holds no cancel time: every operator cancel of one counts.)"""
+        reserved = t.cycle_id == "" and t.deadline is not None
+        replayed = reserved and t.resolved_at is not None and t.resolved_at < started
+        return TransferCancelled(operator, reserved, replayed)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryRan:
+    """One expiry transaction of the hub's expirer: the reservations and
+    recalls it expired, and its time (retries included)."""
+
+    transfers: int
+    recalls: int
+    seconds: float
+
+    @staticmethod
+    def of(expired: Expired, seconds: float) -> ExpiryRan:
+        return ExpiryRan(expired.transfers, expired.recalls, seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRefused:
+    """Items of a lifecycle `operation` refused outside the results above:
+    in validation (singly or in a batch), or a single call that raised. By
+    reason; each item in exactly one result."""
+
+    operation: str
+    by_reason: Mapping[str, int]
+
+    @staticmethod
+    def of(operation: str, errors: Iterable[RemitnetError]) -> LifecycleRefused:
+        return LifecycleRefused(operation, Counter(err.reason for err in errors))
+
+
 Result = (
     QueueDepth
     | BatchCommitted
@@ -195,6 +291,12 @@ Result = (
     | QuotesAnswered
     | CycleClosed
     | CycleSettled
+    | ConfirmationsAnswered
+    | ReturnsCleared
+    | RecallChanged
+    | TransferCancelled
+    | ExpiryRan
+    | LifecycleRefused
 )
 
 

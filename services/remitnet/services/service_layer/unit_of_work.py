@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.audit import AuditSnapshot
@@ -26,10 +26,22 @@ from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.events import FeedEvent, Head, NewEvent
 from remitnet.services.domain.fx import Quote, Rate
 from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingRecord
+from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import BankStatus, CycleState, StoredTransfer, TransferStatus
 from remitnet.services.domain.netting import AccountState, CycleSums, PositionDelta
 
 T = TypeVar("T")
+
+
+class Parties(NamedTuple):
+    """What the batch path reads of its parties and of its quotes' FX
+    providers, in one query."""
+
+    statuses: dict[str, BankStatus]
+    roles: dict[str, ParticipantRole]
+    regions: dict[str, str]
+    # Those of them that require payee confirmation (their operator setting).
+    confirming: frozenset[str]
 
 
 class BankRepository(Protocol):
@@ -48,6 +60,12 @@ class BankRepository(Protocol):
         one query: what the batch path reads of its parties and of the FX
         providers of its quotes."""
         ...
+
+    def parties(self, codes: Collection[str]) -> Parties:
+        """`statuses_roles_and_regions` and the confirming set, one query."""
+        ...
+
+    def set_requires_confirmation(self, code: str, required: bool) -> None: ...
 
     def providers(self) -> list[Bank]:
         """Every participant with the FX_PROVIDER role, by code."""
@@ -84,6 +102,10 @@ class AccountRepository(Protocol):
 
     def add_unsettled(self, deltas: Mapping[str, int]) -> None:
         """Add each signed delta to its account's unsettled net."""
+        ...
+
+    def add_reserved(self, deltas: Mapping[str, int]) -> None:
+        """Add each signed delta to its account's `reserved`."""
         ...
 
 
@@ -123,11 +145,46 @@ class TransferRepository(Protocol):
     def add(
         self, items: Sequence[StoredTransfer], regions: Mapping[str, str] | None = None
     ) -> None: ...
-    def cancel(self, transfer_id: str, now: datetime) -> None: ...
+    def cancel(self, transfer_id: str, now: datetime, reason: str | None = None) -> None:
+        """CANCELLED at `now` (cancelled_at; and resolved_at, for a RESERVED
+        row), with the operator's `reason` where given."""
+        ...
+
+    def resolve(self, changed: Sequence[StoredTransfer]) -> None:
+        """Write each transfer's status, cycle_id, creditor_cycle_id,
+        resolved_at and reason (transfers that left RESERVED)."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> list[StoredTransfer]:
+        """RESERVED transfers whose deadline is at or before `now`, oldest
+        deadline first, at most `limit`."""
+        ...
+
+    def mark_returned(self, returns: Mapping[str, str]) -> None:
+        """original transfer id -> the id of its return."""
+        ...
+
     def leg_sums(self, cycle_id: str) -> dict[str, list[int]]:
         """Per bank, [sent count, received count, sent value, received
         value] of its live transfers' legs in the cycle, recomputed from the
         transfers."""
+        ...
+
+
+class RecallRepository(Protocol):
+    def get(self, transfer_id: str) -> Recall | None:
+        """The recall of a transfer (at most one each)."""
+        ...
+
+    def of_transfers(self, ids: Collection[str]) -> dict[str, Recall]: ...
+    def by_id(self, recall_id: str) -> Recall | None: ...
+    def add(self, recall: Recall, region: str) -> None: ...
+    def update(self, recalls: Sequence[Recall]) -> None:
+        """Write each recall's state, answered_at, answer_reason, return_id."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> list[Recall]:
+        """REQUESTED recalls whose deadline is at or before `now`."""
         ...
 
 
@@ -210,7 +267,15 @@ class ReadModels(Protocol):
         status: TransferStatus | None,
         before: tuple[datetime, str] | None,
         limit: int,
-    ) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]: ...
+        kind: str = "",
+        returned: bool | None = None,
+        recall_state: RecallState | None = None,
+    ) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]:
+        """`kind`: "" any, "payment" (not a return) or "return";
+        `returned`: only transfers returned (True) or not (False);
+        `recall_state`: only transfers whose recall is in that state."""
+        ...
+
     def ledger_totals(self) -> dict[str, tuple[int, int, int]]:
         """Per currency: (sum of balances, sum of entries, entry count)."""
         ...
@@ -227,6 +292,7 @@ class UnitOfWork(Protocol):
     positions: PositionRepository
     cycles: CycleRepository
     transfers: TransferRepository
+    recalls: RecallRepository
     ledger: LedgerRepository
     quotes: QuoteRepository
     events: EventFeed

@@ -31,6 +31,7 @@ from remitnet.services.domain.errors import (
     Unavailable,
 )
 from remitnet.services.domain.events import FeedEvent
+from remitnet.services.domain.lifecycle import Recall
 from remitnet.services.domain.model import StoredTransfer, TransferStatus
 from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
@@ -73,6 +74,9 @@ class Item(NamedTuple):
     status: TransferStatus
     transfer: StoredTransfer | None
     cycle: Cycle | None
+    # A recall event: the recall as it was then (its state the event's),
+    # and `transfer` the recalled transfer.
+    recall: Recall | None = None
 
     @property
     def token(self) -> str:
@@ -100,6 +104,10 @@ def decode_token(token: str) -> Cursor:
 def items_of(event: FeedEvent) -> Iterator[Item]:
     if event.cycle is not None:
         yield Item(event.seq, 0, event.at, event.status, None, event.cycle)
+        return
+    if event.recall is not None:
+        t = event.transfers[0] if event.transfers else None
+        yield Item(event.seq, 0, event.at, event.status, t, None, event.recall)
         return
     for n, t in enumerate(event.transfers):
         yield Item(event.seq, n, event.at, event.status, t, None)

@@ -1,5 +1,5 @@
 """The accounts repository: liquidity, hub and FX accounts and the
-unsettled nets the batch path moves."""
+unsettled nets and reservations the batch path moves."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, TextClause, Update, bindparam, insert, select, text, update
 
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.rows import utc
@@ -29,6 +29,7 @@ def _account(row: Any) -> Account:
         a["unsettled_net"],
         a["entry_count"],
         utc(a["opened_at"]),
+        a["reserved"],
     )
 
 
@@ -39,9 +40,21 @@ _add_unsettled = (
 )
 
 
+_add_reserved = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("aid"))
+    .values(reserved=accounts.c.reserved + bindparam("delta"))
+)
+
+
 # With array parameters: one statement instead of one round trip per row.
 _ADD_UNSETTLED_ARRAYS = text(
     "UPDATE accounts SET unsettled_net = accounts.unsettled_net + v.delta "
+    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:deltas AS BIGINT[])) AS v(id, delta) "
+    "WHERE accounts.id = v.id"
+)
+_ADD_RESERVED_ARRAYS = text(
+    "UPDATE accounts SET reserved = accounts.reserved + v.delta "
     "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:deltas AS BIGINT[])) AS v(id, delta) "
     "WHERE accounts.id = v.id"
 )
@@ -127,6 +140,7 @@ class SqlAccounts:
                 accounts.c.balance,
                 accounts.c.net_debit_cap,
                 accounts.c.unsettled_net,
+                accounts.c.reserved,
             ).where(
                 accounts.c.id.in_(ids),
                 accounts.c.kind.in_((AccountKind.LIQUIDITY, AccountKind.FX)),
@@ -135,12 +149,19 @@ class SqlAccounts:
         return {r[0]: AccountState(*r) for r in rows}
 
     def add_unsettled(self, deltas: Mapping[str, int]) -> None:
+        self._add(deltas, _ADD_UNSETTLED_ARRAYS, _add_unsettled)
+
+    def add_reserved(self, deltas: Mapping[str, int]) -> None:
+        """Add each signed delta to its account's `reserved` (what its
+        owner's transfers awaiting confirmation hold)."""
+        self._add(deltas, _ADD_RESERVED_ARRAYS, _add_reserved)
+
+    def _add(self, deltas: Mapping[str, int], arrays: TextClause, rows: Update) -> None:
+        """One statement with array parameters; else one executemany."""
         changed = {k: v for k, v in deltas.items() if v}
         if not changed:
             return
         if self.dialect.arrays:
-            self.conn.execute(
-                _ADD_UNSETTLED_ARRAYS, {"ids": list(changed), "deltas": list(changed.values())}
-            )
+            self.conn.execute(arrays, {"ids": list(changed), "deltas": list(changed.values())})
         else:
-            self.conn.execute(_add_unsettled, [{"aid": k, "delta": v} for k, v in changed.items()])
+            self.conn.execute(rows, [{"aid": k, "delta": v} for k, v in changed.items()])

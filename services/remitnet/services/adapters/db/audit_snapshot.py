@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from remitnet.services.adapters.db.audit_log import SqlOperatorTrail
+from remitnet.services.adapters.db.recalls import RECALL_COLUMNS, recall_of
 from remitnet.services.adapters.db.rows import TRANSFER_COLUMNS, cycle_of, transfer_of, utc
 from remitnet.services.adapters.db.schema import (
     accounts,
@@ -23,6 +24,7 @@ from remitnet.services.adapters.db.schema import (
     ledger_entries,
     positions,
     postings,
+    recalls,
     transfers,
 )
 from remitnet.services.domain.account import Account
@@ -32,9 +34,10 @@ from remitnet.services.domain.netting import PositionDelta
 
 _BATCH = 10_000  # rows fetched at a time from the large tables
 #: Columns of TRANSFER_COLUMNS worth sharing across rows: the banks, the
-#: currencies, the remittance information, the cycles, the accepted_at and
-#: the FX providers that a batch's transfers share.
-_SHARED = frozenset({1, 2, 3, 5, 7, 8, 10, 12, 14})
+#: currencies, the remittance information, the cycles, the accepted_at, the
+#: FX providers, the deadlines, resolution times and reason codes that a
+#: batch's transfers share.
+_SHARED = frozenset({1, 2, 3, 5, 7, 8, 10, 12, 14, 15, 16, 17})
 
 
 def load_audit_snapshot(conn: Connection) -> AuditSnapshot:
@@ -52,6 +55,7 @@ def load_audit_snapshot(conn: Connection) -> AuditSnapshot:
             int(r.unsettled_net),
             int(r.entry_count),
             utc(r.opened_at),
+            int(r.reserved),
         )
         for r in conn.execute(select(accounts).order_by(accounts.c.id))
     ]
@@ -146,4 +150,8 @@ def load_audit_snapshot(conn: Connection) -> AuditSnapshot:
         feed_heads=heads,
         events=event_rows,
         trail=list(SqlOperatorTrail(conn).records()),
+        recalls=[
+            recall_of(tuple(r))
+            for r in conn.execute(select(*RECALL_COLUMNS).order_by(recalls.c.transfer_id))
+        ],
     )

@@ -1,5 +1,5 @@
 """The banks repository: participants (banks and FX providers), their
-status, roles and home regions."""
+status, roles, home regions and payee-confirmation setting."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import HUB_HOME_REGION, banks
 from remitnet.services.domain.bank import Bank, ParticipantRole
 from remitnet.services.domain.model import HUB, BankStatus
+from remitnet.services.service_layer.unit_of_work import Parties
 
 
 def _bank(row: Any) -> Bank:
@@ -23,6 +24,7 @@ def _bank(row: Any) -> Bank:
         BankStatus(b["status"]),
         utc(b["created_at"]),
         ParticipantRole(b["roles"]),
+        bool(b["requires_confirmation"]),
     )
 
 
@@ -53,6 +55,7 @@ class SqlBanks:
                 status=int(bank.status),
                 created_at=bank.created_at,
                 roles=int(bank.roles),
+                requires_confirmation=int(bank.requires_confirmation),
             )
         )
 
@@ -99,6 +102,36 @@ class SqlBanks:
             roles[code] = ParticipantRole(role)
             regions[code] = region
         return statuses, roles, regions
+
+    def parties(self, codes: Collection[str]) -> Parties:
+        """`statuses_roles_and_regions` of `codes` and those of them that
+        require payee confirmation, in the same one query: the batch path's
+        read of its parties and its quotes' providers."""
+        statuses: dict[str, BankStatus] = {}
+        roles: dict[str, ParticipantRole] = {}
+        regions: dict[str, str] = {}
+        confirming: list[str] = []
+        rows = self.conn.execute(
+            select(
+                banks.c.code,
+                banks.c.status,
+                banks.c.roles,
+                banks.c.home_region,
+                banks.c.requires_confirmation,
+            ).where(banks.c.code.in_(codes))
+        )
+        for code, status, role, region, confirm in rows:
+            statuses[code] = BankStatus(status)
+            roles[code] = ParticipantRole(role)
+            regions[code] = region
+            if confirm:
+                confirming.append(code)
+        return Parties(statuses, roles, regions, frozenset(confirming))
+
+    def set_requires_confirmation(self, code: str, required: bool) -> None:
+        self.conn.execute(
+            update(banks).where(banks.c.code == code).values(requires_confirmation=int(required))
+        )
 
     def providers(self) -> list[Bank]:
         """Every participant with the FX_PROVIDER role, by code."""

@@ -13,24 +13,46 @@ Each event's time is strictly later than the bank's previous event's
 so one BATCH event stands for every transfer of that bank in the batch: the
 reader finds them through the existing (debtor_bank, accepted_at) and
 (creditor_bank, accepted_at) indexes, and the hot batch path writes one
-event row per bank it touches, not one per transfer."""
+event row per bank it touches, not one per transfer. A batch that reserved
+some of its transfers for the creditor's confirmation writes a second BATCH
+event at the same time, with status RESERVED, for those (the ones with a
+deadline). Reserved transfers that leave RESERVED in one transaction carry
+its time as resolved_at: one RESOLVED event per bank and resolution stands
+for them, found through the partial (bank, resolved_at) indexes. A RECALL
+event names the recalled transfer; its status column holds the RecallState
+the recall moved to."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
 
 from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.recalls import SqlRecalls
 from remitnet.services.adapters.db.rows import TRANSFER_COLUMNS, cycle_of, transfer_of, utc
 from remitnet.services.adapters.db.schema import cycles, events, feed_heads, transfers
 from remitnet.services.adapters.db.transfers import SqlTransfers
 from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.events import EventKind, FeedEvent, Head, NewEvent, event_time
+from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import HUB, CycleState, StoredTransfer, TransferStatus
+
+_ACCEPTED = TransferStatus.ACCEPTED
+_RESERVED = TransferStatus.RESERVED
+
+
+def recall_as_of(recall: Recall, state: RecallState) -> Recall:
+    """The recall as it was when it moved to `state`: REQUESTED, unanswered
+    yet; any later state is final, so what is stored now is what it was."""
+    if state is RecallState.REQUESTED:
+        return replace(recall, state=state, answered_at=None, answer_reason=None, return_id=None)
+    return replace(recall, state=state)
+
 
 _advance = (
     update(feed_heads)
@@ -48,14 +70,22 @@ _ADVANCE_ARRAYS = text(
 
 class SqlEventFeed:
     """EventFeed over a Connection; it expands events into the transfers
-    they stand for through `transfers`."""
+    they stand for through `transfers`, and RECALL events into the recall
+    through `recalls`."""
 
-    __slots__ = ("conn", "dialect", "transfers")
+    __slots__ = ("conn", "dialect", "recalls", "transfers")
 
-    def __init__(self, conn: Connection, dialect: Dialect, transfers: SqlTransfers) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        dialect: Dialect,
+        transfers: SqlTransfers,
+        recalls: SqlRecalls | None = None,
+    ) -> None:
         self.conn = conn
         self.dialect = dialect
         self.transfers = transfers
+        self.recalls = SqlRecalls(conn, dialect) if recalls is None else recalls
 
     # Writing -----------------------------------------------------------------
 
@@ -237,10 +267,16 @@ class SqlEventFeed:
                 break
             taken.append(r)
             items += int(r.item_count)
-        batches = [utc(r.at) for r in taken if r.kind == EventKind.BATCH]
-        by_time = self._batch_transfers(bank, batches) if batches else {}
-        singles = [str(r.transfer_id) for r in taken if r.kind == EventKind.TRANSFER]
+        batches = {(utc(r.at), int(r.status)) for r in taken if r.kind == EventKind.BATCH}
+        by_batch = self._batch_transfers(bank, batches) if batches else {}
+        resolutions = {(utc(r.at), int(r.status)) for r in taken if r.kind == EventKind.RESOLVED}
+        by_resolution = self._resolved_transfers(bank, resolutions) if resolutions else {}
+        singles = [
+            str(r.transfer_id) for r in taken if r.kind in (EventKind.TRANSFER, EventKind.RECALL)
+        ]
         loaded = self.transfers.existing(singles) if singles else {}
+        recalled = [str(r.transfer_id) for r in taken if r.kind == EventKind.RECALL]
+        recalls = self.recalls.of_transfers(recalled) if recalled else {}
         cycle_ids = {str(r.cycle_id) for r in taken if r.kind == EventKind.CYCLE}
         found: dict[str, Cycle] = {}
         if cycle_ids:
@@ -250,34 +286,80 @@ class SqlEventFeed:
         for r in taken:
             kind = EventKind(r.kind)
             at = utc(r.at)
+            seq = int(r.seq)
+            if kind is EventKind.RECALL:
+                t = loaded[str(r.transfer_id)]
+                recall = recall_as_of(recalls[t.transfer_id], RecallState(r.status))
+                out.append(FeedEvent(seq, at, kind, t.status, (t,), None, recall))
+                continue
             status = TransferStatus(r.status)
             if kind is EventKind.BATCH:
-                out.append(FeedEvent(int(r.seq), at, kind, status, by_time.get(at, ()), None))
+                ts = by_batch.get((at, status), ())
+                out.append(FeedEvent(seq, at, kind, status, ts, None))
+            elif kind is EventKind.RESOLVED:
+                ts = by_resolution.get((at, status), ())
+                out.append(FeedEvent(seq, at, kind, status, ts, None))
             elif kind is EventKind.TRANSFER:
                 t = loaded[str(r.transfer_id)]
-                out.append(FeedEvent(int(r.seq), at, kind, status, (t,), None))
+                out.append(FeedEvent(seq, at, kind, status, (t,), None))
             elif kind is EventKind.LEGS:
                 pair = self._leg_transfers(bank, str(r.cycle_id), str(r.other_cycle_id))
-                out.append(FeedEvent(int(r.seq), at, kind, status, pair, None))
+                out.append(FeedEvent(seq, at, kind, status, pair, None))
             else:
-                out.append(FeedEvent(int(r.seq), at, kind, status, (), found[str(r.cycle_id)]))
+                out.append(FeedEvent(seq, at, kind, status, (), found[str(r.cycle_id)]))
         return out
 
     def _batch_transfers(
-        self, bank: str, times: Sequence[datetime]
-    ) -> dict[datetime, tuple[StoredTransfer, ...]]:
-        """The netted transfers `bank` is party to with each of the accepted_at
-        `times`, ordered by id within each."""
-        found: dict[datetime, list[StoredTransfer]] = defaultdict(list)
-        netted = transfers.c.cycle_id != ""
+        self, bank: str, batches: Collection[tuple[datetime, int]]
+    ) -> dict[tuple[datetime, TransferStatus], tuple[StoredTransfer, ...]]:
+        """The transfers `bank` is party to that each of the BATCH events
+        `batches` (time, status) stands for, ordered by id within each: with
+        accepted_at the event's time, the netted ones that were netted at
+        once (no deadline) for status ACCEPTED, the reserved ones (whatever
+        became of them since) for status RESERVED."""
+        wanted = {(at, TransferStatus(s)) for at, s in batches}
+        times = list({at for at, _ in wanted})
+        found: dict[tuple[datetime, TransferStatus], list[StoredTransfer]] = defaultdict(list)
+        # Gross transfers (no cycle, no deadline) are TRANSFER events of their own.
+        told = (transfers.c.cycle_id != "") | transfers.c.deadline.is_not(None)
         for party in (transfers.c.debtor_bank, transfers.c.creditor_bank):
             query = select(*TRANSFER_COLUMNS).where(
-                party == bank, transfers.c.accepted_at.in_(times), netted
+                party == bank, transfers.c.accepted_at.in_(times), told
             )
             for row in self.conn.execute(query):
                 t = transfer_of(tuple(row))
-                found[t.accepted_at].append(t)
-        return {at: tuple(sorted(ts, key=lambda t: t.transfer_id)) for at, ts in found.items()}
+                key = (t.accepted_at, _ACCEPTED if t.deadline is None else _RESERVED)
+                if key in wanted:
+                    found[key].append(t)
+        return {key: tuple(sorted(ts, key=lambda t: t.transfer_id)) for key, ts in found.items()}
+
+    def _resolved_transfers(
+        self, bank: str, resolutions: Collection[tuple[datetime, int]]
+    ) -> dict[tuple[datetime, TransferStatus], tuple[StoredTransfer, ...]]:
+        """The transfers `bank` is party to that each of the RESOLVED events
+        `resolutions` (time, status) stands for, ordered by id within each:
+        those that left RESERVED at the event's time (resolved_at) with that
+        resolution (`StoredTransfer.resolution`: ACCEPTED once netted, even
+        if the operator cancelled it later). Read through the partial
+        (bank, resolved_at) indexes."""
+        wanted = {(at, TransferStatus(s)) for at, s in resolutions}
+        times = list({at for at, _ in wanted})
+        found: dict[tuple[datetime, TransferStatus], list[StoredTransfer]] = defaultdict(list)
+        for party in (transfers.c.debtor_bank, transfers.c.creditor_bank):
+            query = select(*TRANSFER_COLUMNS).where(
+                party == bank,
+                transfers.c.resolved_at.is_not(None),
+                transfers.c.resolved_at.in_(times),
+            )
+            for row in self.conn.execute(query):
+                t = transfer_of(tuple(row))
+                resolution = t.resolution
+                if resolution is None or t.resolved_at is None:
+                    continue
+                key = (t.resolved_at, resolution)
+                if key in wanted:
+                    found[key].append(t)
+        return {key: tuple(sorted(ts, key=lambda t: t.transfer_id)) for key, ts in found.items()}
 
     def _leg_transfers(self, bank: str, cycle_id: str, other_id: str) -> tuple[StoredTransfer, ...]:
         """The live cross-currency transfers `bank` is party to with one leg in

@@ -23,15 +23,27 @@ from remitnet.services.adapters.db.schema import (
     cycles,
     ledger_entries,
     positions,
+    recalls,
     transfers,
 )
 from remitnet.services.domain.audit import AuditSnapshot
 from remitnet.services.domain.cycle import Cycle
+from remitnet.services.domain.lifecycle import RecallState
 from remitnet.services.domain.model import CycleState, StoredTransfer, TransferStatus
 
 #: How far a transfer's accepted_at may precede its cycle's opened_at when
 #: replicas' clocks differ (CockroachDB's own bound is 500 ms).
 CLOCK_SKEW_MARGIN = timedelta(minutes=5)
+
+#: Statuses filtered on the stored status alone (no cycle decides them).
+_STORED_STATUSES = frozenset(
+    {
+        TransferStatus.CANCELLED,
+        TransferStatus.RESERVED,
+        TransferStatus.REJECTED,
+        TransferStatus.EXPIRED,
+    }
+)
 
 
 class SqlReadModels:
@@ -51,9 +63,18 @@ class SqlReadModels:
         status: TransferStatus | None,
         before: tuple[datetime, str] | None,
         limit: int,
+        kind: str = "",
+        returned: bool | None = None,
+        recall_state: RecallState | None = None,
     ) -> list[tuple[StoredTransfer, tuple[CycleState, ...]]]:
         """Transfers the bank sent or received, newest first, keyset-paged. The
-        status filter is on the effective status (see effective_status).
+        status filter is on the effective status (see effective_status); the
+        lifecycle's statuses (RESERVED, REJECTED, EXPIRED) and CANCELLED are
+        stored as they are. `kind`: "" any, "payment" (no return) or
+        "return"; `returned`: only transfers that were returned (True) or not
+        (False); `recall_state`: only transfers whose recall is in that state
+        (recalls of the bank's side, through the recalls' (bank,
+        requested_at) indexes: a recall's parties are its transfer's).
 
         Two ordered, limited queries, merged: the bank's debits and its credits,
         each read newest first from its own (bank, accepted_at, id) index (with a
@@ -86,7 +107,7 @@ class SqlReadModels:
             if closed is not None:
                 base = base.where(transfers.c.accepted_at <= utc(closed) + CLOCK_SKEW_MARGIN)
         if status is not None:
-            if status in (TransferStatus.CANCELLED,):
+            if status in _STORED_STATUSES:
                 # A literal, not a parameter: the partial indexes of cancelled
                 # transfers (status = 4) apply to every plan, generic ones too.
                 base = base.where(transfers.c.status == literal_column(str(int(status))))
@@ -134,6 +155,18 @@ class SqlReadModels:
                         least == int(state),
                         transfers.c.accepted_at >= utc(oldest) - CLOCK_SKEW_MARGIN,
                     )
+        if kind == "payment":
+            base = base.where(transfers.c.return_of.is_(None))
+        elif kind == "return":
+            base = base.where(transfers.c.return_of.is_not(None))
+        elif kind:
+            raise ValueError(f"kind must be '', 'payment' or 'return', got {kind!r}")
+        if returned is not None:
+            base = base.where(
+                transfers.c.returned_by.is_not(None)
+                if returned
+                else transfers.c.returned_by.is_(None)
+            )
         if before is not None:
             ts, tid = before
             base = base.where(
@@ -152,6 +185,24 @@ class SqlReadModels:
         else:
             sides = [base.where(transfers.c.debtor_bank == bank)]
             sides.append(base.where(transfers.c.creditor_bank == bank))
+        if recall_state is not None:
+            # The bank's recalls in that state, on the side each query reads:
+            # few rows, by the recalls' own (bank, requested_at) indexes.
+            in_state = recalls.c.state == int(recall_state)
+            sides = [
+                sides[0].where(
+                    transfers.c.id.in_(
+                        select(recalls.c.transfer_id).where(recalls.c.debtor_bank == bank, in_state)
+                    )
+                ),
+                sides[1].where(
+                    transfers.c.id.in_(
+                        select(recalls.c.transfer_id).where(
+                            recalls.c.creditor_bank == bank, in_state
+                        )
+                    )
+                ),
+            ]
         found: list[tuple[datetime, str, tuple[Any, ...]]] = []
         for query in sides:
             for r in self.conn.execute(query):

@@ -32,6 +32,11 @@ TRANSFER_COLUMNS = (
     transfers.c.creditor_cycle_id,
     transfers.c.fee,
     transfers.c.fx_provider,
+    transfers.c.deadline,
+    transfers.c.resolved_at,
+    transfers.c.reason,
+    transfers.c.return_of,
+    transfers.c.returned_by,
 )
 N_TRANSFER_COLUMNS = len(TRANSFER_COLUMNS)
 ACCEPTED_AT = 8  # index of accepted_at in TRANSFER_COLUMNS
@@ -44,6 +49,7 @@ def transfer_of(r: tuple[Any, ...]) -> StoredTransfer:
     batch. New transfers are made by `StoredTransfer.from_instruction`."""
     tid, debtor, creditor, currency, amount, info, status, cycle_id, accepted = r[:9]
     quote_id, ccur, camount, ccycle, fee, provider = r[9:15]
+    deadline, resolved_at, reason, return_of, returned_by = r[15:20]
     return StoredTransfer(
         str(tid),
         str(debtor),
@@ -60,6 +66,11 @@ def transfer_of(r: tuple[Any, ...]) -> StoredTransfer:
         ccycle,
         int(fee or 0),
         provider,
+        None if deadline is None else utc(deadline),
+        None if resolved_at is None else utc(resolved_at),
+        reason,
+        None if return_of is None else str(return_of),
+        None if returned_by is None else str(returned_by),
     )
 
 

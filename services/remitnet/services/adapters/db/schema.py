@@ -57,12 +57,16 @@ banks = Table(
     Column("created_at", TS, nullable=False),
     # ParticipantRole flags (domain/bank.py): 1 bank, 2 FX provider, 3 both.
     Column("roles", SmallInteger, nullable=False, server_default="1"),
+    # 1: its incoming transfers await its confirmation (RESERVED) before they
+    # are netted; an operator setting (migration 0009).
+    Column("requires_confirmation", SmallInteger, nullable=False, server_default="0"),
 )
 
 # Bank liquidity accounts and the hub's own accounts, one row per owner,
 # currency and kind. `balance` is the ledger balance (the sum of the
 # account's entries); `unsettled_net` is the net of accepted, unsettled
-# transfers that the netting engine maintains per batch.
+# transfers that the netting engine maintains per batch; `reserved` what the
+# owner's transfers awaiting confirmation hold (migration 0009).
 accounts = Table(
     "accounts",
     metadata,
@@ -76,6 +80,7 @@ accounts = Table(
     Column("entry_count", BigInteger, nullable=False),
     Column("opened_at", TS, nullable=False),
     home_region(),
+    Column("reserved", BigInteger, nullable=False, server_default="0"),
     Index(None, "owner", "currency"),
 )
 
@@ -172,6 +177,16 @@ transfers = Table(
     # transfers and for cross-currency ones through the hub before it.
     Column("fx_provider", String(16), nullable=True),
     home_region(),  # the debtor's
+    # The scheme lifecycle (migration 0009): the deadline of a transfer that
+    # was reserved for the creditor's confirmation (NULL: netted at once) and
+    # when it left RESERVED; the ISO 20022 code of a rejection, an expiry or
+    # a return, or an operator's cancel reason; a return's original, and a
+    # returned transfer's return.
+    Column("deadline", TS, nullable=True),
+    Column("resolved_at", TS, nullable=True),
+    Column("reason", String(140), nullable=True),
+    Column("return_of", Uuid(as_uuid=False), nullable=True),
+    Column("returned_by", Uuid(as_uuid=False), nullable=True),
     # Every bank-callable read of transfers goes through one of these, in
     # order (migration 0006): ListTransfers per side and per pair, newest
     # first; reconciliation per cycle and per target-leg cycle.
@@ -206,6 +221,67 @@ transfers = Table(
         postgresql_where=text("creditor_cycle_id IS NOT NULL"),
         sqlite_where=text("creditor_cycle_id IS NOT NULL"),
     ),
+    # The expirer's read (status 5, TransferStatus.RESERVED): the reservations
+    # due, oldest deadline first, and nothing else.
+    Index(
+        "ix_transfers_reserved_deadline",
+        "deadline",
+        postgresql_where=text("status = 5"),
+        sqlite_where=text("status = 5"),
+    ),
+    # A transfer is returned at most once, enforced by the database.
+    Index(
+        "uq_transfers_return_of",
+        "return_of",
+        unique=True,
+        postgresql_where=text("return_of IS NOT NULL"),
+        sqlite_where=text("return_of IS NOT NULL"),
+    ),
+    # The feed's RESOLVED events: a bank's transfers that left RESERVED in
+    # one transaction (at one resolved_at), per side.
+    *(
+        Index(
+            None,
+            side,
+            "resolved_at",
+            postgresql_where=text("resolved_at IS NOT NULL"),
+            sqlite_where=text("resolved_at IS NOT NULL"),
+        )
+        for side in ("debtor_bank", "creditor_bank")
+    ),
+)
+
+# Recalls (camt.056), one per transfer at most (migration 0009): the
+# debtor's request for a transfer back and the creditor's answer. `id` is the
+# client's recall id; `state` a RecallState (domain/lifecycle.py): 1
+# requested, 2 accepted (answered by the return `return_id`), 3 rejected
+# (`answer_reason`), 4 expired. Homed with the debtor's rows.
+recalls = Table(
+    "recalls",
+    metadata,
+    Column("id", Uuid(as_uuid=False), primary_key=True),
+    Column("transfer_id", Uuid(as_uuid=False), nullable=False),
+    Column("debtor_bank", String(16), nullable=False),
+    Column("creditor_bank", String(16), nullable=False),
+    Column("reason", String(4), nullable=False),
+    Column("info", String(105), nullable=False),
+    Column("state", SmallInteger, nullable=False),
+    Column("requested_at", TS, nullable=False),
+    Column("deadline", TS, nullable=False),
+    Column("answered_at", TS, nullable=True),
+    Column("answer_reason", String(4), nullable=True),
+    Column("return_id", Uuid(as_uuid=False), nullable=True),
+    home_region(),  # the debtor's
+    UniqueConstraint("transfer_id"),
+    # The expirer's read of open recalls (state 1, RecallState.REQUESTED).
+    Index(
+        "ix_recalls_requested_deadline",
+        "deadline",
+        postgresql_where=text("state = 1"),
+        sqlite_where=text("state = 1"),
+    ),
+    Index(None, "creditor_bank", "requested_at"),
+    Index(None, "debtor_bank", "requested_at"),
 )
 
 # Mid rates per FX provider, published by the provider (or by the operator

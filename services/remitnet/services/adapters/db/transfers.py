@@ -1,12 +1,28 @@
 """The transfers repository: stored transfers by id, the batch's bulk
-insert (COPY on PostgreSQL) and the per-cycle sums of their legs."""
+insert (COPY on PostgreSQL), the lifecycle's set-oriented writes (resolved
+reservations, returned transfers) and the expirer's read, and the per-cycle
+sums of their legs."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, any_, bindparam, cast, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from remitnet.services.adapters.db.banks import SqlBanks
@@ -18,7 +34,7 @@ from remitnet.services.domain.model import HUB, StoredTransfer, TransferStatus
 _COPY_COLUMNS = (
     "id", "debtor_bank", "creditor_bank", "currency", "amount", "remittance_info", "status",
     "cycle_id", "accepted_at", "quote_id", "creditor_currency", "creditor_amount",
-    "creditor_cycle_id", "fee", "fx_provider", "home_region",
+    "creditor_cycle_id", "fee", "fx_provider", "deadline", "reason", "return_of", "home_region",
 )  # fmt: skip
 _COPY_TRANSFERS = f"COPY transfers ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
@@ -28,13 +44,16 @@ _COPY_TRANSFERS = f"COPY transfers ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _NULL = "\\N"
 _NO_FX = "\t".join([_NULL] * 6)  # quote_id .. fx_provider
+_NO_LIFECYCLE = "\t".join([_NULL] * 3)  # deadline, reason, return_of
 
 
 def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -> str:
     """The batch's transfers as one COPY text payload. Formatting rows here
     is several times cheaper than the driver's row-by-row dumpers. Only
-    remittance_info is free text; every other text column holds a validated
-    code, UUID or cycle id, which has nothing to escape."""
+    remittance_info and reason may hold free text; every other text column
+    holds a validated code, UUID or cycle id, which has nothing to escape.
+    resolved_at and returned_by are NULL in every new transfer (not
+    written: their default)."""
     stamps: dict[datetime, str] = {}
     lines = []
     for t in items:
@@ -46,15 +65,60 @@ def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -
             fx = _NO_FX
         else:
             provider = _NULL if t.fx_provider is None else t.fx_provider
+            # A reserved transfer has no creditor leg in a cycle yet.
+            ccycle = _NULL if t.creditor_cycle_id is None else t.creditor_cycle_id
             fx = (
                 f"{t.quote_id}\t{t.creditor_currency}\t{t.creditor_amount}\t"
-                f"{t.creditor_cycle_id}\t{t.fee}\t{provider}"
+                f"{ccycle}\t{t.fee}\t{provider}"
             )
+        deadline, reason, return_of = t.deadline, t.reason, t.return_of
+        if deadline is None and reason is None and return_of is None:
+            lifecycle = _NO_LIFECYCLE
+        else:
+            due = _NULL
+            if deadline is not None:
+                due = stamps.get(deadline) or stamps.setdefault(deadline, deadline.isoformat())
+            why = _NULL if reason is None else reason.translate(_COPY_ESCAPES)
+            lifecycle = f"{due}\t{why}\t{_NULL if return_of is None else return_of}"
         lines.append(
             f"{t.transfer_id}\t{t.debtor}\t{t.creditor}\t{t.currency}\t{t.amount}\t{info}\t"
-            f"{int(t.status)}\t{t.cycle_id}\t{stamp}\t{fx}\t{region[t.debtor]}\n"
+            f"{int(t.status)}\t{t.cycle_id}\t{stamp}\t{fx}\t{lifecycle}\t{region[t.debtor]}\n"
         )
     return "".join(lines)
+
+
+_resolve = (
+    update(transfers)
+    .where(transfers.c.id == bindparam("t_id"))
+    .values(
+        status=bindparam("t_status"),
+        cycle_id=bindparam("t_cycle"),
+        creditor_cycle_id=bindparam("t_ccycle"),
+        resolved_at=bindparam("t_resolved"),
+        reason=bindparam("t_reason"),
+    )
+)
+_mark_returned = (
+    update(transfers)
+    .where(transfers.c.id == bindparam("t_id"))
+    .values(returned_by=bindparam("t_return"))
+)
+
+# With array parameters: every row of the set in one statement.
+_RESOLVE_ARRAYS = text(
+    "UPDATE transfers SET status = v.status, cycle_id = v.cycle_id, "
+    "creditor_cycle_id = v.creditor_cycle_id, resolved_at = v.resolved_at, reason = v.reason "
+    "FROM unnest(CAST(:ids AS UUID[]), CAST(:statuses AS SMALLINT[]), "
+    "CAST(:cycles AS VARCHAR[]), CAST(:ccycles AS VARCHAR[]), "
+    "CAST(:resolved AS TIMESTAMPTZ[]), CAST(:reasons AS VARCHAR[])) "
+    "AS v(id, status, cycle_id, creditor_cycle_id, resolved_at, reason) "
+    "WHERE transfers.id = v.id"
+)
+_MARK_RETURNED_ARRAYS = text(
+    "UPDATE transfers SET returned_by = v.returned_by "
+    "FROM unnest(CAST(:ids AS UUID[]), CAST(:returns AS UUID[])) AS v(id, returned_by) "
+    "WHERE transfers.id = v.id"
+)
 
 
 class SqlTransfers:
@@ -124,18 +188,95 @@ class SqlTransfers:
                 "creditor_cycle_id": t.creditor_cycle_id,
                 "fee": t.fee if t.quote_id is not None else None,
                 "fx_provider": t.fx_provider,
+                "deadline": t.deadline,
+                "reason": t.reason,
+                "return_of": t.return_of,
                 "home_region": region[t.debtor],
             }
             for t in items
         ]
         self.conn.execute(insert(transfers), rows)
 
-    def cancel(self, transfer_id: str, now: datetime) -> None:
+    def cancel(self, transfer_id: str, now: datetime, reason: str | None = None) -> None:
+        """CANCELLED at `now`; a RESERVED row is resolved then too, and the
+        operator's `reason` (where given) is recorded. One statement."""
+        values: dict[str, Any] = {
+            "status": int(TransferStatus.CANCELLED),
+            "cancelled_at": now,
+            "resolved_at": case(
+                (
+                    transfers.c.status == int(TransferStatus.RESERVED),
+                    literal(now, transfers.c.resolved_at.type),
+                ),
+                else_=transfers.c.resolved_at,
+            ),
+        }
+        if reason is not None:
+            values["reason"] = reason
+        self.conn.execute(update(transfers).where(transfers.c.id == transfer_id).values(values))
+
+    def resolve(self, changed: Sequence[StoredTransfer]) -> None:
+        """Write each transfer's status, cycle_id, creditor_cycle_id,
+        resolved_at and reason: transfers that left RESERVED (accepted into
+        a cycle, rejected, expired). One statement with array parameters,
+        else one executemany."""
+        if not changed:
+            return
+        if self.dialect.arrays:
+            self.conn.execute(
+                _RESOLVE_ARRAYS,
+                {
+                    "ids": [t.transfer_id for t in changed],
+                    "statuses": [int(t.status) for t in changed],
+                    "cycles": [t.cycle_id for t in changed],
+                    "ccycles": [t.creditor_cycle_id for t in changed],
+                    "resolved": [t.resolved_at for t in changed],
+                    "reasons": [t.reason for t in changed],
+                },
+            )
+            return
         self.conn.execute(
-            update(transfers)
-            .where(transfers.c.id == transfer_id)
-            .values(status=int(TransferStatus.CANCELLED), cancelled_at=now)
+            _resolve,
+            [
+                {
+                    "t_id": t.transfer_id,
+                    "t_status": int(t.status),
+                    "t_cycle": t.cycle_id,
+                    "t_ccycle": t.creditor_cycle_id,
+                    "t_resolved": t.resolved_at,
+                    "t_reason": t.reason,
+                }
+                for t in changed
+            ],
         )
+
+    def due(self, now: datetime, limit: int) -> list[StoredTransfer]:
+        """RESERVED transfers whose deadline is at or before `now`, oldest
+        deadline first, at most `limit`: a range of the partial index of the
+        reservations (status 5, a literal so that every plan, generic ones
+        too, can use it), read in order."""
+        rows = self.conn.execute(
+            select(*TRANSFER_COLUMNS)
+            .where(
+                transfers.c.status == literal_column(str(int(TransferStatus.RESERVED))),
+                transfers.c.deadline <= now,
+            )
+            .order_by(transfers.c.deadline)
+            .limit(limit)
+        )
+        return [transfer_of(tuple(r)) for r in rows]
+
+    def mark_returned(self, returns: Mapping[str, str]) -> None:
+        """original transfer id -> the id of its return (`returned_by`). One
+        statement with array parameters, else one executemany."""
+        if not returns:
+            return
+        if self.dialect.arrays:
+            self.conn.execute(
+                _MARK_RETURNED_ARRAYS, {"ids": list(returns), "returns": list(returns.values())}
+            )
+            return
+        self.conn.execute(_mark_returned, [{"t_id": k, "t_return": v} for k, v in returns.items()])
 
     def leg_sums(self, cycle_id: str) -> dict[str, list[int]]:
         """Per participant [sent count, received count, sent value, received

@@ -21,6 +21,7 @@ from remitnet.services.adapters.db.ledger import SqlLedger
 from remitnet.services.adapters.db.positions import SqlPositions
 from remitnet.services.adapters.db.quotes import SqlQuotes
 from remitnet.services.adapters.db.read_models import SqlReadModels
+from remitnet.services.adapters.db.recalls import SqlRecalls
 from remitnet.services.adapters.db.transfers import SqlTransfers
 from remitnet.services.service_layer.unit_of_work import (
     AccountRepository,
@@ -32,6 +33,7 @@ from remitnet.services.service_layer.unit_of_work import (
     PositionRepository,
     QuoteRepository,
     ReadModels,
+    RecallRepository,
     TransferRepository,
     UnitOfWork,
 )
@@ -52,6 +54,7 @@ class SqlUnitOfWork:
         "ledger",
         "positions",
         "quotes",
+        "recalls",
         "trail",
         "transfers",
         "views",
@@ -62,6 +65,7 @@ class SqlUnitOfWork:
     positions: PositionRepository
     cycles: CycleRepository
     transfers: TransferRepository
+    recalls: RecallRepository
     ledger: LedgerRepository
     quotes: QuoteRepository
     events: EventFeed
@@ -78,9 +82,11 @@ class SqlUnitOfWork:
         self.positions = SqlPositions(conn, dialect, banks)
         self.cycles = SqlCycles(conn)
         self.transfers = transfers
+        recalls = SqlRecalls(conn, dialect)
+        self.recalls = recalls
         self.ledger = SqlLedger(conn)
         self.quotes = SqlQuotes(conn, dialect)
-        self.events = SqlEventFeed(conn, dialect, transfers)
+        self.events = SqlEventFeed(conn, dialect, transfers, recalls)
         self.trail = SqlOperatorTrail(conn)
         self.views = SqlReadModels(conn)
 
@@ -95,8 +101,10 @@ def _conforms(conn: Connection, dialect: Dialect) -> None:
     _cycles: CycleRepository = SqlCycles(conn)
     transfers = SqlTransfers(conn, dialect, banks)
     _transfers: TransferRepository = transfers
+    recalls = SqlRecalls(conn, dialect)
+    _recalls: RecallRepository = recalls
     _ledger: LedgerRepository = SqlLedger(conn)
     _quotes: QuoteRepository = SqlQuotes(conn, dialect)
-    _feed: EventFeed = SqlEventFeed(conn, dialect, transfers)
+    _feed: EventFeed = SqlEventFeed(conn, dialect, transfers, recalls)
     _trail: OperatorTrail = SqlOperatorTrail(conn)
     _views: ReadModels = SqlReadModels(conn)

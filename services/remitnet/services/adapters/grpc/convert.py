@@ -14,8 +14,8 @@ from remitnet.participants.v1 import participants_pb2
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.bank import ParticipantRole
 from remitnet.services.domain.errors import InvalidArgument, Reason
+from remitnet.services.domain.lifecycle import Recall
 from remitnet.services.domain.model import StoredTransfer, TransferStatus
-from remitnet.services.domain.netting import headroom
 from remitnet.services.service_layer.participants import BankView
 
 DEFAULT_PAGE_SIZE = 100
@@ -53,7 +53,8 @@ def account(row: Account) -> participants_pb2.Account:
         balance=row.balance,
         net_debit_cap=row.net_debit_cap,
         unsettled_net=row.unsettled_net,
-        headroom=headroom(row.balance, row.net_debit_cap, row.unsettled_net),
+        headroom=row.headroom,
+        reserved=row.reserved,
     )
 
 
@@ -88,12 +89,63 @@ def bank(view: BankView) -> participants_pb2.Bank:
         accounts=[account(a) for a in view.accounts],
         created_at=timestamp(view.bank.created_at),
         roles=role_values(view.bank.roles),
+        requires_confirmation=view.bank.requires_confirmation,
     )
 
 
-def transfer(t: StoredTransfer, status: TransferStatus) -> clearing_pb2.Transfer:
+def transfer(
+    t: StoredTransfer, status: TransferStatus, recall: Recall | None = None
+) -> clearing_pb2.Transfer:
+    """A transfer as GetTransfer and ListTransfers answer it: whole, with
+    its recall if it has one."""
     message = clearing_pb2.Transfer()
-    fill_transfer(message, t, status, {})
+    stamps: dict[datetime, Timestamp] = {}
+    fill_transfer(message, t, status, stamps)
+    if recall is not None:
+        fill_recall(message.recall, recall, stamps)
+    return message
+
+
+#: The longest `reason` a batch answer carries: an ISO 20022 code. An
+#: operator's cancel reason (free text, like remittance_info) is left out
+#: there, so that an answer's size does not depend on it.
+_CODE_CHARS: Final = 4
+
+
+def _stamp(stamps: dict[datetime, Timestamp], at: datetime) -> Timestamp:
+    stamp = stamps.get(at)
+    if stamp is None:
+        stamp = stamps[at] = Timestamp()
+        stamp.FromDatetime(at)
+    return stamp
+
+
+def fill_recall(
+    message: clearing_pb2.Recall, r: Recall, stamps: dict[datetime, Timestamp] | None = None
+) -> None:
+    """Write a recall into a message in place."""
+    stamps = {} if stamps is None else stamps
+    message.recall_id = r.recall_id
+    message.transfer_id = r.transfer_id
+    message.debtor_bank = r.debtor
+    message.creditor_bank = r.creditor
+    message.reason = r.reason
+    if r.info:
+        message.additional_info = r.info
+    message.state = int(r.state)  # type: ignore[assignment]
+    message.requested_at.CopyFrom(_stamp(stamps, r.requested_at))
+    message.deadline.CopyFrom(_stamp(stamps, r.deadline))
+    if r.answered_at is not None:
+        message.answered_at.CopyFrom(_stamp(stamps, r.answered_at))
+    if r.answer_reason:
+        message.answer_reason = r.answer_reason
+    if r.return_id:
+        message.return_transfer_id = r.return_id
+
+
+def recall(r: Recall) -> clearing_pb2.Recall:
+    message = clearing_pb2.Recall()
+    fill_recall(message, r)
     return message
 
 
@@ -111,7 +163,7 @@ def fill_transfer(
     the transfers of one batch share their acceptance time, so its Timestamp
     (costly to convert) comes from `stamps`. A batch answer leaves
     remittance_info out (`remittance_info=False`), so that its size does
-    not depend on it."""
+    not depend on it, and an operator's cancel reason with it."""
     message.transfer_id = t.transfer_id
     message.debtor_bank = t.debtor
     message.creditor_bank = t.creditor
@@ -137,3 +189,15 @@ def fill_transfer(
         stamp = stamps[t.accepted_at] = Timestamp()
         stamp.FromDatetime(t.accepted_at)
     message.accepted_at.CopyFrom(stamp)
+    # The lifecycle's fields: most transfers have none of them.
+    if t.deadline is not None:
+        message.confirmation_deadline.CopyFrom(_stamp(stamps, t.deadline))
+    if t.resolved_at is not None:
+        message.resolved_at.CopyFrom(_stamp(stamps, t.resolved_at))
+    reason = t.reason
+    if reason and (remittance_info or len(reason) <= _CODE_CHARS):
+        message.reason = reason
+    if t.return_of is not None:
+        message.return_of_transfer_id = t.return_of
+    if t.returned_by is not None:
+        message.returned_by_transfer_id = t.returned_by

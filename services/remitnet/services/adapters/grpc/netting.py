@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -11,11 +12,19 @@ from remitnet.netting.v1 import netting_pb2_grpc as pb_grpc
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc import convert
 from remitnet.services.adapters.grpc.identity import current_principal
+from remitnet.services.adapters.grpc.refusals import refusals_counted
 from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
 from remitnet.services.domain.model import CycleState, check_bank_code
+from remitnet.services.service_layer import clearing, positions
 from remitnet.services.service_layer import cycles as uc
-from remitnet.services.service_layer import positions
-from remitnet.services.service_layer.results import NO_OBSERVER, CycleClosed, Observer
+from remitnet.services.service_layer.engine import NettingEngine
+from remitnet.services.service_layer.results import (
+    NO_OBSERVER,
+    CycleClosed,
+    Observer,
+    TransferCancelled,
+)
+from remitnet.services.service_layer.watch import FeedReader
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -53,9 +62,21 @@ def cycle_message(view: uc.CycleView, *, only_bank: str | None = None) -> pb.Cyc
 
 
 class NettingServicer(pb_grpc.NettingServiceServicer):
-    def __init__(self, db: Database, observer: Observer = NO_OBSERVER) -> None:
+    def __init__(
+        self,
+        db: Database,
+        observer: Observer = NO_OBSERVER,
+        *,
+        engine: NettingEngine | None = None,
+        feed: FeedReader | None = None,
+    ) -> None:
         self.db = db
         self.observer = observer
+        # In a process that also runs clearing: the operator's cancel runs on
+        # the netting thread (it writes the account rows batches write), and
+        # the status streams hear of it at once.
+        self.engine = engine
+        self.feed = feed
 
     async def ListCycles(
         self, request: pb.ListCyclesRequest, context: Context
@@ -127,5 +148,27 @@ class NettingServicer(pb_grpc.NettingServiceServicer):
                 open_cycle_received=p.open_cycle.received,
                 open_cycle_sent_count=p.open_cycle.sent_count,
                 open_cycle_received_count=p.open_cycle.received_count,
+                reserved=p.reserved,
             )
         return response
+
+    @refusals_counted("operator_cancel")
+    async def CancelTransfer(
+        self, request: pb.CancelTransferRequest, context: Context
+    ) -> pb.CancelTransferResponse:
+        """The operator cancels a reserved or netted transfer, with a reason
+        recorded on it and in the audit trail."""
+        started = datetime.now(UTC)
+        fn = partial(
+            clearing.cancel_transfer,
+            self.db,
+            None,
+            request.transfer_id,
+            request.reason,
+            actor=current_principal().render(),
+        )
+        view = await (asyncio.to_thread(fn) if self.engine is None else self.engine.run_serial(fn))
+        if self.feed is not None:
+            self.feed.poke()
+        self.observer.observe(TransferCancelled.of(view.transfer, operator=True, started=started))
+        return pb.CancelTransferResponse(transfer=convert.transfer(view.transfer, view.status))

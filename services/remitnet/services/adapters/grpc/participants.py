@@ -36,6 +36,7 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
             request.home_region,
             list(request.currencies),
             roles=convert.roles(request.roles),
+            requires_confirmation=request.requires_confirmation,
             actor=_actor(),
         )
         return pb.CreateBankResponse(bank=convert.bank(view))
@@ -98,6 +99,18 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
             uc.set_net_debit_cap, self.db, request.bank_code, currency, cap, actor=_actor()
         )
         return pb.SetNetDebitCapResponse(account=convert.account(row))
+
+    async def SetConfirmationRequired(
+        self, request: pb.SetConfirmationRequiredRequest, context: Context
+    ) -> pb.SetConfirmationRequiredResponse:
+        view = await asyncio.to_thread(
+            uc.set_requires_confirmation,
+            self.db,
+            request.code,
+            request.required,
+            actor=_actor(),
+        )
+        return pb.SetConfirmationRequiredResponse(bank=convert.bank(view))
 
     async def SuspendBank(
         self, request: pb.SuspendBankRequest, context: Context
