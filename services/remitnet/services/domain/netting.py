@@ -160,10 +160,17 @@ def clear_batch(
         code for code, role in (roles or {}).items() if not role & ParticipantRole.BANK
     )
     batch = _Batch(
-        existing, banks, accounts, open_cycles, now, quotes or {}, cycle_sums or {}, not_banks
+        existing,
+        banks,
+        accounts,
+        open_cycles,
+        now,
+        quotes or {},
+        cycle_sums or {},
+        not_banks,
+        confirming,
+        default_timeout_ms,
     )
-    batch.confirming = confirming
-    batch.default_timeout_ms = default_timeout_ms
     decide = batch.decide
     outcomes = batch.result.outcomes
     for item in items:
@@ -204,6 +211,8 @@ class _Batch:
         quotes: Mapping[str, Quote],
         cycle_sums: Mapping[str, CycleSums],
         not_banks: frozenset[str],
+        confirming: Container[str],
+        default_timeout_ms: int,
     ) -> None:
         self.result = result = BatchResult()
         self.positions = result.positions
@@ -221,8 +230,8 @@ class _Batch:
         self.now = now
         self.quotes = quotes
         self.not_banks = not_banks
-        self.confirming: Container[str] = ()
-        self.default_timeout_ms = 30_000
+        self.confirming = confirming
+        self.default_timeout_ms = default_timeout_ms
 
     def _reserves(self, item: Instruction) -> bool:
         return item.return_of is None and (item.confirm or item.creditor in self.confirming)

@@ -100,10 +100,9 @@ def _states(uow: UnitOfWork, ids: set[str]) -> dict[tuple[str, str], AccountStat
 
 
 def _account_ids(t: StoredTransfer) -> set[str]:
-    """Every account a reserved transfer's release and netting touch."""
-    ids = {account_id(owner, ccy) for owner, ccy, _ in t.reservations()}
-    ids.add(account_id(t.debtor, t.currency))
-    ids.add(account_id(t.creditor, t.credit_currency))
+    """Every account a reserved transfer's release and netting touch (its
+    `reservations()` are among them)."""
+    ids = {account_id(t.debtor, t.currency), account_id(t.creditor, t.credit_currency)}
     if t.fx_provider is not None:
         ids.add(account_id(t.fx_provider, t.currency))
         ids.add(account_id(t.fx_provider, t.credit_currency))
