@@ -625,7 +625,9 @@ class Actor:
         kind, answer, detail = await attempt(
             self.operator().cancel_transfer(tid, OPERATOR_CANCEL_REASON)
         )
-        extra = {} if answer is None else {"status": int(answer.status)}
+        extra: dict[str, Any] = {"answered_at": datetime.now(UTC).isoformat()}
+        if answer is not None:
+            extra["status"] = int(answer.status)
         self.op("operator_cancel", tid, "operator", kind, detail, **extra)
 
     async def bad(self) -> None:
@@ -1378,6 +1380,20 @@ def _state(t: StoredTransfer | None) -> str:
     return f"it is {t.status.name}" + ("" if how is None else f" (resolved {how.name})")
 
 
+def _final_as_returned(
+    t: StoredTransfer, by_id: Mapping[str, StoredTransfer], answered_at: object
+) -> bool:
+    """Whether `t` was a return, or returned, when a cancel of it was
+    answered at `answered_at` (ISO time): either is final, so the refusal
+    was right. A return taken after the answer does not excuse it."""
+    if t.return_of is not None:
+        return True
+    ret = None if t.returned_by is None else by_id.get(t.returned_by)
+    if ret is None or not isinstance(answered_at, str):
+        return False
+    return ret.accepted_at <= datetime.fromisoformat(answered_at)
+
+
 def check_lifecycle(
     h: History, snapshot: AuditSnapshot, read_at: datetime, slack_s: float = EXPIRY_SLACK_S
 ) -> tuple[list[str], dict[str, Any]]:
@@ -1456,7 +1472,12 @@ def check_lifecycle(
                 t is None
                 or t.status is TransferStatus.RESERVED
                 or t.resolution is TransferStatus.CANCELLED
-                or (o.op == "operator_cancel" and t.netted and t.status in _LIVE)
+                or (
+                    o.op == "operator_cancel"
+                    and t.netted
+                    and t.status in _LIVE
+                    and not _final_as_returned(t, by_id, o.extra.get("answered_at"))
+                )
             ):
                 bad.append(f"{told} was refused {o.reason}, but {_state(t)}")
         elif o.op == "recall":

@@ -604,6 +604,28 @@ def test_cancels_answered_against_the_stored_state() -> None:
     assert lifecycle([op("operator_cancel", R1, "operator", status=4)], [cancelled]) == []
 
 
+def test_an_operator_cancel_refused_for_a_return_is_right_only_once_returned() -> None:
+    # The CI failure of f6cfbcd: the operator's cancel of a return (or of a
+    # returned transfer) is refused TRANSFER_NOT_CANCELLABLE, rightly.
+    original = StoredTransfer(R1, A, B, "USD", 10, "", ACPT, "USD-000001", at(10),
+                              returned_by=RET)  # fmt: skip
+    back = StoredTransfer(RET, B, A, "USD", 10, "", ACPT, "USD-000001", at(30),
+                          reason="AC04", return_of=R1)  # fmt: skip
+    after = at(31).isoformat()
+    of_return = refused("operator_cancel", RET, "operator", "TRANSFER_NOT_CANCELLABLE",
+                        answered_at=after)  # fmt: skip
+    of_returned = refused("operator_cancel", R1, "operator", "TRANSFER_NOT_CANCELLABLE",
+                          answered_at=after)  # fmt: skip
+    assert lifecycle([of_return, of_returned], [original, back]) == []
+    # Refused before the return was taken: it was cancellable then.
+    early = refused("operator_cancel", R1, "operator", "TRANSFER_NOT_CANCELLABLE",
+                    answered_at=at(20).isoformat())  # fmt: skip
+    assert lifecycle([early], [original, back]) == [
+        f"operator_cancel of {R1} by operator was refused TRANSFER_NOT_CANCELLABLE, "
+        "but it is ACCEPTED"
+    ]
+
+
 def test_recall_answers_against_the_stored_recalls() -> None:
     netted = StoredTransfer(R1, A, B, "USD", 10, "", ACPT, "USD-000001", at(10))
     recall = Recall(RC, R1, A, B, "DUPL", "", RecallState.REQUESTED, at(20), at(120))

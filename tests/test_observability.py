@@ -533,6 +533,10 @@ async def test_a_scripted_lifecycle_session_gives_exactly_its_samples(sqlite_url
         answered = (await debtor.submit(instruction("LCCRE01", "USD", 70))).transfer.transfer_id
         await debtor.recall(answered, "FRAD")
         await creditor.answer_recall(answered, accept=True)
+        # A plain return answers the open recall too: accepted, counted once.
+        plain = (await debtor.submit(instruction("LCCRE01", "USD", 90))).transfer.transfer_id
+        await debtor.recall(plain, "TECH")
+        await creditor.return_transfer(plain, "AC04")
         taken_back = (await debtor.submit(instruction("LCCRE01", "USD", 80))).transfer.transfer_id
         await hub.operator.cancel_transfer(taken_back, "court order")
 
@@ -554,20 +558,59 @@ async def test_a_scripted_lifecycle_session_gives_exactly_its_samples(sqlite_url
             _key(rf, operation="confirm", reason="UNKNOWN_REASON_CODE"): 1,
             _key("remitnet_transfers_cancelled_total", by="debtor", state="reserved"): 1,
             _key(rp, operation="cancel"): 1,
-            _key("remitnet_returns_total", reason="AC04"): 1,
+            _key("remitnet_returns_total", reason="AC04"): 2,
             _key("remitnet_returns_total", reason="FOCR"): 1,
-            _key("remitnet_return_value_minor_total", currency="USD"): 50 + 70,
+            _key("remitnet_return_value_minor_total", currency="USD"): 50 + 70 + 90,
             _key(rp, operation="return"): 1,
             _key(rf, operation="return", reason="ALREADY_RETURNED"): 1,
             _key("remitnet_recalls_total", event="requested", reason="DUPL"): 1,
             _key("remitnet_recalls_total", event="requested", reason="FRAD"): 1,
+            _key("remitnet_recalls_total", event="requested", reason="TECH"): 1,
             _key(rf, operation="recall", reason="RECALL_EXISTS"): 1,
             _key("remitnet_recalls_total", event="rejected", reason="CUST"): 1,
             _key(rp, operation="answer_recall"): 1,
-            _key("remitnet_recalls_total", event="accepted", reason=""): 1,
+            _key("remitnet_recalls_total", event="accepted", reason=""): 2,
             _key("remitnet_transfers_cancelled_total", by="operator", state="netted"): 1,
-            # Submissions: the four reserved and the four netted, accepted.
-            _key("remitnet_transfers_total", outcome="accepted", reason=""): 8,
+            # Submissions: the four reserved and the five netted, accepted.
+            _key("remitnet_transfers_total", outcome="accepted", reason=""): 9,
+        }
+    finally:
+        await hub.stop()
+
+
+async def test_an_expiry_found_by_a_late_answer_counts_as_an_expiry(sqlite_url: str) -> None:
+    """A confirmation, or a debtor's cancel, that comes after the deadline
+    and before the expirer expires the reservation there: counted once as
+    expired (AB05), the confirmation also as refused TRANSFER_EXPIRED; not
+    as a cancel."""
+    from remitnet.clearing.v1 import clearing_pb2 as cpb
+    from remitnet.clients.bank import instruction
+    from remitnet.clients.errors import HubError
+    from remitnet.services.service_layer.lifecycle import LifecycleConfig
+    from tests.support import start_hub
+
+    # The expirer looks once an hour: the late calls get there first.
+    hub = await start_hub(sqlite_url, lifecycle=LifecycleConfig(expiry_interval_s=3_600))
+    try:
+        await hub.onboard({"LXDEB01": "us-east1", "LXCRE01": "europe-west1"}, ["USD"])
+        debtor, creditor = hub.bank("LXDEB01"), hub.bank("LXCRE01")
+        confirmed, cancelled = [
+            (
+                await debtor.submit(instruction("LXCRE01", "USD", 10, confirmation_timeout=0.05))
+            ).transfer.transfer_id
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.1)
+        before = _snapshot()
+        with pytest.raises(HubError, match="TRANSFER_EXPIRED"):
+            await creditor.confirm(confirmed)
+        answer = await debtor.cancel(cancelled)
+        assert (answer.status, answer.reason) == (cpb.TRANSFER_STATUS_EXPIRED, "AB05")
+        assert _increases(before) == {
+            _key("remitnet_reservations_total", outcome="expired", reason="AB05"): 2,
+            _key(
+                "remitnet_lifecycle_refusals_total", operation="confirm", reason="TRANSFER_EXPIRED"
+            ): 1,
         }
     finally:
         await hub.stop()

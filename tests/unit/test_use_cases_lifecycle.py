@@ -101,7 +101,7 @@ def _account(tx: FakeTransactions, owner: str, currency: str = "USD") -> tuple[i
 
 
 def _confirm(tx: FakeTransactions, caller: str, *answers: Confirmation) -> list[Outcome]:
-    return confirm_transfers(tx, caller, answers)
+    return confirm_transfers(tx, caller, answers).outcomes
 
 
 def _accept(tid: str) -> Confirmation:
@@ -286,7 +286,9 @@ def test_the_hub_expires_past_deadlines_from_the_stored_state(tx: FakeTransactio
     assert expire_due(tx, later).transfers == 0
     assert _account(tx, US) == (0, 200)
     # Accepting an expired transfer is refused with its reason.
-    assert _error(_confirm(tx, EU, _accept(t.transfer_id))[0]).reason == Reason.TRANSFER_EXPIRED
+    late = confirm_transfers(tx, EU, [_accept(t.transfer_id)])
+    assert _error(late.outcomes[0]).reason == Reason.TRANSFER_EXPIRED
+    assert late.expired == 0  # the expirer ended it, not this call
     last = tx.feed(EU)[-1]
     assert (last.kind, last.status) == (EventKind.RESOLVED, TransferStatus.EXPIRED)
     assert tx.violations() == []
@@ -295,8 +297,10 @@ def test_the_hub_expires_past_deadlines_from_the_stored_state(tx: FakeTransactio
 def test_an_answer_after_the_deadline_expires_it_instead(tx: FakeTransactions) -> None:
     t = _submit(tx, US, EU, 300, timeout_ms=1_000)
     later = datetime.now(UTC) + timedelta(seconds=2)
-    [outcome] = confirm_transfers(tx, EU, [_accept(t.transfer_id)], now=later)
+    confirmed = confirm_transfers(tx, EU, [_accept(t.transfer_id)], now=later)
+    [outcome] = confirmed.outcomes
     assert _error(outcome).reason == Reason.TRANSFER_EXPIRED
+    assert confirmed.expired == 1  # ended here: the metrics count this expiry
     assert tx.store.transfers[t.transfer_id].status is TransferStatus.EXPIRED
     assert _account(tx, US) == (0, 0)
     assert tx.violations() == []
@@ -364,7 +368,7 @@ def _return(
     tx: FakeTransactions, caller: str, original: str, reason: str = "AC04", **kw: str
 ) -> Outcome:
     request = make_return(kw.pop("return_id", str(uuid.uuid4())), original, reason, **kw)
-    [outcome] = return_transfers(tx, caller, [request])
+    [outcome] = return_transfers(tx, caller, [request]).outcomes
     return outcome
 
 
@@ -398,7 +402,7 @@ def test_a_transfer_is_returned_at_most_once(tx: FakeTransactions) -> None:
     # Two returns of one transfer in one call: the second is refused.
     other = _submit(tx, US, EU, 10, confirm=False)
     requests = [make_return(str(uuid.uuid4()), other.transfer_id, "AC04") for _ in range(2)]
-    a, b = return_transfers(tx, EU, requests)
+    a, b = return_transfers(tx, EU, requests).outcomes
     assert isinstance(a, Accepted) and _error(b).reason == Reason.ALREADY_RETURNED
     assert len(tx.store.transfers) == len(before["transfers"]) + 2  # `other`, its one return
     assert tx.violations() == []
@@ -471,9 +475,11 @@ def test_a_recall_answered_by_a_return(tx: FakeTransactions) -> None:
     assert replayed and again == recall
     last = tx.feed(EU)[-1]
     assert (last.kind, int(last.status)) == (EventKind.RECALL, int(RecallState.REQUESTED))
-    outcome = _return(tx, EU, t.transfer_id, "FOCR")
+    returns = return_transfers(tx, EU, [make_return(str(uuid.uuid4()), t.transfer_id, "FOCR")])
+    [outcome] = returns.outcomes
     assert isinstance(outcome, Accepted)
     answered = get_recall(tx, US, t.transfer_id)
+    assert returns.recalls == [answered]  # what the metrics count as accepted
     assert (answered.state, answered.return_id) == (
         RecallState.ACCEPTED,
         outcome.transfer.transfer_id,

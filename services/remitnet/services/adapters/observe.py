@@ -15,7 +15,7 @@ from typing import Any, get_args
 
 from remitnet.services.adapters import metrics
 from remitnet.services.domain.errors import Reason
-from remitnet.services.domain.lifecycle import RecallState
+from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import StoredTransfer, TransferStatus
 from remitnet.services.domain.netting import Accepted, Rejected
 from remitnet.services.service_layer.results import (
@@ -247,6 +247,9 @@ def _confirmations(result: ConfirmationsAnswered) -> None:
             ends["rejected", o.transfer.reason or ""] += 1
         else:
             ends["accepted", ""] += 1
+    if result.expired:
+        # Refused TRANSFER_EXPIRED too; this is the reservation's end.
+        ends["expired", metrics.EXPIRY_REASON] += result.expired
     for (outcome, reason), n in ends.items():
         metrics.RESERVATIONS.labels(outcome, reason).inc(n)
     if replays:
@@ -269,6 +272,8 @@ def _returns(result: ReturnsCleared) -> None:
         else:
             _returned(o.transfer)
     _count_refusals("return", refused)
+    for recall in result.recalls:  # answered by a plain ReturnTransfer
+        _recall_ended(recall)
 
 
 def _recall_changed(result: RecallChanged) -> None:
@@ -279,10 +284,18 @@ def _recall_changed(result: RecallChanged) -> None:
         metrics.LIFECYCLE_REPLAYS.labels(operation).inc()
     elif state is RecallState.REQUESTED:
         metrics.RECALLS.labels("requested", recall.reason).inc()
-    elif state is RecallState.ACCEPTED:
-        metrics.RECALLS.labels("accepted", "").inc()
+    else:
+        _recall_ended(recall)
         if result.returned is not None:
             _returned(result.returned)
+
+
+def _recall_ended(recall: Recall) -> None:
+    """An answered recall, by its end (ACCEPTED, REJECTED with the
+    creditor's code, or EXPIRED)."""
+    state = recall.state
+    if state is RecallState.ACCEPTED:
+        metrics.RECALLS.labels("accepted", "").inc()
     elif state is RecallState.REJECTED:
         metrics.RECALLS.labels("rejected", recall.answer_reason or "").inc()
     else:
@@ -292,6 +305,9 @@ def _recall_changed(result: RecallChanged) -> None:
 def _cancelled(result: TransferCancelled) -> None:
     if result.replayed:
         metrics.LIFECYCLE_REPLAYS.labels("operator_cancel" if result.operator else "cancel").inc()
+        return
+    if result.expired:  # too late to cancel: the call expired it
+        metrics.RESERVATIONS.labels("expired", metrics.EXPIRY_REASON).inc()
         return
     by = "operator" if result.operator else "debtor"
     metrics.TRANSFERS_CANCELLED.labels(by, "reserved" if result.reserved else "netted").inc()

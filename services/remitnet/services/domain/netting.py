@@ -23,7 +23,7 @@ from remitnet.services.domain.errors import (
     RemitnetError,
 )
 from remitnet.services.domain.fx import Quote
-from remitnet.services.domain.lifecycle import deadline_for
+from remitnet.services.domain.lifecycle import EXPIRY_REASON, deadline_for
 from remitnet.services.domain.model import (
     BankStatus,
     Instruction,
@@ -385,6 +385,19 @@ def release(
     """Release exactly what a RESERVED transfer holds (`reservations`)."""
     for owner, currency, amount in transfer.reservations():
         hold(accounts[(owner, currency)], -amount, reserve_deltas)
+
+
+def expire(
+    transfer: StoredTransfer,
+    now: datetime,
+    accounts: Mapping[tuple[str, str], AccountState],
+    reserve_deltas: dict[str, int],
+) -> StoredTransfer:
+    """A RESERVED transfer past its deadline, expired at `now` (AB05): its
+    reservation released. The expirer, a late confirmation and a cancel
+    that comes too late all end it this one way."""
+    release(transfer, accounts, reserve_deltas)
+    return transfer.resolved(TransferStatus.EXPIRED, now, EXPIRY_REASON)
 
 
 def net_reserved(

@@ -18,7 +18,6 @@ from remitnet.services.domain.events import (
     transfer_events,
 )
 from remitnet.services.domain.lifecycle import (
-    EXPIRY_REASON,
     Recall,
     RecallState,
     check_cancel_reason,
@@ -37,6 +36,7 @@ from remitnet.services.domain.netting import (
     AccountState,
     BatchResult,
     clear_batch,
+    expire,
     release,
     take_back,
 )
@@ -273,7 +273,6 @@ def cancel_transfer(
             loaded = uow.accounts.states(ids)
             states = {(a.bank, a.currency): a for a in loaded.values()}
             held: dict[str, int] = {}
-            release(t, states, held)
             banks = (t.debtor, t.creditor)
             heads = uow.events.heads(banks)
             now = event_time(heads, datetime.now(UTC))
@@ -281,12 +280,13 @@ def cancel_transfer(
             if now >= t.deadline:
                 # Past its deadline it has expired, whether or not the
                 # expirer got to it: expired here, as a confirmation would
-                # find it, and answered as such (the same release).
-                expired = t.resolved(TransferStatus.EXPIRED, now, EXPIRY_REASON)
+                # find it, and answered as such.
+                expired = expire(t, now, states, held)
                 uow.transfers.resolve([expired])
                 uow.accounts.add_reserved(held)
                 uow.events.append(heads, resolved_events([expired]), now)
                 return TransferView(expired, TransferStatus.EXPIRED)
+            release(t, states, held)
             cancelled = t.resolved(TransferStatus.CANCELLED, now, why)
             uow.transfers.cancel(tid, now, why)
             uow.accounts.add_reserved(held)

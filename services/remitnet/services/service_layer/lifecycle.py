@@ -32,7 +32,6 @@ from remitnet.services.domain.events import (
 )
 from remitnet.services.domain.fx import Quote
 from remitnet.services.domain.lifecycle import (
-    EXPIRY_REASON,
     RECALL_REJECT_REASONS,
     Confirmation,
     Recall,
@@ -62,6 +61,7 @@ from remitnet.services.domain.netting import (
     PositionDelta,
     Rejected,
     duplicate,
+    expire,
     net_reserved,
     release,
 )
@@ -109,9 +109,21 @@ def _account_ids(t: StoredTransfer) -> set[str]:
     return ids
 
 
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """What one confirmation call decided: an outcome per answer, in
+    order, and how many of the refused ones this call expired (a transfer
+    past its deadline that the expirer had not reached yet: its
+    reservation ends here, refused TRANSFER_EXPIRED like one expired
+    before)."""
+
+    outcomes: list[Outcome]
+    expired: int = 0
+
+
 def confirm_transfers(
     db: Transactions, caller: str, answers: Sequence[Confirmation], *, now: datetime | None = None
-) -> list[Outcome]:
+) -> Confirmed:
     """The creditor `caller` accepts or rejects reserved transfers, one
     outcome per answer, in order (`lifecycle.confirmation_step`): an
     acceptance nets the transfer into the then-open cycles and releases its
@@ -120,7 +132,7 @@ def confirm_transfers(
     one refusal does not fail the others. An answer given twice in one call
     sees the first."""
 
-    def unit(uow: UnitOfWork) -> list[Outcome]:
+    def unit(uow: UnitOfWork) -> Confirmed:
         found = uow.transfers.existing(list({a.transfer_id for a in answers}))
         mine = [t for t in found.values() if t.creditor == caller]
         ids: set[str] = set()
@@ -148,6 +160,7 @@ def confirm_transfers(
         working: dict[str, StoredTransfer] = dict(found)
         changed: dict[str, StoredTransfer] = {}
         outcomes: list[Outcome] = []
+        expired = 0
         for answer in answers:
             tid = answer.transfer_id
             current = working.get(tid)
@@ -178,20 +191,21 @@ def confirm_transfers(
                 working[tid] = changed[tid] = netted
                 outcomes.append(Accepted(netted, False))
                 continue
-            release(t, states, held)
             if step is Step.REJECT:
+                release(t, states, held)
                 working[tid] = changed[tid] = t.resolved(TransferStatus.REJECTED, at, answer.reason)
                 outcomes.append(Accepted(working[tid], False))
             else:  # past its deadline: expired now, as the expirer would
-                working[tid] = changed[tid] = t.resolved(TransferStatus.EXPIRED, at, EXPIRY_REASON)
+                working[tid] = changed[tid] = expire(t, at, states, held)
                 outcomes.append(Rejected(expired_refusal(t)))
+                expired += 1
         if changed:
             uow.transfers.resolve(list(changed.values()))
             uow.positions.add(positions)
             uow.accounts.add_unsettled(deltas)
             uow.accounts.add_reserved(held)
             uow.events.append(heads, resolved_events(list(changed.values())), at)
-        return outcomes
+        return Confirmed(outcomes, expired)
 
     return db.write("confirm_transfers", unit)
 
@@ -224,10 +238,7 @@ def expire_due(db: Transactions, now: datetime | None = None, limit: int = 5_000
         ids = {account_id(owner, ccy) for t in due for owner, ccy, _ in t.reservations()}
         states = _states(uow, ids)
         held: dict[str, int] = {}
-        expired = []
-        for t in due:
-            release(t, states, held)
-            expired.append(t.resolved(TransferStatus.EXPIRED, at, EXPIRY_REASON))
+        expired = [expire(t, at, states, held) for t in due]
         ended = [r.answered(RecallState.EXPIRED, at) for r in recalls]
         uow.transfers.resolve(expired)
         uow.accounts.add_reserved(held)
@@ -241,13 +252,23 @@ def expire_due(db: Transactions, now: datetime | None = None, limit: int = 5_000
     return db.write("expire_due", unit)
 
 
+@dataclass(frozen=True, slots=True)
+class Returns:
+    """What one return call decided: an outcome per request, in order,
+    and the open recalls its returns answered (ACCEPTED; EXPIRED when the
+    recall's window had passed)."""
+
+    outcomes: list[Outcome]
+    recalls: list[Recall]
+
+
 def return_transfers(
     db: Transactions,
     caller: str,
     requests: Sequence[ReturnRequest],
     *,
     default_timeout_ms: int = 30_000,
-) -> list[Outcome]:
+) -> Returns:
     """The creditor `caller` returns transfers, whole, one outcome per
     request: each return is cleared as a transfer of its own, back to the
     original's debtor (`lifecycle.return_instruction`), subject to the
@@ -255,7 +276,7 @@ def return_transfers(
     return; another request under that id is DUPLICATE_WITH_DIFFERENT_CONTENT.
     A return answers the original's open recall (ACCEPTED)."""
 
-    def unit(uow: UnitOfWork) -> list[Outcome]:
+    def unit(uow: UnitOfWork) -> Returns:
         return _return_in(uow, caller, requests, default_timeout_ms)
 
     return db.write("return_transfers", unit)
@@ -263,13 +284,14 @@ def return_transfers(
 
 def _return_in(
     uow: UnitOfWork, caller: str, requests: Sequence[ReturnRequest], default_timeout_ms: int
-) -> list[Outcome]:
+) -> Returns:
     """`return_transfers` inside the caller's unit."""
     prior = uow.transfers.existing([r.return_id for r in requests])
     originals = uow.transfers.existing([r.original_id for r in requests])
     quote_ids = {r.quote_id for r in requests if r.quote_id is not None}
     quotes = uow.quotes.get_many(quote_ids) if quote_ids else {}
     outcomes: list[Outcome | None] = []
+    answered: list[Recall] = []
     items: list[Instruction] = []
     taken: set[str] = set()
     for r in requests:
@@ -309,8 +331,8 @@ def _return_in(
         }
         if returned:
             uow.transfers.mark_returned(returned)
-            _answer_recalls(uow, returned)
-    return [o for o in outcomes if o is not None]
+            answered = _answer_recalls(uow, returned)
+    return Returns([o for o in outcomes if o is not None], answered)
 
 
 def _quote_target_refusal(original: StoredTransfer, quote: Quote | None) -> RemitnetError | None:
@@ -326,7 +348,7 @@ def _quote_target_refusal(original: StoredTransfer, quote: Quote | None) -> Remi
     )
 
 
-def _answer_recalls(uow: UnitOfWork, returned: dict[str, str]) -> None:
+def _answer_recalls(uow: UnitOfWork, returned: dict[str, str]) -> list[Recall]:
     """A return answers its original's open recall: ACCEPTED with the
     return's id, or EXPIRED if its window had passed unanswered, decided at
     the time the answer is stored."""
@@ -336,7 +358,7 @@ def _answer_recalls(uow: UnitOfWork, returned: dict[str, str]) -> None:
         if r.state is RecallState.REQUESTED
     ]
     if not open_ones:
-        return
+        return []
     heads = uow.events.heads({b for r in open_ones for b in (r.debtor, r.creditor)})
     at = event_time(heads, datetime.now(UTC))
     answered = [
@@ -347,6 +369,7 @@ def _answer_recalls(uow: UnitOfWork, returned: dict[str, str]) -> None:
     ]
     uow.recalls.update(answered)
     uow.events.append(heads, [e for r in answered for e in recall_events(r)], at)
+    return answered
 
 
 def recall_transfer(
@@ -441,7 +464,7 @@ def accept_recall(
                     f"the recall of {tid} was rejected",
                     transfer_id=tid,
                 )
-        (outcome,) = _return_in(uow, caller, [request], default_timeout_ms)
+        (outcome,) = _return_in(uow, caller, [request], default_timeout_ms).outcomes
         if isinstance(outcome, Rejected):
             raise outcome.error
         answered = uow.recalls.get(tid)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from remitnet.services.domain.errors import RemitnetError
 from remitnet.services.domain.lifecycle import Recall
-from remitnet.services.domain.model import StoredTransfer
+from remitnet.services.domain.model import StoredTransfer, TransferStatus
 from remitnet.services.domain.netting import Outcome
 
 if TYPE_CHECKING:
@@ -199,10 +199,12 @@ class ConfirmationsAnswered:
     """The creditor's answers the confirmation use case took, one outcome
     per answer in order: Accepted (an ACCEPTED or REJECTED transfer; a
     replay of the same answer), or Rejected with the hub's reason (too late:
-    TRANSFER_EXPIRED, not its creditor, ...). Answers refused before it
-    (validation) are a `LifecycleRefused` of their own."""
+    TRANSFER_EXPIRED, not its creditor, ...); `expired`: how many of the
+    late ones this call expired (the expirer had not yet). Answers refused
+    before it (validation) are a `LifecycleRefused` of their own."""
 
     outcomes: Sequence[Outcome]
+    expired: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +212,11 @@ class ReturnsCleared:
     """Returns the return use case decided (ReturnTransfer), one outcome
     per request: the return transfer (its `reason` the
     ExternalReturnReason1Code), a replay, or a refusal with the hub's
-    reason."""
+    reason; and the open recalls those returns answered (ACCEPTED, or
+    EXPIRED when found past their window)."""
 
     outcomes: Sequence[Outcome]
+    recalls: Sequence[Recall] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +236,13 @@ class TransferCancelled:
     """A cancel took effect: by the debtor (`operator` False) or the
     operator; `reserved`: the transfer was still awaiting confirmation (its
     reservation released), else it was netted (taken out of its open
-    cycle). `replayed`: it was cancelled before."""
+    cycle). `replayed`: it was cancelled before. `expired`: it was past its
+    deadline, so the call expired it instead (answered EXPIRED)."""
 
     operator: bool
     reserved: bool
     replayed: bool = False
+    expired: bool = False
 
     @staticmethod
     def of(t: StoredTransfer, *, operator: bool, started: datetime) -> TransferCancelled:
@@ -245,6 +251,8 @@ class TransferCancelled:
         cancelled before the call is a replay. (A netted transfer's row
         holds no cancel time: every operator cancel of one counts.)"""
         reserved = t.cycle_id == "" and t.deadline is not None
+        if t.status is TransferStatus.EXPIRED:
+            return TransferCancelled(operator, reserved, expired=True)
         replayed = reserved and t.resolved_at is not None and t.resolved_at < started
         return TransferCancelled(operator, reserved, replayed)
 

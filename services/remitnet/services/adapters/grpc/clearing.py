@@ -365,20 +365,23 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
         self.observer.observe(TransferCancelled.of(view.transfer, operator=False, started=started))
         return pb.CancelTransferResponse(transfer=convert.transfer(view.transfer, view.status))
 
-    async def _confirm(self, caller: str, answers: Sequence[Confirmation]) -> list[Outcome]:
-        outcomes = await self.engine.run_serial(
+    async def _confirm(self, caller: str, answers: Sequence[Confirmation]) -> lifecycle.Confirmed:
+        confirmed = await self.engine.run_serial(
             partial(lifecycle.confirm_transfers, self.db, caller, answers)
         )
         self.feed.poke()
-        return outcomes
+        return confirmed
 
     @refusals_counted("confirm")
     async def ConfirmTransfer(
         self, request: pb.ConfirmTransferRequest, context: Context
     ) -> pb.ConfirmTransferResponse:
         caller = calling_bank()
-        (outcome,) = await self._confirm(caller, [_confirmation(request)])
+        confirmed = await self._confirm(caller, [_confirmation(request)])
+        (outcome,) = confirmed.outcomes
         if isinstance(outcome, Rejected):
+            if confirmed.expired:  # the reservation ended here
+                self.observer.observe(ConfirmationsAnswered([], confirmed.expired))
             raise outcome.error  # counted as it is raised
         self.observer.observe(ConfirmationsAnswered([outcome]))
         t = outcome.transfer
@@ -410,8 +413,9 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
                 await asyncio.sleep(0)
         if errors:  # refused here, before the use case
             self.observer.observe(LifecycleRefused.of("confirm", errors.values()))
-        outcomes = await self._confirm(caller, valid) if valid else []
-        self.observer.observe(ConfirmationsAnswered(outcomes))
+        confirmed = await self._confirm(caller, valid) if valid else lifecycle.Confirmed([])
+        outcomes = confirmed.outcomes
+        self.observer.observe(ConfirmationsAnswered(outcomes, confirmed.expired))
         response = pb.ConfirmTransfersResponse()
         add = response.results.add
         stamps: dict[datetime, Timestamp] = {}
@@ -451,7 +455,7 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
             request.quote_id,
             request.remittance_info,
         )
-        (outcome,) = await self.engine.run_serial(
+        returns = await self.engine.run_serial(
             partial(
                 lifecycle.return_transfers,
                 self.db,
@@ -461,9 +465,10 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
             )
         )
         self.feed.poke()
+        (outcome,) = returns.outcomes
         if isinstance(outcome, Rejected):
             raise outcome.error  # counted as it is raised
-        self.observer.observe(ReturnsCleared([outcome]))
+        self.observer.observe(ReturnsCleared([outcome], returns.recalls))
         t = outcome.transfer
         return pb.ReturnTransferResponse(
             return_transfer=convert.transfer(t, t.status), replayed=outcome.replayed
