@@ -33,6 +33,7 @@ from remitnet.services.service_layer.clearing import (
 )
 from remitnet.services.service_layer.lifecycle import (
     LifecycleConfig,
+    confirm_many,
     confirm_transfers,
     expire_due,
     get_recall,
@@ -256,6 +257,45 @@ def test_a_batch_of_answers_has_a_result_per_item(tx: FakeTransactions) -> None:
     assert isinstance(outcomes[4], Accepted) and outcomes[4].replayed
     assert _account(tx, US) == (-22, ts[3].amount)
     assert tx.violations() == []
+
+
+def test_many_creditors_calls_in_one_unit_are_the_calls_one_after_the_other() -> None:
+    def run(grouped: bool) -> tuple[list[list[str]], dict[str, object]]:
+        tx = FakeTransactions()
+        for bank in (US, EU, AS):
+            seed_bank(tx, bank, ["USD"], deposit=100_000)
+        to_eu = [_submit(tx, US, EU, 10 + i) for i in range(3)]
+        to_as = [_submit(tx, US, AS, 20 + i) for i in range(2)]
+        calls = [
+            (EU, [_accept(to_eu[0].transfer_id), _reject(to_eu[1].transfer_id)]),
+            # Another creditor's transfer: unknown to AS, left for EU.
+            (AS, [_accept(to_as[0].transfer_id), _accept(to_eu[2].transfer_id)]),
+            (EU, [_accept(to_eu[0].transfer_id), _accept(to_eu[2].transfer_id)]),
+        ]
+        if grouped:
+            results = confirm_many(tx, calls)
+        else:
+            results = [confirm_transfers(tx, caller, answers) for caller, answers in calls]
+        shapes = [
+            [
+                f"{o.transfer.status.name}{' replay' if o.replayed else ''}"
+                if isinstance(o, Accepted)
+                else o.error.reason
+                for o in r.outcomes
+            ]
+            for r in results
+        ]
+        assert tx.violations() == []
+        accounts = {k: (a.unsettled_net, a.reserved) for k, a in tx.store.accounts.items()}
+        return shapes, accounts
+
+    grouped, one_by_one = run(True), run(False)
+    assert grouped[0] == [
+        ["ACCEPTED", "REJECTED"],
+        ["ACCEPTED", Reason.TRANSFER_NOT_FOUND],
+        ["ACCEPTED replay", "ACCEPTED"],
+    ]
+    assert grouped == one_by_one
 
 
 def test_an_answer_retried_after_an_ambiguous_commit_applies_once(tx: FakeTransactions) -> None:

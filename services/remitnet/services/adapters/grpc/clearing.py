@@ -34,9 +34,10 @@ from remitnet.services.domain.model import Instruction, TransferStatus, make_ins
 from remitnet.services.domain.netting import Accepted, Outcome, Rejected
 from remitnet.services.service_layer import clearing as uc
 from remitnet.services.service_layer import lifecycle, watch
+from remitnet.services.service_layer.coalesce import Coalescer
 from remitnet.services.service_layer.engine import NettingEngine
 from remitnet.services.service_layer.gross import commit_gross
-from remitnet.services.service_layer.lifecycle import LifecycleConfig
+from remitnet.services.service_layer.lifecycle import ConfirmCall, Confirmed, LifecycleConfig
 from remitnet.services.service_layer.results import (
     NO_OBSERVER,
     ConfirmationsAnswered,
@@ -58,6 +59,10 @@ log = logging.getLogger(__name__)
 # Items converted between yields to the event loop: a 10,000-item request
 # must not hold the loop (and every other bank's calls) for its whole parse.
 YIELD_EVERY = 500
+
+# Answers one confirmation transaction takes from the waiting calls: as
+# large as a submitted batch, so a group costs about what a batch does.
+CONFIRM_GROUP_ITEMS = 10_000
 
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -183,6 +188,13 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
         # outcomes, watch streams) goes to the observer; the engine reports
         # what it decides to its own, the same one in the server.
         self.observer = observer
+        # Confirmations from every creditor, gathered while one group's
+        # transaction runs (a bank answers a few dozen at a time).
+        self._confirm_group: Coalescer[ConfirmCall, Confirmed] = Coalescer(
+            self._confirm_calls,
+            size=lambda call: len(call[1]),
+            max_items=CONFIRM_GROUP_ITEMS,
+        )
 
     async def SubmitTransfer(
         self, request: pb.SubmitTransferRequest, context: Context
@@ -365,12 +377,13 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
         self.observer.observe(TransferCancelled.of(view.transfer, operator=False, started=started))
         return pb.CancelTransferResponse(transfer=convert.transfer(view.transfer, view.status))
 
-    async def _confirm(self, caller: str, answers: Sequence[Confirmation]) -> lifecycle.Confirmed:
-        confirmed = await self.engine.run_serial(
-            partial(lifecycle.confirm_transfers, self.db, caller, answers)
-        )
+    async def _confirm_calls(self, calls: Sequence[ConfirmCall]) -> list[Confirmed]:
+        confirmed = await self.engine.run_serial(partial(lifecycle.confirm_many, self.db, calls))
         self.feed.poke()
         return confirmed
+
+    async def _confirm(self, caller: str, answers: Sequence[Confirmation]) -> Confirmed:
+        return await self._confirm_group((caller, answers))
 
     @refusals_counted("confirm")
     async def ConfirmTransfer(
@@ -413,7 +426,7 @@ class ClearingServicer(pb_grpc.ClearingServiceServicer):
                 await asyncio.sleep(0)
         if errors:  # refused here, before the use case
             self.observer.observe(LifecycleRefused.of("confirm", errors.values()))
-        confirmed = await self._confirm(caller, valid) if valid else lifecycle.Confirmed([])
+        confirmed = await self._confirm(caller, valid) if valid else Confirmed([])
         outcomes = confirmed.outcomes
         self.observer.observe(ConfirmationsAnswered(outcomes, confirmed.expired))
         response = pb.ConfirmTransfersResponse()
