@@ -260,7 +260,7 @@ def test_a_batch_of_answers_has_a_result_per_item(tx: FakeTransactions) -> None:
 
 
 def test_many_creditors_calls_in_one_unit_are_the_calls_one_after_the_other() -> None:
-    def run(grouped: bool) -> tuple[list[list[str]], dict[str, object]]:
+    def run(grouped: bool) -> tuple[list[list[str]], dict[str, tuple[int, int]]]:
         tx = FakeTransactions()
         for bank in (US, EU, AS):
             seed_bank(tx, bank, ["USD"], deposit=100_000)
