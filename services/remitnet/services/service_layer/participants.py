@@ -5,9 +5,10 @@ accounts like a bank's: every use case here works for both, keyed by code."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action
@@ -35,6 +36,11 @@ from remitnet.services.domain.model import (
 from remitnet.services.domain.money import INT64_MAX, check_currency, check_positive_amount
 from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
+T = TypeVar("T")
+# One operator action: a unit of work built (and its request checked) by one
+# of the *_unit functions below, run by db.write alone or by run_together.
+OperatorUnit = Callable[[UnitOfWork], T]
+
 
 @dataclass(frozen=True, slots=True)
 class BankView:
@@ -58,6 +64,11 @@ def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
     (unfunded: the operator funds FXHUB before it can sell the currency) and
     an open cycle exist for every currency a participant holds an account
     in."""
+    # Every onboarding runs this: the hub's and FXHUB's accounts are read in
+    # one query, not one per account.
+    held = {
+        a.id for owned in uow.accounts.of_owners([HUB, DEFAULT_PROVIDER]).values() for a in owned
+    }
     hub_region = uow.banks.home_regions([HUB])[HUB]  # the hub's own region: no read
     for kind in (
         AccountKind.SETTLEMENT,
@@ -66,10 +77,10 @@ def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
         AccountKind.FX_REVENUE,
     ):
         aid = account_id(HUB, currency, kind)
-        if uow.accounts.get(aid) is None:
+        if aid not in held:
             uow.accounts.add(aid, HUB, currency, kind, now, home_region=hub_region)
     default = account_id(DEFAULT_PROVIDER, currency)
-    if uow.accounts.get(default) is None:
+    if default not in held:
         fxhub = uow.banks.get(DEFAULT_PROVIDER)  # created by migration 0008
         if fxhub is not None:
             uow.accounts.add(
@@ -85,9 +96,13 @@ def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
         uow.cycles.add(cycle_id_for(currency, seq), currency, seq, now)
 
 
-def _open_account(uow: UnitOfWork, bank: Bank, currency: str, now: datetime) -> None:
+def _open_account(
+    uow: UnitOfWork, bank: Bank, currency: str, now: datetime, *, new: bool = False
+) -> None:
+    """`new`: the bank was created in this unit, so it holds no account yet
+    (no read)."""
     aid = account_id(bank.code, currency)
-    if uow.accounts.get(aid) is None:
+    if new or uow.accounts.get(aid) is None:
         uow.accounts.add(
             aid, bank.code, currency, AccountKind.LIQUIDITY, now, home_region=bank.home_region
         )
@@ -133,6 +148,29 @@ def create_bank(
     requires_confirmation: bool = False,
     actor: str = HUB_PRINCIPAL,
 ) -> BankView:
+    """create_bank_unit, run alone."""
+    unit = create_bank_unit(
+        code,
+        name,
+        home_region,
+        currencies,
+        roles=roles,
+        requires_confirmation=requires_confirmation,
+        actor=actor,
+    )
+    return db.write("create_bank", unit)
+
+
+def create_bank_unit(
+    code: str,
+    name: str,
+    home_region: str,
+    currencies: list[str],
+    *,
+    roles: ParticipantRole = ParticipantRole.BANK,
+    requires_confirmation: bool = False,
+    actor: str = HUB_PRINCIPAL,
+) -> OperatorUnit[BankView]:
     """Onboard a participant with `roles` (a bank, an FX provider, or both)
     and its liquidity accounts in `currencies`; `requires_confirmation`:
     transfers to it await its confirmation from the start. The same request
@@ -165,7 +203,7 @@ def create_bank(
         uow.banks.add(bank)
         uow.events.create_head(code, home_region, now)
         for currency in currencies:
-            _open_account(uow, bank, currency, now)
+            _open_account(uow, bank, currency, now, new=True)
         request = {"bank": code, "name": name, "home_region": home_region}
         if roles != ParticipantRole.BANK:
             # A bank's record reads as before roles existed.
@@ -175,14 +213,20 @@ def create_bank(
             # Likewise a bank that does not require confirmation.
             record["requires_confirmation"] = True
         uow.trail.append(actor, Action.CREATE_BANK, record, now)
-        return _view(uow, code)
+        return BankView(bank, uow.accounts.of_owner(code))
 
-    return db.write("create_bank", unit)
+    return unit
 
 
 def open_account(
     db: Transactions, code: str, currency: str, *, actor: str = HUB_PRINCIPAL
 ) -> Account:
+    return db.write("open_account", open_account_unit(code, currency, actor=actor))
+
+
+def open_account_unit(
+    code: str, currency: str, *, actor: str = HUB_PRINCIPAL
+) -> OperatorUnit[Account]:
     check_currency(currency)
 
     def unit(uow: UnitOfWork) -> Account:
@@ -197,7 +241,7 @@ def open_account(
         assert row is not None
         return row
 
-    return db.write("open_account", unit)
+    return unit
 
 
 def _require_account(uow: UnitOfWork, code: str, currency: str) -> Account:
@@ -227,10 +271,16 @@ def deposit(
     actor: str = HUB_PRINCIPAL,
 ) -> Account:
     """Prefund liquidity: credit the bank, debit the hub's reserve."""
+    return db.write("deposit", deposit_unit(code, currency, amount, deposit_id, actor=actor))
+
+
+def deposit_unit(
+    code: str, currency: str, amount: int, deposit_id: str, *, actor: str = HUB_PRINCIPAL
+) -> OperatorUnit[Account]:
     check_currency(currency)
     check_positive_amount(amount)
     key = _posting_key("deposit", deposit_id)
-    return _move_liquidity(db, "deposit", key, code, currency, amount, EntryKind.DEPOSIT, actor)
+    return _move_liquidity(key, code, currency, amount, EntryKind.DEPOSIT, actor)
 
 
 def withdraw(
@@ -244,22 +294,27 @@ def withdraw(
 ) -> Account:
     """Return liquidity that backs no net debit position; the cap is credit,
     not cash, so it cannot be withdrawn."""
+    unit = withdraw_unit(code, currency, amount, withdrawal_id, actor=actor)
+    return db.write("withdraw", unit)
+
+
+def withdraw_unit(
+    code: str, currency: str, amount: int, withdrawal_id: str, *, actor: str = HUB_PRINCIPAL
+) -> OperatorUnit[Account]:
     check_currency(currency)
     check_positive_amount(amount)
     key = _posting_key("withdrawal", withdrawal_id)
-    return _move_liquidity(db, "withdraw", key, code, currency, amount, EntryKind.WITHDRAWAL, actor)
+    return _move_liquidity(key, code, currency, amount, EntryKind.WITHDRAWAL, actor)
 
 
 def _move_liquidity(
-    db: Transactions,
-    unit_name: str,
     key: str,
     code: str,
     currency: str,
     amount: int,
     kind: EntryKind,
     actor: str,
-) -> Account:
+) -> OperatorUnit[Account]:
     def unit(uow: UnitOfWork) -> Account:
         prior = uow.ledger.get_posting(key)
         if prior is not None:
@@ -295,7 +350,32 @@ def _move_liquidity(
         assert row is not None
         return row
 
-    return db.write(unit_name, unit)
+    return unit
+
+
+def run_together(
+    db: Transactions, units: Sequence[tuple[str, OperatorUnit[T]]]
+) -> list[T | Exception]:
+    """Operator actions (unit name, unit) that arrived together, in one
+    transaction, in order; each one's answer or the error it raised. Every
+    operator action appends to the audit trail's one chain (and every
+    deposit posts against the hub's reserve account), so concurrent ones
+    conflict and re-run each other: together they commit once instead. Each
+    unit sees the effects of those before it, as if they had run one after
+    another. If any of them fails, each runs again alone, so one refusal
+    undoes no other's change."""
+    if len(units) > 1:
+        try:
+            return list(db.write("operator_actions", lambda uow: [u(uow) for _, u in units]))
+        except Exception:
+            pass  # run alone below, each says whether it fails, and why
+    out: list[T | Exception] = []
+    for name, unit in units:
+        try:
+            out.append(db.write(name, unit))
+        except Exception as exc:  # the caller's to raise
+            out.append(exc)
+    return out
 
 
 def set_net_debit_cap(

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, Update, bindparam, insert, select, text, update
 
 from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import accounts
 from remitnet.services.domain.account import Account
@@ -86,7 +87,7 @@ class SqlAccounts:
         if out:
             rows = self.conn.execute(
                 select(accounts)
-                .where(accounts.c.owner.in_(list(out)))
+                .where(key_in(accounts.c.owner, list(out), self.dialect))
                 .order_by(accounts.c.owner, accounts.c.currency)
             )
             for r in rows:
@@ -142,7 +143,7 @@ class SqlAccounts:
                 accounts.c.unsettled_net,
                 accounts.c.reserved,
             ).where(
-                accounts.c.id.in_(ids),
+                key_in(accounts.c.id, ids, self.dialect),
                 accounts.c.kind.in_((AccountKind.LIQUIDITY, AccountKind.FX)),
             )
         )

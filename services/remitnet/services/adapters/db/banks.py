@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import HUB_HOME_REGION, banks
 from remitnet.services.domain.bank import Bank, ParticipantRole
@@ -31,10 +33,11 @@ def _bank(row: Any) -> Bank:
 class SqlBanks:
     """BankRepository over a Connection."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "dialect")
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, dialect: Dialect) -> None:
         self.conn = conn
+        self.dialect = dialect
 
     def get(self, code: str) -> Bank | None:
         row = self.conn.execute(select(banks).where(banks.c.code == code)).first()
@@ -66,7 +69,7 @@ class SqlBanks:
         """Home region per bank code: of `codes`, or of every bank."""
         query = select(banks.c.code, banks.c.home_region)
         if codes is not None:
-            query = query.where(banks.c.code.in_(codes))
+            query = query.where(key_in(banks.c.code, codes, self.dialect))
         return dict(self.conn.execute(query).tuples().all())
 
     def statuses_and_regions(
@@ -77,7 +80,9 @@ class SqlBanks:
         statuses: dict[str, BankStatus] = {}
         regions: dict[str, str] = {}
         rows = self.conn.execute(
-            select(banks.c.code, banks.c.status, banks.c.home_region).where(banks.c.code.in_(codes))
+            select(banks.c.code, banks.c.status, banks.c.home_region).where(
+                key_in(banks.c.code, codes, self.dialect)
+            )
         )
         for code, status, region in rows:
             statuses[code] = BankStatus(status)
@@ -94,7 +99,7 @@ class SqlBanks:
         regions: dict[str, str] = {}
         rows = self.conn.execute(
             select(banks.c.code, banks.c.status, banks.c.roles, banks.c.home_region).where(
-                banks.c.code.in_(codes)
+                key_in(banks.c.code, codes, self.dialect)
             )
         )
         for code, status, role, region in rows:
@@ -118,7 +123,7 @@ class SqlBanks:
                 banks.c.roles,
                 banks.c.home_region,
                 banks.c.requires_confirmation,
-            ).where(banks.c.code.in_(codes))
+            ).where(key_in(banks.c.code, codes, self.dialect))
         )
         for code, status, role, region, confirm in rows:
             statuses[code] = BankStatus(status)

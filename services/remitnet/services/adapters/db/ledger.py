@@ -3,11 +3,14 @@ each account's numbered entries."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
+from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import accounts, ledger_entries, postings
 from remitnet.services.domain.ledger import EntryKind, LedgerEntry, Posting, PostingRecord
@@ -21,13 +24,40 @@ def _entry(row: Any) -> LedgerEntry:
     )  # fmt: skip
 
 
+# With array parameters: every account of a posting moved in one statement,
+# which answers the new balances and counts its entries are numbered from...
+_MOVE_ARRAYS = text(
+    "UPDATE accounts SET balance = accounts.balance + v.delta, "
+    "entry_count = accounts.entry_count + v.n "
+    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:deltas AS BIGINT[]), CAST(:counts AS BIGINT[])) "
+    "AS v(id, delta, n) WHERE accounts.id = v.id "
+    "RETURNING accounts.id, accounts.balance, accounts.entry_count"
+)
+# ...and every entry in one more.
+_ENTRIES_ARRAYS = text(
+    "INSERT INTO ledger_entries (account_id, seq, currency, kind, amount, balance_after, "
+    "posting_id, reference, posted_at) "
+    "SELECT v.account_id, v.seq, CAST(:currency AS VARCHAR), CAST(:kind AS SMALLINT), v.amount, "
+    "v.balance_after, CAST(:posting_id AS VARCHAR), CAST(:reference AS VARCHAR), "
+    "CAST(:posted_at AS TIMESTAMPTZ) "
+    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:seqs AS BIGINT[]), CAST(:amounts AS BIGINT[]), "
+    "CAST(:balances AS BIGINT[])) AS v(account_id, seq, amount, balance_after)"
+)
+_set_balance = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("aid"))
+    .values(balance=bindparam("bal"), entry_count=bindparam("cnt"))
+)
+
+
 class SqlLedger:
     """LedgerRepository over a Connection."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "dialect")
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, dialect: Dialect) -> None:
         self.conn = conn
+        self.dialect = dialect
 
     def get_posting(self, posting_id: str) -> PostingRecord | None:
         row = self.conn.execute(select(postings).where(postings.c.id == posting_id)).first()
@@ -41,9 +71,11 @@ class SqlLedger:
 
     def post(self, posting: Posting, *, owner: str, amount: int, now: datetime) -> None:
         """Write a balanced posting: its idempotency record, one entry per leg
-        in each account's own sequence, and the new balances."""
-        conn = self.conn
-        conn.execute(
+        in each account's own sequence, and the new balances. A constant
+        number of statements, however many legs (a settlement has two per
+        bank): with array parameters the accounts move in one UPDATE and the
+        entries go in one INSERT; without, one executemany each."""
+        self.conn.execute(
             insert(postings).values(
                 id=posting.posting_id,
                 kind=int(posting.kind),
@@ -54,45 +86,86 @@ class SqlLedger:
                 posted_at=now,
             )
         )
-        ids = {leg.account_id for leg in posting.legs}
-        if not ids:
+        if not posting.legs:
             return
-        state = {
-            r[0]: [r[1], r[2]]
-            for r in conn.execute(
-                select(accounts.c.id, accounts.c.balance, accounts.c.entry_count).where(
-                    accounts.c.id.in_(ids)
-                )
-            )
-        }
-        missing = ids - state.keys()
+        moves: dict[str, list[int]] = {}  # account -> [sum of its legs, its leg count]
+        # Accounts in one order (by id) in every posting: concurrent postings
+        # lock shared rows in the same order.
+        for leg in sorted(posting.legs, key=lambda leg: leg.account_id):
+            move = moves.setdefault(leg.account_id, [0, 0])
+            move[0] += leg.amount
+            move[1] += 1
+        # Each account's balance and entry count before this posting.
+        before = self._move(moves) if self.dialect.arrays else self._read(moves)
+        missing = moves.keys() - before.keys()
         if missing:
             raise AssertionError(f"posting {posting.posting_id} names missing accounts {missing}")
-        entries = []
+        ids, seqs, amounts, balances = [], [], [], []
         for leg in posting.legs:
-            acc = state[leg.account_id]
-            acc[0] += leg.amount
-            acc[1] += 1
-            entries.append(
+            state = before[leg.account_id]
+            state[0] += leg.amount
+            state[1] += 1
+            ids.append(leg.account_id)
+            seqs.append(state[1])
+            amounts.append(leg.amount)
+            balances.append(state[0])
+        if self.dialect.arrays:
+            self.conn.execute(
+                _ENTRIES_ARRAYS,
                 {
-                    "account_id": leg.account_id,
-                    "seq": acc[1],
+                    "ids": ids,
+                    "seqs": seqs,
+                    "amounts": amounts,
+                    "balances": balances,
                     "currency": posting.currency,
                     "kind": int(posting.kind),
-                    "amount": leg.amount,
-                    "balance_after": acc[0],
                     "posting_id": posting.posting_id,
                     "reference": posting.reference,
                     "posted_at": now,
-                }
+                },
             )
-        conn.execute(insert(ledger_entries), entries)
-        conn.execute(
-            update(accounts)
-            .where(accounts.c.id == bindparam("aid"))
-            .values(balance=bindparam("bal"), entry_count=bindparam("cnt")),
-            [{"aid": k, "bal": v[0], "cnt": v[1]} for k, v in state.items()],
+            return
+        common = {
+            "currency": posting.currency,
+            "kind": int(posting.kind),
+            "posting_id": posting.posting_id,
+            "reference": posting.reference,
+            "posted_at": now,
+        }
+        self.conn.execute(
+            insert(ledger_entries),
+            [
+                {"account_id": a, "seq": q, "amount": m, "balance_after": b, **common}
+                for a, q, m, b in zip(ids, seqs, amounts, balances, strict=True)
+            ],
         )
+        self.conn.execute(
+            _set_balance,
+            [{"aid": a, "bal": before[a][0], "cnt": before[a][1]} for a in moves],
+        )
+
+    def _move(self, moves: Mapping[str, list[int]]) -> dict[str, list[int]]:
+        """Add each account's legs to its balance and entry count, in one
+        statement; the balance and count each had before."""
+        rows = self.conn.execute(
+            _MOVE_ARRAYS,
+            {
+                "ids": list(moves),
+                "deltas": [m[0] for m in moves.values()],
+                "counts": [m[1] for m in moves.values()],
+            },
+        )
+        return {r[0]: [int(r[1]) - moves[r[0]][0], int(r[2]) - moves[r[0]][1]] for r in rows}
+
+    def _read(self, moves: Mapping[str, list[int]]) -> dict[str, list[int]]:
+        """The balance and entry count of each account, in one query (the
+        caller writes them back with its legs added)."""
+        rows = self.conn.execute(
+            select(accounts.c.id, accounts.c.balance, accounts.c.entry_count).where(
+                key_in(accounts.c.id, list(moves), self.dialect)
+            )
+        )
+        return {r[0]: [int(r[1]), int(r[2])] for r in rows}
 
     def posting_entries(self, posting_id: str) -> list[LedgerEntry]:
         rows = self.conn.execute(

@@ -75,7 +75,7 @@ class SqlUnitOfWork:
     def __init__(self, conn: Connection, dialect: Dialect) -> None:
         self.conn = conn
         self.dialect = dialect
-        banks = SqlBanks(conn)
+        banks = SqlBanks(conn, dialect)
         transfers = SqlTransfers(conn, dialect, banks)
         self.banks = banks
         self.accounts = SqlAccounts(conn, dialect)
@@ -84,7 +84,7 @@ class SqlUnitOfWork:
         self.transfers = transfers
         recalls = SqlRecalls(conn, dialect)
         self.recalls = recalls
-        self.ledger = SqlLedger(conn)
+        self.ledger = SqlLedger(conn, dialect)
         self.quotes = SqlQuotes(conn, dialect)
         self.events = SqlEventFeed(conn, dialect, transfers, recalls)
         self.trail = SqlOperatorTrail(conn)
@@ -94,7 +94,7 @@ class SqlUnitOfWork:
 def _conforms(conn: Connection, dialect: Dialect) -> None:
     """mypy --strict checks the SQL repositories against the ports here."""
     _uow: UnitOfWork = SqlUnitOfWork(conn, dialect)
-    banks = SqlBanks(conn)
+    banks = SqlBanks(conn, dialect)
     _banks: BankRepository = banks
     _accounts: AccountRepository = SqlAccounts(conn, dialect)
     _positions: PositionRepository = SqlPositions(conn, dialect, banks)
@@ -103,7 +103,7 @@ def _conforms(conn: Connection, dialect: Dialect) -> None:
     _transfers: TransferRepository = transfers
     recalls = SqlRecalls(conn, dialect)
     _recalls: RecallRepository = recalls
-    _ledger: LedgerRepository = SqlLedger(conn)
+    _ledger: LedgerRepository = SqlLedger(conn, dialect)
     _quotes: QuoteRepository = SqlQuotes(conn, dialect)
     _feed: EventFeed = SqlEventFeed(conn, dialect, transfers, recalls)
     _trail: OperatorTrail = SqlOperatorTrail(conn)

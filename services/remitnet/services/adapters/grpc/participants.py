@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar, cast
 
 import grpc
 
@@ -12,8 +13,36 @@ from remitnet.services.adapters.grpc import convert
 from remitnet.services.adapters.grpc.identity import current_principal
 from remitnet.services.domain.model import BankStatus
 from remitnet.services.service_layer import participants as uc
+from remitnet.services.service_layer.coalesce import Coalescer
 
 Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
+
+# The most operator actions one transaction takes (run_together).
+MAX_TOGETHER = 64
+
+
+class Together:
+    """Operator actions that arrive while others run wait and then run
+    together, in one transaction (`uc.run_together`): onboarding many banks
+    at once commits a group at a time instead of conflicting on the audit
+    trail's head and the hub's reserve account and retrying. One group runs
+    at a time per hub process."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._group: Coalescer[tuple[str, uc.OperatorUnit[Any]], Any] = Coalescer(
+            self._run, size=lambda _: 1, max_items=MAX_TOGETHER
+        )
+
+    async def _run(self, units: Sequence[tuple[str, uc.OperatorUnit[Any]]]) -> list[Any]:
+        return await asyncio.to_thread(uc.run_together, self.db, units)
+
+    async def run(self, name: str, unit: uc.OperatorUnit[T]) -> T:
+        answer = await self._group((name, unit))
+        if isinstance(answer, Exception):  # this unit's own error
+            raise answer
+        return cast(T, answer)
 
 
 def _actor() -> str:
@@ -24,13 +53,12 @@ def _actor() -> str:
 class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.together = Together(db)
 
     async def CreateBank(
         self, request: pb.CreateBankRequest, context: Context
     ) -> pb.CreateBankResponse:
-        view = await asyncio.to_thread(
-            uc.create_bank,
-            self.db,
+        unit = uc.create_bank_unit(
             request.code,
             request.name,
             request.home_region,
@@ -39,6 +67,7 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
             requires_confirmation=request.requires_confirmation,
             actor=_actor(),
         )
+        view = await self.together.run("create_bank", unit)
         return pb.CreateBankResponse(bank=convert.bank(view))
 
     async def GetBank(self, request: pb.GetBankRequest, context: Context) -> pb.GetBankResponse:
@@ -56,39 +85,28 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: Context
     ) -> pb.OpenAccountResponse:
-        row = await asyncio.to_thread(
-            uc.open_account, self.db, request.bank_code, request.currency, actor=_actor()
-        )
+        unit = uc.open_account_unit(request.bank_code, request.currency, actor=_actor())
+        row = await self.together.run("open_account", unit)
         return pb.OpenAccountResponse(account=convert.account(row))
 
     async def Deposit(self, request: pb.DepositRequest, context: Context) -> pb.DepositResponse:
         currency, amount = convert.require_money(
             request.amount, request.HasField("amount"), "amount"
         )
-        row = await asyncio.to_thread(
-            uc.deposit,
-            self.db,
-            request.bank_code,
-            currency,
-            amount,
-            request.deposit_id,
-            actor=_actor(),
+        unit = uc.deposit_unit(
+            request.bank_code, currency, amount, request.deposit_id, actor=_actor()
         )
+        row = await self.together.run("deposit", unit)
         return pb.DepositResponse(account=convert.account(row))
 
     async def Withdraw(self, request: pb.WithdrawRequest, context: Context) -> pb.WithdrawResponse:
         currency, amount = convert.require_money(
             request.amount, request.HasField("amount"), "amount"
         )
-        row = await asyncio.to_thread(
-            uc.withdraw,
-            self.db,
-            request.bank_code,
-            currency,
-            amount,
-            request.withdrawal_id,
-            actor=_actor(),
+        unit = uc.withdraw_unit(
+            request.bank_code, currency, amount, request.withdrawal_id, actor=_actor()
         )
+        row = await self.together.run("withdraw", unit)
         return pb.WithdrawResponse(account=convert.account(row))
 
     async def SetNetDebitCap(
