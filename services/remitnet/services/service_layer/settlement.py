@@ -112,7 +112,9 @@ def statement(db: Transactions, bank: str, currency: str, after_seq: int, limit:
         more = bool(entries) and entries[-1].seq < account.entry_count
         return Statement(bank, currency, opening, entries, closing, entries[-1].seq if more else 0)
 
-    return db.read(unit)
+    # A report: bounded-stale (one snapshot, so opening, entries and closing
+    # agree), served by the nearest replica on CockroachDB.
+    return db.read(unit, stale_ok=True)
 
 
 def ledger_totals(db: Transactions) -> dict[str, tuple[int, int, int]]:
@@ -175,4 +177,6 @@ def reconciliation(db: Transactions, cycle_id: str) -> Reconciliation:
             )
         return Reconciliation(cycle, rows)
 
-    return db.read(unit)
+    # A report, like the statement: its three figures come from one
+    # snapshot, so they agree with each other however stale it is.
+    return db.read(unit, stale_ok=True)
