@@ -32,7 +32,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
 
+from remitnet.services.adapters.db.copy import code_field, copy_rows
 from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.recalls import SqlRecalls
 from remitnet.services.adapters.db.rows import TRANSFER_COLUMNS, cycle_of, transfer_of, utc
 from remitnet.services.adapters.db.schema import cycles, events, feed_heads, transfers
@@ -65,6 +67,12 @@ _ADVANCE_ARRAYS = text(
     "UPDATE feed_heads SET seq = v.seq, last_at = :at "
     "FROM unnest(CAST(:codes AS VARCHAR[]), CAST(:seqs AS BIGINT[])) AS v(code, seq) "
     "WHERE feed_heads.bank_code = v.code"
+)
+
+
+_COPY_EVENTS = (
+    "COPY events (bank_code, seq, at, kind, status, transfer_id, cycle_id, other_cycle_id, "
+    "item_count, home_region) FROM STDIN"
 )
 
 
@@ -107,7 +115,7 @@ class SqlEventFeed:
                 feed_heads.c.seq,
                 feed_heads.c.last_at,
                 feed_heads.c.home_region,
-            ).where(feed_heads.c.bank_code.in_(wanted))
+            ).where(key_in(feed_heads.c.bank_code, wanted, self.dialect))
         )
         return {str(b): Head(int(s), utc(at), str(r)) for b, s, at, r in rows}
 
@@ -116,6 +124,11 @@ class SqlEventFeed:
         time `at` (from event_time over the same heads). Every bank named must
         be in `heads`, read in this transaction."""
         if not new:
+            return
+        if self.dialect.copy:
+            # A close or settlement tells every bank of the cycle: thousands
+            # of rows, several times cheaper through COPY.
+            self._copy(heads, new, at)
             return
         seqs: dict[str, int] = {}
         rows = []
@@ -137,6 +150,25 @@ class SqlEventFeed:
                 }
             )
         self.conn.execute(insert(events), rows)
+        self._advance(seqs, at)
+
+    def _copy(self, heads: Mapping[str, Head], new: Sequence[NewEvent], at: datetime) -> None:
+        seqs: dict[str, int] = {}
+        stamp = at.isoformat()
+        lines = []
+        for e in new:
+            seq = seqs.get(e.bank, heads[e.bank].seq) + 1
+            seqs[e.bank] = seq
+            lines.append(
+                f"{e.bank}\t{seq}\t{stamp}\t{int(e.kind)}\t{int(e.status)}\t"
+                f"{code_field(e.transfer_id)}\t{code_field(e.cycle_id)}\t"
+                f"{code_field(e.other_cycle_id)}\t{e.item_count}\t{heads[e.bank].region}\n"
+            )
+        copy_rows(self.conn, _COPY_EVENTS, lines)
+        self._advance(seqs, at)
+
+    def _advance(self, seqs: Mapping[str, int], at: datetime) -> None:
+        """Each bank's head to its last event's seq."""
         if self.dialect.arrays:
             self.conn.execute(
                 _ADVANCE_ARRAYS, {"codes": list(seqs), "seqs": list(seqs.values()), "at": at}

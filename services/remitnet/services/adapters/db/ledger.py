@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, text, update
 
+from remitnet.services.adapters.db.copy import code_field, copy_rows, text_field
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import utc
@@ -42,6 +43,10 @@ _ENTRIES_ARRAYS = text(
     "CAST(:posted_at AS TIMESTAMPTZ) "
     "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:seqs AS BIGINT[]), CAST(:amounts AS BIGINT[]), "
     "CAST(:balances AS BIGINT[])) AS v(account_id, seq, amount, balance_after)"
+)
+_COPY_ENTRIES = (
+    "COPY ledger_entries (account_id, seq, currency, kind, amount, balance_after, posting_id, "
+    "reference, posted_at) FROM STDIN"
 )
 _set_balance = (
     update(accounts)
@@ -109,6 +114,22 @@ class SqlLedger:
             seqs.append(state[1])
             amounts.append(leg.amount)
             balances.append(state[0])
+        if self.dialect.copy:
+            # A settlement has an entry per bank: thousands of rows.
+            head = f"\t{posting.currency}\t{int(posting.kind)}\t"
+            tail = (
+                f"\t{code_field(posting.posting_id)}\t{text_field(posting.reference)}\t"
+                f"{now.isoformat()}\n"
+            )
+            copy_rows(
+                self.conn,
+                _COPY_ENTRIES,
+                (
+                    f"{a}\t{q}{head}{m}\t{b}{tail}"
+                    for a, q, m, b in zip(ids, seqs, amounts, balances, strict=True)
+                ),
+            )
+            return
         if self.dialect.arrays:
             self.conn.execute(
                 _ENTRIES_ARRAYS,
