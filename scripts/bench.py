@@ -743,6 +743,44 @@ class Sampler(threading.Thread):
             )
 
 
+def batch_sizes(hub: HubProcess) -> tuple[float, float]:
+    """Batches committed so far and the items they held."""
+    m = hub.metrics()
+    return (
+        m.get("remitnet_netting_batch_size_count", 0.0),
+        m.get("remitnet_netting_batch_size_sum", 0.0),
+    )
+
+
+def against_limits(results: dict[str, Any], profile: Profile) -> dict[str, Any]:
+    """The limits measured now (bench_limits.py): the raw PostgreSQL loop at
+    each workload's mean committed batch size and the bare grpc.aio echo
+    under the unary path's load; each path's ratio goes into its figures."""
+    import bench_limits  # here, not at the top: it imports nothing of this module's
+
+    sizes = {
+        name: max(100, round(sc["batch"].get("mean_batch", 1000) / 100) * 100)
+        for name, sc in results["scenarios"].items()
+        if "batch" in sc
+    }
+    limits = bench_limits.measure(
+        sorted(set(sizes.values())),
+        min(10.0, profile.path_seconds / 2),
+        profile.unary_clients,
+        profile.unary_in_flight,
+    )
+    echo = limits["echo"]["calls_per_s"]
+    for name, sc in results["scenarios"].items():
+        if name in sizes:
+            db = bench_limits.at_size(limits["database"], sizes[name])
+            sc["batch"]["limit"] = db["transfers_per_s"]
+            sc["batch"]["of_limit"] = sc["batch"]["transfers_per_s"] / db["transfers_per_s"]
+        if "unary" in sc and echo:
+            sc["unary"]["limit"] = echo
+            sc["unary"]["of_limit"] = sc["unary"]["transfers_per_s"] / echo
+    return limits
+
+
 def retries(hub: HubProcess) -> float:
     return sum(
         v for k, v in hub.metrics().items() if k.startswith("remitnet_db_transaction_retries_total")
@@ -757,6 +795,7 @@ def measure_path(
 ) -> dict[str, Any]:
     sampler.phase = f"{workload}/{path}"
     before = retries(hub)
+    sized = batch_sizes(hub)
     if path in ("batch", "confirmed"):
         load = run_load(
             path,
@@ -782,6 +821,10 @@ def measure_path(
     }
     if path == "batch":
         figures["items_per_call"] = 1000
+        # What the hub committed per transaction: the raw PostgreSQL loop
+        # (bench_limits.py) is measured at the same size.
+        count, total = (a - b for a, b in zip(batch_sizes(hub), sized, strict=True))
+        figures["mean_batch"] = total / count if count else 0.0
     if path == "confirmed":
         # Latencies are end to end (submission start to the creditor's
         # answer), per submitted chunk; `transfers` were confirmed ACCEPTED.
@@ -977,18 +1020,27 @@ def report(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
         "with one CreateQuotes call, a unary transfer with one quote call, both timed; its "
         "gross baseline moves the USD legs.",
         "",
-        "| workload | path | transfers/s | p50 ms | p99 ms | retries |",
-        "|---|---|---:|---:|---:|---:|",
+        "Of limit: the batch path against a raw PostgreSQL loop doing what a batch must do at "
+        "the hub's mean batch size, the unary path against a bare grpc.aio echo, both measured "
+        "in this run (table below).",
+        "",
+        "| workload | path | transfers/s | p50 ms | p99 ms | retries | of limit |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, sc in results["scenarios"].items():
         for path in paths_of(name):
             if path not in sc:
                 continue
             f = sc[path]
+            share = f"{f['of_limit']:.2f}" if "of_limit" in f else ""
             lines.append(
                 f"| {name} | {path} | {f['transfers_per_s']:,.0f} | {f['p50_ms']:.1f} | "
-                f"{f['p99_ms']:.1f} | {f['retries']} |"
+                f"{f['p99_ms']:.1f} | {f['retries']} | {share} |"
             )
+    if limits := results.get("limits"):
+        import bench_limits
+
+        lines += ["", bench_limits.table(limits)]
     lines += [
         "",
         "| workload | batch/gross | netting efficiency | close→settled s |",
@@ -1135,7 +1187,7 @@ def main() -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument(
         "--only",
-        choices=("noisy_neighbour", "list_transfers", "confirmed", "expiry"),
+        choices=("noisy_neighbour", "list_transfers", "confirmed", "expiry", "banks"),
         help="run only this section; writes build/bench/<section>.{json,md}",
     )
     parser.add_argument(
@@ -1162,6 +1214,17 @@ def main() -> int:
         text = bench_expiry.table(ex)
         (OUT / "expiry.md").write_text(text + "\n")
         print("\n" + text + f"\n\nwrote {OUT / 'expiry'}.json and .md")
+        return 0
+    if args.only == "banks":
+        import bench_banks  # here, not at the top: it imports this module
+
+        print("\nbanks", flush=True)
+        seconds = min(profile.path_seconds, 15.0)
+        many = {"banks": bench_banks.measure(seconds=seconds, log=log)}
+        (OUT / "banks.json").write_text(json.dumps(many, indent=2))
+        text = bench_banks.table(many)
+        (OUT / "banks.md").write_text(text + "\n")
+        print("\n" + text + f"\n\nwrote {OUT / 'banks'}.json and .md")
         return 0
     import bench_fair  # here, not at the top: it imports this module
 
@@ -1241,6 +1304,8 @@ def main() -> int:
             samples += sampler.samples
             hub.stop()
             drop_database(name)
+    print("\nlimits", flush=True)
+    results["limits"] = against_limits(results, profile)
     if fx := fx_against_same_currency(results["scenarios"]):
         results["fx_against_same_currency"] = fx
     if confirmed := confirmed_against_batch(results["scenarios"]):
@@ -1260,6 +1325,10 @@ def main() -> int:
     for part, measure in fair_sections.items():
         print(f"\n{part}", flush=True)
         results[part] = measure(profile, log)
+    print("\nbanks", flush=True)
+    import bench_banks  # here, not at the top: it imports this module
+
+    results["banks"] = bench_banks.measure(seconds=min(profile.path_seconds, 15.0), log=log)
     results["seconds"] = time.perf_counter() - started
     report(results, samples)
     stream_table = bench_stream.table(results["status_stream"])
@@ -1270,6 +1339,10 @@ def main() -> int:
     with (OUT / "latest.md").open("a") as md:
         md.write("\n" + fair_table + "\n")
     print("\n" + fair_table)
+    banks_table = bench_banks.table(results)
+    with (OUT / "latest.md").open("a") as md:
+        md.write("\n" + banks_table + "\n")
+    print("\n" + banks_table)
     print(f"\nwrote {OUT / 'latest.json'}, latest.md and latest.png in {results['seconds']:.0f} s")
     return 0
 

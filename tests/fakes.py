@@ -90,6 +90,7 @@ from remitnet.services.service_layer.unit_of_work import (
     ReadModels,
     RecallRepository,
     Transactions,
+    TransferIdTaken,
     TransferRepository,
     UnitOfWork,
 )
@@ -650,6 +651,10 @@ class FakeTransfers:
         if not items:
             return
         region = self._banks.home_regions({t.debtor for t in items}, regions)
+        if any(t.transfer_id in self._s.transfers for t in items):
+            # As the primary key refuses it in SQL (the batch path inserts
+            # without looking its ids up first).
+            raise TransferIdTaken("a transfer id of the batch is stored already")
         for t in items:
             _int64(t.amount, "amount")
             # The fee column is NULL without a quote, and reads back as 0.

@@ -60,7 +60,9 @@ class Recording(NettingEngine):
         self.gate.set()
         self.entered = threading.Event()
 
-    def _commit(self, batch: Sequence[Instruction]) -> tuple[list[Outcome], list[BatchCommit]]:
+    def _commit(
+        self, batch: Sequence[Instruction], prepared: object = None, on_decided: object = None
+    ) -> tuple[list[Outcome], list[BatchCommit]]:
         self.entered.set()
         self.gate.wait(10)
         self.batches.append([i.debtor for i in batch])
@@ -180,7 +182,9 @@ class FirstRefused(Recording):
         super().__init__(config)
         self.seen: set[str] = set()
 
-    def _commit(self, batch: Sequence[Instruction]) -> tuple[list[Outcome], list[BatchCommit]]:
+    def _commit(
+        self, batch: Sequence[Instruction], prepared: object = None, on_decided: object = None
+    ) -> tuple[list[Outcome], list[BatchCommit]]:
         self.entered.set()
         self.gate.wait(10)
         self.batches.append([i.debtor for i in batch])

@@ -26,7 +26,7 @@ from remitnet.services.domain.model import (
 )
 from remitnet.services.domain.money import INT64_MIN
 from remitnet.services.domain.netting import PositionDelta
-from remitnet.services.service_layer.unit_of_work import UnitOfWork
+from remitnet.services.service_layer.unit_of_work import TransferIdTaken, UnitOfWork
 from tests.fakes import (
     DuplicateKey,
     FakeStore,
@@ -305,7 +305,7 @@ def test_transfers_store_list_and_sum_their_legs(tx: FakeTransactions) -> None:
     tx.write("add", lambda uow: uow.transfers.add([t1, t2, t3._replace(fee=9)]))
     assert tx.store.transfers[TID[3]].fee == 0  # no quote: the fee column is NULL
     assert tx.store.transfer_regions[TID[2]] == "europe-west1"
-    with pytest.raises(DuplicateKey):
+    with pytest.raises(TransferIdTaken):  # as the primary key refuses it
         tx.write("again", lambda uow: uow.transfers.add([t1]))
     tx.write("cancel", lambda uow: uow.transfers.cancel(TID[3], T0))
     uow = tx.uow()

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from remitnet.services.domain.audit_trail import Action
 from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
 from remitnet.services.domain.events import (
+    Head,
     batch_events,
     event_time,
     resolved_events,
     transfer_events,
 )
+from remitnet.services.domain.fx import Quote
 from remitnet.services.domain.lifecycle import (
     Recall,
     RecallState,
@@ -35,12 +37,59 @@ from remitnet.services.domain.model import (
 from remitnet.services.domain.netting import (
     AccountState,
     BatchResult,
+    CycleSums,
     clear_batch,
     expire,
     release,
     take_back,
 )
-from remitnet.services.service_layer.unit_of_work import Parties, Transactions, UnitOfWork
+from remitnet.services.service_layer.unit_of_work import (
+    Parties,
+    Transactions,
+    TransferIdTaken,
+    UnitOfWork,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Carried:
+    """What a decided batch leaves behind, as the next batch's transaction
+    will read it once this one commits: the working account states after
+    its items, the open cycles' sums with its positions added, and the time
+    of its banks' feed events. The engine decides the next batch against it
+    while this one commits (`prepare_batch`)."""
+
+    states: dict[tuple[str, str], AccountState]
+    sums: dict[str, CycleSums]
+    event_at: dict[str, datetime]
+
+
+NOTHING_CARRIED = Carried({}, {}, {})
+
+
+@dataclass(slots=True)
+class BatchInputs:
+    """Everything a batch's decision reads, as read in one snapshot."""
+
+    existing: dict[str, StoredTransfer]
+    quotes: dict[str, Quote]
+    parties: Parties
+    heads: dict[str, Head]
+    states: dict[tuple[str, str], AccountState]
+    open_ids: dict[str, str]
+    sums: dict[str, CycleSums]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch decided outside its transaction, and what that decision
+    assumed. Its transaction writes `result` only if it reads the same
+    inputs (`matches`); otherwise it decides again."""
+
+    inputs: BatchInputs  # as assumed (states before the batch's items)
+    now: datetime
+    result: BatchResult
+    after: Carried
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,48 +100,188 @@ class BatchCommit:
     # Home region of each bank of the batch, as read to home its rows: what
     # the corridor metrics label its transfers with (no second read).
     regions: dict[str, str]
+    # Whether a prepared decision was written as it was.
+    prepared_used: bool = False
 
 
 def commit_batch(
-    db: Transactions, items: Sequence[Instruction], *, default_timeout_ms: int = 30_000
+    db: Transactions,
+    items: Sequence[Instruction],
+    *,
+    default_timeout_ms: int = 30_000,
+    prepared: Prepared | None = None,
+    on_decided: Callable[[Carried], None] | None = None,
 ) -> BatchCommit:
     """One serializable transaction for a whole batch: read the state the
     batch touches, decide every item in memory, write transfers, positions,
     account totals and used quotes with a few set-oriented statements.
     Items whose creditor requires confirmation (or that ask for it) are
-    reserved for `default_timeout_ms` unless they ask for less."""
-    attempts = 0
+    reserved for `default_timeout_ms` unless they ask for less.
+
+    The ids are not looked up first: the primary key refuses one stored
+    already (TransferIdTaken), and only then is the batch decided again
+    with its ids looked up, so that a replay answers from the stored
+    transfer. A `prepared` decision is written as it is when the
+    transaction reads what it assumed. `on_decided` gets what each
+    attempt's decision leaves, as soon as it is made (before the writes)."""
+    tries = [0]  # the attempt spoilt by a stored id and its re-run count as one
+    try:
+        return _commit(db, items, default_timeout_ms, prepared, on_decided, tries, look_up=False)
+    except TransferIdTaken:
+        tries[0] -= 1
+        return _commit(db, items, default_timeout_ms, None, on_decided, tries, look_up=True)
+
+
+def _commit(
+    db: Transactions,
+    items: Sequence[Instruction],
+    default_timeout_ms: int,
+    prepared: Prepared | None,
+    on_decided: Callable[[Carried], None] | None,
+    tries: list[int],
+    *,
+    look_up: bool,
+) -> BatchCommit:
+    first = True
     states: dict[tuple[str, str], AccountState] = {}
     homes: dict[str, str] = {}
+    used = False
 
     def unit(uow: UnitOfWork) -> BatchResult:
-        nonlocal attempts
-        attempts += 1
-        result = clear_in(uow, items, states, homes, default_timeout_ms=default_timeout_ms)
+        nonlocal first, used
+        tries[0] += 1
+        inputs = load_inputs(uow, items, look_up=look_up)
+        homes.clear()
+        homes.update(inputs.parties.regions)
+        use = prepared is not None and first and matches(inputs, prepared)
+        first = False
+        if use:
+            assert prepared is not None
+            # Decided while the previous batch committed, against what this
+            # transaction has just read: the same result, written as it is.
+            used = True
+            states.clear()
+            states.update(prepared.after.states)
+            result, now = prepared.result, prepared.now
+            if on_decided is not None:
+                on_decided(prepared.after)
+        else:
+            used = False
+            now = event_time(inputs.heads, datetime.now(UTC))
+            before = inputs.sums
+            result = decide(items, inputs, now, default_timeout_ms)
+            states.clear()
+            states.update(inputs.states)
+            if on_decided is not None:
+                on_decided(carried(inputs.states, before, result, now))
+        write(uow, inputs, result, now)
         return result
 
     result = db.write("clear_batch", unit)
     touched = set(result.account_deltas) | set(result.reserve_deltas)
     accounts = [s for s in states.values() if s.account_id in touched]
-    return BatchCommit(result, accounts, attempts, homes)
+    return BatchCommit(result, accounts, tries[0], homes, used)
 
 
-def clear_in(
-    uow: UnitOfWork,
+def prepare_batch(
+    db: Transactions,
     items: Sequence[Instruction],
-    states: dict[tuple[str, str], AccountState] | None = None,
-    homes: dict[str, str] | None = None,
+    before: Carried,
     *,
     default_timeout_ms: int = 30_000,
-) -> BatchResult:
-    """The clearing of `items` inside the caller's unit: what a batch does,
-    and what a return does once its rules are checked (`lifecycle`).
-    `states` and `homes`, when given, are filled with the working account
-    states and the parties' regions."""
-    states = {} if states is None else states
-    homes = {} if homes is None else homes
-    existing = uow.transfers.existing([i.transfer_id for i in items])
-    fresh = [i for i in items if i.transfer_id not in existing]
+) -> Prepared | None:
+    """Decide a batch ahead of its transaction, while the previous one
+    commits: against a snapshot, overlaid with what the previous batch
+    leaves (`before`, not committed yet). None for a batch with quotes
+    (their state is not carried), which is decided in its transaction."""
+    if any(i.quote_id is not None for i in items):
+        return None
+    inputs = db.read(lambda uow: load_inputs(uow, items, look_up=False))
+    for key in inputs.states:
+        after = before.states.get(key)
+        if after is not None:
+            inputs.states[key] = _copy(after)
+    for cid in inputs.open_ids.values():
+        if cid in before.sums:
+            inputs.sums[cid] = before.sums[cid]
+    heads = dict(inputs.heads)
+    for bank, at in before.event_at.items():
+        head = heads.get(bank)
+        if head is not None and at > head.last_at:
+            heads[bank] = head._replace(last_at=at)
+    now = event_time(heads, datetime.now(UTC))
+    assumed = BatchInputs(
+        inputs.existing,
+        inputs.quotes,
+        inputs.parties,
+        heads,
+        {k: _copy(v) for k, v in inputs.states.items()},
+        inputs.open_ids,
+        dict(inputs.sums),
+    )
+    result = decide(items, inputs, now, default_timeout_ms)
+    return Prepared(assumed, now, result, carried(inputs.states, assumed.sums, result, now))
+
+
+def matches(read: BatchInputs, prepared: Prepared) -> bool:
+    """Whether a transaction read what `prepared` was decided against: the
+    decision is a pure function of these inputs and of its time, and its
+    time is still after every event of its banks."""
+    assumed = prepared.inputs
+    if read.quotes or assumed.quotes or read.existing or assumed.existing:
+        return False
+    if read.parties != assumed.parties or read.open_ids != assumed.open_ids:
+        return False
+    if any(h.last_at >= prepared.now for h in read.heads.values()):
+        return False
+    if read.states.keys() != assumed.states.keys():
+        return False
+    for key, state in read.states.items():
+        other = assumed.states[key]
+        if (
+            state.balance != other.balance
+            or state.net_debit_cap != other.net_debit_cap
+            or state.unsettled_net != other.unsettled_net
+            or state.reserved != other.reserved
+        ):
+            return False
+    zero = CycleSums()
+    for cid in read.open_ids.values():
+        if read.sums.get(cid, zero) != assumed.sums.get(cid, zero):
+            return False
+    return True
+
+
+def carried(
+    states: dict[tuple[str, str], AccountState],
+    sums: dict[str, CycleSums],
+    result: BatchResult,
+    now: datetime,
+) -> Carried:
+    """What a batch decided against `states` and `sums` leaves (`states`
+    are its working copies, changed by the decision)."""
+    after = {cid: CycleSums(s.gross, s.fee) for cid, s in sums.items()}
+    for (cid, _bank), delta in result.positions.items():
+        total = after.get(cid)
+        if total is None:
+            total = after[cid] = CycleSums()
+        total.gross += delta.sent
+        total.fee += delta.fee
+    at = dict.fromkeys((e.bank for e in batch_events(result.new_transfers)), now)
+    return Carried({k: _copy(v) for k, v in states.items()}, after, at)
+
+
+def _copy(s: AccountState) -> AccountState:
+    return AccountState(
+        s.account_id, s.bank, s.currency, s.balance, s.net_debit_cap, s.unsettled_net, s.reserved
+    )
+
+
+def load_inputs(uow: UnitOfWork, items: Sequence[Instruction], *, look_up: bool) -> BatchInputs:
+    """Read what the decision of `items` needs. Without `look_up`, stored
+    transfers are not read: the insert's primary key finds them."""
+    existing = uow.transfers.existing([i.transfer_id for i in items]) if look_up else {}
+    fresh = [i for i in items if i.transfer_id not in existing] if existing else items
     quote_ids = {i.quote_id for i in fresh if i.quote_id is not None}
     quotes = uow.quotes.get_many(quote_ids) if quote_ids else {}
     banks: set[str] = set()
@@ -123,39 +312,71 @@ def clear_in(
     # The regions go into the rows written below (rows are homed in their
     # bank's region on CockroachDB): read with the statuses, one query.
     parties = uow.banks.parties(participants) if participants else Parties({}, {}, {}, frozenset())
-    homes.clear()
-    homes.update(parties.regions)
     # The batch's time is its transfers' accepted_at and its feed events'
     # time: strictly after every earlier event of the banks it touches
     # (its parties: an FX provider gets no feed event for a batch).
     heads = uow.events.heads(banks)
-    now = event_time(heads, datetime.now(UTC))
     loaded = uow.accounts.states(account_ids) if account_ids else {}
-    states.clear()
-    states.update({(s.bank, s.currency): s for s in loaded.values()})
+    states = {(s.bank, s.currency): s for s in loaded.values()}
     open_ids = uow.cycles.open_ids(currencies) if currencies else {}
     # What the open cycles hold already: no total of theirs may pass int64.
     sums = uow.cycles.sums(list(open_ids.values())) if open_ids else {}
-    result = clear_batch(
+    return BatchInputs(existing, quotes, parties, heads, states, open_ids, sums)
+
+
+def decide(
+    items: Sequence[Instruction], inputs: BatchInputs, now: datetime, default_timeout_ms: int
+) -> BatchResult:
+    """The pure decision of `items` at `now`; changes `inputs.states`."""
+    parties = inputs.parties
+    return clear_batch(
         items,
-        existing=existing,
+        existing=inputs.existing,
         banks=parties.statuses,
-        accounts=states,
-        open_cycles=open_ids,
+        accounts=inputs.states,
+        open_cycles=inputs.open_ids,
         now=now,
-        quotes=quotes,
-        cycle_sums=sums,
+        quotes=inputs.quotes,
+        cycle_sums=inputs.sums,
         roles=parties.roles,
         confirming=parties.confirming,
         default_timeout_ms=default_timeout_ms,
     )
-    uow.transfers.add(result.new_transfers, parties.regions)
-    uow.positions.add(result.positions, parties.regions)
+
+
+def write(uow: UnitOfWork, inputs: BatchInputs, result: BatchResult, now: datetime) -> None:
+    regions = inputs.parties.regions
+    uow.transfers.add(result.new_transfers, regions)
+    uow.positions.add(result.positions, regions)
     uow.accounts.add_unsettled(result.account_deltas)
     if result.reserve_deltas:
         uow.accounts.add_reserved(result.reserve_deltas)
     uow.quotes.mark_used(result.used_quotes, now)
-    uow.events.append(heads, batch_events(result.new_transfers), now)
+    uow.events.append(inputs.heads, batch_events(result.new_transfers), now)
+
+
+def clear_in(
+    uow: UnitOfWork,
+    items: Sequence[Instruction],
+    states: dict[tuple[str, str], AccountState] | None = None,
+    homes: dict[str, str] | None = None,
+    *,
+    default_timeout_ms: int = 30_000,
+) -> BatchResult:
+    """The clearing of `items` inside the caller's unit: what a batch does,
+    and what a return does once its rules are checked (`lifecycle`), with
+    its ids looked up. `states` and `homes`, when given, are filled with
+    the working account states and the parties' regions."""
+    inputs = load_inputs(uow, items, look_up=True)
+    if homes is not None:
+        homes.clear()
+        homes.update(inputs.parties.regions)
+    now = event_time(inputs.heads, datetime.now(UTC))
+    result = decide(items, inputs, now, default_timeout_ms)
+    if states is not None:
+        states.clear()
+        states.update(inputs.states)
+    write(uow, inputs, result, now)
     return result
 
 

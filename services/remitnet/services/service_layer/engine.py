@@ -1,11 +1,11 @@
 """The netting engine: group commit of concurrent submissions.
 
 Every SubmitTransfer and SubmitTransfers call hands its items to the engine
-and waits. One batch is in flight at a time; whatever arrives meanwhile
-forms the next batch, so light load gives batches of one (lowest latency)
-and heavy load gives large batches (highest throughput) with no tuning. The
-controller caps the batch size and backs off when serialization retries or
-batch latency rise above their objective.
+and waits. One batch commits at a time; whatever arrives meanwhile forms
+the next batch, decided while the previous one commits. Light load gives
+batches of one (lowest latency) and heavy load gives large batches (highest
+throughput) with no tuning. The controller caps the batch size and backs
+off when serialization retries or batch latency rise above their objective.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 from remitnet.services.domain.errors import (
     Reason,
@@ -29,7 +30,14 @@ from remitnet.services.domain.errors import (
 )
 from remitnet.services.domain.model import Instruction
 from remitnet.services.domain.netting import Outcome, Rejected, one_answer_per_id
-from remitnet.services.service_layer.clearing import BatchCommit, commit_batch
+from remitnet.services.service_layer.clearing import (
+    NOTHING_CARRIED,
+    BatchCommit,
+    Carried,
+    Prepared,
+    commit_batch,
+    prepare_batch,
+)
 from remitnet.services.service_layer.results import (
     NO_OBSERVER,
     BankRefused,
@@ -68,6 +76,9 @@ class EngineConfig:
     bank_quantum: int = 64
     # A bank counts as active for this long after its last request.
     fair_window_s: float = 1.0
+    # Items waiting from which the next batch is decided while one commits
+    # (below it, the reads ahead cost more than the decision they overlap).
+    pipeline_min_items: int = 1000
     # The deadline of a transfer reserved for the creditor's confirmation,
     # unless it asks for less (the operator's LifecycleConfig sets it).
     default_timeout_ms: int = 30_000
@@ -154,6 +165,10 @@ class NettingEngine:
         # One thread: batches commit one after another, which is what makes
         # the in-memory running headroom of a batch safe within a process.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netting")
+        # The next batch is decided on its own thread while one commits: the
+        # commit mostly waits for PostgreSQL, with the GIL free.
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netting-ahead")
+        self._ahead_ok = False  # the last batch published its decision
         # Seconds per committed item, smoothed: what a refused bank is told
         # to wait before retrying.
         self._item_seconds = 0.0001
@@ -230,6 +245,7 @@ class NettingEngine:
                 await self._task
             self._task = None
         self._executor.shutdown(wait=True)
+        self._ahead.shutdown(wait=True)
 
     def _forget(self, request: _Request) -> None:
         """Uncount the items of `request` that no batch will take."""
@@ -258,7 +274,7 @@ class NettingEngine:
             queue.popleft()  # wholly taken: its outcomes come from batches in flight
         return None
 
-    def _take(self) -> list[_Slice]:
+    def _take(self, committing: bool = True) -> list[_Slice]:
         """The next batch: one turn per waiting bank, round-robin, starting
         where the previous batch stopped.
 
@@ -271,6 +287,12 @@ class NettingEngine:
         fair share of the batch limit and batches fill (the batch path's
         throughput); a bank alone fills the limit."""
         limit = self.controller.limit
+        large = self._queued_items >= 2 * self.config.pipeline_min_items
+        if not committing and large and self._ahead_ok:
+            # Nothing commits: half of what waits, so that the other half is
+            # decided while this one commits, rather than waiting whole
+            # (while batches publish their decisions: they can be followed).
+            limit = min(limit, -(-self._queued_items // 2))
         now = time.monotonic()
         window = self.config.fair_window_s
         # Active: waiting now, or submitted lately (a light bank's next items
@@ -313,56 +335,136 @@ class NettingEngine:
         return taken
 
     async def _run(self) -> None:
+        """Batches commit one at a time, in order; the next one is taken and
+        decided while the previous one commits (`prepare_batch`), against
+        what that one leaves, and its transaction writes that decision only
+        if it reads what the decision assumed."""
         loop = asyncio.get_running_loop()
+        flight: _InFlight | None = None
         while True:
+            if flight is not None and not flight.task.done():
+                ahead = flight.decided.done()
+                if not ahead or self._queued_items < self.config.pipeline_min_items:
+                    # The next batch is taken once this one is decided (what
+                    # arrives meanwhile joins it), and only if it is large: a
+                    # small one's reads ahead cost more than its decision.
+                    wakeup = asyncio.ensure_future(self._wakeup.wait())
+                    waits: list[asyncio.Future[Any]] = [flight.task, wakeup]
+                    if not ahead:
+                        waits.append(flight.decided)
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    wakeup.cancel()
+                    self._wakeup.clear()
+                    continue
+            if flight is not None and flight.task.done():
+                self._finish(flight)
+                flight = None
             if not self._ring:
-                self._idle.set()
-                await self._wakeup.wait()
-                self._wakeup.clear()
+                if flight is None:
+                    self._idle.set()
+                    await self._wakeup.wait()
+                    self._wakeup.clear()
                 continue
             linger = self.controller.linger_s
             if linger and self._queued_items < self.controller.limit:
                 await asyncio.sleep(linger)
-            slices = self._take()
+            slices = self._take(committing=flight is not None)
             if not slices:
                 continue
-            items = [i for s in slices for i in s.request.items[s.start : s.stop]]
-            started = time.perf_counter()
-            try:
-                outcomes, commits = await loop.run_in_executor(self._executor, self._commit, items)
-            except RemitnetError as exc:
-                self._fail(slices, exc)
-                continue
-            except Exception as exc:  # the database is down or broken
-                log.exception("netting batch of %d failed", len(items))
-                error = Unavailable(
-                    "BATCH_FAILED", f"the batch could not commit: {type(exc).__name__}"
-                )
-                self._fail(slices, error)
-                continue
-            seconds = time.perf_counter() - started
-            self._item_seconds = 0.8 * self._item_seconds + 0.2 * (seconds / len(items))
-            offset = 0
-            for s in slices:
-                n = s.stop - s.start
-                r = s.request
-                if not r.future.done():
-                    r.outcomes += outcomes[offset : offset + n]
-                    if len(r.outcomes) == len(r.items):
-                        # Slices of one request commit apart: one id, one answer.
-                        one_answer_per_id(r.items, r.outcomes)
-                        r.future.set_result(r.outcomes)
-                offset += n
-            attempts = max((c.attempts for c in commits), default=1)
-            self.controller.observe(len(items), seconds, attempts, self._queued_items)
-            for commit in commits:
-                result = commit.result
-                self.observer.observe(
-                    BatchCommitted(result.outcomes, result.new_transfers, commit.regions, seconds)
-                )
-            isolated = len(items) - sum(len(c.result.outcomes) for c in commits)
-            if isolated:
-                self.observer.observe(TransfersRefused({Reason.UNSTORABLE_VALUE: isolated}))
+            prepared = None
+            if flight is not None:
+                prepared = await self._prepare(loop, slices, flight)
+                await asyncio.wait((flight.task,))
+                self._finish(flight)
+                flight = None
+                # The previous batch failed requests this one holds slices
+                # of: their later items are not committed either.
+                kept = [s for s in slices if not s.request.future.done()]
+                if len(kept) != len(slices):
+                    slices, prepared = kept, None
+                if not slices:
+                    continue
+            flight = self._start(loop, slices, prepared)
+
+    async def _prepare(
+        self, loop: asyncio.AbstractEventLoop, slices: list[_Slice], flight: _InFlight
+    ) -> Prepared | None:
+        """Decide `slices` on the second thread while `flight` commits,
+        against what its decision leaves (made by now, or it failed). None
+        when it cannot be decided ahead: it is then decided in its
+        transaction, as always."""
+        failed = flight.task.done() and flight.task.exception() is not None
+        before = flight.latest if flight.latest is not None and not failed else NOTHING_CARRIED
+        items = _items(slices)
+        try:
+            return await loop.run_in_executor(
+                self._ahead,
+                partial(
+                    prepare_batch,
+                    self.db,
+                    items,
+                    before,
+                    default_timeout_ms=self.config.default_timeout_ms,
+                ),
+            )
+        except Exception:  # only an optimisation: the transaction decides
+            log.debug("deciding a batch ahead failed", exc_info=True)
+            return None
+
+    def _start(
+        self, loop: asyncio.AbstractEventLoop, slices: list[_Slice], prepared: Prepared | None
+    ) -> _InFlight:
+        decided: asyncio.Future[None] = loop.create_future()
+        flight = _InFlight(slices, decided)
+
+        def on_decided(after: Carried) -> None:
+            # On the netting thread, once per attempt: the latest decision
+            # is the one that commits.
+            flight.latest = after
+            loop.call_soon_threadsafe(_settle, decided)
+
+        flight.task = loop.run_in_executor(
+            self._executor, self._timed_commit, _items(slices), prepared, on_decided
+        )
+        return flight
+
+    def _finish(self, flight: _InFlight) -> None:
+        """Answer what a committed (or failed) batch decided."""
+        slices = flight.slices
+        self._ahead_ok = flight.decided.done()
+        try:
+            outcomes, commits, seconds = flight.task.result()
+        except RemitnetError as exc:
+            self._fail(slices, exc)
+            return
+        except Exception as exc:  # the database is down or broken
+            log.exception("netting batch of %d failed", sum(s.stop - s.start for s in slices))
+            error = Unavailable("BATCH_FAILED", f"the batch could not commit: {type(exc).__name__}")
+            self._fail(slices, error)
+            return
+        size = len(outcomes)
+        self._item_seconds = 0.8 * self._item_seconds + 0.2 * (seconds / size)
+        offset = 0
+        for s in slices:
+            n = s.stop - s.start
+            r = s.request
+            if not r.future.done():
+                r.outcomes += outcomes[offset : offset + n]
+                if len(r.outcomes) == len(r.items):
+                    # Slices of one request commit apart: one id, one answer.
+                    one_answer_per_id(r.items, r.outcomes)
+                    r.future.set_result(r.outcomes)
+            offset += n
+        attempts = max((c.attempts for c in commits), default=1)
+        self.controller.observe(size, seconds, attempts, self._queued_items)
+        for commit in commits:
+            result = commit.result
+            self.observer.observe(
+                BatchCommitted(result.outcomes, result.new_transfers, commit.regions, seconds)
+            )
+        isolated = size - sum(len(c.result.outcomes) for c in commits)
+        if isolated:
+            self.observer.observe(TransfersRefused({Reason.UNSTORABLE_VALUE: isolated}))
 
     def _fail(self, slices: list[_Slice], error: RemitnetError) -> None:
         """A batch failed: so does every request with items in it (their
@@ -372,7 +474,22 @@ class NettingEngine:
             if not s.request.future.done():
                 s.request.future.set_exception(error)
 
-    def _commit(self, items: Sequence[Instruction]) -> tuple[list[Outcome], list[BatchCommit]]:
+    def _timed_commit(
+        self,
+        items: Sequence[Instruction],
+        prepared: Prepared | None,
+        on_decided: Callable[[Carried], None],
+    ) -> tuple[list[Outcome], list[BatchCommit], float]:
+        started = time.perf_counter()
+        outcomes, commits = self._commit(items, prepared, on_decided)
+        return outcomes, commits, time.perf_counter() - started
+
+    def _commit(
+        self,
+        items: Sequence[Instruction],
+        prepared: Prepared | None = None,
+        on_decided: Callable[[Carried], None] | None = None,
+    ) -> tuple[list[Outcome], list[BatchCommit]]:
         """Commit a batch. When the database refuses a value in it, commit the
         halves instead, down to single items: only the items that carry the
         refused value are rejected, not the other banks' requests that were
@@ -380,13 +497,38 @@ class NettingEngine:
         liquidity used by earlier ones, each half being its own transaction
         committed in order."""
         try:
-            commit = commit_batch(self.db, items, default_timeout_ms=self.config.default_timeout_ms)
+            commit = commit_batch(
+                self.db,
+                items,
+                default_timeout_ms=self.config.default_timeout_ms,
+                prepared=prepared,
+                on_decided=on_decided,
+            )
         except UnstorableValue as exc:
             if len(items) == 1:
                 log.warning("isolated an unstorable transfer %s", items[0].transfer_id)
                 return [Rejected(exc)], []
             middle = len(items) // 2
-            left, left_commits = self._commit(items[:middle])
-            right, right_commits = self._commit(items[middle:])
+            left, left_commits = self._commit(items[:middle], None, on_decided)
+            right, right_commits = self._commit(items[middle:], None, on_decided)
             return left + right, left_commits + right_commits
         return list(commit.result.outcomes), [commit]
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """The batch committing, and what its decision leaves once made."""
+
+    slices: list[_Slice]
+    decided: asyncio.Future[None]
+    latest: Carried | None = None
+    task: asyncio.Future[tuple[list[Outcome], list[BatchCommit], float]] = field(init=False)
+
+
+def _items(slices: list[_Slice]) -> list[Instruction]:
+    return [i for s in slices for i in s.request.items[s.start : s.stop]]
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -138,13 +138,22 @@ class CycleRepository(Protocol):
     def sums(self, cycle_ids: Collection[str]) -> dict[str, CycleSums]: ...
 
 
+class TransferIdTaken(Exception):
+    """`TransferRepository.add` met a transfer id already stored (the
+    primary key refused it): the transaction is spoilt, and the batch is
+    decided again with its ids looked up."""
+
+
 class TransferRepository(Protocol):
     def existing(self, ids: Collection[str]) -> dict[str, StoredTransfer]: ...
     def get(self, transfer_id: str) -> StoredTransfer | None: ...
     def all(self) -> Iterator[StoredTransfer]: ...
     def add(
         self, items: Sequence[StoredTransfer], regions: Mapping[str, str] | None = None
-    ) -> None: ...
+    ) -> None:
+        """Insert new transfers; TransferIdTaken if an id is stored already."""
+        ...
+
     def cancel(self, transfer_id: str, now: datetime, reason: str | None = None) -> None:
         """CANCELLED at `now` (cancelled_at; and resolved_at, for a RESERVED
         row), with the operator's `reason` where given."""

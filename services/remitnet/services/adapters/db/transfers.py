@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Connection,
     any_,
@@ -24,12 +25,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.exc import IntegrityError
 
 from remitnet.services.adapters.db.banks import SqlBanks
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.rows import TRANSFER_COLUMNS, transfer_of
 from remitnet.services.adapters.db.schema import transfers
 from remitnet.services.domain.model import HUB, StoredTransfer, TransferStatus
+from remitnet.services.service_layer.unit_of_work import TransferIdTaken
 
 _COPY_COLUMNS = (
     "id", "debtor_bank", "creditor_bank", "currency", "amount", "remittance_info", "status",
@@ -121,6 +124,18 @@ _MARK_RETURNED_ARRAYS = text(
 )
 
 
+def _is_primary_key(exc: Exception) -> bool:
+    """A unique violation of the transfers' primary key (PostgreSQL's and
+    CockroachDB's constraint names, SQLite's message), not of another
+    unique index (a second return of one transfer)."""
+    orig = exc.orig if isinstance(exc, IntegrityError) else exc
+    diag = getattr(orig, "diag", None)
+    name = getattr(diag, "constraint_name", None) or ""
+    if name:
+        return name in ("pk_transfers", "transfers_pkey", "primary")
+    return "transfers.id" in str(orig)
+
+
 class SqlTransfers:
     """TransferRepository over a Connection. Each transfer is written with
     its debtor's home region, found through `banks`."""
@@ -168,8 +183,13 @@ class SqlTransfers:
             # several times faster than row-at-a-time INSERTs.
             raw = self.conn.connection.driver_connection
             assert raw is not None
-            with raw.cursor() as cursor, cursor.copy(_COPY_TRANSFERS) as copy:
-                copy.write(copy_text_rows(items, region))
+            try:
+                with raw.cursor() as cursor, cursor.copy(_COPY_TRANSFERS) as copy:
+                    copy.write(copy_text_rows(items, region))
+            except psycopg.errors.UniqueViolation as exc:
+                if _is_primary_key(exc):
+                    raise TransferIdTaken(str(exc)) from exc
+                raise
             return
         rows = [
             {
@@ -195,7 +215,12 @@ class SqlTransfers:
             }
             for t in items
         ]
-        self.conn.execute(insert(transfers), rows)
+        try:
+            self.conn.execute(insert(transfers), rows)
+        except IntegrityError as exc:
+            if _is_primary_key(exc):
+                raise TransferIdTaken(str(exc.orig)) from exc
+            raise
 
     def cancel(self, transfer_id: str, now: datetime, reason: str | None = None) -> None:
         """CANCELLED at `now`; a RESERVED row is resolved then too, and the
