@@ -51,6 +51,7 @@ from remitnet.services.domain.events import (
     event_time,
 )
 from remitnet.services.domain.fx import Quote, Rate, derive, price
+from remitnet.services.domain.iso20022 import AnsweredMessage
 from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingRecord, deposit_posting
 from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import (
@@ -83,6 +84,7 @@ from remitnet.services.service_layer.unit_of_work import (
     CycleRepository,
     EventFeed,
     LedgerRepository,
+    MessageLog,
     OperatorTrail,
     Parties,
     PositionRepository,
@@ -275,6 +277,8 @@ _TABLES = (
     "trail",
     "recalls",
     "recall_regions",
+    "iso_messages",
+    "iso_message_regions",
 )
 
 
@@ -302,6 +306,8 @@ class FakeStore:
     trail: Table[int, AuditRecord]  # seq -> record
     recalls: Table[str, Recall]  # transfer_id -> its recall
     recall_regions: Table[str, str]  # transfer_id -> the debtor's home region
+    iso_messages: Table[tuple[str, str], AnsweredMessage]  # (bank, msg_id)
+    iso_message_regions: Table[tuple[str, str], str]  # -> the bank's home region
 
     def __init__(self) -> None:
         for name in _TABLES:
@@ -401,6 +407,10 @@ class FakeBanks:
         bank = self._s.banks.get(code)
         if bank is not None:
             self._s.banks[code] = replace(bank, requires_confirmation=required)
+
+    def codes_by_bic(self, bics: Collection[str]) -> dict[str, str]:
+        wanted = set(bics)
+        return {b.bic: b.code for b in self._s.banks.values() if b.bic in wanted and b.bic}
 
     def providers(self) -> list[Bank]:
         return [self._s.banks[c] for c in sorted(self._s.banks) if self._s.banks[c].is_provider]
@@ -1221,6 +1231,7 @@ class FakeUnitOfWork:
     events: EventFeed
     trail: OperatorTrail
     views: ReadModels
+    messages: MessageLog
 
     def __init__(self, store: FakeStore) -> None:
         self.store = store
@@ -1237,6 +1248,20 @@ class FakeUnitOfWork:
         self.events = self.feed
         self.trail = FakeTrail(store)
         self.views = FakeViews(store)
+        self.messages = FakeMessageLog(store)
+
+
+class FakeMessageLog:
+    def __init__(self, store: FakeStore) -> None:
+        self._s = store
+
+    def get(self, bank: str, msg_id: str) -> AnsweredMessage | None:
+        return self._s.iso_messages.get((bank, msg_id))
+
+    def add(self, message: AnsweredMessage, region: str) -> None:
+        key = (message.bank, message.msg_id)
+        self._s.iso_messages.insert(key, message)
+        self._s.iso_message_regions.insert(key, region)
 
 
 # The runner --------------------------------------------------------------------

@@ -99,7 +99,7 @@ REGIONS = "us-east1,europe-west1,asia-southeast1"
 CONFIG = crdb.RegionConfig.parse("remitnet", REGIONS)
 HOMED = ["accounts", "positions", "transfers"]  # homed by migration 0004
 FEED = ["feed_heads", "events"]  # created homed by migration 0005
-LIFECYCLE = ["recalls"]  # created homed by migration 0009
+LIFECYCLE = ["recalls", "iso_messages"]  # created homed by migrations 0009, 0010
 
 COCKROACH = CockroachDBDialect()
 POSTGRES: Dialect = create_engine("postgresql+psycopg://remitnet@localhost/remitnet").dialect

@@ -27,6 +27,7 @@ SERVICES = [
     "remitnet.netting.v1.NettingService",
     "remitnet.settlement.v1.SettlementService",
     "remitnet.fx.v1.FxService",
+    "remitnet.iso20022.v1.Iso20022Service",
 ]
 
 
@@ -78,6 +79,7 @@ async def test_reflection_describes_every_service_like_grpcurl(hub: HubHandle) -
     assert set(described) == set(SERVICES)
     assert "SubmitTransfers" in described["remitnet.clearing.v1.ClearingService"]
     assert "GetReconciliation" in described["remitnet.settlement.v1.SettlementService"]
+    assert "SubmitPacs008" in described["remitnet.iso20022.v1.Iso20022Service"]
 
 
 async def test_process_serves_metrics_and_drains_on_sigterm(tmp_path: Path) -> None:

@@ -62,12 +62,14 @@ class OperatorClient(HubClient):
         *,
         roles: Sequence[ppb.ParticipantRole.ValueType] = (),
         requires_confirmation: bool = False,
+        bic: str = "",
     ) -> ppb.Bank:
         """Onboard a participant: a bank (the default), an FX provider
         (roles=[ppb.PARTICIPANT_ROLE_FX_PROVIDER]) or both, with accounts
         in `currencies`. Fund a provider in every currency it is to sell.
         With `requires_confirmation` the transfers to it await its
-        confirmation from the start (`set_confirmation_required`)."""
+        confirmation from the start (`set_confirmation_required`). `bic`:
+        its BICFI, for the ISO 20022 edge."""
         response = await self.call(
             self.participants.CreateBank,
             ppb.CreateBankRequest(
@@ -77,6 +79,7 @@ class OperatorClient(HubClient):
                 currencies=currencies,
                 roles=roles,
                 requires_confirmation=requires_confirmation,
+                bic=bic,
             ),
         )
         return response.bank

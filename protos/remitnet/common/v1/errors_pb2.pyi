@@ -394,6 +394,55 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     The recall was answered already (accepted by a return, or rejected with
     another answer) or expired unanswered.
     """
+    INVALID_BIC: _ErrorReason.ValueType  # 78
+    """Banks' BICs and the ISO 20022 edge (remitnet.iso20022.v1).
+
+    INVALID_ARGUMENT. Metadata: field.
+    A BIC is not a BICFI of ISO 9362 shape: 4 letters, 2 letters of
+    country, 2 letters or digits, optionally a branch of 3 letters or digits.
+    """
+    BIC_EXISTS: _ErrorReason.ValueType  # 79
+    """ALREADY_EXISTS. Metadata: bic, bank.
+    The BIC is another participant's (bank: whose).
+    """
+    BANK_HAS_NO_BIC: _ErrorReason.ValueType  # 80
+    """FAILED_PRECONDITION. Metadata: bank.
+    The calling bank has no BIC, so it cannot speak ISO 20022 (onboard it
+    with one).
+    """
+    NOT_OWN_BIC: _ErrorReason.ValueType  # 81
+    """PERMISSION_DENIED. Metadata: bic, path.
+    The message's instructing agent (or the status request's requester) is
+    not the calling bank's BIC: nothing was stored.
+    """
+    DOCUMENT_TOO_LARGE: _ErrorReason.ValueType  # 82
+    """INVALID_ARGUMENT. Metadata: limit.
+    The XML document is larger than the hub takes (limit, in bytes) or
+    nests deeper than it does; nothing was read of it.
+    """
+    FORBIDDEN_XML: _ErrorReason.ValueType  # 83
+    """INVALID_ARGUMENT. Metadata: construct.
+    The XML document holds a DTD, an entity declaration or reference, or
+    another construct the hub refuses (XML bombs, external entities).
+    """
+    MALFORMED_XML: _ErrorReason.ValueType  # 84
+    """INVALID_ARGUMENT. Metadata: line.
+    The bytes are not well-formed XML (line: where the parser stopped).
+    """
+    UNSUPPORTED_MESSAGE: _ErrorReason.ValueType  # 85
+    """INVALID_ARGUMENT. Metadata: namespace, expected.
+    The document is not the ISO 20022 message (and version) this call
+    takes: its root's namespace is another.
+    """
+    SCHEMA_VIOLATION: _ErrorReason.ValueType  # 86
+    """INVALID_ARGUMENT. Metadata: path, rule, line.
+    The document breaks its official XSD: path names the element, rule the
+    schema rule (for example "pattern" or "minOccurs"), line its line.
+    """
+    TOO_MANY_DECIMALS: _ErrorReason.ValueType  # 87
+    """INVALID_ARGUMENT. Metadata: field, currency.
+    An amount has more decimals than its currency's ISO 4217 minor unit.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """How the hub reports errors, for every service.
@@ -796,5 +845,54 @@ RECALL_NOT_OPEN: ErrorReason.ValueType  # 77
 """FAILED_PRECONDITION. Metadata: transfer_id.
 The recall was answered already (accepted by a return, or rejected with
 another answer) or expired unanswered.
+"""
+INVALID_BIC: ErrorReason.ValueType  # 78
+"""Banks' BICs and the ISO 20022 edge (remitnet.iso20022.v1).
+
+INVALID_ARGUMENT. Metadata: field.
+A BIC is not a BICFI of ISO 9362 shape: 4 letters, 2 letters of
+country, 2 letters or digits, optionally a branch of 3 letters or digits.
+"""
+BIC_EXISTS: ErrorReason.ValueType  # 79
+"""ALREADY_EXISTS. Metadata: bic, bank.
+The BIC is another participant's (bank: whose).
+"""
+BANK_HAS_NO_BIC: ErrorReason.ValueType  # 80
+"""FAILED_PRECONDITION. Metadata: bank.
+The calling bank has no BIC, so it cannot speak ISO 20022 (onboard it
+with one).
+"""
+NOT_OWN_BIC: ErrorReason.ValueType  # 81
+"""PERMISSION_DENIED. Metadata: bic, path.
+The message's instructing agent (or the status request's requester) is
+not the calling bank's BIC: nothing was stored.
+"""
+DOCUMENT_TOO_LARGE: ErrorReason.ValueType  # 82
+"""INVALID_ARGUMENT. Metadata: limit.
+The XML document is larger than the hub takes (limit, in bytes) or
+nests deeper than it does; nothing was read of it.
+"""
+FORBIDDEN_XML: ErrorReason.ValueType  # 83
+"""INVALID_ARGUMENT. Metadata: construct.
+The XML document holds a DTD, an entity declaration or reference, or
+another construct the hub refuses (XML bombs, external entities).
+"""
+MALFORMED_XML: ErrorReason.ValueType  # 84
+"""INVALID_ARGUMENT. Metadata: line.
+The bytes are not well-formed XML (line: where the parser stopped).
+"""
+UNSUPPORTED_MESSAGE: ErrorReason.ValueType  # 85
+"""INVALID_ARGUMENT. Metadata: namespace, expected.
+The document is not the ISO 20022 message (and version) this call
+takes: its root's namespace is another.
+"""
+SCHEMA_VIOLATION: ErrorReason.ValueType  # 86
+"""INVALID_ARGUMENT. Metadata: path, rule, line.
+The document breaks its official XSD: path names the element, rule the
+schema rule (for example "pattern" or "minOccurs"), line its line.
+"""
+TOO_MANY_DECIMALS: ErrorReason.ValueType  # 87
+"""INVALID_ARGUMENT. Metadata: field, currency.
+An amount has more decimals than its currency's ISO 4217 minor unit.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -137,6 +137,7 @@ class Bank(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
     REQUIRES_CONFIRMATION_FIELD_NUMBER: _builtins.int
+    BIC_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Short upper-case code, for example "BANKUS01"."""
     name: _builtins.str
@@ -145,6 +146,11 @@ class Bank(_message.Message):
     status: Global___BankStatus.ValueType
     requires_confirmation: _builtins.bool
     """Transfers to this bank await its confirmation (SetConfirmationRequired)."""
+    bic: _builtins.str
+    """Its BICFI (ISO 9362), how ISO 20022 messages name it
+    (remitnet.iso20022.v1); a primary office's in its 8-character form.
+    Empty: onboarded without one.
+    """
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Account]: ...
     @_builtins.property
@@ -166,10 +172,11 @@ class Bank(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         roles: _abc.Iterable[Global___ParticipantRole.ValueType] | None = ...,
         requires_confirmation: _builtins.bool = ...,
+        bic: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "code", b"code", "created_at", b"created_at", "home_region", b"home_region", "name", b"name", "requires_confirmation", b"requires_confirmation", "roles", b"roles", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "bic", b"bic", "code", b"code", "created_at", b"created_at", "home_region", b"home_region", "name", b"name", "requires_confirmation", b"requires_confirmation", "roles", b"roles", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -185,6 +192,7 @@ class CreateBankRequest(_message.Message):
     CURRENCIES_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
     REQUIRES_CONFIRMATION_FIELD_NUMBER: _builtins.int
+    BIC_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     name: _builtins.str
     home_region: _builtins.str
@@ -192,6 +200,15 @@ class CreateBankRequest(_message.Message):
     """Transfers to the bank await its confirmation from the start (see
     SetConfirmationRequired). Part of the request's content: the same code
     again with another value is ALREADY_EXISTS BANK_EXISTS.
+    """
+    bic: _builtins.str
+    """Its BICFI (ISO 9362): 4 letters of institution, 2 of country, 2
+    letters or digits of location, optionally 3 letters or digits of
+    branch, upper case (else INVALID_ARGUMENT INVALID_BIC, field "bic"). A
+    branch "XXX" (the primary office) is stored as the 8-character BIC.
+    Unique: another participant's is ALREADY_EXISTS BIC_EXISTS. Part of the
+    request's content (another value for a code taken: BANK_EXISTS). Empty:
+    none, and the bank cannot use the ISO 20022 edge until it has one.
     """
     @_builtins.property
     def currencies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -215,10 +232,11 @@ class CreateBankRequest(_message.Message):
         currencies: _abc.Iterable[_builtins.str] | None = ...,
         roles: _abc.Iterable[Global___ParticipantRole.ValueType] | None = ...,
         requires_confirmation: _builtins.bool = ...,
+        bic: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "currencies", b"currencies", "home_region", b"home_region", "name", b"name", "requires_confirmation", b"requires_confirmation", "roles", b"roles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bic", b"bic", "code", b"code", "currencies", b"currencies", "home_region", b"home_region", "name", b"name", "requires_confirmation", b"requires_confirmation", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -32,6 +32,10 @@ class Bank:
     # Its incoming netted transfers await its confirmation (RESERVED): an
     # operator setting (migration 0009).
     requires_confirmation: bool = False
+    # Its BICFI (ISO 9362, in its 8-character form for a primary office):
+    # how ISO 20022 messages name it (migration 0010). None: onboarded
+    # without one, so it cannot use the ISO 20022 edge.
+    bic: str | None = None
 
     @property
     def is_provider(self) -> bool:

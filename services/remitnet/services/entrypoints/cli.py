@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
@@ -20,13 +21,14 @@ from remitnet.clients import format as fmt
 from remitnet.clients.bank import BankClient, acceptance, instruction, rejection
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
+from remitnet.clients.iso20022 import Iso20022Client
 from remitnet.clients.operator import OperatorClient
 from remitnet.clients.provider import ProviderClient, rates_request
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.netting.v1 import netting_pb2 as npb
 from remitnet.participants.v1 import participants_pb2 as ppb
 from remitnet.services.domain import lifecycle
-from remitnet.services.domain.errors import RemitnetError
+from remitnet.services.domain.errors import InvalidArgument, Reason, RemitnetError
 from remitnet.services.domain.money import Money
 from remitnet.services.entrypoints import audit_cli
 from remitnet.settlement.v1 import settlement_pb2 as spb
@@ -134,7 +136,7 @@ async def _onboard(s: Session, a: argparse.Namespace) -> Message:
         roles.append(ppb.PARTICIPANT_ROLE_FX_PROVIDER)
     return await s.operator().create_bank(
         a.code, a.name, a.region, a.currency, roles=roles,
-        requires_confirmation=a.require_confirmation,
+        requires_confirmation=a.require_confirmation, bic=a.bic,
     )  # fmt: skip
 
 
@@ -281,6 +283,27 @@ RECALL_STATES = {
     if v.number
 }
 TRANSFER_KINDS = {"payment": cpb.TRANSFER_KIND_PAYMENT, "return": cpb.TRANSFER_KIND_RETURN}
+
+
+async def _iso20022(s: Session, a: argparse.Namespace) -> Message:
+    """`iso20022 submit FILE` (a pacs.008; prints the pacs.002) and
+    `iso20022 status UETR...` (a pacs.028 built here; prints the pacs.002)."""
+    if a.iso_command == "submit":
+        try:
+            document = await asyncio.to_thread(Path(a.file).read_bytes)
+        except OSError as err:
+            raise InvalidArgument(
+                Reason.INVALID_ARGUMENT, f"cannot read {a.file}: {err.strerror}"
+            ) from None
+        # A repeated MsgId is answered as the first time: repeating is safe.
+        a.hint = f"the same file again is safe (its MsgId is the idempotency key): {a.file}"
+    client = Iso20022Client(a.bank, s.config)
+    try:
+        if a.iso_command == "submit":
+            return await client.submit_pacs008(document)
+        return await client.status(a.uetr)
+    finally:
+        await client.close()
 
 
 async def _transfers_list(s: Session, a: argparse.Namespace) -> Message:
@@ -610,6 +633,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="transfers to it await its confirmation (remitnet confirm) from the start",
     )
+    o.add_argument(
+        "--bic",
+        default="",
+        metavar="BICFI",
+        help="its BIC (ISO 9362, e.g. BANKUS33): how ISO 20022 messages name it",
+    )
     rq = client(
         "require-confirmation",
         "operator: make transfers to a bank await its confirmation (payee confirmation), "
@@ -843,6 +872,33 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--cycle", default="", metavar="CYCLE_ID", help="only in this cycle")
     tl.add_argument("--limit", type=int, default=100, help="at most this many (1,000 a page)")
     tl.add_argument("--page-token", default="", help="the next page (printed after a full one)")
+
+    iso = sub.add_parser(
+        "iso20022",
+        help="a bank speaking ISO 20022: submit a pacs.008, ask a status (pacs.028)",
+        description="ISO 20022 messages (remitnet.iso20022.v1); each prints the pacs.002 answer.",
+    )
+    isub = iso.add_subparsers(dest="iso_command", required=True, metavar="ACTION")
+    isu = isub.add_parser(
+        "submit",
+        help="bank: clear a pacs.008.001.08 file; prints the pacs.002.001.10",
+        description="Clear the transfers of a pacs.008.001.08 document; prints the "
+        "pacs.002.001.10 answer (a RJCT per refused transaction, the others cleared).",
+        parents=common,
+    )
+    isu.set_defaults(handler=_iso20022, hint="")
+    as_bank(isu)
+    isu.add_argument("file", metavar="FILE.xml", help="the pacs.008.001.08 document")
+    ist = isub.add_parser(
+        "status",
+        help="bank: the status of transfers by UETR (pacs.028 -> pacs.002)",
+        description="The current status of transfers by UETR: sends a pacs.028.001.03, "
+        "prints the pacs.002.001.10 answer.",
+        parents=common,
+    )
+    ist.set_defaults(handler=_iso20022, hint="")
+    as_bank(ist)
+    ist.add_argument("uetr", nargs="+", metavar="UETR", help="transfer id (UETR)")
 
     cy = client("cycles", "operator: list settlement cycles", _cycles)
     cy.add_argument("--currency", default="", help="only this currency")

@@ -21,6 +21,7 @@ from prometheus_client import start_http_server
 
 from remitnet.clearing.v1 import clearing_pb2, clearing_pb2_grpc
 from remitnet.fx.v1 import fx_pb2, fx_pb2_grpc
+from remitnet.iso20022.v1 import iso20022_pb2, iso20022_pb2_grpc
 from remitnet.netting.v1 import netting_pb2, netting_pb2_grpc
 from remitnet.participants.v1 import participants_pb2, participants_pb2_grpc
 from remitnet.services.adapters import collector, metrics
@@ -36,6 +37,7 @@ from remitnet.services.adapters.grpc.identity import (
     Role,
 )
 from remitnet.services.adapters.grpc.interceptor import HubInterceptor
+from remitnet.services.adapters.grpc.iso20022 import Iso20022Servicer
 from remitnet.services.adapters.grpc.netting import NettingServicer
 from remitnet.services.adapters.grpc.participants import ParticipantsServicer
 from remitnet.services.adapters.grpc.reflection_v1 import SERVICE_NAME as REFLECTION_V1
@@ -69,6 +71,8 @@ SERVICE_NAMES = {
     "netting": netting_pb2.DESCRIPTOR.services_by_name["NettingService"].full_name,
     "settlement": settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name,
     "fx": fx_pb2.DESCRIPTOR.services_by_name["FxService"].full_name,
+    # Served with clearing (its engine and feed): the ISO 20022 edge.
+    "iso20022": iso20022_pb2.DESCRIPTOR.services_by_name["Iso20022Service"].full_name,
 }
 
 # Who may call what. Anything not listed (health, reflection) is public.
@@ -77,6 +81,8 @@ for _m in participants_pb2.DESCRIPTOR.services_by_name["ParticipantsService"].me
     ROLES[f"/{SERVICE_NAMES['participants']}/{_m.name}"] = Role.OPERATOR
 for _m in clearing_pb2.DESCRIPTOR.services_by_name["ClearingService"].methods:
     ROLES[f"/{SERVICE_NAMES['clearing']}/{_m.name}"] = Role.BANK
+for _m in iso20022_pb2.DESCRIPTOR.services_by_name["Iso20022Service"].methods:
+    ROLES[f"/{SERVICE_NAMES['iso20022']}/{_m.name}"] = Role.BANK
 ROLES[f"/{SERVICE_NAMES['netting']}/ListCycles"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['netting']}/GetCycle"] = Role.ANY
 ROLES[f"/{SERVICE_NAMES['netting']}/CloseCycle"] = Role.OPERATOR
@@ -240,6 +246,13 @@ class Hub:
                 server,
             )
             names.append(SERVICE_NAMES["clearing"])
+            iso20022_pb2_grpc.add_Iso20022ServiceServicer_to_server(
+                Iso20022Servicer(
+                    self.db, self.engine, self.feed, self.observer, lifecycle=cfg.lifecycle
+                ),
+                server,
+            )
+            names.append(SERVICE_NAMES["iso20022"])
         if "fx" in cfg.only:
             fx_pb2_grpc.add_FxServiceServicer_to_server(
                 FxServicer(self.db, cfg.fx, self.observer), server

@@ -13,6 +13,7 @@ from typing import Final, TypeVar
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action
 from remitnet.services.domain.bank import Bank, ParticipantRole
+from remitnet.services.domain.bic import check_bic, primary
 from remitnet.services.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -146,6 +147,7 @@ def create_bank(
     *,
     roles: ParticipantRole = ParticipantRole.BANK,
     requires_confirmation: bool = False,
+    bic: str | None = None,
     actor: str = HUB_PRINCIPAL,
 ) -> BankView:
     """create_bank_unit, run alone."""
@@ -156,6 +158,7 @@ def create_bank(
         currencies,
         roles=roles,
         requires_confirmation=requires_confirmation,
+        bic=bic,
         actor=actor,
     )
     return db.write("create_bank", unit)
@@ -169,14 +172,18 @@ def create_bank_unit(
     *,
     roles: ParticipantRole = ParticipantRole.BANK,
     requires_confirmation: bool = False,
+    bic: str | None = None,
     actor: str = HUB_PRINCIPAL,
 ) -> OperatorUnit[BankView]:
     """Onboard a participant with `roles` (a bank, an FX provider, or both)
     and its liquidity accounts in `currencies`; `requires_confirmation`:
     transfers to it await its confirmation from the start. The same request
     again is a no-op; another name, region, roles or confirmation setting
-    for a code taken, BANK_EXISTS."""
+    for a code taken, BANK_EXISTS. `bic`: its BICFI (ISO 9362), stored in
+    its 8-character form for a primary office ("XXX" branch), another
+    participant's: BIC_EXISTS."""
     check_bank_code(code, field="code")
+    bic = primary(check_bic(bic, field="bic")) if bic else None
     roles = check_roles(roles)
     name = check_text(name.strip(), field="name", limit=140, too_long=Reason.INVALID_NAME)
     if not name:
@@ -196,10 +203,20 @@ def create_bank_unit(
                 existing.home_region,
                 existing.roles,
                 existing.requires_confirmation,
-            ) != (name, home_region, roles, requires_confirmation) or not set(currencies) <= held:
+                existing.bic,
+            ) != (name, home_region, roles, requires_confirmation, bic) or not set(
+                currencies
+            ) <= held:
                 raise AlreadyExists(Reason.BANK_EXISTS, f"bank {code} exists", bank=code)
             return _view(uow, code)
-        bank = Bank(code, name, home_region, BankStatus.ACTIVE, now, roles, requires_confirmation)
+        holder = uow.banks.codes_by_bic([bic]).get(bic) if bic else None
+        if holder is not None:
+            raise AlreadyExists(
+                Reason.BIC_EXISTS, f"BIC {bic} is {holder}'s", bic=str(bic), bank=holder
+            )
+        bank = Bank(
+            code, name, home_region, BankStatus.ACTIVE, now, roles, requires_confirmation, bic
+        )
         uow.banks.add(bank)
         uow.events.create_head(code, home_region, now)
         for currency in currencies:
@@ -212,6 +229,8 @@ def create_bank_unit(
         if requires_confirmation:
             # Likewise a bank that does not require confirmation.
             record["requires_confirmation"] = True
+        if bic:
+            record["bic"] = bic
         uow.trail.append(actor, Action.CREATE_BANK, record, now)
         return BankView(bank, uow.accounts.of_owner(code))
 

@@ -25,6 +25,7 @@ from remitnet.services.domain.bank import Bank, ParticipantRole
 from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.events import FeedEvent, Head, NewEvent
 from remitnet.services.domain.fx import Quote, Rate
+from remitnet.services.domain.iso20022 import AnsweredMessage
 from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingRecord
 from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import BankStatus, CycleState, StoredTransfer, TransferStatus
@@ -66,6 +67,9 @@ class BankRepository(Protocol):
         ...
 
     def set_requires_confirmation(self, code: str, required: bool) -> None: ...
+    def codes_by_bic(self, bics: Collection[str]) -> dict[str, str]:
+        """The participant code of each of `bics` that one holds, in one query."""
+        ...
 
     def providers(self) -> list[Bank]:
         """Every participant with the FX_PROVIDER role, by code."""
@@ -295,6 +299,16 @@ class ReadModels(Protocol):
         ...
 
 
+class MessageLog(Protocol):
+    """The ISO 20022 messages the hub answered, by (bank, MsgId)."""
+
+    def get(self, bank: str, msg_id: str) -> AnsweredMessage | None: ...
+    def add(self, message: AnsweredMessage, region: str) -> None:
+        """Store an answer, homed in `region` (the bank's); the key must be
+        new (the caller read it first, in the same transaction)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     banks: BankRepository
     accounts: AccountRepository
@@ -307,6 +321,7 @@ class UnitOfWork(Protocol):
     events: EventFeed
     trail: OperatorTrail
     views: ReadModels
+    messages: MessageLog
 
 
 class Transactions(Protocol):

@@ -27,6 +27,7 @@ def _bank(row: Any) -> Bank:
         utc(b["created_at"]),
         ParticipantRole(b["roles"]),
         bool(b["requires_confirmation"]),
+        b["bic"],
     )
 
 
@@ -59,8 +60,18 @@ class SqlBanks:
                 created_at=bank.created_at,
                 roles=int(bank.roles),
                 requires_confirmation=int(bank.requires_confirmation),
+                bic=bank.bic,
             )
         )
+
+    def codes_by_bic(self, bics: Collection[str]) -> dict[str, str]:
+        """The participant code of each of `bics` that one holds."""
+        if not bics:
+            return {}
+        rows = self.conn.execute(
+            select(banks.c.bic, banks.c.code).where(key_in(banks.c.bic, bics, self.dialect))
+        )
+        return dict(rows.tuples().all())
 
     def set_status(self, code: str, status: BankStatus) -> None:
         self.conn.execute(update(banks).where(banks.c.code == code).values(status=int(status)))

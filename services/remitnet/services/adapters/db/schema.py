@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -60,6 +61,11 @@ banks = Table(
     # 1: its incoming transfers await its confirmation (RESERVED) before they
     # are netted; an operator setting (migration 0009).
     Column("requires_confirmation", SmallInteger, nullable=False, server_default="0"),
+    # Its BICFI (ISO 9362; a primary office's in 8 characters): how ISO 20022
+    # messages name it (migration 0010). NULL for a participant onboarded
+    # without one; unique where set (NULLs never collide in a unique index).
+    Column("bic", String(11), nullable=True),
+    Index("uq_banks_bic", "bic", unique=True),
 )
 
 # Bank liquidity accounts and the hub's own accounts, one row per owner,
@@ -382,4 +388,24 @@ operator_audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index(None, "subject", "action"),
+)
+
+
+# The ISO 20022 messages a bank sent that the hub answered (migration 0010),
+# keyed by the bank and the message's MsgId: the same MsgId again is
+# answered with `answer` (the document sent back the first time) when its
+# `digest` (SHA-256 of the document's bytes) is the same, and refused when
+# not, so nothing is cleared twice. Natural keys only (no sequence), homed
+# with the sending bank's rows.
+iso_messages = Table(
+    "iso_messages",
+    metadata,
+    Column("bank", String(16), primary_key=True),
+    Column("msg_id", String(35), primary_key=True),
+    # The message definition, for example "pacs.008.001.08".
+    Column("kind", String(16), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("answer", LargeBinary, nullable=False),
+    Column("received_at", TS, nullable=False),
+    home_region(),  # the sending bank's
 )

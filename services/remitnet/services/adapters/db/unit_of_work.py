@@ -17,6 +17,7 @@ from remitnet.services.adapters.db.banks import SqlBanks
 from remitnet.services.adapters.db.cycles import SqlCycles
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.feed import SqlEventFeed
+from remitnet.services.adapters.db.iso_messages import SqlMessageLog
 from remitnet.services.adapters.db.ledger import SqlLedger
 from remitnet.services.adapters.db.positions import SqlPositions
 from remitnet.services.adapters.db.quotes import SqlQuotes
@@ -29,6 +30,7 @@ from remitnet.services.service_layer.unit_of_work import (
     CycleRepository,
     EventFeed,
     LedgerRepository,
+    MessageLog,
     OperatorTrail,
     PositionRepository,
     QuoteRepository,
@@ -52,6 +54,7 @@ class SqlUnitOfWork:
         "dialect",
         "events",
         "ledger",
+        "messages",
         "positions",
         "quotes",
         "recalls",
@@ -71,6 +74,7 @@ class SqlUnitOfWork:
     events: EventFeed
     trail: OperatorTrail
     views: ReadModels
+    messages: MessageLog
 
     def __init__(self, conn: Connection, dialect: Dialect) -> None:
         self.conn = conn
@@ -89,6 +93,7 @@ class SqlUnitOfWork:
         self.events = SqlEventFeed(conn, dialect, transfers, recalls)
         self.trail = SqlOperatorTrail(conn)
         self.views = SqlReadModels(conn)
+        self.messages = SqlMessageLog(conn)
 
 
 def _conforms(conn: Connection, dialect: Dialect) -> None:
@@ -108,3 +113,4 @@ def _conforms(conn: Connection, dialect: Dialect) -> None:
     _feed: EventFeed = SqlEventFeed(conn, dialect, transfers, recalls)
     _trail: OperatorTrail = SqlOperatorTrail(conn)
     _views: ReadModels = SqlReadModels(conn)
+    _messages: MessageLog = SqlMessageLog(conn)

@@ -90,6 +90,7 @@ def bank(view: BankView) -> participants_pb2.Bank:
         created_at=timestamp(view.bank.created_at),
         roles=role_values(view.bank.roles),
         requires_confirmation=view.bank.requires_confirmation,
+        bic=view.bank.bic or "",
     )
 
 

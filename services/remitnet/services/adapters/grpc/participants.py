@@ -65,6 +65,7 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
             list(request.currencies),
             roles=convert.roles(request.roles),
             requires_confirmation=request.requires_confirmation,
+            bic=request.bic or None,
             actor=_actor(),
         )
         view = await self.together.run("create_bank", unit)

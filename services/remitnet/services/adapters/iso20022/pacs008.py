@@ -1,0 +1,67 @@
+"""pacs.008.001.08 (FIToFICustomerCreditTransferV08) in: the schema-valid
+document's content as domain values (domain/iso20022.py). Nothing is
+checked here that the schema checks; the hub's own rules come after."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from remitnet.services.adapters.iso20022 import xml
+from remitnet.services.domain.iso20022 import PACS_008, CreditTransfer, Pacs008, TxRef
+
+NS = xml.namespace(PACS_008)
+_P = {"p": NS}
+
+
+def _text(node: etree._Element | None, path: str) -> str:
+    if node is None:
+        return ""
+    found = node.find(path, _P)
+    return (found.text or "") if found is not None else ""
+
+
+def _bic(agent: etree._Element | None) -> str:
+    return _text(agent, "p:FinInstnId/p:BICFI")
+
+
+def read(data: bytes) -> Pacs008:
+    """Parse and validate `data` (xml.parse: hardened, against the official
+    XSD), then read it."""
+    return from_root(xml.parse(data, PACS_008))
+
+
+def from_root(root: etree._Element) -> Pacs008:
+    body = root[0]  # FIToFICstmrCdtTrf: the schema admits nothing else
+    header = body.find("p:GrpHdr", _P)
+    assert header is not None  # required by the schema
+    group_bic = _bic(header.find("p:InstgAgt", _P))
+    transfers = []
+    for index, tx in enumerate(body.iterfind("p:CdtTrfTxInf", _P), start=1):
+        pid = tx.find("p:PmtId", _P)
+        amount = tx.find("p:IntrBkSttlmAmt", _P)
+        assert pid is not None and amount is not None  # required by the schema
+        own_bic = _bic(tx.find("p:InstgAgt", _P))
+        rmt = tx.find("p:RmtInf", _P)
+        lines = () if rmt is None else tuple(u.text or "" for u in rmt.iterfind("p:Ustrd", _P))
+        transfers.append(
+            CreditTransfer(
+                ref=TxRef(
+                    end_to_end_id=_text(pid, "p:EndToEndId"),
+                    instr_id=_text(pid, "p:InstrId"),
+                    tx_id=_text(pid, "p:TxId"),
+                    uetr=_text(pid, "p:UETR"),
+                ),
+                path=f"/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[{index}]",
+                amount=(amount.text or "").strip(),
+                currency=amount.get("Ccy", ""),
+                creditor_bic=_bic(tx.find("p:CdtrAgt", _P)),
+                instructing_bic=own_bic or group_bic,
+                remittance=lines,
+            )
+        )
+    return Pacs008(
+        msg_id=_text(header, "p:MsgId"),
+        created_at=_text(header, "p:CreDtTm"),
+        declared_count=_text(header, "p:NbOfTxs"),
+        transfers=tuple(transfers),
+    )
