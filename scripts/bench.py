@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -327,6 +327,19 @@ class LoadResult:
     confirm_calls: int = 0
     submit_ms: list[float] = field(default_factory=list)  # per SubmitTransfers call
     confirm_ms: list[float] = field(default_factory=list)  # per ConfirmTransfers call
+
+    @staticmethod
+    def merge(results: Sequence[LoadResult]) -> LoadResult:
+        """The client processes' results as one load: counts summed,
+        latencies pooled, from the first start to the last finish."""
+        return LoadResult(
+            transfers=sum(r.transfers for r in results),
+            rejected=sum(r.rejected for r in results),
+            resubmitted=sum(r.resubmitted for r in results),
+            latencies_ms=[x for r in results for x in r.latencies_ms],
+            started=min(r.started for r in results),
+            finished=max(r.finished for r in results),
+        )
 
 
 def _client_main(
@@ -691,14 +704,7 @@ def run_load(
         )
     for proc in procs:
         proc.join()
-    merged = LoadResult(
-        transfers=sum(r.transfers for r in results),
-        rejected=sum(r.rejected for r in results),
-        resubmitted=sum(r.resubmitted for r in results),
-        latencies_ms=[x for r in results for x in r.latencies_ms],
-        started=min(r.started for r in results),
-        finished=max(r.finished for r in results),
-    )
+    merged = LoadResult.merge(results)
     return merged
 
 

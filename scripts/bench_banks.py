@@ -131,14 +131,7 @@ def batch_load(target: str, banks: int, seconds: float) -> LoadResult:
     results = [LoadResult(**p.recv()) for p in pipes]
     for proc in procs:
         proc.join()
-    return LoadResult(
-        transfers=sum(r.transfers for r in results),
-        rejected=sum(r.rejected for r in results),
-        resubmitted=sum(r.resubmitted for r in results),
-        latencies_ms=[x for r in results for x in r.latencies_ms],
-        started=min(r.started for r in results),
-        finished=max(r.finished for r in results),
-    )
+    return LoadResult.merge(results)
 
 
 async def list_all(target: str) -> tuple[int, float]:

@@ -14,10 +14,7 @@ _P = {"p": NS}
 
 
 def _text(node: etree._Element | None, path: str) -> str:
-    if node is None:
-        return ""
-    found = node.find(path, _P)
-    return (found.text or "") if found is not None else ""
+    return xml.text_at(node, path, _P)
 
 
 def _bic(agent: etree._Element | None) -> str:

@@ -193,3 +193,12 @@ def check(tree: etree._ElementTree, kind: str) -> None:
         rule=_tail(rule),
         line=str(error.line),
     )
+
+
+def text_at(node: etree._Element | None, path: str, namespaces: dict[str, str]) -> str:
+    """The text of the element at `path` below `node`; "" where either is
+    absent (the schema said what must be there)."""
+    if node is None:
+        return ""
+    found = node.find(path, namespaces)
+    return (found.text or "") if found is not None else ""
