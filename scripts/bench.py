@@ -290,8 +290,13 @@ async def onboard_providers(op: OperatorClient, currencies: list[str]) -> None:
 
 
 async def onboard(
-    target: str, banks: dict[str, str], currency_of: dict[str, str] | None = None
+    target: str,
+    banks: dict[str, str],
+    currency_of: dict[str, str] | None = None,
+    bics: dict[str, str] | None = None,
 ) -> None:
+    """Create and fund `banks` (code -> region) not there yet; `bics`: their
+    BICs, for the ISO 20022 edge (bench_iso20022.py)."""
     async with OperatorClient(ClientConfig(target=target, deadline_s=60)) as op:
         if currency_of:
             await onboard_providers(op, sorted({"USD", *currency_of.values()}))
@@ -300,7 +305,7 @@ async def onboard(
         async def one(code: str, region: str) -> None:
             currencies = sorted({"USD", currency_of[code]} if currency_of else {"USD"})
             if code not in existing:
-                await op.create_bank(code, code, region, currencies)
+                await op.create_bank(code, code, region, currencies, bic=(bics or {}).get(code, ""))
                 for currency in currencies:
                     await op.deposit(code, currency, FUNDS)
 
@@ -1208,7 +1213,7 @@ def main() -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument(
         "--only",
-        choices=("noisy_neighbour", "list_transfers", "confirmed", "expiry", "banks"),
+        choices=("noisy_neighbour", "list_transfers", "confirmed", "expiry", "banks", "iso20022"),
         help="run only this section; writes build/bench/<section>.{json,md}",
     )
     parser.add_argument(
@@ -1246,6 +1251,16 @@ def main() -> int:
         text = bench_banks.table(many)
         (OUT / "banks.md").write_text(text + "\n")
         print("\n" + text + f"\n\nwrote {OUT / 'banks'}.json and .md")
+        return 0
+    if args.only == "iso20022":
+        import bench_iso20022  # here, not at the top: it imports this module
+
+        print("\niso20022", flush=True)
+        iso = {"iso20022": bench_iso20022.measure(min(profile.path_seconds, 15.0), log)}
+        (OUT / "iso20022.json").write_text(json.dumps(iso, indent=2))
+        text = bench_iso20022.table(iso["iso20022"])
+        (OUT / "iso20022.md").write_text(text + "\n")
+        print("\n" + text + f"\n\nwrote {OUT / 'iso20022'}.json and .md")
         return 0
     import bench_fair  # here, not at the top: it imports this module
 
@@ -1350,6 +1365,10 @@ def main() -> int:
     import bench_banks  # here, not at the top: it imports this module
 
     results["banks"] = bench_banks.measure(seconds=min(profile.path_seconds, 15.0), log=log)
+    print("\niso20022", flush=True)
+    import bench_iso20022  # here, not at the top: it imports this module
+
+    results["iso20022"] = bench_iso20022.measure(min(profile.path_seconds, 15.0), log)
     results["seconds"] = time.perf_counter() - started
     report(results, samples)
     stream_table = bench_stream.table(results["status_stream"])
@@ -1364,6 +1383,10 @@ def main() -> int:
     with (OUT / "latest.md").open("a") as md:
         md.write("\n" + banks_table + "\n")
     print("\n" + banks_table)
+    iso_table = bench_iso20022.table(results["iso20022"])
+    with (OUT / "latest.md").open("a") as md:
+        md.write("\n" + iso_table + "\n")
+    print("\n" + iso_table)
     print(f"\nwrote {OUT / 'latest.json'}, latest.md and latest.png in {results['seconds']:.0f} s")
     return 0
 

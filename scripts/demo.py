@@ -3,8 +3,9 @@ same-currency and FX traffic through concurrent gRPC clients, two FX providers
 competing for every corridor (best price wins; one runs out of a currency and the
 other takes over), the scheme lifecycle (payee confirmation: a transfer confirmed,
 one rejected, one expired by the hub; a return; recalls accepted and rejected;
-cancels by the debtor and the operator), every cycle closed and settled, the checks
-a hub operator would look at. Exits non-zero if a check fails."""
+cancels by the debtor and the operator), a bank that speaks ISO 20022 only (pacs.008
+in, pacs.002 back, camt.053 after settlement), every cycle closed and settled, the
+checks a hub operator would look at. Exits non-zero if a check fails."""
 
 from __future__ import annotations
 
@@ -17,20 +18,26 @@ from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import grpc
 import hubs
+from lxml import etree
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients import format as fmt
 from remitnet.clients.bank import BankClient, acceptance, instruction, rejection
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
+from remitnet.clients.iso20022 import Iso20022Client
+from remitnet.clients.iso_messages import CreditTransfer, pacs008, statement, statuses
 from remitnet.clients.operator import OperatorClient
 from remitnet.clients.provider import ProviderClient
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.participants.v1 import participants_pb2 as ppb
+from remitnet.services.adapters.iso20022 import xml as iso_xml
+from remitnet.services.domain.errors import InvalidArgument
 from remitnet.services.domain.model import DEFAULT_PROVIDER, HUB
 from remitnet.services.domain.money import exponent
 
@@ -93,6 +100,9 @@ SAME_CURRENCY = {
 ROUNDS, FX_PER_DEBTOR, EDGE_CASES = 3, 60, 7
 SHOWN_STATEMENTS = [("BANKPH01", "PHP"), THIN]  # printed entry by entry after settlement
 WATCHED_BANK = "BANKPH01"  # its status stream is followed through the demo
+# The bank that speaks ISO 20022 only, and the BICs its messages name.
+ISO_BANK, ISO_CCY, ISO_FUNDS = "BANKSG01", "USD", 50_000
+BICS = {ISO_BANK: "LCTBSGSG", "BANKUS01": "FATLUS33", "BANKUS02": "PCUNUS6L"}
 Step = tuple[bool, list[cpb.TransferInstruction]]  # (as one batch?, items)
 
 
@@ -172,7 +182,7 @@ def start_hub() -> hubs.HubProcess:
 
 async def onboard(op: OperatorClient) -> None:
     for code, (name, region, currencies, deposit) in BANKS.items():
-        await op.create_bank(code, name, region, currencies)
+        await op.create_bank(code, name, region, currencies, bic=BICS.get(code, ""))
         for currency in currencies:
             funds = deposit * 10 ** exponent(currency)
             await op.deposit(code, currency, funds)
@@ -902,6 +912,103 @@ def report_stream(code: str, watched: Watched, cycles: int) -> bool:
     return repeats == 0 and len(watched.settled_cycles) == cycles
 
 
+# -- a bank that speaks ISO 20022 only ---------------------------------------
+
+
+@dataclass
+class IsoBank:
+    accepted: list[str] = field(default_factory=list)  # UETRs answered ACSP
+    refused: list[str] = field(default_factory=list)
+    ok: bool = True
+
+
+async def iso_bank(config: ClientConfig, op: OperatorClient) -> IsoBank:
+    """BANKSG01 is onboarded with a BIC and from then on sends and reads
+    only ISO 20022 documents (remitnet.iso20022.v1): a pacs.008 whose
+    refused transactions are RJCTs while the others clear."""
+    seen = IsoBank()
+    await op.create_bank(ISO_BANK, "Lion City Bank", "asia-southeast1", [ISO_CCY],
+                         bic=BICS[ISO_BANK])  # fmt: skip
+    await op.deposit(ISO_BANK, ISO_CCY, ISO_FUNDS * 10 ** exponent(ISO_CCY))
+    print(f"\n{ISO_BANK} speaks ISO 20022 only (remitnet onboard {ISO_BANK} --bic "
+          f"{BICS[ISO_BANK]}; funded {ISO_FUNDS:,} {ISO_CCY})")  # fmt: skip
+    txs = [
+        (CreditTransfer(BICS["BANKUS01"], "2500.00", ISO_CCY, "INV-2026-118",
+                        remittance="invoice 2026-118"), "ACSP", ""),
+        (CreditTransfer(BICS["BANKUS02"], "1750.25", ISO_CCY, "PAYROLL-12"), "ACSP", ""),
+        (CreditTransfer(BICS["BANKUS01"], "999999.00", ISO_CCY, "TOO-MUCH"), "RJCT", "AM04"),
+        (CreditTransfer("UNKNGB2L", "10.00", ISO_CCY, "NOBODY"), "RJCT", "CNOR"),
+        (CreditTransfer(BICS["BANKUS02"], "10.005", ISO_CCY, "DECIMALS"), "RJCT", "CH20"),
+    ]  # fmt: skip
+    document = pacs008(BICS[ISO_BANK], [t for t, _s, _r in txs], msg_id="LCTB-2026-0001")
+    (WORK / "pacs008-BANKSG01.xml").write_bytes(document)
+    async with Iso20022Client(ISO_BANK, config) as iso:
+        answer = await iso.submit_pacs008(document)
+        got = statuses(answer.document)
+        print(f"  pacs.008.001.08 of {len(txs)} transactions built with lxml "
+              f"(remitnet iso20022 submit --as {ISO_BANK} build/demo/pacs008-BANKSG01.xml); "
+              f"the pacs.002.001.10 answer:")  # fmt: skip
+        rows = []
+        for (tx, status, reason), st in zip(txs, got, strict=True):
+            good = (st.uetr, st.status, st.reason) == (tx.uetr, status, reason)
+            seen.ok &= good
+            (seen.accepted if st.status == "ACSP" else seen.refused).append(tx.uetr)
+            rows.append([tx.end_to_end_id, tx.uetr[:8], f"{tx.amount} {tx.currency}",
+                         tx.creditor_bic, st.status, st.reason or "-",
+                         "OK" if good else "FAILED"])  # fmt: skip
+        header = ["EndToEndId", "UETR", "IntrBkSttlmAmt", "CdtrAgt", "TxSts", "Rsn", "expected"]
+        print(fmt.indent(fmt.table(rows, header, "lllllll"), "    "))
+        again = await iso.submit_pacs008(document)
+        same = again.replayed and again.document == answer.document
+        seen.ok &= same and len(got) == len(txs)
+        print(f"  the same MsgId again: replayed={again.replayed}, the first pacs.002 byte for "
+              f"byte: {'OK' if same else 'FAILED'}")  # fmt: skip
+    return seen
+
+
+async def iso_statement(config: ClientConfig, op: OperatorClient, seen: IsoBank) -> bool:
+    """After settlement: the pacs.028 statuses are ACCC, and the camt.053
+    adds up and agrees with the hub's own statement of the account."""
+    ok = seen.ok
+    async with Iso20022Client(ISO_BANK, config) as iso:
+        status = statuses((await iso.status(seen.accepted + seen.refused[:1])).document)
+        want = ["ACCC"] * len(seen.accepted) + ["RJCT"]
+        ok &= [s.status for s in status] == want
+        print(f"\n{ISO_BANK} after settlement: pacs.028 -> pacs.002 "
+              f"{', '.join(f'{s.uetr[:8]} {s.status}' for s in status)}"
+              f" (remitnet iso20022 status --as {ISO_BANK} UETR...)")  # fmt: skip
+        answer = await iso.statement(ISO_CCY)
+        (WORK / "camt053-BANKSG01.xml").write_bytes(answer.document)
+        try:
+            iso_xml.check(etree.fromstring(answer.document).getroottree(), "camt.053.001.08")
+            valid = True
+        except InvalidArgument as err:
+            print(f"  camt.053 not valid: {err}")
+            valid = False
+        st = statement(answer.document)
+        cycles = [e.cycle for e in st.entries if e.cycle]
+        by_cycle = statement((await iso.statement(ISO_CCY, cycle_id=cycles[-1])).document)
+    hub = await op.statement(ISO_BANK, ISO_CCY)
+    scale = Decimal(1).scaleb(-exponent(ISO_CCY))
+    adds_up = st.opening + sum(e.amount for e in st.entries) == st.closing
+    agrees = st.closing == Decimal(hub.closing_balance.minor_units) * scale
+    agrees &= len(by_cycle.entries) == 1 and by_cycle.closing == st.closing
+    ok &= valid and adds_up and agrees and st.last_page
+    print(f"  camt.053.001.08 (remitnet iso20022 statement --as {ISO_BANK} {ISO_CCY}; "
+          f"build/demo/camt053-BANKSG01.xml), {len(answer.document):,} bytes:")  # fmt: skip
+    rows = [["OPBD", "", "", f"{st.opening:,} {ISO_CCY}", ""]]
+    rows += [[f"Ntry {e.ref}", e.booked[:19], e.code, f"{e.amount:+,} {ISO_CCY}", e.cycle]
+             for e in st.entries]  # fmt: skip
+    rows.append(["CLBD", "", "", f"{st.closing:,} {ISO_CCY}", ""])
+    header = ["", "BookgDt", "BkTxCd", "Amt", "ClrSysRef"]
+    print(fmt.indent(fmt.table(rows, header, "lllrl"), "    "))
+    print(f"  valid against the camt.053.001.08 XSD: {'OK' if valid else 'FAILED'}; "
+          f"opening + entries = closing: {'OK' if adds_up else 'FAILED'}; the same as the "
+          f"hub's statement and the cycle's own camt.053 (--cycle {cycles[-1]}): "
+          f"{'OK' if agrees else 'FAILED'}")  # fmt: skip
+    return bool(ok)
+
+
 async def run() -> int:
     started = time.perf_counter()
     hub = start_hub()
@@ -923,12 +1030,14 @@ async def run() -> int:
             fx_ok &= await run_out(config, book)
             tally = await traffic(config, book)
             story = await lifecycle(config, op, watched)
+            iso = await iso_bank(config, op)
             async with BankClient("BANKUS01", config) as us:
                 print("\nBANKUS01's own position before settlement (remitnet position)")
                 print(fmt.indent(fmt.render(await us.position())))
             await provider_positions(config)
             ok = await settle_and_report(op, book) and fx_ok
             ok &= await settled_story(config, story)
+            ok &= await iso_statement(config, op, iso)
             cycles = len(BANKS[WATCHED_BANK][2])
             for _ in range(100):  # the settlement events reach the stream
                 if len(watched.settled_cycles) >= cycles:

@@ -801,6 +801,12 @@ class FakeLedger:
         found = self._s.entries.get((account_id, seq))
         return 0 if found is None else found.entry.balance_after
 
+    def last_seq_before(self, account_id: str, at: datetime) -> int:
+        account = self._s.accounts.get(account_id)
+        count = 0 if account is None else account.entry_count
+        posted = (self._s.entries[(account_id, s)].entry for s in range(1, count + 1))
+        return max((e.seq for e in posted if e.posted_at < at), default=0)
+
 
 class FakeQuotes:
     def __init__(self, store: FakeStore) -> None:

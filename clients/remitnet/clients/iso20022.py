@@ -57,6 +57,68 @@ class Iso20022Client(HubClient):
         request = pb.GetStatusPacs028Request(document=status_request(uetrs))
         return await self.call(self.iso20022.GetStatusPacs028, request)
 
+    async def statement(
+        self,
+        currency: str,
+        *,
+        cycle_id: str = "",
+        from_date: str = "",
+        to_date: str = "",
+        after_sequence: int = 0,
+        page_size: int = 0,
+    ) -> pb.GetStatementCamt053Response:
+        """A camt.053.001.08 of the bank's `currency` account: of a settled
+        cycle, of UTC booking days (YYYY-MM-DD, inclusive) or of all entries;
+        paged by next_after_sequence."""
+        request = pb.GetStatementCamt053Request(
+            currency=currency,
+            cycle_id=cycle_id,
+            from_date=from_date,
+            to_date=to_date,
+            after_sequence=after_sequence,
+            page_size=page_size,
+        )
+        return await self.call(self.iso20022.GetStatementCamt053, request)
+
+    async def notifications(
+        self, currency: str, after_sequence: int = 0, page_size: int = 0
+    ) -> pb.GetNotificationsCamt054Response:
+        """A camt.054.001.08 of the credits and debits booked after
+        `after_sequence`; pull again with the next_after_sequence returned."""
+        request = pb.GetNotificationsCamt054Request(
+            currency=currency, after_sequence=after_sequence, page_size=page_size
+        )
+        return await self.call(self.iso20022.GetNotificationsCamt054, request)
+
+    async def submit_pacs004(self, document: bytes) -> pb.SubmitPacs004Response:
+        """Return transfers with a pacs.004.001.09 (as their creditor); the
+        answer holds the pacs.002.001.10. Reason FOCR accepts an open recall."""
+        return await self.call(
+            self.iso20022.SubmitPacs004, pb.SubmitPacs004Request(document=document)
+        )
+
+    async def returns(
+        self, original_uetrs: Sequence[str] = (), limit: int = 0
+    ) -> pb.GetReturnsPacs004Response:
+        """A pacs.004.001.09 of the returns the bank received (as the
+        original's debtor): of `original_uetrs`, else the newest `limit`."""
+        request = pb.GetReturnsPacs004Request(original_uetrs=list(original_uetrs), limit=limit)
+        return await self.call(self.iso20022.GetReturnsPacs004, request)
+
+    async def submit_camt056(self, document: bytes) -> pb.SubmitCamt056Response:
+        """Recall transfers with a camt.056.001.08 (as their debtor); the
+        answer holds the hub's camt.029.001.09."""
+        return await self.call(
+            self.iso20022.SubmitCamt056, pb.SubmitCamt056Request(document=document)
+        )
+
+    async def submit_camt029(self, document: bytes) -> pb.SubmitCamt029Response:
+        """Reject recalls with a camt.029.001.09 (as the creditor); the
+        answer holds the hub's camt.029.001.09."""
+        return await self.call(
+            self.iso20022.SubmitCamt029, pb.SubmitCamt029Request(document=document)
+        )
+
 
 # The human form of the answers is the document itself, as sent: a script
 # can write it to a file and read it as the pacs.002 (--json adds `replayed`).
@@ -71,4 +133,34 @@ def submitted(response: pb.SubmitPacs008Response, _currency: str = "") -> str:
 
 @renderer(pb.GetStatusPacs028Response)
 def status(response: pb.GetStatusPacs028Response, _currency: str = "") -> str:
+    return _document(response.document)
+
+
+@renderer(pb.GetStatementCamt053Response)
+def statement(response: pb.GetStatementCamt053Response, _currency: str = "") -> str:
+    return _document(response.document)
+
+
+@renderer(pb.GetNotificationsCamt054Response)
+def notifications(response: pb.GetNotificationsCamt054Response, _currency: str = "") -> str:
+    return _document(response.document)
+
+
+@renderer(pb.SubmitPacs004Response)
+def returned(response: pb.SubmitPacs004Response, _currency: str = "") -> str:
+    return _document(response.document)
+
+
+@renderer(pb.GetReturnsPacs004Response)
+def returns(response: pb.GetReturnsPacs004Response, _currency: str = "") -> str:
+    return _document(response.document)
+
+
+@renderer(pb.SubmitCamt056Response)
+def recalled(response: pb.SubmitCamt056Response, _currency: str = "") -> str:
+    return _document(response.document)
+
+
+@renderer(pb.SubmitCamt029Response)
+def recall_answered(response: pb.SubmitCamt029Response, _currency: str = "") -> str:
     return _document(response.document)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#remitnet/iso20022/v1/iso20022.proto\x12\x14remitnet.iso20022.v1\"(\n\x14SubmitPacs008Request\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\";\n\x15SubmitPacs008Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"+\n\x17GetStatusPacs028Request\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\",\n\x18GetStatusPacs028Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x32\xee\x01\n\x0fIso20022Service\x12h\n\rSubmitPacs008\x12*.remitnet.iso20022.v1.SubmitPacs008Request\x1a+.remitnet.iso20022.v1.SubmitPacs008Response\x12q\n\x10GetStatusPacs028\x12-.remitnet.iso20022.v1.GetStatusPacs028Request\x1a..remitnet.iso20022.v1.GetStatusPacs028ResponseBw\n\x17io.remitnet.iso20022.v1P\x01ZCgithub.com/remitnet/remitnet/gen/go/remitnet/iso20022/v1;iso20022v1\xaa\x02\x14Remitnet.Iso20022.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#remitnet/iso20022/v1/iso20022.proto\x12\x14remitnet.iso20022.v1\"(\n\x14SubmitPacs008Request\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\";\n\x15SubmitPacs008Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"+\n\x17GetStatusPacs028Request\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\",\n\x18GetStatusPacs028Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\"\x8f\x01\n\x1aGetStatementCamt053Request\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x10\n\x08\x63ycle_id\x18\x02 \x01(\t\x12\x11\n\tfrom_date\x18\x03 \x01(\t\x12\x0f\n\x07to_date\x18\x04 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x05 \x01(\x03\x12\x11\n\tpage_size\x18\x06 \x01(\x05\"L\n\x1bGetStatementCamt053Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x1b\n\x13next_after_sequence\x18\x02 \x01(\x03\"]\n\x1eGetNotificationsCamt054Request\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"P\n\x1fGetNotificationsCamt054Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x1b\n\x13next_after_sequence\x18\x02 \x01(\x03\"(\n\x14SubmitPacs004Request\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\";\n\x15SubmitPacs004Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"A\n\x18GetReturnsPacs004Request\x12\x16\n\x0eoriginal_uetrs\x18\x01 \x03(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"-\n\x19GetReturnsPacs004Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\"(\n\x14SubmitCamt056Request\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\";\n\x15SubmitCamt056Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"(\n\x14SubmitCamt029Request\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\";\n\x15SubmitCamt029Response\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x32\xa7\x07\n\x0fIso20022Service\x12h\n\rSubmitPacs008\x12*.remitnet.iso20022.v1.SubmitPacs008Request\x1a+.remitnet.iso20022.v1.SubmitPacs008Response\x12q\n\x10GetStatusPacs028\x12-.remitnet.iso20022.v1.GetStatusPacs028Request\x1a..remitnet.iso20022.v1.GetStatusPacs028Response\x12z\n\x13GetStatementCamt053\x12\x30.remitnet.iso20022.v1.GetStatementCamt053Request\x1a\x31.remitnet.iso20022.v1.GetStatementCamt053Response\x12\x86\x01\n\x17GetNotificationsCamt054\x12\x34.remitnet.iso20022.v1.GetNotificationsCamt054Request\x1a\x35.remitnet.iso20022.v1.GetNotificationsCamt054Response\x12h\n\rSubmitPacs004\x12*.remitnet.iso20022.v1.SubmitPacs004Request\x1a+.remitnet.iso20022.v1.SubmitPacs004Response\x12t\n\x11GetReturnsPacs004\x12..remitnet.iso20022.v1.GetReturnsPacs004Request\x1a/.remitnet.iso20022.v1.GetReturnsPacs004Response\x12h\n\rSubmitCamt056\x12*.remitnet.iso20022.v1.SubmitCamt056Request\x1a+.remitnet.iso20022.v1.SubmitCamt056Response\x12h\n\rSubmitCamt029\x12*.remitnet.iso20022.v1.SubmitCamt029Request\x1a+.remitnet.iso20022.v1.SubmitCamt029ResponseBw\n\x17io.remitnet.iso20022.v1P\x01ZCgithub.com/remitnet/remitnet/gen/go/remitnet/iso20022/v1;iso20022v1\xaa\x02\x14Remitnet.Iso20022.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSPACS028REQUEST']._serialized_end=207
   _globals['_GETSTATUSPACS028RESPONSE']._serialized_start=209
   _globals['_GETSTATUSPACS028RESPONSE']._serialized_end=253
-  _globals['_ISO20022SERVICE']._serialized_start=256
-  _globals['_ISO20022SERVICE']._serialized_end=494
+  _globals['_GETSTATEMENTCAMT053REQUEST']._serialized_start=256
+  _globals['_GETSTATEMENTCAMT053REQUEST']._serialized_end=399
+  _globals['_GETSTATEMENTCAMT053RESPONSE']._serialized_start=401
+  _globals['_GETSTATEMENTCAMT053RESPONSE']._serialized_end=477
+  _globals['_GETNOTIFICATIONSCAMT054REQUEST']._serialized_start=479
+  _globals['_GETNOTIFICATIONSCAMT054REQUEST']._serialized_end=572
+  _globals['_GETNOTIFICATIONSCAMT054RESPONSE']._serialized_start=574
+  _globals['_GETNOTIFICATIONSCAMT054RESPONSE']._serialized_end=654
+  _globals['_SUBMITPACS004REQUEST']._serialized_start=656
+  _globals['_SUBMITPACS004REQUEST']._serialized_end=696
+  _globals['_SUBMITPACS004RESPONSE']._serialized_start=698
+  _globals['_SUBMITPACS004RESPONSE']._serialized_end=757
+  _globals['_GETRETURNSPACS004REQUEST']._serialized_start=759
+  _globals['_GETRETURNSPACS004REQUEST']._serialized_end=824
+  _globals['_GETRETURNSPACS004RESPONSE']._serialized_start=826
+  _globals['_GETRETURNSPACS004RESPONSE']._serialized_end=871
+  _globals['_SUBMITCAMT056REQUEST']._serialized_start=873
+  _globals['_SUBMITCAMT056REQUEST']._serialized_end=913
+  _globals['_SUBMITCAMT056RESPONSE']._serialized_start=915
+  _globals['_SUBMITCAMT056RESPONSE']._serialized_end=974
+  _globals['_SUBMITCAMT029REQUEST']._serialized_start=976
+  _globals['_SUBMITCAMT029REQUEST']._serialized_end=1016
+  _globals['_SUBMITCAMT029RESPONSE']._serialized_start=1018
+  _globals['_SUBMITCAMT029RESPONSE']._serialized_end=1077
+  _globals['_ISO20022SERVICE']._serialized_start=1080
+  _globals['_ISO20022SERVICE']._serialized_end=2015
 # @@protoc_insertion_point(module_scope)

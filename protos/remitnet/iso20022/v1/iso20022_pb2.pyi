@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -101,3 +103,298 @@ class GetStatusPacs028Response(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatusPacs028Response: _TypeAlias = GetStatusPacs028Response  # noqa: Y015
+
+@_typing.final
+class GetStatementCamt053Request(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    CYCLE_ID_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    """ISO 4217 code of the account."""
+    cycle_id: _builtins.str
+    """A settled cycle (e.g. USD-000042); empty for a period."""
+    from_date: _builtins.str
+    """UTC booking days, inclusive, YYYY-MM-DD; empty: open on that side."""
+    to_date: _builtins.str
+    after_sequence: _builtins.int
+    """The page: entries after this sequence number (0: from the first)."""
+    page_size: _builtins.int
+    """At most this many entries (0: 1,000, the most)."""
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        cycle_id: _builtins.str = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "currency", b"currency", "cycle_id", b"cycle_id", "from_date", b"from_date", "page_size", b"page_size", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatementCamt053Request: _TypeAlias = GetStatementCamt053Request  # noqa: Y015
+
+@_typing.final
+class GetStatementCamt053Response(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    NEXT_AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The camt.053.001.08 Document, UTF-8 XML."""
+    next_after_sequence: _builtins.int
+    """Pass as after_sequence for the next page; 0 when this is the last."""
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+        next_after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "next_after_sequence", b"next_after_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatementCamt053Response: _TypeAlias = GetStatementCamt053Response  # noqa: Y015
+
+@_typing.final
+class GetNotificationsCamt054Request(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    """ISO 4217 code of the account."""
+    after_sequence: _builtins.int
+    """Entries booked after this sequence number (0: from the first)."""
+    page_size: _builtins.int
+    """At most this many entries (0: 1,000, the most)."""
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "currency", b"currency", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationsCamt054Request: _TypeAlias = GetNotificationsCamt054Request  # noqa: Y015
+
+@_typing.final
+class GetNotificationsCamt054Response(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    NEXT_AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The camt.054.001.08 Document, UTF-8 XML."""
+    next_after_sequence: _builtins.int
+    """Pass as after_sequence next time: the last entry's sequence number,
+    or the one given when nothing new was booked.
+    """
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+        next_after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "next_after_sequence", b"next_after_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationsCamt054Response: _TypeAlias = GetNotificationsCamt054Response  # noqa: Y015
+
+@_typing.final
+class SubmitPacs004Request(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The pacs.004.001.09 Document, UTF-8 XML."""
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitPacs004Request: _TypeAlias = SubmitPacs004Request  # noqa: Y015
+
+@_typing.final
+class SubmitPacs004Response(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The pacs.002.001.10 Document, UTF-8 XML."""
+    replayed: _builtins.bool
+    """The answer stored for this MsgId the first time."""
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitPacs004Response: _TypeAlias = SubmitPacs004Response  # noqa: Y015
+
+@_typing.final
+class GetReturnsPacs004Request(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGINAL_UETRS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """Without original_uetrs: how many (0: 100; at most 1,000)."""
+    @_builtins.property
+    def original_uetrs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The originals whose returns are asked for; empty: the newest received."""
+
+    def __init__(
+        self,
+        *,
+        original_uetrs: _abc.Iterable[_builtins.str] | None = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "original_uetrs", b"original_uetrs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReturnsPacs004Request: _TypeAlias = GetReturnsPacs004Request  # noqa: Y015
+
+@_typing.final
+class GetReturnsPacs004Response(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The pacs.004.001.09 Document, UTF-8 XML."""
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReturnsPacs004Response: _TypeAlias = GetReturnsPacs004Response  # noqa: Y015
+
+@_typing.final
+class SubmitCamt056Request(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The camt.056.001.08 Document, UTF-8 XML."""
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitCamt056Request: _TypeAlias = SubmitCamt056Request  # noqa: Y015
+
+@_typing.final
+class SubmitCamt056Response(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The hub's camt.029.001.09 Document, UTF-8 XML."""
+    replayed: _builtins.bool
+    """The answer stored for this Assgnmt/Id the first time."""
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitCamt056Response: _TypeAlias = SubmitCamt056Response  # noqa: Y015
+
+@_typing.final
+class SubmitCamt029Request(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The camt.029.001.09 Document, UTF-8 XML."""
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitCamt029Request: _TypeAlias = SubmitCamt029Request  # noqa: Y015
+
+@_typing.final
+class SubmitCamt029Response(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The hub's camt.029.001.09 Document, UTF-8 XML."""
+    replayed: _builtins.bool
+    """The answer stored for this Assgnmt/Id the first time."""
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitCamt029Response: _TypeAlias = SubmitCamt029Response  # noqa: Y015

@@ -108,6 +108,135 @@ class Iso20022ServiceStub:
     caller's BIC (NOT_OWN_BIC). A transfer the caller is not a party of, or
     none, is RJCT AG09 (original payment never received). Reads only.
     """
+    GetStatementCamt053: _grpc.UnaryUnaryMultiCallable[_iso20022_pb2.GetStatementCamt053Request, _iso20022_pb2.GetStatementCamt053Response]
+    """A camt.053.001.08 (BankToCustomerStatementV08) of the caller's
+    liquidity account in `currency` (the ledger GetStatement reads): one
+    Stmt with the opening (OPBD) and closing (CLBD) balances, TxsSummry
+    and one Ntry per ledger entry: Amt (unsigned) and CdtDbtInd, Sts BOOK,
+    BookgDt (the posting time), ValDt, NtryRef = the entry's sequence
+    number on the account, AcctSvcrRef = the posting id (e.g.
+    settle:USD-000042), BkTxCd/Prtry/Cd the entry kind (NET_SETTLEMENT,
+    DEPOSIT, WITHDRAWAL, GROSS_TRANSFER; Issr REMITNET) and
+    NtryDtls/TxDtls/Refs/ClrSysRef the cycle id of a settlement entry (TxId:
+    the transfer id of a gross one). What it covers:
+    - `cycle_id`: that settled cycle's net settlement entry of the caller
+      (none when its net was zero or it had no part), between the balances
+      before and after it. A cycle of another currency, or none, is
+      NOT_FOUND CYCLE_NOT_FOUND; one not settled yet FAILED_PRECONDITION
+      CYCLE_NOT_CLOSED;
+    - else `from_date`/`to_date` (YYYY-MM-DD, UTC booking days, inclusive;
+      either may be empty, INVALID_ARGUMENT INVALID_TIMESTAMP when not a
+      date): the entries booked then (FrToDt says so), or, with neither, all
+      of the account's entries; both with a cycle is INVALID_ARGUMENT.
+    Paged: at most `page_size` entries (default and at most 1,000;
+    negative is INVALID_PAGE_SIZE) after `after_sequence`; a further page
+    is signalled by GrpHdr/MsgPgntn/LastPgInd false and
+    `next_after_sequence`. No such account: NOT_FOUND ACCOUNT_NOT_FOUND.
+    Reads only, bounded-stale like GetStatement (one snapshot: balances
+    and entries agree).
+    """
+    GetNotificationsCamt054: _grpc.UnaryUnaryMultiCallable[_iso20022_pb2.GetNotificationsCamt054Request, _iso20022_pb2.GetNotificationsCamt054Response]
+    """A camt.054.001.08 (BankToCustomerDebitCreditNotificationV08): the
+    credits and debits booked on the caller's `currency` account after entry
+    `after_sequence` (0: from the first), at most `page_size` (default and
+    at most 1,000), one Ntry each as in the camt.053 (a cycle's net
+    settlement is one entry; no balances). Pull it again with
+    `next_after_sequence` for what was booked since: no entry repeats or is
+    skipped. Errors as GetStatementCamt053's. Reads only.
+    """
+    SubmitPacs004: _grpc.UnaryUnaryMultiCallable[_iso20022_pb2.SubmitPacs004Request, _iso20022_pb2.SubmitPacs004Response]
+    """Returns and recalls (README "Payee confirmation, returns and
+    recalls"): these carry the lifecycle's calls of
+    remitnet.clearing.v1.ClearingService (ReturnTransfer, RecallTransfer,
+    AnswerRecall) and take their rules, refusals and idempotency. Each
+    message holds at most 1,000 transactions (INVALID_ARGUMENT
+    BATCH_TOO_LARGE) and is idempotent on (caller, its message id:
+    GrpHdr/MsgId, or Assgnmt/Id for camt messages; one space with the
+    pacs.008 MsgIds): the same document again is answered with the first
+    answer, replayed set, nothing done again; another document with that
+    id is ALREADY_EXISTS DUPLICATE_WITH_DIFFERENT_CONTENT. RtrId and CxlId
+    are Max35Text, too short for a UUID's 36 characters: they carry the
+    return's and the recall's UUID as its 32 hex digits (else that
+    transaction is refused INVALID_ARGUMENT: RJCT FF01 in a pacs.002, RJCR
+    AGNT in a camt.029; absent: MISSING_FIELD, RJCT CH21).
+
+    A pacs.004.001.09 (PaymentReturnV09) in: the creditor returns
+    transfers it received, whole; a pacs.002.001.10 out with one
+    TxInfAndSts per TxInf, in order (OrgnlUETR the original's, OrgnlTxId
+    the RtrId): ACSP (the return is netted at once, as a transfer of its
+    own from the caller back to the original's debtor), or RJCT with its
+    code. Per TxInf:
+    - OrgnlUETR is the original transfer; RtrId the return's id (32 hex
+      digits); RtrRsnInf/Rsn/Cd an ExternalReturnReason1Code the hub takes
+      (AC01 AC03 AC04 AC06 AG01 AM05 BE04 CUST FOCR FR01 MD07 MS02 MS03
+      RC01 RR04; else RJCT FF01 UNKNOWN_REASON_CODE); RtrRsnInf/AddtlInf
+      (joined, at most 140 characters) the return's remittance info.
+      Missing: RJCT CH21 MISSING_FIELD;
+    - RtrdIntrBkSttlmAmt and its Ccy must be exactly what the caller was
+      credited (RJCT AM12 INVALID_AMOUNT);
+    - a converted (cross-currency) original needs a new quote, which a
+      pacs.004 cannot carry yet: RJCT AG03 RETURN_QUOTE_REQUIRED (return it
+      with ClearingService.ReturnTransfer and a quote);
+    - the lifecycle's refusals: AG09 TRANSFER_NOT_FOUND (no such transfer
+      of the caller's), AGNT NOT_TRANSFER_CREDITOR, AG01
+      TRANSFER_NOT_RETURNABLE, AM05 ALREADY_RETURNED, AM04
+      INSUFFICIENT_LIQUIDITY (a return is cleared against the returning
+      bank's headroom), DUPL DUPLICATE_WITH_DIFFERENT_CONTENT (the RtrId
+      taken by another return).
+    The instructing agent (TxInf/InstgAgt, else GrpHdr/InstgAgt; one is
+    required) must be the caller: else PERMISSION_DENIED NOT_OWN_BIC.
+    GrpHdr/NbOfTxs must count the TxInf. A return of a transfer whose
+    recall is open answers the recall: ACCEPTED. Accepting a recall is
+    done so, with reason FOCR.
+    """
+    GetReturnsPacs004: _grpc.UnaryUnaryMultiCallable[_iso20022_pb2.GetReturnsPacs004Request, _iso20022_pb2.GetReturnsPacs004Response]
+    """A pacs.004.001.09 out: the returns the caller received as the
+    original's debtor (the hub's MsgId; one TxInf per return, RtrId its
+    id in 32 hex digits, OrgnlUETR and OrgnlIntrBkSttlmAmt the original,
+    RtrdIntrBkSttlmAmt what the caller is credited, in its currency,
+    IntrBkSttlmDt the day the hub took it, InstgAgt the returning bank,
+    InstdAgt the caller, RtrRsnInf the reason and info). Of
+    `original_uetrs` (at most 1,000, BATCH_TOO_LARGE; those returned and
+    of which the caller is the debtor, in order), or else the newest
+    `limit` returns received (default 100, at most 1,000). Reads only.
+    """
+    SubmitCamt056: _grpc.UnaryUnaryMultiCallable[_iso20022_pb2.SubmitCamt056Request, _iso20022_pb2.SubmitCamt056Response]
+    """A camt.056.001.08 (FIToFIPaymentCancellationRequestV08) in: the
+    debtor recalls transfers, one recall per Undrlyg/TxInf (OrgnlUETR the
+    transfer, CxlId the recall's id, CxlRsnInf/Rsn/Cd an
+    ExternalCancellationReason1Code the hub takes: AC03 AGNT AM09 CURR
+    CUST CUTA DUPL FRAD TECH UPAY, CxlRsnInf/AddtlInf at most 105
+    characters); an Undrlyg without TxInf (a whole-message recall) is
+    INVALID_ARGUMENT. Assgnmt/Assgnr/Agt must be the caller
+    (NOT_OWN_BIC). Answered with the hub's camt.029.001.09 (Assgnr the hub
+    by name, Assgne the caller, RslvdCase/Id the Case/Id or the
+    Assgnmt/Id), one CxlDtls/TxInfAndSts per TxInf: TxCxlSts PDCR (the
+    recall is open; the creditor has the recall window to answer), the
+    state of a recall replayed (ACCR answered by a return, RJCR rejected
+    with its code, RJCR NOAS expired), or RJCR with an
+    ExternalPaymentCancellationRejection1Code for a refusal (NOOR
+    TRANSFER_NOT_FOUND, ARDT ALREADY_RETURNED, AGNT the others:
+    NOT_TRANSFER_DEBTOR, TRANSFER_NOT_RETURNABLE, RECALL_EXISTS, ...) and
+    the hub's reason and message in AddtlInf. Sts/Conf: RJCR when every
+    one is refused, CNCL when every one was answered by a return, else
+    PDCR.
+    """
+    SubmitCamt029: _grpc.UnaryUnaryMultiCallable[_iso20022_pb2.SubmitCamt029Request, _iso20022_pb2.SubmitCamt029Response]
+    """A camt.029.001.09 (ResolutionOfInvestigationV09) in: the creditor
+    rejects recalls, one per CxlDtls/TxInfAndSts (OrgnlUETR the recalled
+    transfer, TxCxlSts RJCR, CxlStsRsnInf/Rsn/Cd an
+    ExternalPaymentCancellationRejection1Code the hub takes: AC04 AGNT
+    AM04 ARDT CUST LEGL NOAS NOOR). A recall is accepted by returning the
+    transfer (SubmitPacs004 with reason FOCR), not here: TxCxlSts ACCR is
+    refused. Assgnmt/Assgnr/Agt must be the caller (NOT_OWN_BIC). Answered
+    with the hub's camt.029.001.09, Sts/Conf RJCR, one TxInfAndSts per
+    answer: TxCxlSts RJCR with the code recorded (a rejection given again
+    is a replay), or no TxCxlSts and the refusal's code with the hub's
+    reason in AddtlInf (NOOR RECALL_NOT_FOUND; AGNT RECALL_NOT_OPEN,
+    NOT_TRANSFER_CREDITOR, UNKNOWN_REASON_CODE, INVALID_ARGUMENT for ACCR,
+    ...). The debtor learns the answer from WatchTransfers' recall events
+    and GetTransfer.
+    """
 
 @_typing.type_check_only
 class Iso20022ServiceAsyncStub(Iso20022ServiceStub):
@@ -188,6 +317,135 @@ class Iso20022ServiceAsyncStub(Iso20022ServiceStub):
     OrgnlUETR, MISSING_FIELD). GrpHdr/InstgAgt, when given, must be the
     caller's BIC (NOT_OWN_BIC). A transfer the caller is not a party of, or
     none, is RJCT AG09 (original payment never received). Reads only.
+    """
+    GetStatementCamt053: _aio.UnaryUnaryMultiCallable[_iso20022_pb2.GetStatementCamt053Request, _iso20022_pb2.GetStatementCamt053Response]  # type: ignore[assignment]
+    """A camt.053.001.08 (BankToCustomerStatementV08) of the caller's
+    liquidity account in `currency` (the ledger GetStatement reads): one
+    Stmt with the opening (OPBD) and closing (CLBD) balances, TxsSummry
+    and one Ntry per ledger entry: Amt (unsigned) and CdtDbtInd, Sts BOOK,
+    BookgDt (the posting time), ValDt, NtryRef = the entry's sequence
+    number on the account, AcctSvcrRef = the posting id (e.g.
+    settle:USD-000042), BkTxCd/Prtry/Cd the entry kind (NET_SETTLEMENT,
+    DEPOSIT, WITHDRAWAL, GROSS_TRANSFER; Issr REMITNET) and
+    NtryDtls/TxDtls/Refs/ClrSysRef the cycle id of a settlement entry (TxId:
+    the transfer id of a gross one). What it covers:
+    - `cycle_id`: that settled cycle's net settlement entry of the caller
+      (none when its net was zero or it had no part), between the balances
+      before and after it. A cycle of another currency, or none, is
+      NOT_FOUND CYCLE_NOT_FOUND; one not settled yet FAILED_PRECONDITION
+      CYCLE_NOT_CLOSED;
+    - else `from_date`/`to_date` (YYYY-MM-DD, UTC booking days, inclusive;
+      either may be empty, INVALID_ARGUMENT INVALID_TIMESTAMP when not a
+      date): the entries booked then (FrToDt says so), or, with neither, all
+      of the account's entries; both with a cycle is INVALID_ARGUMENT.
+    Paged: at most `page_size` entries (default and at most 1,000;
+    negative is INVALID_PAGE_SIZE) after `after_sequence`; a further page
+    is signalled by GrpHdr/MsgPgntn/LastPgInd false and
+    `next_after_sequence`. No such account: NOT_FOUND ACCOUNT_NOT_FOUND.
+    Reads only, bounded-stale like GetStatement (one snapshot: balances
+    and entries agree).
+    """
+    GetNotificationsCamt054: _aio.UnaryUnaryMultiCallable[_iso20022_pb2.GetNotificationsCamt054Request, _iso20022_pb2.GetNotificationsCamt054Response]  # type: ignore[assignment]
+    """A camt.054.001.08 (BankToCustomerDebitCreditNotificationV08): the
+    credits and debits booked on the caller's `currency` account after entry
+    `after_sequence` (0: from the first), at most `page_size` (default and
+    at most 1,000), one Ntry each as in the camt.053 (a cycle's net
+    settlement is one entry; no balances). Pull it again with
+    `next_after_sequence` for what was booked since: no entry repeats or is
+    skipped. Errors as GetStatementCamt053's. Reads only.
+    """
+    SubmitPacs004: _aio.UnaryUnaryMultiCallable[_iso20022_pb2.SubmitPacs004Request, _iso20022_pb2.SubmitPacs004Response]  # type: ignore[assignment]
+    """Returns and recalls (README "Payee confirmation, returns and
+    recalls"): these carry the lifecycle's calls of
+    remitnet.clearing.v1.ClearingService (ReturnTransfer, RecallTransfer,
+    AnswerRecall) and take their rules, refusals and idempotency. Each
+    message holds at most 1,000 transactions (INVALID_ARGUMENT
+    BATCH_TOO_LARGE) and is idempotent on (caller, its message id:
+    GrpHdr/MsgId, or Assgnmt/Id for camt messages; one space with the
+    pacs.008 MsgIds): the same document again is answered with the first
+    answer, replayed set, nothing done again; another document with that
+    id is ALREADY_EXISTS DUPLICATE_WITH_DIFFERENT_CONTENT. RtrId and CxlId
+    are Max35Text, too short for a UUID's 36 characters: they carry the
+    return's and the recall's UUID as its 32 hex digits (else that
+    transaction is refused INVALID_ARGUMENT: RJCT FF01 in a pacs.002, RJCR
+    AGNT in a camt.029; absent: MISSING_FIELD, RJCT CH21).
+
+    A pacs.004.001.09 (PaymentReturnV09) in: the creditor returns
+    transfers it received, whole; a pacs.002.001.10 out with one
+    TxInfAndSts per TxInf, in order (OrgnlUETR the original's, OrgnlTxId
+    the RtrId): ACSP (the return is netted at once, as a transfer of its
+    own from the caller back to the original's debtor), or RJCT with its
+    code. Per TxInf:
+    - OrgnlUETR is the original transfer; RtrId the return's id (32 hex
+      digits); RtrRsnInf/Rsn/Cd an ExternalReturnReason1Code the hub takes
+      (AC01 AC03 AC04 AC06 AG01 AM05 BE04 CUST FOCR FR01 MD07 MS02 MS03
+      RC01 RR04; else RJCT FF01 UNKNOWN_REASON_CODE); RtrRsnInf/AddtlInf
+      (joined, at most 140 characters) the return's remittance info.
+      Missing: RJCT CH21 MISSING_FIELD;
+    - RtrdIntrBkSttlmAmt and its Ccy must be exactly what the caller was
+      credited (RJCT AM12 INVALID_AMOUNT);
+    - a converted (cross-currency) original needs a new quote, which a
+      pacs.004 cannot carry yet: RJCT AG03 RETURN_QUOTE_REQUIRED (return it
+      with ClearingService.ReturnTransfer and a quote);
+    - the lifecycle's refusals: AG09 TRANSFER_NOT_FOUND (no such transfer
+      of the caller's), AGNT NOT_TRANSFER_CREDITOR, AG01
+      TRANSFER_NOT_RETURNABLE, AM05 ALREADY_RETURNED, AM04
+      INSUFFICIENT_LIQUIDITY (a return is cleared against the returning
+      bank's headroom), DUPL DUPLICATE_WITH_DIFFERENT_CONTENT (the RtrId
+      taken by another return).
+    The instructing agent (TxInf/InstgAgt, else GrpHdr/InstgAgt; one is
+    required) must be the caller: else PERMISSION_DENIED NOT_OWN_BIC.
+    GrpHdr/NbOfTxs must count the TxInf. A return of a transfer whose
+    recall is open answers the recall: ACCEPTED. Accepting a recall is
+    done so, with reason FOCR.
+    """
+    GetReturnsPacs004: _aio.UnaryUnaryMultiCallable[_iso20022_pb2.GetReturnsPacs004Request, _iso20022_pb2.GetReturnsPacs004Response]  # type: ignore[assignment]
+    """A pacs.004.001.09 out: the returns the caller received as the
+    original's debtor (the hub's MsgId; one TxInf per return, RtrId its
+    id in 32 hex digits, OrgnlUETR and OrgnlIntrBkSttlmAmt the original,
+    RtrdIntrBkSttlmAmt what the caller is credited, in its currency,
+    IntrBkSttlmDt the day the hub took it, InstgAgt the returning bank,
+    InstdAgt the caller, RtrRsnInf the reason and info). Of
+    `original_uetrs` (at most 1,000, BATCH_TOO_LARGE; those returned and
+    of which the caller is the debtor, in order), or else the newest
+    `limit` returns received (default 100, at most 1,000). Reads only.
+    """
+    SubmitCamt056: _aio.UnaryUnaryMultiCallable[_iso20022_pb2.SubmitCamt056Request, _iso20022_pb2.SubmitCamt056Response]  # type: ignore[assignment]
+    """A camt.056.001.08 (FIToFIPaymentCancellationRequestV08) in: the
+    debtor recalls transfers, one recall per Undrlyg/TxInf (OrgnlUETR the
+    transfer, CxlId the recall's id, CxlRsnInf/Rsn/Cd an
+    ExternalCancellationReason1Code the hub takes: AC03 AGNT AM09 CURR
+    CUST CUTA DUPL FRAD TECH UPAY, CxlRsnInf/AddtlInf at most 105
+    characters); an Undrlyg without TxInf (a whole-message recall) is
+    INVALID_ARGUMENT. Assgnmt/Assgnr/Agt must be the caller
+    (NOT_OWN_BIC). Answered with the hub's camt.029.001.09 (Assgnr the hub
+    by name, Assgne the caller, RslvdCase/Id the Case/Id or the
+    Assgnmt/Id), one CxlDtls/TxInfAndSts per TxInf: TxCxlSts PDCR (the
+    recall is open; the creditor has the recall window to answer), the
+    state of a recall replayed (ACCR answered by a return, RJCR rejected
+    with its code, RJCR NOAS expired), or RJCR with an
+    ExternalPaymentCancellationRejection1Code for a refusal (NOOR
+    TRANSFER_NOT_FOUND, ARDT ALREADY_RETURNED, AGNT the others:
+    NOT_TRANSFER_DEBTOR, TRANSFER_NOT_RETURNABLE, RECALL_EXISTS, ...) and
+    the hub's reason and message in AddtlInf. Sts/Conf: RJCR when every
+    one is refused, CNCL when every one was answered by a return, else
+    PDCR.
+    """
+    SubmitCamt029: _aio.UnaryUnaryMultiCallable[_iso20022_pb2.SubmitCamt029Request, _iso20022_pb2.SubmitCamt029Response]  # type: ignore[assignment]
+    """A camt.029.001.09 (ResolutionOfInvestigationV09) in: the creditor
+    rejects recalls, one per CxlDtls/TxInfAndSts (OrgnlUETR the recalled
+    transfer, TxCxlSts RJCR, CxlStsRsnInf/Rsn/Cd an
+    ExternalPaymentCancellationRejection1Code the hub takes: AC04 AGNT
+    AM04 ARDT CUST LEGL NOAS NOOR). A recall is accepted by returning the
+    transfer (SubmitPacs004 with reason FOCR), not here: TxCxlSts ACCR is
+    refused. Assgnmt/Assgnr/Agt must be the caller (NOT_OWN_BIC). Answered
+    with the hub's camt.029.001.09, Sts/Conf RJCR, one TxInfAndSts per
+    answer: TxCxlSts RJCR with the code recorded (a rejection given again
+    is a replay), or no TxCxlSts and the refusal's code with the hub's
+    reason in AddtlInf (NOOR RECALL_NOT_FOUND; AGNT RECALL_NOT_OPEN,
+    NOT_TRANSFER_CREDITOR, UNKNOWN_REASON_CODE, INVALID_ARGUMENT for ACCR,
+    ...). The debtor learns the answer from WatchTransfers' recall events
+    and GetTransfer.
     """
 
 class Iso20022ServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -278,6 +536,171 @@ class Iso20022ServiceServicer(metaclass=_abc_1.ABCMeta):
         OrgnlUETR, MISSING_FIELD). GrpHdr/InstgAgt, when given, must be the
         caller's BIC (NOT_OWN_BIC). A transfer the caller is not a party of, or
         none, is RJCT AG09 (original payment never received). Reads only.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStatementCamt053(
+        self,
+        request: _iso20022_pb2.GetStatementCamt053Request,
+        context: _ServicerContext,
+    ) -> _typing.Union[_iso20022_pb2.GetStatementCamt053Response, _abc.Awaitable[_iso20022_pb2.GetStatementCamt053Response]]:
+        """A camt.053.001.08 (BankToCustomerStatementV08) of the caller's
+        liquidity account in `currency` (the ledger GetStatement reads): one
+        Stmt with the opening (OPBD) and closing (CLBD) balances, TxsSummry
+        and one Ntry per ledger entry: Amt (unsigned) and CdtDbtInd, Sts BOOK,
+        BookgDt (the posting time), ValDt, NtryRef = the entry's sequence
+        number on the account, AcctSvcrRef = the posting id (e.g.
+        settle:USD-000042), BkTxCd/Prtry/Cd the entry kind (NET_SETTLEMENT,
+        DEPOSIT, WITHDRAWAL, GROSS_TRANSFER; Issr REMITNET) and
+        NtryDtls/TxDtls/Refs/ClrSysRef the cycle id of a settlement entry (TxId:
+        the transfer id of a gross one). What it covers:
+        - `cycle_id`: that settled cycle's net settlement entry of the caller
+          (none when its net was zero or it had no part), between the balances
+          before and after it. A cycle of another currency, or none, is
+          NOT_FOUND CYCLE_NOT_FOUND; one not settled yet FAILED_PRECONDITION
+          CYCLE_NOT_CLOSED;
+        - else `from_date`/`to_date` (YYYY-MM-DD, UTC booking days, inclusive;
+          either may be empty, INVALID_ARGUMENT INVALID_TIMESTAMP when not a
+          date): the entries booked then (FrToDt says so), or, with neither, all
+          of the account's entries; both with a cycle is INVALID_ARGUMENT.
+        Paged: at most `page_size` entries (default and at most 1,000;
+        negative is INVALID_PAGE_SIZE) after `after_sequence`; a further page
+        is signalled by GrpHdr/MsgPgntn/LastPgInd false and
+        `next_after_sequence`. No such account: NOT_FOUND ACCOUNT_NOT_FOUND.
+        Reads only, bounded-stale like GetStatement (one snapshot: balances
+        and entries agree).
+        """
+
+    @_abc_1.abstractmethod
+    def GetNotificationsCamt054(
+        self,
+        request: _iso20022_pb2.GetNotificationsCamt054Request,
+        context: _ServicerContext,
+    ) -> _typing.Union[_iso20022_pb2.GetNotificationsCamt054Response, _abc.Awaitable[_iso20022_pb2.GetNotificationsCamt054Response]]:
+        """A camt.054.001.08 (BankToCustomerDebitCreditNotificationV08): the
+        credits and debits booked on the caller's `currency` account after entry
+        `after_sequence` (0: from the first), at most `page_size` (default and
+        at most 1,000), one Ntry each as in the camt.053 (a cycle's net
+        settlement is one entry; no balances). Pull it again with
+        `next_after_sequence` for what was booked since: no entry repeats or is
+        skipped. Errors as GetStatementCamt053's. Reads only.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitPacs004(
+        self,
+        request: _iso20022_pb2.SubmitPacs004Request,
+        context: _ServicerContext,
+    ) -> _typing.Union[_iso20022_pb2.SubmitPacs004Response, _abc.Awaitable[_iso20022_pb2.SubmitPacs004Response]]:
+        """Returns and recalls (README "Payee confirmation, returns and
+        recalls"): these carry the lifecycle's calls of
+        remitnet.clearing.v1.ClearingService (ReturnTransfer, RecallTransfer,
+        AnswerRecall) and take their rules, refusals and idempotency. Each
+        message holds at most 1,000 transactions (INVALID_ARGUMENT
+        BATCH_TOO_LARGE) and is idempotent on (caller, its message id:
+        GrpHdr/MsgId, or Assgnmt/Id for camt messages; one space with the
+        pacs.008 MsgIds): the same document again is answered with the first
+        answer, replayed set, nothing done again; another document with that
+        id is ALREADY_EXISTS DUPLICATE_WITH_DIFFERENT_CONTENT. RtrId and CxlId
+        are Max35Text, too short for a UUID's 36 characters: they carry the
+        return's and the recall's UUID as its 32 hex digits (else that
+        transaction is refused INVALID_ARGUMENT: RJCT FF01 in a pacs.002, RJCR
+        AGNT in a camt.029; absent: MISSING_FIELD, RJCT CH21).
+
+        A pacs.004.001.09 (PaymentReturnV09) in: the creditor returns
+        transfers it received, whole; a pacs.002.001.10 out with one
+        TxInfAndSts per TxInf, in order (OrgnlUETR the original's, OrgnlTxId
+        the RtrId): ACSP (the return is netted at once, as a transfer of its
+        own from the caller back to the original's debtor), or RJCT with its
+        code. Per TxInf:
+        - OrgnlUETR is the original transfer; RtrId the return's id (32 hex
+          digits); RtrRsnInf/Rsn/Cd an ExternalReturnReason1Code the hub takes
+          (AC01 AC03 AC04 AC06 AG01 AM05 BE04 CUST FOCR FR01 MD07 MS02 MS03
+          RC01 RR04; else RJCT FF01 UNKNOWN_REASON_CODE); RtrRsnInf/AddtlInf
+          (joined, at most 140 characters) the return's remittance info.
+          Missing: RJCT CH21 MISSING_FIELD;
+        - RtrdIntrBkSttlmAmt and its Ccy must be exactly what the caller was
+          credited (RJCT AM12 INVALID_AMOUNT);
+        - a converted (cross-currency) original needs a new quote, which a
+          pacs.004 cannot carry yet: RJCT AG03 RETURN_QUOTE_REQUIRED (return it
+          with ClearingService.ReturnTransfer and a quote);
+        - the lifecycle's refusals: AG09 TRANSFER_NOT_FOUND (no such transfer
+          of the caller's), AGNT NOT_TRANSFER_CREDITOR, AG01
+          TRANSFER_NOT_RETURNABLE, AM05 ALREADY_RETURNED, AM04
+          INSUFFICIENT_LIQUIDITY (a return is cleared against the returning
+          bank's headroom), DUPL DUPLICATE_WITH_DIFFERENT_CONTENT (the RtrId
+          taken by another return).
+        The instructing agent (TxInf/InstgAgt, else GrpHdr/InstgAgt; one is
+        required) must be the caller: else PERMISSION_DENIED NOT_OWN_BIC.
+        GrpHdr/NbOfTxs must count the TxInf. A return of a transfer whose
+        recall is open answers the recall: ACCEPTED. Accepting a recall is
+        done so, with reason FOCR.
+        """
+
+    @_abc_1.abstractmethod
+    def GetReturnsPacs004(
+        self,
+        request: _iso20022_pb2.GetReturnsPacs004Request,
+        context: _ServicerContext,
+    ) -> _typing.Union[_iso20022_pb2.GetReturnsPacs004Response, _abc.Awaitable[_iso20022_pb2.GetReturnsPacs004Response]]:
+        """A pacs.004.001.09 out: the returns the caller received as the
+        original's debtor (the hub's MsgId; one TxInf per return, RtrId its
+        id in 32 hex digits, OrgnlUETR and OrgnlIntrBkSttlmAmt the original,
+        RtrdIntrBkSttlmAmt what the caller is credited, in its currency,
+        IntrBkSttlmDt the day the hub took it, InstgAgt the returning bank,
+        InstdAgt the caller, RtrRsnInf the reason and info). Of
+        `original_uetrs` (at most 1,000, BATCH_TOO_LARGE; those returned and
+        of which the caller is the debtor, in order), or else the newest
+        `limit` returns received (default 100, at most 1,000). Reads only.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitCamt056(
+        self,
+        request: _iso20022_pb2.SubmitCamt056Request,
+        context: _ServicerContext,
+    ) -> _typing.Union[_iso20022_pb2.SubmitCamt056Response, _abc.Awaitable[_iso20022_pb2.SubmitCamt056Response]]:
+        """A camt.056.001.08 (FIToFIPaymentCancellationRequestV08) in: the
+        debtor recalls transfers, one recall per Undrlyg/TxInf (OrgnlUETR the
+        transfer, CxlId the recall's id, CxlRsnInf/Rsn/Cd an
+        ExternalCancellationReason1Code the hub takes: AC03 AGNT AM09 CURR
+        CUST CUTA DUPL FRAD TECH UPAY, CxlRsnInf/AddtlInf at most 105
+        characters); an Undrlyg without TxInf (a whole-message recall) is
+        INVALID_ARGUMENT. Assgnmt/Assgnr/Agt must be the caller
+        (NOT_OWN_BIC). Answered with the hub's camt.029.001.09 (Assgnr the hub
+        by name, Assgne the caller, RslvdCase/Id the Case/Id or the
+        Assgnmt/Id), one CxlDtls/TxInfAndSts per TxInf: TxCxlSts PDCR (the
+        recall is open; the creditor has the recall window to answer), the
+        state of a recall replayed (ACCR answered by a return, RJCR rejected
+        with its code, RJCR NOAS expired), or RJCR with an
+        ExternalPaymentCancellationRejection1Code for a refusal (NOOR
+        TRANSFER_NOT_FOUND, ARDT ALREADY_RETURNED, AGNT the others:
+        NOT_TRANSFER_DEBTOR, TRANSFER_NOT_RETURNABLE, RECALL_EXISTS, ...) and
+        the hub's reason and message in AddtlInf. Sts/Conf: RJCR when every
+        one is refused, CNCL when every one was answered by a return, else
+        PDCR.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitCamt029(
+        self,
+        request: _iso20022_pb2.SubmitCamt029Request,
+        context: _ServicerContext,
+    ) -> _typing.Union[_iso20022_pb2.SubmitCamt029Response, _abc.Awaitable[_iso20022_pb2.SubmitCamt029Response]]:
+        """A camt.029.001.09 (ResolutionOfInvestigationV09) in: the creditor
+        rejects recalls, one per CxlDtls/TxInfAndSts (OrgnlUETR the recalled
+        transfer, TxCxlSts RJCR, CxlStsRsnInf/Rsn/Cd an
+        ExternalPaymentCancellationRejection1Code the hub takes: AC04 AGNT
+        AM04 ARDT CUST LEGL NOAS NOOR). A recall is accepted by returning the
+        transfer (SubmitPacs004 with reason FOCR), not here: TxCxlSts ACCR is
+        refused. Assgnmt/Assgnr/Agt must be the caller (NOT_OWN_BIC). Answered
+        with the hub's camt.029.001.09, Sts/Conf RJCR, one TxInfAndSts per
+        answer: TxCxlSts RJCR with the code recorded (a rejection given again
+        is a replay), or no TxCxlSts and the refusal's code with the hub's
+        reason in AddtlInf (NOOR RECALL_NOT_FOUND; AGNT RECALL_NOT_OPEN,
+        NOT_TRANSFER_CREDITOR, UNKNOWN_REASON_CODE, INVALID_ARGUMENT for ACCR,
+        ...). The debtor learns the answer from WatchTransfers' recall events
+        and GetTransfer.
         """
 
 def add_Iso20022ServiceServicer_to_server(servicer: Iso20022ServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,7 +8,12 @@ from __future__ import annotations
 from typing import Final
 
 from remitnet.services.domain.errors import Reason
-from remitnet.services.domain.lifecycle import EXPIRY_REASON, REJECT_REASONS
+from remitnet.services.domain.lifecycle import (
+    EXPIRY_REASON,
+    RECALL_REJECT_REASONS,
+    REJECT_REASONS,
+    RecallState,
+)
 from remitnet.services.domain.model import TransferStatus
 
 # The ExternalStatusReason1Code values used here, with their ISO names (ISO
@@ -89,6 +94,13 @@ TRANSFER_REFUSALS: Final[dict[str, str]] = {
     Reason.FX_PROVIDER_SUSPENDED: "AG10",
     Reason.FX_PROVIDER_NO_ACCOUNT: "AM03",
     Reason.NOT_AN_FX_PROVIDER: "AGNT",
+    # A pacs.004's returns, refused by the lifecycle's rules (a return is a
+    # transfer: its pacs.002 RJCT carries these).
+    Reason.NOT_TRANSFER_CREDITOR: "AGNT",
+    Reason.TRANSFER_NOT_RETURNABLE: "AG01",
+    Reason.ALREADY_RETURNED: "AM05",
+    Reason.RETURN_QUOTE_REQUIRED: "AG03",
+    Reason.UNKNOWN_REASON_CODE: "FF01",
     # Statuses a transfer ends in after it was taken (GetStatusPacs028):
     # a creditor's rejection carries the creditor's own code (stored with
     # it), this is the code when none was stored.
@@ -131,13 +143,8 @@ NOT_TRANSFER_REFUSALS: Final[frozenset[str]] = frozenset(
         Reason.DUPLICATE_RATE_PAIR,
         Reason.RATE_OLDER_THAN_STORED,
         Reason.PROVIDER_NOT_ALLOWED,
-        Reason.NOT_TRANSFER_CREDITOR,
         Reason.TRANSFER_NOT_RESERVED,
         Reason.TRANSFER_ALREADY_ACCEPTED,
-        Reason.UNKNOWN_REASON_CODE,
-        Reason.TRANSFER_NOT_RETURNABLE,
-        Reason.ALREADY_RETURNED,
-        Reason.RETURN_QUOTE_REQUIRED,
         Reason.RECALL_EXISTS,
         Reason.RECALL_NOT_FOUND,
         Reason.RECALL_NOT_OPEN,
@@ -160,6 +167,41 @@ REJECTED: Final = "RJCT"
 
 # Why a transfer was cancelled while it awaited confirmation, or after.
 CANCELLED_REASON: Final = "CUST"
+
+
+# A recall (camt.056) or a recall's answer (camt.029) the hub refuses, as
+# the ExternalPaymentCancellationRejection1Code of its camt.029 answer; the
+# hub's own reason follows in AddtlInf. Any other reason is AGNT.
+RECALL_REFUSALS: Final[dict[str, str]] = {
+    Reason.TRANSFER_NOT_FOUND: "NOOR",
+    Reason.RECALL_NOT_FOUND: "NOOR",
+    Reason.ALREADY_RETURNED: "ARDT",
+}
+RECALL_UNMAPPED: Final = "AGNT"
+
+# camt.029 TxCxlSts (CancellationIndividualStatus1Code) of a recall's state.
+_RECALL_STATUS: Final[dict[RecallState, str]] = {
+    RecallState.REQUESTED: "PDCR",
+    RecallState.ACCEPTED: "ACCR",
+    RecallState.REJECTED: "RJCR",
+    RecallState.EXPIRED: "RJCR",
+}
+# An expired recall went unanswered: NoAnswerFromCustomer.
+RECALL_EXPIRED_CODE: Final = "NOAS"
+
+
+def recall_refusal_code(reason: str) -> str:
+    return RECALL_REFUSALS.get(reason, RECALL_UNMAPPED)
+
+
+def recall_status(state: RecallState, answer_reason: str | None) -> tuple[str, str]:
+    """A recall's (TxCxlSts, CxlStsRsnInf/Rsn/Cd) in a camt.029."""
+    if state is RecallState.EXPIRED:
+        return _RECALL_STATUS[state], RECALL_EXPIRED_CODE
+    if state is RecallState.REJECTED:
+        code = answer_reason if answer_reason in RECALL_REJECT_REASONS else RECALL_UNMAPPED
+        return _RECALL_STATUS[state], code
+    return _RECALL_STATUS[state], ""
 
 
 def refusal_code(reason: str) -> str:

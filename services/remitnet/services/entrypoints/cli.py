@@ -286,8 +286,10 @@ TRANSFER_KINDS = {"payment": cpb.TRANSFER_KIND_PAYMENT, "return": cpb.TRANSFER_K
 
 
 async def _iso20022(s: Session, a: argparse.Namespace) -> Message:
-    """`iso20022 submit FILE` (a pacs.008; prints the pacs.002) and
-    `iso20022 status UETR...` (a pacs.028 built here; prints the pacs.002)."""
+    """`iso20022 submit FILE` (a pacs.008; prints the pacs.002),
+    `iso20022 status UETR...` (a pacs.028 built here; prints the pacs.002),
+    `iso20022 statement CCY` (prints the camt.053) and `iso20022
+    notifications CCY` (prints the camt.054)."""
     if a.iso_command == "submit":
         try:
             document = await asyncio.to_thread(Path(a.file).read_bytes)
@@ -301,7 +303,49 @@ async def _iso20022(s: Session, a: argparse.Namespace) -> Message:
     try:
         if a.iso_command == "submit":
             return await client.submit_pacs008(document)
+        if a.iso_command == "statement":
+            return await client.statement(
+                a.currency.upper(),
+                cycle_id=a.cycle,
+                from_date=a.from_date,
+                to_date=a.to_date,
+                after_sequence=a.after,
+            )
+        if a.iso_command == "notifications":
+            return await client.notifications(a.currency.upper(), a.after)
         return await client.status(a.uetr)
+    finally:
+        await client.close()
+
+
+# `remitnet iso20022 ACTION FILE.xml` for returns and recalls: which call
+# each takes its document to.
+ISO_LIFECYCLE_FILES = {
+    "return": "submit_pacs004",
+    "recall": "submit_camt056",
+    "answer-recall": "submit_camt029",
+}
+
+
+async def _iso20022_lifecycle(s: Session, a: argparse.Namespace) -> Message:
+    """`iso20022 return|recall|answer-recall FILE` (a pacs.004, camt.056 or
+    camt.029; prints the pacs.002 or camt.029 answer) and `iso20022
+    returns [UETR...]` (prints the pacs.004 of the returns received)."""
+    client = Iso20022Client(a.bank, s.config)
+    try:
+        if a.iso_command == "returns":
+            return await client.returns(a.uetr, a.limit)
+        try:
+            document = await asyncio.to_thread(Path(a.file).read_bytes)
+        except OSError as err:
+            raise InvalidArgument(
+                Reason.INVALID_ARGUMENT, f"cannot read {a.file}: {err.strerror}"
+            ) from None
+        a.hint = f"the same file again is safe (its message id is the idempotency key): {a.file}"
+        send: Callable[[bytes], Awaitable[Message]] = getattr(
+            client, ISO_LIFECYCLE_FILES[a.iso_command]
+        )
+        return await send(document)
     finally:
         await client.close()
 
@@ -875,8 +919,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     iso = sub.add_parser(
         "iso20022",
-        help="a bank speaking ISO 20022: submit a pacs.008, ask a status (pacs.028)",
-        description="ISO 20022 messages (remitnet.iso20022.v1); each prints the pacs.002 answer.",
+        help="a bank speaking ISO 20022: pacs.008 in, pacs.028 status, camt.053/054 out",
+        description="ISO 20022 messages (remitnet.iso20022.v1); each prints the document "
+        "the hub answers with.",
     )
     isub = iso.add_subparsers(dest="iso_command", required=True, metavar="ACTION")
     isu = isub.add_parser(
@@ -899,6 +944,64 @@ def build_parser() -> argparse.ArgumentParser:
     ist.set_defaults(handler=_iso20022, hint="")
     as_bank(ist)
     ist.add_argument("uetr", nargs="+", metavar="UETR", help="transfer id (UETR)")
+    ism = isub.add_parser(
+        "statement",
+        help="bank: a camt.053.001.08 statement of an account (a settled cycle or a period)",
+        description="A camt.053.001.08 of your account in CCY: opening and closing balances "
+        "and the entries, of one settled cycle (--cycle), of UTC booking days (--from, --to) "
+        "or of all entries; 1,000 entries a page (LastPgInd false: the next with --after).",
+        parents=common,
+    )
+    ism.set_defaults(handler=_iso20022, hint="")
+    as_bank(ism)
+    ism.add_argument("currency", metavar="CCY", help="currency of the account")
+    ism.add_argument("--cycle", default="", metavar="CYCLE_ID", help="that settled cycle only")
+    ism.add_argument("--from", dest="from_date", default="", metavar="YYYY-MM-DD",
+                     help="first booking day (UTC)")  # fmt: skip
+    ism.add_argument("--to", dest="to_date", default="", metavar="YYYY-MM-DD",
+                     help="last booking day (UTC)")  # fmt: skip
+    ism.add_argument("--after", type=int, default=0, metavar="SEQ",
+                     help="entries after this sequence number (the next page)")  # fmt: skip
+    isn = isub.add_parser(
+        "notifications",
+        help="bank: camt.054.001.08 credit and debit notifications since an entry",
+        description="A camt.054.001.08 of the credits and debits booked on your CCY account "
+        "after entry --after (1,000 at most); pull again after the last NtryRef printed.",
+        parents=common,
+    )
+    isn.set_defaults(handler=_iso20022, hint="")
+    as_bank(isn)
+    isn.add_argument("currency", metavar="CCY", help="currency of the account")
+    isn.add_argument("--after", type=int, default=0, metavar="SEQ",
+                     help="entries after this sequence number")  # fmt: skip
+    for action, what, reply in [
+        ("return", "return transfers with a pacs.004.001.09 (reason FOCR accepts a recall)",
+         "pacs.002.001.10"),
+        ("recall", "recall transfers with a camt.056.001.08", "camt.029.001.09"),
+        ("answer-recall", "reject recalls with a camt.029.001.09 (TxCxlSts RJCR)",
+         "camt.029.001.09"),
+    ]:  # fmt: skip
+        ilc = isub.add_parser(
+            action,
+            help=f"bank: {what}; prints the {reply}",
+            description=f"{what[0].upper()}{what[1:]}; prints the hub's {reply} answer, "
+            "one status per transaction.",
+            parents=common,
+        )
+        ilc.set_defaults(handler=_iso20022_lifecycle, hint="")
+        as_bank(ilc)
+        ilc.add_argument("file", metavar="FILE.xml", help="the document")
+    irs = isub.add_parser(
+        "returns",
+        help="bank: the returns you received, as a pacs.004.001.09",
+        description="The returns of transfers you sent, as a pacs.004.001.09: of the "
+        "original UETRs given, else the newest --limit.",
+        parents=common,
+    )
+    irs.set_defaults(handler=_iso20022_lifecycle, hint="")
+    as_bank(irs)
+    irs.add_argument("uetr", nargs="*", metavar="UETR", help="original transfer id (UETR)")
+    irs.add_argument("--limit", type=int, default=0, help="without UETRs: how many (100)")
 
     cy = client("cycles", "operator: list settlement cycles", _cycles)
     cy.add_argument("--currency", default="", help="only this currency")

@@ -84,7 +84,7 @@ def new_message_id() -> str:
     return "RMTN" + uuid.uuid4().hex[:31]
 
 
-def _caller_unit(caller: str, msg_id: str, bics: set[str]) -> Callable[[UnitOfWork], _Caller]:
+def caller_unit(caller: str, msg_id: str, bics: set[str]) -> Callable[[UnitOfWork], _Caller]:
     def unit(uow: UnitOfWork) -> _Caller:
         bank = uow.banks.get(caller)
         if bank is None or not bank.bic:
@@ -200,9 +200,9 @@ async def submit_pacs008(
     builds; a message-level failure raises before anything is stored."""
     check_shape(message)
     bics = {primary(tx.creditor_bic) for tx in message.transfers if tx.creditor_bic}
-    who = await asyncio.to_thread(db.read, _caller_unit(caller, message.msg_id, bics))
+    who = await asyncio.to_thread(db.read, caller_unit(caller, message.msg_id, bics))
     if who.prior is not None:
-        return _replay(who.prior, digest)
+        return replay(who.prior, digest)
     _check_instructing(message, who.bic)
     errors: dict[int, RemitnetError] = {}
     valid: list[Instruction] = []
@@ -227,15 +227,15 @@ async def submit_pacs008(
         Report(new_message_id(), now, message.msg_id, PACS_008, message.created_at, tuple(reports))
     )
     answered = AnsweredMessage(caller, message.msg_id, PACS_008, digest, document, now)
-    stored = await asyncio.to_thread(db.write, "iso_message", _store_unit(answered, who.region))
+    stored = await asyncio.to_thread(db.write, "iso_message", store_unit(answered, who.region))
     if stored is not answered:
         # Another call with the same MsgId stored its answer first: its
         # transfers were these (replays by UETR), its answer is the one.
-        return _replay(stored, digest)
+        return replay(stored, digest)
     return Answer(document, False)
 
 
-def _replay(prior: AnsweredMessage, digest: str) -> Answer:
+def replay(prior: AnsweredMessage, digest: str) -> Answer:
     if prior.digest != digest:
         raise AlreadyExists(
             Reason.DUPLICATE_WITH_DIFFERENT_CONTENT,
@@ -244,7 +244,7 @@ def _replay(prior: AnsweredMessage, digest: str) -> Answer:
     return Answer(prior.answer, True)
 
 
-def _store_unit(answered: AnsweredMessage, region: str) -> Callable[[UnitOfWork], AnsweredMessage]:
+def store_unit(answered: AnsweredMessage, region: str) -> Callable[[UnitOfWork], AnsweredMessage]:
     def unit(uow: UnitOfWork) -> AnsweredMessage:
         existing = uow.messages.get(answered.bank, answered.msg_id)
         if existing is not None:

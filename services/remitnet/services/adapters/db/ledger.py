@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from remitnet.services.adapters.db.copy import code_field, copy_rows, text_field
 from remitnet.services.adapters.db.dialect import Dialect
@@ -211,6 +211,16 @@ class SqlLedger:
         value = self.conn.execute(
             select(ledger_entries.c.balance_after).where(
                 ledger_entries.c.account_id == account_id, ledger_entries.c.seq == seq
+            )
+        ).scalar()
+        return int(value or 0)
+
+    def last_seq_before(self, account_id: str, at: datetime) -> int:
+        # Within one account (the primary key's prefix): a statement's
+        # period bound, read once per statement.
+        value = self.conn.execute(
+            select(func.max(ledger_entries.c.seq)).where(
+                ledger_entries.c.account_id == account_id, ledger_entries.c.posted_at < at
             )
         ).scalar()
         return int(value or 0)

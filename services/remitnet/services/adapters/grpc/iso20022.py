@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from functools import partial
 from typing import Any
 
 import grpc
@@ -15,11 +16,21 @@ from remitnet.iso20022.v1 import iso20022_pb2 as pb
 from remitnet.iso20022.v1 import iso20022_pb2_grpc as pb_grpc
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.grpc.identity import calling_bank
-from remitnet.services.adapters.iso20022 import pacs002, pacs008, pacs028
+from remitnet.services.adapters.iso20022 import (
+    camt029,
+    camt053,
+    camt054,
+    camt056,
+    pacs002,
+    pacs004,
+    pacs008,
+    pacs028,
+)
 from remitnet.services.service_layer import iso20022 as uc
+from remitnet.services.service_layer import iso_lifecycle, iso_statements
 from remitnet.services.service_layer.engine import NettingEngine
 from remitnet.services.service_layer.lifecycle import LifecycleConfig
-from remitnet.services.service_layer.results import NO_OBSERVER, Observer
+from remitnet.services.service_layer.results import NO_OBSERVER, Observer, RecallChanged
 from remitnet.services.service_layer.watch import FeedReader
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -67,3 +78,120 @@ class Iso20022Servicer(pb_grpc.Iso20022ServiceServicer):
         query = await asyncio.to_thread(pacs028.read, request.document)
         document = await asyncio.to_thread(uc.status_report, self.db, caller, query, pacs002.build)
         return pb.GetStatusPacs028Response(document=document)
+
+    async def GetStatementCamt053(
+        self, request: pb.GetStatementCamt053Request, context: Context
+    ) -> pb.GetStatementCamt053Response:
+        answer = await asyncio.to_thread(
+            iso_statements.statement_camt053,
+            self.db,
+            calling_bank(),
+            request.currency,
+            camt053.build,
+            cycle_id=request.cycle_id,
+            from_date=request.from_date,
+            to_date=request.to_date,
+            after_sequence=request.after_sequence,
+            page_size=request.page_size,
+        )
+        return pb.GetStatementCamt053Response(
+            document=answer.document, next_after_sequence=answer.next_after_sequence
+        )
+
+    async def GetNotificationsCamt054(
+        self, request: pb.GetNotificationsCamt054Request, context: Context
+    ) -> pb.GetNotificationsCamt054Response:
+        answer = await asyncio.to_thread(
+            iso_statements.notifications_camt054,
+            self.db,
+            calling_bank(),
+            request.currency,
+            camt054.build,
+            after_sequence=request.after_sequence,
+            page_size=request.page_size,
+        )
+        return pb.GetNotificationsCamt054Response(
+            document=answer.document, next_after_sequence=answer.next_after_sequence
+        )
+
+    # Returns and recalls: parsed off the loop, then run on the netting
+    # thread like ClearingService's lifecycle calls (they write the rows
+    # the batches write).
+
+    def _poke(self, replayed: bool) -> None:
+        if self.feed is not None and not replayed:
+            self.feed.poke()
+
+    async def SubmitPacs004(
+        self, request: pb.SubmitPacs004Request, context: Context
+    ) -> pb.SubmitPacs004Response:
+        caller = calling_bank()
+        data = request.document
+        message = await asyncio.to_thread(pacs004.read, data)
+        answer, _ = await self.engine.run_serial(
+            partial(
+                iso_lifecycle.submit_pacs004,
+                self.db,
+                caller,
+                message,
+                hashlib.sha256(data).hexdigest(),
+                pacs002.build,
+                default_timeout_ms=self.lifecycle.default_timeout_ms,
+            )
+        )
+        self._poke(answer.replayed)
+        return pb.SubmitPacs004Response(document=answer.document, replayed=answer.replayed)
+
+    async def GetReturnsPacs004(
+        self, request: pb.GetReturnsPacs004Request, context: Context
+    ) -> pb.GetReturnsPacs004Response:
+        document = await asyncio.to_thread(
+            iso_lifecycle.returns_received,
+            self.db,
+            calling_bank(),
+            list(request.original_uetrs),
+            request.limit,
+            pacs004.build,
+        )
+        return pb.GetReturnsPacs004Response(document=document)
+
+    async def SubmitCamt056(
+        self, request: pb.SubmitCamt056Request, context: Context
+    ) -> pb.SubmitCamt056Response:
+        caller = calling_bank()
+        data = request.document
+        message = await asyncio.to_thread(camt056.read, data)
+        answer, recalls = await self.engine.run_serial(
+            partial(
+                iso_lifecycle.submit_camt056,
+                self.db,
+                caller,
+                message,
+                hashlib.sha256(data).hexdigest(),
+                camt029.build,
+                window_s=self.lifecycle.recall_window_s,
+            )
+        )
+        self._poke(answer.replayed)
+        for recall, replayed in recalls:
+            self.observer.observe(RecallChanged(recall, replayed))
+        return pb.SubmitCamt056Response(document=answer.document, replayed=answer.replayed)
+
+    async def SubmitCamt029(
+        self, request: pb.SubmitCamt029Request, context: Context
+    ) -> pb.SubmitCamt029Response:
+        caller = calling_bank()
+        data = request.document
+        message = await asyncio.to_thread(camt029.read, data)
+        answer, _ = await self.engine.run_serial(
+            partial(
+                iso_lifecycle.submit_camt029,
+                self.db,
+                caller,
+                message,
+                hashlib.sha256(data).hexdigest(),
+                camt029.build,
+            )
+        )
+        self._poke(answer.replayed)
+        return pb.SubmitCamt029Response(document=answer.document, replayed=answer.replayed)
