@@ -30,6 +30,9 @@ class Tx:
     end_to_end_id: str = "E2E"
     remittance: tuple[str, ...] = ()
     instructing_bic: str | None = None  # its own InstgAgt (else none at this level)
+    quote_id: str = ""  # RmtInf/Strd/AddtlRmtInf "/QUOTE/<id>"
+    instructed: tuple[str, str] | None = None  # InstdAmt: (amount, Ccy)
+    xchg_rate: str = ""
 
 
 def _add(parent: etree._Element, ns: str, name: str, text: str | None = None) -> etree._Element:
@@ -68,6 +71,10 @@ def pacs008(
         if tx.uetr:
             _add(pid, ns, "UETR", tx.uetr)
         _add(node, ns, "IntrBkSttlmAmt", tx.amount).set("Ccy", tx.currency)
+        if tx.instructed:
+            _add(node, ns, "InstdAmt", tx.instructed[0]).set("Ccy", tx.instructed[1])
+        if tx.xchg_rate:
+            _add(node, ns, "XchgRate", tx.xchg_rate)
         _add(node, ns, "ChrgBr", "SHAR")
         if tx.instructing_bic:
             _agent(node, ns, "InstgAgt", tx.instructing_bic)
@@ -75,10 +82,12 @@ def pacs008(
         _agent(node, ns, "DbtrAgt", tx.instructing_bic or instructing_bic or "ZZZZUS33")
         _agent(node, ns, "CdtrAgt", tx.creditor_bic)
         _add(_add(node, ns, "Cdtr"), ns, "Nm", "Creditor")
-        if tx.remittance:
+        if tx.remittance or tx.quote_id:
             rmt = _add(node, ns, "RmtInf")
             for line in tx.remittance:
                 _add(rmt, ns, "Ustrd", line)
+            if tx.quote_id:
+                _add(_add(rmt, ns, "Strd"), ns, "AddtlRmtInf", "/QUOTE/" + tx.quote_id)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 

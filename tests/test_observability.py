@@ -670,3 +670,63 @@ async def test_lifecycle_gauges_come_from_the_database(db_url: str) -> None:
         assert _value("remitnet_recalls_oldest_open_timestamp_seconds", bank="LGCRE01") == 0
     finally:
         await hub.stop()
+
+
+async def test_a_scripted_iso20022_session_counts_as_the_lifecycle_calls(
+    sqlite_url: str,
+) -> None:
+    """pacs.004 returns count as ReturnTransfer's, camt.056 recalls as
+    RecallTransfer's and camt.029 rejections as AnswerRecall's (each
+    return, recall event, refusal and replay once); a message answered from
+    the log again counts nothing."""
+    from remitnet.clients.iso20022 import Iso20022Client
+    from tests.iso20022_lifecycle_samples import Ans, Cxl, Rtr, camt029, camt056, pacs004
+    from tests.iso20022_samples import Tx, pacs008, statuses
+    from tests.support import start_hub
+
+    hub = await start_hub(sqlite_url)
+    try:
+        op = hub.operator
+        await op.create_bank("ISODEB01", "Deb", "us-east1", ["USD"], bic="ISODUS33")
+        await op.create_bank("ISOCRE01", "Cre", "us-east1", ["USD"], bic="ISOCUS33")
+        await op.deposit("ISODEB01", "USD", 100_000)
+        await op.deposit("ISOCRE01", "USD", 100_000)
+        debtor = Iso20022Client("ISODEB01", hub.config)
+        creditor = Iso20022Client("ISOCRE01", hub.config)
+        txs = [Tx("ISOCUS33", amount) for amount in ("1.00", "2.00", "3.00")]
+        sent = await debtor.submit_pacs008(pacs008(txs, instructing_bic="ISODUS33"))
+        assert [s.status for s in statuses(sent.document)] == ["ACSP"] * 3
+        one, two, three = (t.uetr for t in txs)
+        before = _snapshot()
+
+        back = pacs004([Rtr(one, "1.00"), Rtr(three, "9.00")], instructing_bic="ISOCUS33")
+        await creditor.submit_pacs004(back)
+        assert (await creditor.submit_pacs004(back)).replayed  # the log: nothing counted
+        await debtor.submit_camt056(camt056([Cxl(two), Cxl(three, reason="FRAD")],
+                                            assigner_bic="ISODUS33"))  # fmt: skip
+        answers = [Ans(three, reason="LEGL"), Ans(two, status="ACCR", reason="")]
+        await creditor.submit_camt029(camt029(answers, assigner_bic="ISOCUS33"))
+        again = camt029([Ans(three, reason="LEGL")], msg_id="ANS-2", assigner_bic="ISOCUS33")
+        await creditor.submit_camt029(again)  # rejected before: a replay
+        focr = pacs004(
+            [Rtr(two, "2.00", reason="FOCR")], msg_id="RTR-2", instructing_bic="ISOCUS33"
+        )
+        await creditor.submit_pacs004(focr)
+        await debtor.close()
+        await creditor.close()
+
+        rf, rp = "remitnet_lifecycle_refusals_total", "remitnet_lifecycle_replays_total"
+        assert _increases(before) == {
+            _key("remitnet_returns_total", reason="AC04"): 1,
+            _key("remitnet_returns_total", reason="FOCR"): 1,
+            _key("remitnet_return_value_minor_total", currency="USD"): 100 + 200,
+            _key(rf, operation="return", reason="INVALID_AMOUNT"): 1,
+            _key("remitnet_recalls_total", event="requested", reason="DUPL"): 1,
+            _key("remitnet_recalls_total", event="requested", reason="FRAD"): 1,
+            _key("remitnet_recalls_total", event="rejected", reason="LEGL"): 1,
+            _key(rf, operation="answer_recall", reason="INVALID_ARGUMENT"): 1,
+            _key(rp, operation="answer_recall"): 1,
+            _key("remitnet_recalls_total", event="accepted", reason=""): 1,
+        }
+    finally:
+        await hub.stop()

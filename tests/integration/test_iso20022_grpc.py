@@ -15,6 +15,7 @@ import pytest
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients.errors import HubError
 from remitnet.clients.iso20022 import Iso20022Client
+from remitnet.participants.v1 import participants_pb2 as ppb
 from remitnet.services.adapters.db.schema import iso_messages
 from remitnet.services.domain.errors import Reason
 from tests.iso20022_samples import Tx, pacs008, statuses, uetr
@@ -23,6 +24,7 @@ from tests.support import HubHandle, counts, start_hub
 US, PH, NOBIC = "BANKUS01", "BANKPH01", "NOBIC01"
 US_BIC, PH_BIC = "BANKUS33", "BANKPHMM"
 FUNDS = 100_000  # minor units
+PROVIDER = ppb.PARTICIPANT_ROLE_FX_PROVIDER
 
 
 @pytest.fixture
@@ -211,3 +213,53 @@ async def test_a_bank_without_a_bic_and_the_operator_are_refused(iso_hub: HubHan
         await client.status([uetr()])
     assert status.value.reason == Reason.BANK_HAS_NO_BIC
     await client.close()
+
+
+async def test_a_cross_currency_pacs008_clears_at_its_quote(hub: HubHandle) -> None:
+    """USD -> PHP through a funded FX provider: the quote is named in
+    RmtInf/Strd/AddtlRmtInf, InstdAmt and XchgRate checked against it."""
+    op = hub.operator
+    await op.create_bank(US, "US Bank", "us-east1", ["USD"], bic=US_BIC)
+    await op.create_bank(PH, "PH Bank", "asia-southeast1", ["PHP"], bic=PH_BIC)
+    await op.deposit(US, "USD", 10**9)
+    fxp = "FXPA0001"
+    await op.create_bank(fxp, "FX A", "us-east1", ["USD", "PHP"], roles=[PROVIDER])
+    await op.deposit(fxp, "PHP", 10**10)
+    await hub.provider(fxp).publish_rates({("USD", "PHP"): "56.10"}, spreads={("USD", "PHP"): 30})
+    us = hub.bank(US)
+    quotes = [await us.quote("USD", "PHP", source_amount=100_000) for _ in range(3)]
+    q = quotes[0]
+    assert (q.provider, q.rate, q.target_amount.minor_units) == (fxp, "55.9317", 5_593_170)
+    txs = [
+        Tx(PH_BIC, "1000.00", quote_id=q.quote_id, instructed=("55931.70", "PHP"),
+           xchg_rate="55.9317", remittance=("fx",)),
+        Tx(PH_BIC, "1000.00", quote_id=quotes[1].quote_id, instructed=("55931.71", "PHP")),
+        Tx(PH_BIC, "999.00", quote_id=quotes[2].quote_id),  # not what it sells
+        Tx(PH_BIC, "1000.00", quote_id=q.quote_id),  # used above, in this message
+        Tx(PH_BIC, "1000.00", quote_id=uetr()),  # no such quote
+    ]  # fmt: skip
+    client = await _client(hub)
+    answer = await client.submit_pacs008(pacs008(txs, instructing_bic=US_BIC))
+    got = statuses(answer.document)  # valid against the pacs.002.001.10 XSD
+    assert [(s.status, s.reason) for s in got] == [
+        ("ACSP", ""),
+        ("RJCT", "AM09"),
+        ("RJCT", "AM09"),
+        ("RJCT", "DUPL"),
+        ("RJCT", "AG01"),
+    ]
+    assert got[1].info.startswith("QUOTE_MISMATCH")
+    assert got[2].info.startswith("QUOTE_MISMATCH")
+    stored = await _transfer(hub, txs[0].uetr)
+    assert stored.quote_id == q.quote_id
+    assert (stored.amount.currency, stored.amount.minor_units) == ("USD", 100_000)
+    assert (stored.creditor_amount.currency, stored.creditor_amount.minor_units) == (
+        "PHP",
+        5_593_170,
+    )
+    # A refused transaction used nothing: its quote still pays, as a
+    # SubmitTransfers or a pacs.008 that gets it right.
+    retry = Tx(PH_BIC, "1000.00", quote_id=quotes[1].quote_id, instructed=("55931.70", "PHP"))
+    again = await client.submit_pacs008(pacs008([retry], msg_id="MSG-FX2", instructing_bic=US_BIC))
+    assert [(s.status, s.reason) for s in statuses(again.document)] == [("ACSP", "")]
+    assert (await _transfer(hub, retry.uetr)).creditor_amount.minor_units == 5_593_170

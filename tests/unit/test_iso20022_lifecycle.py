@@ -93,7 +93,7 @@ def _recall(db: FakeTransactions, document: bytes, caller: str = US) -> Answer:
 def _answer(db: FakeTransactions, document: bytes, caller: str = PH) -> Answer:
     message = camt029.read(document)
     digest = hashlib.sha256(document).hexdigest()
-    answer, _ = uc.submit_camt029(db, caller, message, digest, camt029.build)
+    answer, _, _ = uc.submit_camt029(db, caller, message, digest, camt029.build)
     return answer
 
 

@@ -6,8 +6,11 @@ go to the engine; a duplicate MsgId is answered from the message log."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -19,6 +22,8 @@ from remitnet.services.domain.errors import (
     PermissionDenied,
     Reason,
 )
+from remitnet.services.domain.fx import Quote, QuoteTerms
+from remitnet.services.domain.iso20022 import stated_rate
 from remitnet.services.domain.model import Instruction, StoredTransfer
 from remitnet.services.domain.netting import Accepted, Outcome
 from remitnet.services.service_layer import iso20022 as uc
@@ -124,3 +129,90 @@ async def test_message_level_refusals_store_nothing(
         await submit(db, engine, doc, caller)
     assert getattr(info.value, "reason", None) == reason
     assert db.store.dump() == before and engine.submitted == []
+
+
+# Cross-currency ---------------------------------------------------------------------
+
+# 1,000.00 USD sold at 56.10 less 30 bp: 55,931.70 PHP delivered.
+RATE = Decimal("55.9317")
+
+
+def _quote(db: FakeTransactions, bank: str = US) -> str:
+    terms = QuoteTerms(
+        "USD", "PHP", 100_000, 5_593_170, Decimal("56.10"), RATE, 30, 16_830, "USD/PHP"
+    )
+    now = datetime.now(UTC)
+    quote = Quote(str(uuid.uuid4()), bank, terms, now, now + timedelta(minutes=1), None, "FXPA0001")
+    db.write("quote", lambda uow: uow.quotes.add([quote]))
+    return quote.quote_id
+
+
+async def test_a_cross_currency_transaction_is_checked_against_its_quote(
+    db: FakeTransactions,
+) -> None:
+    engine = Engine()
+    q = [_quote(db) for _ in range(7)]
+    theirs = _quote(db, bank=PH)
+    txs = [
+        Tx("BANKPHMM", "1000.00", quote_id=q[0], instructed=("55931.70", "PHP"),
+           xchg_rate="55.9317"),
+        Tx("BANKPHMM", "1000.00", quote_id=q[1], instructed=("1000", "USD")),
+        Tx("BANKPHMM", "1000.00", quote_id=q[2], xchg_rate="55.931700000"),
+        Tx("BANKPHMM", "1000.00", quote_id=q[3], instructed=("55931.71", "PHP")),
+        Tx("BANKPHMM", "1000.00", quote_id=q[4], xchg_rate="55.9318"),
+        Tx("BANKPHMM", "1000.00", quote_id=q[5], instructed=("1000.00", "EUR")),
+        Tx("BANKPHMM", "1000.00", xchg_rate="55.9317"),
+        Tx("BANKPHMM", "1000.00", instructed=("55931.70", "PHP")),
+        Tx("BANKPHMM", "1000.00", instructed=("999.99", "USD")),
+        Tx("BANKPHMM", "1000.00", quote_id="not-a-uuid"),
+        # Another bank's quote: its terms are not checked (nor told); the
+        # engine refuses it QUOTE_NOT_OWNED, as in SubmitTransfers.
+        Tx("BANKPHMM", "1000.00", quote_id=theirs, xchg_rate="1"),
+    ]  # fmt: skip
+    doc = pacs008_doc(txs, instructing_bic="BANKUS33")
+    got = statuses(await submit(db, engine, doc))
+    assert [(s.status, s.reason) for s in got] == [
+        ("ACSP", ""),
+        ("ACSP", ""),
+        ("ACSP", ""),
+        ("RJCT", "AM09"),
+        ("RJCT", "AM09"),
+        ("RJCT", "AM09"),
+        ("RJCT", "CH21"),
+        ("RJCT", "CH21"),
+        ("RJCT", "AM12"),
+        ("RJCT", "FF01"),
+        ("ACSP", ""),
+    ]
+    assert "InstdAmt 55931.71 PHP is not the quote's 55931.70 PHP" in got[3].info
+    assert "XchgRate 55.9318 is not the quote's rate 55.9317" in got[4].info
+    assert [(i.transfer_id, i.quote_id) for i in engine.submitted] == [
+        (txs[0].uetr, q[0]),
+        (txs[1].uetr, q[1]),
+        (txs[2].uetr, q[2]),
+        (txs[10].uetr, theirs),
+    ]
+
+
+async def test_two_quotes_in_one_transaction_are_refused(db: FakeTransactions) -> None:
+    engine = Engine()
+    tx = Tx("BANKPHMM", "1000.00", quote_id=_quote(db), remittance=("x",))
+    message = pacs008.read(pacs008_doc([tx], instructing_bic="BANKUS33"))
+    twice = replace(message.transfers[0], quotes=message.transfers[0].quotes * 2)
+    message = replace(message, transfers=(twice,))
+    answer = await uc.submit_pacs008(db, engine, US, message, "d", pacs002.build)
+    assert [(s.status, s.reason) for s in statuses(answer.document)] == [("RJCT", "FF01")]
+    assert engine.submitted == []
+
+
+@pytest.mark.parametrize(
+    ("rate", "stated"),
+    [
+        ("55.9317", "55.9317"),
+        ("0.017825311942959", "0.0178253119"),
+        ("12345.678901234", "12345.678901"),
+        ("0.00001234567890123", "0.0000123457"),
+    ],
+)
+def test_a_rate_is_stated_as_a_base_one_rate(rate: str, stated: str) -> None:
+    assert stated_rate(Decimal(rate)) == Decimal(stated)

@@ -30,6 +30,14 @@ class CreditTransfer:
     end_to_end_id: str = "NOTPROVIDED"
     uetr: str = field(default_factory=lambda: str(uuid.uuid4()))
     remittance: str = ""
+    # Cross-currency: the quote it is priced with (`amount` and `currency`
+    # are then the quote's source amount), named as the hub reads it, in
+    # RmtInf/Strd/AddtlRmtInf "/QUOTE/<id>" (as BIS Nexus does); and,
+    # optionally, InstdAmt (amount, currency) and XchgRate to be checked
+    # against the quote.
+    quote_id: str = ""
+    instructed: tuple[str, str] | None = None
+    exchange_rate: str = ""
 
 
 def _add(parent: etree._Element, ns: str, name: str, text: str | None = None) -> etree._Element:
@@ -72,13 +80,21 @@ def pacs008(
         _add(pid, ns, "EndToEndId", tx.end_to_end_id)
         _add(pid, ns, "UETR", tx.uetr)
         _add(node, ns, "IntrBkSttlmAmt", tx.amount).set("Ccy", tx.currency)
+        if tx.instructed:
+            _add(node, ns, "InstdAmt", tx.instructed[0]).set("Ccy", tx.instructed[1])
+        if tx.exchange_rate:
+            _add(node, ns, "XchgRate", tx.exchange_rate)
         _add(node, ns, "ChrgBr", "SHAR")
         _add(_add(node, ns, "Dbtr"), ns, "Nm", debtor)
         _agent(node, "DbtrAgt", instructing_bic)
         _agent(node, "CdtrAgt", tx.creditor_bic)
         _add(_add(node, ns, "Cdtr"), ns, "Nm", creditor)
-        if tx.remittance:
-            _add(_add(node, ns, "RmtInf"), ns, "Ustrd", tx.remittance)
+        if tx.remittance or tx.quote_id:
+            rmt = _add(node, ns, "RmtInf")
+            if tx.remittance:
+                _add(rmt, ns, "Ustrd", tx.remittance)
+            if tx.quote_id:
+                _add(_add(rmt, ns, "Strd"), ns, "AddtlRmtInf", "/QUOTE/" + tx.quote_id)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 

@@ -93,7 +93,25 @@ class Iso20022ServiceStub:
       refusal of the clearing (INSUFFICIENT_LIQUIDITY AM04, ...).
     - The amount is IntrBkSttlmAmt, in minor units of its Ccy; RmtInf/Ustrd
       (joined by spaces, at most 140 characters) is the remittance info.
-      Same-currency transfers only in this version.
+    - Cross-currency: pacs.008.001.08 has no element for a quote id, so, as
+      BIS Nexus does, a transaction names the quote (fx.v1 CreateQuote) it
+      was priced with in RmtInf/Strd/AddtlRmtInf as "/QUOTE/" and the
+      quote's UUID (one such line; two are INVALID_ARGUMENT, FF01). It then
+      clears as SubmitTransfers with that quote_id: IntrBkSttlmAmt and its
+      Ccy are what the debtor pays, the quote's source amount and currency
+      (else QUOTE_MISMATCH, AM09), and the creditor is credited the quote's
+      target amount by its FX provider. Where present, InstdAmt must be the
+      quote's target amount in the target currency (what the creditor is
+      credited) or IntrBkSttlmAmt in the source currency, and XchgRate the
+      quote's all-in rate (target per source, applied to IntrBkSttlmAmt)
+      rounded half-even to what a BaseOneRate states (at most 11 digits, 10
+      decimals): else RJCT QUOTE_MISMATCH, AM09 WrongAmount, the AddtlInf
+      naming the element. Every refusal of the quote is as in
+      SubmitTransfers (QUOTE_NOT_FOUND AG01, QUOTE_EXPIRED TM01, QUOTE_USED
+      DUPL, FX_PROVIDER_INSUFFICIENT_LIQUIDITY AM04, ...). Without a quote,
+      an XchgRate or an InstdAmt in another currency is RJCT MISSING_FIELD
+      (CH21), and an InstdAmt other than IntrBkSttlmAmt INVALID_AMOUNT
+      (AM12).
     - Idempotent on (caller, GrpHdr/MsgId): the same document again is
       answered with the first answer, byte for byte, replayed set, nothing
       cleared again; another document with that MsgId is ALREADY_EXISTS
@@ -303,7 +321,25 @@ class Iso20022ServiceAsyncStub(Iso20022ServiceStub):
       refusal of the clearing (INSUFFICIENT_LIQUIDITY AM04, ...).
     - The amount is IntrBkSttlmAmt, in minor units of its Ccy; RmtInf/Ustrd
       (joined by spaces, at most 140 characters) is the remittance info.
-      Same-currency transfers only in this version.
+    - Cross-currency: pacs.008.001.08 has no element for a quote id, so, as
+      BIS Nexus does, a transaction names the quote (fx.v1 CreateQuote) it
+      was priced with in RmtInf/Strd/AddtlRmtInf as "/QUOTE/" and the
+      quote's UUID (one such line; two are INVALID_ARGUMENT, FF01). It then
+      clears as SubmitTransfers with that quote_id: IntrBkSttlmAmt and its
+      Ccy are what the debtor pays, the quote's source amount and currency
+      (else QUOTE_MISMATCH, AM09), and the creditor is credited the quote's
+      target amount by its FX provider. Where present, InstdAmt must be the
+      quote's target amount in the target currency (what the creditor is
+      credited) or IntrBkSttlmAmt in the source currency, and XchgRate the
+      quote's all-in rate (target per source, applied to IntrBkSttlmAmt)
+      rounded half-even to what a BaseOneRate states (at most 11 digits, 10
+      decimals): else RJCT QUOTE_MISMATCH, AM09 WrongAmount, the AddtlInf
+      naming the element. Every refusal of the quote is as in
+      SubmitTransfers (QUOTE_NOT_FOUND AG01, QUOTE_EXPIRED TM01, QUOTE_USED
+      DUPL, FX_PROVIDER_INSUFFICIENT_LIQUIDITY AM04, ...). Without a quote,
+      an XchgRate or an InstdAmt in another currency is RJCT MISSING_FIELD
+      (CH21), and an InstdAmt other than IntrBkSttlmAmt INVALID_AMOUNT
+      (AM12).
     - Idempotent on (caller, GrpHdr/MsgId): the same document again is
       answered with the first answer, byte for byte, replayed set, nothing
       cleared again; another document with that MsgId is ALREADY_EXISTS
@@ -516,7 +552,25 @@ class Iso20022ServiceServicer(metaclass=_abc_1.ABCMeta):
           refusal of the clearing (INSUFFICIENT_LIQUIDITY AM04, ...).
         - The amount is IntrBkSttlmAmt, in minor units of its Ccy; RmtInf/Ustrd
           (joined by spaces, at most 140 characters) is the remittance info.
-          Same-currency transfers only in this version.
+        - Cross-currency: pacs.008.001.08 has no element for a quote id, so, as
+          BIS Nexus does, a transaction names the quote (fx.v1 CreateQuote) it
+          was priced with in RmtInf/Strd/AddtlRmtInf as "/QUOTE/" and the
+          quote's UUID (one such line; two are INVALID_ARGUMENT, FF01). It then
+          clears as SubmitTransfers with that quote_id: IntrBkSttlmAmt and its
+          Ccy are what the debtor pays, the quote's source amount and currency
+          (else QUOTE_MISMATCH, AM09), and the creditor is credited the quote's
+          target amount by its FX provider. Where present, InstdAmt must be the
+          quote's target amount in the target currency (what the creditor is
+          credited) or IntrBkSttlmAmt in the source currency, and XchgRate the
+          quote's all-in rate (target per source, applied to IntrBkSttlmAmt)
+          rounded half-even to what a BaseOneRate states (at most 11 digits, 10
+          decimals): else RJCT QUOTE_MISMATCH, AM09 WrongAmount, the AddtlInf
+          naming the element. Every refusal of the quote is as in
+          SubmitTransfers (QUOTE_NOT_FOUND AG01, QUOTE_EXPIRED TM01, QUOTE_USED
+          DUPL, FX_PROVIDER_INSUFFICIENT_LIQUIDITY AM04, ...). Without a quote,
+          an XchgRate or an InstdAmt in another currency is RJCT MISSING_FIELD
+          (CH21), and an InstdAmt other than IntrBkSttlmAmt INVALID_AMOUNT
+          (AM12).
         - Idempotent on (caller, GrpHdr/MsgId): the same document again is
           answered with the first answer, byte for byte, replayed set, nothing
           cleared again; another document with that MsgId is ALREADY_EXISTS

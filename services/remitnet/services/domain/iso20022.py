@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Final
 
 from remitnet.services.domain.errors import InvalidArgument, Reason
+from remitnet.services.domain.fx import QuoteTerms
 from remitnet.services.domain.money import INT64_MAX, exponent
 
 PACS_008: Final = "pacs.008.001.08"
@@ -19,6 +20,16 @@ PACS_028: Final = "pacs.028.001.03"
 # Text of RmtInf/Ustrd lines is joined by this into the transfer's
 # remittance_info (which refuses control characters, so no newline).
 USTRD_SEPARATOR: Final = " "
+
+# pacs.008.001.08 has no element for a quote id: as BIS Nexus does, a
+# transaction names the quote it was priced with in its structured
+# remittance information, one RmtInf/Strd/AddtlRmtInf of this prefix and
+# the quote's UUID (the codeword form of SWIFT's /ACC/ and /INS/).
+QUOTE_PREFIX: Final = "/QUOTE/"
+
+# XchgRate is a BaseOneRate: at most 11 digits, 10 of them after the point.
+RATE_DIGITS: Final = 11
+RATE_DECIMALS: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +54,10 @@ class CreditTransfer:
     creditor_bic: str  # CdtrAgt/FinInstnId/BICFI ("" if absent)
     instructing_bic: str  # its own InstgAgt BICFI, else the group's ("" if none)
     remittance: tuple[str, ...] = ()  # RmtInf/Ustrd
+    quotes: tuple[str, ...] = ()  # the ids of RmtInf/Strd/AddtlRmtInf "/QUOTE/<id>"
+    instructed_amount: str = ""  # InstdAmt ("" if absent)
+    instructed_currency: str = ""  # its Ccy
+    exchange_rate: str = ""  # XchgRate ("" if absent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +148,85 @@ def minor_units(amount: str, currency: str, *, field: str = "IntrBkSttlmAmt") ->
 
 def remittance_info(lines: tuple[str, ...]) -> str:
     return USTRD_SEPARATOR.join(lines)
+
+
+def quote_id(tx: CreditTransfer) -> str:
+    """The quote a transaction names ("" for none); more than one is refused,
+    since a transfer is priced with one."""
+    if len(tx.quotes) > 1:
+        raise InvalidArgument(
+            Reason.INVALID_ARGUMENT,
+            f"{tx.path}/RmtInf names {len(tx.quotes)} quotes ({QUOTE_PREFIX}); a transfer "
+            "is priced with one",
+            field="RmtInf/Strd/AddtlRmtInf",
+        )
+    return tx.quotes[0] if tx.quotes else ""
+
+
+def stated_rate(rate: Decimal) -> Decimal:
+    """A quote's all-in rate as an XchgRate (BaseOneRate) can state it:
+    rounded half-even to at most RATE_DIGITS digits and RATE_DECIMALS
+    decimals. A rate with fewer digits is itself."""
+    places = min(RATE_DECIMALS, RATE_DIGITS - 1 - rate.adjusted())
+    return rate.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+
+
+def check_conversion(tx: CreditTransfer, terms: QuoteTerms | None) -> None:
+    """InstdAmt and XchgRate, where present, agree with the quote the
+    transaction is priced with (`terms`; None: it names none).
+
+    InstdAmt may be stated in either currency: in the target currency it is
+    what the creditor is credited (the quote's target amount), in the
+    source currency what the debtor pays, which is IntrBkSttlmAmt (the hub
+    charges nothing). XchgRate is the quote's all-in rate (target per
+    source, applied to IntrBkSttlmAmt, as in Nexus) as a BaseOneRate can
+    state it (`stated_rate`). Without a quote neither may name another
+    currency or a rate: the hub converts only at a quote."""
+    instructed, ccy, rate = tx.instructed_amount, tx.instructed_currency, tx.exchange_rate
+    if terms is None:
+        if rate or (instructed and ccy != tx.currency):
+            raise InvalidArgument(
+                Reason.MISSING_FIELD,
+                f"{tx.path} asks for a conversion (InstdAmt in another currency or XchgRate) "
+                f"but names no quote: add RmtInf/Strd/AddtlRmtInf {QUOTE_PREFIX}<quote id>",
+                field="RmtInf/Strd/AddtlRmtInf",
+            )
+        if instructed and Decimal(instructed) != Decimal(tx.amount):
+            raise InvalidArgument(
+                Reason.INVALID_AMOUNT,
+                f"InstdAmt {instructed[:40]} is not IntrBkSttlmAmt {tx.amount[:40]}",
+                field="InstdAmt",
+            )
+        return
+    if instructed:
+        if ccy == terms.target_currency:
+            expected = terms.target_amount
+        elif ccy == terms.source_currency:
+            expected = terms.source_amount
+        else:
+            raise _mismatch(
+                f"InstdAmt is in {ccy}; the quote converts "
+                f"{terms.source_currency} to {terms.target_currency}",
+                "InstdAmt",
+            )
+        if minor_units(instructed, ccy, field="InstdAmt") != expected:
+            raise _mismatch(
+                f"InstdAmt {instructed[:40]} {ccy} is not the quote's "
+                f"{_major(expected, ccy)} {ccy}",
+                "InstdAmt",
+            )
+    if rate:
+        stated = stated_rate(terms.rate)
+        if Decimal(rate) != stated:
+            raise _mismatch(
+                f"XchgRate {rate[:40]} is not the quote's rate {stated.normalize():f}",
+                "XchgRate",
+            )
+
+
+def _major(units: int, currency: str) -> str:
+    return f"{Decimal(units).scaleb(-exponent(currency)):f}"
+
+
+def _mismatch(message: str, field: str) -> InvalidArgument:
+    return InvalidArgument(Reason.QUOTE_MISMATCH, message, field=field)

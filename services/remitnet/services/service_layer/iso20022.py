@@ -15,6 +15,7 @@ clears twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from remitnet.services.domain.errors import (
     Reason,
     RemitnetError,
 )
+from remitnet.services.domain.fx import Quote
 from remitnet.services.domain.iso20022 import (
     PACS_008,
     PACS_028,
@@ -40,11 +42,18 @@ from remitnet.services.domain.iso20022 import (
     Report,
     StatusRequest,
     TxReport,
+    check_conversion,
     minor_units,
+    quote_id,
     remittance_info,
 )
 from remitnet.services.domain.iso_status import REJECTED, refusal_code, transfer_status
-from remitnet.services.domain.model import Instruction, effective_status, make_instruction
+from remitnet.services.domain.model import (
+    Instruction,
+    canonical_uuid,
+    effective_status,
+    make_instruction,
+)
 from remitnet.services.domain.netting import Accepted, Outcome
 from remitnet.services.service_layer.results import Observer, TransfersRefused
 from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
@@ -77,6 +86,7 @@ class _Caller:
     region: str
     prior: AnsweredMessage | None
     codes: dict[str, str]  # BIC -> participant code, of the message's agents
+    quotes: dict[str, Quote]  # the quotes its transactions name, that exist
 
 
 def new_message_id() -> str:
@@ -84,7 +94,9 @@ def new_message_id() -> str:
     return "RMTN" + uuid.uuid4().hex[:31]
 
 
-def caller_unit(caller: str, msg_id: str, bics: set[str]) -> Callable[[UnitOfWork], _Caller]:
+def caller_unit(
+    caller: str, msg_id: str, bics: set[str], quote_ids: frozenset[str] = frozenset()
+) -> Callable[[UnitOfWork], _Caller]:
     def unit(uow: UnitOfWork) -> _Caller:
         bank = uow.banks.get(caller)
         if bank is None or not bank.bic:
@@ -95,7 +107,8 @@ def caller_unit(caller: str, msg_id: str, bics: set[str]) -> Callable[[UnitOfWor
             )
         prior = uow.messages.get(caller, msg_id) if msg_id else None
         codes = uow.banks.codes_by_bic(bics) if bics and prior is None else {}
-        return _Caller(bank.bic, bank.home_region, prior, codes)
+        quotes = uow.quotes.get_many(quote_ids) if quote_ids and prior is None else {}
+        return _Caller(bank.bic, bank.home_region, prior, codes, quotes)
 
     return unit
 
@@ -145,8 +158,22 @@ def _check_instructing(message: Pacs008, own_bic: str) -> None:
             )
 
 
+def _quote_ids(message: Pacs008) -> frozenset[str]:
+    """The canonical ids of the quotes the transactions name; one that is no
+    UUID is refused with its transaction (make_instruction)."""
+    ids = set()
+    for tx in message.transfers:
+        for raw in tx.quotes:
+            with contextlib.suppress(RemitnetError):
+                ids.add(canonical_uuid(raw, "quote_id"))
+    return frozenset(ids)
+
+
 def _instruction(
-    tx: CreditTransfer, debtor: str, codes: dict[str, str], max_timeout_ms: int
+    tx: CreditTransfer,
+    debtor: str,
+    who: _Caller,
+    max_timeout_ms: int,
 ) -> Instruction:
     if not tx.creditor_bic:
         raise InvalidArgument(
@@ -154,22 +181,34 @@ def _instruction(
             f"{tx.path}/CdtrAgt/FinInstnId/BICFI is required: it names the creditor bank",
             field="CdtrAgt/FinInstnId/BICFI",
         )
-    creditor = codes.get(primary(tx.creditor_bic))
+    creditor = who.codes.get(primary(tx.creditor_bic))
     if creditor is None:
         raise NotFound(
             Reason.UNKNOWN_PARTICIPANT,
             f"no participant has the creditor agent's BIC {tx.creditor_bic}",
             bank=tx.creditor_bic,
         )
-    return make_instruction(
+    instruction = make_instruction(
         transfer_id=tx.ref.uetr,
         debtor=debtor,
         creditor=creditor,
         currency=tx.currency,
         amount=minor_units(tx.amount, tx.currency),
         remittance_info=remittance_info(tx.remittance),
+        quote_id=quote_id(tx),
         max_timeout_ms=max_timeout_ms,
     )
+    if instruction.quote_id is None:
+        check_conversion(tx, None)
+    else:
+        # A quote that is missing or another bank's is refused by the engine
+        # as for SubmitTransfers (QUOTE_NOT_FOUND, QUOTE_NOT_OWNED), without
+        # telling the caller its terms. Terms never change once quoted, so
+        # checking them outside the clearing transaction is safe.
+        quote = who.quotes.get(instruction.quote_id)
+        if quote is not None and quote.bank == debtor:
+            check_conversion(tx, quote.terms)
+    return instruction
 
 
 def _refused(tx: CreditTransfer, error: RemitnetError) -> TxReport:
@@ -200,7 +239,8 @@ async def submit_pacs008(
     builds; a message-level failure raises before anything is stored."""
     check_shape(message)
     bics = {primary(tx.creditor_bic) for tx in message.transfers if tx.creditor_bic}
-    who = await asyncio.to_thread(db.read, caller_unit(caller, message.msg_id, bics))
+    quotes = _quote_ids(message)
+    who = await asyncio.to_thread(db.read, caller_unit(caller, message.msg_id, bics, quotes))
     if who.prior is not None:
         return replay(who.prior, digest)
     _check_instructing(message, who.bic)
@@ -208,7 +248,7 @@ async def submit_pacs008(
     valid: list[Instruction] = []
     for index, tx in enumerate(message.transfers):
         try:
-            valid.append(_instruction(tx, caller, who.codes, max_timeout_ms or 0))
+            valid.append(_instruction(tx, caller, who, max_timeout_ms or 0))
         except RemitnetError as err:
             errors[index] = err
     if errors and observer is not None:

@@ -71,7 +71,7 @@ from remitnet.services.domain.lifecycle import (
     make_return,
 )
 from remitnet.services.domain.model import StoredTransfer, canonical_transfer_id
-from remitnet.services.domain.netting import Accepted, Outcome
+from remitnet.services.domain.netting import Accepted, Outcome, Rejected
 from remitnet.services.service_layer import lifecycle
 from remitnet.services.service_layer.iso20022 import (
     Answer,
@@ -80,6 +80,7 @@ from remitnet.services.service_layer.iso20022 import (
     replay,
     store_unit,
 )
+from remitnet.services.service_layer.results import LifecycleRefused, ReturnsCleared
 from remitnet.services.service_layer.unit_of_work import Transactions, UnitOfWork
 
 RenderReport = Callable[[Report], bytes]
@@ -88,6 +89,9 @@ RenderReturns = Callable[[ReturnsReport], bytes]
 
 # The hub's camt.029 Sts/Conf (ExternalInvestigationExecutionConfirmation1Code).
 _CANCELLED: Final = "CNCL"
+
+# The operation AnswerRecall's refusals are counted under (its metrics label).
+ANSWER_RECALL: Final = "answer_recall"
 
 
 # --- shared -----------------------------------------------------------------
@@ -188,11 +192,14 @@ def submit_pacs004(
     render: RenderReport,
     *,
     default_timeout_ms: int = 30_000,
-) -> tuple[Answer, list[Recall]]:
+) -> tuple[Answer, ReturnsCleared]:
     """The creditor `caller` returns the transfers of a schema-valid
     pacs.004 through `lifecycle.return_transfers`; the pacs.002 answer has
-    one TxInfAndSts per TxInf (ACSP, or RJCT with its code), and the
-    recalls the returns answered come back too."""
+    one TxInfAndSts per TxInf (ACSP, or RJCT with its code). What was
+    decided comes back as ReturnTransfer's result (one outcome per TxInf,
+    a refusal of the message's own rules among them, and the recalls the
+    returns answered), to be observed the same; empty for a replayed
+    message, which decides nothing."""
     if not message.returns:
         raise InvalidArgument(
             Reason.INVALID_ARGUMENT,
@@ -204,7 +211,7 @@ def submit_pacs004(
         _required(tx.instructing_bic, tx.path, "InstgAgt/FinInstnId/BICFI")
     who = db.read(caller_unit(caller, message.msg_id, set()))
     if who.prior is not None:
-        return replay(who.prior, digest), []
+        return replay(who.prior, digest), ReturnsCleared([])
     for tx in message.returns:
         _check_own(tx.instructing_bic, who.bic, tx.path)
     errors: dict[int, RemitnetError] = {}
@@ -231,21 +238,25 @@ def submit_pacs004(
         outcomes = dict(zip(requests, returned.outcomes, strict=True))
         recalls = returned.recalls
     reports = []
+    decided: list[Outcome] = []
     for index, tx in enumerate(message.returns):
         outcome = outcomes.get(index)
+        if outcome is None:
+            outcome = Rejected(errors[index])
+        decided.append(outcome)
         if isinstance(outcome, Accepted):
             t = outcome.transfer
             status, code = transfer_status(t.status, None)
             reports.append(TxReport(tx.ref, status, code, accepted_at=t.accepted_at))
             continue
-        error = errors[index] if outcome is None else outcome.error
+        error = outcome.error
         reports.append(TxReport(tx.ref, REJECTED, refusal_code(error.reason), _info(error)))
     now = datetime.now(UTC)
     document = render(
         Report(new_message_id(), now, message.msg_id, PACS_004, message.created_at, tuple(reports))
     )
     answered = AnsweredMessage(caller, message.msg_id, PACS_004, digest, document, now)
-    return _store(db, answered, who.region, digest), recalls
+    return _store(db, answered, who.region, digest), ReturnsCleared(decided, recalls)
 
 
 # --- camt.056 in ------------------------------------------------------------
@@ -352,12 +363,14 @@ def submit_camt029(
     message: Camt029,
     digest: str,
     render: RenderResolution,
-) -> tuple[Answer, list[Recall]]:
+) -> tuple[Answer, list[Recall], LifecycleRefused]:
     """The creditor `caller` rejects recalls with a schema-valid camt.029,
     each TxInfAndSts through `lifecycle.reject_recall` (TxCxlSts RJCR and a
     CxlStsRsnInf/Rsn/Cd of RECALL_REJECT_REASONS); the hub's camt.029
     answers each: RJCR with the code recorded, or no TxCxlSts and the
-    refusal's code (ACCR among them: acceptance is a pacs.004 FOCR)."""
+    refusal's code (ACCR among them: acceptance is a pacs.004 FOCR). The
+    recalls rejected (or found rejected before) and the refusals come back
+    to be observed as AnswerRecall's; none for a replayed message."""
     if not message.answers:
         raise InvalidArgument(
             Reason.INVALID_ARGUMENT,
@@ -369,10 +382,11 @@ def submit_camt029(
     _required(message.assigner_bic, assignment, "Assgnr/Agt/FinInstnId/BICFI")
     who = db.read(caller_unit(caller, message.msg_id, set()))
     if who.prior is not None:
-        return replay(who.prior, digest), []
+        return replay(who.prior, digest), [], LifecycleRefused(ANSWER_RECALL, {})
     _check_own(message.assigner_bic, who.bic, assignment + "/Assgnr")
     rows: list[CancellationStatus] = []
     answered_recalls: list[Recall] = []
+    refusals: list[RemitnetError] = []
     for tx in message.answers:
         try:
             uetr = _required(tx.ref.uetr, tx.path, "OrgnlUETR")
@@ -380,6 +394,7 @@ def submit_camt029(
                 _required(tx.reason, tx.path, "CxlStsRsnInf/Rsn/Cd")
             recall = _rejection(db, caller, tx.status, tx.reason, uetr)
         except RemitnetError as err:
+            refusals.append(err)
             rows.append(CancellationStatus(tx.ref, "", recall_refusal_code(err.reason), _info(err)))
             continue
         answered_recalls.append(recall)
@@ -396,7 +411,8 @@ def submit_camt029(
         )
     )
     answered = AnsweredMessage(caller, message.msg_id, CAMT_029, digest, document, now)
-    return _store(db, answered, who.region, digest), answered_recalls
+    refused = LifecycleRefused.of(ANSWER_RECALL, refusals)
+    return _store(db, answered, who.region, digest), answered_recalls, refused
 
 
 # --- pacs.004 out -----------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -128,7 +129,7 @@ class Iso20022Servicer(pb_grpc.Iso20022ServiceServicer):
         caller = calling_bank()
         data = request.document
         message = await asyncio.to_thread(pacs004.read, data)
-        answer, _ = await self.engine.run_serial(
+        answer, cleared = await self.engine.run_serial(
             partial(
                 iso_lifecycle.submit_pacs004,
                 self.db,
@@ -140,6 +141,10 @@ class Iso20022Servicer(pb_grpc.Iso20022ServiceServicer):
             )
         )
         self._poke(answer.replayed)
+        if cleared.outcomes or cleared.recalls:
+            # Counted as ReturnTransfer's: returns by reason, refusals, and
+            # the recalls a FOCR return answered.
+            self.observer.observe(cleared)
         return pb.SubmitPacs004Response(document=answer.document, replayed=answer.replayed)
 
     async def GetReturnsPacs004(
@@ -183,7 +188,8 @@ class Iso20022Servicer(pb_grpc.Iso20022ServiceServicer):
         caller = calling_bank()
         data = request.document
         message = await asyncio.to_thread(camt029.read, data)
-        answer, _ = await self.engine.run_serial(
+        started = datetime.now(UTC)
+        answer, rejected, refused = await self.engine.run_serial(
             partial(
                 iso_lifecycle.submit_camt029,
                 self.db,
@@ -194,4 +200,11 @@ class Iso20022Servicer(pb_grpc.Iso20022ServiceServicer):
             )
         )
         self._poke(answer.replayed)
+        # Counted as AnswerRecall's: a rejection given before this call is
+        # a replay (its time is earlier), refusals by reason.
+        for recall in rejected:
+            replayed = recall.answered_at is not None and recall.answered_at < started
+            self.observer.observe(RecallChanged(recall, replayed))
+        if refused.by_reason:
+            self.observer.observe(refused)
         return pb.SubmitCamt029Response(document=answer.document, replayed=answer.replayed)

@@ -7,7 +7,13 @@ from __future__ import annotations
 from lxml import etree
 
 from remitnet.services.adapters.iso20022 import xml
-from remitnet.services.domain.iso20022 import PACS_008, CreditTransfer, Pacs008, TxRef
+from remitnet.services.domain.iso20022 import (
+    PACS_008,
+    QUOTE_PREFIX,
+    CreditTransfer,
+    Pacs008,
+    TxRef,
+)
 
 NS = xml.namespace(PACS_008)
 _P = {"p": NS}
@@ -19,6 +25,14 @@ def _text(node: etree._Element | None, path: str) -> str:
 
 def _bic(agent: etree._Element | None) -> str:
     return _text(agent, "p:FinInstnId/p:BICFI")
+
+
+def _quotes(rmt: etree._Element | None) -> tuple[str, ...]:
+    """The quote ids named in RmtInf/Strd/AddtlRmtInf (QUOTE_PREFIX)."""
+    if rmt is None:
+        return ()
+    texts = ((n.text or "").strip() for n in rmt.iterfind("p:Strd/p:AddtlRmtInf", _P))
+    return tuple(t[len(QUOTE_PREFIX) :] for t in texts if t.startswith(QUOTE_PREFIX))
 
 
 def read(data: bytes) -> Pacs008:
@@ -40,6 +54,7 @@ def from_root(root: etree._Element) -> Pacs008:
         own_bic = _bic(tx.find("p:InstgAgt", _P))
         rmt = tx.find("p:RmtInf", _P)
         lines = () if rmt is None else tuple(u.text or "" for u in rmt.iterfind("p:Ustrd", _P))
+        instructed = tx.find("p:InstdAmt", _P)
         transfers.append(
             CreditTransfer(
                 ref=TxRef(
@@ -54,6 +69,10 @@ def from_root(root: etree._Element) -> Pacs008:
                 creditor_bic=_bic(tx.find("p:CdtrAgt", _P)),
                 instructing_bic=own_bic or group_bic,
                 remittance=lines,
+                quotes=_quotes(rmt),
+                instructed_amount="" if instructed is None else (instructed.text or "").strip(),
+                instructed_currency="" if instructed is None else instructed.get("Ccy", ""),
+                exchange_rate=_text(tx, "p:XchgRate").strip(),
             )
         )
     return Pacs008(
