@@ -244,9 +244,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     The quote was issued to another bank.
     """
     QUOTE_MISMATCH: _ErrorReason.ValueType  # 50
-    """INVALID_ARGUMENT. Metadata: none.
+    """INVALID_ARGUMENT. Metadata: field (ISO 20022 only: InstdAmt or XchgRate).
     The transfer's amount is not the quote's source amount; or a return's
-    quote does not buy the returned transfer's source currency.
+    quote does not buy the returned transfer's source currency; or a
+    pacs.008's InstdAmt or XchgRate is not the quote's.
     """
     RATE_STALE: _ErrorReason.ValueType  # 51
     """FAILED_PRECONDITION. Metadata: provider (whose rate).
@@ -696,9 +697,10 @@ QUOTE_NOT_OWNED: ErrorReason.ValueType  # 49
 The quote was issued to another bank.
 """
 QUOTE_MISMATCH: ErrorReason.ValueType  # 50
-"""INVALID_ARGUMENT. Metadata: none.
+"""INVALID_ARGUMENT. Metadata: field (ISO 20022 only: InstdAmt or XchgRate).
 The transfer's amount is not the quote's source amount; or a return's
-quote does not buy the returned transfer's source currency.
+quote does not buy the returned transfer's source currency; or a
+pacs.008's InstdAmt or XchgRate is not the quote's.
 """
 RATE_STALE: ErrorReason.ValueType  # 51
 """FAILED_PRECONDITION. Metadata: provider (whose rate).
