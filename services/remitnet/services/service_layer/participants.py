@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
@@ -60,11 +61,26 @@ def _view(uow: UnitOfWork, code: str) -> BankView:
     return BankView(bank, uow.accounts.of_owner(code))
 
 
+# The currencies ensure_currency has ensured in the transaction of a group
+# of operator actions (run_together), with that transaction's unit of work:
+# onboarding many banks in one transaction checks the hub's accounts and the
+# open cycle of a currency once, not two statements per bank. No operator
+# action of a group closes a cycle or removes an account, so what was
+# ensured stays so until the transaction ends.
+_ENSURED: ContextVar[tuple[UnitOfWork, set[str]] | None] = ContextVar(
+    "remitnet_ensured_currencies", default=None
+)
+
+
 def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
     """The hub's own accounts, the default FX provider's liquidity account
     (unfunded: the operator funds FXHUB before it can sell the currency) and
     an open cycle exist for every currency a participant holds an account
     in."""
+    memo = _ENSURED.get()
+    ensured = memo[1] if memo is not None and memo[0] is uow else None
+    if ensured is not None and currency in ensured:
+        return
     # Every onboarding runs this: the hub's and FXHUB's accounts are read in
     # one query, not one per account.
     held = {
@@ -95,6 +111,8 @@ def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
     if uow.cycles.open_for(currency) is None:
         seq = uow.cycles.max_seq(currency) + 1
         uow.cycles.add(cycle_id_for(currency, seq), currency, seq, now)
+    if ensured is not None:
+        ensured.add(currency)
 
 
 def _open_account(
@@ -221,6 +239,12 @@ def create_bank_unit(
         uow.events.create_head(code, home_region, now)
         for currency in currencies:
             _open_account(uow, bank, currency, now, new=True)
+        # What it just wrote, as of_owner would read it back (by currency):
+        # a new bank's accounts are empty, so no read is needed.
+        opened = [
+            Account(account_id(code, c), code, c, AccountKind.LIQUIDITY, 0, 0, 0, 0, now)
+            for c in sorted(currencies)
+        ]
         request = {"bank": code, "name": name, "home_region": home_region}
         if roles != ParticipantRole.BANK:
             # A bank's record reads as before roles existed.
@@ -232,7 +256,7 @@ def create_bank_unit(
         if bic:
             record["bic"] = bic
         uow.trail.append(actor, Action.CREATE_BANK, record, now)
-        return BankView(bank, uow.accounts.of_owner(code))
+        return BankView(bank, opened)
 
     return unit
 
@@ -264,9 +288,11 @@ def open_account_unit(
 
 
 def _require_account(uow: UnitOfWork, code: str, currency: str) -> Account:
-    _view(uow, code)
     row = uow.accounts.get(account_id(code, currency))
     if row is None:
+        # The account's id names its owner, so one found means the bank
+        # exists: only a missing one needs the bank read (which refusal).
+        _view(uow, code)
         raise FailedPrecondition(
             Reason.CURRENCY_NOT_SUPPORTED,
             f"bank {code} holds no {currency} account",
@@ -365,9 +391,14 @@ def _move_liquidity(
         )
         request = {"bank": code, "currency": currency, "amount": amount}
         uow.trail.append(actor, action, {**request, id_key: key.split(":", 1)[1]}, now)
-        row = uow.accounts.get(account.id)
-        assert row is not None
-        return row
+        # The account as the posting left it (each leg adds its amount to the
+        # balance and one entry), without reading it back.
+        legs = [leg.amount for leg in posting.legs if leg.account_id == account.id]
+        return replace(
+            account,
+            balance=account.balance + sum(legs),
+            entry_count=account.entry_count + len(legs),
+        )
 
     return unit
 
@@ -383,9 +414,18 @@ def run_together(
     unit sees the effects of those before it, as if they had run one after
     another. If any of them fails, each runs again alone, so one refusal
     undoes no other's change."""
+
+    def group(uow: UnitOfWork) -> list[T]:
+        # Each attempt of the transaction starts with nothing ensured.
+        token = _ENSURED.set((uow, set()))
+        try:
+            return [u(uow) for _, u in units]
+        finally:
+            _ENSURED.reset(token)
+
     if len(units) > 1:
         try:
-            return list(db.write("operator_actions", lambda uow: [u(uow) for _, u in units]))
+            return list(db.write("operator_actions", group))
         except Exception:
             pass  # run alone below, each says whether it fails, and why
     out: list[T | Exception] = []

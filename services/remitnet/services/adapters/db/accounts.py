@@ -61,6 +61,12 @@ _ADD_RESERVED_ARRAYS = text(
 )
 
 
+# Built once: a statement built per call costs more Python to coerce and
+# cache-key than to run, and onboarding runs these once per bank.
+_GET = select(accounts).where(accounts.c.id == bindparam("aid"))
+_INSERT = insert(accounts)
+
+
 class SqlAccounts:
     """AccountRepository over a Connection."""
 
@@ -71,7 +77,7 @@ class SqlAccounts:
         self.dialect = dialect
 
     def get(self, account_id: str) -> Account | None:
-        row = self.conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+        row = self.conn.execute(_GET, {"aid": account_id}).first()
         return None if row is None else _account(row)
 
     def of_owner(self, owner: str) -> list[Account]:
@@ -113,18 +119,19 @@ class SqlAccounts:
     ) -> None:
         """`home_region`: the owner bank's, or HUB_HOME_REGION for the hub's."""
         self.conn.execute(
-            insert(accounts).values(
-                id=account_id,
-                owner=owner,
-                currency=currency,
-                kind=kind,
-                balance=0,
-                net_debit_cap=0,
-                unsettled_net=0,
-                entry_count=0,
-                opened_at=now,
-                home_region=home_region,
-            )
+            _INSERT,
+            {
+                "id": account_id,
+                "owner": owner,
+                "currency": currency,
+                "kind": kind,
+                "balance": 0,
+                "net_debit_cap": 0,
+                "unsettled_net": 0,
+                "entry_count": 0,
+                "opened_at": now,
+                "home_region": home_region,
+            },
         )
 
     def set_cap(self, account_id: str, cap: int) -> None:

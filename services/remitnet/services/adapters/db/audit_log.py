@@ -47,16 +47,30 @@ def _record(row: Row[Any]) -> AuditRecord:
     )
 
 
-class SqlOperatorTrail:
-    """OperatorTrail over a Connection."""
+# Built once: one append per operator action, and a statement built per
+# call (values() with literals) costs more Python than the insert.
+_INSERT = insert(log)
+_HEAD = select(*_COLUMNS).order_by(log.c.seq.desc()).limit(1)
 
-    __slots__ = ("conn",)
+
+class SqlOperatorTrail:
+    """OperatorTrail over a Connection: one per transaction attempt (a unit
+    of work's), so what it appended is the head until the transaction ends."""
+
+    __slots__ = ("_head", "conn")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # The record this transaction appended last: the chain's head for
+        # the rest of the transaction (an operator action group appends one
+        # per action; reading the head back each time cost a statement
+        # each). A concurrent appender still conflicts on the seq it inserts.
+        self._head: AuditRecord | None = None
 
     def head(self) -> AuditRecord | None:
-        row = self.conn.execute(select(*_COLUMNS).order_by(log.c.seq.desc()).limit(1)).first()
+        if self._head is not None:
+            return self._head
+        row = self.conn.execute(_HEAD).first()
         return None if row is None else _record(row)
 
     def append(
@@ -70,18 +84,20 @@ class SqlOperatorTrail:
         transaction: it commits with the action or not at all."""
         record = next_record(self.head(), principal, now, action, request)
         self.conn.execute(
-            insert(log).values(
-                seq=record.seq,
-                at=record.at,
-                principal=record.principal,
-                action=record.action,
-                subject=record.subject,
-                request=record.request,
-                digest=record.digest,
-                prev_hash=record.prev_hash,
-                hash=record.hash,
-            )
+            _INSERT,
+            {
+                "seq": record.seq,
+                "at": record.at,
+                "principal": record.principal,
+                "action": record.action,
+                "subject": record.subject,
+                "request": record.request,
+                "digest": record.digest,
+                "prev_hash": record.prev_hash,
+                "hash": record.hash,
+            },
         )
+        self._head = record
         return record
 
     def settlement_heads(self, cycle_ids: Collection[str]) -> dict[str, ChainHead]:

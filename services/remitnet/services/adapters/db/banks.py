@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
@@ -31,6 +31,13 @@ def _bank(row: Any) -> Bank:
     )
 
 
+# Built once: a statement built per call (values() with literals, a where
+# with a literal) costs more Python to coerce and cache-key than to run, and
+# onboarding many banks runs these once per bank.
+_GET = select(banks).where(banks.c.code == bindparam("code"))
+_INSERT = insert(banks)
+
+
 class SqlBanks:
     """BankRepository over a Connection."""
 
@@ -41,7 +48,7 @@ class SqlBanks:
         self.dialect = dialect
 
     def get(self, code: str) -> Bank | None:
-        row = self.conn.execute(select(banks).where(banks.c.code == code)).first()
+        row = self.conn.execute(_GET, {"code": code}).first()
         return None if row is None else _bank(row)
 
     def page(self, after: str, limit: int) -> list[Bank]:
@@ -52,16 +59,17 @@ class SqlBanks:
 
     def add(self, bank: Bank) -> None:
         self.conn.execute(
-            insert(banks).values(
-                code=bank.code,
-                name=bank.name,
-                home_region=bank.home_region,
-                status=int(bank.status),
-                created_at=bank.created_at,
-                roles=int(bank.roles),
-                requires_confirmation=int(bank.requires_confirmation),
-                bic=bank.bic,
-            )
+            _INSERT,
+            {
+                "code": bank.code,
+                "name": bank.name,
+                "home_region": bank.home_region,
+                "status": int(bank.status),
+                "created_at": bank.created_at,
+                "roles": int(bank.roles),
+                "requires_confirmation": int(bank.requires_confirmation),
+                "bic": bank.bic,
+            },
         )
 
     def codes_by_bic(self, bics: Collection[str]) -> dict[str, str]:
