@@ -1581,6 +1581,7 @@ def instruction(
     gross: bool = False,
     confirm: bool = False,
     timeout_ms: int = 0,
+    purpose: str = "",
 ) -> Instruction:
     """A validated instruction, with a fresh id unless one is given."""
     return make_instruction(
@@ -1594,4 +1595,5 @@ def instruction(
         gross=gross,
         confirm=confirm,
         timeout_ms=timeout_ms,
+        purpose=purpose,
     )

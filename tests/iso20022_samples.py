@@ -33,6 +33,8 @@ class Tx:
     quote_id: str = ""  # RmtInf/Strd/AddtlRmtInf "/QUOTE/<id>"
     instructed: tuple[str, str] | None = None  # InstdAmt: (amount, Ccy)
     xchg_rate: str = ""
+    purpose: str = ""  # Purp/Cd
+    purpose_proprietary: str = ""  # Purp/Prtry (instead of Purp/Cd)
 
 
 def _add(parent: etree._Element, ns: str, name: str, text: str | None = None) -> etree._Element:
@@ -82,6 +84,10 @@ def pacs008(
         _agent(node, ns, "DbtrAgt", tx.instructing_bic or instructing_bic or "ZZZZUS33")
         _agent(node, ns, "CdtrAgt", tx.creditor_bic)
         _add(_add(node, ns, "Cdtr"), ns, "Nm", "Creditor")
+        if tx.purpose:
+            _add(_add(node, ns, "Purp"), ns, "Cd", tx.purpose)
+        elif tx.purpose_proprietary:
+            _add(_add(node, ns, "Purp"), ns, "Prtry", tx.purpose_proprietary)
         if tx.remittance or tx.quote_id:
             rmt = _add(node, ns, "RmtInf")
             for line in tx.remittance:

@@ -536,9 +536,10 @@ def _writes(dialect: Dialect) -> _Recorder:
 def test_inserts_write_the_home_region_on_cockroach() -> None:
     conn = _writes(COCKROACH)
     assert not [s for s, _ in conn.executed if isinstance(s, Select)]  # no region lookups
-    (account, _), (upsert, upsert_params), (insert_transfers, rows) = conn.executed
-    compiled = account.compile(dialect=COCKROACH)
-    assert "home_region" in str(compiled) and compiled.params["home_region"] == "asia-southeast1"
+    (account, account_params), (upsert, upsert_params), (insert_transfers, rows) = conn.executed
+    # The INSERT is built once; the row's values go with each execution.
+    assert "home_region" in sql(account, COCKROACH)
+    assert account_params["home_region"] == "asia-southeast1"
     upsert_sql = sql(upsert, COCKROACH)
     assert upsert_sql.startswith(
         "INSERT INTO positions (cycle_id, bank_code, sent, received, sent_count, "
@@ -591,7 +592,7 @@ def test_copy_rows_carry_the_fx_provider_in_its_column() -> None:
     rows_mod = pytest.importorskip("remitnet.services.adapters.db.rows")
     assert rows_mod.TRANSFER_COLUMNS[14].name == "fx_provider"
     values = (*cross[:9], cross.quote_id, "PHP", 280, "PHP-000001", 0, "FXHUB")
-    assert rows_mod.transfer_of((*values, None, None, None, None, None)) == cross
+    assert rows_mod.transfer_of((*values, None, None, None, None, None, None)) == cross
 
 
 def test_the_operator_audit_trail_is_global() -> None:
@@ -761,7 +762,7 @@ def test_copy_rows_carry_the_lifecycle_columns() -> None:
     )  # fmt: skip
     text = transfers_mod.copy_text_rows([held, back], REGIONS_OF)
     columns = list(transfers_mod._COPY_COLUMNS)
-    assert columns[-4:] == ["deadline", "reason", "return_of", "home_region"]
+    assert columns[-5:] == ["deadline", "reason", "return_of", "purpose", "home_region"]
     rows = [dict(zip(columns, line.split("\t"), strict=True)) for line in text.splitlines()]
     assert [r["creditor_cycle_id"] for r in rows] == ["\\N", "\\N"]
     assert [r["deadline"] for r in rows] == [now.isoformat(), "\\N"]
@@ -772,6 +773,6 @@ def test_copy_rows_carry_the_lifecycle_columns() -> None:
         "id", "debtor_bank", "creditor_bank", "currency", "amount", "remittance_info", "status",
         "cycle_id", "accepted_at", "quote_id", "creditor_currency", "creditor_amount",
         "creditor_cycle_id", "fee", "fx_provider", "deadline", "resolved_at", "reason",
-        "return_of", "returned_by",
+        "return_of", "returned_by", "purpose",
     ]  # fmt: skip
     assert len(model.StoredTransfer._fields) == len(rows_mod.TRANSFER_COLUMNS)

@@ -88,6 +88,38 @@ async def test_batch_results_per_item_with_duplicates_inside(net: HubHandle) -> 
     assert audit(net.db).ok
 
 
+async def test_a_batch_keeps_each_transfers_purpose(net: HubHandle) -> None:
+    us = net.bank("BANKUS01")
+    items = [
+        instruction("BANKEU01", "USD", 10, purpose="SALA"),
+        instruction("BANKEU01", "USD", 11),
+        instruction("BANKAS01", "USD", 12, purpose="GDDS"),
+    ]
+    response = await us.submit_batch(items)
+    assert response.accepted_count == 3
+    # A code, not free text: batch answers carry it.
+    assert [r.transfer.purpose for r in response.results] == ["SALA", "", "GDDS"]
+    for item, want in zip(items, ["SALA", "", "GDDS"], strict=True):
+        assert (await us.get(item.transfer_id)).purpose == want
+    # A replay with another purpose (or none) is other content.
+    changed = [cpb.TransferInstruction(), cpb.TransferInstruction()]
+    changed[0].CopyFrom(items[0])
+    changed[0].purpose = "SUPP"
+    changed[1].CopyFrom(items[1])
+    changed[1].purpose = "SALA"
+    before = counts(net.db)
+    again = await us.submit_batch([*changed, items[2]])
+    assert [r.error.reason for r in again.results[:2]] == [
+        Reason.DUPLICATE_WITH_DIFFERENT_CONTENT
+    ] * 2
+    assert again.results[2].replayed and again.results[2].transfer.purpose == "GDDS"
+    assert counts(net.db) == before
+    # A gross transfer (submitted alone) keeps it too.
+    gross = await us.submit(instruction("BANKAS01", "USD", 13, purpose="TAXS", gross=True))
+    assert gross.transfer.purpose == "TAXS"
+    assert (await us.get(gross.transfer.transfer_id)).purpose == "TAXS"
+
+
 async def test_batch_of_eight_thousand(net: HubHandle) -> None:
     await net.operator.deposit("BANKUS01", "EUR", 10_000_000)
     items = [instruction("BANKEU01", "EUR", 1 + i % 50) for i in range(8_000)]
@@ -108,6 +140,8 @@ BAD_INPUT = [
     (lambda i: setattr(i, "transfer_id", "12345"), Reason.INVALID_TRANSFER_ID),
     (lambda i: setattr(i, "creditor_bank", "BANKUS01"), Reason.SAME_DEBTOR_AND_CREDITOR),
     (lambda i: setattr(i, "remittance_info", "é" * 141), Reason.REMITTANCE_INFO_TOO_LONG),
+    (lambda i: setattr(i, "purpose", "sala"), Reason.INVALID_CHARACTERS),
+    (lambda i: setattr(i, "purpose", "SALAR"), Reason.INVALID_CHARACTERS),
     (lambda i: i.ClearField("amount"), Reason.MISSING_FIELD),
     (lambda i: setattr(i, "creditor_bank", "BANKJP01"), Reason.CURRENCY_NOT_SUPPORTED),
     (lambda i: setattr(i.amount, "minor_units", 2**63 - 1), Reason.INSUFFICIENT_LIQUIDITY),

@@ -215,6 +215,29 @@ async def test_a_bank_without_a_bic_and_the_operator_are_refused(iso_hub: HubHan
     await client.close()
 
 
+async def test_a_pacs008_keeps_each_transactions_purpose(iso_hub: HubHandle) -> None:
+    client = await _client(iso_hub)
+    txs = [
+        Tx(PH_BIC, "1.00", purpose="SALA"),
+        Tx(PH_BIC, "2.00"),
+        Tx(PH_BIC, "3.00", purpose_proprietary="BILATERAL"),  # ignored
+        Tx(PH_BIC, "4.00", purpose="sala"),  # schema-valid, not a code: RR10
+    ]
+    answer = await client.submit_pacs008(pacs008(txs, msg_id="MSG-P", instructing_bic=US_BIC))
+    assert [(s.status, s.reason) for s in statuses(answer.document)] == [
+        ("ACSP", ""),
+        ("ACSP", ""),
+        ("ACSP", ""),
+        ("RJCT", "RR10"),
+    ]
+    assert [(await _transfer(iso_hub, tx.uetr)).purpose for tx in txs[:3]] == ["SALA", "", ""]
+    # The creditor reads it too.
+    ph = iso_hub.bank(PH)
+    got = await ph.call(ph.clearing.GetTransfer, cpb.GetTransferRequest(transfer_id=txs[0].uetr))
+    assert got.transfer.purpose == "SALA"
+    await client.close()
+
+
 async def test_a_cross_currency_pacs008_clears_at_its_quote(hub: HubHandle) -> None:
     """USD -> PHP through a funded FX provider: the quote is named in
     RmtInf/Strd/AddtlRmtInf, InstdAmt and XchgRate checked against it."""

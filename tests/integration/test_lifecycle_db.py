@@ -747,3 +747,50 @@ def test_migration_0009_upgrades_a_0008_database_with_rows(db_url: str) -> None:
         assert database.read(lambda uow: uow.transfers.get(old)) == t
     finally:
         database.dispose()
+
+
+# Migration 0011 ------------------------------------------------------------------
+
+
+def test_migration_0011_adds_the_purpose_and_round_trips(db_url: str) -> None:
+    database = Database(db_url)
+    try:
+        migrate.upgrade(database)
+        config = migrate.alembic_config(database)
+        command.downgrade(config, "0010")
+        assert migrate.current(database) == "0010"
+        old = tid()
+        with database.engine.begin() as conn:
+            assert "purpose" not in {c["name"] for c in inspect(conn).get_columns("transfers")}
+            conn.execute(
+                insert(banks).values(
+                    code=SENDER, name="old", home_region="us-east1", status=1, created_at=T0,
+                    roles=1,
+                )
+            )  # fmt: skip
+            conn.execute(
+                insert(transfers).values(
+                    id=old, debtor_bank=SENDER, creditor_bank=HUB, currency="USD", amount=40,
+                    remittance_info="before", status=1, cycle_id=USD, accepted_at=T0,
+                    home_region="us-east1",
+                )
+            )  # fmt: skip
+        migrate.upgrade(database)
+        # A transfer from before has no purpose; one written now keeps its own.
+        t = database.read(lambda uow: uow.transfers.get(old))
+        assert t is not None and t.purpose is None
+        new = StoredTransfer(
+            tid(), SENDER, HUB, "USD", 5, "", TransferStatus.ACCEPTED, USD, T0, purpose="SALA"
+        )
+        database.write("after", lambda uow: uow.transfers.add([new], {SENDER: "us-east1"}))
+        assert database.read(lambda uow: uow.transfers.get(new.transfer_id)) == new
+        # Down drops the column (and the purpose with it), the rows stay.
+        command.downgrade(config, "0010")
+        with database.engine.connect() as conn:
+            ids = set(conn.execute(select(transfers.c.id)).scalars())
+            assert {old, new.transfer_id} <= {str(i) for i in ids}
+        migrate.upgrade(database)
+        back = database.read(lambda uow: uow.transfers.get(new.transfer_id))
+        assert back == new._replace(purpose=None)
+    finally:
+        database.dispose()

@@ -59,6 +59,7 @@ STRING_BYTES = {
     "reason": LONGEST_REASON,
     "message": limits.MAX_ITEM_MESSAGE_BYTES,
     "remittance_info": 4 * MAX_REMITTANCE_INFO,
+    "purpose": 4,  # ExternalPurpose1Code (make_instruction)
 }
 
 

@@ -72,11 +72,14 @@ def instruction(
     gross: bool = False,
     require_confirmation: bool = False,
     confirmation_timeout: Timeout | None = None,
+    purpose: str = "",
 ) -> cpb.TransferInstruction:
     """A transfer to submit. With `require_confirmation` (or a
     `confirmation_timeout`) it awaits the creditor's confirmation
     (`set_confirmation`); a creditor that requires confirmation (its
-    operator setting) gets it in any case."""
+    operator setting) gets it in any case. `purpose` is an ISO 20022
+    ExternalPurpose1Code (SALA, SUPP, ...; 1-4 upper-case letters or
+    digits), kept with the transfer."""
     item = cpb.TransferInstruction(
         transfer_id=transfer_id or new_transfer_id(),
         creditor_bank=creditor,
@@ -84,6 +87,7 @@ def instruction(
         remittance_info=remittance_info,
         quote_id=quote_id,
         settlement_mode=cpb.SETTLEMENT_MODE_GROSS if gross else cpb.SETTLEMENT_MODE_NETTED,
+        purpose=purpose,
     )
     if require_confirmation or confirmation_timeout is not None:
         set_confirmation(item, require_confirmation=True, confirmation_timeout=confirmation_timeout)

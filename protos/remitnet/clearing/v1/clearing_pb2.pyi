@@ -228,6 +228,7 @@ class TransferInstruction(_message.Message):
     SETTLEMENT_MODE_FIELD_NUMBER: _builtins.int
     REQUIRE_CONFIRMATION_FIELD_NUMBER: _builtins.int
     CONFIRMATION_TIMEOUT_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     """Client-chosen UUID (the UETR); the idempotency key."""
     creditor_bank: _builtins.str
@@ -245,6 +246,15 @@ class TransferInstruction(_message.Message):
     whatever this says. A netted transfer only: with SETTLEMENT_MODE_GROSS
     it is INVALID_ARGUMENT GROSS_NOT_CONFIRMABLE. The quote of a
     cross-currency transfer is consumed at reservation.
+    """
+    purpose: _builtins.str
+    """Optional: the payment's purpose, an ISO 20022 ExternalPurpose1Code (as
+    in a pacs.008's Purp/Cd; for example SALA, SUPP, GDDS): 1 to 4
+    upper-case letters or digits, else INVALID_ARGUMENT INVALID_CHARACTERS
+    (metadata field: purpose). The hub keeps it with the transfer and
+    does not check it against the code list. Part of the idempotency
+    content: a replay with another purpose is
+    DUPLICATE_WITH_DIFFERENT_CONTENT.
     """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
@@ -274,10 +284,11 @@ class TransferInstruction(_message.Message):
         settlement_mode: Global___SettlementMode.ValueType = ...,
         require_confirmation: _builtins.bool = ...,
         confirmation_timeout: _duration_pb2.Duration | None = ...,
+        purpose: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "confirmation_timeout", b"confirmation_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "confirmation_timeout", b"confirmation_timeout", "creditor_bank", b"creditor_bank", "quote_id", b"quote_id", "remittance_info", b"remittance_info", "require_confirmation", b"require_confirmation", "settlement_mode", b"settlement_mode", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "confirmation_timeout", b"confirmation_timeout", "creditor_bank", b"creditor_bank", "purpose", b"purpose", "quote_id", b"quote_id", "remittance_info", b"remittance_info", "require_confirmation", b"require_confirmation", "settlement_mode", b"settlement_mode", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -305,6 +316,7 @@ class Transfer(_message.Message):
     RETURN_OF_TRANSFER_ID_FIELD_NUMBER: _builtins.int
     RETURNED_BY_TRANSFER_ID_FIELD_NUMBER: _builtins.int
     RECALL_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     debtor_bank: _builtins.str
     creditor_bank: _builtins.str
@@ -334,6 +346,11 @@ class Transfer(_message.Message):
     """This transfer is a return (pacs.004) of that transfer."""
     returned_by_transfer_id: _builtins.str
     """This transfer was returned by that return (at most one)."""
+    purpose: _builtins.str
+    """The purpose the debtor gave (ExternalPurpose1Code, at most 4
+    characters; TransferInstruction.purpose or a pacs.008's Purp/Cd).
+    Empty when it gave none. In every answer, batch answers included.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -383,10 +400,11 @@ class Transfer(_message.Message):
         return_of_transfer_id: _builtins.str = ...,
         returned_by_transfer_id: _builtins.str = ...,
         recall: Global___Recall | None = ...,
+        purpose: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "confirmation_deadline", b"confirmation_deadline", "creditor_amount", b"creditor_amount", "recall", b"recall", "resolved_at", b"resolved_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "confirmation_deadline", b"confirmation_deadline", "creditor_amount", b"creditor_amount", "creditor_bank", b"creditor_bank", "creditor_cycle_id", b"creditor_cycle_id", "cycle_id", b"cycle_id", "debtor_bank", b"debtor_bank", "quote_id", b"quote_id", "reason", b"reason", "recall", b"recall", "remittance_info", b"remittance_info", "resolved_at", b"resolved_at", "return_of_transfer_id", b"return_of_transfer_id", "returned_by_transfer_id", b"returned_by_transfer_id", "settlement_mode", b"settlement_mode", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "amount", b"amount", "confirmation_deadline", b"confirmation_deadline", "creditor_amount", b"creditor_amount", "creditor_bank", b"creditor_bank", "creditor_cycle_id", b"creditor_cycle_id", "cycle_id", b"cycle_id", "debtor_bank", b"debtor_bank", "purpose", b"purpose", "quote_id", b"quote_id", "reason", b"reason", "recall", b"recall", "remittance_info", b"remittance_info", "resolved_at", b"resolved_at", "return_of_transfer_id", b"return_of_transfer_id", "returned_by_transfer_id", b"returned_by_transfer_id", "settlement_mode", b"settlement_mode", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

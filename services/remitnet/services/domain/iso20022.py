@@ -58,6 +58,7 @@ class CreditTransfer:
     instructed_amount: str = ""  # InstdAmt ("" if absent)
     instructed_currency: str = ""  # its Ccy
     exchange_rate: str = ""  # XchgRate ("" if absent)
+    purpose: str = ""  # Purp/Cd, an ExternalPurpose1Code ("" if absent)
 
 
 @dataclass(frozen=True, slots=True)

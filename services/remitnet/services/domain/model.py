@@ -22,6 +22,9 @@ HUB: Final = "HUB"  # the hub's own ledger owner; no bank may take this code
 DEFAULT_PROVIDER: Final = "FXHUB"
 MAX_REMITTANCE_INFO: Final = 140  # ISO 20022 unstructured remittance information
 BANK_CODE_RE: Final = re.compile(r"[A-Z0-9]{3,16}")
+# ExternalPurpose1Code: the ISO list's codes are four upper-case letters;
+# the XSD allows 1-4 characters, and a bank may use a newer list than ours.
+PURPOSE_RE: Final = re.compile(r"[A-Z0-9]{1,4}")
 REGION_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 CANONICAL_UUID_RE: Final = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -170,6 +173,9 @@ class Instruction(NamedTuple):
     # and the ISO 20022 return reason.
     return_of: str | None = None
     reason: str = ""
+    # The ISO 20022 purpose (ExternalPurpose1Code, `Purp/Cd`), or None.
+    # Last, so that positional construction sites need not name it.
+    purpose: str | None = None
 
     def same_content(self, other: StoredTransfer) -> bool:
         return (
@@ -182,6 +188,7 @@ class Instruction(NamedTuple):
             and self.gross == other.gross
             and self.return_of == other.return_of
             and (self.return_of is None or self.reason == other.reason)
+            and self.purpose == other.purpose
         )
 
 
@@ -198,6 +205,7 @@ def make_instruction(
     confirm: bool = False,
     timeout_ms: int = 0,
     max_timeout_ms: int | None = None,
+    purpose: str = "",
 ) -> Instruction:
     """Stateless validation: everything that needs no database.
     `max_timeout_ms` is the hub's longest reservation (None: no check)."""
@@ -219,6 +227,12 @@ def make_instruction(
         limit=MAX_REMITTANCE_INFO,
         too_long=Reason.REMITTANCE_INFO_TOO_LONG,
     )
+    if purpose and not PURPOSE_RE.fullmatch(purpose):
+        raise InvalidArgument(
+            Reason.INVALID_CHARACTERS,
+            "purpose must be 1 to 4 upper-case letters or digits (an ExternalPurpose1Code)",
+            field="purpose",
+        )
     quote = canonical_uuid(quote_id, "quote_id") if quote_id else None
     if gross and quote is not None:
         raise InvalidArgument(
@@ -240,7 +254,19 @@ def make_instruction(
             "a gross transfer settles at once and cannot await confirmation",
         )
     return Instruction(
-        tid, debtor, creditor, currency, amount, remittance_info, quote, gross, confirm, timeout_ms
+        tid,
+        debtor,
+        creditor,
+        currency,
+        amount,
+        remittance_info,
+        quote,
+        gross,
+        confirm,
+        timeout_ms,
+        None,
+        "",
+        purpose or None,
     )
 
 
@@ -281,6 +307,8 @@ class StoredTransfer(NamedTuple):
     reason: str | None = None
     return_of: str | None = None  # a return: the transfer it returns
     returned_by: str | None = None  # a returned transfer: its return
+    # The ISO 20022 purpose code (migration 0011); last, as in Instruction.
+    purpose: str | None = None
 
     @classmethod
     def from_instruction(
@@ -345,6 +373,7 @@ class StoredTransfer(NamedTuple):
                     reason,
                     return_of,
                     None,
+                    item.purpose,
                 ),
             )
         if credit_cycle_id is None and deadline is None:
@@ -373,6 +402,7 @@ class StoredTransfer(NamedTuple):
                 reason,
                 return_of,
                 None,
+                item.purpose,
             ),
         )
 

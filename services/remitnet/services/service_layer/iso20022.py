@@ -197,6 +197,7 @@ def _instruction(
         remittance_info=remittance_info(tx.remittance),
         quote_id=quote_id(tx),
         max_timeout_ms=max_timeout_ms,
+        purpose=tx.purpose,
     )
     if instruction.quote_id is None:
         check_conversion(tx, None)

@@ -35,9 +35,9 @@ from remitnet.services.domain.netting import PositionDelta
 _BATCH = 10_000  # rows fetched at a time from the large tables
 #: Columns of TRANSFER_COLUMNS worth sharing across rows: the banks, the
 #: currencies, the remittance information, the cycles, the accepted_at, the
-#: FX providers, the deadlines, resolution times and reason codes that a
-#: batch's transfers share.
-_SHARED = frozenset({1, 2, 3, 5, 7, 8, 10, 12, 14, 15, 16, 17})
+#: FX providers, the deadlines, resolution times, reason and purpose codes
+#: that a batch's transfers share.
+_SHARED = frozenset({1, 2, 3, 5, 7, 8, 10, 12, 14, 15, 16, 17, 20})
 
 
 def load_audit_snapshot(conn: Connection) -> AuditSnapshot:

@@ -37,6 +37,7 @@ TRANSFER_COLUMNS = (
     transfers.c.reason,
     transfers.c.return_of,
     transfers.c.returned_by,
+    transfers.c.purpose,
 )
 N_TRANSFER_COLUMNS = len(TRANSFER_COLUMNS)
 ACCEPTED_AT = 8  # index of accepted_at in TRANSFER_COLUMNS
@@ -49,7 +50,7 @@ def transfer_of(r: tuple[Any, ...]) -> StoredTransfer:
     batch. New transfers are made by `StoredTransfer.from_instruction`."""
     tid, debtor, creditor, currency, amount, info, status, cycle_id, accepted = r[:9]
     quote_id, ccur, camount, ccycle, fee, provider = r[9:15]
-    deadline, resolved_at, reason, return_of, returned_by = r[15:20]
+    deadline, resolved_at, reason, return_of, returned_by, purpose = r[15:21]
     return StoredTransfer(
         str(tid),
         str(debtor),
@@ -71,6 +72,7 @@ def transfer_of(r: tuple[Any, ...]) -> StoredTransfer:
         reason,
         None if return_of is None else str(return_of),
         None if returned_by is None else str(returned_by),
+        purpose,
     )
 
 

@@ -193,6 +193,9 @@ transfers = Table(
     Column("reason", String(140), nullable=True),
     Column("return_of", Uuid(as_uuid=False), nullable=True),
     Column("returned_by", Uuid(as_uuid=False), nullable=True),
+    # The ISO 20022 purpose code (ExternalPurpose1Code, migration 0011):
+    # NULL when the debtor gave none.
+    Column("purpose", String(4), nullable=True),
     # Every bank-callable read of transfers goes through one of these, in
     # order (migration 0006): ListTransfers per side and per pair, newest
     # first; reconciliation per cycle and per target-leg cycle.

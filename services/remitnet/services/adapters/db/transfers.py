@@ -37,7 +37,8 @@ from remitnet.services.service_layer.unit_of_work import TransferIdTaken
 _COPY_COLUMNS = (
     "id", "debtor_bank", "creditor_bank", "currency", "amount", "remittance_info", "status",
     "cycle_id", "accepted_at", "quote_id", "creditor_currency", "creditor_amount",
-    "creditor_cycle_id", "fee", "fx_provider", "deadline", "reason", "return_of", "home_region",
+    "creditor_cycle_id", "fee", "fx_provider", "deadline", "reason", "return_of", "purpose",
+    "home_region",
 )  # fmt: skip
 _COPY_TRANSFERS = f"COPY transfers ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
@@ -54,7 +55,8 @@ def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -
     """The batch's transfers as one COPY text payload. Formatting rows here
     is several times cheaper than the driver's row-by-row dumpers. Only
     remittance_info and reason may hold free text; every other text column
-    holds a validated code, UUID or cycle id, which has nothing to escape.
+    holds a validated code, UUID or cycle id, which has nothing to escape
+    (purpose too: upper-case letters and digits, `make_instruction`).
     resolved_at and returned_by are NULL in every new transfer (not
     written: their default)."""
     stamps: dict[datetime, str] = {}
@@ -85,7 +87,8 @@ def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -
             lifecycle = f"{due}\t{why}\t{_NULL if return_of is None else return_of}"
         lines.append(
             f"{t.transfer_id}\t{t.debtor}\t{t.creditor}\t{t.currency}\t{t.amount}\t{info}\t"
-            f"{int(t.status)}\t{t.cycle_id}\t{stamp}\t{fx}\t{lifecycle}\t{region[t.debtor]}\n"
+            f"{int(t.status)}\t{t.cycle_id}\t{stamp}\t{fx}\t{lifecycle}\t"
+            f"{_NULL if t.purpose is None else t.purpose}\t{region[t.debtor]}\n"
         )
     return "".join(lines)
 
@@ -212,6 +215,7 @@ class SqlTransfers:
                 "reason": t.reason,
                 "return_of": t.return_of,
                 "home_region": region[t.debtor],
+                "purpose": t.purpose,
             }
             for t in items
         ]

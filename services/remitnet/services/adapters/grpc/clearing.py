@@ -87,6 +87,7 @@ def _instruction(debtor: str, msg: pb.TransferInstruction, max_timeout_ms: int) 
         confirm=msg.require_confirmation,
         timeout_ms=_timeout_ms(msg) if msg.HasField("confirmation_timeout") else 0,
         max_timeout_ms=max_timeout_ms,
+        purpose=msg.purpose,
     )
 
 

@@ -202,3 +202,6 @@ def fill_transfer(
         message.return_of_transfer_id = t.return_of
     if t.returned_by is not None:
         message.returned_by_transfer_id = t.returned_by
+    # A code of at most 4 characters: batch answers keep it.
+    if t.purpose is not None:
+        message.purpose = t.purpose

@@ -73,6 +73,9 @@ def from_root(root: etree._Element) -> Pacs008:
                 instructed_amount="" if instructed is None else (instructed.text or "").strip(),
                 instructed_currency="" if instructed is None else instructed.get("Ccy", ""),
                 exchange_rate=_text(tx, "p:XchgRate").strip(),
+                # Purp/Prtry (a bilateral code) is ignored: the hub keeps
+                # only the ISO list's codes, which every bank can read.
+                purpose=_text(tx, "p:Purp/p:Cd"),
             )
         )
     return Pacs008(
