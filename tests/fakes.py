@@ -747,7 +747,15 @@ class FakeLedger:
     def get_posting(self, posting_id: str) -> PostingRecord | None:
         return self._s.postings.get(posting_id)
 
-    def post(self, posting: Posting, *, owner: str, amount: int, now: datetime) -> None:
+    def post(
+        self,
+        posting: Posting,
+        *,
+        owner: str,
+        amount: int,
+        now: datetime,
+        unsettled: Mapping[str, int] | None = None,
+    ) -> None:
         self._s.postings.insert(
             posting.posting_id,
             PostingRecord(
@@ -782,6 +790,11 @@ class FakeLedger:
             self._s.entries.insert((account.id, seq), Entry(posting.currency, entry))
             written.append((account.id, seq))
         self._s.posting_entries[posting.posting_id] = tuple(written)
+        for aid, delta in (unsettled or {}).items():
+            if delta:
+                account = self._s.accounts[aid]
+                total = _int64(account.unsettled_net + delta, f"unsettled_net of {aid}")
+                self._s.accounts[aid] = replace(account, unsettled_net=total)
 
     def posting_entries(self, posting_id: str) -> list[LedgerEntry]:
         keys = sorted(self._s.posting_entries.get(posting_id) or ())

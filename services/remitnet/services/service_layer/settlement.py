@@ -48,7 +48,15 @@ def settle_cycle(db: Transactions, cycle_id: str, *, actor: str = HUB_PRINCIPAL)
         posting = settlement_posting(cycle.id, cycle.currency, nets)
         news = uow.events.cycle_events(cycle.id, CycleState.SETTLED, positions)
         now = uow.events.publish(news, datetime.now(UTC))
-        uow.ledger.post(posting, owner=HUB, amount=cycle.net_value, now=now)
+        # What was unsettled is now on the balance, in the statement that
+        # moves the balances: headroom is unchanged.
+        uow.ledger.post(
+            posting,
+            owner=HUB,
+            amount=cycle.net_value,
+            now=now,
+            unsettled={position_account_id(b, cycle.currency): -n for b, n in nets.items() if n},
+        )
         fee = sum(p.fee for p in positions.values())
         if fee:
             uow.ledger.post(
@@ -57,10 +65,6 @@ def settle_cycle(db: Transactions, cycle_id: str, *, actor: str = HUB_PRINCIPAL)
                 amount=fee,
                 now=now,
             )
-        # What was unsettled is now on the balance: headroom is unchanged.
-        uow.accounts.add_unsettled(
-            {position_account_id(bank, cycle.currency): -net for bank, net in nets.items()}
-        )
         uow.cycles.mark_settled(cycle.id, now)
         record = uow.trail.append(actor, Action.SETTLE_CYCLE, {"cycle_id": cycle.id}, now)
         settled = uow.cycles.get(cycle.id)

@@ -203,7 +203,19 @@ class RecallRepository(Protocol):
 
 class LedgerRepository(Protocol):
     def get_posting(self, posting_id: str) -> PostingRecord | None: ...
-    def post(self, posting: Posting, *, owner: str, amount: int, now: datetime) -> None: ...
+    def post(
+        self,
+        posting: Posting,
+        *,
+        owner: str,
+        amount: int,
+        now: datetime,
+        unsettled: Mapping[str, int] | None = None,
+    ) -> None:
+        """Also add `unsettled` (account -> delta) to those accounts' unsettled
+        nets, with the balances (a settlement: one pass over the rows)."""
+        ...
+
     def posting_entries(self, posting_id: str) -> list[LedgerEntry]: ...
     def entries(self, account_id: str, after_seq: int, limit: int) -> list[LedgerEntry]: ...
     def balance_after(self, account_id: str, seq: int) -> int: ...

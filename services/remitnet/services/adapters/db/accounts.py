@@ -7,7 +7,20 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, TextClause, Update, bindparam, insert, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    String,
+    TextClause,
+    Update,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
@@ -65,6 +78,19 @@ _ADD_RESERVED_ARRAYS = text(
 # cache-key than to run, and onboarding runs these once per bank.
 _GET = select(accounts).where(accounts.c.id == bindparam("aid"))
 _INSERT = insert(accounts)
+# A semi-join on the unnested keys, not `owner = ANY(:owners)`: once the
+# driver prepares the statement (after a few runs) PostgreSQL's generic plan
+# searches the array linearly for every row it scans, ten times slower for a
+# page of 1,000 banks; the join probes the (owner, currency) index per key.
+_OF_OWNERS_ARRAYS = (
+    select(accounts)
+    .where(
+        accounts.c.owner.in_(
+            select(func.unnest(cast(bindparam("owners"), ARRAY(String())))).scalar_subquery()
+        )
+    )
+    .order_by(accounts.c.owner, accounts.c.currency)
+)
 
 
 class SqlAccounts:
@@ -90,15 +116,19 @@ class SqlAccounts:
         """The accounts of each of `owners` (by currency), in one query: a
         page of banks costs one statement, not one per bank."""
         out: dict[str, list[Account]] = {o: [] for o in owners}
-        if out:
+        if not out:
+            return out
+        if self.dialect.arrays:
+            rows = self.conn.execute(_OF_OWNERS_ARRAYS, {"owners": list(out)}).all()
+        else:
             rows = self.conn.execute(
                 select(accounts)
                 .where(key_in(accounts.c.owner, list(out), self.dialect))
                 .order_by(accounts.c.owner, accounts.c.currency)
-            )
-            for r in rows:
-                a = _account(r)
-                out[a.owner].append(a)
+            ).all()
+        for r in rows:
+            a = _account(r)
+            out[a.owner].append(a)
         return out
 
     def all(self, kind: str | None = None) -> list[Account]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
 
+from remitnet.services.adapters.db.arrays import int_array, text_array
 from remitnet.services.adapters.db.copy import code_field, copy_rows
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
@@ -62,6 +63,13 @@ _advance = (
     .values(seq=bindparam("b_seq"), last_at=bindparam("b_at"))
 )
 
+# With array parameters: the heads of a close's thousands of banks in one
+# statement, their codes one array literal (adapters/db/arrays.py).
+_HEADS_ARRAYS = text(
+    "SELECT bank_code, seq, last_at, home_region FROM feed_heads "
+    "WHERE bank_code = ANY(CAST(:codes AS VARCHAR[]))"
+)
+
 # With array parameters: every head of the batch in one statement.
 _ADVANCE_ARRAYS = text(
     "UPDATE feed_heads SET seq = v.seq, last_at = :at "
@@ -69,6 +77,10 @@ _ADVANCE_ARRAYS = text(
     "WHERE feed_heads.bank_code = v.code"
 )
 
+
+# Built once: onboarding creates a head per bank, and a statement built per
+# call costs more Python to coerce and cache-key than to run.
+_INSERT_HEAD = insert(feed_heads)
 
 _COPY_EVENTS = (
     "COPY events (bank_code, seq, at, kind, status, transfer_id, cycle_id, other_cycle_id, "
@@ -99,9 +111,8 @@ class SqlEventFeed:
 
     def create_head(self, bank: str, region: str, now: datetime) -> None:
         self.conn.execute(
-            insert(feed_heads).values(
-                bank_code=bank, seq=0, last_at=now, started_at=now, home_region=region
-            )
+            _INSERT_HEAD,
+            {"bank_code": bank, "seq": 0, "last_at": now, "started_at": now, "home_region": region},
         )
 
     def heads(self, banks: Collection[str]) -> dict[str, Head]:
@@ -109,14 +120,17 @@ class SqlEventFeed:
         wanted = [b for b in banks if b != HUB]
         if not wanted:
             return {}
-        rows = self.conn.execute(
-            select(
-                feed_heads.c.bank_code,
-                feed_heads.c.seq,
-                feed_heads.c.last_at,
-                feed_heads.c.home_region,
-            ).where(key_in(feed_heads.c.bank_code, wanted, self.dialect))
-        )
+        if self.dialect.arrays:
+            rows = self.conn.execute(_HEADS_ARRAYS, {"codes": text_array(wanted)}).all()
+        else:
+            rows = self.conn.execute(
+                select(
+                    feed_heads.c.bank_code,
+                    feed_heads.c.seq,
+                    feed_heads.c.last_at,
+                    feed_heads.c.home_region,
+                ).where(key_in(feed_heads.c.bank_code, wanted, self.dialect))
+            ).all()
         return {str(b): Head(int(s), utc(at), str(r)) for b, s, at, r in rows}
 
     def append(self, heads: Mapping[str, Head], new: Sequence[NewEvent], at: datetime) -> None:
@@ -171,7 +185,8 @@ class SqlEventFeed:
         """Each bank's head to its last event's seq."""
         if self.dialect.arrays:
             self.conn.execute(
-                _ADVANCE_ARRAYS, {"codes": list(seqs), "seqs": list(seqs.values()), "at": at}
+                _ADVANCE_ARRAYS,
+                {"codes": text_array(seqs), "seqs": int_array(seqs.values()), "at": at},
             )
         else:
             self.conn.execute(

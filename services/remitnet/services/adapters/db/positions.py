@@ -64,8 +64,8 @@ class SqlPositions:
             )
             .where(positions.c.cycle_id == cycle_id)
             .order_by(positions.c.bank_code)
-        )
-        return {r[0]: PositionDelta(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+        ).all()  # fetchall: a close reads thousands of rows, a fetch per row costs more
+        return {b: PositionDelta(s, r, sc, rc, f) for b, s, r, sc, rc, f in rows}
 
     def of_cycles(self, cycle_ids: Collection[str]) -> dict[str, dict[str, PositionDelta]]:
         """of_cycle of each of `cycle_ids`, in one query (a page of cycles

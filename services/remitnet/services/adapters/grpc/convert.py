@@ -81,17 +81,42 @@ def role_values(flags: ParticipantRole) -> list[participants_pb2.ParticipantRole
 
 
 def bank(view: BankView) -> participants_pb2.Bank:
-    return participants_pb2.Bank(
-        code=view.bank.code,
-        name=view.bank.name,
-        home_region=view.bank.home_region,
-        status=int(view.bank.status),  # type: ignore[arg-type]
-        accounts=[account(a) for a in view.accounts],
-        created_at=timestamp(view.bank.created_at),
-        roles=role_values(view.bank.roles),
-        requires_confirmation=view.bank.requires_confirmation,
-        bic=view.bank.bic or "",
-    )
+    message = participants_pb2.Bank()
+    fill_bank(message, view)
+    return message
+
+
+# The proto's values of each set of role flags: a handful of sets in all.
+_ROLE_LISTS: dict[ParticipantRole, list[participants_pb2.ParticipantRole.ValueType]] = {}
+
+
+def fill_bank(message: participants_pb2.Bank, view: BankView) -> None:
+    """Write a bank into a message in place: ListBanks answers a thousand a
+    page, and setting fields on nested messages is several times cheaper
+    than building submessages and copying them in."""
+    b = view.bank
+    message.code = b.code
+    message.name = b.name
+    message.home_region = b.home_region
+    message.status = int(b.status)  # type: ignore[assignment]
+    for a in view.accounts:
+        message.accounts.add(
+            bank_code=a.owner,
+            currency=a.currency,
+            balance=a.balance,
+            net_debit_cap=a.net_debit_cap,
+            unsettled_net=a.unsettled_net,
+            headroom=a.headroom,
+            reserved=a.reserved,
+        )
+    message.created_at.FromDatetime(b.created_at)
+    values = _ROLE_LISTS.get(b.roles)
+    if values is None:
+        values = _ROLE_LISTS[b.roles] = role_values(b.roles)
+    message.roles.extend(values)
+    message.requires_confirmation = b.requires_confirmation
+    if b.bic:
+        message.bic = b.bic
 
 
 def transfer(

@@ -31,7 +31,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 def cycle_message(view: uc.CycleView, *, only_bank: str | None = None) -> pb.Cycle:
     c = view.cycle
-    return pb.Cycle(
+    message = pb.Cycle(
         cycle_id=c.id,
         currency=c.currency,
         state=int(c.state),  # type: ignore[arg-type]
@@ -46,19 +46,22 @@ def cycle_message(view: uc.CycleView, *, only_bank: str | None = None) -> pb.Cyc
             if view.audit_head is None
             else pb.AuditChainHead(sequence=view.audit_head.seq, hash=view.audit_head.hash)
         ),
-        positions=[
-            pb.NetPosition(
-                bank_code=bank,
-                sent=p.sent,
-                received=p.received,
-                net=p.net,
-                sent_count=p.sent_count,
-                received_count=p.received_count,
-            )
-            for bank, p in view.positions.items()
-            if only_bank is None or bank == only_bank
-        ],
     )
+    # A close answers a position per bank, thousands: added in place, not
+    # built as messages and copied in.
+    add = message.positions.add
+    if only_bank is None:
+        for bank, p in view.positions.items():
+            add(
+                bank_code=bank, sent=p.sent, received=p.received, net=p.net,
+                sent_count=p.sent_count, received_count=p.received_count,
+            )  # fmt: skip
+    elif (mine := view.positions.get(only_bank)) is not None:
+        add(
+            bank_code=only_bank, sent=mine.sent, received=mine.received, net=mine.net,
+            sent_count=mine.sent_count, received_count=mine.received_count,
+        )  # fmt: skip
+    return message
 
 
 class NettingServicer(pb_grpc.NettingServiceServicer):

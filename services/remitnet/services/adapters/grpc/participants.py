@@ -81,7 +81,10 @@ class ParticipantsServicer(pb_grpc.ParticipantsServiceServicer):
         size = convert.page_size(request.page_size)
         views = await asyncio.to_thread(uc.list_banks, self.db, request.page_token, size)
         token = views[-1].bank.code if len(views) == size else ""
-        return pb.ListBanksResponse(banks=[convert.bank(v) for v in views], next_page_token=token)
+        response = pb.ListBanksResponse(next_page_token=token)
+        for v in views:
+            convert.fill_bank(response.banks.add(), v)
+        return response
 
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: Context

@@ -32,16 +32,17 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             uc.settle_cycle, self.db, request.cycle_id, actor=current_principal().render()
         )
         self.observer.observe(CycleSettled.of(result, loop.time() - started))
-        return pb.SettleCycleResponse(
+        response = pb.SettleCycleResponse(
             cycle_id=result.cycle.id,
             currency=result.cycle.currency,
-            postings=[
-                pb.SettlementPosting(bank_code=b, amount=a)
-                for b, a in sorted(result.postings.items())
-            ],
             settled_at=convert.timestamp(result.cycle.settled_at),
             already_settled=result.already_settled,
         )
+        # A posting per bank, thousands: added in place, not built and copied in.
+        add = response.postings.add
+        for b, a in sorted(result.postings.items()):
+            add(bank_code=b, amount=a)
+        return response
 
     async def GetStatement(
         self, request: pb.GetStatementRequest, context: Context
