@@ -58,15 +58,8 @@ def read(data: bytes) -> Camt029:
     )
 
 
-def _tag(name: str) -> str:
-    return f"{{{NS}}}{name}"
-
-
 def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-    node = etree.SubElement(parent, _tag(name))
-    if text is not None:
-        node.text = text
-    return node
+    return xml.add(parent, NS, name, text)
 
 
 def _hub(parent: etree._Element, name: str) -> None:
@@ -100,7 +93,7 @@ def _transaction(parent: etree._Element, tx: CancellationStatus) -> None:
 
 def build(resolution: Resolution) -> bytes:
     """The hub's camt.029 of `resolution`, UTF-8 with an XML declaration."""
-    root = etree.Element(_tag("Document"), nsmap={None: NS})
+    root = xml.document(NS)
     body = _add(root, "RsltnOfInvstgtn")
     assignment = _add(body, "Assgnmt")
     _add(assignment, "Id", resolution.msg_id)

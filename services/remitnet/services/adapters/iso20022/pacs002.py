@@ -15,15 +15,8 @@ NS = xml.namespace(PACS_002)
 MAX_INFO = 105
 
 
-def _tag(name: str) -> str:
-    return f"{{{NS}}}{name}"
-
-
 def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-    node = etree.SubElement(parent, _tag(name))
-    if text is not None:
-        node.text = text
-    return node
+    return xml.add(parent, NS, name, text)
 
 
 def iso_datetime(at: datetime) -> str:
@@ -60,7 +53,7 @@ def _transaction(parent: etree._Element, tx: TxReport, report: Report) -> None:
 
 def build(report: Report) -> bytes:
     """The pacs.002 document of `report`, UTF-8 with an XML declaration."""
-    root = etree.Element(_tag("Document"), nsmap={None: NS})
+    root = xml.document(NS)
     body = _add(root, "FIToFIPmtStsRpt")
     header = _add(body, "GrpHdr")
     _add(header, "MsgId", report.msg_id)

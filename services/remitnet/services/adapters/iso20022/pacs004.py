@@ -67,15 +67,8 @@ def read(data: bytes) -> Pacs004:
     )
 
 
-def _tag(name: str) -> str:
-    return f"{{{NS}}}{name}"
-
-
 def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-    node = etree.SubElement(parent, _tag(name))
-    if text is not None:
-        node.text = text
-    return node
+    return xml.add(parent, NS, name, text)
 
 
 def _agent(parent: etree._Element, name: str, bic: str) -> None:
@@ -103,7 +96,7 @@ def _return(body: etree._Element, r: ReturnNotice) -> None:
 def build(report: ReturnsReport) -> bytes:
     """The pacs.004 of `report`, UTF-8 with an XML declaration: the hub
     tells the original's debtor what was returned to it."""
-    root = etree.Element(_tag("Document"), nsmap={None: NS})
+    root = xml.document(NS)
     body = _add(root, "PmtRtr")
     header = _add(body, "GrpHdr")
     _add(header, "MsgId", report.msg_id)

@@ -202,3 +202,19 @@ def text_at(node: etree._Element | None, path: str, namespaces: dict[str, str]) 
         return ""
     found = node.find(path, namespaces)
     return (found.text or "") if found is not None else ""
+
+
+def document(namespace: str) -> etree._Element:
+    """An outbound message's root, `Document` in `namespace` (the default
+    namespace, as the schemas' own examples write it)."""
+    return etree.Element(f"{{{namespace}}}Document", nsmap={None: namespace})
+
+
+def add(
+    parent: etree._Element, namespace: str, name: str, text: str | None = None
+) -> etree._Element:
+    """A child element `name` of `parent` in `namespace`, with `text`."""
+    node = etree.SubElement(parent, f"{{{namespace}}}{name}")
+    if text is not None:
+        node.text = text
+    return node
