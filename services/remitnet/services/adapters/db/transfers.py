@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import IntegrityError
 
 from remitnet.services.adapters.db.banks import SqlBanks
+from remitnet.services.adapters.db.copy import NULL, code_field, copy_rows, text_field
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.rows import TRANSFER_COLUMNS, transfer_of
 from remitnet.services.adapters.db.schema import transfers
@@ -43,12 +44,8 @@ _COPY_COLUMNS = (
 _COPY_TRANSFERS = f"COPY transfers ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
 
-# COPY's text format: tab-separated columns, \N for NULL, and backslash,
-# tab, newline and carriage return escaped inside a value.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NULL = "\\N"
-_NO_FX = "\t".join([_NULL] * 6)  # quote_id .. fx_provider
-_NO_LIFECYCLE = "\t".join([_NULL] * 3)  # deadline, reason, return_of
+_NO_FX = "\t".join([NULL] * 6)  # quote_id .. fx_provider
+_NO_LIFECYCLE = "\t".join([NULL] * 3)  # deadline, reason, return_of
 
 
 def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -> str:
@@ -65,13 +62,13 @@ def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -
         stamp = stamps.get(t.accepted_at)
         if stamp is None:
             stamp = stamps[t.accepted_at] = t.accepted_at.isoformat()
-        info = t.remittance_info.translate(_COPY_ESCAPES) if t.remittance_info else ""
+        info = text_field(t.remittance_info) if t.remittance_info else ""
         if t.quote_id is None:
             fx = _NO_FX
         else:
-            provider = _NULL if t.fx_provider is None else t.fx_provider
+            provider = code_field(t.fx_provider)
             # A reserved transfer has no creditor leg in a cycle yet.
-            ccycle = _NULL if t.creditor_cycle_id is None else t.creditor_cycle_id
+            ccycle = code_field(t.creditor_cycle_id)
             fx = (
                 f"{t.quote_id}\t{t.creditor_currency}\t{t.creditor_amount}\t"
                 f"{ccycle}\t{t.fee}\t{provider}"
@@ -80,15 +77,14 @@ def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -
         if deadline is None and reason is None and return_of is None:
             lifecycle = _NO_LIFECYCLE
         else:
-            due = _NULL
+            due = NULL
             if deadline is not None:
                 due = stamps.get(deadline) or stamps.setdefault(deadline, deadline.isoformat())
-            why = _NULL if reason is None else reason.translate(_COPY_ESCAPES)
-            lifecycle = f"{due}\t{why}\t{_NULL if return_of is None else return_of}"
+            lifecycle = f"{due}\t{text_field(reason)}\t{code_field(return_of)}"
         lines.append(
             f"{t.transfer_id}\t{t.debtor}\t{t.creditor}\t{t.currency}\t{t.amount}\t{info}\t"
             f"{int(t.status)}\t{t.cycle_id}\t{stamp}\t{fx}\t{lifecycle}\t"
-            f"{_NULL if t.purpose is None else t.purpose}\t{region[t.debtor]}\n"
+            f"{code_field(t.purpose)}\t{region[t.debtor]}\n"
         )
     return "".join(lines)
 
@@ -184,11 +180,8 @@ class SqlTransfers:
         if self.dialect.copy:
             # COPY in the same transaction: the batch path's largest cost, and
             # several times faster than row-at-a-time INSERTs.
-            raw = self.conn.connection.driver_connection
-            assert raw is not None
             try:
-                with raw.cursor() as cursor, cursor.copy(_COPY_TRANSFERS) as copy:
-                    copy.write(copy_text_rows(items, region))
+                copy_rows(self.conn, _COPY_TRANSFERS, (copy_text_rows(items, region),))
             except psycopg.errors.UniqueViolation as exc:
                 if _is_primary_key(exc):
                     raise TransferIdTaken(str(exc)) from exc
