@@ -117,3 +117,18 @@ def test_a_replay_is_found_through_the_primary_key(tx: FakeTransactions) -> None
     assert (_unsettled(tx, A), _unsettled(tx, B), _unsettled(tx, C)) == (-300, 250, 50)
     assert len(tx.store.transfers) == 2
     assert tx.violations() == []
+
+
+def test_a_resent_transfer_that_spent_the_headroom_is_a_replay_not_a_refusal(
+    tx: FakeTransactions,
+) -> None:
+    # The batch path no longer looks ids up first; a resent transfer whose
+    # first attempt spent its debtor's headroom would be decided refused
+    # (and not inserted, so the primary key never sees it) unless refused
+    # ids are looked up: the chaos run caught this with a used quote.
+    item = instruction(A, B, "USD", 1_000)
+    (first,) = commit_batch(tx, [item]).result.outcomes
+    assert isinstance(first, Accepted)
+    (again,) = commit_batch(tx, [item]).result.outcomes
+    assert isinstance(again, Accepted) and again.replayed
+    assert _unsettled(tx, A) == -1_000

@@ -38,6 +38,7 @@ from remitnet.services.domain.netting import (
     AccountState,
     BatchResult,
     CycleSums,
+    Rejected,
     clear_batch,
     expire,
     release,
@@ -174,6 +175,17 @@ def _commit(
             states.update(inputs.states)
             if on_decided is not None:
                 on_decided(carried(inputs.states, before, result, now))
+        if not look_up:
+            # A refusal can come from the stored transfer's own first attempt
+            # (its quote used, its headroom spent by it): a stored id among
+            # the refused is a replay, answered from the lookup.
+            refused = [
+                i.transfer_id
+                for i, o in zip(items, result.outcomes, strict=True)
+                if isinstance(o, Rejected)
+            ]
+            if refused and uow.transfers.existing(refused):
+                raise TransferIdTaken("a refused item of the batch is stored already")
         write(uow, inputs, result, now)
         return result
 
