@@ -19,7 +19,15 @@ from remitnet.services.service_layer.clearing import (
     commit_batch,
     prepare_batch,
 )
-from tests.fakes import FakeTransactions, instruction, seed_bank
+from tests.fakes import (
+    DEFAULT_PROVIDER,
+    FakeTransactions,
+    instruction,
+    seed_bank,
+    seed_funds,
+    seed_quote,
+    seed_rates,
+)
 
 A, B, C = "BANKAA01", "BANKBB01", "BANKCC01"
 
@@ -132,3 +140,52 @@ def test_a_resent_transfer_that_spent_the_headroom_is_a_replay_not_a_refusal(
     (again,) = commit_batch(tx, [item]).result.outcomes
     assert isinstance(again, Accepted) and again.replayed
     assert _unsettled(tx, A) == -1_000
+
+
+@pytest.fixture
+def fx() -> FakeTransactions:
+    tx = FakeTransactions()
+    for code in (A, B):
+        seed_bank(tx, code, ["USD", "EUR"], deposit=100_000)
+    seed_funds(tx, DEFAULT_PROVIDER, {"USD": 100_000, "EUR": 100_000})
+    seed_rates(tx, {("USD", "EUR"): "0.92"})
+    return tx
+
+
+def test_a_prepared_cross_currency_batch_is_written_as_decided(fx: FakeTransactions) -> None:
+    quote = seed_quote(fx, A, "USD", "EUR", 10_000)
+    items = [instruction(A, B, "USD", 10_000, quote_id=quote.quote_id)]
+    prepared = prepare_batch(fx, items, NOTHING_CARRIED)
+    commit = commit_batch(fx, items, prepared=prepared)
+    assert commit.prepared_used and _reasons(commit.result.outcomes) == [""]
+    assert fx.store.quotes[quote.quote_id].used_by == items[0].transfer_id
+    assert fx.violations() == []
+
+
+def test_a_quote_the_committing_batch_uses_is_used_for_the_next(fx: FakeTransactions) -> None:
+    # The second batch is decided before the first commits: the quote it
+    # names is free in the snapshot but taken by the first batch, which
+    # what that batch leaves must say.
+    quote = seed_quote(fx, A, "USD", "EUR", 10_000)
+    first = [instruction(A, B, "USD", 10_000, quote_id=quote.quote_id)]
+    second = [instruction(A, B, "USD", 10_000, quote_id=quote.quote_id)]
+    p1 = prepare_batch(fx, first, NOTHING_CARRIED)
+    p2 = prepare_batch(fx, second, p1.after)
+    assert _reasons(p2.result.outcomes) == [Reason.QUOTE_USED]
+    assert commit_batch(fx, first, prepared=p1).prepared_used
+    commit = commit_batch(fx, second, prepared=p2)
+    assert commit.prepared_used and _reasons(commit.result.outcomes) == [Reason.QUOTE_USED]
+    assert fx.violations() == []
+
+
+def test_a_quote_used_after_the_decision_is_decided_again(fx: FakeTransactions) -> None:
+    quote = seed_quote(fx, A, "USD", "EUR", 10_000)
+    items = [instruction(A, B, "USD", 10_000, quote_id=quote.quote_id)]
+    prepared = prepare_batch(fx, items, NOTHING_CARRIED)
+    # Another batch, not carried, takes the quote before this one commits.
+    other = [instruction(A, B, "USD", 10_000, quote_id=quote.quote_id)]
+    assert _reasons(commit_batch(fx, other).result.outcomes) == [""]
+    commit = commit_batch(fx, items, prepared=prepared)
+    assert not commit.prepared_used
+    assert _reasons(commit.result.outcomes) == [Reason.QUOTE_USED]
+    assert fx.violations() == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from remitnet.services.domain.audit_trail import Action
@@ -56,16 +56,18 @@ from remitnet.services.service_layer.unit_of_work import (
 class Carried:
     """What a decided batch leaves behind, as the next batch's transaction
     will read it once this one commits: the working account states after
-    its items, the open cycles' sums with its positions added, and the time
-    of its banks' feed events. The engine decides the next batch against it
-    while this one commits (`prepare_batch`)."""
+    its items, the open cycles' sums with its positions added, the time
+    of its banks' feed events and the quotes it used (quote id -> transfer
+    id). The engine decides the next batch against it while this one
+    commits (`prepare_batch`)."""
 
     states: dict[tuple[str, str], AccountState]
     sums: dict[str, CycleSums]
     event_at: dict[str, datetime]
+    used_quotes: dict[str, str]
 
 
-NOTHING_CARRIED = Carried({}, {}, {})
+NOTHING_CARRIED = Carried({}, {}, {}, {})
 
 
 @dataclass(slots=True)
@@ -204,11 +206,12 @@ def prepare_batch(
 ) -> Prepared | None:
     """Decide a batch ahead of its transaction, while the previous one
     commits: against a snapshot, overlaid with what the previous batch
-    leaves (`before`, not committed yet). None for a batch with quotes
-    (their state is not carried), which is decided in its transaction."""
-    if any(i.quote_id is not None for i in items):
-        return None
+    leaves (`before`, not committed yet)."""
     inputs = db.read(lambda uow: load_inputs(uow, items, look_up=False))
+    for qid, quote in inputs.quotes.items():
+        by = before.used_quotes.get(qid)
+        if by is not None and quote.used_by is None:
+            inputs.quotes[qid] = replace(quote, used_by=by)
     for key in inputs.states:
         after = before.states.get(key)
         if after is not None:
@@ -224,7 +227,7 @@ def prepare_batch(
     now = event_time(heads, datetime.now(UTC))
     assumed = BatchInputs(
         inputs.existing,
-        inputs.quotes,
+        dict(inputs.quotes),
         inputs.parties,
         heads,
         {k: _copy(v) for k, v in inputs.states.items()},
@@ -240,7 +243,7 @@ def matches(read: BatchInputs, prepared: Prepared) -> bool:
     decision is a pure function of these inputs and of its time, and its
     time is still after every event of its banks."""
     assumed = prepared.inputs
-    if read.quotes or assumed.quotes or read.existing or assumed.existing:
+    if read.existing or assumed.existing or read.quotes != assumed.quotes:
         return False
     if read.parties != assumed.parties or read.open_ids != assumed.open_ids:
         return False
@@ -280,7 +283,7 @@ def carried(
         total.gross += delta.sent
         total.fee += delta.fee
     at = dict.fromkeys((e.bank for e in batch_events(result.new_transfers)), now)
-    return Carried({k: _copy(v) for k, v in states.items()}, after, at)
+    return Carried({k: _copy(v) for k, v in states.items()}, after, at, dict(result.used_quotes))
 
 
 def _copy(s: AccountState) -> AccountState:

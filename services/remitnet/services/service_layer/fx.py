@@ -476,13 +476,13 @@ class Market:
     participants: Mapping[str, Bank | None]
     rates: Mapping[str, Mapping[tuple[str, str], Rate]]
     headroom: Mapping[tuple[str, str], int]
-    # (provider, source, target) -> its rate for the pair, fresh, and its
-    # spread, or how far it got: the asks of one call share a few pairs, and
-    # a cross rate is exact rational arithmetic, so each is derived once.
     # (provider, source, target) -> its fresh rate for the pair and its
     # spread: the asks of one call share a few pairs, and a cross rate is
     # exact rational arithmetic, so each is derived once per call.
     rated: dict[tuple[str, str, str], tuple[DerivedRate, int]] = field(default_factory=dict)
+    # (source, target, named provider) -> the candidates from the best rate
+    # down: the same for every ask of the pair in the call.
+    ranked: dict[tuple[str, str, str | None], list[str]] = field(default_factory=dict)
 
     def active_providers(self) -> list[str]:
         return sorted(
@@ -645,14 +645,18 @@ def choose(
     # the providers are tried from the best rate down (equal rates by code)
     # and the first that prices and covers the ask is the best price: one
     # pricing per ask, not one per provider.
-    rate_of: dict[str, Decimal] = {}
-    for provider in candidates:
-        try:
-            derived, spread_bps = _rated(market, provider, source, target, config, now)
-            rate_of[provider] = all_in_rate(derived.mid, spread_bps)
-        except (RemitnetError, ArithmeticError):
-            continue  # `_offer` below answers why
-    ranked = sorted(candidates, key=lambda p: (p not in rate_of, -rate_of.get(p, 0), p))
+    key = (source, target, ask.provider)
+    ranked = market.ranked.get(key)
+    if ranked is None:
+        rate_of: dict[str, Decimal] = {}
+        for provider in candidates:
+            try:
+                derived, spread_bps = _rated(market, provider, source, target, config, now)
+                rate_of[provider] = all_in_rate(derived.mid, spread_bps)
+            except (RemitnetError, ArithmeticError):
+                continue  # `_offer` below answers why
+        ranked = sorted(candidates, key=lambda p: (p not in rate_of, -rate_of.get(p, 0), p))
+        market.ranked[key] = ranked
     failed: dict[str, tuple[int, RemitnetError]] = {}
     for provider in ranked:
         found = _offer(market, provider, ask, config, now)

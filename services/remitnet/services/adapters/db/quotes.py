@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, text, tuple_, update
 
+from remitnet.services.adapters.db.arrays import text_array
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import fx_quotes, fx_rates
@@ -42,6 +43,25 @@ def _quote(row: Any) -> Quote:
         utc(q["expires_at"]),
         None if q["used_by"] is None else str(q["used_by"]),
         q["provider"],
+    )
+
+
+_QUOTES_ARRAYS = text(
+    f"SELECT {', '.join(_QUOTE_COLUMNS)}, used_by FROM fx_quotes "
+    "WHERE id = ANY(CAST(:ids AS UUID[]))"
+)
+
+
+def _quote_of(r: Sequence[Any]) -> Quote:
+    """A row of `_QUOTES_ARRAYS` (`_QUOTE_COLUMNS`, then used_by)."""
+    return Quote(
+        str(r[0]),
+        r[1],
+        QuoteTerms(r[2], r[3], r[4], r[5], Decimal(r[6]), Decimal(r[7]), r[8], r[9], r[10]),
+        utc(r[11]),
+        utc(r[12]),
+        None if r[14] is None else str(r[14]),
+        r[13],
     )
 
 
@@ -163,8 +183,14 @@ class SqlQuotes:
         )
 
     def get_many(self, ids: Collection[str]) -> dict[str, Quote]:
-        rows = self.conn.execute(select(fx_quotes).where(fx_quotes.c.id.in_(ids)))
-        return {str(r._mapping["id"]): _quote(r) for r in rows}
+        if self.dialect.arrays:
+            # A cross-currency batch reads a quote per item: one array
+            # parameter and plain tuples instead of an IN list of a thousand
+            # parameters and row mappings (a tenth of the hub's time).
+            rows = self.conn.execute(_QUOTES_ARRAYS, {"ids": text_array(ids)}).tuples()
+            return {str(r[0]): _quote_of(r) for r in rows}
+        found = self.conn.execute(select(fx_quotes).where(fx_quotes.c.id.in_(ids)))
+        return {str(r._mapping["id"]): _quote(r) for r in found}
 
     def mark_used(self, used: Mapping[str, str], now: datetime) -> None:
         """quote id -> the transfer id that used it."""
