@@ -547,7 +547,9 @@ def test_inserts_write_the_home_region_on_cockroach() -> None:
     )
     assert "CAST(%(h)s AS VARCHAR[])) ON CONFLICT (cycle_id, bank_code) DO UPDATE" in upsert_sql
     assert "home_region =" not in upsert_sql.split("DO UPDATE")[1]  # never moved
-    assert dict(zip(upsert_params["b"], upsert_params["h"], strict=True)) == {
+    # Codes go as array literals (adapters/db/arrays.py): '{"A","B"}'.
+    banks, homes = (upsert_params[k].strip("{}").replace('"', "").split(",") for k in "bh")
+    assert dict(zip(banks, homes, strict=True)) == {
         "BANKUS01": "us-east1",
         "HUB": schema.HUB_HOME_REGION,
     }
@@ -712,7 +714,7 @@ def test_the_lifecycle_statements_compile_on_cockroach() -> None:
     assert reserve.startswith(
         "UPDATE accounts SET reserved = accounts.reserved + v.delta FROM unnest("
     )
-    assert reserve_params == {"ids": ["BANKPH01/USD/LIQUIDITY"], "deltas": [5]}
+    assert reserve_params == {"ids": '{"BANKPH01/USD/LIQUIDITY"}', "deltas": "{5}"}
     assert resolve.startswith("UPDATE transfers SET status = v.status, cycle_id = v.cycle_id")
     assert "CAST(%(resolved)s AS TIMESTAMPTZ[])" in resolve
     assert resolve_params["statuses"] == [1] and resolve_params["ccycles"] == [None]

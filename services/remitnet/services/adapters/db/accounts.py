@@ -22,6 +22,7 @@ from sqlalchemy import (
     update,
 )
 
+from remitnet.services.adapters.db.arrays import int_array, text_array
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import utc
@@ -200,6 +201,8 @@ class SqlAccounts:
         if not changed:
             return
         if self.dialect.arrays:
-            self.conn.execute(arrays, {"ids": list(changed), "deltas": list(changed.values())})
+            self.conn.execute(
+                arrays, {"ids": text_array(changed), "deltas": int_array(changed.values())}
+            )
         else:
             self.conn.execute(rows, [{"aid": k, "delta": v} for k, v in changed.items()])

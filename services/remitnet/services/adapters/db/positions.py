@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping
 
 from sqlalchemy import Connection, bindparam, insert, select, text, tuple_, update
 
+from remitnet.services.adapters.db.arrays import int_array, text_array
 from remitnet.services.adapters.db.banks import SqlBanks
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.schema import positions
@@ -122,14 +123,14 @@ class SqlPositions:
             self.conn.execute(
                 _UPSERT_POSITIONS_ARRAYS,
                 {
-                    "c": [k[0] for k in deltas],
-                    "b": [k[1] for k in deltas],
-                    "s": [d.sent for d in values],
-                    "r": [d.received for d in values],
-                    "sc": [d.sent_count for d in values],
-                    "rc": [d.received_count for d in values],
-                    "f": [d.fee for d in values],
-                    "h": [region[k[1]] for k in deltas],
+                    "c": text_array([k[0] for k in deltas]),
+                    "b": text_array([k[1] for k in deltas]),
+                    "s": int_array([d.sent for d in values]),
+                    "r": int_array([d.received for d in values]),
+                    "sc": int_array([d.sent_count for d in values]),
+                    "rc": int_array([d.received_count for d in values]),
+                    "f": int_array([d.fee for d in values]),
+                    "h": text_array([region[k[1]] for k in deltas]),
                 },
             )
             return

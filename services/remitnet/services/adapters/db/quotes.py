@@ -197,7 +197,7 @@ class SqlQuotes:
         if used and self.dialect.arrays:
             self.conn.execute(
                 _MARK_QUOTES_USED_ARRAYS,
-                {"qids": list(used), "tids": list(used.values()), "now": now},
+                {"qids": text_array(used), "tids": text_array(used.values()), "now": now},
             )
         elif used:
             self.conn.execute(
