@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from remitnet.services.domain.errors import Reason
+from remitnet.services.domain.events import batch_event_banks, batch_events
 from remitnet.services.domain.model import account_id
 from remitnet.services.domain.netting import Accepted, Outcome, Rejected
 from remitnet.services.service_layer import participants
@@ -189,3 +190,15 @@ def test_a_quote_used_after_the_decision_is_decided_again(fx: FakeTransactions) 
     assert not commit.prepared_used
     assert _reasons(commit.result.outcomes) == [Reason.QUOTE_USED]
     assert fx.violations() == []
+
+
+def test_the_banks_a_batch_moves_are_those_its_events_name(tx: FakeTransactions) -> None:
+    # What a batch leaves (its banks' event time) is computed from the
+    # banks alone; they must be the banks its events are appended to.
+    items = [
+        instruction(A, B, "USD", 10),
+        instruction(B, C, "USD", 10, confirm=True),
+        instruction(C, A, "USD", 10),
+    ]
+    accepted = commit_batch(tx, items).result.new_transfers
+    assert batch_event_banks(accepted) == {e.bank for e in batch_events(accepted)}

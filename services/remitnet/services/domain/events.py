@@ -100,6 +100,12 @@ def batch_events(accepted: Sequence[StoredTransfer]) -> list[NewEvent]:
     return out
 
 
+def batch_event_banks(accepted: Sequence[StoredTransfer]) -> set[str]:
+    """The banks `batch_events(accepted)` appends to, without building the
+    events (the engine needs only which feeds a batch moves)."""
+    return {t.debtor for t in accepted} | {t.creditor for t in accepted}
+
+
 def resolved_events(resolved: Sequence[StoredTransfer]) -> list[NewEvent]:
     """One RESOLVED event per bank and resolution for transfers that left
     RESERVED in one transaction (their resolved_at is its time)."""

@@ -13,6 +13,7 @@ from remitnet.services.domain.audit_trail import Action
 from remitnet.services.domain.errors import InvalidArgument, NotFound, Reason
 from remitnet.services.domain.events import (
     Head,
+    batch_event_banks,
     batch_events,
     event_time,
     resolved_events,
@@ -282,7 +283,7 @@ def carried(
             total = after[cid] = CycleSums()
         total.gross += delta.sent
         total.fee += delta.fee
-    at = dict.fromkeys((e.bank for e in batch_events(result.new_transfers)), now)
+    at = dict.fromkeys(batch_event_banks(result.new_transfers), now)
     return Carried({k: _copy(v) for k, v in states.items()}, after, at, dict(result.used_quotes))
 
 
