@@ -11,7 +11,7 @@ import pytest
 
 from remitnet.services.domain.errors import Reason
 from remitnet.services.domain.events import batch_event_banks, batch_events
-from remitnet.services.domain.model import account_id
+from remitnet.services.domain.model import DEFAULT_PROVIDER, account_id
 from remitnet.services.domain.netting import Accepted, Outcome, Rejected
 from remitnet.services.service_layer import participants
 from remitnet.services.service_layer.clearing import (
@@ -21,7 +21,6 @@ from remitnet.services.service_layer.clearing import (
     prepare_batch,
 )
 from tests.fakes import (
-    DEFAULT_PROVIDER,
     FakeTransactions,
     instruction,
     seed_bank,

@@ -204,7 +204,7 @@ def prepare_batch(
     before: Carried,
     *,
     default_timeout_ms: int = 30_000,
-) -> Prepared | None:
+) -> Prepared:
     """Decide a batch ahead of its transaction, while the previous one
     commits: against a snapshot, overlaid with what the previous batch
     leaves (`before`, not committed yet)."""
