@@ -22,38 +22,18 @@ _QUOTE_COLUMNS = (
 )  # fmt: skip
 _COPY_QUOTES = f"COPY fx_quotes ({', '.join(_QUOTE_COLUMNS)}) FROM STDIN"
 
-
-def _quote(row: Any) -> Quote:
-    q = row._mapping
-    return Quote(
-        str(q["id"]),
-        q["bank_code"],
-        QuoteTerms(
-            q["source_currency"],
-            q["target_currency"],
-            q["source_amount"],
-            q["target_amount"],
-            Decimal(q["mid_rate"]),
-            Decimal(q["rate"]),
-            q["spread_bps"],
-            q["fee"],
-            q["derivation"],
-        ),
-        utc(q["created_at"]),
-        utc(q["expires_at"]),
-        None if q["used_by"] is None else str(q["used_by"]),
-        q["provider"],
-    )
-
-
 _QUOTES_ARRAYS = text(
     f"SELECT {', '.join(_QUOTE_COLUMNS)}, used_by FROM fx_quotes "
     "WHERE id = ANY(CAST(:ids AS UUID[]))"
 )
 
 
+# The same columns for the IN-list read (SQLite), so one converter reads both.
+_QUOTE_ROW = (*(fx_quotes.c[name] for name in _QUOTE_COLUMNS), fx_quotes.c.used_by)
+
+
 def _quote_of(r: Sequence[Any]) -> Quote:
-    """A row of `_QUOTES_ARRAYS` (`_QUOTE_COLUMNS`, then used_by)."""
+    """A quote row: `_QUOTE_COLUMNS`, then used_by."""
     return Quote(
         str(r[0]),
         r[1],
@@ -189,8 +169,8 @@ class SqlQuotes:
             # parameters and row mappings (a tenth of the hub's time).
             rows = self.conn.execute(_QUOTES_ARRAYS, {"ids": text_array(ids)}).tuples()
             return {str(r[0]): _quote_of(r) for r in rows}
-        found = self.conn.execute(select(fx_quotes).where(fx_quotes.c.id.in_(ids)))
-        return {str(r._mapping["id"]): _quote(r) for r in found}
+        found = self.conn.execute(select(*_QUOTE_ROW).where(fx_quotes.c.id.in_(ids))).tuples()
+        return {str(r[0]): _quote_of(r) for r in found}
 
     def mark_used(self, used: Mapping[str, str], now: datetime) -> None:
         """quote id -> the transfer id that used it."""
