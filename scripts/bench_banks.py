@@ -57,6 +57,7 @@ from bench import (
     start_hub,
     stored_transfers,
 )
+from bench_limits import database_limit
 from hubs import HubProcess
 
 from remitnet.clients.base import ClientConfig
@@ -64,6 +65,7 @@ from remitnet.clients.operator import OperatorClient
 
 BANKS = (50, 500, 5_000)
 CLIENTS, IN_FLIGHT = 3, 2  # bench.py's batch path
+BATCH = 1_000  # items per SubmitTransfers request (bench.big_cycle)
 # Issue 17's targets.
 RATIO_TARGET = 0.8  # at 5,000 banks, of the 50-bank throughput
 SETTLE_TARGET_S = {5_000: 0.25, 50_000: 2.5}
@@ -214,10 +216,29 @@ def measure(
     log: Path | None = None,
 ) -> dict[str, Any]:
     log = log or OUT / "hub.log"
-    runs = [one_count(n, seconds, log) for n in counts]
+    runs = []
+    for n in counts:
+        # The physical limit at this count, before the hub starts: the raw
+        # loop doing a batch's writes for batches shaped like this load (as
+        # many banks touched per batch), so the decline with the number of
+        # banks can be split into what the database's rows cost anyway and
+        # what the hub adds.
+        # The hub commits several requests a batch (about 4 here): the
+        # better of the two sizes is the limit.
+        sizes = database_limit([BATCH, 4 * BATCH], min(seconds, 5.0), n, uniform=True)
+        limit = max(sizes.values(), key=lambda f: f["transfers_per_s"])
+        run = one_count(n, seconds, log)
+        run["batch"]["db_limit"] = limit
+        run["batch"]["ratio_to_limit"] = run["batch"]["transfers_per_s"] / limit["transfers_per_s"]
+        runs.append(run)
     base = runs[0]["batch"]["transfers_per_s"] if runs else 0.0
+    base_limit = runs[0]["batch"]["db_limit"]["transfers_per_s"] if runs else 0.0
     for r in runs:
-        r["batch"]["ratio_to_smallest"] = r["batch"]["transfers_per_s"] / base if base else 0.0
+        batch = r["batch"]
+        batch["ratio_to_smallest"] = batch["transfers_per_s"] / base if base else 0.0
+        batch["db_limit_ratio_to_smallest"] = (
+            batch["db_limit"]["transfers_per_s"] / base_limit if base_limit else 0.0
+        )
     # Enough transfers to give most of the banks a position in the cycle.
     settle_only = [one_count(n, max(seconds, 10.0), log, load=False) for n in settle_counts]
     return {
@@ -249,15 +270,22 @@ def table(section: dict[str, Any]) -> str:
         f"Many banks ({b['workload']}, {b['seconds']:g} s of load each; {b['database']}):",
         "",
         "| banks | batch transfers/s | ratio to smallest | hub CPU us/transfer | "
+        "DB limit transfers/s (its ratio to smallest) | batch / DB limit | "
         "close->settled s | banks settled | onboarding s | banks/s | ListBanks s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in [*b["runs"], *b["settle_only"]]:
         n, batch, settle = r["banks"], r.get("batch"), r["settle"]
-        tps = ratio = cpu = "-"
+        tps = ratio = cpu = limit = to_limit = "-"
         if batch:
             tps = f"{batch['transfers_per_s']:,.0f}"
             cpu = f"{batch['hub_cpu_us_per_transfer']:.0f}"
+            if "db_limit" in batch:
+                limit = (
+                    f"{batch['db_limit']['transfers_per_s']:,.0f} "
+                    f"({batch['db_limit_ratio_to_smallest']:.2f})"
+                )
+                to_limit = f"{batch['ratio_to_limit']:.2f}"
             at_5000 = RATIO_TARGET if n == 5_000 else None
             ratio = f"{batch['ratio_to_smallest']:.2f}" + _verdict(
                 batch["ratio_to_smallest"], at_5000, at_least=True
@@ -266,14 +294,19 @@ def table(section: dict[str, Any]) -> str:
         onboarded = f"{r['onboard_s']:.1f}" + _verdict(r["onboard_s"], ONBOARD_TARGET_S.get(n))
         listed = f"{r['list_banks_s']:.3f}" + _verdict(r["list_banks_s"], LIST_TARGET_S.get(n))
         lines.append(
-            f"| {n:,} | {tps} | {ratio} | {cpu} | {settled} | {settle['banks']:,} | "
-            f"{onboarded} | {r['onboard_banks_per_s']:,.0f} | {listed} |"
+            f"| {n:,} | {tps} | {ratio} | {cpu} | {limit} | {to_limit} | {settled} | "
+            f"{settle['banks']:,} | {onboarded} | {r['onboard_banks_per_s']:,.0f} | {listed} |"
         )
     lines += [
         "",
         "Onboarding: CreateBank and a Deposit per bank through gRPC, 16 banks at a time. "
         "ListBanks: every participant, pages of 1,000. close->settled: CloseCycle then "
-        "SettleCycle; reconciliation matched and the ledger summed to zero after each.",
+        "SettleCycle; reconciliation matched and the ledger summed to zero after each. "
+        "DB limit: scripts/bench_limits.py's raw PostgreSQL loop (COPY, one account update "
+        "and one position upsert per touched bank, commit), requests of "
+        f"{BATCH:,} items from one debtor to uniform creditors among that many banks, "
+        f"batches of {BATCH:,} or {4 * BATCH:,} items (the faster), measured just before "
+        "the hub's load.",
     ]
     return "\n".join(lines)
 

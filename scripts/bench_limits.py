@@ -10,7 +10,10 @@ same machine and in the same run (`make bench` calls `measure`; alone:
   synchronous_commit on. One connection, one transaction at a time: every
   batch updates the creditors' rows, so batches serialise on them whatever
   the number of writers. Batches are shaped like aggregated_payment's
-  (requests of 1,000 items from one payer, creditors among 4 aggregators).
+  (requests of 1,000 items from one payer, creditors among 4 aggregators),
+  or, for the many-banks benchmark (`bench_banks.py`), like its load:
+  requests from one debtor each to creditors drawn uniformly among `banks`
+  banks, so that a batch touches as many rows as the hub's batch does there.
 - **echo**: a bare `grpc.aio` server answering each unary call with its
   request's bytes, driven like the bench's unary path (client processes,
   calls in flight each) with a SubmitTransferRequest-sized message.
@@ -29,6 +32,7 @@ import random
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +73,7 @@ def _say(text: str) -> None:
 # The database limit ---------------------------------------------------------
 
 
-def _fresh_schema() -> tuple[str, str]:
+def _fresh_schema(banks: int = BANKS) -> tuple[str, str]:
     """A database with the hub's migrated schema (the same tables and
     indexes a batch writes) and one account per bank."""
     from remitnet.services.adapters.db import migrate
@@ -92,36 +96,61 @@ def _fresh_schema() -> tuple[str, str]:
             "unsettled_net, entry_count, opened_at, home_region) "
             "SELECT 'B' || i || ':USD', 'B' || i, 'USD', 'bank', 1000000000000000, 0, 0, 0, "
             "now(), 'us-east1' FROM generate_series(0, %s) AS i",
-            (BANKS - 1,),
+            (banks - 1,),
         )
     return name, dsn
 
 
-def _batch(rng: random.Random, size: int, stamp: str) -> tuple[str, dict[str, int], dict[str, int]]:
-    """COPY text of `size` transfers, and the per-bank sent and received sums."""
-    sent: dict[str, int] = {}
-    received: dict[str, int] = {}
+@dataclass
+class _Sums:
+    """A batch's per-bank sums: what its one update per bank writes."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    received: dict[str, int] = field(default_factory=dict)
+    sent_count: dict[str, int] = field(default_factory=dict)
+    received_count: dict[str, int] = field(default_factory=dict)
+
+    def add(self, debtor: str, creditor: str, amount: int) -> None:
+        self.sent[debtor] = self.sent.get(debtor, 0) + amount
+        self.sent_count[debtor] = self.sent_count.get(debtor, 0) + 1
+        self.received[creditor] = self.received.get(creditor, 0) + amount
+        self.received_count[creditor] = self.received_count.get(creditor, 0) + 1
+
+
+def _batch(
+    rng: random.Random, size: int, stamp: str, banks: int = BANKS, *, uniform: bool = False
+) -> tuple[str, _Sums]:
+    """COPY text of `size` transfers, and their per-bank sums: requests of
+    REQUEST_ITEMS items from one debtor each. `uniform`: every debtor and
+    creditor equally likely among `banks` (bench_banks' load); otherwise
+    aggregated_payment's shape."""
+    sums = _Sums()
     lines = []
     ids = os.urandom(16 * size).hex()
-    creditors = [f"B{BANKS - 1 - k}" for k in range(4)]
+    creditors = [f"B{banks - 1 - k}" for k in range(4)]
     for i in range(size):
         if i % REQUEST_ITEMS == 0:
-            debtor = f"B{rng.randrange(BANKS - 4)}"
+            debtor_i = rng.randrange(banks if uniform else banks - 4)
+            debtor = f"B{debtor_i}"
+        if uniform:
+            creditor = f"B{(debtor_i + 1 + rng.randrange(banks - 1)) % banks}"
+        else:
+            creditor = creditors[i & 3]
         h = ids[32 * i : 32 * i + 32]
-        creditor = creditors[i & 3]
         amount = 100 + (i * 7919) % 9900
-        sent[debtor] = sent.get(debtor, 0) + amount
-        received[creditor] = received.get(creditor, 0) + amount
+        sums.add(debtor, creditor, amount)
         lines.append(
             f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}\t{debtor}\t{creditor}\tUSD\t"
             f"{amount}\t\t1\t{CYCLE}\t{stamp}\tus-east1\n"
         )
-    return "".join(lines), sent, received
+    return "".join(lines), sums
 
 
-def _db_loop(dsn: str, size: int, seconds: float) -> dict[str, float]:
+def _db_loop(
+    dsn: str, size: int, seconds: float, banks: int = BANKS, *, uniform: bool = False
+) -> dict[str, float]:
     rng = random.Random(size)
-    done = batches = 0
+    done = batches = touched_rows = 0
     latencies: list[float] = []
     with psycopg.connect(dsn) as conn:
         conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
@@ -129,51 +158,60 @@ def _db_loop(dsn: str, size: int, seconds: float) -> dict[str, float]:
         deadline = started + seconds
         while time.perf_counter() < deadline:
             t0 = time.perf_counter()
-            payload, sent, received = _batch(rng, size, time.strftime("%Y-%m-%dT%H:%M:%S+00:00"))
-            banks = sorted(set(sent) | set(received))
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+            payload, sums = _batch(rng, size, stamp, banks, uniform=uniform)
+            sent, received = sums.sent, sums.received
+            touched = sorted(set(sent) | set(received))
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(_COPY) as copy:
                     copy.write(payload)
                 cur.execute(
                     _ACCOUNTS,
                     (
-                        [f"{b}:USD" for b in banks],
-                        [received.get(b, 0) - sent.get(b, 0) for b in banks],
+                        [f"{b}:USD" for b in touched],
+                        [received.get(b, 0) - sent.get(b, 0) for b in touched],
                     ),
                 )
                 cur.execute(
                     _POSITIONS,
                     (
-                        [CYCLE] * len(banks),
-                        banks,
-                        [sent.get(b, 0) for b in banks],
-                        [received.get(b, 0) for b in banks],
-                        [REQUEST_ITEMS if b in sent else 0 for b in banks],
-                        [1 if b in received else 0 for b in banks],
+                        [CYCLE] * len(touched),
+                        touched,
+                        [sent.get(b, 0) for b in touched],
+                        [received.get(b, 0) for b in touched],
+                        [sums.sent_count.get(b, 0) for b in touched],
+                        [sums.received_count.get(b, 0) for b in touched],
                     ),
                 )
             latencies.append(time.perf_counter() - t0)
             done += size
             batches += 1
+            touched_rows += len(touched)
         elapsed = time.perf_counter() - started
     latencies.sort()
     return {
         "batch_size": size,
         "transfers_per_s": done / elapsed,
         "batches": batches,
+        "banks": banks,
+        "banks_per_batch": touched_rows / batches if batches else 0.0,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000,
     }
 
 
-def database_limit(sizes: list[int], seconds: float) -> dict[str, dict[str, float]]:
-    """Transfers/s of the raw loop at each batch size (keyed by size)."""
-    name, dsn = _fresh_schema()
+def database_limit(
+    sizes: list[int], seconds: float, banks: int = BANKS, *, uniform: bool = False
+) -> dict[str, dict[str, float]]:
+    """Transfers/s of the raw loop at each batch size (keyed by size);
+    `banks` and `uniform` as in `_batch`."""
+    name, dsn = _fresh_schema(banks)
     out: dict[str, dict[str, float]] = {}
+    shape = f"uniform creditors among {banks:,} banks" if uniform else f"{banks} banks"
     try:
         for size in sizes:
-            _say(f"  limit: raw PostgreSQL loop, batches of {size:,}, {seconds:.0f} s ...")
-            figures = _db_loop(dsn, size, seconds)
+            _say(f"  limit: raw PostgreSQL loop, batches of {size:,}, {shape}, {seconds:.0f} s ...")
+            figures = _db_loop(dsn, size, seconds, banks, uniform=uniform)
             out[str(size)] = figures
             _say(
                 f"  limit: raw PostgreSQL loop, batches of {size:,}: "
@@ -303,10 +341,15 @@ def echo_limit(processes: int, in_flight: int, seconds: float) -> dict[str, floa
 
 
 def measure(
-    sizes: list[int], seconds: float, echo_processes: int = 2, echo_in_flight: int = 48
+    sizes: list[int],
+    seconds: float,
+    echo_processes: int = 2,
+    echo_in_flight: int = 48,
+    banks: int = BANKS,
+    uniform: bool = False,
 ) -> dict[str, Any]:
     return {
-        "database": database_limit(sizes, seconds),
+        "database": database_limit(sizes, seconds, banks, uniform=uniform),
         "echo": echo_limit(echo_processes, echo_in_flight, seconds),
     }
 
@@ -336,9 +379,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--echo-processes", type=int, default=2)
     parser.add_argument("--echo-in-flight", type=int, default=48)
+    parser.add_argument("--banks", type=int, default=BANKS, help="banks in the raw loop")
+    parser.add_argument(
+        "--uniform", action="store_true", help="uniform creditors (bench_banks' load)"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    limits = measure(sizes, args.seconds, args.echo_processes, args.echo_in_flight)
+    limits = measure(
+        sizes, args.seconds, args.echo_processes, args.echo_in_flight, args.banks, args.uniform
+    )
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "limits.json").write_text(json.dumps(limits, indent=2))
     text = table(limits)
