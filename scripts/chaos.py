@@ -1406,7 +1406,8 @@ def check_lifecycle(
     a refusal names the state the transfer is in for good (TRANSFER_EXPIRED:
     expired, TRANSFER_REJECTED: rejected, TRANSFER_ALREADY_ACCEPTED:
     accepted, TRANSFER_NOT_CANCELLABLE: cancelled); an acknowledged cancel
-    left it cancelled, a refused one was of a transfer no longer reserved
+    left it cancelled (or expired, if that is what it answered: past its
+    deadline a reservation expires instead), a refused one was of a transfer no longer reserved
     and not cancelled while reserved; an acknowledged recall is stored under
     its id for its debtor; an acknowledged rejection of a recall left it
     rejected with the reason answered, RECALL_NOT_OPEN means it ended
@@ -1466,7 +1467,15 @@ def check_lifecycle(
                 bad.append(f"{told} was refused {o.reason}, but {_state(t)}")
         elif o.op in ("cancel", "operator_cancel"):
             if ok:
-                if t is None or t.status is not TransferStatus.CANCELLED:
+                # A reserved transfer past its deadline has expired: the
+                # cancel is answered with it, EXPIRED (CancelTransfer's
+                # contract), when it reaches the hub before the expirer does.
+                want = (
+                    TransferStatus.EXPIRED
+                    if o.extra.get("status") == cpb.TRANSFER_STATUS_EXPIRED
+                    else TransferStatus.CANCELLED
+                )
+                if t is None or t.status is not want:
                     bad.append(f"{told} was acknowledged, but {_state(t)}")
             elif o.reason == "TRANSFER_NOT_CANCELLABLE" and (
                 t is None

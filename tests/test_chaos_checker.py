@@ -604,6 +604,19 @@ def test_cancels_answered_against_the_stored_state() -> None:
     assert lifecycle([op("operator_cancel", R1, "operator", status=4)], [cancelled]) == []
 
 
+def test_a_cancel_answered_expired_must_have_left_it_expired() -> None:
+    # The CI failure of 5ccd662: past its deadline a reservation expires
+    # instead of being cancelled, and the cancel is answered EXPIRED (7).
+    expired = reserved_t(R1, EXP, reason="AB05")
+    assert lifecycle([op("cancel", R1, A, status=7)], [expired]) == []
+    assert lifecycle([op("cancel", R1, A, status=4)], [expired]) == [
+        f"cancel of {R1} by {A} was acknowledged, but it is EXPIRED (resolved EXPIRED)"
+    ]
+    assert lifecycle([op("cancel", R1, A, status=7)], [reserved_t(R1, CAN)]) == [
+        f"cancel of {R1} by {A} was acknowledged, but it is CANCELLED (resolved CANCELLED)"
+    ]
+
+
 def test_an_operator_cancel_refused_for_a_return_is_right_only_once_returned() -> None:
     # The CI failure of f6cfbcd: the operator's cancel of a return (or of a
     # returned transfer) is refused TRANSFER_NOT_CANCELLABLE, rightly.
