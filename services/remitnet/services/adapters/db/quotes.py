@@ -45,6 +45,11 @@ def _quote_of(r: Sequence[Any]) -> Quote:
     )
 
 
+_USED_BY_ARRAYS = text(
+    "SELECT CAST(id AS TEXT), CAST(used_by AS TEXT) FROM fx_quotes "
+    "WHERE id = ANY(CAST(:ids AS UUID[]))"
+)
+
 _MARK_QUOTES_USED_ARRAYS = text(
     "UPDATE fx_quotes SET used_by = v.tid, used_at = :now "
     "FROM unnest(CAST(:qids AS UUID[]), CAST(:tids AS UUID[])) AS v(qid, tid) "
@@ -172,6 +177,15 @@ class SqlQuotes:
             return {str(r[0]): _quote_of(r) for r in rows}
         found = self.conn.execute(select(*_QUOTE_ROW).where(fx_quotes.c.id.in_(ids))).all()
         return {str(r[0]): _quote_of(r) for r in found}
+
+    def used_by(self, ids: Collection[str]) -> dict[str, str | None]:
+        if self.dialect.arrays:
+            rows = self.conn.execute(_USED_BY_ARRAYS, {"ids": text_array(ids)}).all()
+            return {r[0]: r[1] for r in rows}
+        found = self.conn.execute(
+            select(fx_quotes.c.id, fx_quotes.c.used_by).where(fx_quotes.c.id.in_(ids))
+        ).all()
+        return {str(r[0]): None if r[1] is None else str(r[1]) for r in found}
 
     def mark_used(self, used: Mapping[str, str], now: datetime) -> None:
         """quote id -> the transfer id that used it."""
