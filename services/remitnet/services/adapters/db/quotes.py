@@ -22,9 +22,10 @@ _QUOTE_COLUMNS = (
 )  # fmt: skip
 _COPY_QUOTES = f"COPY fx_quotes ({', '.join(_QUOTE_COLUMNS)}) FROM STDIN"
 
+# The ids as text: the driver's UUID objects cost a str() each after.
 _QUOTES_ARRAYS = text(
-    f"SELECT {', '.join(_QUOTE_COLUMNS)}, used_by FROM fx_quotes "
-    "WHERE id = ANY(CAST(:ids AS UUID[]))"
+    f"SELECT CAST(id AS TEXT), {', '.join(_QUOTE_COLUMNS[1:])}, CAST(used_by AS TEXT) "
+    "FROM fx_quotes WHERE id = ANY(CAST(:ids AS UUID[]))"
 )
 
 

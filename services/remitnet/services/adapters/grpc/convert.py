@@ -138,7 +138,9 @@ def transfer(
 _CODE_CHARS: Final = 4
 
 
-def _stamp(stamps: dict[datetime, Timestamp], at: datetime) -> Timestamp:
+def shared_stamp(stamps: dict[datetime, Timestamp], at: datetime) -> Timestamp:
+    """`at` as a Timestamp, built once per answer (`stamps`): the items of
+    one answer share a few times."""
     stamp = stamps.get(at)
     if stamp is None:
         stamp = stamps[at] = Timestamp()
@@ -159,10 +161,10 @@ def fill_recall(
     if r.info:
         message.additional_info = r.info
     message.state = int(r.state)  # type: ignore[assignment]
-    message.requested_at.CopyFrom(_stamp(stamps, r.requested_at))
-    message.deadline.CopyFrom(_stamp(stamps, r.deadline))
+    message.requested_at.CopyFrom(shared_stamp(stamps, r.requested_at))
+    message.deadline.CopyFrom(shared_stamp(stamps, r.deadline))
     if r.answered_at is not None:
-        message.answered_at.CopyFrom(_stamp(stamps, r.answered_at))
+        message.answered_at.CopyFrom(shared_stamp(stamps, r.answered_at))
     if r.answer_reason:
         message.answer_reason = r.answer_reason
     if r.return_id:
@@ -217,9 +219,9 @@ def fill_transfer(
     message.accepted_at.CopyFrom(stamp)
     # The lifecycle's fields: most transfers have none of them.
     if t.deadline is not None:
-        message.confirmation_deadline.CopyFrom(_stamp(stamps, t.deadline))
+        message.confirmation_deadline.CopyFrom(shared_stamp(stamps, t.deadline))
     if t.resolved_at is not None:
-        message.resolved_at.CopyFrom(_stamp(stamps, t.resolved_at))
+        message.resolved_at.CopyFrom(shared_stamp(stamps, t.resolved_at))
     reason = t.reason
     if reason and (remittance_info or len(reason) <= _CODE_CHARS):
         message.reason = reason

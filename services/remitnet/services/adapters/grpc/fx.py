@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from remitnet.fx.v1 import fx_pb2 as pb
 from remitnet.fx.v1 import fx_pb2_grpc as pb_grpc
@@ -30,22 +31,34 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def quote_message(q: Quote) -> pb.Quote:
+    message = pb.Quote()
+    fill_quote(message, q, {})
+    return message
+
+
+def fill_quote(m: pb.Quote, q: Quote, stamps: dict[datetime, Timestamp]) -> None:
+    """`q` into `m`, in place. `stamps`: the Timestamps already built for
+    the answer (the quotes of one CreateQuotes share their times). In place
+    and shared, a batch of 1,000 quotes is answered about five times faster
+    than by building each quote's messages and copying them into the
+    answer."""
     t = q.terms
-    return pb.Quote(
-        quote_id=q.quote_id,
-        bank_code=q.bank,
-        source_amount=convert.money(t.source_currency, t.source_amount),
-        target_amount=convert.money(t.target_currency, t.target_amount),
-        rate=str(t.rate),
-        mid_rate=str(t.mid_rate),
-        spread_bps=t.spread_bps,
-        fee=convert.money(t.target_currency, t.fee),
-        derivation=t.derivation,
-        created_at=convert.timestamp(q.created_at),
-        expires_at=convert.timestamp(q.expires_at),
-        used_by_transfer_id=q.used_by or "",
-        provider=q.provider or "",
-    )
+    m.quote_id = q.quote_id
+    m.bank_code = q.bank
+    source, target, fee = m.source_amount, m.target_amount, m.fee
+    source.currency, source.minor_units = t.source_currency, t.source_amount
+    target.currency, target.minor_units = t.target_currency, t.target_amount
+    fee.currency, fee.minor_units = t.target_currency, t.fee
+    # Not shared by value: equal Decimals may read differently (56.1, 56.10).
+    m.rate, m.mid_rate = str(t.rate), str(t.mid_rate)
+    m.spread_bps = t.spread_bps
+    m.derivation = t.derivation
+    m.created_at.CopyFrom(convert.shared_stamp(stamps, q.created_at))
+    m.expires_at.CopyFrom(convert.shared_stamp(stamps, q.expires_at))
+    if q.used_by:
+        m.used_by_transfer_id = q.used_by
+    if q.provider:
+        m.provider = q.provider
 
 
 def _plain(value: Decimal) -> str:
@@ -195,19 +208,27 @@ class FxServicer(pb_grpc.FxServiceServicer):
             )
             positions.append(index)
         outcomes = await asyncio.to_thread(uc.create_quotes, self.db, self.config, bank, asks)
-        issued = 0
+        issued_at: dict[int, Quote] = {}
         for index, outcome in zip(positions, outcomes, strict=True):
             if isinstance(outcome, RemitnetError):
                 results[index] = _quote_error(outcome)
             else:
-                issued += 1
-                results[index] = pb.QuoteResult(quote=quote_message(outcome))
+                issued_at[index] = outcome
+        issued = len(issued_at)
         self.observer.observe(
-            QuotesAnswered.of(issued, (r.error.reason for r in results if r.HasField("error")))
+            QuotesAnswered.of(
+                issued, (results[i].error.reason for i in range(count) if i not in issued_at)
+            )
         )
-        return pb.CreateQuotesResponse(
-            results=results, issued_count=issued, refused_count=count - issued
-        )
+        answer = pb.CreateQuotesResponse(issued_count=issued, refused_count=count - issued)
+        stamps: dict[datetime, Timestamp] = {}
+        for index in range(count):
+            quote = issued_at.get(index)
+            if quote is None:
+                answer.results.append(results[index])
+            else:
+                fill_quote(answer.results.add().quote, quote, stamps)
+        return answer
 
     async def GetQuote(self, request: pb.GetQuoteRequest, context: Context) -> pb.GetQuoteResponse:
         quote = await asyncio.to_thread(
