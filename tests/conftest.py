@@ -56,6 +56,16 @@ def postgres_url(pg_template: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_postgres_url(pg_template: str) -> Iterator[str]:
+    """A new PostgreSQL database with no schema yet (`pg_template`: only
+    for its check that PostgreSQL answers)."""
+    name = f"remitnet_e_{uuid.uuid4().hex[:12]}"
+    _admin(f"CREATE DATABASE {name}")
+    yield pg_url(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'remitnet.db'}"
 

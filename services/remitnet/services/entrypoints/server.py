@@ -201,7 +201,7 @@ class Hub:
     async def start(self) -> int:
         cfg = self.config
         if cfg.migrate:
-            await asyncio.to_thread(migrate.upgrade, self.db)
+            await asyncio.to_thread(migrate.upgrade_at_start, self.db)
         if "fx" in cfg.only and cfg.rates_file:
             # Before anything starts: a bad rates file stops the start-up
             # with nothing running.

@@ -22,9 +22,14 @@ from remitnet.services.adapters.db.schema import metadata
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def alembic_config(db: Database) -> Config:
+def _scripts() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def alembic_config(db: Database) -> Config:
+    cfg = _scripts()
     cfg.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
     cfg.attributes["database"] = db
     return cfg
@@ -34,6 +39,28 @@ def upgrade(db: Database, revision: str = "head", *, regions: str = "") -> None:
     command.upgrade(alembic_config(db), revision)
     if regions:
         apply_regions(db, regions)
+
+
+def upgrade_at_start(db: Database) -> None:
+    """`upgrade` as a hub starting runs it: when several start at once on a
+    new database, one of them may fail creating what another has just
+    created (PostgreSQL and CockroachDB run DDL in transactions that do
+    not wait for each other's); that one goes on if the schema is at head
+    now. (On SQLite the upgrade holds the file's write lock: they take
+    turns.) In production a Job migrates and the services start with
+    --no-migrate."""
+    try:
+        upgrade(db)
+    except Exception:
+        if current(db) != head():
+            raise
+
+
+def head() -> str | None:
+    """The newest revision of the migrations."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_scripts()).get_current_head()
 
 
 def apply_regions(db: Database, regions: str) -> list[str]:

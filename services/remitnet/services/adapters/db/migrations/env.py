@@ -12,7 +12,13 @@ def run() -> None:
     db = config.attributes.get("database")
     if db is None:
         db = Database(config.get_main_option("sqlalchemy.url") or "sqlite:///remitnet.db")
-    with db.engine.connect() as connection:
+    # The whole upgrade in one transaction begun here, before alembic reads
+    # the version: on SQLite that BEGIN is Database's BEGIN IMMEDIATE, so
+    # hubs started at once on a new file migrate one after another (alembic
+    # assumes non-transactional DDL there and ran each statement on its
+    # own: two of them altered the same table, and one exited with
+    # "duplicate column name").
+    with db.engine.connect() as connection, connection.begin():
         context.configure(
             connection=connection,
             target_metadata=metadata,
@@ -21,7 +27,6 @@ def run() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
-        connection.commit()
 
 
 run()
