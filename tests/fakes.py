@@ -849,9 +849,6 @@ class FakeQuotes:
     def get_many(self, ids: Collection[str]) -> dict[str, Quote]:
         return {i: self._s.quotes[i] for i in ids if i in self._s.quotes}
 
-    def used_by(self, ids: Collection[str]) -> dict[str, str | None]:
-        return {i: q.used_by for i, q in self.get_many(ids).items()}
-
     def mark_used(self, used: Mapping[str, str], now: datetime) -> None:
         for qid, tid in used.items():
             quote = self._s.quotes.get(qid)

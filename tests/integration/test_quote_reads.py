@@ -1,6 +1,7 @@
-"""The quote repository's two reads agree on SQLite and PostgreSQL: a
-batch decided ahead reads only whether its quotes are used (`used_by`),
-and gets what a full read (`get_many`) would have told it."""
+"""Quote reads through the Database's cache of quotes seen
+(`QuoteTermsCache`) answer as a full read does, on SQLite and PostgreSQL:
+used_by as stored now, a quote whose insert rolled back absent, and ones
+the cache has not seen read in full."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from remitnet.services.adapters.db import migrate
 from remitnet.services.adapters.db.database import Database
+from remitnet.services.adapters.db.quotes import QuoteTermsCache
+from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
 from remitnet.services.domain.fx import Quote, QuoteTerms
 from remitnet.services.domain.model import DEFAULT_PROVIDER
 
@@ -29,20 +34,48 @@ def _quote(now: datetime) -> Quote:
     )
 
 
-def test_used_by_reads_what_get_many_reads(db_url: str) -> None:
+class _RolledBack(Exception):
+    pass
+
+
+def test_cached_quote_reads_answer_as_full_reads(db_url: str) -> None:
     db = Database(db_url)
     try:
         migrate.upgrade(db)
         now = datetime.now(UTC).replace(microsecond=0)
-        unused, used = _quote(now), _quote(now)
+        unused, used, lost = _quote(now), _quote(now), _quote(now)
         transfer = str(uuid.uuid4())
         db.write("add", lambda uow: uow.quotes.add([unused, used]))
+
+        def add_then_fail(uow: SqlUnitOfWork) -> None:
+            uow.quotes.add([lost])
+            raise _RolledBack
+
+        with pytest.raises(_RolledBack):
+            db.write("add", add_then_fail)
+        assert db.quotes_seen.get([lost.quote_id])  # seen, but never stored
+        ids = [unused.quote_id, used.quote_id, lost.quote_id, str(uuid.uuid4())]
+        before = db.read(lambda uow: uow.quotes.get_many(ids))
+        assert before == {unused.quote_id: unused, used.quote_id: used}
         db.write("use", lambda uow: uow.quotes.mark_used({used.quote_id: transfer}, now))
-        absent = str(uuid.uuid4())
-        ids = [unused.quote_id, used.quote_id, absent]
-        full = db.read(lambda uow: uow.quotes.get_many(ids))
-        narrow = db.read(lambda uow: uow.quotes.used_by(ids))
-        assert narrow == {unused.quote_id: None, used.quote_id: transfer}
-        assert narrow == {qid: q.used_by for qid, q in full.items()}
+        cached = db.read(lambda uow: uow.quotes.get_many(ids))
+        # Without the cache: every column from the rows.
+        full = db.read(lambda uow: SqlUnitOfWork(uow.conn, db.features).quotes.get_many(ids))
+        assert cached == full
+        assert cached[used.quote_id].used_by == transfer
+        assert cached[unused.quote_id].used_by is None
+        # A cache that has seen none of them reads them in full, and keeps them.
+        db.quotes_seen = QuoteTermsCache()
+        assert db.read(lambda uow: uow.quotes.get_many(ids)) == full
+        assert set(db.quotes_seen.get(ids)) == set(full)
     finally:
         db.dispose()
+
+
+def test_the_cache_keeps_the_newest_within_its_bound() -> None:
+    cache = QuoteTermsCache(limit=3)
+    now = datetime.now(UTC)
+    quotes = [_quote(now) for _ in range(5)]
+    cache.put(quotes[:2])
+    cache.put(quotes[2:])
+    assert list(cache.get([q.quote_id for q in quotes])) == [q.quote_id for q in quotes[2:]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -154,8 +154,7 @@ def _commit(
     def unit(uow: UnitOfWork) -> BatchResult:
         nonlocal first, used
         tries[0] += 1
-        known = prepared.inputs.quotes if prepared is not None and first else None
-        inputs = load_inputs(uow, items, look_up=look_up, known_quotes=known)
+        inputs = load_inputs(uow, items, look_up=look_up)
         homes.clear()
         homes.update(inputs.parties.regions)
         use = prepared is not None and first and matches(inputs, prepared)
@@ -294,21 +293,13 @@ def _copy(s: AccountState) -> AccountState:
     )
 
 
-def load_inputs(
-    uow: UnitOfWork,
-    items: Sequence[Instruction],
-    *,
-    look_up: bool,
-    known_quotes: Mapping[str, Quote] | None = None,
-) -> BatchInputs:
+def load_inputs(uow: UnitOfWork, items: Sequence[Instruction], *, look_up: bool) -> BatchInputs:
     """Read what the decision of `items` needs. Without `look_up`, stored
-    transfers are not read: the insert's primary key finds them.
-    `known_quotes`: quotes read before (by `prepare_batch`); only whether
-    they are used is read again (their terms never change)."""
+    transfers are not read: the insert's primary key finds them."""
     existing = uow.transfers.existing([i.transfer_id for i in items]) if look_up else {}
     fresh = [i for i in items if i.transfer_id not in existing] if existing else items
     quote_ids = {i.quote_id for i in fresh if i.quote_id is not None}
-    quotes = _quotes(uow, quote_ids, known_quotes) if quote_ids else {}
+    quotes = uow.quotes.get_many(quote_ids) if quote_ids else {}
     banks: set[str] = set()
     account_ids: set[str] = set()
     currencies: set[str] = set()
@@ -347,16 +338,6 @@ def load_inputs(
     # What the open cycles hold already: no total of theirs may pass int64.
     sums = uow.cycles.sums(list(open_ids.values())) if open_ids else {}
     return BatchInputs(existing, quotes, parties, heads, states, open_ids, sums)
-
-
-def _quotes(uow: UnitOfWork, ids: set[str], known: Mapping[str, Quote] | None) -> dict[str, Quote]:
-    if known is None or not ids <= known.keys():
-        return uow.quotes.get_many(ids)
-    found: dict[str, Quote] = {}
-    for qid, used_by in uow.quotes.used_by(ids).items():
-        quote = known[qid]
-        found[qid] = quote if quote.used_by == used_by else replace(quote, used_by=used_by)
-    return found
 
 
 def decide(

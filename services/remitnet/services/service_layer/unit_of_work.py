@@ -239,13 +239,6 @@ class QuoteRepository(Protocol):
 
     def add(self, quotes: Sequence[Quote]) -> None: ...
     def get_many(self, ids: Collection[str]) -> dict[str, Quote]: ...
-    def used_by(self, ids: Collection[str]) -> dict[str, str | None]:
-        """The stored quotes among `ids` -> the transfer that used each
-        (None: unused). A quote's terms never change once stored, so a
-        batch decided on quotes read before its transaction reads this
-        much of them again, not every column."""
-        ...
-
     def mark_used(self, used: Mapping[str, str], now: datetime) -> None:
         """quote id -> the transfer id that used it."""
         ...

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from remitnet.services.adapters import metrics
 from remitnet.services.adapters.db.cockroach import SET_TRANSACTION_FOLLOWER_READ
 from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.quotes import QuoteTermsCache
 from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
 from remitnet.services.domain.errors import Aborted, Reason, UnstorableValue
 from remitnet.services.service_layer.unit_of_work import Transactions
@@ -141,6 +142,9 @@ class Database:
         # What the database can do, decided once: the repositories of every
         # unit of work consult it (COPY, array parameters, follower reads).
         self.features = Dialect.named(self.dialect)
+        # Quotes' rows change only in used_by: what was read once is not
+        # read again in full (SqlQuotes.get_many).
+        self.quotes_seen = QuoteTermsCache()
         kwargs: dict[str, Any] = {"echo": echo}
         if self.features.file_locks:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -167,7 +171,7 @@ class Database:
             attempt += 1
             try:
                 with self.engine.begin() as conn:
-                    result = fn(SqlUnitOfWork(conn, self.features))
+                    result = fn(SqlUnitOfWork(conn, self.features, self.quotes_seen))
                     if self.fault_hook is not None:
                         self.fault_hook(conn, unit, attempt)
             except (DBAPIError, psycopg.Error) as exc:
@@ -204,7 +208,7 @@ class Database:
                 with self.read_engine.begin() as conn:
                     if stale_ok and self.features.follower_reads:
                         conn.execute(SET_TRANSACTION_FOLLOWER_READ)
-                    return fn(SqlUnitOfWork(conn, self.features))
+                    return fn(SqlUnitOfWork(conn, self.features, self.quotes_seen))
             except DBAPIError as exc:
                 if is_data_error(exc):
                     # A key the database cannot even hold (NUL in an id) can

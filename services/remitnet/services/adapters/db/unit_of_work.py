@@ -20,7 +20,7 @@ from remitnet.services.adapters.db.feed import SqlEventFeed
 from remitnet.services.adapters.db.iso_messages import SqlMessageLog
 from remitnet.services.adapters.db.ledger import SqlLedger
 from remitnet.services.adapters.db.positions import SqlPositions
-from remitnet.services.adapters.db.quotes import SqlQuotes
+from remitnet.services.adapters.db.quotes import QuoteTermsCache, SqlQuotes
 from remitnet.services.adapters.db.read_models import SqlReadModels
 from remitnet.services.adapters.db.recalls import SqlRecalls
 from remitnet.services.adapters.db.transfers import SqlTransfers
@@ -76,7 +76,9 @@ class SqlUnitOfWork:
     views: ReadModels
     messages: MessageLog
 
-    def __init__(self, conn: Connection, dialect: Dialect) -> None:
+    def __init__(
+        self, conn: Connection, dialect: Dialect, quotes_seen: QuoteTermsCache | None = None
+    ) -> None:
         self.conn = conn
         self.dialect = dialect
         banks = SqlBanks(conn, dialect)
@@ -89,7 +91,7 @@ class SqlUnitOfWork:
         recalls = SqlRecalls(conn, dialect)
         self.recalls = recalls
         self.ledger = SqlLedger(conn, dialect)
-        self.quotes = SqlQuotes(conn, dialect)
+        self.quotes = SqlQuotes(conn, dialect, quotes_seen)
         self.events = SqlEventFeed(conn, dialect, transfers, recalls)
         self.trail = SqlOperatorTrail(conn)
         self.views = SqlReadModels(conn)
