@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import psycopg
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from remitnet.clients.bank import instruction
 from remitnet.clients.errors import HubError
@@ -156,3 +157,30 @@ async def test_retry_budget_exhausted_is_aborted_and_stores_nothing(postgres_url
         assert counts(db) == before
     finally:
         await handle.stop()
+
+
+def test_pooled_connections_the_server_dropped_are_replaced(postgres_url: str) -> None:
+    """No ping at checkout (`Database`): after the server ends every pooled
+    connection (as a restart does), the next write and read re-run on new
+    ones ("disconnect") and succeed."""
+    db = Database(postgres_url, pool_size=2)
+    try:
+        # Fill the pool: connections checked out together, then returned.
+        with db.engine.connect() as a, db.engine.connect() as b:
+            pids = {
+                a.execute(text("SELECT pg_backend_pid()")).scalar_one(),
+                b.execute(text("SELECT pg_backend_pid()")).scalar_one(),
+            }
+        with psycopg.connect(postgres_url, autocommit=True) as c:
+            ended = c.execute(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid = ANY(%s)) AS t",
+                (list(pids),),
+            ).fetchone()
+        assert ended == (2,)
+        before = _retries("after_drop")
+        assert db.write("after_drop", lambda uow: uow.banks.regions()) is not None
+        assert _retries("after_drop") == before + 1  # one re-run, on a new connection
+        assert db.read(lambda uow: uow.banks.regions()) is not None
+    finally:
+        db.dispose()

@@ -483,13 +483,20 @@ class Market:
     # (source, target, named provider) -> the candidates from the best rate
     # down: the same for every ask of the pair in the call.
     ranked: dict[tuple[str, str, str | None], list[str]] = field(default_factory=dict)
+    # The active FX providers by code, computed once per call: every ask
+    # that names no provider starts from them.
+    active: tuple[str, ...] = field(init=False)
 
-    def active_providers(self) -> list[str]:
-        return sorted(
+    def __post_init__(self) -> None:
+        active = sorted(
             code
             for code, row in self.participants.items()
             if row is not None and row.is_provider and row.is_active
         )
+        object.__setattr__(self, "active", tuple(active))
+
+    def active_providers(self) -> list[str]:
+        return list(self.active)
 
 
 def _caller_refusal(row: Bank | None, bank: str) -> RemitnetError | None:

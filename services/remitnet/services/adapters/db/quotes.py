@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select, text, tuple_, update
 
 from remitnet.services.adapters.db.arrays import text_array
+from remitnet.services.adapters.db.copy import code_field, copy_rows, text_field
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import fx_quotes, fx_rates
@@ -59,6 +60,29 @@ _MARK_QUOTES_USED_ARRAYS = text(
     "FROM unnest(CAST(:qids AS UUID[]), CAST(:tids AS UUID[])) AS v(qid, tid) "
     "WHERE fx_quotes.id = v.qid AND fx_quotes.used_by IS NULL"
 )
+
+
+def _copy_text(quotes: Sequence[Quote]) -> str:
+    """The quotes as one COPY text payload: several times cheaper than the
+    driver's row-by-row dumpers (as for a batch's transfers). The
+    derivation is the only text not validated as a code."""
+    stamps: dict[datetime, str] = {}
+    lines = []
+    for q in quotes:
+        t = q.terms
+        created = stamps.get(q.created_at) or stamps.setdefault(
+            q.created_at, q.created_at.isoformat()
+        )
+        expires = stamps.get(q.expires_at) or stamps.setdefault(
+            q.expires_at, q.expires_at.isoformat()
+        )
+        lines.append(
+            f"{q.quote_id}\t{q.bank}\t{t.source_currency}\t{t.target_currency}\t"
+            f"{t.source_amount}\t{t.target_amount}\t{t.mid_rate}\t{t.rate}\t{t.spread_bps}\t"
+            f"{t.fee}\t{text_field(t.derivation)}\t{created}\t{expires}\t"
+            f"{code_field(q.provider)}\n"
+        )
+    return "".join(lines)
 
 
 class QuoteTermsCache:
@@ -171,19 +195,7 @@ class SqlQuotes:
         if self.cache is not None:
             self.cache.put(quotes)
         if self.dialect.copy:
-            raw = self.conn.connection.driver_connection
-            assert raw is not None
-            with raw.cursor() as cursor, cursor.copy(_COPY_QUOTES) as copy:
-                for q in quotes:
-                    t = q.terms
-                    copy.write_row(
-                        (
-                            q.quote_id, q.bank, t.source_currency, t.target_currency,
-                            t.source_amount, t.target_amount, str(t.mid_rate), str(t.rate),
-                            t.spread_bps, t.fee, t.derivation, q.created_at, q.expires_at,
-                            q.provider,
-                        )
-                    )  # fmt: skip
+            copy_rows(self.conn, _COPY_QUOTES, (_copy_text(quotes),))
             return
         self.conn.execute(
             insert(fx_quotes),
