@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from remitnet.services.adapters.db.arrays import int_array, text_array
-from remitnet.services.adapters.db.copy import code_field, copy_rows, text_field
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import utc
@@ -26,10 +25,8 @@ def _entry(row: Any) -> LedgerEntry:
     )  # fmt: skip
 
 
-# With array parameters: every account of a posting moved in one statement,
-# which answers the new balances and counts its entries are numbered from...
-# A settlement's unsettled nets move in the same statement (`unsettled`):
-# one pass over thousands of rows instead of two.
+# With array parameters: every account of a posting moved in one statement
+# (a posting without legs moves unsettled nets alone)...
 _MOVE_ARRAYS = text(
     "UPDATE accounts SET balance = accounts.balance + v.delta, "
     "entry_count = accounts.entry_count + v.n, "
@@ -39,17 +36,9 @@ _MOVE_ARRAYS = text(
     "AS v(id, delta, n, u) WHERE accounts.id = v.id "
     "RETURNING accounts.id, accounts.balance, accounts.entry_count"
 )
-# ...and every entry in one more.
-_ENTRIES_ARRAYS = text(
-    "INSERT INTO ledger_entries (account_id, seq, currency, kind, amount, balance_after, "
-    "posting_id, reference, posted_at) "
-    "SELECT v.account_id, v.seq, CAST(:currency AS VARCHAR), CAST(:kind AS SMALLINT), v.amount, "
-    "v.balance_after, CAST(:posting_id AS VARCHAR), CAST(:reference AS VARCHAR), "
-    "CAST(:posted_at AS TIMESTAMPTZ) "
-    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:seqs AS BIGINT[]), CAST(:amounts AS BIGINT[]), "
-    "CAST(:balances AS BIGINT[])) AS v(account_id, seq, amount, balance_after)"
-)
-# ...or, with legs, both in one statement: each entry is numbered and its
+# ...or, with legs, the accounts and the entries in one statement (a
+# settlement's unsettled nets move in it too: one pass over thousands of
+# rows instead of two). Each entry is numbered and its
 # balance found back from its account's new count and balance (`back`: how
 # many of the account's legs in this posting follow it, `after`: their sum),
 # so nothing per account comes back. Counting the accounts moved finds a
@@ -71,10 +60,6 @@ _POST_ARRAYS = text(
     "CAST(:amounts AS BIGINT[]), CAST(:afters AS BIGINT[])) AS l(account_id, back, amount, after) "
     "JOIN m ON m.id = l.account_id RETURNING 1) "
     "SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM e)"
-)
-_COPY_ENTRIES = (
-    "COPY ledger_entries (account_id, seq, currency, kind, amount, balance_after, posting_id, "
-    "reference, posted_at) FROM STDIN"
 )
 _set_balance = (
     update(accounts)
@@ -123,8 +108,8 @@ class SqlLedger:
         """Write a balanced posting: its idempotency record, one entry per leg
         in each account's own sequence, and the new balances. A constant
         number of statements, however many legs (a settlement has two per
-        bank): with array parameters the accounts move in one UPDATE and the
-        entries go in one INSERT; without, one executemany each. `unsettled`
+        bank): with array parameters the accounts move and the entries go
+        in one statement; without, one executemany each. `unsettled`
         (account -> delta) moves unsettled nets in the same UPDATE."""
         self.conn.execute(
             _INSERT_POSTING,
@@ -141,6 +126,9 @@ class SqlLedger:
         changed = {k: v for k, v in (unsettled or {}).items() if v}
         if not posting.legs and not changed:
             return
+        if self.dialect.arrays and posting.legs:
+            self._post_arrays(posting, changed, now)
+            return
         # account -> [sum of its legs, its leg count, its unsettled delta]
         moves: dict[str, list[int]] = {}
         for leg in posting.legs:
@@ -154,9 +142,6 @@ class SqlLedger:
         # Accounts in one order (by id) in every posting: concurrent postings
         # lock shared rows in the same order.
         moves = dict(sorted(moves.items()))
-        if self.dialect.arrays and posting.legs:
-            self._post_arrays(posting, moves, now)
-            return
         # Each account's balance and entry count before this posting.
         before = self._move(moves) if self.dialect.arrays else self._read(moves)
         missing = moves.keys() - before.keys()
@@ -175,38 +160,6 @@ class SqlLedger:
             seqs.append(state[1])
             amounts.append(leg.amount)
             balances.append(state[0])
-        if self.dialect.copy:
-            # A settlement has an entry per bank: thousands of rows.
-            head = f"\t{posting.currency}\t{int(posting.kind)}\t"
-            tail = (
-                f"\t{code_field(posting.posting_id)}\t{text_field(posting.reference)}\t"
-                f"{now.isoformat()}\n"
-            )
-            copy_rows(
-                self.conn,
-                _COPY_ENTRIES,
-                (
-                    f"{a}\t{q}{head}{m}\t{b}{tail}"
-                    for a, q, m, b in zip(ids, seqs, amounts, balances, strict=True)
-                ),
-            )
-            return
-        if self.dialect.arrays:
-            self.conn.execute(
-                _ENTRIES_ARRAYS,
-                {
-                    "ids": ids,
-                    "seqs": seqs,
-                    "amounts": amounts,
-                    "balances": balances,
-                    "currency": posting.currency,
-                    "kind": int(posting.kind),
-                    "posting_id": posting.posting_id,
-                    "reference": posting.reference,
-                    "posted_at": now,
-                },
-            )
-            return
         common = {
             "currency": posting.currency,
             "kind": int(posting.kind),
@@ -226,28 +179,36 @@ class SqlLedger:
             [{"aid": a, "bal": before[a][0], "cnt": before[a][1]} for a in moves],
         )
 
-    def _post_arrays(self, posting: Posting, moves: Mapping[str, list[int]], now: datetime) -> None:
+    def _post_arrays(self, posting: Posting, unsettled: Mapping[str, int], now: datetime) -> None:
         """The accounts and the entries of `posting` in one statement
-        (_POST_ARRAYS)."""
-        # Walked backwards: what each account's later legs add up to.
-        later: dict[str, list[int]] = {a: [0, 0] for a in moves}
+        (_POST_ARRAYS); `unsettled`: the nonzero unsettled deltas."""
+        # One pass, backwards, over the thousands of legs of a settlement:
+        # what each account's later legs add up to (count, sum), which is
+        # also, at the end, what the posting moves it by.
+        later: dict[str, list[int]] = {}
         backs, afters = [], []
         for leg in reversed(posting.legs):
-            tail = later[leg.account_id]
+            tail = later.get(leg.account_id)
+            if tail is None:
+                tail = later[leg.account_id] = [0, 0]
             backs.append(tail[0])
             afters.append(tail[1])
             tail[0] += 1
             tail[1] += leg.amount
         backs.reverse()
         afters.reverse()
-        values = list(moves.values())
+        for aid in unsettled.keys() - later.keys():
+            later[aid] = [0, 0]
+        # Accounts in one order (by id) in every posting: concurrent postings
+        # lock shared rows in the same order.
+        ids = sorted(later)
         moved, written = self.conn.execute(
             _POST_ARRAYS,
             {
-                "ids": text_array(moves),
-                "deltas": int_array([m[0] for m in values]),
-                "counts": int_array([m[1] for m in values]),
-                "unsettled": int_array([m[2] for m in values]),
+                "ids": text_array(ids),
+                "deltas": int_array([later[a][1] for a in ids]),
+                "counts": int_array([later[a][0] for a in ids]),
+                "unsettled": int_array([unsettled.get(a, 0) for a in ids]),
                 "leg_ids": text_array([leg.account_id for leg in posting.legs]),
                 "backs": int_array(backs),
                 "amounts": int_array([leg.amount for leg in posting.legs]),
@@ -259,9 +220,9 @@ class SqlLedger:
                 "posted_at": now,
             },
         ).one()
-        if moved != len(moves) or written != len(posting.legs):
+        if moved != len(ids) or written != len(posting.legs):
             raise AssertionError(
-                f"posting {posting.posting_id} names {len(moves) - moved} missing accounts"
+                f"posting {posting.posting_id} names {len(ids) - moved} missing accounts"
             )
 
     def _move(self, moves: Mapping[str, list[int]]) -> dict[str, list[int]]:
