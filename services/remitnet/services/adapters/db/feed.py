@@ -85,19 +85,23 @@ _ADVANCE_ARRAYS = text(
 )
 
 
-# With array parameters: a whole publish in one statement. The time is the
-# clock or just after the latest head of the banks written (event_time, with
-# timestamps in microseconds: GREATEST(clock, latest + TICK)), decided by the
-# subquery over the heads as they were before the statement; the heads
-# advance by their banks' event counts and each event is numbered back from
-# its bank's new head (`back`: how many of its bank's events follow it). No
-# head, no timestamp per bank comes back to be parsed: a close or a
-# settlement tells thousands of banks.
+# With array parameters: a whole publish in one statement. The time (`t`)
+# is the clock or just after the latest head of the banks written
+# (event_time, with timestamps in microseconds: the later of the clock and
+# latest + TICK), from the heads as they were before the statement; the
+# heads advance by their banks' event counts and each event is numbered back
+# from its bank's new head (`back`: how many of its bank's events follow it).
+# No head, no timestamp per bank comes back to be parsed: a close or a
+# settlement tells thousands of banks. The codes are joined, as the heads'
+# update joins them, not matched by `= ANY`: under a prepared statement's
+# generic plan that can become a filter searching the array for every row.
 _PUBLISH_ARRAYS = text(
-    "WITH h AS (UPDATE feed_heads SET seq = feed_heads.seq + v.n, "
-    "last_at = GREATEST(CAST(:clock AS TIMESTAMPTZ), (SELECT max(f.last_at) FROM feed_heads AS f "
-    "WHERE f.bank_code = ANY(CAST(:codes AS VARCHAR[]))) + CAST(:tick AS INTERVAL)) "
-    "FROM unnest(CAST(:codes AS VARCHAR[]), CAST(:counts AS BIGINT[])) AS v(code, n) "
+    "WITH t AS (SELECT GREATEST(CAST(:clock AS TIMESTAMPTZ), "
+    "COALESCE(max(f.last_at) + CAST(:tick AS INTERVAL), CAST(:clock AS TIMESTAMPTZ))) AS at "
+    "FROM feed_heads AS f JOIN unnest(CAST(:codes AS VARCHAR[])) AS c(code) "
+    "ON f.bank_code = c.code), "
+    "h AS (UPDATE feed_heads SET seq = feed_heads.seq + v.n, last_at = t.at "
+    "FROM unnest(CAST(:codes AS VARCHAR[]), CAST(:counts AS BIGINT[])) AS v(code, n), t "
     "WHERE feed_heads.bank_code = v.code "
     "RETURNING feed_heads.bank_code, feed_heads.seq, feed_heads.last_at, feed_heads.home_region), "
     "e AS (INSERT INTO events (bank_code, seq, at, kind, status, transfer_id, cycle_id, "
