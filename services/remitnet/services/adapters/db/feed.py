@@ -24,7 +24,7 @@ the recall moved to."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -245,14 +245,16 @@ class SqlEventFeed:
 
     def _publish_arrays(self, new: Sequence[NewEvent], clock: datetime) -> datetime:
         """publish in one statement (_PUBLISH_ARRAYS)."""
-        counts: dict[str, int] = {}
-        for e in new:
-            counts[e.bank] = counts.get(e.bank, 0) + 1
-        backs = []
-        left = dict(counts)
-        for e in new:
-            left[e.bank] -= 1
-            backs.append(left[e.bank])
+        banks = [e.bank for e in new]
+        counts = Counter(banks)
+        if len(counts) == len(banks):
+            backs = [0] * len(banks)  # an event per bank: a close's, a settlement's
+        else:
+            backs = []
+            left = dict(counts)
+            for bank in banks:
+                left[bank] -= 1
+                backs.append(left[bank])
         row = self.conn.execute(
             _PUBLISH_ARRAYS,
             {
@@ -260,7 +262,7 @@ class SqlEventFeed:
                 "tick": TICK,
                 "codes": text_array(counts),
                 "counts": int_array(counts.values()),
-                "banks": text_array([e.bank for e in new]),
+                "banks": text_array(banks),
                 "backs": int_array(backs),
                 "kinds": int_array([int(e.kind) for e in new]),
                 "statuses": int_array([int(e.status) for e in new]),
