@@ -88,13 +88,18 @@ _ADVANCE_ARRAYS = text(
 # With array parameters: a whole publish in one statement. The time (`t`)
 # is the clock or just after the latest head of the banks written
 # (event_time, with timestamps in microseconds: the later of the clock and
-# latest + TICK), from the heads as they were before the statement; the
-# heads advance by their banks' event counts and each event is numbered back
-# from its bank's new head (`back`: how many of its bank's events follow it).
-# No head, no timestamp per bank comes back to be parsed: a close or a
-# settlement tells thousands of banks. The codes are joined, as the heads'
-# update joins them, not matched by `= ANY`: under a prepared statement's
-# generic plan that can become a filter searching the array for every row.
+# latest + TICK). Every part of the statement reads the heads as they were
+# before it (the same snapshot; a concurrent advance of one of them fails the
+# serializable transaction, which is retried whole): the heads advance by
+# their banks' event counts, and each event is numbered on from its bank's
+# head as it was (`k`: 1 for its bank's first event of the publish). The
+# events join the heads table, not the UPDATE's answer: joined to a CTE
+# without statistics, the planner expects n * n / 200 rows, JIT-compiles the
+# statement past a few thousand banks and sorts on disk. No head, no
+# timestamp per bank comes back to be parsed: a close or a settlement tells
+# thousands of banks. The codes are joined, not matched by `= ANY`: under a
+# prepared statement's generic plan that can become a filter searching the
+# array for every row.
 _PUBLISH_ARRAYS = text(
     "WITH t AS (SELECT GREATEST(CAST(:clock AS TIMESTAMPTZ), "
     "COALESCE(max(f.last_at) + CAST(:tick AS INTERVAL), CAST(:clock AS TIMESTAMPTZ))) AS at "
@@ -102,18 +107,17 @@ _PUBLISH_ARRAYS = text(
     "ON f.bank_code = c.code), "
     "h AS (UPDATE feed_heads SET seq = feed_heads.seq + v.n, last_at = t.at "
     "FROM unnest(CAST(:codes AS VARCHAR[]), CAST(:counts AS BIGINT[])) AS v(code, n), t "
-    "WHERE feed_heads.bank_code = v.code "
-    "RETURNING feed_heads.bank_code, feed_heads.seq, feed_heads.last_at, feed_heads.home_region), "
+    "WHERE feed_heads.bank_code = v.code RETURNING 1), "
     "e AS (INSERT INTO events (bank_code, seq, at, kind, status, transfer_id, cycle_id, "
     "other_cycle_id, item_count, home_region) "
-    "SELECT h.bank_code, h.seq - n.back, h.last_at, n.kind, n.status, n.transfer_id, n.cycle_id, "
-    "n.other_cycle_id, n.item_count, h.home_region "
-    "FROM unnest(CAST(:banks AS VARCHAR[]), CAST(:backs AS BIGINT[]), CAST(:kinds AS SMALLINT[]), "
+    "SELECT f.bank_code, f.seq + n.k, t.at, n.kind, n.status, n.transfer_id, n.cycle_id, "
+    "n.other_cycle_id, n.item_count, f.home_region "
+    "FROM unnest(CAST(:banks AS VARCHAR[]), CAST(:ks AS BIGINT[]), CAST(:kinds AS SMALLINT[]), "
     "CAST(:statuses AS SMALLINT[]), CAST(:transfer_ids AS UUID[]), CAST(:cycle_ids AS VARCHAR[]), "
     "CAST(:other_cycle_ids AS VARCHAR[]), CAST(:items AS INTEGER[])) "
-    "AS n(bank, back, kind, status, transfer_id, cycle_id, other_cycle_id, item_count) "
-    "JOIN h ON h.bank_code = n.bank RETURNING 1) "
-    "SELECT (SELECT count(*) FROM e), (SELECT max(h.last_at) FROM h)"
+    "AS n(bank, k, kind, status, transfer_id, cycle_id, other_cycle_id, item_count) "
+    "JOIN feed_heads AS f ON f.bank_code = n.bank CROSS JOIN t RETURNING 1) "
+    "SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM e), (SELECT at FROM t)"
 )
 
 # Built once: onboarding creates a head per bank, and a statement built per
@@ -248,13 +252,13 @@ class SqlEventFeed:
         banks = [e.bank for e in new]
         counts = Counter(banks)
         if len(counts) == len(banks):
-            backs = [0] * len(banks)  # an event per bank: a close's, a settlement's
+            ks = [1] * len(banks)  # an event per bank: a close's, a settlement's
         else:
-            backs = []
-            left = dict(counts)
+            ks = []
+            so_far: dict[str, int] = {}
             for bank in banks:
-                left[bank] -= 1
-                backs.append(left[bank])
+                so_far[bank] = k = so_far.get(bank, 0) + 1
+                ks.append(k)
         row = self.conn.execute(
             _PUBLISH_ARRAYS,
             {
@@ -263,7 +267,7 @@ class SqlEventFeed:
                 "codes": text_array(counts),
                 "counts": int_array(counts.values()),
                 "banks": text_array(banks),
-                "backs": int_array(backs),
+                "ks": int_array(ks),
                 "kinds": int_array([int(e.kind) for e in new]),
                 "statuses": int_array([int(e.status) for e in new]),
                 "transfer_ids": nullable_text_array([e.transfer_id for e in new]),
@@ -272,10 +276,10 @@ class SqlEventFeed:
                 "items": int_array([e.item_count for e in new]),
             },
         ).one()
-        written, at = int(row[0]), row[1]
+        advanced, written, at = int(row[0]), int(row[1]), row[2]
         # An event of a bank without a head (the hub, an unknown code) joined
         # nothing: refused, as append refuses it.
-        if written != len(new) or at is None:
+        if advanced != len(counts) or written != len(new):
             raise AssertionError(f"{len(new) - written} events name banks without a feed head")
         return utc(at).astimezone(UTC)
 
