@@ -778,3 +778,27 @@ def test_copy_rows_carry_the_lifecycle_columns() -> None:
         "return_of", "returned_by", "purpose",
     ]  # fmt: skip
     assert len(model.StoredTransfer._fields) == len(rows_mod.TRANSFER_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    "module, name, writes",
+    [
+        ("feed", "_PUBLISH_ARRAYS", ("UPDATE feed_heads ", "INSERT INTO events ")),
+        ("ledger", "_POST_ARRAYS", ("UPDATE accounts ", "INSERT INTO ledger_entries ")),
+    ],
+)
+def test_one_statement_closes_and_settles_writing_each_table_once(
+    module: str, name: str, writes: tuple[str, str]
+) -> None:
+    """A close's or a settlement's events and a posting's entries go with
+    their heads' and accounts' advance in one statement: CockroachDB refuses
+    one that modifies a table in two subqueries, and reads in it see the
+    table as it was before it (as on PostgreSQL)."""
+    mod = pytest.importorskip(f"remitnet.services.adapters.db.{module}")
+    stmt = getattr(mod, name)
+    text = sql(stmt, COCKROACH)
+    assert [text.count(w) for w in writes] == [1, 1], text
+    assert text.count("UPDATE ") + text.count("INSERT ") == 2, text
+    # Keys are joined to unnest(), never `= ANY` (a generic plan's filter).
+    assert "= ANY" not in text and "unnest(CAST(" in text
+    assert "%(" in text  # bound parameters, psycopg-style

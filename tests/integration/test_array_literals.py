@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from remitnet.services.adapters.db.arrays import int_array, text_array
+from remitnet.services.adapters.db.arrays import int_array, nullable_text_array, text_array
 from remitnet.services.adapters.db.database import Database
 
 
@@ -39,3 +39,15 @@ def test_int_arrays_arrive_as_sent(db: Database) -> None:
         assert got.scalar_one() == values
         empty = conn.execute(text("SELECT CAST(:v AS BIGINT[])"), {"v": int_array([])})
         assert empty.scalar_one() == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], [None], [None, None], ["NULL", "x"], [None, "NULL", 'a"b', "c\\d", None, "A,B"]],
+)
+def test_nullable_text_arrays_arrive_as_sent(db: Database, values: list[str | None]) -> None:
+    with db.engine.connect() as conn:
+        got = conn.execute(
+            text("SELECT CAST(:v AS VARCHAR[])"), {"v": nullable_text_array(values)}
+        ).scalar_one()
+    assert got == values

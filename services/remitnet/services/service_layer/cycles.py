@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action, ChainHead
@@ -84,9 +84,18 @@ def close_cycle(
         # A re-close of a closed cycle returned above and appends nothing.
         request = {"currency": currency, "cycle_id": current.id}
         uow.trail.append(actor, Action.CLOSE_CYCLE, request, now)
-        closed = uow.cycles.get(current.id)
-        opened = uow.cycles.get(closing.next_id)
-        assert closed is not None and opened is not None
+        # The rows just written, as written: not read back.
+        closed = replace(
+            current,
+            state=CycleState.CLOSED,
+            closed_at=now,
+            transfer_count=totals.transfer_count,
+            gross_value=totals.gross_value,
+            net_value=totals.net_value,
+        )
+        opened = Cycle(
+            closing.next_id, currency, closing.next_seq, CycleState.OPEN, now, None, None, 0, 0, 0
+        )
         return CycleView(closed, positions), CycleView(opened, {})
 
     return db.write("close_cycle", unit)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action, ChainHead
@@ -67,8 +67,8 @@ def settle_cycle(db: Transactions, cycle_id: str, *, actor: str = HUB_PRINCIPAL)
             )
         uow.cycles.mark_settled(cycle.id, now)
         record = uow.trail.append(actor, Action.SETTLE_CYCLE, {"cycle_id": cycle.id}, now)
-        settled = uow.cycles.get(cycle.id)
-        assert settled is not None
+        # The row just written, as written: not read back.
+        settled = replace(cycle, state=CycleState.SETTLED, settled_at=now)
         head = ChainHead(record.seq, record.hash)
         return Settlement(settled, {b: n for b, n in nets.items() if n}, False, head)
 

@@ -26,6 +26,23 @@ def text_array(keys: Collection[str]) -> str:
     return '{"' + body + '"}'
 
 
+def nullable_text_array(values: Collection[str | None]) -> str:
+    """`values` as an array literal, None as an unquoted NULL element:
+    '{"A",NULL}' (for optional ids, such as an event's transfer id)."""
+    present = [v for v in values if v is not None]
+    # A close's or a settlement's events all lack a transfer id and all name
+    # the cycle: one join, not an element at a time.
+    if not present:
+        return "{" + ",".join(["NULL"] * len(values)) + "}"
+    if len(present) == len(values):
+        return text_array(present)
+    return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def int_array(values: Collection[int]) -> str:
     """`values` as an array literal: '{1,-2}' (for `CAST(:v AS BIGINT[])`)."""
     return "{" + ",".join(map(str, values)) + "}"

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from remitnet.services.adapters.db.arrays import int_array, text_array
-from remitnet.services.adapters.db.copy import code_field, copy_rows, text_field
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import utc
@@ -26,10 +25,8 @@ def _entry(row: Any) -> LedgerEntry:
     )  # fmt: skip
 
 
-# With array parameters: every account of a posting moved in one statement,
-# which answers the new balances and counts its entries are numbered from...
-# A settlement's unsettled nets move in the same statement (`unsettled`):
-# one pass over thousands of rows instead of two.
+# With array parameters: every account of a posting moved in one statement
+# (a posting without legs moves unsettled nets alone)...
 _MOVE_ARRAYS = text(
     "UPDATE accounts SET balance = accounts.balance + v.delta, "
     "entry_count = accounts.entry_count + v.n, "
@@ -39,19 +36,33 @@ _MOVE_ARRAYS = text(
     "AS v(id, delta, n, u) WHERE accounts.id = v.id "
     "RETURNING accounts.id, accounts.balance, accounts.entry_count"
 )
-# ...and every entry in one more.
-_ENTRIES_ARRAYS = text(
-    "INSERT INTO ledger_entries (account_id, seq, currency, kind, amount, balance_after, "
+# ...or, with legs, the accounts and the entries in one statement (a
+# settlement's unsettled nets move in it too: one pass over thousands of
+# rows instead of two). Both parts read the accounts as they were before the
+# statement (the same snapshot; a concurrent move of one of them fails the
+# serializable transaction, which is retried whole): each entry is numbered
+# on from its account's count (`k`: 1 for the account's first leg of the
+# posting) and its balance is the account's plus its legs so far (`upto`).
+# The entries join the accounts table, not the UPDATE's answer: joined to a
+# CTE without statistics, the planner expects n * n / 200 rows, JIT-compiles
+# the statement past a few thousand banks and sorts on disk. Counting the
+# accounts moved finds a missing one.
+_POST_ARRAYS = text(
+    "WITH m AS (UPDATE accounts SET balance = accounts.balance + v.delta, "
+    "entry_count = accounts.entry_count + v.n, "
+    "unsettled_net = accounts.unsettled_net + v.u "
+    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:deltas AS BIGINT[]), CAST(:counts AS BIGINT[]), "
+    "CAST(:unsettled AS BIGINT[])) "
+    "AS v(id, delta, n, u) WHERE accounts.id = v.id RETURNING 1), "
+    "e AS (INSERT INTO ledger_entries (account_id, seq, currency, kind, amount, balance_after, "
     "posting_id, reference, posted_at) "
-    "SELECT v.account_id, v.seq, CAST(:currency AS VARCHAR), CAST(:kind AS SMALLINT), v.amount, "
-    "v.balance_after, CAST(:posting_id AS VARCHAR), CAST(:reference AS VARCHAR), "
-    "CAST(:posted_at AS TIMESTAMPTZ) "
-    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:seqs AS BIGINT[]), CAST(:amounts AS BIGINT[]), "
-    "CAST(:balances AS BIGINT[])) AS v(account_id, seq, amount, balance_after)"
-)
-_COPY_ENTRIES = (
-    "COPY ledger_entries (account_id, seq, currency, kind, amount, balance_after, posting_id, "
-    "reference, posted_at) FROM STDIN"
+    "SELECT a.id, a.entry_count + l.k, CAST(:currency AS VARCHAR), "
+    "CAST(:kind AS SMALLINT), l.amount, a.balance + l.upto, CAST(:posting_id AS VARCHAR), "
+    "CAST(:reference AS VARCHAR), CAST(:posted_at AS TIMESTAMPTZ) "
+    "FROM unnest(CAST(:leg_ids AS VARCHAR[]), CAST(:ks AS BIGINT[]), "
+    "CAST(:amounts AS BIGINT[]), CAST(:uptos AS BIGINT[])) AS l(account_id, k, amount, upto) "
+    "JOIN accounts AS a ON a.id = l.account_id RETURNING 1) "
+    "SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM e)"
 )
 _set_balance = (
     update(accounts)
@@ -100,8 +111,8 @@ class SqlLedger:
         """Write a balanced posting: its idempotency record, one entry per leg
         in each account's own sequence, and the new balances. A constant
         number of statements, however many legs (a settlement has two per
-        bank): with array parameters the accounts move in one UPDATE and the
-        entries go in one INSERT; without, one executemany each. `unsettled`
+        bank): with array parameters the accounts move and the entries go
+        in one statement; without, one executemany each. `unsettled`
         (account -> delta) moves unsettled nets in the same UPDATE."""
         self.conn.execute(
             _INSERT_POSTING,
@@ -117,6 +128,9 @@ class SqlLedger:
         )
         changed = {k: v for k, v in (unsettled or {}).items() if v}
         if not posting.legs and not changed:
+            return
+        if self.dialect.arrays and posting.legs:
+            self._post_arrays(posting, changed, now)
             return
         # account -> [sum of its legs, its leg count, its unsettled delta]
         moves: dict[str, list[int]] = {}
@@ -149,38 +163,6 @@ class SqlLedger:
             seqs.append(state[1])
             amounts.append(leg.amount)
             balances.append(state[0])
-        if self.dialect.copy:
-            # A settlement has an entry per bank: thousands of rows.
-            head = f"\t{posting.currency}\t{int(posting.kind)}\t"
-            tail = (
-                f"\t{code_field(posting.posting_id)}\t{text_field(posting.reference)}\t"
-                f"{now.isoformat()}\n"
-            )
-            copy_rows(
-                self.conn,
-                _COPY_ENTRIES,
-                (
-                    f"{a}\t{q}{head}{m}\t{b}{tail}"
-                    for a, q, m, b in zip(ids, seqs, amounts, balances, strict=True)
-                ),
-            )
-            return
-        if self.dialect.arrays:
-            self.conn.execute(
-                _ENTRIES_ARRAYS,
-                {
-                    "ids": ids,
-                    "seqs": seqs,
-                    "amounts": amounts,
-                    "balances": balances,
-                    "currency": posting.currency,
-                    "kind": int(posting.kind),
-                    "posting_id": posting.posting_id,
-                    "reference": posting.reference,
-                    "posted_at": now,
-                },
-            )
-            return
         common = {
             "currency": posting.currency,
             "kind": int(posting.kind),
@@ -199,6 +181,50 @@ class SqlLedger:
             _set_balance,
             [{"aid": a, "bal": before[a][0], "cnt": before[a][1]} for a in moves],
         )
+
+    def _post_arrays(self, posting: Posting, unsettled: Mapping[str, int], now: datetime) -> None:
+        """The accounts and the entries of `posting` in one statement
+        (_POST_ARRAYS); `unsettled`: the nonzero unsettled deltas."""
+        # One pass over the thousands of legs of a settlement: each account's
+        # legs so far (count, sum), which is also, at the end, what the
+        # posting moves it by.
+        later: dict[str, list[int]] = {}
+        ks, uptos = [], []
+        for leg in posting.legs:
+            so_far = later.get(leg.account_id)
+            if so_far is None:
+                so_far = later[leg.account_id] = [0, 0]
+            so_far[0] += 1
+            so_far[1] += leg.amount
+            ks.append(so_far[0])
+            uptos.append(so_far[1])
+        for aid in unsettled.keys() - later.keys():
+            later[aid] = [0, 0]
+        # Accounts in one order (by id) in every posting: concurrent postings
+        # lock shared rows in the same order.
+        ids = sorted(later)
+        moved, written = self.conn.execute(
+            _POST_ARRAYS,
+            {
+                "ids": text_array(ids),
+                "deltas": int_array([later[a][1] for a in ids]),
+                "counts": int_array([later[a][0] for a in ids]),
+                "unsettled": int_array([unsettled.get(a, 0) for a in ids]),
+                "leg_ids": text_array([leg.account_id for leg in posting.legs]),
+                "ks": int_array(ks),
+                "amounts": int_array([leg.amount for leg in posting.legs]),
+                "uptos": int_array(uptos),
+                "currency": posting.currency,
+                "kind": int(posting.kind),
+                "posting_id": posting.posting_id,
+                "reference": posting.reference,
+                "posted_at": now,
+            },
+        ).one()
+        if moved != len(ids) or written != len(posting.legs):
+            raise AssertionError(
+                f"posting {posting.posting_id} names {len(ids) - moved} missing accounts"
+            )
 
     def _move(self, moves: Mapping[str, list[int]]) -> dict[str, list[int]]:
         """Add each account's legs to its balance and entry count (and its
