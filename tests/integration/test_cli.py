@@ -528,3 +528,4 @@ def test_onboard_file_onboards_and_funds_a_scheme_and_is_safe_to_repeat(
         assert result.returncode == EXIT_USAGE, result.stderr
         assert result.stderr.startswith("invalid: INVALID_ARGUMENT"), result.stderr
     assert _run(target, "bank", "CLIOF05").returncode == EXIT_REFUSED
+    assert _run(target, "onboard-file", str(scheme), "--in-flight", "129").returncode == EXIT_USAGE

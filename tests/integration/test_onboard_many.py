@@ -9,10 +9,16 @@ import json
 import grpc
 
 from remitnet.clients.errors import HubError
-from remitnet.clients.operator import Onboarding, onboarding_deposit_id
+from remitnet.clients.operator import (
+    HUB_MAX_STREAMS,
+    ONBOARD_IN_FLIGHT,
+    Onboarding,
+    onboarding_deposit_id,
+)
 from remitnet.participants.v1 import participants_pb2 as ppb
 from remitnet.services.domain import audit_trail as trail
 from remitnet.services.domain.audit_trail import Action
+from remitnet.services.entrypoints.server import MAX_CONCURRENT_STREAMS
 from tests.support import HubHandle
 
 
@@ -75,3 +81,9 @@ async def test_a_refused_bank_is_answered_in_its_place_and_the_others_go_on(
     # Nothing was deposited into the bank that was refused.
     (account,) = (await hub.operator.get_bank("OB001")).accounts
     assert account.balance == 0
+
+
+def test_the_window_stays_within_the_streams_a_hub_connection_takes() -> None:
+    # A stream past the hub's limit is refused (REFUSED_STREAM), not queued.
+    assert HUB_MAX_STREAMS == MAX_CONCURRENT_STREAMS
+    assert ONBOARD_IN_FLIGHT <= HUB_MAX_STREAMS

@@ -28,9 +28,12 @@ from remitnet.settlement.v1 import settlement_pb2_grpc as sgrpc
 # bank and currency always give the same id, so onboarding again deposits
 # nothing twice.
 ONBOARD_DEPOSITS = uuid.UUID("6f1f4f0e-8d55-5e2b-9a57-3b0c6a1d7e21")
+# The calls one connection may have in flight at the hub (its HTTP/2
+# max_concurrent_streams): a stream past it is refused, not queued.
+HUB_MAX_STREAMS = 128
 # Banks onboard_many keeps in flight: enough that the hub's groups of
 # operator actions (up to 64 per transaction) stay full, few enough that a
-# call does not wait behind many groups.
+# call does not wait behind many groups, and under HUB_MAX_STREAMS.
 ONBOARD_IN_FLIGHT = 96
 
 
@@ -139,8 +142,8 @@ class OperatorClient(HubClient):
         and each deposit's id is derived from the bank and currency
         (`onboarding_deposit_id`), so a repeated one is a replay, not a
         second deposit."""
-        if in_flight < 1:
-            raise ValueError("in_flight must be at least 1")
+        if not 1 <= in_flight <= HUB_MAX_STREAMS:
+            raise ValueError(f"in_flight must be between 1 and {HUB_MAX_STREAMS}")
         todo = list(banks)
         out: dict[int, ppb.Bank | HubError] = {}
         pending = iter(enumerate(todo))

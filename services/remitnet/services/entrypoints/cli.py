@@ -23,7 +23,12 @@ from remitnet.clients.bank import BankClient, acceptance, instruction, rejection
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.iso20022 import Iso20022Client
-from remitnet.clients.operator import ONBOARD_IN_FLIGHT, Onboarding, OperatorClient
+from remitnet.clients.operator import (
+    HUB_MAX_STREAMS,
+    ONBOARD_IN_FLIGHT,
+    Onboarding,
+    OperatorClient,
+)
 from remitnet.clients.provider import ProviderClient, rates_request
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.netting.v1 import netting_pb2 as npb
@@ -201,8 +206,8 @@ def _onboard_rows(path: str) -> list[Onboarding]:
 
 
 async def _onboard_file(s: Session, a: argparse.Namespace) -> Message:
-    if a.in_flight < 1:
-        raise _invalid("--in-flight", "must be at least 1")
+    if not 1 <= a.in_flight <= HUB_MAX_STREAMS:
+        raise _invalid("--in-flight", f"must be between 1 and {HUB_MAX_STREAMS}")
     banks = _onboard_rows(a.file)
     answers = await s.operator().onboard_many(banks, in_flight=a.in_flight)
     refused = [
@@ -780,7 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=ONBOARD_IN_FLIGHT,
         metavar="N",
-        help=f"banks being onboarded at a time (default {ONBOARD_IN_FLIGHT})",
+        help=f"banks being onboarded at a time, at most {HUB_MAX_STREAMS} "
+        f"(default {ONBOARD_IN_FLIGHT})",
     )
     rq = client(
         "require-confirmation",
