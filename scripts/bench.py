@@ -41,7 +41,7 @@ from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clearing.v1 import clearing_pb2_grpc as cgrpc
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
-from remitnet.clients.operator import OperatorClient
+from remitnet.clients.operator import Onboarding, OperatorClient
 from remitnet.clients.provider import ProviderClient
 from remitnet.common.v1.money_pb2 import Money
 from remitnet.fx.v1 import fx_pb2 as fxpb
@@ -301,17 +301,21 @@ async def onboard(
         if currency_of:
             await onboard_providers(op, sorted({"USD", *currency_of.values()}))
         existing = {b.code for b in await op.list_banks()}
-
-        async def one(code: str, region: str) -> None:
+        todo = []
+        for code, region in banks.items():
+            if code in existing:
+                continue
             currencies = sorted({"USD", currency_of[code]} if currency_of else {"USD"})
-            if code not in existing:
-                await op.create_bank(code, code, region, currencies, bic=(bics or {}).get(code, ""))
-                for currency in currencies:
-                    await op.deposit(code, currency, FUNDS)
-
-        codes = list(banks.items())
-        for i in range(0, len(codes), 16):
-            await asyncio.gather(*(one(c, r) for c, r in codes[i : i + 16]))
+            todo.append(
+                Onboarding(
+                    code, code, region, currencies,
+                    deposits=dict.fromkeys(currencies, FUNDS), bic=(bics or {}).get(code, ""),
+                )
+            )  # fmt: skip
+        # The operator's bulk path: a sliding window of banks in flight.
+        for answer in await op.onboard_many(todo):
+            if isinstance(answer, HubError):
+                raise answer
 
 
 # Load generators (separate processes) -----------------------------------------

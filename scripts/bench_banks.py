@@ -4,8 +4,9 @@ costs as the number of banks grows, in one run.
 For each bank count (default 50, 500 and 5,000), on PostgreSQL (the CI
 database, SERIALIZABLE, synchronous_commit on) in a fresh database with a
 hub of its own, started as scripts/bench.py starts it:
-- onboarding: every bank created and funded through gRPC (bench.onboard:
-  CreateBank then Deposit, 16 banks at a time), timed;
+- onboarding: every bank created and funded through gRPC (bench.onboard,
+  OperatorClient.onboard_many: each bank's Deposit right after its own
+  CreateBank, a sliding window of banks in flight), timed;
 - ListBanks: every bank, page after page (OperatorClient.list_banks), timed;
 - batch: SubmitTransfers of 1,000 items with uniform pairs (bench.big_cycle:
   every debtor and creditor equally likely), 3 client processes with 2
@@ -299,7 +300,8 @@ def table(section: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Onboarding: CreateBank and a Deposit per bank through gRPC, 16 banks at a time. "
+        "Onboarding: CreateBank and a Deposit per bank through gRPC (OperatorClient.onboard_many, "
+        "a sliding window of banks in flight). "
         "ListBanks: every participant, pages of 1,000. close->settled: CloseCycle then "
         "SettleCycle; reconciliation matched and the ledger summed to zero after each. "
         "DB limit: scripts/bench_limits.py's raw PostgreSQL loop (COPY, one account update "

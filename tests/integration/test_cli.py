@@ -479,3 +479,53 @@ def test_returns_and_recalls(target: str) -> None:
     states = [(e["recall"]["transfer_id"], e["recall"]["state"]) for e in events if e.get("recall")]
     assert states == [(q, "RECALL_STATE_REQUESTED"), (r, "RECALL_STATE_REQUESTED"),
                       (q, "RECALL_STATE_ACCEPTED"), (r, "RECALL_STATE_REJECTED")]  # fmt: skip
+
+
+def test_onboard_file_onboards_and_funds_a_scheme_and_is_safe_to_repeat(
+    target: str, tmp_path: Any
+) -> None:
+    scheme = tmp_path / "banks.csv"
+    scheme.write_text(
+        "code,name,region,currencies,fund,bic\n"
+        "CLIOF01,File One,us-east1,USD EUR,USD=1000.00 EUR=5,\n"
+        "CLIOF02,File Two,europe-west1,EUR,,\n"
+        "CLIOF03,File Three,us-east1,USD,USD=0.25,CLOFUS33\n"
+    )
+    out = _cli(target, "onboard-file", str(scheme), "--in-flight", "2")
+    assert all(code in out for code in ("CLIOF01", "CLIOF02", "CLIOF03"))
+    listed = _json(target, "onboard-file", str(scheme))  # again: nothing changes
+    balances = {
+        b["code"]: {a["currency"]: a["balance"] for a in b["accounts"]} for b in listed["banks"]
+    }
+    assert balances == {
+        "CLIOF01": {"EUR": "500", "USD": "100000"},
+        "CLIOF02": {"EUR": "0"},
+        "CLIOF03": {"USD": "25"},
+    }
+    assert [b["bic"] for b in listed["banks"]] == ["", "", "CLOFUS33"]
+    assert _json(target, "bank", "CLIOF01")["accounts"][1]["balance"] == "100000"
+
+    # A row the hub refuses is named on stderr; the others are onboarded.
+    scheme.write_text(
+        "code,name,region,currencies\nCLIOF04,Four,us-east1,USD\nCLIOF02,Renamed,us-east1,EUR\n"
+    )
+    result = _run(target, "onboard-file", str(scheme))
+    assert result.returncode == EXIT_REFUSED
+    first, last = result.stderr.splitlines()
+    assert first.startswith("row 3 CLIOF02: refused: ALREADY_EXISTS BANK_EXISTS"), first
+    assert last.startswith("refused: ALREADY_EXISTS BANK_EXISTS") and "1 of 2 rows" in last
+    assert _json(target, "bank", "CLIOF04")["code"] == "CLIOF04"
+
+    # Checked before anything is sent: a missing column, funding in a
+    # currency the bank does not hold, more decimals than the currency has.
+    for text in (
+        "code,name,region\nCLIOF05,Five,us-east1\n",
+        "code,name,region,currencies,fund\nCLIOF05,Five,us-east1,USD,EUR=1\n",
+        "code,name,region,currencies,fund\nCLIOF05,Five,us-east1,USD,USD=1.234\n",
+    ):
+        scheme.write_text(text)
+        result = _run(target, "onboard-file", str(scheme))
+        assert result.returncode == EXIT_USAGE, result.stderr
+        assert result.stderr.startswith("invalid: INVALID_ARGUMENT"), result.stderr
+    assert _run(target, "bank", "CLIOF05").returncode == EXIT_REFUSED
+    assert _run(target, "onboard-file", str(scheme), "--in-flight", "129").returncode == EXIT_USAGE

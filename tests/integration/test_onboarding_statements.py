@@ -16,6 +16,7 @@ from sqlalchemy import event
 from remitnet.services.adapters.db import migrate
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain import audit_trail as trail
+from remitnet.services.domain.account import Account
 from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
 from remitnet.services.service_layer import participants, settlement
 
@@ -118,3 +119,42 @@ def test_a_group_again_is_a_replay_and_refusals_stay_exact(db: Database) -> None
     assert not isinstance(refused[2], Exception)
     result = trail.verify(_records(db))
     assert result.ok and result.rows == len(before) + 1, result
+
+
+def test_a_group_asks_once_which_banks_exist_and_funds_new_ones_without_reading_back(
+    db: Database,
+) -> None:
+    participants.create_bank(db, "OLD0001", "Old", "us-east1", ["USD"])
+    codes = [f"N{i:06d}" for i in range(16)]
+    seen = _statements(db, lambda: participants.run_together(db, _onboarding(codes)))
+    selects = [s for s in seen if s.startswith("SELECT")]
+    # The banks being created: one query for the group; whole accounts: only
+    # ensure_currency's one (the hub's), none per deposit (without arrays a
+    # posting still reads the balances it moves).
+    assert len([s for s in selects if "FROM banks" in s]) == 1, selects
+    assert len([s for s in selects if "accounts.net_debit_cap" in s]) == 1, selects
+
+    # What the group knows is what reading would have answered: a bank there
+    # before, one created twice (the second a no-op), two deposits into a
+    # bank created by the same group, a withdrawal after them.
+    later = str(uuid.uuid4())
+    answers = participants.run_together(
+        db,
+        [
+            ("create_bank", participants.create_bank_unit("OLD0001", "Old", "us-east1", ["USD"])),
+            ("create_bank", participants.create_bank_unit("TWICE01", "T", "us-east1", ["USD"])),
+            ("create_bank", participants.create_bank_unit("TWICE01", "T", "us-east1", ["USD"])),
+            ("deposit", participants.deposit_unit("TWICE01", "USD", 700, str(uuid.uuid4()))),
+            ("deposit", participants.deposit_unit("TWICE01", "USD", 300, later)),
+            ("deposit", participants.deposit_unit("TWICE01", "USD", 300, later)),  # a replay
+            ("withdraw", participants.withdraw_unit("TWICE01", "USD", 100, str(uuid.uuid4()))),
+        ],
+    )
+    assert not any(isinstance(a, Exception) for a in answers), answers
+    moved = [a for a in answers[3:] if isinstance(a, Account)]
+    assert [(a.balance, a.entry_count) for a in moved] == [(700, 1), (1_000, 2), (1_000, 2),
+                                                           (900, 3)]  # fmt: skip
+    (stored,) = participants.get_bank(db, "TWICE01").accounts
+    assert (stored.balance, stored.entry_count) == (900, 3)
+    result = trail.verify(_records(db))
+    assert result.ok, result

@@ -4,12 +4,15 @@ cancelling a netted transfer with a recorded reason)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients.base import ClientConfig, HubClient
+from remitnet.clients.errors import HubError
 from remitnet.clients.provider import rates_request
 from remitnet.common.v1.money_pb2 import Money
 from remitnet.fx.v1 import fx_pb2 as fxpb
@@ -20,6 +23,40 @@ from remitnet.participants.v1 import participants_pb2 as ppb
 from remitnet.participants.v1 import participants_pb2_grpc as pgrpc
 from remitnet.settlement.v1 import settlement_pb2 as spb
 from remitnet.settlement.v1 import settlement_pb2_grpc as sgrpc
+
+# The namespace of the deposit ids onboard_many derives (uuid5): the same
+# bank and currency always give the same id, so onboarding again deposits
+# nothing twice.
+ONBOARD_DEPOSITS = uuid.UUID("6f1f4f0e-8d55-5e2b-9a57-3b0c6a1d7e21")
+# The calls one connection may have in flight at the hub (its HTTP/2
+# max_concurrent_streams): a stream past it is refused, not queued.
+HUB_MAX_STREAMS = 128
+# Banks onboard_many keeps in flight: enough that the hub's groups of
+# operator actions (up to 64 per transaction) stay full, few enough that a
+# call does not wait behind many groups, and under HUB_MAX_STREAMS.
+ONBOARD_IN_FLIGHT = 96
+
+
+def onboarding_deposit_id(code: str, currency: str) -> str:
+    """The deposit id onboard_many sends for bank `code`'s initial funding
+    in `currency`."""
+    return str(uuid.uuid5(ONBOARD_DEPOSITS, f"{code}/{currency}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Onboarding:
+    """A participant to onboard (OperatorClient.create_bank's arguments) and
+    its initial funding: currency -> minor units, deposited into the
+    accounts in `currencies` once it exists."""
+
+    code: str
+    name: str
+    home_region: str
+    currencies: Sequence[str]
+    deposits: Mapping[str, int] = field(default_factory=dict)
+    roles: Sequence[ppb.ParticipantRole.ValueType] = ()
+    requires_confirmation: bool = False
+    bic: str = ""
 
 
 class OperatorClient(HubClient):
@@ -91,6 +128,59 @@ class OperatorClient(HubClient):
         return await self.create_bank(
             code, name, home_region, currencies, roles=[ppb.PARTICIPANT_ROLE_FX_PROVIDER]
         )
+
+    async def onboard_many(
+        self, banks: Iterable[Onboarding], *, in_flight: int = ONBOARD_IN_FLIGHT
+    ) -> list[ppb.Bank | HubError]:
+        """Onboard and fund many participants, `in_flight` at a time: each
+        one's deposits follow its own CreateBank at once, and the next
+        participant starts as soon as one is done (a sliding window, not
+        waves that wait for their slowest), so the hub's groups of operator
+        actions stay full. Answers in the order given: the participant as
+        its last call left it, or the HubError that stopped it (the others
+        go on). Safe to repeat: creating a bank as it is already is a no-op,
+        and each deposit's id is derived from the bank and currency
+        (`onboarding_deposit_id`), so a repeated one is a replay, not a
+        second deposit."""
+        if not 1 <= in_flight <= HUB_MAX_STREAMS:
+            raise ValueError(f"in_flight must be between 1 and {HUB_MAX_STREAMS}")
+        todo = list(banks)
+        out: dict[int, ppb.Bank | HubError] = {}
+        pending = iter(enumerate(todo))
+
+        async def one(b: Onboarding) -> ppb.Bank:
+            bank = await self.create_bank(
+                b.code,
+                b.name,
+                b.home_region,
+                list(b.currencies),
+                roles=b.roles,
+                requires_confirmation=b.requires_confirmation,
+                bic=b.bic,
+            )
+            if not b.deposits:
+                return bank
+            funded = {a.currency: a for a in bank.accounts}
+            for currency, minor_units in b.deposits.items():
+                funded[currency] = await self.deposit(
+                    b.code, currency, minor_units, onboarding_deposit_id(b.code, currency)
+                )
+            # The accounts as the deposits left them, in the bank's order.
+            del bank.accounts[:]
+            bank.accounts.extend(funded[c] for c in sorted(funded))
+            return bank
+
+        async def worker() -> None:
+            # One shared iterator: each worker takes the next participant
+            # as soon as its own is done.
+            for i, b in pending:
+                try:
+                    out[i] = await one(b)
+                except HubError as err:
+                    out[i] = err
+
+        await asyncio.gather(*(worker() for _ in range(min(in_flight, len(todo)))))
+        return [out[i] for i in range(len(todo))]
 
     async def get_bank(self, code: str) -> ppb.Bank:
         response = await self.call(self.participants.GetBank, ppb.GetBankRequest(code=code))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import logging
 import os
 import sys
@@ -22,7 +23,12 @@ from remitnet.clients.bank import BankClient, acceptance, instruction, rejection
 from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.iso20022 import Iso20022Client
-from remitnet.clients.operator import OperatorClient
+from remitnet.clients.operator import (
+    HUB_MAX_STREAMS,
+    ONBOARD_IN_FLIGHT,
+    Onboarding,
+    OperatorClient,
+)
 from remitnet.clients.provider import ProviderClient, rates_request
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.netting.v1 import netting_pb2 as npb
@@ -138,6 +144,89 @@ async def _onboard(s: Session, a: argparse.Namespace) -> Message:
         a.code, a.name, a.region, a.currency, roles=roles,
         requires_confirmation=a.require_confirmation, bic=a.bic,
     )  # fmt: skip
+
+
+# onboard-file's CSV columns: these first, then any of the optional ones.
+ONBOARD_COLUMNS = ("code", "name", "region", "currencies")
+ONBOARD_OPTIONAL = ("fund", "bic")
+ONBOARD_FILE_HELP = """\
+The CSV file has a header row naming its columns, in any order:
+  code        participant code, e.g. BANKUS01
+  name        its name
+  region      its home region, e.g. us-east1
+  currencies  the currencies it holds an account in, space-separated: "USD EUR"
+  fund        (optional) its initial funding, space-separated CURRENCY=AMOUNT in
+              major units: "USD=1000000.00 EUR=250000"; each a currency it holds
+  bic         (optional) its BIC (ISO 9362), as onboard --bic
+The file's columns and amounts are checked before anything is sent (exit 2,
+naming the row); the hub checks the rest. Banks go a window at a time
+(--in-flight), each one's deposits right after its own creation. Repeating the
+file is safe: a bank already onboarded as its row says is left as it is, and
+each deposit's id is derived from its bank and currency, so it is made once.
+A refused row is reported on stderr ("row N CODE: refused: ...") and the others
+go on; the exit status is then 1.
+"""
+
+
+def _onboard_rows(path: str) -> list[Onboarding]:
+    """onboard-file's rows, every one checked (exit 2 before anything is
+    sent, naming the row)."""
+    try:
+        with sys.stdin if path == "-" else open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, skipinitialspace=True))
+            header = [c.strip() for c in rows[0]] if rows else []
+    except OSError as exc:
+        raise _invalid("FILE", f"cannot be read: {exc.strerror}") from None
+    missing = [c for c in ONBOARD_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in ONBOARD_COLUMNS + ONBOARD_OPTIONAL]
+    if not rows or missing or unknown:
+        why = f"lacks the columns {', '.join(missing)}" if missing or not rows else ""
+        why = why or f"has columns onboard-file does not know: {', '.join(unknown)}"
+        raise _invalid("FILE", why if rows else "has no rows (a header and a row per bank)")
+    out: list[Onboarding] = []
+    for n, raw in enumerate(rows, start=2):  # row 1 is the header
+        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        currencies = row["currencies"].split()
+        deposits: dict[str, int] = {}
+        for item in row.get("fund", "").split():
+            currency, _, amount = item.partition("=")
+            if currency not in currencies or not amount or currency in deposits:
+                raise _invalid(
+                    "FILE", f"row {n}: fund {item!r} is not CURRENCY=AMOUNT of its currencies, once"
+                )
+            try:
+                deposits[currency] = _minor(currency, amount)
+            except RemitnetError as err:
+                raise _invalid("FILE", f"row {n}: fund {item!r}: {err.message}") from None
+        bank = Onboarding(
+            row["code"], row["name"], row["region"], currencies, deposits, bic=row.get("bic", "")
+        )
+        out.append(bank)
+    return out
+
+
+async def _onboard_file(s: Session, a: argparse.Namespace) -> Message:
+    if not 1 <= a.in_flight <= HUB_MAX_STREAMS:
+        raise _invalid("--in-flight", f"must be between 1 and {HUB_MAX_STREAMS}")
+    banks = _onboard_rows(a.file)
+    answers = await s.operator().onboard_many(banks, in_flight=a.in_flight)
+    refused = [
+        (n, b, err)
+        for n, (b, err) in enumerate(zip(banks, answers, strict=True), start=2)
+        if isinstance(err, HubError)
+    ]
+    for n, b, err in refused:
+        print(f"row {n} {b.code}: {fmt.error_line(err)}", file=sys.stderr)
+    if refused:
+        n, b, first = refused[0]
+        raise HubError(
+            first.code,
+            first.reason,
+            f"{len(refused)} of {len(banks)} rows refused (the first: row {n} {b.code}); "
+            "the others are onboarded, and repeating the file is safe",
+            first.metadata,
+        )
+    return ppb.ListBanksResponse(banks=[b for b in answers if isinstance(b, ppb.Bank)])
 
 
 async def _require_confirmation(s: Session, a: argparse.Namespace) -> Message:
@@ -682,6 +771,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         metavar="BICFI",
         help="its BIC (ISO 9362, e.g. BANKUS33): how ISO 20022 messages name it",
+    )
+    of = client(
+        "onboard-file",
+        "operator: onboard and fund the banks of a CSV file (a scheme's), many at a time",
+        _onboard_file,
+    )
+    of.formatter_class = argparse.RawDescriptionHelpFormatter
+    of.epilog = ONBOARD_FILE_HELP
+    of.add_argument("file", metavar="FILE", help="the CSV file (- for stdin)")
+    of.add_argument(
+        "--in-flight",
+        type=int,
+        default=ONBOARD_IN_FLIGHT,
+        metavar="N",
+        help=f"banks being onboarded at a time, at most {HUB_MAX_STREAMS} "
+        f"(default {ONBOARD_IN_FLIGHT})",
     )
     rq = client(
         "require-confirmation",

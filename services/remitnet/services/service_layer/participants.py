@@ -7,9 +7,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import Final, Generic, TypeVar
 
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.audit_trail import HUB_PRINCIPAL, Action
@@ -45,6 +45,18 @@ OperatorUnit = Callable[[UnitOfWork], T]
 
 
 @dataclass(frozen=True, slots=True)
+class _Creating(Generic[T]):
+    """An operator unit that creates bank `code`: run_together asks once,
+    for all the banks a group creates, which exist already."""
+
+    code: str
+    run: OperatorUnit[T]
+
+    def __call__(self, uow: UnitOfWork) -> T:
+        return self.run(uow)
+
+
+@dataclass(frozen=True, slots=True)
 class BankView:
     bank: Bank
     accounts: list[Account]
@@ -61,15 +73,35 @@ def _view(uow: UnitOfWork, code: str) -> BankView:
     return BankView(bank, uow.accounts.of_owner(code))
 
 
-# The currencies ensure_currency has ensured in the transaction of a group
-# of operator actions (run_together), with that transaction's unit of work:
-# onboarding many banks in one transaction checks the hub's accounts and the
-# open cycle of a currency once, not two statements per bank. No operator
-# action of a group closes a cycle or removes an account, so what was
-# ensured stays so until the transaction ends.
-_ENSURED: ContextVar[tuple[UnitOfWork, set[str]] | None] = ContextVar(
-    "remitnet_ensured_currencies", default=None
-)
+@dataclass(slots=True)
+class _Group:
+    """What the transaction of a group of operator actions (run_together)
+    knows without reading it again, with that transaction's unit of work:
+    onboarding many banks in one transaction checks the hub's accounts and
+    the open cycle of a currency once, asks once which of the banks being
+    created exist already, and funds a bank it just created without reading
+    its account back. No operator action of a group closes a cycle or
+    removes an account or a bank, and only its own actions write in its
+    transaction, so what is known stays so until the transaction ends."""
+
+    uow: UnitOfWork
+    # Currencies ensure_currency has ensured.
+    ensured: set[str] = field(default_factory=set)
+    # Codes of banks the group creates that did not exist when it started
+    # (read ahead in one query) and none of its actions has created yet.
+    absent: set[str] = field(default_factory=set)
+    # Accounts as this transaction's actions left them (opened or moved
+    # by one of them): what reading them back would answer.
+    accounts: dict[str, Account] = field(default_factory=dict)
+
+
+_GROUP: ContextVar[_Group | None] = ContextVar("remitnet_operator_group", default=None)
+
+
+def _group(uow: UnitOfWork) -> _Group | None:
+    """The group whose transaction `uow` is, if any."""
+    group = _GROUP.get()
+    return group if group is not None and group.uow is uow else None
 
 
 def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
@@ -77,9 +109,8 @@ def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
     (unfunded: the operator funds FXHUB before it can sell the currency) and
     an open cycle exist for every currency a participant holds an account
     in."""
-    memo = _ENSURED.get()
-    ensured = memo[1] if memo is not None and memo[0] is uow else None
-    if ensured is not None and currency in ensured:
+    group = _group(uow)
+    if group is not None and currency in group.ensured:
         return
     # Every onboarding runs this: the hub's and FXHUB's accounts are read in
     # one query, not one per account.
@@ -111,8 +142,8 @@ def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
     if uow.cycles.open_for(currency) is None:
         seq = uow.cycles.max_seq(currency) + 1
         uow.cycles.add(cycle_id_for(currency, seq), currency, seq, now)
-    if ensured is not None:
-        ensured.add(currency)
+    if group is not None:
+        group.ensured.add(currency)
 
 
 def _open_account(
@@ -211,7 +242,12 @@ def create_bank_unit(
 
     def unit(uow: UnitOfWork) -> BankView:
         now = _now()
-        existing = uow.banks.get(code)
+        group = _group(uow)
+        if group is not None and code in group.absent:
+            group.absent.discard(code)  # created below: a repeat reads it
+            existing = None
+        else:
+            existing = uow.banks.get(code)
         if existing is not None:
             # Creating the same bank again is a no-op, so a retried call
             # (or one whose commit was ambiguous) is safe.
@@ -256,9 +292,11 @@ def create_bank_unit(
         if bic:
             record["bic"] = bic
         uow.trail.append(actor, Action.CREATE_BANK, record, now)
+        if group is not None:
+            group.accounts.update((a.id, a) for a in opened)
         return BankView(bank, opened)
 
-    return unit
+    return _Creating(code, unit)
 
 
 def open_account(
@@ -361,6 +399,8 @@ def _move_liquidity(
     actor: str,
 ) -> OperatorUnit[Account]:
     def unit(uow: UnitOfWork) -> Account:
+        group = _group(uow)
+        known = group.accounts.get(account_id(code, currency)) if group is not None else None
         prior = uow.ledger.get_posting(key)
         if prior is not None:
             if (prior.kind, prior.owner, prior.currency, prior.amount) != (
@@ -373,8 +413,8 @@ def _move_liquidity(
                     Reason.DUPLICATE_WITH_DIFFERENT_CONTENT,
                     f"{key} was posted with different content",
                 )
-            return _require_account(uow, code, currency)
-        account = _require_account(uow, code, currency)
+            return known or _require_account(uow, code, currency)
+        account = known or _require_account(uow, code, currency)
         now = _now()
         if kind is EntryKind.DEPOSIT:
             account.check_deposit(amount)
@@ -394,11 +434,14 @@ def _move_liquidity(
         # The account as the posting left it (each leg adds its amount to the
         # balance and one entry), without reading it back.
         legs = [leg.amount for leg in posting.legs if leg.account_id == account.id]
-        return replace(
+        moved = replace(
             account,
             balance=account.balance + sum(legs),
             entry_count=account.entry_count + len(legs),
         )
+        if group is not None:
+            group.accounts[moved.id] = moved
+        return moved
 
     return unit
 
@@ -416,12 +459,17 @@ def run_together(
     undoes no other's change."""
 
     def group(uow: UnitOfWork) -> list[T]:
-        # Each attempt of the transaction starts with nothing ensured.
-        token = _ENSURED.set((uow, set()))
+        # Each attempt of the transaction starts knowing nothing.
+        known = _Group(uow)
+        creating = [u.code for _, u in units if isinstance(u, _Creating)]
+        if creating:
+            # One query for the group's banks, not one per bank created.
+            known.absent = set(creating) - uow.banks.regions(creating).keys()
+        token = _GROUP.set(known)
         try:
             return [u(uow) for _, u in units]
         finally:
-            _ENSURED.reset(token)
+            _GROUP.reset(token)
 
     if len(units) > 1:
         try:

@@ -3,7 +3,7 @@ unsettled nets and reservations the batch path moves."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -31,21 +31,28 @@ from remitnet.services.domain.account import Account
 from remitnet.services.domain.model import AccountKind
 from remitnet.services.domain.netting import AccountState
 
+# An account's columns in Account's order: rows unpack by position, several
+# times cheaper than by name, and ListBanks converts a thousand a page.
+_COLUMNS = (
+    accounts.c.id,
+    accounts.c.owner,
+    accounts.c.currency,
+    accounts.c.kind,
+    accounts.c.balance,
+    accounts.c.net_debit_cap,
+    accounts.c.unsettled_net,
+    accounts.c.entry_count,
+    accounts.c.opened_at,
+    accounts.c.reserved,
+)
 
-def _account(row: Any) -> Account:
-    a = row._mapping
-    return Account(
-        a["id"],
-        a["owner"],
-        a["currency"],
-        a["kind"],
-        a["balance"],
-        a["net_debit_cap"],
-        a["unsettled_net"],
-        a["entry_count"],
-        utc(a["opened_at"]),
-        a["reserved"],
-    )
+
+def _accounts(rows: Iterable[Any]) -> list[Account]:
+    """Rows of _COLUMNS as Accounts."""
+    return [
+        Account(aid, owner, currency, kind, balance, cap, unsettled, entries, utc(opened), reserved)
+        for aid, owner, currency, kind, balance, cap, unsettled, entries, opened, reserved in rows
+    ]
 
 
 _add_unsettled = (
@@ -77,14 +84,14 @@ _ADD_RESERVED_ARRAYS = text(
 
 # Built once: a statement built per call costs more Python to coerce and
 # cache-key than to run, and onboarding runs these once per bank.
-_GET = select(accounts).where(accounts.c.id == bindparam("aid"))
+_GET = select(*_COLUMNS).where(accounts.c.id == bindparam("aid"))
 _INSERT = insert(accounts)
 # A semi-join on the unnested keys, not `owner = ANY(:owners)`: once the
 # driver prepares the statement (after a few runs) PostgreSQL's generic plan
 # searches the array linearly for every row it scans, ten times slower for a
 # page of 1,000 banks; the join probes the (owner, currency) index per key.
 _OF_OWNERS_ARRAYS = (
-    select(accounts)
+    select(*_COLUMNS)
     .where(
         accounts.c.owner.in_(
             select(func.unnest(cast(bindparam("owners"), ARRAY(String())))).scalar_subquery()
@@ -104,14 +111,14 @@ class SqlAccounts:
         self.dialect = dialect
 
     def get(self, account_id: str) -> Account | None:
-        row = self.conn.execute(_GET, {"aid": account_id}).first()
-        return None if row is None else _account(row)
+        found = _accounts(self.conn.execute(_GET, {"aid": account_id}).all())
+        return found[0] if found else None
 
     def of_owner(self, owner: str) -> list[Account]:
         rows = self.conn.execute(
-            select(accounts).where(accounts.c.owner == owner).order_by(accounts.c.currency)
+            select(*_COLUMNS).where(accounts.c.owner == owner).order_by(accounts.c.currency)
         )
-        return [_account(r) for r in rows]
+        return _accounts(rows.all())
 
     def of_owners(self, owners: Collection[str]) -> dict[str, list[Account]]:
         """The accounts of each of `owners` (by currency), in one query: a
@@ -123,20 +130,19 @@ class SqlAccounts:
             rows = self.conn.execute(_OF_OWNERS_ARRAYS, {"owners": list(out)}).all()
         else:
             rows = self.conn.execute(
-                select(accounts)
+                select(*_COLUMNS)
                 .where(key_in(accounts.c.owner, list(out), self.dialect))
                 .order_by(accounts.c.owner, accounts.c.currency)
             ).all()
-        for r in rows:
-            a = _account(r)
+        for a in _accounts(rows):
             out[a.owner].append(a)
         return out
 
     def all(self, kind: str | None = None) -> list[Account]:
-        query = select(accounts).order_by(accounts.c.id)
+        query = select(*_COLUMNS).order_by(accounts.c.id)
         if kind is not None:
             query = query.where(accounts.c.kind == kind)
-        return [_account(r) for r in self.conn.execute(query)]
+        return _accounts(self.conn.execute(query).all())
 
     def add(
         self,

@@ -3,7 +3,7 @@ status, roles, home regions and payee-confirmation setting."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -16,25 +16,54 @@ from remitnet.services.domain.bank import Bank, ParticipantRole
 from remitnet.services.domain.model import HUB, BankStatus
 from remitnet.services.service_layer.unit_of_work import Parties
 
+# A bank's columns in Bank's order: rows unpack by position, several times
+# cheaper than by name, and ListBanks converts a thousand a page.
+_COLUMNS = (
+    banks.c.code,
+    banks.c.name,
+    banks.c.home_region,
+    banks.c.status,
+    banks.c.created_at,
+    banks.c.roles,
+    banks.c.requires_confirmation,
+    banks.c.bic,
+)
+# The enums of the stored values, looked up rather than constructed per row.
+_STATUSES: dict[int, BankStatus] = {int(s): s for s in BankStatus}
+_ROLES: dict[int, ParticipantRole] = {
+    v: ParticipantRole(v)
+    for v in range(1, int(ParticipantRole.BANK | ParticipantRole.FX_PROVIDER) + 1)
+}
 
-def _bank(row: Any) -> Bank:
-    b = row._mapping
-    return Bank(
-        b["code"],
-        b["name"],
-        b["home_region"],
-        BankStatus(b["status"]),
-        utc(b["created_at"]),
-        ParticipantRole(b["roles"]),
-        bool(b["requires_confirmation"]),
-        b["bic"],
-    )
+
+def _banks(rows: Iterable[Any]) -> list[Bank]:
+    """Rows of _COLUMNS as Banks."""
+    statuses, roles = _STATUSES, _ROLES
+    return [
+        Bank(
+            code,
+            name,
+            region,
+            statuses.get(status) or BankStatus(status),
+            utc(created),
+            roles.get(role) or ParticipantRole(role),
+            bool(confirm),
+            bic,
+        )
+        for code, name, region, status, created, role, confirm, bic in rows
+    ]
 
 
 # Built once: a statement built per call (values() with literals, a where
 # with a literal) costs more Python to coerce and cache-key than to run, and
 # onboarding many banks runs these once per bank.
-_GET = select(banks).where(banks.c.code == bindparam("code"))
+_GET = select(*_COLUMNS).where(banks.c.code == bindparam("code"))
+_PAGE = (
+    select(*_COLUMNS)
+    .where(banks.c.code > bindparam("after"))
+    .order_by(banks.c.code)
+    .limit(bindparam("limit"))
+)
 _INSERT = insert(banks)
 
 
@@ -48,14 +77,12 @@ class SqlBanks:
         self.dialect = dialect
 
     def get(self, code: str) -> Bank | None:
-        row = self.conn.execute(_GET, {"code": code}).first()
-        return None if row is None else _bank(row)
+        found = _banks(self.conn.execute(_GET, {"code": code}).all())
+        return found[0] if found else None
 
     def page(self, after: str, limit: int) -> list[Bank]:
-        rows = self.conn.execute(
-            select(banks).where(banks.c.code > after).order_by(banks.c.code).limit(limit)
-        )
-        return [_bank(r) for r in rows]
+        # fetchall: several times cheaper than a fetch per row.
+        return _banks(self.conn.execute(_PAGE, {"after": after, "limit": limit}).all())
 
     def add(self, bank: Bank) -> None:
         self.conn.execute(
@@ -164,9 +191,9 @@ class SqlBanks:
         flag = int(ParticipantRole.FX_PROVIDER)
         with_flag = [v for v in range(1, every + 1) if v & flag]
         rows = self.conn.execute(
-            select(banks).where(banks.c.roles.in_(with_flag)).order_by(banks.c.code)
+            select(*_COLUMNS).where(banks.c.roles.in_(with_flag)).order_by(banks.c.code)
         )
-        return [_bank(r) for r in rows]
+        return _banks(rows.all())
 
     def home_regions(
         self, codes: Collection[str], known: Mapping[str, str] | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -28,6 +28,18 @@ def timestamp(ts: datetime | None) -> Timestamp | None:
     out = Timestamp()
     out.FromDatetime(ts)
     return out
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def set_stamp(stamp: Timestamp, at: datetime) -> None:
+    """`stamp.FromDatetime(at)` for a timezone-aware `at`, in a fifth of the
+    time (FromDatetime is Python calendar arithmetic): ListBanks stamps a
+    thousand banks a page."""
+    since = at - _EPOCH
+    stamp.seconds = since.days * 86_400 + since.seconds
+    stamp.nanos = since.microseconds * 1_000
 
 
 def money(currency: str, minor_units: int) -> money_pb2.Money:
@@ -109,7 +121,7 @@ def fill_bank(message: participants_pb2.Bank, view: BankView) -> None:
             headroom=a.headroom,
             reserved=a.reserved,
         )
-    message.created_at.FromDatetime(b.created_at)
+    set_stamp(message.created_at, b.created_at)
     values = _ROLE_LISTS.get(b.roles)
     if values is None:
         values = _ROLE_LISTS[b.roles] = role_values(b.roles)
