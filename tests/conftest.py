@@ -77,6 +77,16 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A Database on `db_url` at the schema's head (a fresh SQLite file is
+    migrated; PostgreSQL's copy of the template is there already)."""
+    database = Database(db_url)
+    migrate.upgrade(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 async def hub(db_url: str) -> AsyncIterator[HubHandle]:
     handle = await start_hub(db_url)
     try:

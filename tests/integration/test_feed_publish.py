@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from remitnet.services.adapters.db import migrate
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.schema import events
 from remitnet.services.domain.events import TICK, EventKind, NewEvent
@@ -19,14 +18,6 @@ from remitnet.services.domain.model import TransferStatus
 from remitnet.services.service_layer import participants
 
 CLOSED = TransferStatus.CLOSED
-
-
-@pytest.fixture
-def db(db_url: str) -> Any:
-    database = Database(db_url)
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
 
 
 def _stored(db: Database) -> list[tuple[Any, ...]]:

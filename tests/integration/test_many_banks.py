@@ -14,7 +14,6 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy_cockroachdb.base import CockroachDBDialect
 
-from remitnet.services.adapters.db import migrate
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
@@ -64,14 +63,6 @@ def _statements(db: Database, run: Any) -> list[str]:
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
     return seen
-
-
-@pytest.fixture
-def db(db_url: str) -> Any:
-    database = Database(db_url)
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
 
 
 def test_a_posting_numbers_each_accounts_entries_in_a_constant_number_of_statements(

@@ -10,23 +10,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
-from remitnet.services.adapters.db import migrate
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain import audit_trail as trail
 from remitnet.services.domain.account import Account
 from remitnet.services.domain.errors import FailedPrecondition, NotFound, Reason
 from remitnet.services.service_layer import participants, settlement
-
-
-@pytest.fixture
-def db(db_url: str) -> Any:
-    database = Database(db_url)
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
 
 
 def _statements(db: Database, run: Callable[[], object]) -> list[str]:

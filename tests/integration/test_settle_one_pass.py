@@ -6,22 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
-from remitnet.services.adapters.db import migrate
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.model import account_id, make_instruction
 from remitnet.services.service_layer import cycles, participants, settlement
 from remitnet.services.service_layer.clearing import commit_batch
-
-
-@pytest.fixture
-def db(db_url: str) -> Any:
-    database = Database(db_url)
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
 
 
 def test_settlement_moves_balances_and_unsettled_nets_together(db: Database) -> None:
