@@ -32,7 +32,7 @@ from remitnet.clients.base import ClientConfig
 from remitnet.clients.errors import HubError
 from remitnet.clients.iso20022 import Iso20022Client
 from remitnet.clients.iso_messages import CreditTransfer, pacs008, statement, statuses
-from remitnet.clients.operator import OperatorClient
+from remitnet.clients.operator import Onboarding, OperatorClient
 from remitnet.clients.provider import ProviderClient
 from remitnet.fx.v1 import fx_pb2 as fxpb
 from remitnet.participants.v1 import participants_pb2 as ppb
@@ -181,12 +181,26 @@ def start_hub() -> hubs.HubProcess:
 
 
 async def onboard(op: OperatorClient) -> None:
-    for code, (name, region, currencies, deposit) in BANKS.items():
-        await op.create_bank(code, name, region, currencies, bic=BICS.get(code, ""))
-        for currency in currencies:
-            funds = deposit * 10 ** exponent(currency)
-            await op.deposit(code, currency, funds)
-            await op.set_cap(code, currency, funds // 10)
+    # The banks at once, as `remitnet onboard-file banks.csv` onboards a
+    # scheme's (OperatorClient.onboard_many: each bank's deposits right
+    # after its CreateBank, several banks in flight); then their caps.
+    banks = [
+        Onboarding(
+            code,
+            name,
+            region,
+            currencies,
+            {c: deposit * 10 ** exponent(c) for c in currencies},
+            bic=BICS.get(code, ""),
+        )
+        for code, (name, region, currencies, deposit) in BANKS.items()
+    ]
+    refused = [r for r in await op.onboard_many(banks) if isinstance(r, HubError)]
+    if refused:
+        raise refused[0]
+    for b in banks:
+        for currency, funds in b.deposits.items():
+            await op.set_cap(b.code, currency, funds // 10)
     # A provider holds an account in every currency it deals in: funded in
     # those it sells (what it delivers comes from there), empty in those it
     # buys (the banks' payments to it arrive there at settlement).
@@ -197,8 +211,9 @@ async def onboard(op: OperatorClient) -> None:
             await op.deposit(code, currency, funds * 10 ** exponent(currency))
     regions = len({b[1] for b in BANKS.values()})
     print(
-        f"\nonboarded {len(BANKS)} banks in {regions} regions and {len(PROVIDERS)} FX providers "
-        f"(remitnet banks; {DEFAULT_PROVIDER} is the hub's default provider, not funded here)"
+        f"\nonboarded {len(BANKS)} banks in {regions} regions (as remitnet onboard-file does) and "
+        f"{len(PROVIDERS)} FX providers (remitnet banks; {DEFAULT_PROVIDER} is the hub's default "
+        "provider, not funded here)"
     )
     print(fmt.indent(fmt.render(ppb.ListBanksResponse(banks=await op.list_banks()))))
     # Each provider publishes its own mids and spreads, as itself (fxp:CODE).
