@@ -301,6 +301,10 @@ async def onboard(
         if currency_of:
             await onboard_providers(op, sorted({"USD", *currency_of.values()}))
         existing = {b.code for b in await op.list_banks()}
+        # Every deposit is a debit of the hub's reserve account: past about
+        # 9,000 banks at FUNDS each it would leave int64 (the hub refuses
+        # the deposit, UNSTORABLE_VALUE), so many banks get less each.
+        funds = min(FUNDS, (2**63 - 1) // (2 * len(banks) + 64))
         todo = []
         for code, region in banks.items():
             if code in existing:
@@ -309,7 +313,7 @@ async def onboard(
             todo.append(
                 Onboarding(
                     code, code, region, currencies,
-                    deposits=dict.fromkeys(currencies, FUNDS), bic=(bics or {}).get(code, ""),
+                    deposits=dict.fromkeys(currencies, funds), bic=(bics or {}).get(code, ""),
                 )
             )  # fmt: skip
         # The operator's bulk path: a sliding window of banks in flight.
