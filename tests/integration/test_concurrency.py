@@ -9,12 +9,13 @@ import uuid
 import psycopg
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 from remitnet.clients.bank import instruction
 from remitnet.clients.errors import HubError
 from remitnet.services.adapters import metrics
-from remitnet.services.adapters.db.database import Database
-from remitnet.services.domain.errors import Reason
+from remitnet.services.adapters.db.database import Database, RetryPolicy
+from remitnet.services.domain.errors import Aborted, Reason
 from remitnet.services.service_layer.audit import audit
 from tests.support import HubHandle, counts, start_hub
 
@@ -182,5 +183,29 @@ def test_pooled_connections_the_server_dropped_are_replaced(postgres_url: str) -
         assert db.write("after_drop", lambda uow: uow.banks.regions()) is not None
         assert _retries("after_drop") == before + 1  # one re-run, on a new connection
         assert db.read(lambda uow: uow.banks.regions()) is not None
+    finally:
+        db.dispose()
+
+
+def test_a_read_that_keeps_losing_its_connection_is_answered_retries_exhausted(
+    postgres_url: str,
+) -> None:
+    """What a client is told while the database restarts for longer than
+    the attempts: ABORTED RETRIES_EXHAUSTED (retry), as for a write, not an
+    internal error."""
+    db = Database(postgres_url, retry=RetryPolicy(max_attempts=3, base_delay_s=0.0))
+    calls: list[int] = []
+
+    def dropped(uow: object) -> None:
+        calls.append(1)
+        raise OperationalError(
+            "SELECT 1", {}, Exception("server closed"), connection_invalidated=True
+        )
+
+    try:
+        with pytest.raises(Aborted) as err:
+            db.read(dropped)
+        assert err.value.reason == Reason.RETRIES_EXHAUSTED
+        assert len(calls) == 3
     finally:
         db.dispose()

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from remitnet.services.adapters.db.schema import operator_audit_log
     from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
     from remitnet.services.domain.audit_trail import Break, Verification, verify
+    from remitnet.services.domain.errors import Aborted
 
     as_json = bool(getattr(args, "json", False))
     missing = _sqlite_file_missing(args.db)
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             return verify(uow.trail.records(), anchors)
 
         result = db.read(check)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, Aborted) as exc:  # Aborted: the database kept dropping the read
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"unreachable: cannot read the audit trail: {first[:300]}", file=sys.stderr)
         return EXIT_UNREADABLE

@@ -221,8 +221,17 @@ class Database:
                     # A key the database cannot even hold (NUL in an id) can
                     # match nothing: the caller's input, not the hub's fault.
                     raise unstorable(exc) from exc
-                if classify_retry(exc) is None or attempt >= self.retry.max_attempts:
+                reason = classify_retry(exc)
+                if reason is None:
                     raise
+                if attempt >= self.retry.max_attempts:
+                    # As `write` answers: the caller may retry (a restart of
+                    # the database outlasted the attempts), not an internal
+                    # error.
+                    raise Aborted(
+                        Reason.RETRIES_EXHAUSTED,
+                        f"a read did not complete after {attempt} attempts ({reason}); retry",
+                    ) from exc
                 time.sleep(self.retry.delay(attempt))
 
     def dispose(self) -> None:
