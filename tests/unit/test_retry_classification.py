@@ -7,7 +7,13 @@ import psycopg
 import pytest
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
-from remitnet.services.adapters.db.database import classify_retry, is_data_error
+from remitnet.services.adapters.db.database import (
+    Database,
+    RetryPolicy,
+    classify_retry,
+    is_data_error,
+)
+from remitnet.services.domain.errors import Reason, Unavailable
 
 
 class _Orig(Exception):
@@ -54,6 +60,28 @@ def test_lost_connection_is_retried_and_raw_driver_errors_are_classified() -> No
     assert classify_retry(lost) == "disconnect"
     assert classify_retry(psycopg.OperationalError("connection lost")) == "disconnect"
     assert classify_retry(psycopg.errors.SerializationFailure("conflict")) == "serialization"
+
+
+def test_a_connection_never_made_is_retried_and_then_answered_unavailable() -> None:
+    # What SQLAlchemy raises when the server restarts or is not up: nothing
+    # was sent, so the transaction may run again; out of attempts, the
+    # caller is told UNAVAILABLE DATABASE_UNAVAILABLE (retry).
+    refused = psycopg.OperationalError(
+        'connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+        "FATAL:  the database system is shutting down"
+    )
+    assert classify_retry(OperationalError("select 1", None, refused)) == "connect"
+    db = Database(
+        "postgresql://postgres@127.0.0.1:1/none", retry=RetryPolicy(max_attempts=2, base_delay_s=0)
+    )
+    try:
+        with pytest.raises(Unavailable) as read:
+            db.read(lambda uow: None)
+        with pytest.raises(Unavailable) as write:
+            db.write("w", lambda uow: None)
+        assert read.value.reason == write.value.reason == Reason.DATABASE_UNAVAILABLE
+    finally:
+        db.dispose()
 
 
 @pytest.mark.parametrize(

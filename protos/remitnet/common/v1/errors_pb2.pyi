@@ -444,6 +444,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT. Metadata: field, currency.
     An amount has more decimals than its currency's ISO 4217 minor unit.
     """
+    DATABASE_UNAVAILABLE: _ErrorReason.ValueType  # 88
+    """UNAVAILABLE. Metadata: none.
+    The hub could not connect to its database within its retry budget (a
+    restart or a failover): nothing of the call was done; retry.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """How the hub reports errors, for every service.
@@ -896,5 +901,10 @@ schema rule (for example "pattern" or "minOccurs"), line its line.
 TOO_MANY_DECIMALS: ErrorReason.ValueType  # 87
 """INVALID_ARGUMENT. Metadata: field, currency.
 An amount has more decimals than its currency's ISO 4217 minor unit.
+"""
+DATABASE_UNAVAILABLE: ErrorReason.ValueType  # 88
+"""UNAVAILABLE. Metadata: none.
+The hub could not connect to its database within its retry budget (a
+restart or a failover): nothing of the call was done; retry.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

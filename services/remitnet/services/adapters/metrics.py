@@ -307,7 +307,7 @@ DB_TRANSACTIONS = Counter(
 DB_RETRIES = Counter(
     "remitnet_db_transaction_retries_total",
     "Units of work retried whole, by unit and reason (serialization, deadlock, "
-    "restart, locked, unique, ambiguous).",
+    "restart, locked, unique, ambiguous, disconnect, connect).",
     ["unit", "reason"],
 )
 
@@ -434,6 +434,9 @@ WATCH_REFUSAL_REASONS = (
     "INVALID_RESUME_TOKEN",
     "INVALID_TIMESTAMP",
     "SHUTTING_DOWN",
+    # The database away for longer than the stream's first read retries.
+    "DATABASE_UNAVAILABLE",
+    "RETRIES_EXHAUSTED",
 )
 
 

@@ -28,7 +28,13 @@ from remitnet.services.adapters.db.cockroach import SET_TRANSACTION_FOLLOWER_REA
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.quotes import QuoteTermsCache
 from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
-from remitnet.services.domain.errors import Aborted, Reason, UnstorableValue
+from remitnet.services.domain.errors import (
+    Aborted,
+    Reason,
+    RemitnetError,
+    Unavailable,
+    UnstorableValue,
+)
 from remitnet.services.service_layer.unit_of_work import Transactions
 
 T = TypeVar("T")
@@ -86,7 +92,28 @@ def classify_retry(exc: BaseException) -> str | None:
         return "locked"
     if invalidated:
         return "disconnect"
+    if (
+        isinstance(orig, psycopg.OperationalError)
+        and sqlstate is None
+        and message.startswith("connection failed")
+    ):
+        # No connection was made (the server restarts, refuses, is not up
+        # yet): nothing was sent, so the whole transaction may run again.
+        return "connect"
     return None
+
+
+def exhausted(unit: str, attempt: int, reason: str) -> RemitnetError:
+    """What a caller is told when a transaction's retries ran out: retry."""
+    if reason == "connect":
+        return Unavailable(
+            Reason.DATABASE_UNAVAILABLE,
+            f"{unit}: the database did not accept a connection in {attempt} attempts; retry",
+        )
+    return Aborted(
+        Reason.RETRIES_EXHAUSTED,
+        f"{unit} did not commit after {attempt} attempts ({reason}); retry",
+    )
 
 
 def sqlstate_of(exc: BaseException) -> str | None:
@@ -190,10 +217,7 @@ class Database:
                     raise
                 if attempt >= self.retry.max_attempts:
                     metrics.DB_TRANSACTIONS.labels(unit, "failed").inc()
-                    raise Aborted(
-                        Reason.RETRIES_EXHAUSTED,
-                        f"{unit} did not commit after {attempt} attempts ({reason}); retry",
-                    ) from exc
+                    raise exhausted(unit, attempt, reason) from exc
                 metrics.DB_RETRIES.labels(unit, reason).inc()
                 log.debug("retrying %s after %s (attempt %d)", unit, reason, attempt)
                 time.sleep(self.retry.delay(attempt))
@@ -228,10 +252,7 @@ class Database:
                     # As `write` answers: the caller may retry (a restart of
                     # the database outlasted the attempts), not an internal
                     # error.
-                    raise Aborted(
-                        Reason.RETRIES_EXHAUSTED,
-                        f"a read did not complete after {attempt} attempts ({reason}); retry",
-                    ) from exc
+                    raise exhausted("a read", attempt, reason) from exc
                 time.sleep(self.retry.delay(attempt))
 
     def dispose(self) -> None:
