@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from remitnet.services.adapters.db.schema import operator_audit_log
     from remitnet.services.adapters.db.unit_of_work import SqlUnitOfWork
     from remitnet.services.domain.audit_trail import Break, Verification, verify
-    from remitnet.services.domain.errors import Aborted
+    from remitnet.services.domain.errors import Aborted, Unavailable
 
     as_json = bool(getattr(args, "json", False))
     missing = _sqlite_file_missing(args.db)
@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
             return verify(uow.trail.records(), anchors)
 
         result = db.read(check)
-    except (SQLAlchemyError, Aborted) as exc:  # Aborted: the database kept dropping the read
+    # Unavailable: no connection within the retries; Aborted: the database
+    # kept dropping the read.
+    except (SQLAlchemyError, Aborted, Unavailable) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"unreachable: cannot read the audit trail: {first[:300]}", file=sys.stderr)
         return EXIT_UNREADABLE
