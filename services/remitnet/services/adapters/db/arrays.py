@@ -22,7 +22,7 @@ def text_array(keys: Collection[str]) -> str:
     # Codes and ids are validated and hold no quote or backslash: escape
     # only if one does.
     if "\\" in body or body.count('"') != 2 * (len(keys) - 1):
-        body = '","'.join(k.replace("\\", "\\\\").replace('"', '\\"') for k in keys)
+        body = '","'.join(map(_escaped, keys))
     return '{"' + body + '"}'
 
 
@@ -36,11 +36,13 @@ def nullable_text_array(values: Collection[str | None]) -> str:
         return "{" + ",".join(["NULL"] * len(values)) + "}"
     if len(present) == len(values):
         return text_array(present)
-    return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"
+    return "{" + ",".join("NULL" if v is None else f'"{_escaped(v)}"' for v in values) + "}"
 
 
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _escaped(value: str) -> str:
+    """`value` as an element of a quoted array literal: backslash and
+    double quote escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def int_array(values: Collection[int]) -> str:

@@ -6,6 +6,7 @@ cheaper than a multi-row INSERT and its thousands of parameters."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import Connection
 
@@ -24,6 +25,15 @@ def text_field(value: str | None) -> str:
 def code_field(value: str | None) -> str:
     """A validated code, UUID or cycle id: nothing in it to escape."""
     return NULL if value is None else value
+
+
+def time_field(stamps: dict[datetime, str], at: datetime) -> str:
+    """`at` as a COPY field, formatted once per payload (`stamps`): the rows
+    of one batch share a few times."""
+    text = stamps.get(at)
+    if text is None:
+        text = stamps[at] = at.isoformat()
+    return text
 
 
 def copy_rows(conn: Connection, statement: str, lines: Iterable[str]) -> None:

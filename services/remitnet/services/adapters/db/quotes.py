@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select, text, tuple_, update
 
 from remitnet.services.adapters.db.arrays import text_array
-from remitnet.services.adapters.db.copy import code_field, copy_rows, text_field
+from remitnet.services.adapters.db.copy import code_field, copy_rows, text_field, time_field
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import fx_quotes, fx_rates
@@ -70,12 +70,7 @@ def _copy_text(quotes: Sequence[Quote]) -> str:
     lines = []
     for q in quotes:
         t = q.terms
-        created = stamps.get(q.created_at) or stamps.setdefault(
-            q.created_at, q.created_at.isoformat()
-        )
-        expires = stamps.get(q.expires_at) or stamps.setdefault(
-            q.expires_at, q.expires_at.isoformat()
-        )
+        created, expires = time_field(stamps, q.created_at), time_field(stamps, q.expires_at)
         lines.append(
             f"{q.quote_id}\t{q.bank}\t{t.source_currency}\t{t.target_currency}\t"
             f"{t.source_amount}\t{t.target_amount}\t{t.mid_rate}\t{t.rate}\t{t.spread_bps}\t"

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import IntegrityError
 
 from remitnet.services.adapters.db.banks import SqlBanks
-from remitnet.services.adapters.db.copy import NULL, code_field, copy_rows, text_field
+from remitnet.services.adapters.db.copy import NULL, code_field, copy_rows, text_field, time_field
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.rows import TRANSFER_COLUMNS, transfer_of
 from remitnet.services.adapters.db.schema import transfers
@@ -59,9 +59,7 @@ def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -
     stamps: dict[datetime, str] = {}
     lines = []
     for t in items:
-        stamp = stamps.get(t.accepted_at)
-        if stamp is None:
-            stamp = stamps[t.accepted_at] = t.accepted_at.isoformat()
+        stamp = time_field(stamps, t.accepted_at)
         info = text_field(t.remittance_info) if t.remittance_info else ""
         if t.quote_id is None:
             fx = _NO_FX
@@ -79,7 +77,7 @@ def copy_text_rows(items: Sequence[StoredTransfer], region: Mapping[str, str]) -
         else:
             due = NULL
             if deadline is not None:
-                due = stamps.get(deadline) or stamps.setdefault(deadline, deadline.isoformat())
+                due = time_field(stamps, deadline)
             lifecycle = f"{due}\t{text_field(reason)}\t{code_field(return_of)}"
         lines.append(
             f"{t.transfer_id}\t{t.debtor}\t{t.creditor}\t{t.currency}\t{t.amount}\t{info}\t"
