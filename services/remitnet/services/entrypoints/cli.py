@@ -179,10 +179,12 @@ def _onboard_rows(path: str) -> list[Onboarding]:
         raise _invalid("FILE", f"cannot be read: {exc.strerror}") from None
     missing = [c for c in ONBOARD_COLUMNS if c not in header]
     unknown = [c for c in header if c not in ONBOARD_COLUMNS + ONBOARD_OPTIONAL]
-    if not rows or missing or unknown:
-        why = f"lacks the columns {', '.join(missing)}" if missing or not rows else ""
-        why = why or f"has columns onboard-file does not know: {', '.join(unknown)}"
-        raise _invalid("FILE", why if rows else "has no rows (a header and a row per bank)")
+    if not rows:
+        raise _invalid("FILE", "has no rows (a header and a row per bank)")
+    if missing:
+        raise _invalid("FILE", f"lacks the columns {', '.join(missing)}")
+    if unknown:
+        raise _invalid("FILE", f"has columns onboard-file does not know: {', '.join(unknown)}")
     out: list[Onboarding] = []
     for n, raw in enumerate(rows, start=2):  # row 1 is the header
         row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
