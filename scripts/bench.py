@@ -192,6 +192,13 @@ WORKLOADS = {w.name: w for w in (aggregated_payment(), high_speed_sales(), remit
 EXTRA_WORKLOADS = {"big_cycle": big_cycle(), "one_creditor": one_creditor()}
 
 
+def workload_named(name: str) -> Workload:
+    """A workload by name; `big_cycle:N` is the uniform one over N banks."""
+    if name.startswith("big_cycle:"):
+        return big_cycle(int(name.split(":", 1)[1]))
+    return WORKLOADS.get(name) or EXTRA_WORKLOADS[name]
+
+
 def instruction(
     rng: random.Random, creditor: str, lo: int, hi: int, currency: str = "USD"
 ) -> cpb.TransferInstruction:
@@ -303,7 +310,7 @@ async def onboard(
         existing = {b.code for b in await op.list_banks()}
         # Every deposit is a debit of the hub's reserve account: past about
         # 9,000 banks at FUNDS each it would leave int64 (the hub refuses
-        # the deposit, UNSTORABLE_VALUE), so many banks get less each.
+        # the deposit, AMOUNT_OUT_OF_RANGE), so many banks get less each.
         funds = min(FUNDS, (2**63 - 1) // (2 * len(banks) + 64))
         todo = []
         for code, region in banks.items():
@@ -365,7 +372,7 @@ def _client_main(
     out: Any,
     handoff: Any = None,
 ) -> None:
-    chosen = WORKLOADS.get(workload) or EXTRA_WORKLOADS[workload]
+    chosen = workload_named(workload)
     result = asyncio.run(_client(path, target, chosen, seed, seconds, in_flight, handoff))
     out.send(asdict(result))
     out.close()

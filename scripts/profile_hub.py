@@ -147,7 +147,7 @@ def profile_path(path: str, workload: str, seconds: float) -> dict[str, Any]:
     log.write_text("")
     hub = bench.start_hub(url, log)
     try:
-        chosen = bench.WORKLOADS[workload]
+        chosen = bench.workload_named(workload)
         asyncio.run(bench.onboard(hub.target, chosen.banks, chosen.currency_of))
         collapsed = OUT / f"{path}.txt"
         spy = subprocess.Popen(
@@ -206,13 +206,18 @@ def table(results: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", default="aggregated_payment", choices=sorted(bench.WORKLOADS))
+    parser.add_argument(
+        "--banks", type=int, help="uniform pairs over this many banks instead of --workload"
+    )
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--paths", default="batch,unary", help="comma-separated: batch, unary")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"workload": args.workload, "paths": {}}
-    for path in ("batch", "unary"):
+    workload = f"big_cycle:{args.banks}" if args.banks else args.workload
+    results: dict[str, Any] = {"workload": workload, "paths": {}}
+    for path in args.paths.split(","):
         print(f"… profiling the {path} path for {args.seconds:.0f} s", flush=True)
-        results["paths"][path] = profile_path(path, args.workload, args.seconds)
+        results["paths"][path] = profile_path(path, workload, args.seconds)
     (OUT / "latest.json").write_text(json.dumps(results, indent=2))
     report = f"# remitnet hub profile\n{table(results)}\n"
     (OUT / "latest.md").write_text(report)

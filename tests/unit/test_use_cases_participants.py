@@ -204,6 +204,40 @@ def test_refused_deposits_store_nothing(tx: FakeTransactions) -> None:
     assert tx.store.dump() == before
 
 
+def test_deposits_stop_where_the_hubs_reserve_would_pass_int64(tx: FakeTransactions) -> None:
+    """Every deposit debits the hub's reserve in its currency: the deposit
+    that would take it past int64 is refused as out of range (nothing
+    stored), also within a group of operator actions, and one that brings
+    it exactly to the int64 minimum is not."""
+    uc.create_bank(tx, B, "Bank B", "us-east1", ["USD"])
+    reserve = account_id(HUB, "USD", AccountKind.RESERVE)
+    uc.deposit(tx, A, "USD", INT64_MAX, "")
+    before = tx.store.dump()
+    _refused(Reason.AMOUNT_OUT_OF_RANGE, uc.deposit, tx, B, "USD", 2, "")
+    assert tx.store.dump() == before
+    units = [
+        ("deposit", uc.deposit_unit(B, "USD", 1, "")),
+        ("deposit", uc.deposit_unit(B, "USD", 1, "")),
+    ]
+    first, second = uc.run_together(tx, units)
+    assert not isinstance(first, Exception) and first.balance == 1
+    assert isinstance(second, RemitnetError) and second.reason == Reason.AMOUNT_OUT_OF_RANGE
+    assert tx.uow().accounts.get(reserve).balance == -INT64_MAX - 1  # type: ignore[union-attr]
+    # What a group's withdrawal gives the reserve back, its later deposits
+    # may take, in the group's one transaction.
+    uc.withdraw(tx, A, "USD", 5, "")
+    commits = tx.commits.copy()
+    again = [
+        ("deposit", uc.deposit_unit(B, "USD", 3, "")),
+        ("withdraw", uc.withdraw_unit(A, "USD", 4, "")),
+        ("deposit", uc.deposit_unit(B, "USD", 6, "")),
+    ]
+    results = uc.run_together(tx, again)
+    assert not any(isinstance(r, Exception) for r in results)
+    assert tx.commits - commits == {"operator_actions": 1}
+    assert tx.uow().accounts.get(reserve).balance == -INT64_MAX - 1  # type: ignore[union-attr]
+
+
 def test_a_withdrawal_returns_liquidity_that_backs_no_debit(tx: FakeTransactions) -> None:
     uc.deposit(tx, A, "USD", 1_000, "")
     uc.set_net_debit_cap(tx, A, "USD", 5_000)

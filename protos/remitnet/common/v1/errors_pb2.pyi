@@ -36,7 +36,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     AMOUNT_OUT_OF_RANGE: _ErrorReason.ValueType  # 3
     """INVALID_ARGUMENT. Metadata: field.
     An amount, a converted amount or a resulting balance or position would
-    leave the int64 range.
+    leave the int64 range. For a Deposit, also: the hub's reserve account
+    in the currency, which every deposit debits, would (the deposits
+    outstanding in one currency total at most 2^63 minor units).
     """
     UNKNOWN_CURRENCY: _ErrorReason.ValueType  # 4
     """INVALID_ARGUMENT. Metadata: currency, index (UpdateRates).
@@ -494,7 +496,9 @@ of a quote's source and target amounts are given.
 AMOUNT_OUT_OF_RANGE: ErrorReason.ValueType  # 3
 """INVALID_ARGUMENT. Metadata: field.
 An amount, a converted amount or a resulting balance or position would
-leave the int64 range.
+leave the int64 range. For a Deposit, also: the hub's reserve account
+in the currency, which every deposit debits, would (the deposits
+outstanding in one currency total at most 2^63 minor units).
 """
 UNKNOWN_CURRENCY: ErrorReason.ValueType  # 4
 """INVALID_ARGUMENT. Metadata: currency, index (UpdateRates).

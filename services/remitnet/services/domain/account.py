@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from remitnet.services.domain.errors import FailedPrecondition, InvalidArgument, Reason
-from remitnet.services.domain.money import INT64_MAX
+from remitnet.services.domain.money import INT64_MAX, INT64_MIN
 
 
 def headroom(balance: int, net_debit_cap: int, unsettled_net: int, reserved: int = 0) -> int:
@@ -55,6 +55,18 @@ class Account:
         """A deposit of `amount` keeps the balance within int64."""
         if self.balance + amount > INT64_MAX:
             raise InvalidArgument(Reason.AMOUNT_OUT_OF_RANGE, "balance would overflow int64")
+
+    def check_reserve_debit(self, amount: int) -> None:
+        """The hub's reserve account, which every deposit in its currency
+        debits, keeps its balance within int64: past that the deposits
+        outstanding in the currency would be more than the hub can record."""
+        if self.balance - amount < INT64_MIN:
+            raise InvalidArgument(
+                Reason.AMOUNT_OUT_OF_RANGE,
+                f"the hub's {self.currency} reserve would pass int64: deposits outstanding "
+                f"in {self.currency} are at most {-INT64_MIN} minor units",
+                field="amount",
+            )
 
     def check_withdrawal(self, amount: int) -> None:
         """At most `withdrawable()` can be withdrawn (INSUFFICIENT_LIQUIDITY,

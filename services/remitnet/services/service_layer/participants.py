@@ -22,7 +22,12 @@ from remitnet.services.domain.errors import (
     NotFound,
     Reason,
 )
-from remitnet.services.domain.ledger import EntryKind, deposit_posting, withdrawal_posting
+from remitnet.services.domain.ledger import (
+    EntryKind,
+    Posting,
+    deposit_posting,
+    withdrawal_posting,
+)
 from remitnet.services.domain.model import (
     DEFAULT_PROVIDER,
     HUB,
@@ -416,8 +421,17 @@ def _move_liquidity(
             return known or _require_account(uow, code, currency)
         account = known or _require_account(uow, code, currency)
         now = _now()
+        reserve_id = account_id(HUB, currency, AccountKind.RESERVE)
         if kind is EntryKind.DEPOSIT:
             account.check_deposit(amount)
+            reserve = group.accounts.get(reserve_id) if group is not None else None
+            if reserve is None:
+                reserve = uow.accounts.get(reserve_id)
+                # Opened with the currency's first account (ensure_currency).
+                assert reserve is not None, f"no {reserve_id}"
+                if group is not None:
+                    group.accounts[reserve_id] = reserve
+            reserve.check_reserve_debit(amount)
             posting = deposit_posting(key, code, currency, amount, key.split(":", 1)[1])
         else:
             account.check_withdrawal(amount)
@@ -431,19 +445,25 @@ def _move_liquidity(
         )
         request = {"bank": code, "currency": currency, "amount": amount}
         uow.trail.append(actor, action, {**request, id_key: key.split(":", 1)[1]}, now)
-        # The account as the posting left it (each leg adds its amount to the
-        # balance and one entry), without reading it back.
-        legs = [leg.amount for leg in posting.legs if leg.account_id == account.id]
-        moved = replace(
-            account,
-            balance=account.balance + sum(legs),
-            entry_count=account.entry_count + len(legs),
-        )
+        # The accounts as the posting left them (each leg adds its amount to
+        # the balance and one entry), without reading them back.
+        moved = _moved(account, posting)
         if group is not None:
             group.accounts[moved.id] = moved
+            reserve = group.accounts.get(reserve_id)
+            if reserve is not None:
+                group.accounts[reserve_id] = _moved(reserve, posting)
         return moved
 
     return unit
+
+
+def _moved(account: Account, posting: Posting) -> Account:
+    """`account` as `posting` leaves it."""
+    legs = [leg.amount for leg in posting.legs if leg.account_id == account.id]
+    return replace(
+        account, balance=account.balance + sum(legs), entry_count=account.entry_count + len(legs)
+    )
 
 
 def run_together(
