@@ -813,6 +813,18 @@ def retries(hub: HubProcess) -> float:
     )
 
 
+def retries_by_reason(hubs: list[HubProcess]) -> dict[str, float]:
+    """Retries summed over `hubs` by their reason label (write_conflict:
+    two writers of one row; serialization: a read/write cycle)."""
+    out: dict[str, float] = {}
+    for hub in hubs:
+        for k, v in hub.metrics().items():
+            if k.startswith("remitnet_db_transaction_retries_total") and 'reason="' in k:
+                reason = k.split('reason="', 1)[1].split('"', 1)[0]
+                out[reason] = out.get(reason, 0.0) + v
+    return out
+
+
 def committed_batches(hub: HubProcess) -> float:
     return sum(
         v
@@ -970,6 +982,9 @@ def split_processes(profile: Profile, log: Path) -> dict[str, float]:
             )
             out[label] = load.transfers / (load.finished - load.started)
             out[f"{label}_retries"] = sum(retries(h) for h in hubs)
+            by_reason = retries_by_reason(hubs)
+            for reason in ("write_conflict", "serialization"):
+                out[f"{label}_retries_{reason}"] = by_reason.get(reason, 0.0)
             out[f"{label}_resubmitted"] = load.resubmitted
             # The target's unit (issue 17: at most 1% of batches retried):
             # retries per committed batch transaction.
@@ -978,7 +993,9 @@ def split_processes(profile: Profile, log: Path) -> dict[str, float]:
             print(
                 f"  split: clearing in {clearing} process(es): {out[label]:,.0f} transfers/s, "
                 f"{out[f'{label}_retries']:.0f} serialization retries over {batches:.0f} "
-                f"committed batches, {load.resubmitted} batches resubmitted after ABORTED",
+                f"committed batches ({out[f'{label}_retries_write_conflict']:.0f} write-write on "
+                f"one row, {out[f'{label}_retries_serialization']:.0f} read/write cycles), "
+                f"{load.resubmitted} batches resubmitted after ABORTED",
                 flush=True,
             )
         finally:
@@ -1126,7 +1143,11 @@ def report(results: dict[str, Any], samples: list[dict[str, Any]]) -> None:
         f"Batch path, clearing split over two processes: {results['split']['two_processes']:,.0f} "
         f"transfers/s versus {results['split']['one_process']:,.0f} in one "
         f"(ratio {results['split']['ratio']:.2f}; retries per committed batch "
-        f"{results['split']['two_processes_retried_share']:.2f} in two, target <= 0.01).",
+        f"{results['split']['two_processes_retried_share']:.2f} in two, target <= 0.01; "
+        f"{results['split'].get('two_processes_retries_write_conflict', 0):.0f} of its retries "
+        f"write-write on one row, "
+        f"{results['split'].get('two_processes_retries_serialization', 0):.0f} read/write "
+        "cycles).",
     ]
     table = "\n".join(lines)
     (OUT / "latest.md").write_text(table + "\n")

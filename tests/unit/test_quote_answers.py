@@ -1,16 +1,18 @@
 """A CreateQuotes answer is built in place with the times its quotes
 share (`fill_quote`): it must read exactly as each quote built on its
-own, field by field (the stated rates too: 56.10 is not 56.1 there)."""
+own, field by field (the stated rates too: 56.10 is not 56.1 there);
+and the Timestamps answers share are what FromDatetime would build."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from remitnet.common.v1.money_pb2 import Money
 from remitnet.fx.v1 import fx_pb2 as pb
+from remitnet.services.adapters.grpc.convert import set_stamp, shared_stamp
 from remitnet.services.adapters.grpc.fx import fill_quote, quote_message
 from remitnet.services.domain.fx import Quote, QuoteTerms
 
@@ -72,3 +74,21 @@ def test_quotes_filled_in_place_with_shared_parts_read_as_built_alone() -> None:
     assert answer.SerializeToString() == expected.SerializeToString()
     assert len(stamps) == 2  # built once each
     assert all(quote_message(q) == _by_hand(q) for q in quotes)
+
+
+def test_the_fast_stamp_reads_as_from_datetime() -> None:
+    """set_stamp (ListBanks, every shared answer time) must give what
+    FromDatetime gives: aware in any zone, naive (UTC), before 1970."""
+    tokyo = timezone(timedelta(hours=9))
+    for at in (
+        NOW,
+        NOW.astimezone(tokyo),
+        NOW.replace(tzinfo=None),
+        datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+    ):
+        stamp = Timestamp()
+        set_stamp(stamp, at)
+        assert stamp == _ts(at), at
+        stamps: dict[datetime, Timestamp] = {}
+        assert shared_stamp(stamps, at) is shared_stamp(stamps, at) == _ts(at)

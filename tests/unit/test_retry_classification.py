@@ -37,6 +37,25 @@ class _Orig(Exception):
             ),
             "restart",
         ),
+        (
+            OperationalError(
+                "s", None, _Orig("40001", "could not serialize access due to concurrent update")
+            ),
+            "write_conflict",
+        ),
+        (
+            OperationalError(
+                "s",
+                None,
+                _Orig(
+                    "40001",
+                    "restart transaction: TransactionRetryWithProtoRefreshError: "
+                    "TransactionRetryError: retry txn (RETRY_WRITE_TOO_OLD - WriteTooOld flag "
+                    "converted to WriteTooOldError)",
+                ),
+            ),
+            "write_conflict",
+        ),
         (OperationalError("s", None, _Orig("40003", "result is ambiguous")), "ambiguous"),
         (
             OperationalError("s", None, _Orig(None, "result is ambiguous (lost quorum)")),

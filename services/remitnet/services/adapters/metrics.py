@@ -306,7 +306,8 @@ DB_TRANSACTIONS = Counter(
 )
 DB_RETRIES = Counter(
     "remitnet_db_transaction_retries_total",
-    "Units of work retried whole, by unit and reason (serialization, deadlock, "
+    "Units of work retried whole, by unit and reason (write_conflict: another "
+    "transaction wrote the same row; serialization: a read/write cycle; deadlock, "
     "restart, locked, unique, ambiguous, disconnect, connect).",
     ["unit", "reason"],
 )

@@ -81,7 +81,18 @@ def classify_retry(exc: BaseException) -> str | None:
     if sqlstate == "40003" or "result is ambiguous" in message:
         return "ambiguous"
     if sqlstate == "40001":
-        return "restart" if "restart transaction" in message else "serialization"
+        # Two writers of one row (PostgreSQL: "concurrent update";
+        # CockroachDB: WriteTooOld) tell an operator of hot rows, as
+        # against a read/write cycle (SSI) or another restart.
+        if "concurrent update" in message or "concurrent delete" in message:
+            return "write_conflict"
+        if "restart transaction" in message:
+            return (
+                "write_conflict"
+                if "writetooold" in message or "write_too_old" in message
+                else "restart"
+            )
+        return "serialization"
     if sqlstate == "40P01":
         return "deadlock"
     if sqlstate == "23505":

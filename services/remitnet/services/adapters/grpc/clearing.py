@@ -143,13 +143,9 @@ def _watch_message(
     for item in items:
         event = add()
         event.resume_token = item.token
-        stamp = stamps.get(item.at)
-        if stamp is None:
-            if len(stamps) > 1_000:
-                stamps.clear()
-            stamp = stamps[item.at] = Timestamp()
-            stamp.FromDatetime(item.at)
-        event.at.CopyFrom(stamp)
+        if len(stamps) > 1_000:
+            stamps.clear()
+        event.at.CopyFrom(convert.shared_stamp(stamps, item.at))
         if item.recall is not None:
             convert.fill_recall(event.recall, item.recall, stamps)
         elif item.transfer is not None:

@@ -34,10 +34,10 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def set_stamp(stamp: Timestamp, at: datetime) -> None:
-    """`stamp.FromDatetime(at)` for a timezone-aware `at`, in a fifth of the
-    time (FromDatetime is Python calendar arithmetic): ListBanks stamps a
-    thousand banks a page."""
-    since = at - _EPOCH
+    """`stamp.FromDatetime(at)` in a fifth of the time (FromDatetime is
+    Python calendar arithmetic): ListBanks stamps a thousand banks a page.
+    A naive `at` is UTC, as FromDatetime takes it."""
+    since = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH
     stamp.seconds = since.days * 86_400 + since.seconds
     stamp.nanos = since.microseconds * 1_000
 
@@ -156,7 +156,7 @@ def shared_stamp(stamps: dict[datetime, Timestamp], at: datetime) -> Timestamp:
     stamp = stamps.get(at)
     if stamp is None:
         stamp = stamps[at] = Timestamp()
-        stamp.FromDatetime(at)
+        set_stamp(stamp, at)
     return stamp
 
 
@@ -224,11 +224,7 @@ def fill_transfer(
     message.settlement_mode = (
         clearing_pb2.SETTLEMENT_MODE_GROSS if t.gross else clearing_pb2.SETTLEMENT_MODE_NETTED
     )
-    stamp = stamps.get(t.accepted_at)
-    if stamp is None:
-        stamp = stamps[t.accepted_at] = Timestamp()
-        stamp.FromDatetime(t.accepted_at)
-    message.accepted_at.CopyFrom(stamp)
+    message.accepted_at.CopyFrom(shared_stamp(stamps, t.accepted_at))
     # The lifecycle's fields: most transfers have none of them.
     if t.deadline is not None:
         message.confirmation_deadline.CopyFrom(shared_stamp(stamps, t.deadline))
