@@ -52,7 +52,13 @@ from remitnet.services.domain.events import (
 )
 from remitnet.services.domain.fx import Quote, Rate, derive, price
 from remitnet.services.domain.iso20022 import AnsweredMessage
-from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingRecord, deposit_posting
+from remitnet.services.domain.ledger import (
+    LedgerEntry,
+    Posting,
+    PostingAt,
+    PostingRecord,
+    deposit_posting,
+)
 from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import (
     DEFAULT_PROVIDER,
@@ -746,6 +752,10 @@ class FakeLedger:
 
     def get_posting(self, posting_id: str) -> PostingRecord | None:
         return self._s.postings.get(posting_id)
+
+    def post_many(self, postings: Sequence[PostingAt]) -> None:
+        for p in postings:
+            self.post(p.posting, owner=p.owner, amount=p.amount, now=p.at)
 
     def post(
         self,

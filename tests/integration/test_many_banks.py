@@ -9,15 +9,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Select, event, select
+from prometheus_client import REGISTRY
+from sqlalchemy import Select, event, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy_cockroachdb.base import CockroachDBDialect
 
+from remitnet.services.adapters.db import migrate
 from remitnet.services.adapters.db.database import Database
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.schema import accounts, banks
+from remitnet.services.domain.account import Account
 from remitnet.services.domain.errors import AlreadyExists, NotFound
 from remitnet.services.domain.ledger import EntryKind, Leg, Posting
 from remitnet.services.domain.model import HUB, AccountKind, account_id
@@ -157,4 +160,80 @@ def test_operator_actions_run_together_and_one_refusal_undoes_no_other(db: Datab
     assert isinstance(answers[1], AlreadyExists) and isinstance(answers[2], NotFound)
     assert participants.get_bank(db, "TOGA").accounts[0].balance == 701
     assert participants.get_bank(db, "TOGC").bank.name == "C"
+    assert all(bal == 0 and ent == 0 for bal, ent, _ in settlement.ledger_totals(db).values())
+
+
+def _ledger(db: Database) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every entry (without its time) and every account's balance and count."""
+
+    def read(uow: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        conn = uow.conn
+        entries = conn.execute(
+            text(
+                "SELECT account_id, seq, currency, kind, amount, balance_after, reference "
+                "FROM ledger_entries ORDER BY account_id, seq"
+            )
+        ).all()
+        rows = conn.execute(text("SELECT id, balance, entry_count FROM accounts ORDER BY id")).all()
+        return [tuple(e) for e in entries], [tuple(r) for r in rows]
+
+    return db.read(read)
+
+
+def test_a_groups_deposits_post_as_the_same_actions_alone_would(
+    db: Database, tmp_path: Any
+) -> None:
+    """A group's deposits and withdrawals wait and post together (the hub's
+    reserve then moves once, not once per deposit): the ledger they leave
+    is the one the same actions leave run one at a time, a repeat within
+    the group is a replay, and an action that reads balances (a cap) sees
+    what the group's deposits before it did."""
+    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(8)]
+
+    def actions() -> list[tuple[str, participants.OperatorUnit[Any]]]:
+        return [
+            ("create_bank", participants.create_bank_unit("GRPA", "A", "us-east1", ["USD", "EUR"])),
+            ("deposit", participants.deposit_unit("GRPA", "USD", 500, ids[0])),
+            ("create_bank", participants.create_bank_unit("GRPB", "B", "us-east1", ["USD"])),
+            ("deposit", participants.deposit_unit("GRPB", "USD", 300, ids[1])),
+            ("deposit", participants.deposit_unit("GRPA", "EUR", 40, ids[2])),
+            ("withdraw", participants.withdraw_unit("GRPA", "USD", 120, ids[3])),
+            ("deposit", participants.deposit_unit("GRPB", "USD", 300, ids[1])),  # a replay
+            # A repeat of a creation answers the bank's accounts as stored.
+            ("create_bank", participants.create_bank_unit("GRPA", "A", "us-east1", ["USD", "EUR"])),
+            ("deposit", participants.deposit_unit("GRPB", "USD", 7, ids[4])),
+            ("open_account", participants.open_account_unit("GRPB", "EUR")),
+        ]
+
+    def groups() -> float:
+        labels = {"unit": "operator_actions", "outcome": "committed"}
+        return REGISTRY.get_sample_value("remitnet_db_transactions_total", labels) or 0.0
+
+    before = groups()
+    together = participants.run_together(db, actions())
+    assert not [a for a in together if isinstance(a, Exception)], together
+    assert groups() == before + 1  # as a group, not one by one
+    assert [a.balance for a in together if isinstance(a, Account)] == [
+        500,
+        300,
+        40,
+        380,
+        300,
+        307,
+        0,
+    ]
+    repeat = together[7]
+    assert isinstance(repeat, participants.BankView)
+    assert {a.currency: a.balance for a in repeat.accounts} == {"USD": 380, "EUR": 40}
+    grouped = _ledger(db)
+
+    alone_db = Database(f"sqlite:///{tmp_path / 'alone.db'}")
+    migrate.upgrade(alone_db)
+    try:
+        for name, unit in actions():
+            alone_db.write(name, unit)
+        alone = _ledger(alone_db)
+    finally:
+        alone_db.dispose()
+    assert grouped == alone
     assert all(bal == 0 and ent == 0 for bal, ent, _ in settlement.ledger_totals(db).values())

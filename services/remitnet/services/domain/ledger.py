@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
+from typing import NamedTuple
 
 from remitnet.services.domain.model import HUB, AccountKind, account_id, position_account_id
 from remitnet.services.domain.netting import check_nets_balance
@@ -107,6 +108,16 @@ def gross_posting(
         transfer_id,
         (Leg(account_id(debtor, currency), -amount), Leg(account_id(creditor, currency), amount)),
     )
+
+
+class PostingAt(NamedTuple):
+    """A posting to write, with its idempotency record's owner and amount
+    and its time: what `LedgerRepository.post_many` takes, in order."""
+
+    posting: Posting
+    owner: str
+    amount: int
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

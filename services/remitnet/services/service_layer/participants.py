@@ -25,6 +25,7 @@ from remitnet.services.domain.errors import (
 from remitnet.services.domain.ledger import (
     EntryKind,
     Posting,
+    PostingAt,
     deposit_posting,
     withdrawal_posting,
 )
@@ -55,6 +56,17 @@ class _Creating(Generic[T]):
     for all the banks a group creates, which exist already."""
 
     code: str
+    run: OperatorUnit[T]
+
+    def __call__(self, uow: UnitOfWork) -> T:
+        return self.run(uow)
+
+
+@dataclass(frozen=True, slots=True)
+class _Moving(Generic[T]):
+    """A deposit or a withdrawal: in a group, its posting waits for the
+    group's others (_Group.flush)."""
+
     run: OperatorUnit[T]
 
     def __call__(self, uow: UnitOfWork) -> T:
@@ -98,6 +110,27 @@ class _Group:
     # Accounts as this transaction's actions left them (opened or moved
     # by one of them): what reading them back would answer.
     accounts: dict[str, Account] = field(default_factory=dict)
+    # Deposits and withdrawals made, not posted yet (`flush` posts them in
+    # one go: every deposit debits the hub's reserve, whose row would
+    # otherwise move once per deposit), and their postings by id, for a
+    # repeat within the group.
+    pending: list[PostingAt] = field(default_factory=list)
+    posted: dict[str, tuple[EntryKind, str, str, int]] = field(default_factory=dict)
+
+    def flush(self) -> None:
+        """Post what is pending: before an action that may read balances
+        from the database, and at the group's end."""
+        if self.pending:
+            self.uow.ledger.post_many(self.pending)
+            self.pending.clear()
+
+    def reads_balances(self, unit: object) -> bool:
+        """Whether `unit` may read an account's balance from the database
+        rather than from `accounts`: all but a deposit or withdrawal and the
+        creation of a bank that does not exist yet."""
+        if isinstance(unit, _Moving):
+            return False
+        return not (isinstance(unit, _Creating) and unit.code in self.absent)
 
 
 _GROUP: ContextVar[_Group | None] = ContextVar("remitnet_operator_group", default=None)
@@ -119,9 +152,15 @@ def ensure_currency(uow: UnitOfWork, currency: str, now: datetime) -> None:
         return
     # Every onboarding runs this: the hub's and FXHUB's accounts are read in
     # one query, not one per account.
-    held = {
-        a.id for owned in uow.accounts.of_owners([HUB, DEFAULT_PROVIDER]).values() for a in owned
-    }
+    owned = uow.accounts.of_owners([HUB, DEFAULT_PROVIDER])
+    held = {a.id for accounts in owned.values() for a in accounts}
+    if group is not None:
+        # The group's deposits check the hub's reserve: read here already.
+        # One the group has moved is kept as moved (its postings may wait).
+        reserve = account_id(HUB, currency, AccountKind.RESERVE)
+        for a in owned.get(HUB, []):
+            if a.id == reserve:
+                group.accounts.setdefault(reserve, a)
     hub_region = uow.banks.home_regions([HUB])[HUB]  # the hub's own region: no read
     for kind in (
         AccountKind.SETTLEMENT,
@@ -368,7 +407,7 @@ def deposit_unit(
     check_currency(currency)
     check_positive_amount(amount)
     key = _posting_key("deposit", deposit_id)
-    return _move_liquidity(key, code, currency, amount, EntryKind.DEPOSIT, actor)
+    return _Moving(_move_liquidity(key, code, currency, amount, EntryKind.DEPOSIT, actor))
 
 
 def withdraw(
@@ -392,7 +431,7 @@ def withdraw_unit(
     check_currency(currency)
     check_positive_amount(amount)
     key = _posting_key("withdrawal", withdrawal_id)
-    return _move_liquidity(key, code, currency, amount, EntryKind.WITHDRAWAL, actor)
+    return _Moving(_move_liquidity(key, code, currency, amount, EntryKind.WITHDRAWAL, actor))
 
 
 def _move_liquidity(
@@ -406,14 +445,14 @@ def _move_liquidity(
     def unit(uow: UnitOfWork) -> Account:
         group = _group(uow)
         known = group.accounts.get(account_id(code, currency)) if group is not None else None
-        prior = uow.ledger.get_posting(key)
+        content = (kind, code, currency, amount)
+        prior = group.posted.get(key) if group is not None else None
+        if prior is None:
+            record = uow.ledger.get_posting(key)
+            if record is not None:
+                prior = (record.kind, record.owner, record.currency, record.amount)
         if prior is not None:
-            if (prior.kind, prior.owner, prior.currency, prior.amount) != (
-                kind,
-                code,
-                currency,
-                amount,
-            ):
+            if prior != content:
                 raise AlreadyExists(
                     Reason.DUPLICATE_WITH_DIFFERENT_CONTENT,
                     f"{key} was posted with different content",
@@ -421,22 +460,27 @@ def _move_liquidity(
             return known or _require_account(uow, code, currency)
         account = known or _require_account(uow, code, currency)
         now = _now()
+        # The hub's reserve, which the posting moves too: in a group, kept
+        # as its postings leave it (they are not written yet).
         reserve_id = account_id(HUB, currency, AccountKind.RESERVE)
+        reserve = group.accounts.get(reserve_id) if group is not None else None
+        if reserve is None and (group is not None or kind is EntryKind.DEPOSIT):
+            reserve = uow.accounts.get(reserve_id)
+            # Opened with the currency's first account (ensure_currency).
+            assert reserve is not None, f"no {reserve_id}"
         if kind is EntryKind.DEPOSIT:
+            assert reserve is not None
             account.check_deposit(amount)
-            reserve = group.accounts.get(reserve_id) if group is not None else None
-            if reserve is None:
-                reserve = uow.accounts.get(reserve_id)
-                # Opened with the currency's first account (ensure_currency).
-                assert reserve is not None, f"no {reserve_id}"
-                if group is not None:
-                    group.accounts[reserve_id] = reserve
             reserve.check_reserve_debit(amount)
             posting = deposit_posting(key, code, currency, amount, key.split(":", 1)[1])
         else:
             account.check_withdrawal(amount)
             posting = withdrawal_posting(key, code, currency, amount, key.split(":", 1)[1])
-        uow.ledger.post(posting, owner=code, amount=amount, now=now)
+        if group is not None:
+            group.pending.append(PostingAt(posting, code, amount, now))
+            group.posted[key] = content
+        else:
+            uow.ledger.post(posting, owner=code, amount=amount, now=now)
         # A replay (the same id again) returned above: one record per posting.
         action, id_key = (
             (Action.DEPOSIT, "deposit_id")
@@ -449,10 +493,9 @@ def _move_liquidity(
         # the balance and one entry), without reading them back.
         moved = _moved(account, posting)
         if group is not None:
+            assert reserve is not None
             group.accounts[moved.id] = moved
-            reserve = group.accounts.get(reserve_id)
-            if reserve is not None:
-                group.accounts[reserve_id] = _moved(reserve, posting)
+            group.accounts[reserve_id] = _moved(reserve, posting)
         return moved
 
     return unit
@@ -487,7 +530,13 @@ def run_together(
             known.absent = set(creating) - uow.banks.regions(creating).keys()
         token = _GROUP.set(known)
         try:
-            return [u(uow) for _, u in units]
+            out = []
+            for _, u in units:
+                if known.reads_balances(u):
+                    known.flush()
+                out.append(u(uow))
+            known.flush()
+            return out
         finally:
             _GROUP.reset(token)
 

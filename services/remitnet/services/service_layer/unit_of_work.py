@@ -26,7 +26,7 @@ from remitnet.services.domain.cycle import Cycle
 from remitnet.services.domain.events import FeedEvent, Head, NewEvent
 from remitnet.services.domain.fx import Quote, Rate
 from remitnet.services.domain.iso20022 import AnsweredMessage
-from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingRecord
+from remitnet.services.domain.ledger import LedgerEntry, Posting, PostingAt, PostingRecord
 from remitnet.services.domain.lifecycle import Recall, RecallState
 from remitnet.services.domain.model import BankStatus, CycleState, StoredTransfer, TransferStatus
 from remitnet.services.domain.netting import AccountState, CycleSums, PositionDelta
@@ -214,6 +214,13 @@ class LedgerRepository(Protocol):
     ) -> None:
         """Also add `unsettled` (account -> delta) to those accounts' unsettled
         nets, with the balances (a settlement: one pass over the rows)."""
+        ...
+
+    def post_many(self, postings: Sequence[PostingAt]) -> None:
+        """`post` each of `postings` in order (no unsettled moves), in a
+        constant number of statements: each account's row moves once,
+        however many of the postings name it (the hub's reserve, in a group
+        of deposits)."""
         ...
 
     def posting_entries(self, posting_id: str) -> list[LedgerEntry]: ...

@@ -3,7 +3,7 @@ each account's numbered entries."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,13 @@ from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import accounts, ledger_entries, postings
-from remitnet.services.domain.ledger import EntryKind, LedgerEntry, Posting, PostingRecord
+from remitnet.services.domain.ledger import (
+    EntryKind,
+    LedgerEntry,
+    Posting,
+    PostingAt,
+    PostingRecord,
+)
 
 
 def _entry(row: Any) -> LedgerEntry:
@@ -61,6 +67,29 @@ _POST_ARRAYS = text(
     "CAST(:reference AS VARCHAR), CAST(:posted_at AS TIMESTAMPTZ) "
     "FROM unnest(CAST(:leg_ids AS VARCHAR[]), CAST(:ks AS BIGINT[]), "
     "CAST(:amounts AS BIGINT[]), CAST(:uptos AS BIGINT[])) AS l(account_id, k, amount, upto) "
+    "JOIN accounts AS a ON a.id = l.account_id RETURNING 1) "
+    "SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM e)"
+)
+# post_many's: _POST_ARRAYS with each entry's posting, kind, currency,
+# reference and time its own, and no unsettled nets. Many small postings
+# (a group of deposits, every one against the hub's reserve) move each
+# account once: on PostgreSQL, a row updated hundreds of times in one
+# transaction leaves as many versions for every later statement of it, and
+# of the following transactions, to walk past.
+_POST_MANY_ARRAYS = text(
+    "WITH m AS (UPDATE accounts SET balance = accounts.balance + v.delta, "
+    "entry_count = accounts.entry_count + v.n "
+    "FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:deltas AS BIGINT[]), CAST(:counts AS BIGINT[])) "
+    "AS v(id, delta, n) WHERE accounts.id = v.id RETURNING 1), "
+    "e AS (INSERT INTO ledger_entries (account_id, seq, currency, kind, amount, balance_after, "
+    "posting_id, reference, posted_at) "
+    "SELECT a.id, a.entry_count + l.k, l.currency, l.kind, l.amount, a.balance + l.upto, "
+    "l.posting_id, l.reference, l.posted_at "
+    "FROM unnest(CAST(:leg_ids AS VARCHAR[]), CAST(:ks AS BIGINT[]), "
+    "CAST(:amounts AS BIGINT[]), CAST(:uptos AS BIGINT[]), CAST(:currencies AS VARCHAR[]), "
+    "CAST(:kinds AS SMALLINT[]), CAST(:posting_ids AS VARCHAR[]), "
+    "CAST(:references AS VARCHAR[]), CAST(:posted_ats AS TIMESTAMPTZ[])) "
+    "AS l(account_id, k, amount, upto, currency, kind, posting_id, reference, posted_at) "
     "JOIN accounts AS a ON a.id = l.account_id RETURNING 1) "
     "SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM e)"
 )
@@ -181,6 +210,74 @@ class SqlLedger:
             _set_balance,
             [{"aid": a, "bal": before[a][0], "cnt": before[a][1]} for a in moves],
         )
+
+    def post_many(self, postings: Sequence[PostingAt]) -> None:
+        """`post` each of `postings`, in order: with array parameters, their
+        records in one statement and their accounts and entries in another
+        (_POST_MANY_ARRAYS); without, one `post` each."""
+        if not postings:
+            return
+        if not self.dialect.arrays:
+            for p in postings:
+                self.post(p.posting, owner=p.owner, amount=p.amount, now=p.at)
+            return
+        self.conn.execute(
+            _INSERT_POSTING,
+            [
+                {
+                    "id": p.posting.posting_id,
+                    "kind": int(p.posting.kind),
+                    "currency": p.posting.currency,
+                    "owner": p.owner,
+                    "amount": p.amount,
+                    "reference": p.posting.reference,
+                    "posted_at": p.at,
+                }
+                for p in postings
+            ],
+        )
+        later: dict[str, list[int]] = {}  # account -> [its legs so far, their sum]
+        ks, uptos, leg_ids, amounts = [], [], [], []
+        currencies, kinds, posting_ids, references, times = [], [], [], [], []
+        for p in postings:
+            posting = p.posting
+            for leg in posting.legs:
+                so_far = later.get(leg.account_id)
+                if so_far is None:
+                    so_far = later[leg.account_id] = [0, 0]
+                so_far[0] += 1
+                so_far[1] += leg.amount
+                ks.append(so_far[0])
+                uptos.append(so_far[1])
+                leg_ids.append(leg.account_id)
+                amounts.append(leg.amount)
+                currencies.append(posting.currency)
+                kinds.append(int(posting.kind))
+                posting_ids.append(posting.posting_id)
+                references.append(posting.reference)
+                times.append(p.at.isoformat())
+        if not leg_ids:
+            return
+        ids = sorted(later)  # one lock order for every posting
+        moved, written = self.conn.execute(
+            _POST_MANY_ARRAYS,
+            {
+                "ids": text_array(ids),
+                "deltas": int_array([later[a][1] for a in ids]),
+                "counts": int_array([later[a][0] for a in ids]),
+                "leg_ids": text_array(leg_ids),
+                "ks": int_array(ks),
+                "amounts": int_array(amounts),
+                "uptos": int_array(uptos),
+                "currencies": text_array(currencies),
+                "kinds": int_array(kinds),
+                "posting_ids": text_array(posting_ids),
+                "references": text_array(references),
+                "posted_ats": text_array(times),
+            },
+        ).one()
+        if moved != len(ids) or written != len(leg_ids):
+            raise AssertionError(f"postings name {len(ids) - moved} missing accounts")
 
     def _post_arrays(self, posting: Posting, unsettled: Mapping[str, int], now: datetime) -> None:
         """The accounts and the entries of `posting` in one statement
