@@ -17,6 +17,7 @@ from remitnet.services.adapters.db.schema import accounts, ledger_entries, posti
 from remitnet.services.domain.ledger import (
     EntryKind,
     LedgerEntry,
+    Leg,
     Posting,
     PostingAt,
     PostingRecord,
@@ -107,6 +108,23 @@ _add_unsettled = (
 # cache-key than to run, and onboarding posts a deposit per bank.
 _GET_POSTING = select(postings).where(postings.c.id == bindparam("pid"))
 _INSERT_POSTING = insert(postings)
+
+
+def _number(
+    legs: Sequence[Leg], later: dict[str, list[int]], ks: list[int], uptos: list[int]
+) -> None:
+    """Append each leg's number among its account's legs so far (`ks`: 1
+    for its first) and their running sum (`uptos`), keeping each account's
+    count and sum in `later`: what the entries are numbered and balanced
+    from, and, at the end, what the accounts move by."""
+    for leg in legs:
+        so_far = later.get(leg.account_id)
+        if so_far is None:
+            so_far = later[leg.account_id] = [0, 0]
+        so_far[0] += 1
+        so_far[1] += leg.amount
+        ks.append(so_far[0])
+        uptos.append(so_far[1])
 
 
 class SqlLedger:
@@ -237,25 +255,25 @@ class SqlLedger:
             ],
         )
         later: dict[str, list[int]] = {}  # account -> [its legs so far, their sum]
-        ks, uptos, leg_ids, amounts = [], [], [], []
-        currencies, kinds, posting_ids, references, times = [], [], [], [], []
+        ks: list[int] = []
+        uptos: list[int] = []
+        amounts: list[int] = []
+        kinds: list[int] = []
+        leg_ids: list[str] = []
+        currencies: list[str] = []
+        posting_ids: list[str] = []
+        references: list[str] = []
+        times: list[str] = []
         for p in postings:
-            posting = p.posting
-            for leg in posting.legs:
-                so_far = later.get(leg.account_id)
-                if so_far is None:
-                    so_far = later[leg.account_id] = [0, 0]
-                so_far[0] += 1
-                so_far[1] += leg.amount
-                ks.append(so_far[0])
-                uptos.append(so_far[1])
-                leg_ids.append(leg.account_id)
-                amounts.append(leg.amount)
-                currencies.append(posting.currency)
-                kinds.append(int(posting.kind))
-                posting_ids.append(posting.posting_id)
-                references.append(posting.reference)
-                times.append(p.at.isoformat())
+            posting, n = p.posting, len(p.posting.legs)
+            _number(posting.legs, later, ks, uptos)
+            leg_ids.extend(leg.account_id for leg in posting.legs)
+            amounts.extend(leg.amount for leg in posting.legs)
+            currencies.extend([posting.currency] * n)
+            kinds.extend([int(posting.kind)] * n)
+            posting_ids.extend([posting.posting_id] * n)
+            references.extend([posting.reference] * n)
+            times.extend([p.at.isoformat()] * n)
         if not leg_ids:
             return
         ids = sorted(later)  # one lock order for every posting
@@ -286,15 +304,9 @@ class SqlLedger:
         # legs so far (count, sum), which is also, at the end, what the
         # posting moves it by.
         later: dict[str, list[int]] = {}
-        ks, uptos = [], []
-        for leg in posting.legs:
-            so_far = later.get(leg.account_id)
-            if so_far is None:
-                so_far = later[leg.account_id] = [0, 0]
-            so_far[0] += 1
-            so_far[1] += leg.amount
-            ks.append(so_far[0])
-            uptos.append(so_far[1])
+        ks: list[int] = []
+        uptos: list[int] = []
+        _number(posting.legs, later, ks, uptos)
         for aid in unsettled.keys() - later.keys():
             later[aid] = [0, 0]
         # Accounts in one order (by id) in every posting: concurrent postings
