@@ -981,8 +981,8 @@ def split_processes(profile: Profile, log: Path) -> dict[str, float]:
                 "batch", [h.target for h in hubs], "aggregated_payment", 4, 2, profile.split_seconds
             )
             out[label] = load.transfers / (load.finished - load.started)
-            out[f"{label}_retries"] = sum(retries(h) for h in hubs)
             by_reason = retries_by_reason(hubs)
+            out[f"{label}_retries"] = sum(by_reason.values())
             for reason in ("write_conflict", "serialization"):
                 out[f"{label}_retries_{reason}"] = by_reason.get(reason, 0.0)
             out[f"{label}_resubmitted"] = load.resubmitted

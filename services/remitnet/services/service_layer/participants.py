@@ -110,18 +110,17 @@ class _Group:
     # Accounts as this transaction's actions left them (opened or moved
     # by one of them): what reading them back would answer.
     accounts: dict[str, Account] = field(default_factory=dict)
-    # Deposits and withdrawals made, not posted yet (`flush` posts them in
-    # one go: every deposit debits the hub's reserve, whose row would
-    # otherwise move once per deposit), and their postings by id, for a
-    # repeat within the group.
-    pending: list[PostingAt] = field(default_factory=list)
-    posted: dict[str, tuple[EntryKind, str, str, int]] = field(default_factory=dict)
+    # Deposits and withdrawals made, not posted yet, by posting id, in
+    # order (`flush` posts them in one go: every deposit debits the hub's
+    # reserve, whose row would otherwise move once per deposit). A repeat
+    # within the group finds its posting here.
+    pending: dict[str, PostingAt] = field(default_factory=dict)
 
     def flush(self) -> None:
         """Post what is pending: before an action that may read balances
         from the database, and at the group's end."""
         if self.pending:
-            self.uow.ledger.post_many(self.pending)
+            self.uow.ledger.post_many(list(self.pending.values()))
             self.pending.clear()
 
     def reads_balances(self, unit: object) -> bool:
@@ -445,14 +444,17 @@ def _move_liquidity(
     def unit(uow: UnitOfWork) -> Account:
         group = _group(uow)
         known = group.accounts.get(account_id(code, currency)) if group is not None else None
-        content = (kind, code, currency, amount)
-        prior = group.posted.get(key) if group is not None else None
-        if prior is None:
+        waiting = group.pending.get(key) if group is not None else None
+        if waiting is not None:
+            p = waiting.posting
+            prior: tuple[EntryKind, str, str, int] | None = (
+                p.kind, waiting.owner, p.currency, waiting.amount,
+            )  # fmt: skip
+        else:
             record = uow.ledger.get_posting(key)
-            if record is not None:
-                prior = (record.kind, record.owner, record.currency, record.amount)
+            prior = (record.kind, record.owner, record.currency, record.amount) if record else None
         if prior is not None:
-            if prior != content:
+            if prior != (kind, code, currency, amount):
                 raise AlreadyExists(
                     Reason.DUPLICATE_WITH_DIFFERENT_CONTENT,
                     f"{key} was posted with different content",
@@ -477,8 +479,7 @@ def _move_liquidity(
             account.check_withdrawal(amount)
             posting = withdrawal_posting(key, code, currency, amount, key.split(":", 1)[1])
         if group is not None:
-            group.pending.append(PostingAt(posting, code, amount, now))
-            group.posted[key] = content
+            group.pending[key] = PostingAt(posting, code, amount, now)
         else:
             uow.ledger.post(posting, owner=code, amount=amount, now=now)
         # A replay (the same id again) returned above: one record per posting.

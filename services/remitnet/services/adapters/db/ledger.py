@@ -110,6 +110,19 @@ _GET_POSTING = select(postings).where(postings.c.id == bindparam("pid"))
 _INSERT_POSTING = insert(postings)
 
 
+def _record(posting: Posting, owner: str, amount: int, now: datetime) -> dict[str, Any]:
+    """A posting's idempotency record, as _INSERT_POSTING takes it."""
+    return {
+        "id": posting.posting_id,
+        "kind": int(posting.kind),
+        "currency": posting.currency,
+        "owner": owner,
+        "amount": amount,
+        "reference": posting.reference,
+        "posted_at": now,
+    }
+
+
 def _number(
     legs: Sequence[Leg], later: dict[str, list[int]], ks: list[int], uptos: list[int]
 ) -> None:
@@ -161,18 +174,7 @@ class SqlLedger:
         bank): with array parameters the accounts move and the entries go
         in one statement; without, one executemany each. `unsettled`
         (account -> delta) moves unsettled nets in the same UPDATE."""
-        self.conn.execute(
-            _INSERT_POSTING,
-            {
-                "id": posting.posting_id,
-                "kind": int(posting.kind),
-                "currency": posting.currency,
-                "owner": owner,
-                "amount": amount,
-                "reference": posting.reference,
-                "posted_at": now,
-            },
-        )
+        self.conn.execute(_INSERT_POSTING, _record(posting, owner, amount, now))
         changed = {k: v for k, v in (unsettled or {}).items() if v}
         if not posting.legs and not changed:
             return
@@ -239,21 +241,7 @@ class SqlLedger:
             for p in postings:
                 self.post(p.posting, owner=p.owner, amount=p.amount, now=p.at)
             return
-        self.conn.execute(
-            _INSERT_POSTING,
-            [
-                {
-                    "id": p.posting.posting_id,
-                    "kind": int(p.posting.kind),
-                    "currency": p.posting.currency,
-                    "owner": p.owner,
-                    "amount": p.amount,
-                    "reference": p.posting.reference,
-                    "posted_at": p.at,
-                }
-                for p in postings
-            ],
-        )
+        self.conn.execute(_INSERT_POSTING, [_record(*p) for p in postings])
         later: dict[str, list[int]] = {}  # account -> [its legs so far, their sum]
         ks: list[int] = []
         uptos: list[int] = []
