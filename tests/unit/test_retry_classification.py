@@ -9,6 +9,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError, Programm
 
 from remitnet.services.adapters.db.database import (
     Database,
+    NotConnected,
     RetryPolicy,
     classify_retry,
     is_data_error,
@@ -89,7 +90,11 @@ def test_a_connection_never_made_is_retried_and_then_answered_unavailable() -> N
         'connection failed: connection to server at "127.0.0.1", port 5432 failed: '
         "FATAL:  the database system is shutting down"
     )
-    assert classify_retry(OperationalError("select 1", None, refused)) == "connect"
+    made = OperationalError("select 1", None, refused)
+    assert classify_retry(NotConnected(made)) == "connect"
+    # Told by where it was raised (making the connection), not by the
+    # driver's words: the same error from a statement is not retried.
+    assert classify_retry(made) is None
     db = Database(
         "postgresql://postgres@127.0.0.1:1/none", retry=RetryPolicy(max_attempts=2, base_delay_s=0)
     )

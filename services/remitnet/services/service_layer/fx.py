@@ -495,9 +495,6 @@ class Market:
         )
         object.__setattr__(self, "active", tuple(active))
 
-    def active_providers(self) -> list[str]:
-        return list(self.active)
-
 
 def _caller_refusal(row: Bank | None, bank: str) -> RemitnetError | None:
     """Whether `bank` may ask for quotes at all: step 1 of the payment
@@ -644,9 +641,9 @@ def choose(
         refused = provider_refusal(ask.provider, market.participants.get(ask.provider))
         if refused is not None:
             return refused
-        candidates = [ask.provider]
+        candidates: Sequence[str] = (ask.provider,)
     else:
-        candidates = market.active_providers()
+        candidates = market.active
     # The amounts follow the all-in rate monotonically (more target for a
     # source amount, less source for a target amount, at a higher rate), so
     # the providers are tried from the best rate down (equal rates by code)

@@ -64,10 +64,33 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+class NotConnected(Exception):
+    """The pool could not make a connection for a transaction: raised where
+    the connection is made, before any statement, so it says by where it
+    comes from, not by a driver's wording, that nothing was sent."""
+
+    def __init__(self, cause: DBAPIError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _connect(engine: Engine) -> Connection:
+    try:
+        return engine.connect()
+    except DBAPIError as exc:
+        if is_data_error(exc):
+            raise
+        raise NotConnected(exc) from exc
+
+
 def classify_retry(exc: BaseException) -> str | None:
     """Why a failed transaction may be re-run whole, or None if it may not.
     Errors come wrapped by SQLAlchemy, or raw from psycopg where the batch
     path talks to the driver directly (COPY)."""
+    if isinstance(exc, NotConnected):
+        # No connection was made (the server restarts, refuses, is not up
+        # yet): nothing was sent, so the whole transaction may run again.
+        return "connect"
     if isinstance(exc, DBAPIError):
         orig: object = exc.orig
         invalidated = exc.connection_invalidated
@@ -103,14 +126,6 @@ def classify_retry(exc: BaseException) -> str | None:
         return "locked"
     if invalidated:
         return "disconnect"
-    if (
-        isinstance(orig, psycopg.OperationalError)
-        and sqlstate is None
-        and message.startswith("connection failed")
-    ):
-        # No connection was made (the server restarts, refuses, is not up
-        # yet): nothing was sent, so the whole transaction may run again.
-        return "connect"
     return None
 
 
@@ -215,11 +230,11 @@ class Database:
         while True:
             attempt += 1
             try:
-                with self.engine.begin() as conn:
+                with _connect(self.engine) as conn, conn.begin():
                     result = fn(SqlUnitOfWork(conn, self.features, self.quotes_seen))
                     if self.fault_hook is not None:
                         self.fault_hook(conn, unit, attempt)
-            except (DBAPIError, psycopg.Error) as exc:
+            except (DBAPIError, psycopg.Error, NotConnected) as exc:
                 reason = classify_retry(exc)
                 if reason is None:
                     metrics.DB_TRANSACTIONS.labels(unit, "failed").inc()
@@ -247,12 +262,12 @@ class Database:
         while True:
             attempt += 1
             try:
-                with self.read_engine.begin() as conn:
+                with _connect(self.read_engine) as conn, conn.begin():
                     if stale_ok and self.features.follower_reads:
                         conn.execute(SET_TRANSACTION_FOLLOWER_READ)
                     return fn(SqlUnitOfWork(conn, self.features, self.quotes_seen))
-            except DBAPIError as exc:
-                if is_data_error(exc):
+            except (DBAPIError, NotConnected) as exc:
+                if isinstance(exc, DBAPIError) and is_data_error(exc):
                     # A key the database cannot even hold (NUL in an id) can
                     # match nothing: the caller's input, not the hub's fault.
                     raise unstorable(exc) from exc
