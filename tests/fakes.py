@@ -636,15 +636,17 @@ class FakeCycles:
         if cycle is not None:
             self._s.cycles[cycle_id] = replace(cycle, state=CycleState.SETTLED, settled_at=now)
 
-    def sums(self, cycle_ids: Collection[str]) -> dict[str, CycleSums]:
-        wanted = set(cycle_ids)
-        out: dict[str, CycleSums] = {}
+    def open_with_sums(
+        self, currencies: Collection[str]
+    ) -> tuple[dict[str, str], dict[str, CycleSums]]:
+        open_ids = self.open_ids(currencies)
+        out = {cid: CycleSums() for cid in open_ids.values()}
         for (cid, _), p in self._s.positions.items():
-            if cid in wanted:  # a cycle without position rows is absent (GROUP BY)
-                sums = out.setdefault(cid, CycleSums())
+            sums = out.get(cid)
+            if sums is not None:
                 sums.gross += p.sent
                 sums.fee += p.fee
-        return out
+        return open_ids, out
 
 
 class FakeTransfers:

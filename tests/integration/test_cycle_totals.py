@@ -8,15 +8,22 @@ cycle always closes, reports and settles, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import random
+import uuid
 
 import pytest
 
 from remitnet.clearing.v1 import clearing_pb2 as cpb
 from remitnet.clients.bank import instruction
 from remitnet.clients.errors import HubError
+from remitnet.services.adapters.db.database import Database
 from remitnet.services.domain.errors import Reason
+from remitnet.services.domain.model import make_instruction
 from remitnet.services.domain.money import INT64_MAX
+from remitnet.services.domain.netting import CycleSums
+from remitnet.services.service_layer import cycles, participants
 from remitnet.services.service_layer.audit import audit
+from remitnet.services.service_layer.clearing import commit_batch
+from remitnet.services.service_layer.unit_of_work import UnitOfWork
 from tests.support import HubHandle, counts
 
 BANKS = {"BANKJP01": "asia-southeast1", "BANKJP02": "us-east1"}
@@ -96,3 +103,30 @@ async def test_the_item_past_int64_is_refused_and_changes_nothing(hub: HubHandle
     assert audit(hub.db).ok
     # The next cycle starts from zero.
     await one.submit(instruction("BANKJP02", "JPY", half))
+
+
+def test_open_cycles_and_their_sums_are_read_together(db: Database) -> None:
+    """What every batch reads for the int64 guard, in one statement: an
+    open cycle without positions yet counts zero; a closed one is not read."""
+    for code in ("BANKTT01", "BANKTT02"):
+        participants.create_bank(db, code, code, "us-east1", ["USD", "EUR"])
+        participants.deposit(db, code, "USD", 1_000, "")
+    opened = {c.currency: c.id for c in cycles.open_cycles(db)}
+    items = [
+        make_instruction(transfer_id=str(uuid.uuid4()), debtor="BANKTT01", creditor="BANKTT02",
+                         currency="USD", amount=amount)
+        for amount in (7, 11)
+    ]  # fmt: skip
+    commit_batch(db, items)
+
+    def read(uow: UnitOfWork) -> tuple[dict[str, str], dict[str, CycleSums]]:
+        return uow.cycles.open_with_sums(["USD", "EUR", "JPY"])
+
+    open_ids, sums = db.read(read)
+    assert open_ids == opened
+    assert sums[open_ids["USD"]] == CycleSums(18, 0)
+    assert sums[open_ids["EUR"]] == CycleSums()
+    closed, _ = cycles.close_cycle(db, "USD")
+    open_ids, sums = db.read(read)
+    assert open_ids["USD"] != closed.cycle.id and closed.cycle.id not in sums
+    assert sums[open_ids["USD"]] == CycleSums()

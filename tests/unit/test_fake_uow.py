@@ -25,7 +25,7 @@ from remitnet.services.domain.model import (
     account_id,
 )
 from remitnet.services.domain.money import INT64_MIN
-from remitnet.services.domain.netting import PositionDelta
+from remitnet.services.domain.netting import CycleSums, PositionDelta
 from remitnet.services.service_layer.unit_of_work import TransferIdTaken, UnitOfWork
 from tests.fakes import (
     DuplicateKey,
@@ -255,9 +255,10 @@ def test_adding_positions_creates_rows_then_accumulates(tx: FakeTransactions) ->
         "USD-000001": PositionDelta(12, 0, 2, 0, 0)
     }
     assert uow.positions.of_cycles(["USD-000001", "EUR-000001"])["EUR-000001"] == {}
-    sums = uow.cycles.sums(["USD-000001", "EUR-000001"])
-    assert list(sums) == ["USD-000001"]
+    open_ids, sums = uow.cycles.open_with_sums(["USD", "EUR"])
+    assert open_ids == {"USD": "USD-000001", "EUR": "EUR-000001"}
     assert (sums["USD-000001"].gross, sums["USD-000001"].fee) == (12, 3)
+    assert sums["EUR-000001"] == CycleSums()  # open, no position rows yet
     # A returned delta is a copy.
     held["BANKA01"].sent = 0
     assert uow.positions.of_cycle("USD-000001")["BANKA01"].sent == 12

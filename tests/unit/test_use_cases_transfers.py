@@ -182,7 +182,7 @@ def test_cancelling_a_cross_currency_transfer_takes_back_both_legs(tx: FakeTrans
     uow = tx.uow()
     for cycle in ("USD-000001", "EUR-000001"):
         assert all(p == PositionDelta() for p in uow.positions.of_cycle(cycle).values())
-    assert uow.cycles.sums(["USD-000001", "EUR-000001"])["EUR-000001"].fee == 0
+    assert uow.cycles.open_with_sums(["USD", "EUR"])[1]["EUR-000001"].fee == 0
     assert tx.violations() == []
 
 

@@ -334,9 +334,9 @@ def load_inputs(uow: UnitOfWork, items: Sequence[Instruction], *, look_up: bool)
     heads = uow.events.heads(banks)
     loaded = uow.accounts.states(account_ids) if account_ids else {}
     states = {(s.bank, s.currency): s for s in loaded.values()}
-    open_ids = uow.cycles.open_ids(currencies) if currencies else {}
-    # What the open cycles hold already: no total of theirs may pass int64.
-    sums = uow.cycles.sums(list(open_ids.values())) if open_ids else {}
+    # The open cycles, and what they hold already: no total of theirs may
+    # pass int64.
+    open_ids, sums = uow.cycles.open_with_sums(currencies) if currencies else ({}, {})
     return BatchInputs(existing, quotes, parties, heads, states, open_ids, sums)
 
 

@@ -56,7 +56,6 @@ from remitnet.services.domain.model import (
 from remitnet.services.domain.netting import (
     Accepted,
     AccountState,
-    CycleSums,
     Outcome,
     PositionDelta,
     Rejected,
@@ -162,15 +161,7 @@ def confirm_many(
         heads = uow.events.heads(creditors | {t.debtor for t in mine})
         at = event_time(heads, _clock(now))
         states = _states(uow, ids)
-        open_ids = uow.cycles.open_ids(currencies) if currencies else {}
-        sums: dict[str, CycleSums] = (
-            {
-                k: CycleSums(v.gross, v.fee)
-                for k, v in uow.cycles.sums(list(open_ids.values())).items()
-            }
-            if open_ids
-            else {}
-        )
+        open_ids, sums = uow.cycles.open_with_sums(currencies) if currencies else ({}, {})
         positions: dict[tuple[str, str], PositionDelta] = {}
         deltas: dict[str, int] = {}
         held: dict[str, int] = {}

@@ -113,17 +113,25 @@ class SqlCycles:
             .values(state=int(CycleState.SETTLED), settled_at=now)
         )
 
-    def sums(self, cycle_ids: Collection[str]) -> dict[str, CycleSums]:
-        """The gross value and the fees each (open) cycle has accumulated so
-        far, over all its participants: what a batch checks its additions
-        against."""
+    def open_with_sums(
+        self, currencies: Collection[str]
+    ) -> tuple[dict[str, str], dict[str, CycleSums]]:
+        """The open cycle of each of `currencies` (currency -> cycle id) and
+        what each has accumulated so far over all its participants (cycle
+        id -> its gross value and fees): what a batch checks its additions
+        against. One statement: a batch reads both in each of its reads."""
         rows = self.conn.execute(
             select(
-                positions.c.cycle_id,
+                cycles.c.currency,
+                cycles.c.id,
                 func.coalesce(func.sum(positions.c.sent), 0),
                 func.coalesce(func.sum(positions.c.fee), 0),
             )
-            .where(positions.c.cycle_id.in_(cycle_ids))
-            .group_by(positions.c.cycle_id)
+            .select_from(cycles.outerjoin(positions, positions.c.cycle_id == cycles.c.id))
+            .where(cycles.c.currency.in_(currencies), cycles.c.state == int(CycleState.OPEN))
+            .group_by(cycles.c.currency, cycles.c.id)
+        ).all()
+        return (
+            {r[0]: r[1] for r in rows},
+            {r[1]: CycleSums(int(r[2]), int(r[3])) for r in rows},
         )
-        return {r[0]: CycleSums(int(r[1]), int(r[2])) for r in rows}
