@@ -731,7 +731,7 @@ def test_the_lifecycle_statements_compile_on_cockroach() -> None:
     assert recalls_params["states"] == [4] and recalls_params["returns"] == [None]
     assert "WHERE recalls.state = 1 AND recalls.deadline <= %(deadline_1)s" in recalls_due
     assert recalls_due.endswith("ORDER BY recalls.deadline LIMIT %(param_1)s")
-    assert "recalls.transfer_id = ANY (CAST(%(ids)s AS UUID[]))" in of_transfers
+    assert "recalls.transfer_id IN (SELECT unnest(CAST(%(param_1)s AS UUID[]))" in of_transfers
     assert confirm.startswith("UPDATE banks SET requires_confirmation=")
     # No COPY on CockroachDB: the lifecycle columns go in the INSERT.
     assert insert_transfer.startswith("INSERT INTO transfers (")

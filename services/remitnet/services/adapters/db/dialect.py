@@ -23,7 +23,7 @@ class Dialect:
 
     copy: COPY ... FROM STDIN through the psycopg connection, in the same
         transaction (PostgreSQL): the batch's transfers and quotes.
-    arrays: array parameters (`unnest(CAST(:x AS T[]))`, `= ANY(:ids)`):
+    arrays: array parameters (`unnest(CAST(:x AS T[]))`, `IN (SELECT unnest(:ids))`):
         one statement for N rows (PostgreSQL, CockroachDB). Without them a
         set is written with one executemany (one statement per row).
     follower_reads: bounded-stale reads from the nearest replica

@@ -74,7 +74,7 @@ _advance = (
 # statement, their codes one array literal (adapters/db/arrays.py).
 _HEADS_ARRAYS = text(
     "SELECT bank_code, seq, last_at, home_region FROM feed_heads "
-    "WHERE bank_code = ANY(CAST(:codes AS VARCHAR[]))"
+    "WHERE bank_code IN (SELECT unnest(CAST(:codes AS VARCHAR[])))"
 )
 
 # With array parameters: every head of the batch in one statement.

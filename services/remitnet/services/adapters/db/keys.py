@@ -4,8 +4,13 @@
 touches thousands of accounts or banks pays for thousands of parameters in
 the driver, in the statement's text and in PostgreSQL's parse and plan. With
 array parameters (PostgreSQL, CockroachDB) the keys go as one array instead:
-`column = ANY(CAST(:keys AS T[]))`, the form `SqlTransfers.existing` uses.
-SQLite has no arrays and keeps the IN list.
+`column IN (SELECT unnest(CAST(:keys AS T[])))`. Not `column = ANY(:keys)`:
+after five runs of a prepared statement PostgreSQL may switch to its generic
+plan, which does not know the array's length and, on a table of a few
+thousand rows, scans it and searches the array for every row (measured at
+5,000 banks: the parties of a batch of 2,000 transfers 4.3 ms, then 176 ms
+from the sixth run on). The semi-join probes the key's index whatever the
+plan. SQLite has no arrays and keeps the IN list.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, cast
+from sqlalchemy import ColumnElement, String, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import TypeEngine
 
@@ -36,4 +41,4 @@ def key_in(
         return column.in_(keys)
     if element is None:
         element = String() if isinstance(column.type, String) else column.type
-    return column == any_(cast(bindparam(None, list(keys)), ARRAY(element)))
+    return column.in_(select(func.unnest(cast(bindparam(None, list(keys)), ARRAY(element)))))

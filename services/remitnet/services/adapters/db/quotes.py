@@ -29,7 +29,7 @@ _COPY_QUOTES = f"COPY fx_quotes ({', '.join(_QUOTE_COLUMNS)}) FROM STDIN"
 # The ids as text: the driver's UUID objects cost a str() each after.
 _QUOTES_ARRAYS = text(
     f"SELECT CAST(id AS TEXT), {', '.join(_QUOTE_COLUMNS[1:])}, CAST(used_by AS TEXT) "
-    "FROM fx_quotes WHERE id = ANY(CAST(:ids AS UUID[]))"
+    "FROM fx_quotes WHERE id IN (SELECT unnest(CAST(:ids AS UUID[])))"
 )
 
 
@@ -52,7 +52,7 @@ def _quote_of(r: Sequence[Any]) -> Quote:
 
 _USED_BY_ARRAYS = text(
     "SELECT CAST(id AS TEXT), CAST(used_by AS TEXT) FROM fx_quotes "
-    "WHERE id = ANY(CAST(:ids AS UUID[]))"
+    "WHERE id IN (SELECT unnest(CAST(:ids AS UUID[])))"
 )
 
 _MARK_QUOTES_USED_ARRAYS = text(

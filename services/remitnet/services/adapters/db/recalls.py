@@ -10,18 +10,17 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    any_,
     bindparam,
-    cast,
     insert,
     literal_column,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import UUID
 
 from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import utc
 from remitnet.services.adapters.db.schema import recalls
 from remitnet.services.domain.lifecycle import Recall, RecallState
@@ -110,10 +109,7 @@ class SqlRecalls:
         """transfer id -> its recall, for those of `ids` that have one."""
         if not ids:
             return {}
-        if self.dialect.arrays:
-            match = recalls.c.transfer_id == any_(cast(bindparam("ids", list(ids)), ARRAY(UUID)))
-        else:
-            match = recalls.c.transfer_id.in_(ids)
+        match = key_in(recalls.c.transfer_id, ids, self.dialect, UUID())
         rows = self.conn.execute(select(*RECALL_COLUMNS).where(match))
         out = {}
         for r in rows:

@@ -12,10 +12,8 @@ from typing import Any
 import psycopg
 from sqlalchemy import (
     Connection,
-    any_,
     bindparam,
     case,
-    cast,
     func,
     insert,
     literal,
@@ -24,12 +22,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.exc import IntegrityError
 
 from remitnet.services.adapters.db.banks import SqlBanks
 from remitnet.services.adapters.db.copy import NULL, code_field, copy_rows, text_field, time_field
 from remitnet.services.adapters.db.dialect import Dialect
+from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.rows import TRANSFER_COLUMNS, transfer_of
 from remitnet.services.adapters.db.schema import transfers
 from remitnet.services.domain.model import HUB, StoredTransfer, TransferStatus
@@ -145,13 +144,7 @@ class SqlTransfers:
         self.banks = banks
 
     def existing(self, ids: Collection[str]) -> dict[str, StoredTransfer]:
-        if self.dialect.arrays:
-            # One array parameter instead of thousands of IN parameters. (Not
-            # an array literal: with a constant of thousands of elements
-            # PostgreSQL plans a sequential scan of the whole table.)
-            match = transfers.c.id == any_(cast(bindparam("ids", list(ids)), ARRAY(UUID)))
-        else:
-            match = transfers.c.id.in_(ids)
+        match = key_in(transfers.c.id, ids, self.dialect, UUID())
         rows = self.conn.execute(select(*TRANSFER_COLUMNS).where(match))
         return {str(r[0]): transfer_of(tuple(r)) for r in rows}
 
