@@ -33,7 +33,6 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
 
 from remitnet.services.adapters.db.arrays import int_array, nullable_text_array, text_array
-from remitnet.services.adapters.db.copy import code_field, copy_rows
 from remitnet.services.adapters.db.dialect import Dialect
 from remitnet.services.adapters.db.keys import key_in
 from remitnet.services.adapters.db.recalls import SqlRecalls
@@ -76,14 +75,6 @@ _HEADS_ARRAYS = text(
     "SELECT bank_code, seq, last_at, home_region FROM feed_heads "
     "WHERE bank_code IN (SELECT unnest(CAST(:codes AS VARCHAR[])))"
 )
-
-# With array parameters: every head of the batch in one statement.
-_ADVANCE_ARRAYS = text(
-    "UPDATE feed_heads SET seq = v.seq, last_at = :at "
-    "FROM unnest(CAST(:codes AS VARCHAR[]), CAST(:seqs AS BIGINT[])) AS v(code, seq) "
-    "WHERE feed_heads.bank_code = v.code"
-)
-
 
 # With array parameters: a whole publish in one statement. The time (`t`)
 # is the clock or just after the latest head of the banks written
@@ -146,11 +137,6 @@ _APPEND_ARRAYS = text(
 # call costs more Python to coerce and cache-key than to run.
 _INSERT_HEAD = insert(feed_heads)
 
-_COPY_EVENTS = (
-    "COPY events (bank_code, seq, at, kind, status, transfer_id, cycle_id, other_cycle_id, "
-    "item_count, home_region) FROM STDIN"
-)
-
 
 class SqlEventFeed:
     """EventFeed over a Connection; it expands events into the transfers
@@ -206,9 +192,6 @@ class SqlEventFeed:
         if self.dialect.arrays:
             self._append_arrays(heads, new, at)
             return
-        if self.dialect.copy:
-            self._copy(heads, new, at)
-            return
         seqs: dict[str, int] = {}
         rows = []
         for e in new:
@@ -229,7 +212,9 @@ class SqlEventFeed:
                 }
             )
         self.conn.execute(insert(events), rows)
-        self._advance(seqs, at)
+        self.conn.execute(
+            _advance, [{"b_code": b, "b_seq": s, "b_at": at} for b, s in seqs.items()]
+        )
 
     def _append_arrays(
         self, heads: Mapping[str, Head], new: Sequence[NewEvent], at: datetime
@@ -259,33 +244,6 @@ class SqlEventFeed:
         ).one()
         if int(row[0]) != len(seqs) or int(row[1]) != len(new):
             raise AssertionError(f"{len(seqs) - int(row[0])} feed heads missing of {len(seqs)}")
-
-    def _copy(self, heads: Mapping[str, Head], new: Sequence[NewEvent], at: datetime) -> None:
-        seqs: dict[str, int] = {}
-        stamp = at.isoformat()
-        lines = []
-        for e in new:
-            seq = seqs.get(e.bank, heads[e.bank].seq) + 1
-            seqs[e.bank] = seq
-            lines.append(
-                f"{e.bank}\t{seq}\t{stamp}\t{int(e.kind)}\t{int(e.status)}\t"
-                f"{code_field(e.transfer_id)}\t{code_field(e.cycle_id)}\t"
-                f"{code_field(e.other_cycle_id)}\t{e.item_count}\t{heads[e.bank].region}\n"
-            )
-        copy_rows(self.conn, _COPY_EVENTS, lines)
-        self._advance(seqs, at)
-
-    def _advance(self, seqs: Mapping[str, int], at: datetime) -> None:
-        """Each bank's head to its last event's seq."""
-        if self.dialect.arrays:
-            self.conn.execute(
-                _ADVANCE_ARRAYS,
-                {"codes": text_array(seqs), "seqs": int_array(seqs.values()), "at": at},
-            )
-        else:
-            self.conn.execute(
-                _advance, [{"b_code": b, "b_seq": s, "b_at": at} for b, s in seqs.items()]
-            )
 
     def publish(self, new: Sequence[NewEvent], clock: datetime) -> datetime:
         """Append `new` to its banks' feeds and return the transaction's time
