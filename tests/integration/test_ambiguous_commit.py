@@ -40,17 +40,37 @@ class CommitThenFail:
         self.left = times
         self.committed = 0
 
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        with self.real.begin() as conn:
-            yield conn
-        self.committed += 1
-        if self.left:
-            self.left -= 1
-            raise self.error
+    def connect(self) -> _Connected:
+        return _Connected(self, self.real.connect())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
+
+
+class _Connected:
+    """A real connection whose transaction, once committed, reports failure."""
+
+    def __init__(self, engine: CommitThenFail, conn: Connection) -> None:
+        self.engine = engine
+        self.conn = conn
+
+    def __enter__(self) -> _Connected:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.conn.begin():
+            yield self.conn
+        self.engine.committed += 1
+        if self.engine.left:
+            self.engine.left -= 1
+            raise self.engine.error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
 
 
 AMBIGUOUS = OperationalError(
