@@ -138,6 +138,19 @@ _APPEND_ARRAYS = text(
 _INSERT_HEAD = insert(feed_heads)
 
 
+def _event_arrays(new: Sequence[NewEvent]) -> dict[str, str]:
+    """The events' own columns as array literals, as _APPEND_ARRAYS and
+    _PUBLISH_ARRAYS take them."""
+    return {
+        "kinds": int_array([int(e.kind) for e in new]),
+        "statuses": int_array([int(e.status) for e in new]),
+        "transfer_ids": nullable_text_array([e.transfer_id for e in new]),
+        "cycle_ids": nullable_text_array([e.cycle_id for e in new]),
+        "other_cycle_ids": nullable_text_array([e.other_cycle_id for e in new]),
+        "items": int_array([e.item_count for e in new]),
+    }
+
+
 class SqlEventFeed:
     """EventFeed over a Connection; it expands events into the transfers
     they stand for through `transfers`, and RECALL events into the recall
@@ -233,12 +246,7 @@ class SqlEventFeed:
                 "seqs": int_array(seqs.values()),
                 "banks": text_array([e.bank for e in new]),
                 "ev_seqs": int_array(numbered),
-                "kinds": int_array([int(e.kind) for e in new]),
-                "statuses": int_array([int(e.status) for e in new]),
-                "transfer_ids": nullable_text_array([e.transfer_id for e in new]),
-                "cycle_ids": nullable_text_array([e.cycle_id for e in new]),
-                "other_cycle_ids": nullable_text_array([e.other_cycle_id for e in new]),
-                "items": int_array([e.item_count for e in new]),
+                **_event_arrays(new),
                 "regions": text_array([heads[e.bank].region for e in new]),
             },
         ).one()
@@ -278,12 +286,7 @@ class SqlEventFeed:
                 "counts": int_array(counts.values()),
                 "banks": text_array(banks),
                 "ks": int_array(ks),
-                "kinds": int_array([int(e.kind) for e in new]),
-                "statuses": int_array([int(e.status) for e in new]),
-                "transfer_ids": nullable_text_array([e.transfer_id for e in new]),
-                "cycle_ids": nullable_text_array([e.cycle_id for e in new]),
-                "other_cycle_ids": nullable_text_array([e.other_cycle_id for e in new]),
-                "items": int_array([e.item_count for e in new]),
+                **_event_arrays(new),
             },
         ).one()
         advanced, written, at = int(row[0]), int(row[1]), row[2]
