@@ -69,18 +69,12 @@ class NotConnected(Exception):
     the connection is made, before any statement, so it says by where it
     comes from, not by a driver's wording, that nothing was sent."""
 
-    def __init__(self, cause: DBAPIError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
 
 def _connect(engine: Engine) -> Connection:
     try:
         return engine.connect()
     except DBAPIError as exc:
-        if is_data_error(exc):
-            raise
-        raise NotConnected(exc) from exc
+        raise NotConnected(str(exc)) from exc
 
 
 def classify_retry(exc: BaseException) -> str | None:
@@ -267,7 +261,7 @@ class Database:
                         conn.execute(SET_TRANSACTION_FOLLOWER_READ)
                     return fn(SqlUnitOfWork(conn, self.features, self.quotes_seen))
             except (DBAPIError, NotConnected) as exc:
-                if isinstance(exc, DBAPIError) and is_data_error(exc):
+                if is_data_error(exc):
                     # A key the database cannot even hold (NUL in an id) can
                     # match nothing: the caller's input, not the hub's fault.
                     raise unstorable(exc) from exc

@@ -112,10 +112,10 @@ _PUBLISH_ARRAYS = text(
 )
 
 # With array parameters: a batch's events and its banks' heads in one
-# statement (one round trip, where COPY and the heads' UPDATE took three:
-# a batch writes one event per bank it touches, tens to a few thousand).
-# Numbered in Python from the heads the transaction read, as COPY's are;
-# both parts are counted, so that a head that is not there is found.
+# statement, one round trip (a batch writes one event per bank it touches,
+# tens to a few thousand; COPY and an UPDATE took three). Numbered in
+# Python from the heads the transaction read; both parts are counted, so
+# that a head that is not there is found.
 _APPEND_ARRAYS = text(
     "WITH h AS (UPDATE feed_heads SET seq = v.seq, last_at = :at "
     "FROM unnest(CAST(:codes AS VARCHAR[]), CAST(:seqs AS BIGINT[])) AS v(code, seq) "
